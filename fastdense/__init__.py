@@ -1,0 +1,60 @@
+"""fastdense: the Keras Dense layer as a fused, compiled CPU inference kernel.
+
+    >>> import numpy as np, fastdense
+    >>> fastdense.ops.dense(np.array([[1., 2.], [3., 4.]]), np.array([[0.5, 0.75], [0.25, 0.5]]))
+    array([[1.  , 1.75],
+           [2.5 , 4.25]])
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import activations, ops
+from ._threads import _init_from_env, get_num_threads, set_num_threads
+
+__all__ = ["__version__", "activations", "ops", "show_config", "config_info",
+           "get_num_threads", "set_num_threads", "Input", "Sequential", "Model", "layers",
+           "models", "initializers", "regularizers", "constraints", "saving"]
+
+_LAZY_MODULES = {"layers", "models", "initializers", "regularizers", "constraints", "saving"}
+_LAZY_NAMES = {"Input": "layers", "Sequential": "models", "Model": "models"}
+
+
+def __getattr__(name: str):
+    import importlib
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
+    raise AttributeError(f"module 'fastdense' has no attribute {name!r}")
+
+
+def config_info() -> dict:
+    """Version, chosen CPU path, BLAS library and thread settings, as a dict."""
+    import numpy
+    import scipy
+
+    from . import _kernels
+    path, blas_config, blas_threads = _kernels.blas_info()
+    return {
+        "fastdense": __version__,
+        "cpu_path": _kernels.cpu_path(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "blas_library": path or "unknown",
+        "blas_config": blas_config or "unknown",
+        "blas_threads": blas_threads if blas_threads > 0 else "unknown",
+        "fastdense_threads": _kernels.get_num_threads(),
+        "thread_policy": "fastdense pool (BLAS single-threaded)" if _kernels.own_threading()
+                         else "BLAS-threaded, concurrent GEMMs take turns",
+        "cpu_count": _kernels.cpu_count(),
+    }
+
+
+def show_config() -> None:
+    """Print the version, the CPU path chosen at run time, the BLAS behind scipy and threads."""
+    for key, value in config_info().items():
+        print(f"{key:>18}: {value}")
+
+
+_init_from_env()

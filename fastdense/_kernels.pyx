@@ -1,0 +1,289 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Cython glue: numpy arrays in, BLAS from scipy.linalg.cython_blas, csrc calls, nogil."""
+
+import numpy as np
+cimport numpy as cnp
+from libc.stddef cimport ptrdiff_t
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
+
+cnp.import_array()
+
+cdef extern from "fd_act.h" nogil:
+    ctypedef struct fd_act:
+        int code
+        double p[3]
+    const char *fd_act_name(int code)
+    int fd_act_rowwise(int code)
+    int fd_act_halves(int code)
+    const char *fd_cpu_path()
+    void fd_epilogue_f32(const fd_act *a, const float *bias, const float *src, ptrdiff_t ld_src,
+                         float *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in)
+    void fd_epilogue_f64(const fd_act *a, const double *bias, const double *src, ptrdiff_t ld_src,
+                         double *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in)
+
+cdef extern from "fd_kernel.h" nogil:
+    ctypedef void (*fd_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *,
+                                 float *, int *, float *, float *, int *)
+    ctypedef void (*fd_dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *,
+                                 double *, int *, double *, double *, int *)
+    ctypedef void (*fd_sgemv_fn)(char *, int *, int *, float *, float *, int *, float *, int *,
+                                 float *, float *, int *)
+    ctypedef void (*fd_dgemv_fn)(char *, int *, int *, double *, double *, int *, double *, int *,
+                                 double *, double *, int *)
+    void fd_set_blas(fd_sgemm_fn, fd_dgemm_fn, fd_sgemv_fn, fd_dgemv_fn)
+    void fd_find_blas_threads_api(void *fn)
+    const char *fd_blas_path()
+    const char *fd_blas_config()
+    int fd_blas_get_threads()
+    int fd_blas_set_threads(int n)
+    enum: FD_F32, FD_F64
+    ctypedef struct fd_dense_args:
+        int dtype
+        ptrdiff_t m, k, n
+        const void *x
+        ptrdiff_t ldx
+        int x_colmajor
+        const void *w
+        ptrdiff_t ldw
+        int w_colmajor
+        const void *bias
+        void *out
+        ptrdiff_t ldo
+        fd_act act
+    int fd_dense(const fd_dense_args *a)
+    void fd_set_num_threads(int n)
+    int fd_get_num_threads()
+    int fd_cpu_count()
+    int fd_own_threading()
+    void fd_set_own_threading(int v)
+    void fd_set_blas_int_max(ptrdiff_t v)
+    ptrdiff_t fd_get_blas_int_max()
+
+fd_set_blas(<fd_sgemm_fn>sgemm, <fd_dgemm_fn>dgemm, <fd_sgemv_fn>sgemv, <fd_dgemv_fn>dgemv)
+fd_find_blas_threads_api(<void *>sgemm)
+
+
+cdef inline int _dtype_code(cnp.ndarray a):
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == cnp.NPY_FLOAT32:
+        return FD_F32
+    if t == cnp.NPY_FLOAT64:
+        return FD_F64
+    return -1
+
+
+cdef int _matrix(cnp.ndarray a, const void **data, ptrdiff_t *ld, int *colmajor):
+    """Describe a 2-D array as BLAS sees it; 0 when its strides need a copy first."""
+    cdef ptrdiff_t es = cnp.PyArray_ITEMSIZE(a)
+    cdef ptrdiff_t r = cnp.PyArray_DIM(a, 0), c = cnp.PyArray_DIM(a, 1)
+    cdef ptrdiff_t s0 = cnp.PyArray_STRIDE(a, 0), s1 = cnp.PyArray_STRIDE(a, 1)
+    data[0] = cnp.PyArray_DATA(a)
+    if (s1 == es or c <= 1) and s0 % es == 0 and s0 >= es * c and s0 > 0:
+        ld[0] = s0 // es
+        colmajor[0] = 0
+        return 1
+    if (s0 == es or r <= 1) and s1 % es == 0 and s1 >= es * r and s1 > 0:
+        ld[0] = s1 // es
+        colmajor[0] = 1
+        return 1
+    if r <= 1 and c <= 1:
+        ld[0] = c if c > 0 else 1
+        colmajor[0] = 0
+        return 1
+    return 0
+
+
+def blas_compatible(cnp.ndarray a):
+    """True when a 2-D array can be handed to BLAS without a copy."""
+    cdef const void *d
+    cdef ptrdiff_t ld
+    cdef int cm
+    return bool(_matrix(a, &d, &ld, &cm))
+
+
+def dense2d(cnp.ndarray x, cnp.ndarray w, object bias, cnp.ndarray out,
+            int code, double p0, double p1, double p2):
+    """out := act(x @ w + bias) for validated 2-D arrays of one dtype (see fastdense.ops)."""
+    cdef fd_dense_args a
+    cdef int rc
+    a.dtype = _dtype_code(w)
+    a.m = cnp.PyArray_DIM(x, 0)
+    a.k = cnp.PyArray_DIM(x, 1)
+    a.n = cnp.PyArray_DIM(w, 1)
+    if not _matrix(x, &a.x, &a.ldx, &a.x_colmajor) or not _matrix(w, &a.w, &a.ldw, &a.w_colmajor):
+        raise ValueError("dense2d: operands need BLAS-compatible strides")
+    if a.x_colmajor == 0 and a.ldx < a.k:
+        a.ldx = a.k if a.k > 0 else 1
+    if a.w_colmajor == 0 and a.ldw < a.n:
+        a.ldw = a.n if a.n > 0 else 1
+    if a.x_colmajor and a.ldx < a.m:
+        a.ldx = a.m if a.m > 0 else 1
+    if a.w_colmajor and a.ldw < a.k:
+        a.ldw = a.k if a.k > 0 else 1
+    a.bias = NULL if bias is None else cnp.PyArray_DATA(<cnp.ndarray>bias)
+    a.out = cnp.PyArray_DATA(out)
+    a.ldo = cnp.PyArray_DIM(out, 1)
+    a.act.code = code
+    a.act.p[0] = p0
+    a.act.p[1] = p1
+    a.act.p[2] = p2
+    with nogil:
+        rc = fd_dense(&a)
+    if rc != 0:
+        raise MemoryError("fastdense: could not allocate scratch memory")
+    return out
+
+
+def apply_activation(cnp.ndarray x, int code, double p0=0.0, double p1=0.0, double p2=0.0):
+    """Return act(x) over the last axis of a C-contiguous float32/float64 array (a new array).
+
+    >>> apply_activation(np.array([-1.0, 2.0]), relu_code)    # doctest: +SKIP
+    array([0., 2.])
+    """
+    cdef int dt = _dtype_code(x)
+    if dt < 0 or not cnp.PyArray_IS_C_CONTIGUOUS(x):
+        raise TypeError("apply_activation needs a C-contiguous float32 or float64 array")
+    cdef fd_act act
+    act.code = code
+    act.p[0] = p0
+    act.p[1] = p1
+    act.p[2] = p2
+    cdef ptrdiff_t cols = cnp.PyArray_DIM(x, x.ndim - 1) if x.ndim > 0 else 1
+    cdef ptrdiff_t rows = (x.size // cols) if cols > 0 else 0
+    cdef ptrdiff_t cols_out = cols // 2 if fd_act_halves(code) else cols
+    shape = ((<object>x).shape[:-1] + (cols_out,)) if x.ndim > 0 else ()
+    cdef cnp.ndarray out = np.empty(shape, dtype=x.dtype)
+    if rows == 0 or cols == 0:
+        return out
+    cdef const void *src = cnp.PyArray_DATA(x)
+    cdef void *dst = cnp.PyArray_DATA(out)
+    with nogil:
+        if dt == FD_F32:
+            fd_epilogue_f32(&act, NULL, <const float *>src, cols, <float *>dst, cols_out, rows, cols)
+        else:
+            fd_epilogue_f64(&act, NULL, <const double *>src, cols, <double *>dst, cols_out, rows, cols)
+    return out
+
+
+def activation_name(int code):
+    """Canonical name of kernel activation `code`, or None."""
+    cdef const char *s = fd_act_name(code)
+    return None if s == NULL else s.decode()
+
+
+def activation_flags(int code):
+    """(rowwise, halves) of kernel activation `code`."""
+    return bool(fd_act_rowwise(code)), bool(fd_act_halves(code))
+
+
+def cpu_path():
+    """The SIMD path chosen on this machine: 'avx512', 'avx2' or 'baseline'."""
+    return fd_cpu_path().decode()
+
+
+def blas_info():
+    """(library path, OpenBLAS config string, BLAS thread count or -1)."""
+    return fd_blas_path().decode(errors="replace"), fd_blas_config().decode(errors="replace"), fd_blas_get_threads()
+
+
+def blas_set_threads(int n):
+    """Set the BLAS library's (process-wide) thread count; False when it cannot be set."""
+    return fd_blas_set_threads(n) == 0
+
+
+def set_num_threads(int n):
+    fd_set_num_threads(n)
+
+
+def get_num_threads():
+    return fd_get_num_threads()
+
+
+def cpu_count():
+    return fd_cpu_count()
+
+
+def own_threading():
+    return bool(fd_own_threading())
+
+
+def set_own_threading(int v):
+    fd_set_own_threading(v)
+
+
+def set_blas_int_max(ptrdiff_t v):
+    """Testing hook: the largest dimension handed to one BLAS call (<= 0 restores INT_MAX)."""
+    fd_set_blas_int_max(v)
+
+
+def get_blas_int_max():
+    return fd_get_blas_int_max()
+
+
+def dense_fast(object x, object w, object bias, tuple spec):
+    """act(x @ w + bias) when every operand is already in kernel form, else None.
+
+    The common case of fastdense.ops.dense: ndarrays of one float dtype, x C-contiguous
+    with rank >= 1, w C-contiguous 2-D, bias None or contiguous (N,), no out=. Anything else
+    (including every error) goes through the validating path in fastdense.ops.
+    """
+    if type(x) is not np.ndarray or type(w) is not np.ndarray:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x, wa = <cnp.ndarray>w, ba
+    cdef int t = cnp.PyArray_TYPE(wa)
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_TYPE(xa) != t:
+        return None
+    cdef int nd = cnp.PyArray_NDIM(xa)
+    if nd < 1 or cnp.PyArray_NDIM(wa) != 2 or not cnp.PyArray_IS_C_CONTIGUOUS(xa) \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(wa):
+        return None
+    cdef fd_dense_args a
+    a.k = cnp.PyArray_DIM(wa, 0)
+    a.n = cnp.PyArray_DIM(wa, 1)
+    if cnp.PyArray_DIM(xa, nd - 1) != a.k or a.k == 0:
+        return None
+    a.bias = NULL
+    if bias is not None:
+        if type(bias) is not np.ndarray:
+            return None
+        ba = <cnp.ndarray>bias
+        if cnp.PyArray_TYPE(ba) != t or cnp.PyArray_NDIM(ba) != 1 or cnp.PyArray_DIM(ba, 0) != a.n \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(ba):
+            return None
+        a.bias = cnp.PyArray_DATA(ba)
+    a.act.code = <int>spec[0]
+    a.act.p[0] = <double>spec[1]
+    a.act.p[1] = <double>spec[2]
+    a.act.p[2] = <double>spec[3]
+    cdef ptrdiff_t nout = a.n
+    if fd_act_halves(a.act.code):
+        if a.n % 2:
+            return None
+        nout = a.n // 2
+    cdef cnp.npy_intp dims[32]
+    cdef int i
+    if nd > 32:
+        return None
+    a.m = 1
+    for i in range(nd - 1):
+        dims[i] = cnp.PyArray_DIM(xa, i)
+        a.m *= dims[i]
+    dims[nd - 1] = nout
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(nd, dims, t, 0)
+    a.dtype = FD_F32 if t == cnp.NPY_FLOAT32 else FD_F64
+    a.x = cnp.PyArray_DATA(xa)
+    a.ldx = a.k
+    a.x_colmajor = 0
+    a.w = cnp.PyArray_DATA(wa)
+    a.ldw = a.n if a.n > 0 else 1
+    a.w_colmajor = 0
+    a.out = cnp.PyArray_DATA(out)
+    a.ldo = nout if nout > 0 else 1
+    cdef int rc
+    if a.m == 0 or nout == 0:
+        return out
+    with nogil:
+        rc = fd_dense(&a)
+    if rc != 0:
+        raise MemoryError("fastdense: could not allocate scratch memory")
+    return out

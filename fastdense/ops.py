@@ -1,0 +1,161 @@
+"""The functional op: ``dense(x, kernel, bias, activation)`` -- the only door into the kernel.
+
+Validation, dtype and shape handling live here; the arithmetic is one call into the compiled
+kernel (BLAS GEMM + fused bias/activation epilogue, GIL released).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _kernels, activations
+
+__all__ = ["dense"]
+
+# activation identifier -> (code, p0, p1, p2, halves); strings are cached, they are the common case
+_SPECS: dict[str, tuple] = {}
+
+
+def _spec(activation: Any) -> tuple:
+    """Kernel form (code, p0, p1, p2, halves) of an activation identifier."""
+    if type(activation) is str:
+        spec = _SPECS.get(activation)
+        if spec is not None:
+            return spec
+    r = activations.resolve(activation)
+    p = tuple(float(v) for v in r.params) + (0.0,) * (3 - len(r.params))
+    spec = (int(r.code), p[0], p[1], p[2], bool(r.halves))
+    if type(activation) is str:
+        _SPECS[activation] = spec
+    return spec
+
+
+def _real_array(a: Any, what: str, allow_bool: bool) -> np.ndarray:
+    arr = np.asarray(a)
+    kind = arr.dtype.kind
+    if kind == "f" or kind in "iu" or (kind == "b" and allow_bool):
+        return arr
+    if kind == "b":
+        raise TypeError(f"dense: {what} must be a real numeric array; bool {what} is refused "
+                        f"(cast it explicitly if you mean 0/1 weights), got dtype bool")
+    raise TypeError(f"dense: {what} must be a real numeric array (float32, float64, integer), "
+                    f"got dtype {arr.dtype}")
+
+
+def _compute_dtype(kernel: np.ndarray) -> np.dtype:
+    """The one dtype rule: float64 (or wider) kernels compute in float64, all others in float32."""
+    if kernel.dtype.kind == "f" and kernel.dtype.itemsize >= 8:
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def _blas_ready(a: np.ndarray) -> np.ndarray:
+    return a if _kernels.blas_compatible(a) else np.ascontiguousarray(a)
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray | None) -> bool:
+    if b is None:
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=10_000))
+    except np.exceptions.TooHardError:
+        return True
+
+
+def dense(x: Any, kernel: Any, bias: Any = None, activation: Any = "linear", *,
+          out: np.ndarray | None = None) -> np.ndarray:
+    """Return ``activation(x @ kernel + bias)``, computed as one fused kernel call.
+
+    Args:
+        x: array of shape ``(..., K)``; rank 1 means one sample. Any memory layout.
+        kernel: array of shape ``(K, N)``.
+        bias: array of shape ``(N,)`` or None.
+        activation: a Keras activation name (``"relu"``, ``"gelu"``, ``"softmax"``, ...), a
+            function from :mod:`fastdense.activations`, or ``functools.partial`` of one with
+            parameters (``partial(activations.leaky_relu, negative_slope=0.1)``). ``"glu"``
+            halves the last axis.
+        out: optional C-contiguous array of the result's shape and dtype, written in place.
+
+    Dtypes: the computation runs in the kernel's dtype -- float64 for a float64 kernel, float32
+    for every other kernel (float32, float16, integers); x and bias are cast to it. Complex,
+    object, string and bool weights are refused with TypeError.
+
+    Returns:
+        The result, shape ``(..., N)`` (``(..., N // 2)`` for glu); ``out`` when given.
+
+    Example:
+        >>> import numpy as np
+        >>> from fastdense.ops import dense
+        >>> dense(np.array([[1., 2.], [3., 4.]]), np.array([[0.5, 0.75], [0.25, 0.5]]))
+        array([[1.  , 1.75],
+               [2.5 , 4.25]])
+    """
+    spec = _SPECS.get(activation) if type(activation) is str else None
+    if spec is None:
+        spec = _spec(activation)
+    if out is None:
+        y = _kernels.dense_fast(x, kernel, bias, spec)
+        if y is not None:
+            return y
+    return _dense_checked(x, kernel, bias, spec, activation, out)
+
+
+def _dense_checked(x: Any, kernel: Any, bias: Any, spec: tuple, activation: Any,
+                   out: np.ndarray | None) -> np.ndarray:
+    """The validating path: every check, cast and layout fix, then the kernel."""
+    kernel = _real_array(kernel, "kernel", allow_bool=False)
+    if kernel.ndim != 2:
+        raise ValueError(f"dense: kernel must be 2-D (K, N), got shape {kernel.shape}")
+    dtype = _compute_dtype(kernel)
+    kernel = kernel.astype(dtype, copy=False)
+    k, n = kernel.shape
+    x = _real_array(x, "x", allow_bool=True)
+    if x.ndim < 1:
+        raise ValueError(f"dense: x must have at least 1 dimension (..., {k}), got a scalar")
+    if x.shape[-1] != k:
+        raise ValueError(f"dense: x must have last dimension {k} to match kernel of shape "
+                         f"{kernel.shape}, got x of shape {x.shape}")
+    x = x.astype(dtype, copy=False)
+    if bias is not None:
+        bias = _real_array(bias, "bias", allow_bool=False)
+        if bias.shape != (n,):
+            raise ValueError(f"dense: bias must have shape ({n},) to match kernel of shape "
+                             f"{kernel.shape}, got shape {bias.shape}")
+        bias = np.ascontiguousarray(bias, dtype=dtype)
+    code, p0, p1, p2, halves = spec
+    if halves and n % 2:
+        raise ValueError(f"dense: activation {activation!r} halves the last axis, which needs an "
+                         f"even number of units, got kernel of shape {kernel.shape}")
+    n_out = n // 2 if halves else n
+    shape = x.shape[:-1] + (n_out,)
+    if out is not None:
+        _check_out(out, shape, dtype, x, kernel, bias)
+        result = out
+    else:
+        result = np.empty(shape, dtype=dtype)
+    if result.size == 0:
+        return result
+    if k == 0:  # an empty sum: activation(bias); give the kernel one zero term instead
+        x, kernel = np.zeros(x.shape[:-1] + (1,), dtype), np.zeros((1, n), dtype)
+        k = 1
+    x2 = _blas_ready(x.reshape(-1, k))
+    kernel = _blas_ready(kernel)
+    _kernels.dense2d(x2, kernel, bias, result.reshape(-1, n_out), code, p0, p1, p2)
+    return result
+
+
+def _check_out(out: Any, shape: tuple, dtype: np.dtype, x: np.ndarray, kernel: np.ndarray,
+               bias: np.ndarray | None) -> None:
+    if not isinstance(out, np.ndarray):
+        raise ValueError(f"dense: out must be a numpy array, got {type(out).__name__}")
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(f"dense: out must have shape {shape} and dtype {dtype}, "
+                         f"got shape {out.shape} and dtype {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError("dense: out must be C-contiguous, got a non-contiguous array")
+    if not out.flags.writeable:
+        raise ValueError("dense: out must be writeable, got a read-only array")
+    for name, other in (("x", x), ("kernel", kernel), ("bias", bias)):
+        if _overlaps(out, other):
+            raise ValueError(f"dense: out must not overlap the inputs, but it shares memory with {name}")

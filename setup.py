@@ -1,0 +1,30 @@
+"""Build the fastdense extension: Cython glue (fastdense/_kernels.pyx) + plain C (csrc/).
+
+The default build is portable (x86-64 baseline); csrc/fd_act.c carries its own AVX2 and
+AVX-512 variants chosen at run time, so one wheel runs on any x86-64 machine.
+"""
+import glob
+import os
+import sys
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+extra_compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-std=gnu11"]
+if os.environ.get("FASTDENSE_NATIVE") == "1":  # opt-in, never in a wheel
+    extra_compile_args.append("-march=native")
+if sys.platform == "win32":
+    extra_compile_args = ["/O2"]
+
+ext = Extension(
+    "fastdense._kernels",
+    sources=["fastdense/_kernels.pyx"] + sorted(glob.glob("csrc/*.c")),
+    include_dirs=["csrc", np.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=extra_compile_args,
+    libraries=["m", "dl"] if sys.platform.startswith("linux") else [],
+    depends=sorted(glob.glob("csrc/*.h")),
+)
+
+setup(ext_modules=cythonize([ext], compiler_directives={"language_level": "3"}))
