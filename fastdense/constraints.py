@@ -53,9 +53,9 @@ def _axis(owner: str, axis: Any) -> Axis:
 
     if is_int(axis):
         return int(axis)
-    if isinstance(axis, (list, tuple)) and axis and all(is_int(a) for a in axis):
+    if isinstance(axis, (list, tuple)) and axis and all(is_int(a) for a in axis) and len(set(axis)) == len(axis):
         return [int(a) for a in axis]
-    raise ValueError(f"{owner}: axis must be an int or a non-empty list of ints, got {axis!r}")
+    raise ValueError(f"{owner}: axis must be an int or a non-empty list of distinct ints, got {axis!r}")
 
 
 def _float_array(w: Any) -> np.ndarray:
@@ -66,9 +66,8 @@ def _float_array(w: Any) -> np.ndarray:
 def _norms(owner: str, w: np.ndarray, axis: Axis) -> np.ndarray:
     """L2 norms over ``axis`` (kept as size-1 dims), computed in float64."""
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    for a in axes:
-        if not -w.ndim <= a < w.ndim:
-            raise ValueError(f"{owner}(axis={axis!r}) cannot apply to a weight of shape {w.shape} (rank {w.ndim})")
+    if not all(-w.ndim <= a < w.ndim for a in axes) or len({a % w.ndim for a in axes}) != len(axes):
+        raise ValueError(f"{owner}(axis={axis!r}) cannot apply to a weight of shape {w.shape} (rank {w.ndim})")
     return np.sqrt(np.sum(np.square(w, dtype=np.float64), axis=axes, keepdims=True))
 
 
