@@ -1,0 +1,302 @@
+"""Dense, Activation and Dropout: the layers of a Keras MLP.
+
+>>> import numpy as np
+>>> from fastdense.layers import Dense
+>>> layer = Dense(2, activation="relu")
+>>> layer.build((None, 2))
+>>> layer.set_weights([np.array([[0.5, 0.75], [0.25, 0.5]]), np.zeros(2)])
+>>> layer(np.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
+[[1.0, 1.75], [2.5, 4.25]]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fastdense import activations, constraints, initializers, ops, regularizers
+from fastdense.layers.base import InputSpec, Layer, standardize_shape
+from fastdense.saving.serialization import register_builtin
+
+__all__ = ["Dense", "Activation", "Dropout"]
+
+_ndarray = np.ndarray
+
+
+def _serialize_or_none(module: Any, obj: Any) -> Any:
+    return None if obj is None else module.serialize(obj)
+
+
+def _get_or_none(module: Any, identifier: Any) -> Any:
+    return None if identifier is None else module.get(identifier)
+
+
+def _positive_int(value: Any, argument: str) -> int:
+    message = (
+        f"Received an invalid value for `{argument}`, expected a positive integer. "
+        f"Received: {argument}={value!r}"
+    )
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(message)
+    try:
+        integer = int(value)
+    except (ValueError, OverflowError):
+        raise ValueError(message) from None
+    if integer != value or integer <= 0:
+        raise ValueError(message)
+    return integer
+
+
+@register_builtin("keras.layers", "Dense")
+class Dense(Layer):
+    """Densely connected layer: ``output = activation(dot(input, kernel) + bias)``.
+
+    Same constructor as ``keras.layers.Dense`` (Keras 3), plus the Keras 2
+    first-layer arguments ``input_shape=``, ``input_dim=``,
+    ``batch_input_shape=``, ``batch_size=``.  Inputs of rank > 2 are
+    transformed along their last axis: ``(batch, d0, d1) -> (batch, d0, units)``.
+    The kernel has shape ``(input_dim, units)`` and the bias ``(units,)``.
+
+    The forward pass is one call of :func:`fastdense.ops.dense` (the fused,
+    compiled kernel); calling a built layer on a NumPy array of its dtype and
+    input width goes straight to it.
+
+    >>> import numpy as np
+    >>> layer = Dense(16, activation="relu", input_shape=(8,))
+    >>> layer(np.ones((4, 8), dtype=np.float32)).shape
+    (4, 16)
+    >>> layer.kernel.shape, layer.bias.shape
+    ((8, 16), (16,))
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        lora_rank: Any = None,
+        lora_alpha: Any = None,
+        quantization_config: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if lora_rank is not None or lora_alpha is not None:
+            raise ValueError(
+                f"fastdense Dense does not support LoRA; expected lora_rank=None, got lora_rank={lora_rank!r}"
+            )
+        if quantization_config is not None:
+            raise ValueError(
+                "fastdense Dense does not support quantization; expected quantization_config=None, "
+                f"got {quantization_config!r}"
+            )
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.units = _positive_int(units, "units")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = _get_or_none(regularizers, kernel_regularizer)
+        self.bias_regularizer = _get_or_none(regularizers, bias_regularizer)
+        self.kernel_constraint = _get_or_none(constraints, kernel_constraint)
+        self.bias_constraint = _get_or_none(constraints, bias_constraint)
+        self.input_spec = InputSpec(min_ndim=2)
+        self._fast: tuple | None = None
+        self.activation = activation  # resolves and prepares the fused op
+
+    # The activation is resolved once; the op gets it fused when the kernel can.
+    @property
+    def activation(self) -> Any:
+        """The activation function (a callable on NumPy arrays)."""
+        return self._activation
+
+    @activation.setter
+    def activation(self, identifier: Any) -> None:
+        function = activations.get(identifier)
+        if activations.is_fused(function):
+            self._op_activation, self._post_activation = function, None
+        else:
+            self._op_activation, self._post_activation = "linear", function
+        self._activation = function
+        self._refresh_cache()
+
+    @property
+    def kernel(self) -> np.ndarray:
+        """The kernel, shape ``(input_dim, units)`` (read-only; use ``set_weights``)."""
+        if not self.built:
+            raise AttributeError(f"Dense '{self.name}' has no kernel yet: it is not built")
+        return self._values[0]
+
+    @property
+    def bias(self) -> np.ndarray | None:
+        """The bias, shape ``(units,)``, or ``None`` when ``use_bias=False``."""
+        if not self.built:
+            raise AttributeError(f"Dense '{self.name}' has no bias yet: it is not built")
+        return self._values[1] if self.use_bias else None
+
+    def build(self, input_shape: Any) -> None:
+        input_shape = standardize_shape(input_shape, "input_shape")
+        if len(input_shape) < 2:
+            raise ValueError(
+                f"Dense '{self.name}' expects inputs with at least 2 dimensions, got shape {input_shape}"
+            )
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(
+                f"Dense '{self.name}' needs a known last input dimension to build, got shape {input_shape}"
+            )
+        self.add_weight(
+            "kernel",
+            (input_dim, self.units),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        if self.use_bias:
+            self.add_weight(
+                "bias",
+                (self.units,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
+
+    def _refresh_cache(self) -> None:
+        # The fast path skips the generic checks, so enable it only when the
+        # generic path would add nothing: built, plain Dense.call, no activity
+        # regularizer, and exactly the kernel (and bias) as weights.
+        if (
+            not self.built
+            or type(self).call is not Dense.call
+            or self._activity_regularizer is not None
+            or len(self._weight_specs) != 1 + self.use_bias
+        ):
+            self._fast = None
+            return
+        self._fast = (self._np_dtype, self._weight_specs[0].shape[0], self._op_activation, self._post_activation)
+
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        fast = self._fast
+        if (
+            fast is not None
+            and type(inputs) is _ndarray
+            and inputs.dtype is fast[0]
+            and inputs.ndim > 1
+            and inputs.shape[-1] == fast[1]
+            and not args
+            and not kwargs
+        ):
+            out = ops.dense(inputs, *self._values, activation=fast[2])
+            return out if fast[3] is None else fast[3](out)
+        return Layer.__call__(self, inputs, *args, **kwargs)
+
+    def call(self, inputs: np.ndarray) -> np.ndarray:
+        values = self._values
+        out = ops.dense(inputs, values[0], values[1] if self.use_bias else None, self._op_activation)
+        post = self._post_activation
+        return out if post is None else post(out)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        return tuple(input_shape)[:-1] + (self.units,)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "activation": activations.serialize(self._activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": _serialize_or_none(regularizers, self.kernel_regularizer),
+                "bias_regularizer": _serialize_or_none(regularizers, self.bias_regularizer),
+                "kernel_constraint": _serialize_or_none(constraints, self.kernel_constraint),
+                "bias_constraint": _serialize_or_none(constraints, self.bias_constraint),
+                "quantization_config": None,
+            }
+        )
+        return config
+
+
+@register_builtin("keras.layers", "Activation")
+class Activation(Layer):
+    """Applies an activation function: ``Activation("relu")(x)``.
+
+    >>> import numpy as np
+    >>> Activation("relu")(np.array([[-1.0, 2.0]])).tolist()
+    [[0.0, 2.0]]
+    """
+
+    def __init__(self, activation: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+        self.built = True
+
+    def call(self, inputs: np.ndarray) -> np.ndarray:
+        return self.activation(inputs)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["activation"] = activations.serialize(self.activation)
+        return config
+
+
+@register_builtin("keras.layers", "Dropout")
+class Dropout(Layer):
+    """Dropout: the identity at inference (the default, ``training=False``).
+
+    With ``training=True`` it zeroes a fraction ``rate`` of the inputs (drawn
+    from a generator seeded with ``seed``) and scales the rest by
+    ``1 / (1 - rate)``, like Keras.
+
+    >>> import numpy as np
+    >>> Dropout(0.5)(np.ones((1, 3))).tolist()
+    [[1.0, 1.0, 1.0]]
+    """
+
+    def __init__(self, rate: float, noise_shape: Any = None, seed: int | None = None, **kwargs: Any) -> None:
+        if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, float, np.integer, np.floating)) \
+                or not 0 <= rate <= 1:
+            raise ValueError(
+                "Invalid value received for argument `rate`. Expected a float value between 0 and 1. "
+                f"Received: rate={rate!r}"
+            )
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.noise_shape = None if noise_shape is None else standardize_shape(noise_shape, "noise_shape")
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self.built = True
+
+    def call(self, inputs: np.ndarray, training: bool | None = None) -> np.ndarray:
+        if not training or self.rate == 0:
+            return inputs
+        if self.rate == 1:
+            return np.zeros_like(inputs)
+        shape = inputs.shape
+        if self.noise_shape is not None:
+            shape = tuple(d if n is None else n for d, n in zip(inputs.shape, self.noise_shape))
+        keep = self._rng.random(shape) >= self.rate
+        return (inputs * keep / (1.0 - self.rate)).astype(inputs.dtype, copy=False)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({
+            "rate": self.rate,
+            "seed": self.seed,
+            "noise_shape": None if self.noise_shape is None else list(self.noise_shape),
+        })
+        return config
+
