@@ -534,6 +534,8 @@ def _builtin_lookup(module: str, name: str) -> Any | None:
             found = activations.get(name)
         except (ImportError, ValueError, TypeError, KeyError):
             found = None
+        if not callable(found):
+            found = None
     return found
 
 
@@ -560,7 +562,9 @@ def _unknown_message(
         known = sorted(key for key in table if key[:1].isupper())
         if known:
             message += f" Known {kind} classes: {', '.join(known)}."
-        elsewhere = sorted(mod for mod, _ in _builtin_candidates(name) if mod != canonical)
+        elsewhere = sorted(
+            mod for mod, _ in _builtin_candidates(name) if module_objects is not None or mod != canonical
+        )
         if elsewhere:
             message += f" {name!r} is a {' / '.join(elsewhere)} object, not {_a(kind)}."
     else:

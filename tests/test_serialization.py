@@ -1,0 +1,481 @@
+"""fastdense.saving.serialization: Keras 3 / Keras 2 configs, registries, safety, dtypes."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastdense.saving as saving
+from fastdense import constraints, initializers, regularizers
+from fastdense.saving import serialization as S
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "keras"
+
+
+# ---------------------------------------------------------------------------------------
+# Serialization of built-ins and plain values
+# ---------------------------------------------------------------------------------------
+
+
+def test_builtin_objects_serialize_in_keras3_form():
+    assert S.serialize_keras_object(initializers.GlorotUniform()) == {
+        "module": "keras.initializers", "class_name": "GlorotUniform",
+        "config": {"seed": None, "input_axes": None, "output_axes": None}, "registered_name": None,
+    }
+    assert S.serialize_keras_object(regularizers.L1L2(l1=0.0001, l2=0.001)) == {
+        "module": "keras.regularizers", "class_name": "L1L2", "config": {"l1": 0.0001, "l2": 0.001},
+        "registered_name": None,
+    }
+    assert S.serialize_keras_object(constraints.MaxNorm(2.0)) == {
+        "module": "keras.constraints", "class_name": "MaxNorm", "config": {"max_value": 2.0, "axis": 0},
+        "registered_name": None,
+    }
+
+
+def test_plain_values():
+    assert S.serialize_keras_object(None) is None
+    assert S.serialize_keras_object("relu") == "relu"
+    assert S.serialize_keras_object((1, [2.5, None], {"a": True})) == [1, [2.5, None], {"a": True}]
+    assert S.serialize_keras_object(np.float32(0.5)) == 0.5 and type(S.serialize_keras_object(np.int64(3))) is int
+    assert S.serialize_keras_object(np.array(2.0)) == 2.0
+    array = np.array([[1, 2]], dtype=np.int16)
+    config = S.serialize_keras_object(array)
+    assert config == {"class_name": "__numpy__", "config": {"value": [[1, 2]], "dtype": "int16"}}
+    back = S.deserialize_keras_object(json.loads(json.dumps(config)))
+    assert back.dtype == np.int16 and back.tolist() == [[1, 2]]
+    assert S.deserialize_keras_object(S.serialize_keras_object(b"abc")) == b"abc"
+
+
+def test_objects_without_get_config_are_refused():
+    with pytest.raises(TypeError, match="get_config"):
+        S.serialize_keras_object(object())
+    with pytest.raises(TypeError, match="get_config"):
+        S.serialize_keras_object(initializers.GlorotUniform)  # the class, not an instance
+
+    class BadConfig:
+        def get_config(self):
+            return [1]
+
+    with pytest.raises(TypeError, match="must return a dict"):
+        S.serialize_keras_object(BadConfig())
+
+
+def test_deserialize_none_names_and_both_dialects():
+    assert S.deserialize_keras_object(None) is None
+    assert type(S.deserialize_keras_object("he_uniform")) is initializers.HeUniform
+    assert type(S.deserialize_keras_object("unit_norm")) is constraints.UnitNorm
+    keras3 = {"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.5}, "registered_name": None}
+    keras2 = {"class_name": "L2", "config": {"l2": 0.5}}
+    assert S.deserialize_keras_object(keras3).l2 == S.deserialize_keras_object(keras2).l2 == 0.5
+    with_extras = dict(keras3, shared_object_id=140435943378704)
+    assert S.deserialize_keras_object(with_extras).l2 == 0.5
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["keras.initializers", "keras.src.initializers.random_initializers", "keras.src.initializers",
+     "fastdense.initializers", "tf_keras.initializers"],
+)
+def test_keras_module_spellings(module):
+    config = {"module": module, "class_name": "HeNormal", "config": {"seed": 2}, "registered_name": None}
+    assert S.deserialize_keras_object(config).get_config()["seed"] == 2
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        (42, "42"),
+        ({"config": {}}, "class_name"),
+        ({"class_name": 3, "config": {}}, "3"),
+        ({"class_name": "Zeros", "config": [1, 2]}, r"\[1, 2\]"),
+        ({"class_name": "Zeros", "config": {}, "module": 5}, "5"),
+        ({"class_name": "NoSuchThing", "config": {}, "module": "keras.initializers"}, "'NoSuchThing'"),
+        ({"class_name": "GlorotUniform", "config": {"scale": 1.0}}, r"\['scale'\]"),
+    ],
+)
+def test_malformed_configs_are_value_errors(config, match):
+    with pytest.raises(ValueError, match=match):
+        S.deserialize_keras_object(config)
+
+
+def test_wrong_module_names_the_right_one():
+    config = {"module": "keras.constraints", "class_name": "NonNeg", "config": {}, "registered_name": None}
+    with pytest.raises(ValueError, match=r"Unknown regularizer 'NonNeg'.*keras.constraints object"):
+        regularizers.deserialize(config)
+
+
+# ---------------------------------------------------------------------------------------
+# User registry
+# ---------------------------------------------------------------------------------------
+
+
+@saving.register_serializable(package="fdtest")
+class Scaled(initializers.Initializer):
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def __call__(self, shape, dtype="float32"):
+        return np.full(shape, self.scale, dtype=dtype)
+
+    def get_config(self):
+        return {"scale": self.scale}
+
+
+@saving.register_serializable(package="fdtest", name="twice")
+def double(x):
+    return 2 * x
+
+
+class Unregistered(regularizers.Regularizer):
+    def __init__(self, factor=1.0):
+        self.factor = factor
+
+    def __call__(self, x):
+        return self.factor * float(np.sum(x))
+
+    def get_config(self):
+        return {"factor": self.factor}
+
+
+def test_registered_class_keras_convention():
+    config = S.serialize_keras_object(Scaled(2.0))
+    assert config == {"module": __name__, "class_name": "Scaled", "config": {"scale": 2.0},
+                      "registered_name": "fdtest>Scaled"}
+    rebuilt = initializers.deserialize(json.loads(json.dumps(config)))
+    assert type(rebuilt) is Scaled and rebuilt.scale == 2.0
+    assert S.get_registered_name(Scaled) == "fdtest>Scaled"
+    assert S.get_registered_object("fdtest>Scaled") is Scaled
+    assert saving.get_custom_objects()["fdtest>Scaled"] is Scaled
+    assert initializers.get(config)((2,)).tolist() == [2.0, 2.0]
+    # Keras 2 wrote the registered name as class_name
+    assert type(initializers.deserialize({"class_name": "fdtest>Scaled", "config": {"scale": 1}})) is Scaled
+
+
+def test_registered_class_defined_in_main_has_null_module():
+    class Local(initializers.Initializer):
+        def get_config(self):
+            return {}
+
+    Local.__module__ = "__main__"
+    saving.register_serializable("fdtest_main")(Local)
+    config = S.serialize_keras_object(Local())
+    assert config["module"] is None and config["registered_name"] == "fdtest_main>Local"
+    assert type(S.deserialize_keras_object(config)) is Local
+
+
+def test_registered_function():
+    config = S.serialize_keras_object(double)
+    assert config == {"module": __name__, "class_name": "function", "config": "double", "registered_name": "fdtest>twice"}
+    assert S.deserialize_keras_object(config) is double
+    assert S.get_registered_name(double) == "fdtest>twice"
+
+
+def test_lambdas_are_never_serialized():
+    with pytest.raises(ValueError, match="lambda"):
+        S.serialize_keras_object(lambda x: x)
+
+
+def test_registration_errors():
+    with pytest.raises(ValueError, match="get_config"):
+        saving.register_serializable("fdtest")(type("NoConfig", (), {}))
+    with pytest.raises(ValueError, match="'a>b'"):
+        saving.register_serializable("a>b")
+    with pytest.raises(ValueError, match="''"):
+        saving.register_serializable("fdtest", name="")
+    with pytest.raises(ValueError, match="class or a function"):
+        saving.register_serializable("fdtest")(3)
+
+    other = type("Scaled", (initializers.Initializer,), {"get_config": lambda self: {}, "__module__": "elsewhere"})
+    with pytest.raises(ValueError, match=r"'fdtest>Scaled' is already registered"):
+        saving.register_serializable(package="fdtest")(other)
+
+
+def test_re_registering_the_same_definition_replaces_it():
+    def make():
+        class Again(initializers.Initializer):
+            def get_config(self):
+                return {}
+        return Again
+
+    first, second = make(), make()
+    saving.register_serializable("fdtest_again")(first)
+    saving.register_serializable("fdtest_again")(second)  # notebook cell run twice: no error
+    assert S.get_registered_object("fdtest_again>Again") is second
+    assert S.get_registered_name(second) == "fdtest_again>Again"
+
+
+def test_unregistered_class_needs_custom_objects():
+    config = json.loads(json.dumps(S.serialize_keras_object(Unregistered(0.5))))
+    assert config == {"module": __name__, "class_name": "Unregistered", "config": {"factor": 0.5},
+                      "registered_name": "Unregistered"}
+    with pytest.raises(ValueError) as info:
+        regularizers.deserialize(config)
+    message = str(info.value)
+    assert "'Unregistered'" in message and __name__ in message
+    assert "register_serializable" in message and "custom_objects" in message
+    assert regularizers.deserialize(config, custom_objects={"Unregistered": Unregistered}).factor == 0.5
+    with saving.custom_object_scope({"Unregistered": Unregistered}):
+        assert regularizers.deserialize(config).factor == 0.5
+        assert regularizers.get(config).factor == 0.5
+    with pytest.raises(ValueError):
+        regularizers.deserialize(config)
+
+
+def test_custom_objects_reach_nested_from_config():
+    class Outer(regularizers.Regularizer):
+        def __init__(self, inner):
+            self.inner = regularizers.deserialize(inner) if isinstance(inner, dict) else inner
+
+        def get_config(self):
+            return {"inner": S.serialize_keras_object(self.inner)}
+
+    config = S.serialize_keras_object(Outer(Unregistered(3.0)))
+    rebuilt = S.deserialize_keras_object(config, custom_objects={"Outer": Outer, "Unregistered": Unregistered})
+    assert type(rebuilt.inner) is Unregistered and rebuilt.inner.factor == 3.0
+
+
+def test_custom_objects_override_builtins_like_keras():
+    class MyZeros(initializers.Zeros):
+        pass
+
+    obj = initializers.deserialize({"class_name": "Zeros", "config": {}}, custom_objects={"Zeros": MyZeros})
+    assert type(obj) is MyZeros
+
+
+def test_scopes_nest_and_are_per_thread():
+    seen = {}
+    with S.CustomObjectScope({"a": 1}):
+        with S.custom_object_scope({"b": 2}, {"a": 3}):
+            assert S.get_registered_object("a") == 3 and S.get_registered_object("b") == 2
+        assert S.get_registered_object("a") == 1 and S.get_registered_object("b") is None
+        worker = threading.Thread(target=lambda: seen.update(a=S.get_registered_object("a")))
+        worker.start()
+        worker.join()
+    assert seen == {"a": None}
+    assert S.get_registered_object("a") is None
+
+
+def test_get_registered_object_order():
+    custom, module = {"x": "custom"}, {"x": "module", "y": "module"}
+    assert S.get_registered_object("x", custom, module) == "custom"
+    assert S.get_registered_object("y", custom, module) == "module"
+    with S.custom_object_scope({"x": "scope"}):
+        assert S.get_registered_object("x", custom, module) == "scope"
+    assert S.get_registered_name(len) == "len"
+
+
+def test_from_config_type_errors_become_clear_value_errors():
+    class Strict(constraints.Constraint):
+        @classmethod
+        def from_config(cls, config):
+            raise TypeError("boom")
+
+    with pytest.raises(ValueError, match=r"'Strict'.*boom"):
+        S.deserialize_keras_object({"class_name": "Strict", "config": {}}, custom_objects={"Strict": Strict})
+
+
+def test_build_config_is_applied_like_keras():
+    class Buildable:
+        built = False
+
+        def __init__(self):
+            self.shape = None
+
+        @classmethod
+        def from_config(cls, config):
+            return cls()
+
+        def get_config(self):
+            return {}
+
+        def get_build_config(self):
+            return {"input_shape": self.shape} if self.built else None
+
+        def build_from_config(self, config):
+            self.shape, self.built = config["input_shape"], True
+
+    obj = Buildable()
+    assert "build_config" not in S.serialize_keras_object(obj)
+    obj.build_from_config({"input_shape": (None, 4)})
+    config = json.loads(json.dumps(S.serialize_keras_object(obj)))
+    assert config["build_config"] == {"input_shape": [None, 4]}
+    rebuilt = S.deserialize_keras_object(config, custom_objects={"Buildable": Buildable})
+    assert rebuilt.built and rebuilt.shape == [None, 4]
+
+
+def test_ambiguous_bare_names_are_refused():
+    S.register_builtin("keras.fdtest_a", "fdtest_thing")(type("A", (), {}))
+    S.register_builtin("keras.fdtest_b", "fdtest_thing")(type("B", (), {}))
+    with pytest.raises(ValueError, match="ambiguous.*keras.fdtest_a.*keras.fdtest_b"):
+        S.deserialize_keras_object("fdtest_thing")
+
+
+def test_instantiate_from_config_and_check_number():
+    assert S.instantiate_from_config(constraints.MaxNorm, {"max_value": 3, "axis": 1}).axis == 1
+    with pytest.raises(ValueError, match=r"\['bogus'\]"):
+        S.instantiate_from_config(constraints.MaxNorm, {"bogus": 1})
+    with pytest.raises(ValueError, match="expects a dict"):
+        S.instantiate_from_config(constraints.MaxNorm, [1])
+
+    class TakesDtype:
+        def __init__(self, dtype=None):
+            self.dtype = dtype
+
+    # ignored keys are dropped only when the class does not accept them
+    assert S.instantiate_from_config(TakesDtype, {"dtype": "float64"}, ignored_keys=("dtype",)).dtype == "float64"
+    assert S.check_number("x", "y", np.float32(0.5)) == 0.5 and S.check_number("x", "y", 3) == 3
+    with pytest.raises(ValueError, match="> 0"):
+        S.check_number("x", "y", 0, minimum=0, strict=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Safety: nothing named in a config is imported or evaluated
+# ---------------------------------------------------------------------------------------
+
+MALICIOUS = [
+    {"module": "os", "class_name": "system", "config": {"command": "echo pwned"}, "registered_name": None},
+    {"module": "subprocess", "class_name": "Popen", "config": {"args": ["true"]}, "registered_name": None},
+    {"module": "builtins", "class_name": "eval", "config": {"source": "1"}, "registered_name": None},
+    {"module": "builtins", "class_name": "function", "config": "eval", "registered_name": "eval"},
+    {"module": "os", "class_name": "function", "config": "system", "registered_name": None},
+    {"module": None, "class_name": "__import__", "config": {"name": "os"}, "registered_name": None},
+    {"class_name": "__lambda__", "config": {"value": ["4wEAAAAAAAAAAAAAAAEAAAACAAAAQwAAAHMEAAAAfABTAKkBTqkAKQHaAXhyAgAAAHICAAAA", None, None]}},
+    {"class_name": "__numpy__", "config": {"value": [1], "dtype": "object"}},
+    {"module": "fdtest_evil_module", "class_name": "Evil", "config": {}, "registered_name": None},
+    {"module": "keras.src.saving.serialization_lib", "class_name": "enable_unsafe_deserialization", "config": {}},
+    {"class_name": "function", "config": "system", "module": "keras.activations"},
+    "eval",
+    "os.system",
+]
+
+
+@pytest.fixture
+def evil_module(tmp_path, monkeypatch):
+    """A real importable module that would leave a marker file if it were ever imported."""
+    marker = tmp_path / "imported.txt"
+    (tmp_path / "fdtest_evil_module.py").write_text(
+        f"open({str(marker)!r}, 'w').write('imported')\nclass Evil:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return marker
+
+
+@pytest.mark.parametrize("config", MALICIOUS, ids=lambda c: json.dumps(c)[:60])
+def test_malicious_configs_raise_cleanly_and_import_nothing(config, evil_module, monkeypatch):
+    requested = []
+    real_import_module = importlib.import_module
+
+    def watching_import_module(name, package=None):
+        requested.append(name)
+        return real_import_module(name, package)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a config made fastdense run a process")
+
+    monkeypatch.setattr(importlib, "import_module", watching_import_module)
+    monkeypatch.setattr(os, "system", forbidden)
+    monkeypatch.setattr(os, "popen", forbidden)
+    before = set(sys.modules)
+    for deserialize in (S.deserialize_keras_object, initializers.deserialize, regularizers.deserialize,
+                        constraints.get):
+        with pytest.raises(ValueError):
+            deserialize(config)
+    new_modules = set(sys.modules) - before
+    assert all(name.startswith("fastdense") for name in new_modules), new_modules
+    assert all(name.startswith("fastdense.") for name in requested), requested
+    assert not evil_module.exists()
+    assert "fdtest_evil_module" not in sys.modules
+
+
+def test_unknown_registered_name_falls_back_to_the_builtin_class():
+    config = {"module": "keras.initializers", "class_name": "GlorotUniform", "config": {}, "registered_name": "builtins>exec"}
+    assert type(S.deserialize_keras_object(config)) is initializers.GlorotUniform
+
+
+def test_lambda_error_explains_how_to_fix():
+    with pytest.raises(ValueError, match="never evaluates code.*register_serializable"):
+        S.deserialize_keras_object({"class_name": "__lambda__", "config": {"value": "x"}})
+
+
+# ---------------------------------------------------------------------------------------
+# DTypePolicy
+# ---------------------------------------------------------------------------------------
+
+
+def policy(name):
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": name}, "registered_name": None}
+
+
+@pytest.mark.parametrize("name", ["float32", "float64"])
+def test_dtype_policy_round_trip(name):
+    assert S.serialize_dtype(name) == policy(name)
+    assert S.deserialize_dtype(policy(name)) == name
+    assert S.deserialize_dtype(name) == name  # Keras 2: a plain string
+    assert S.deserialize_dtype(np.dtype(name)) == name
+    assert S.serialize_dtype(np.dtype(name).type) == policy(name)
+    assert saving.serialize_dtype is S.serialize_dtype and saving.deserialize_dtype is S.deserialize_dtype
+
+
+def test_dtype_policy_variants():
+    assert S.deserialize_dtype(None) == "float32"
+    assert S.deserialize_dtype(dict(policy("float64"), shared_object_id=140435943378704)) == "float64"
+    assert S.deserialize_dtype({"class_name": "FloatDTypePolicy", "config": {"name": "float32"}}) == "float32"
+    assert S.deserialize_dtype({"class_name": "Policy", "config": {"name": "float64"}}) == "float64"
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ("mixed_float16", "mixed precision.*float32 or float64"),
+        ("mixed_bfloat16", "mixed precision"),
+        (policy("mixed_float16"), "mixed precision"),
+        ({"class_name": "Policy", "config": {"name": "mixed_float16"}}, "mixed precision"),
+        ("float16", "'float16' is not supported"),
+        ("bfloat16", "'bfloat16' is not supported"),
+        (np.float16, "'float16' is not supported"),
+        ("int32", "'int32'"),
+        ("floaty", "'floaty'"),
+        ({"class_name": "QuantizedDTypePolicy", "config": {"name": "int8_from_float32"}}, "'QuantizedDTypePolicy'"),
+        ({"class_name": "DTypePolicy", "config": {}}, "name"),
+        (3.5, "3.5"),
+    ],
+)
+def test_unsupported_dtypes_are_clear_errors(value, match):
+    with pytest.raises(ValueError, match=match):
+        S.deserialize_dtype(value)
+
+
+def fixture_dtype_policies():
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy":
+                found.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for path in sorted(FIXTURES.glob("*.keras")):
+        with zipfile.ZipFile(path) as archive:
+            walk(json.loads(archive.read("config.json")))
+    return found
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"Keras fixtures not found in {FIXTURES}")
+def test_every_fixture_dtype_policy():
+    policies = fixture_dtype_policies()
+    assert {p["config"]["name"] for p in policies} == {"float32", "float64"}
+    for found in policies:
+        expected = {key: value for key, value in found.items() if key != "shared_object_id"}
+        assert S.serialize_dtype(S.deserialize_dtype(found)) == expected
