@@ -8,9 +8,11 @@ allocate far more memory than the file holds.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import h5py
@@ -61,6 +63,17 @@ def open_h5(source: str | bytes, path: str) -> h5py.File:
         return h5py.File(source, "r")
     except OSError as exc:
         raise KerasFileError(f"not a readable HDF5 file ({exc})", path=path) from exc
+
+
+@contextlib.contextmanager
+def reading(path: str, what: str = "HDF5 file") -> Iterator[None]:
+    """Turn any error h5py raises on a damaged file into a KerasFileError naming ``path``."""
+    try:
+        yield
+    except KerasFileError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, OverflowError) as exc:
+        raise KerasFileError(f"corrupted {what} ({type(exc).__name__}: {exc})", path=path) from exc
 
 
 def child(group: h5py.Group, name: str, path: str, *, layer: str | None = None) -> Any:

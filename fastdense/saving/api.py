@@ -85,9 +85,7 @@ def read_model_file(path: str | os.PathLike[str]) -> ModelFile:
             for wpath, name, _ in keras_format.config_layer_paths(archive.config)
         ]
         return ModelFile(path, "keras", archive.config, archive.metadata, layer_weights, keras_tree=archive.weights)
-    with _h5.open_h5(path, path) as f:
-        weights_only = "model_config" not in f.attrs and "model_weights" not in f and ("layers" in f or "vars" in f)
-    if weights_only:
+    if legacy_h5.is_weights_only(path):
         tree, names = keras_format.read_weight_tree(path, path)
         layer_weights = [(names.get(p, p), arrays) for p, arrays in tree.items() if p]
         return ModelFile(path, "weights.h5", None, {}, layer_weights, keras_tree=tree)

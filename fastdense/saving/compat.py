@@ -195,8 +195,6 @@ def check_model_config(
         name = _entry_name(entry)
         if not isinstance(class_name, str):
             raise KerasFileError(f"layer entry {name!r} has no class_name", path=path, layer=name)
-        for obj in _walk_objects(entry.get("config")):
-            _check_object(obj, name, path, known)
         if class_name == "Lambda":
             raise UnsafeFileError(
                 "Lambda layers hold Python code, which fastdense never loads or runs. "
@@ -205,6 +203,8 @@ def check_model_config(
                 path=path,
                 layer=name,
             )
+        for obj in _walk_objects(entry.get("config")):
+            _check_object(obj, name, path, known)
         module = entry.get("module")
         registered = entry.get("registered_name")
         if class_name in MODEL_CLASSES or class_name in layer_classes or known(registered) or known(class_name):

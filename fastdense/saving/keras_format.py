@@ -295,13 +295,8 @@ def read_weight_tree(source: str | bytes, path: str) -> tuple[dict[str, list[np.
     """
     weights: dict[str, list[np.ndarray]] = {}
     names: dict[str, str] = {}
-    with _h5.open_h5(source, path) as f:
-        try:
-            _collect(f, "", weights, names, path, depth=0)
-        except KerasFileError:
-            raise
-        except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
-            raise KerasFileError(f"corrupted weights file ({type(exc).__name__}: {exc})", path=path) from exc
+    with _h5.reading(path, "weights file"), _h5.open_h5(source, path) as f:
+        _collect(f, "", weights, names, path, depth=0)
     return weights, names
 
 

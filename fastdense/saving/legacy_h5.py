@@ -63,13 +63,8 @@ def read_legacy_h5(path: str | os.PathLike[str]) -> LegacyH5:
     ('2.4.0', [('dense_2', [(6, 10), (10,)]), ('dense_3', [(10, 4), (4,)])])
     """
     path = os.fspath(path)
-    with _h5.open_h5(path, path) as f:
-        try:
-            return _read(f, path)
-        except KerasFileError:
-            raise
-        except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
-            raise KerasFileError(f"corrupted HDF5 model file ({type(exc).__name__}: {exc})", path=path) from exc
+    with _h5.reading(path, "HDF5 model file"), _h5.open_h5(path, path) as f:
+        return _read(f, path)
 
 
 def _read(f: h5py.File, path: str) -> LegacyH5:
@@ -106,7 +101,7 @@ def _read(f: h5py.File, path: str) -> LegacyH5:
 
 def is_weights_only(path: str) -> bool:
     """True for a Keras 3 ``.weights.h5`` file (``vars`` / ``layers`` groups, no layer_names)."""
-    with _h5.open_h5(path, path) as f:
+    with _h5.reading(path), _h5.open_h5(path, path) as f:
         return "model_config" not in f.attrs and "model_weights" not in f and ("layers" in f or "vars" in f)
 
 
@@ -132,10 +127,12 @@ def legacy_layer_entries(config: dict[str, Any]) -> dict[str, Any]:
 
 def _weight_names(layer: Any, count: int, prefix: str) -> list[str]:
     """``prefix/kernel``, ``prefix/bias`` ...: the short weight names, unique within the layer."""
+    given = getattr(layer, "weight_names", None)
+    if given is None:
+        given = [getattr(weight, "name", "") for weight in getattr(layer, "weights", [])]
     short = []
-    for i, weight in enumerate(list(getattr(layer, "weights", []))[:count]):
-        name = str(getattr(weight, "name", "") or "")
-        name = name.rsplit("/", 1)[-1].split(":", 1)[0]
+    for i, name in enumerate(list(given)[:count]):
+        name = str(name or "").rsplit("/", 1)[-1].split(":", 1)[0]
         short.append(name or f"variable_{i}")
     while len(short) < count:
         short.append(f"variable_{len(short)}")
