@@ -244,6 +244,9 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 
 _build_lock = threading.RLock()
 _BASE_CONFIG_KEYS = ("name", "trainable", "dtype", "activity_regularizer")
+_ADD_WEIGHT_ORDER = ("name", "shape", "initializer", "regularizer", "constraint", "trainable", "dtype")
+_ADD_WEIGHT_KERAS3_ORDER = ("shape", "initializer", "dtype", "trainable", "autocast", "regularizer", "constraint",
+                            "aggregation", "name")
 _KERAS2_KWARGS = ("input_shape", "input_dim", "batch_input_shape", "batch_size", "weights", "autocast")
 
 
@@ -409,13 +412,37 @@ class Layer:
     def build_from_config(self, config: dict | None) -> None:
         """Rebuild from :meth:`get_build_config` output (Keras 3 ``build_config``)."""
         if config and config.get("input_shape") is not None and not self.built:
-            self.build(_shape_structure(config["input_shape"]))
+            self._maybe_build(_shape_structure(config["input_shape"]))
 
     # ---------------------------------------------------------------- weights
 
-    def add_weight(
+    def add_weight(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Create a weight and return its (read-only) array.
+
+        ``add_weight(name, shape, initializer, regularizer=None, constraint=None,
+        trainable=True, dtype=None)``.  Keras 3's order, with the shape first
+        (``add_weight((8, 16), "glorot_uniform", name="kernel")``), works too.
+        The initializer defaults to ``glorot_uniform``.  Keep the result in an
+        attribute if you like (``self.w = self.add_weight(...)``):
+        ``set_weights`` rebinds such attributes to the new arrays.
+        """
+        order = _ADD_WEIGHT_ORDER if not args or isinstance(args[0], str) else _ADD_WEIGHT_KERAS3_ORDER
+        if len(args) > len(order):
+            raise TypeError(f"add_weight() takes at most {len(order)} positional arguments, got {len(args)}")
+        for key, value in zip(order, args):
+            if key in kwargs:
+                raise TypeError(f"add_weight() got multiple values for argument {key!r}")
+            kwargs[key] = value
+        kwargs.pop("autocast", None)
+        kwargs.pop("aggregation", None)
+        unknown = sorted(set(kwargs) - set(_ADD_WEIGHT_ORDER))
+        if unknown:
+            raise TypeError(f"add_weight() got unexpected keyword arguments {unknown}")
+        return self._add_weight(**kwargs)
+
+    def _add_weight(
         self,
-        name: Any = None,
+        name: str | None = None,
         shape: Any = None,
         initializer: Any = None,
         regularizer: Any = None,
@@ -423,18 +450,6 @@ class Layer:
         trainable: bool = True,
         dtype: Any = None,
     ) -> np.ndarray:
-        """Create a weight and return its (read-only) array.
-
-        ``add_weight("kernel", (8, 16), "glorot_uniform")`` (Keras 2 argument
-        order) and ``add_weight((8, 16), "glorot_uniform", name="kernel")``
-        (Keras 3 order) both work.  The initializer defaults to
-        ``glorot_uniform``.  Keep the result in an attribute if you like
-        (``self.w = self.add_weight(...)``); ``set_weights`` rebinds such
-        attributes to the new arrays.
-        """
-        if name is not None and not isinstance(name, str):
-            # Keras 3 order: add_weight(shape, initializer, ...)
-            name, shape, initializer = None, name, shape if initializer is None else initializer
         if shape is None:
             shape = ()
         shape = standardize_shape(shape, "weight shape")

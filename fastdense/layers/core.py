@@ -119,7 +119,10 @@ class Dense(Layer):
     def activation(self, identifier: Any) -> None:
         function = activations.get(identifier)
         if activations.is_fused(function):
-            self._op_activation, self._post_activation = function, None
+            # Built-ins go to the op by name (the op caches the name's kernel form).
+            name = activations.serialize(function)
+            self._op_activation = name if isinstance(name, str) else function
+            self._post_activation = None
         else:
             self._op_activation, self._post_activation = "linear", function
         self._activation = function
