@@ -1,0 +1,292 @@
+"""Time ``fastdense.ops.dense`` against the bare matmul and the peers, one run, float32.
+
+For each shape (M, K, N) and activation it times, round-robin and interleaved:
+
+    floor        np.matmul(x, W, out=buf)         the bare BLAS cost (numpy's OpenBLAS)
+    sgemm        scipy.linalg.blas.sgemm          the BLAS fastdense calls (scipy's OpenBLAS),
+                                                  row-major trick, no copies; for reference
+    fd(out=)     fastdense.ops.dense(x, W, b, act, out=o)
+    fd           fastdense.ops.dense(x, W, b, act)
+    numpy        act(x @ W + b) in plain numpy/scipy (gelu: exact erf form)
+    torch        act(F.linear(x, W, b)) under torch.inference_mode, torch's default threads
+    onnxruntime  Gemm + activation node(s), intra_op_num_threads = cores
+
+and prints the medians, the ratios (fd(out=) / floor, fd / each peer) and the issue-2
+targets. Every contender's result is checked against a float64 reference before timing.
+
+    python bench/bench_dense.py                    # full run, a few minutes
+    python bench/bench_dense.py --quick            # shorter samples, noisier
+    python bench/bench_dense.py --shapes 1x16x16,32x512x512 --acts relu --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from fastdense import ops
+from fastdense.benchmark import (
+    agrees,
+    format_ratio,
+    format_table,
+    format_time,
+    import_peer,
+    machine_info,
+    numpy_activation,
+    onnx_session,
+    reference,
+    time_interleaved,
+    torch_activation,
+)
+
+Shape = tuple[int, int, int]
+
+SHAPES: list[Shape] = [
+    (1, 16, 16),
+    (1, 256, 256),
+    (1, 1024, 1024),
+    (32, 512, 512),
+    (256, 1024, 1024),
+    (2048, 1024, 1024),
+    (4096, 256, 256),
+]
+ACTIVATIONS = ["relu", "gelu", "softmax"]
+EPILOGUE_SHAPE: Shape = (2048, 1024, 1024)
+EPILOGUE_EXTRA = ["sigmoid", "tanh"]  # timed at EPILOGUE_SHAPE only, for the epilogue-cost check
+PEERS = ("numpy", "torch", "onnxruntime")
+
+
+def parse_shapes(text: str) -> list[Shape]:
+    """``"1x16x16,32x512x512"`` -> ``[(1, 16, 16), (32, 512, 512)]``."""
+    shapes = []
+    for item in text.split(","):
+        parts = item.strip().lower().split("x")
+        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise ValueError(f"--shapes expects MxKxN items like 32x512x512, got {item!r}")
+        shapes.append((int(parts[0]), int(parts[1]), int(parts[2])))
+    return shapes
+
+
+def make_case(shape: Shape, act: str, seed: int, peers: bool) -> tuple[dict[str, str], dict[str, Any], dict[str, bool]]:
+    """Contender statements, their namespace, and whether each one's result is right."""
+    m, k, n = shape
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    W = (rng.standard_normal((k, n)) / math.sqrt(k)).astype(np.float32)
+    b = rng.normal(0.0, 0.1, n).astype(np.float32)
+    from scipy.linalg.blas import sgemm
+
+    ns: dict[str, Any] = {
+        "x": x, "W": W, "b": b, "act": act,
+        "buf": np.empty((m, n), np.float32), "o": np.empty((m, n), np.float32),
+        "matmul": np.matmul, "maximum": np.maximum, "dense": ops.dense,
+        "sgemm": sgemm, "Wt": W.T, "xt": x.T, "nact": numpy_activation(act),
+    }
+    contenders = {
+        "floor": "matmul(x, W, out=buf)",
+        "sgemm": "sgemm(1.0, Wt, xt)",
+        "fd(out=)": "dense(x, W, b, act, out=o)",
+        "fd": "dense(x, W, b, act)",
+        "numpy": "maximum(x @ W + b, 0)" if act == "relu" else "nact(x @ W + b)",
+    }
+    if peers:
+        torch = import_peer("torch")
+        if torch is not None:
+            ns["tx"], ns["tb"] = torch.from_numpy(x), torch.from_numpy(b)
+            ns["tW"] = torch.from_numpy(np.ascontiguousarray(W.T))  # nn.Linear's (out, in)
+            ns["linear"], ns["tact"] = torch.nn.functional.linear, torch_activation(torch, act)
+            contenders["torch"] = "tact(linear(tx, tW, tb))"
+        session = onnx_session([(W, b, act)])
+        if session is not None:
+            ns["ort"], ns["feed"] = session, {"x": x}
+            contenders["onnxruntime"] = "ort.run(None, feed)"
+
+    expected = reference(x, [(W, b, act)])
+    bare = x.astype(np.float64) @ W.astype(np.float64)
+    agree = {}
+    for name, stmt in contenders.items():
+        result = eval(stmt, ns)
+        if name == "sgemm":
+            result = result.T
+        agree[name] = agrees(result, bare if name in ("floor", "sgemm") else expected)
+    return contenders, ns, agree
+
+
+def run(
+    shapes: Sequence[Shape],
+    acts: Sequence[str],
+    *,
+    quick: bool,
+    peers: bool,
+    pause: float,
+    epilogue: bool,
+) -> dict[str, Any]:
+    cases = [(s, a) for s in shapes for a in acts]
+    if epilogue and EPILOGUE_SHAPE in shapes:
+        cases += [(EPILOGUE_SHAPE, a) for a in EPILOGUE_EXTRA if a not in acts]
+    min_time, min_samples = (0.05, 3) if quick else (0.2, 7)
+    torch = import_peer("torch") if peers else None
+    results = []
+    load_start = os.getloadavg()[0]
+    started = time.perf_counter()
+    with torch.inference_mode() if torch is not None else _nothing():
+        for i, (shape, act) in enumerate(cases):
+            label = f"{'x'.join(map(str, shape))} {act}"
+            print(f"[{i + 1}/{len(cases)}] {label}", file=sys.stderr, flush=True)
+            contenders, ns, agree = make_case(shape, act, seed=i, peers=peers)
+            timings = time_interleaved(
+                contenders, ns, min_time=min_time, min_samples=min_samples,
+                max_time=5.0 if quick else 20.0, pause=pause,
+            )
+            results.append(
+                {
+                    "shape": list(shape),
+                    "activation": act,
+                    "agree": agree,
+                    "times": {name: t.to_dict() for name, t in timings.items()},
+                }
+            )
+    return {
+        "job": "dense",
+        "dtype": "float32",
+        "quick": quick,
+        "pause_s": pause,
+        "wall_s": time.perf_counter() - started,
+        "loadavg_1min": [load_start, os.getloadavg()[0]],
+        "machine": machine_info(),
+        "results": results,
+    }
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _median(row: dict[str, Any], name: str) -> float:
+    return row["times"][name]["median_s"] if name in row["times"] else math.nan
+
+
+def tables(report: dict[str, Any]) -> str:
+    """Medians, ratios and the issue-2 target checks, as printed text."""
+    names: list[str] = []
+    for row in report["results"]:
+        names += [n for n in row["times"] if n not in names]
+    peers = [p for p in PEERS if p in names]
+
+    time_rows, ratio_rows = [], []
+    for row in report["results"]:
+        shape = "x".join(map(str, row["shape"]))
+        cells = [shape, row["activation"]]
+        for n in names:
+            mark = "" if row["agree"].get(n, True) else " !"
+            cells.append(format_time(_median(row, n)) + mark)
+        time_rows.append(cells)
+        fd, fd_out, floor = (_median(row, n) for n in ("fd", "fd(out=)", "floor"))
+        ratio_rows.append(
+            [shape, row["activation"], format_ratio(fd_out / floor), format_ratio(fd / floor)]
+            + [format_ratio(fd / _median(row, p)) for p in peers]
+        )
+    out = [
+        "Median time per call (float32; ! = result disagreed with the float64 reference)",
+        format_table(["shape", "act"] + names, time_rows),
+        "",
+        "Ratios (< 1 means fastdense is faster; floor = np.matmul(x, W, out=buf))",
+        format_table(
+            ["shape", "act", "fd(out=)/floor", "fd/floor"] + [f"fd/{p}" for p in peers],
+            ratio_rows,
+        ),
+        "",
+        "Targets (issue 2)",
+        targets(report, peers),
+    ]
+    return "\n".join(out)
+
+
+def targets(report: dict[str, Any], peers: Sequence[str]) -> str:
+    rows = []
+    by_case = {(tuple(r["shape"]), r["activation"]): r for r in report["results"]}
+
+    def check(what: str, value: float, limit: float) -> None:
+        if value == value:
+            verdict = "ok" if value <= limit else "MISSED"
+            rows.append([what, format_ratio(value), f"<= {limit:.2f}x", verdict])
+
+    for (shape, act), row in by_case.items():
+        if act == "relu" and shape[0] >= 256:
+            name = "x".join(map(str, shape))
+            check(f"relu {name}: fd(out=)/floor", _median(row, "fd(out=)") / _median(row, "floor"), 1.05)
+    tiny = by_case.get(((1, 16, 16), "relu"))
+    if tiny is not None:
+        check("relu 1x16x16: fd/numpy", _median(tiny, "fd") / _median(tiny, "numpy"), 0.5)
+    for (shape, act), row in by_case.items():
+        name = "x".join(map(str, shape))
+        worst = max(
+            ((_median(row, "fd") / _median(row, p), p) for p in peers if p in row["times"]),
+            default=(math.nan, ""),
+        )
+        check(f"{act} {name}: fd / fastest peer ({worst[1]})", worst[0], 1.0)
+    relu = by_case.get((EPILOGUE_SHAPE, "relu"))
+    if relu is not None:
+        name = "x".join(map(str, EPILOGUE_SHAPE))
+        for act in ("gelu", "sigmoid", "tanh", "softmax"):
+            row = by_case.get((EPILOGUE_SHAPE, act))
+            if row is not None:
+                value = _median(row, "fd(out=)") / _median(relu, "fd(out=)")
+                limit = 1.10 if act != "softmax" else math.inf
+                rows.append(
+                    [f"{act} {name}: fd(out=) / relu", format_ratio(value),
+                     "<= 1.10x" if act != "softmax" else "(info)",
+                     ("ok" if value <= limit else "MISSED") if act != "softmax" else ""]
+                )
+    return format_table(["check", "measured", "target", ""], rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short samples (noisier, about 4x faster)")
+    parser.add_argument("--shapes", help="comma-separated MxKxN (default: the issue-2 set)")
+    parser.add_argument("--acts", help=f"comma-separated activations (default: {','.join(ACTIVATIONS)})")
+    parser.add_argument("--no-peers", action="store_true", help="skip torch and onnxruntime")
+    parser.add_argument("--no-epilogue", action="store_true", help=f"skip the extra {EPILOGUE_EXTRA} cases")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds to sleep between contenders (lets spinning BLAS/OpenMP threads settle)")
+    parser.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
+    args = parser.parse_args(argv)
+    try:
+        shapes = parse_shapes(args.shapes) if args.shapes else SHAPES
+        acts = [a.strip() for a in args.acts.split(",")] if args.acts else ACTIVATIONS
+        for a in acts:
+            numpy_activation(a)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    report = run(shapes, acts, quick=args.quick, peers=not args.no_peers,
+                 pause=args.pause, epilogue=not args.no_epilogue)
+    info = report["machine"]
+    print(
+        f"fastdense {info.get('fastdense')} | numpy {info['numpy']} | scipy {info['scipy']} | "
+        f"torch {info.get('torch', '-')} | onnxruntime {info.get('onnxruntime', '-')} | "
+        f"{info['cpu_count']} cores | load avg {report['loadavg_1min'][0]:.1f} -> "
+        f"{report['loadavg_1min'][1]:.1f} | {report['wall_s']:.0f} s"
+    )
+    print(tables(report))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
