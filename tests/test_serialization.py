@@ -106,6 +106,13 @@ def test_malformed_configs_are_value_errors(config, match):
         S.deserialize_keras_object(config)
 
 
+def test_unknown_keras_internal_module_resolves_unique_names():
+    # Keras 2.13+ wrote implementation paths such as keras.src.engine.*: unique names still resolve
+    config = {"module": "keras.src.engine.somewhere", "class_name": "LecunUniform", "config": {"seed": 5},
+              "registered_name": None}
+    assert type(S.deserialize_keras_object(config)) is initializers.LecunUniform
+
+
 def test_wrong_module_names_the_right_one():
     config = {"module": "keras.constraints", "class_name": "NonNeg", "config": {}, "registered_name": None}
     with pytest.raises(ValueError, match=r"Unknown regularizer 'NonNeg'.*keras.constraints object"):

@@ -360,7 +360,7 @@ def _user_module(obj: Any) -> str | None:
 # Deserialization
 # --------------------------------------------------------------------------------------
 
-# Keras's special containers that fastdense reads; "__lambda__" etc. are refused below.
+# dtype kinds a "__numpy__" config may hold: bool, int, uint, float (never object arrays).
 _NUMPY_KINDS = "biuf"
 
 
@@ -505,7 +505,16 @@ def _resolve(
     if module_objects is not None:
         if name in module_objects:
             return module_objects[name]
-    elif canonical is None:
+    elif _is_keras_module(canonical) and canonical != "keras":
+        found = _builtin_lookup(canonical, name)
+        if found is not None:
+            return found
+    elif canonical in (None, "keras"):
+        # No module, or a Keras-internal path we do not know ("keras.src.engine.functional"):
+        # the name must be unique among fastdense's built-in tables.
+        found = _builtin_lookup("keras", name) if canonical == "keras" else None
+        if found is not None:
+            return found
         candidates = _builtin_candidates(name)
         if len(candidates) == 1:
             return candidates[0][1]
@@ -516,10 +525,6 @@ def _resolve(
                 "Deserialize it with the module's own deserialize() "
                 "(e.g. fastdense.initializers.deserialize)"
             )
-    elif _is_keras_module(canonical):
-        found = _builtin_lookup(canonical, name)
-        if found is not None:
-            return found
 
     raise ValueError(_unknown_message(name, registered_name, module, canonical, module_objects, kind))
 
