@@ -32,3 +32,24 @@ __all__ = [
     "serialize_dtype",
     "serialize_keras_object",
 ]
+
+# --- Model files (.keras, .h5, .weights.h5): imported on first use, so that importing the
+# layers does not pull in h5py.
+_FILE_API = {
+    "load_model": "fastdense.saving.api",
+    "save_model": "fastdense.saving.api",
+    "load_weights": "fastdense.saving.api",
+    "save_weights": "fastdense.saving.api",
+    "KerasFileError": "fastdense.saving.errors",
+    "UnsafeFileError": "fastdense.saving.errors",
+    "UnsupportedLayerError": "fastdense.saving.errors",
+}
+__all__ += list(_FILE_API)
+
+
+def __getattr__(name: str):
+    if name in _FILE_API:
+        import importlib
+
+        return getattr(importlib.import_module(_FILE_API[name]), name)
+    raise AttributeError(f"module 'fastdense.saving' has no attribute {name!r}")
