@@ -73,15 +73,19 @@ def _fastdense_models():
     functional = Model([a, b], [out, both], name="two_heads")
     deep = Sequential([fl.Input((3, 4)), fl.Flatten(), fl.Dense(6, activation="swish"), fl.Reshape((2, 3)),
                        fl.Dense(4, activation="softplus")], name="deep")
+    inner = Sequential([fl.Dense(5, activation="relu", input_shape=(4,)), fl.Dense(3)], name="inner")
+    x = fl.Input((4,), name="x")
+    nested = Model(x, fl.Dense(2, name="out")(inner(x)), name="outer")
     rng = np.random.default_rng(0)
     return [
+        (nested, [rng.standard_normal((4, 4)).astype(np.float32)]),
         (seq, [rng.standard_normal((4, 8)).astype(np.float32)]),
         (functional, [rng.standard_normal((4, 6)).astype(np.float32) for _ in range(2)]),
         (deep, [rng.standard_normal((4, 3, 4)).astype(np.float32)]),
     ]
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(4))
 @pytest.mark.parametrize("ext", [".keras", ".h5"])
 def test_keras_runs_fastdense_built_models(tmp_path, index, ext):
     model, xs = _fastdense_models()[index]
@@ -94,7 +98,7 @@ def test_keras_runs_fastdense_built_models(tmp_path, index, ext):
 
 
 def test_weights_files_go_both_ways(tmp_path):
-    model, xs = _fastdense_models()[1]
+    model, xs = _fastdense_models()[2]
     save_model(model, tmp_path / "m.keras")
     theirs = keras.saving.load_model(tmp_path / "m.keras", compile=False)
     # fastdense .weights.h5 -> Keras

@@ -300,3 +300,62 @@ def test_saved_file_gets_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# --------------------------------------------------------------------------------------
+# User layers and nested models
+# --------------------------------------------------------------------------------------
+
+from fastdense.layers import Input, Layer  # noqa: E402
+from fastdense.models import Model  # noqa: E402
+from fastdense.saving.errors import UnsafeFileError  # noqa: E402
+
+
+class Scale(Layer):
+    """A user layer with one weight (saved under layers/scale/vars/0)."""
+
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def build(self, input_shape):
+        self.gain = self.add_weight("gain", (input_shape[-1],), initializer="ones")
+
+    def call(self, inputs):
+        return inputs * self.gain * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@pytest.mark.parametrize("ext", [".keras", ".h5"])
+def test_user_layer_round_trip_needs_custom_objects(tmp_path, ext):
+    model = Sequential([Dense(3, input_shape=(4,), name="d"), Scale(3.0, name="s")], name="custom")
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in model.get_weights()])
+    save_model(model, tmp_path / f"m{ext}")
+    if ext == ".keras":
+        assert [p for p, _, _ in keras_format.config_layer_paths(read_model_file(tmp_path / "m.keras").config)] == [
+            "layers/dense", "layers/scale"]
+    # .keras names the layer's module (not Keras's: refused as unsafe), .h5 does not (unsupported)
+    with pytest.raises(UnsafeFileError if ext == ".keras" else KerasFileError, match=r"Scale.*custom_objects"):
+        load_model(tmp_path / f"m{ext}")
+    again = load_model(tmp_path / f"m{ext}", custom_objects={"Scale": Scale})
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    assert again.layers[1].factor == 3.0
+
+
+@pytest.mark.parametrize("ext", [".keras", ".h5"])
+def test_nested_model_round_trip(tmp_path, ext):
+    inner = Sequential([Dense(5, activation="relu", input_shape=(4,)), Dense(3)], name="inner")
+    x = Input((4,), name="x")
+    model = Model(x, Dense(2, name="out")(inner(x)), name="outer")
+    save_model(model, tmp_path / f"m{ext}")
+    if ext == ".keras":
+        tree = read_model_file(tmp_path / "m.keras").keras_tree
+        assert sorted(p for p, w in tree.items() if w) == [
+            "layers/dense", "layers/sequential/layers/dense", "layers/sequential/layers/dense_1"]
+    again = load_model(tmp_path / f"m{ext}")
+    data = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(again.predict(data), model.predict(data))
