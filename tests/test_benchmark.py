@@ -1,0 +1,100 @@
+"""Smoke tests for the benchmark job and scripts: tiny configs, results checked, no timing asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastdense import benchmark
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_script(name: str):
+    path = BENCH_DIR / f"{name}.py"
+    if not path.exists():
+        pytest.skip(f"{path} not present (tests run outside the source tree)")
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_time_interleaved_measures_every_contender():
+    a = np.ones(1000)
+    timings = benchmark.time_interleaved(
+        {"sum": "a.sum()", "callable": lambda: a.sum()}, {"a": a},
+        min_time=0.005, min_samples=3, warmup=0.001,
+    )
+    assert set(timings) == {"sum", "callable"}
+    for t in timings.values():
+        assert len(t.samples) >= 3
+        assert 0 < t.median < 0.01
+        assert t.to_dict()["calls_per_sample"] == t.calls_per_sample >= 1
+
+
+def test_format_helpers():
+    assert benchmark.format_time(1.5e-6) == "1.5 us"
+    assert benchmark.format_time(0.0123) == "12.3 ms"
+    assert benchmark.format_time(float("nan")) == "-"
+    assert benchmark.format_ratio(0.5) == "0.50x"
+    table = benchmark.format_table(["name", "value"], [["a", 1], ["bb", 22]])
+    assert table.splitlines() == ["name  value", "----  -----", "a         1", "bb       22"]
+
+
+def test_numpy_references_match_float64_formulas():
+    y = np.array([[-2.0, 0.0, 1.5]])
+    assert np.array_equal(benchmark.numpy_activation("relu")(y), [[0.0, 0.0, 1.5]])
+    np.testing.assert_allclose(benchmark.numpy_activation("gelu")(y), [[-0.04550026, 0.0, 1.39978919]], rtol=1e-7)
+    np.testing.assert_allclose(benchmark.numpy_activation("softmax")(y).sum(), 1.0)
+    with pytest.raises(ValueError, match="got 'nope'"):
+        benchmark.numpy_activation("nope")
+
+
+def test_mlp_weights_are_reproducible():
+    a, b = benchmark.mlp_weights(0), benchmark.mlp_weights(0)
+    assert [k.shape for k, _, _ in a] == [(784, 512), (512, 512), (512, 10)]
+    assert all(np.array_equal(k1, k2) and np.array_equal(b1, b2) for (k1, b1, _), (k2, b2, _) in zip(a, b))
+    assert all(k.dtype == np.float32 for k, _, _ in a)
+
+
+def test_mlp_job_runs_and_fastdense_agrees(tmp_path, capsys):
+    out = tmp_path / "mlp.json"
+    status = benchmark.main(["--quick", "--batches", "1,3", "--no-peers", "--no-progress", "--json", str(out)])
+    assert status == 0
+    report = json.loads(out.read_text())
+    assert [r["batch"] for r in report["results"]] == [1, 3]
+    for row in report["results"]:
+        assert row["agree"] == {"fastdense": True, "numpy": True}
+        assert row["times"]["fastdense"]["median_s"] > 0
+    printed = capsys.readouterr().out
+    assert "fd/numpy" in printed and "MLP 784-512-512-10" in printed
+
+
+def test_mlp_job_rejects_bad_batches(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(["--batches", "0,x"])
+    assert "--batches expects" in capsys.readouterr().err
+
+
+def test_bench_dense_script_smoke(tmp_path, capsys):
+    script = load_script("bench_dense")
+    out = tmp_path / "dense.json"
+    assert script.main(["--quick", "--shapes", "3x8x5", "--acts", "relu,softmax", "--no-peers",
+                        "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [(r["shape"], r["activation"]) for r in report["results"]] == [([3, 8, 5], "relu"), ([3, 8, 5], "softmax")]
+    for row in report["results"]:
+        assert all(row["agree"].values()), row["agree"]
+    assert "fd(out=)/floor" in capsys.readouterr().out
+
+
+def test_bench_dense_parses_shapes():
+    script = load_script("bench_dense")
+    assert script.parse_shapes("1x16x16, 32X512x512") == [(1, 16, 16), (32, 512, 512)]
+    with pytest.raises(ValueError, match="got '1x16'"):
+        script.parse_shapes("1x16")
