@@ -175,3 +175,10 @@ def test_layer_applied_twice_in_a_chain():
     assert layer.get_input_at(1) is layer.get_output_at(0)
     assert layer.outbound_nodes == [layer.inbound_nodes[1]]
     assert layer.inbound_nodes[1].parent_nodes == [layer.inbound_nodes[0]]
+
+
+def test_input_layer_input_is_its_output():
+    x = Input((3,), name="x")
+    layer = x._keras_history[0]
+    assert layer.input is x and layer.output is x
+    assert layer.input_shape == (None, 3) and layer.output_shape == (None, 3)

@@ -182,21 +182,19 @@ class Dense(Layer):
         ):
             self._fast = None
             return
-        self._fast = (self._np_dtype, self._weight_specs[0].shape[0], self._op_activation, self._post_activation)
+        self._fast = (self._np_dtype, self._weight_specs[0].shape[0], ops.dense, self.use_bias,
+                      self._op_activation, self._post_activation)
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        # Fast path: a built layer on an ndarray of its dtype and input width
+        # goes straight to the op (every other check was done at build time).
         fast = self._fast
-        if (
-            fast is not None
-            and type(inputs) is _ndarray
-            and inputs.dtype is fast[0]
-            and inputs.ndim > 1
-            and inputs.shape[-1] == fast[1]
-            and not args
-            and not kwargs
-        ):
-            out = ops.dense(inputs, *self._values, activation=fast[2])
-            return out if fast[3] is None else fast[3](out)
+        if fast is not None and type(inputs) is _ndarray and not args and not kwargs:
+            shape = inputs.shape
+            if inputs.dtype is fast[0] and len(shape) > 1 and shape[-1] == fast[1]:
+                values = self._values  # one read: a consistent (kernel, bias) pair
+                out = fast[2](inputs, values[0], values[1] if fast[3] else None, fast[4])
+                return out if fast[5] is None else fast[5](out)
         return Layer.__call__(self, inputs, *args, **kwargs)
 
     def call(self, inputs: np.ndarray) -> np.ndarray:

@@ -89,6 +89,15 @@ class InputLayer(Layer):
     def batch_size(self) -> int | None:
         return self.batch_shape[0]
 
+    @property
+    def input(self) -> SymbolicTensor:
+        """The input tensor itself (Keras 2: an input layer's input is its output)."""
+        return self.output
+
+    @property
+    def input_shape(self) -> tuple:
+        return self.batch_shape
+
     def compute_output_shape(self, input_shape: Any) -> tuple:
         return self.batch_shape
 

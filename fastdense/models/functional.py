@@ -537,7 +537,7 @@ class Model(Layer):
     @trainable.setter
     def trainable(self, value: bool) -> None:
         self._trainable = bool(value)
-        for layer in getattr(self, "_weighted_layers_cache", None) or self._all_layers():
+        for layer in self._all_layers():
             layer.trainable = value
 
     def _all_layers(self) -> list[Layer]:
@@ -613,10 +613,6 @@ class Model(Layer):
             else:
                 layer._validate_weights(weights[start:start + count])
             start += count
-
-    def _validate_weights(self, weights: Sequence[Any]) -> tuple:
-        self._validate_all(weights)
-        return tuple(weights)
 
     def count_params(self) -> int:
         """Number of scalars in all weights."""
