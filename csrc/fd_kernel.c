@@ -188,6 +188,8 @@ typedef void (*task_fn)(job_t *job, ptrdiff_t t, void *scratch);
 
 struct job {
     task_fn fn;
+    int (*user_fn)(void *ctx, ptrdiff_t t);  /* fd_parallel_for */
+    void *user_ctx;
     const fd_dense_args *a;
     ptrdiff_t ntasks, rows_per_task, cols_per_task;
     void *shared;                 /* glu: full-width GEMM result shared by column tasks */
@@ -277,11 +279,11 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&w->mu);
         run_tasks(job);
         atomic_fetch_or(&idle_mask, bit);
-        if (atomic_fetch_sub(&job->pending, 1) == 1) {
-            pthread_mutex_lock(&job->mu);
-            pthread_cond_signal(&job->cv);
-            pthread_mutex_unlock(&job->mu);
-        }
+        /* the job lives on the caller's stack: touch it only under its mutex, which the
+           caller takes once more before it returns */
+        pthread_mutex_lock(&job->mu);
+        if (atomic_fetch_sub(&job->pending, 1) == 1) pthread_cond_signal(&job->cv);
+        pthread_mutex_unlock(&job->mu);
     }
     return NULL;
 }
@@ -358,11 +360,9 @@ static int run_job(job_t *job, int max_helpers)
     }
     run_tasks(job);
     for (int spin = 0; spin < 4000 && atomic_load(&job->pending) > 0; spin++) FD_PAUSE();
-    if (atomic_load(&job->pending) > 0) {
-        pthread_mutex_lock(&job->mu);
-        while (atomic_load(&job->pending) > 0) pthread_cond_wait(&job->cv, &job->mu);
-        pthread_mutex_unlock(&job->mu);
-    }
+    pthread_mutex_lock(&job->mu);
+    while (atomic_load(&job->pending) > 0) pthread_cond_wait(&job->cv, &job->mu);
+    pthread_mutex_unlock(&job->mu);
     atomic_fetch_sub(&busy_cores, nh);
     pthread_mutex_destroy(&job->mu);
     pthread_cond_destroy(&job->cv);
@@ -577,3 +577,34 @@ int fd_dense(const fd_dense_args *a)
     atomic_fetch_sub(&busy_cores, 1);
     return rc;
 }
+
+/* ------------------------------------------------------------------ API for other csrc files */
+
+static void task_user(job_t *job, ptrdiff_t t, void *scratch)
+{
+    (void)scratch;
+    if (job->user_fn(job->user_ctx, t)) atomic_store(&job->failed, 1);
+}
+
+int fd_parallel_for(int (*fn)(void *ctx, ptrdiff_t t), void *ctx, ptrdiff_t ntasks, int max_helpers)
+{
+    fd_dense_args none;
+    memset(&none, 0, sizeof(none));      /* linear: run_tasks allocates no glu scratch */
+    job_t job;
+    memset(&job, 0, sizeof(job));
+    job.fn = task_user;
+    job.user_fn = fn;
+    job.user_ctx = ctx;
+    job.a = &none;
+    job.ntasks = ntasks;
+    return run_job(&job, max_helpers);
+}
+
+int fd_dense_serial(const fd_dense_args *a, void *glu_scratch, int lock_blas)
+{
+    if (a->m == 0 || a->n == 0) return 0;
+    return dense_rows(a, 0, a->m, glu_scratch, lock_blas);
+}
+
+void fd_busy_enter(void) { atomic_fetch_add(&busy_cores, 1); }
+void fd_busy_leave(void) { atomic_fetch_sub(&busy_cores, 1); }

@@ -60,4 +60,13 @@ void fd_set_own_threading(int v);
 void fd_set_blas_int_max(ptrdiff_t v);
 ptrdiff_t fd_get_blas_int_max(void);
 
+/* For other csrc files (the whole-model plan). */
+/* Run fn(ctx, t) for t < ntasks on the caller plus up to max_helpers idle pool threads;
+   -1 when a task returned nonzero. */
+int fd_parallel_for(int (*fn)(void *ctx, ptrdiff_t t), void *ctx, ptrdiff_t ntasks, int max_helpers);
+/* One dense call on the calling thread only; glu needs m * n elements of scratch. */
+int fd_dense_serial(const fd_dense_args *a, void *glu_scratch, int lock_blas);
+void fd_busy_enter(void);
+void fd_busy_leave(void);
+
 #endif

@@ -287,3 +287,138 @@ def dense_fast(object x, object w, object bias, tuple spec):
     if rc != 0:
         raise MemoryError("fastdense: could not allocate scratch memory")
     return out
+
+
+cdef extern from "fd_plan.h" nogil:
+    int FD_PLAN_MAX_SRC
+    ctypedef struct fd_step:
+        int kind
+        int nsrc
+        int src[16]
+        int dst
+        ptrdiff_t t, k, n
+        ptrdiff_t cols[16]
+        const void *w
+        const void *bias
+        fd_act act
+    ctypedef struct fd_plan:
+        int dtype
+        int nsteps
+        const fd_step *steps
+        int nbufs
+        const ptrdiff_t *width
+        const int *in_index
+        const int *out_index
+        const ptrdiff_t *offset
+        ptrdiff_t glu_offset
+        ptrdiff_t block
+        ptrdiff_t task_elems
+    int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
+                    void *scratch, int max_tasks)
+
+from libc.stdlib cimport calloc, free
+
+
+cdef class Plan:
+    """A compiled whole-model plan (built by fastdense.models.plan; not a public API).
+
+    steps: tuples (kind, srcs, dst, t, k, n, cols, w, bias, code, p0, p1, p2); buffers are
+    described by widths (elements per sample), in_index/out_index (-1 for intermediates)
+    and offsets (element offset of each intermediate in one task's scratch).
+    """
+    cdef fd_plan plan
+    cdef fd_step *c_steps
+    cdef ptrdiff_t *c_width
+    cdef int *c_in
+    cdef int *c_out
+    cdef ptrdiff_t *c_offset
+    cdef list keep
+    cdef readonly int n_inputs, n_outputs
+
+    def __cinit__(self, list steps, list widths, list in_index, list out_index, list offsets,
+                  ptrdiff_t glu_offset, ptrdiff_t block, ptrdiff_t task_elems, object dtype):
+        cdef int nb = len(widths), ns = len(steps), i, j
+        self.keep = []
+        self.c_steps = <fd_step *>calloc(max(ns, 1), sizeof(fd_step))
+        self.c_width = <ptrdiff_t *>calloc(max(nb, 1), sizeof(ptrdiff_t))
+        self.c_in = <int *>calloc(max(nb, 1), sizeof(int))
+        self.c_out = <int *>calloc(max(nb, 1), sizeof(int))
+        self.c_offset = <ptrdiff_t *>calloc(max(nb, 1), sizeof(ptrdiff_t))
+        if not (self.c_steps and self.c_width and self.c_in and self.c_out and self.c_offset):
+            raise MemoryError("fastdense: could not allocate a plan")
+        cdef int want = cnp.NPY_FLOAT32 if np.dtype(dtype) == np.float32 else cnp.NPY_FLOAT64
+        for i in range(nb):
+            self.c_width[i] = widths[i]
+            self.c_in[i] = in_index[i]
+            self.c_out[i] = out_index[i]
+            self.c_offset[i] = offsets[i]
+        self.n_inputs = sum(1 for v in in_index if v >= 0)
+        self.n_outputs = sum(1 for v in out_index if v >= 0)
+        cdef fd_step *st
+        cdef cnp.ndarray arr
+        for i in range(ns):
+            kind, srcs, dst, t, k, n, cols, w, bias, code, p0, p1, p2 = steps[i]
+            st = &self.c_steps[i]
+            if len(srcs) > 16:
+                raise ValueError("fastdense plan: a step takes at most 16 inputs")
+            st.kind = kind
+            st.nsrc = len(srcs)
+            for j in range(st.nsrc):
+                st.src[j] = srcs[j]
+                st.cols[j] = cols[j] if cols else 0
+            st.dst = dst
+            st.t = t
+            st.k = k
+            st.n = n
+            st.act.code = code
+            st.act.p[0] = p0
+            st.act.p[1] = p1
+            st.act.p[2] = p2
+            st.w = NULL
+            st.bias = NULL
+            for name, a in (("w", w), ("bias", bias)):
+                if a is None:
+                    continue
+                arr = <cnp.ndarray>a
+                if cnp.PyArray_TYPE(arr) != want or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+                    raise ValueError("fastdense plan: weights must be C-contiguous in the plan dtype")
+                self.keep.append(arr)
+                if name == "w":
+                    st.w = cnp.PyArray_DATA(arr)
+                else:
+                    st.bias = cnp.PyArray_DATA(arr)
+        self.plan.dtype = FD_F32 if want == cnp.NPY_FLOAT32 else FD_F64
+        self.plan.nsteps = ns
+        self.plan.steps = self.c_steps
+        self.plan.nbufs = nb
+        self.plan.width = self.c_width
+        self.plan.in_index = self.c_in
+        self.plan.out_index = self.c_out
+        self.plan.offset = self.c_offset
+        self.plan.glu_offset = glu_offset
+        self.plan.block = block
+        self.plan.task_elems = task_elems
+
+    def __dealloc__(self):
+        free(self.c_steps)
+        free(self.c_width)
+        free(self.c_in)
+        free(self.c_out)
+        free(self.c_offset)
+
+    def run(self, list inputs, list outputs, ptrdiff_t m, cnp.ndarray scratch, int max_tasks):
+        """Run on m samples: C-contiguous inputs/outputs of the plan dtype (checked by the caller)."""
+        cdef const void *ins[64]
+        cdef void *outs[64]
+        cdef int i, rc
+        if len(inputs) > 64 or len(outputs) > 64:
+            raise ValueError("fastdense plan: at most 64 inputs and outputs")
+        for i in range(len(inputs)):
+            ins[i] = cnp.PyArray_DATA(<cnp.ndarray>inputs[i])
+        for i in range(len(outputs)):
+            outs[i] = cnp.PyArray_DATA(<cnp.ndarray>outputs[i])
+        cdef void *s = cnp.PyArray_DATA(scratch)
+        with nogil:
+            rc = fd_plan_run(&self.plan, ins, outs, m, s, max_tasks)
+        if rc != 0:
+            raise MemoryError("fastdense: the plan could not allocate scratch memory")
