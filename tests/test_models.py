@@ -490,3 +490,17 @@ def test_to_json_is_loadable():
 
 def test_fastdense_namespace_exports():
     assert fastdense.Input is Input and fastdense.Model is Model and fastdense.Sequential is Sequential
+
+
+def test_save_and_load_methods_delegate_to_saving(tmp_path):
+    pytest.importorskip("h5py")
+    from fastdense.saving import load_model
+
+    model = Sequential([Dense(4, input_shape=(3,), activation="softmax"), Dense(2)], name="saved")
+    data = RNG.standard_normal((2, 3))
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(data), model.predict(data), rtol=1e-6)
+    model.save_weights(tmp_path / "w.weights.h5")
+    twin = Sequential([Dense(4, input_shape=(3,), activation="softmax"), Dense(2)])
+    twin.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_allclose(twin.predict(data), model.predict(data), rtol=1e-6)

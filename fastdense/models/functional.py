@@ -706,6 +706,24 @@ class Model(Layer):
         """Rebuild a functional model from a Keras 3 or Keras 2 functional config."""
         return _functional_from_config(cls, config, custom_objects)
 
+    def save(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
+        """Save to a Keras file (``.keras`` or legacy ``.h5``): see ``fastdense.saving.save_model``."""
+        from fastdense.saving import save_model
+
+        save_model(self, filepath, overwrite=overwrite, **kwargs)
+
+    def save_weights(self, filepath: Any, overwrite: bool = True) -> None:
+        """Save the weights to a Keras 3 ``.weights.h5`` file: see ``fastdense.saving.save_weights``."""
+        from fastdense.saving import save_weights
+
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath: Any, skip_mismatch: bool = False) -> None:
+        """Load weights from ``.weights.h5``, ``.keras`` or ``.h5``: see ``fastdense.saving.load_weights``."""
+        from fastdense.saving import load_weights
+
+        load_weights(self, filepath, skip_mismatch=skip_mismatch)
+
     def to_json(self, **kwargs: Any) -> str:
         """The model's Keras 3 config as a JSON string (``model_from_json`` reads it)."""
         return json.dumps(serialize_keras_object(self), **kwargs)
