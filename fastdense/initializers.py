@@ -203,11 +203,13 @@ class Constant(Initializer):
         return instantiate_from_config(cls, config, ignored_keys=("dtype",))
 
 
-@register_builtin(_MODULE, "IdentityInitializer", "Identity", "identity")
+@register_builtin(_MODULE, "Identity", "identity", "IdentityInitializer")
 class Identity(Initializer):
     """``gain`` times the identity matrix (2-D shapes only; rectangular shapes allowed).
 
-    Keras 3 writes it as ``"IdentityInitializer"``; both names are read.
+    Keras 3.6-3.14 wrote it as ``"IdentityInitializer"``; both names are read. Keras 3.15's
+    config is ``{}`` (it drops ``gain``); fastdense writes ``{}`` for the default gain and
+    ``{"gain": g}`` otherwise, which Keras reads back correctly.
 
     >>> Identity(gain=2.0)((2, 3)).tolist()
     [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]]
@@ -224,7 +226,7 @@ class Identity(Initializer):
         return (self.gain * np.eye(*shape)).astype(dtype)
 
     def get_config(self) -> dict[str, Any]:
-        return {"gain": self.gain}
+        return {} if self.gain == 1.0 else {"gain": self.gain}
 
 
 IdentityInitializer = Identity
@@ -390,8 +392,9 @@ def compute_fans(
     Rank 3+ (convolution kernels ``(..., in_channels, out_channels)``): both multiplied by
     the product of the leading "receptive field" dimensions.
 
-    With ``input_axes`` / ``output_axes``, fan_in / fan_out are the products of those axes'
-    sizes (if only one is given, the other is the product of the remaining axes).
+    With both ``input_axes`` and ``output_axes`` (Keras 3.15, for EinsumDense kernels),
+    fan_in and fan_out are the products of those axes' sizes; with only one of them the
+    rule above applies, as in Keras.
 
     >>> compute_fans((8, 16))
     (8, 16)
@@ -401,31 +404,22 @@ def compute_fans(
     (4, 16)
     """
     shape = _shape(shape, "compute_fans")
-    if input_axes is None and output_axes is None:
-        if len(shape) == 0:
-            return 1, 1
-        if len(shape) == 1:
-            return shape[0], shape[0]
-        receptive_field = math.prod(shape[:-2])
-        return shape[-2] * receptive_field, shape[-1] * receptive_field
+    if input_axes is not None and output_axes is not None:
+        return _axes_size(shape, input_axes), _axes_size(shape, output_axes)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive_field = math.prod(shape[:-2])
+    return shape[-2] * receptive_field, shape[-1] * receptive_field
 
-    def normalize(axes: Any, name: str) -> list[int]:
-        axes = [axes] if _is_int(axes) else list(axes)
-        for axis in axes:
-            if not -len(shape) <= axis < len(shape):
-                raise ValueError(f"compute_fans: {name} {axis} is out of range for shape {shape}")
-        return sorted({axis % len(shape) for axis in axes})
 
-    def others(chosen: list[int]) -> list[int]:
-        return [axis for axis in range(len(shape)) if axis not in chosen]
-
-    if input_axes is None:
-        outputs = normalize(output_axes, "output axis")
-        inputs = others(outputs)
-    else:
-        inputs = normalize(input_axes, "input axis")
-        outputs = normalize(output_axes, "output axis") if output_axes is not None else others(inputs)
-    return math.prod(shape[axis] for axis in inputs), math.prod(shape[axis] for axis in outputs)
+def _axes_size(shape: tuple[int, ...], axes: int | Sequence[int]) -> int:
+    axes = [axes] if _is_int(axes) else list(axes)
+    for axis in axes:
+        if not -len(shape) <= axis < len(shape):
+            raise ValueError(f"compute_fans: axis {axis} is out of range for shape {shape}")
+    return math.prod(shape[axis] for axis in axes)
 
 
 @register_builtin(_MODULE, "VarianceScaling", "variance_scaling")

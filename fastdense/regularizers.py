@@ -34,6 +34,7 @@ __all__ = [
     "Regularizer",
     "deserialize",
     "get",
+    "l1_l2",
     "serialize",
 ]
 
@@ -41,9 +42,15 @@ _MODULE = "keras.regularizers"
 _EPSILON = 1e-7  # Keras's backend.epsilon(): the smallest norm OrthogonalRegularizer divides by
 
 
-def _factor(owner: str, name: str, value: Any, default: float) -> float:
-    """A penalty factor: a finite number >= 0 (None means the default), stored as a float."""
-    return float(check_number(owner, name, default if value is None else value, minimum=0.0))
+def _factor(owner: str, name: str, value: Any, default: float, *, float32: bool = False) -> float:
+    """A penalty factor: a finite number >= 0 (None means the default), stored as a float.
+
+    ``float32``: round through float32 first, as Keras 3.15 stores L1's and
+    OrthogonalRegularizer's factors (``L1(0.01)`` has ``l1 == 0.009999999776482582``), so
+    configs match Keras's exactly.
+    """
+    number = float(check_number(owner, name, default if value is None else value, minimum=0.0))
+    return float(np.float32(number)) if float32 else number
 
 
 def _float64(x: Any) -> np.ndarray:
@@ -90,11 +97,13 @@ class Regularizer:
         return f"{type(self).__name__}({arguments})"
 
 
-@register_builtin(_MODULE, "L1L2", "l1_l2")
+@register_builtin(_MODULE, "L1L2", "l1l2")
 class L1L2(Regularizer):
     """``l1 * sum(|x|) + l2 * sum(x**2)``.
 
-    As in Keras 3, the string ``"l1_l2"`` gives ``L1L2()`` with both factors 0.
+    The name ``"l1l2"`` (Keras 3.15's alias) gives ``L1L2()`` with both factors 0;
+    ``"l1_l2"`` gives :func:`l1_l2`'s ``L1L2(0.01, 0.01)`` (Keras 2's function, and what
+    Keras 3's documentation promises).
 
     >>> L1L2(l1=0.5, l2=0.25)(np.array([1.0, -2.0]))
     2.75
@@ -119,14 +128,14 @@ class L1L2(Regularizer):
 
 @register_builtin(_MODULE, "L1", "l1")
 class L1(Regularizer):
-    """``l1 * sum(|x|)``.
+    """``l1 * sum(|x|)``; ``l1`` is kept at float32 precision, as Keras 3.15 does.
 
-    >>> L1(0.1)(np.array([1.0, -2.0, 3.0]))
-    0.6000000000000001
+    >>> round(L1(0.1)(np.array([1.0, -2.0, 3.0])), 6)
+    0.6
     """
 
     def __init__(self, l1: float = 0.01) -> None:
-        self.l1 = _factor("L1", "l1", l1, 0.01)
+        self.l1 = _factor("L1", "l1", l1, 0.01, float32=True)
 
     def __call__(self, x: Any) -> float:
         return self.l1 * float(np.sum(np.abs(_float64(x))))
@@ -170,7 +179,7 @@ class OrthogonalRegularizer(Regularizer):
     _MODES = ("rows", "columns")
 
     def __init__(self, factor: float = 0.01, mode: str = "rows") -> None:
-        self.factor = _factor("OrthogonalRegularizer", "factor", factor, 0.01)
+        self.factor = _factor("OrthogonalRegularizer", "factor", factor, 0.01, float32=True)
         if mode not in self._MODES:
             raise ValueError(f"OrthogonalRegularizer: mode must be one of {self._MODES}, got {mode!r}")
         self.mode = mode
@@ -195,6 +204,19 @@ class OrthogonalRegularizer(Regularizer):
 register_builtin(_MODULE, "Regularizer", "regularizer")(Regularizer)
 
 
+def l1_l2(l1: float = 0.01, l2: float = 0.01) -> L1L2:
+    """Keras 2's shortcut: ``L1L2`` with both factors 0.01 by default.
+
+    >>> l1_l2()
+    L1L2(l1=0.01, l2=0.01)
+    """
+    return L1L2(l1=l1, l2=l2)
+
+
+def _keras2_shortcut(identifier: Any) -> L1L2 | None:
+    return l1_l2() if isinstance(identifier, str) and identifier == "l1_l2" else None
+
+
 def serialize(regularizer: Any) -> Any:
     """The Keras 3 config of a regularizer.
 
@@ -210,6 +232,9 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
     >>> deserialize({"class_name": "L1L2", "config": {"l1": 0.0001, "l2": 0.001}})
     L1L2(l1=0.0001, l2=0.001)
     """
+    shortcut = _keras2_shortcut(config)
+    if shortcut is not None:
+        return shortcut
     return deserialize_keras_object(
         config, builtin_objects(_MODULE), custom_objects, printable_module_name="regularizer"
     )
@@ -223,4 +248,7 @@ def get(identifier: Any) -> Any:
     >>> get("l2")
     L2(l2=0.01)
     """
+    shortcut = _keras2_shortcut(identifier)
+    if shortcut is not None:
+        return shortcut
     return get_from_identifier(identifier, builtin_objects(_MODULE), "regularizer")

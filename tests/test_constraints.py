@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from fastdense import constraints as C
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "keras"
+FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
 EPS = 1e-7  # Keras's backend.epsilon()
 RNG = np.random.default_rng(7)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from fastdense import regularizers as R
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "keras"
+FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
 RNG = np.random.default_rng(20240601)
 
 
@@ -31,7 +32,9 @@ def test_l1_l2_penalties_match_hand_formulas(matrix):
     x = matrix.astype(np.float64)
     abs_sum = sum(abs(v) for v in x.ravel())
     sq_sum = sum(v * v for v in x.ravel())
-    assert R.L1(0.3)(matrix) == pytest.approx(0.3 * abs_sum, rel=1e-12)
+    l1 = float(np.float32(0.3))  # Keras 3.15 keeps L1's factor at float32 precision
+    assert R.L1(0.3).l1 == l1
+    assert R.L1(0.3)(matrix) == pytest.approx(l1 * abs_sum, rel=1e-12)
     assert R.L2(0.2)(matrix) == pytest.approx(0.2 * sq_sum, rel=1e-12)
     assert R.L1L2(l1=0.3, l2=0.2)(matrix) == pytest.approx(0.3 * abs_sum + 0.2 * sq_sum, rel=1e-12)
     assert R.L1L2(l1=0.3)(matrix) == pytest.approx(0.3 * abs_sum, rel=1e-12)
@@ -90,25 +93,32 @@ def test_bad_arguments_quote_the_value(make, quoted):
 
 
 def test_none_means_default_like_keras():
-    assert R.L1(None).l1 == 0.01 and R.L2(None).l2 == 0.01
+    assert R.L1(None).l1 == float(np.float32(0.01)) and R.L2(None).l2 == 0.01
     assert R.L1L2(None, None).get_config() == {"l1": 0.0, "l2": 0.0}
 
 
 @pytest.mark.parametrize(
     "name, config",
     [
-        ("l1", {"module": "keras.regularizers", "class_name": "L1", "config": {"l1": 0.01}, "registered_name": None}),
+        # Keras 3.15 stores L1's and OrthogonalRegularizer's factors as float32
+        ("l1", {"module": "keras.regularizers", "class_name": "L1", "config": {"l1": 0.009999999776482582},
+                "registered_name": None}),
         ("l2", {"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01}, "registered_name": None}),
-        # Keras 3: the string "l1_l2" is L1L2() with both factors 0
-        ("l1_l2", {"module": "keras.regularizers", "class_name": "L1L2", "config": {"l1": 0.0, "l2": 0.0},
+        # Keras 3.15's alias "l1l2" is L1L2() with both factors 0 ...
+        ("l1l2", {"module": "keras.regularizers", "class_name": "L1L2", "config": {"l1": 0.0, "l2": 0.0},
+                  "registered_name": None}),
+        # ... while "l1_l2" is Keras 2's l1_l2() shortcut, 0.01 each
+        ("l1_l2", {"module": "keras.regularizers", "class_name": "L1L2", "config": {"l1": 0.01, "l2": 0.01},
                    "registered_name": None}),
         ("orthogonal_regularizer", {"module": "keras.regularizers", "class_name": "OrthogonalRegularizer",
-                                    "config": {"factor": 0.01, "mode": "rows"}, "registered_name": None}),
+                                    "config": {"factor": 0.009999999776482582, "mode": "rows"},
+                                    "registered_name": None}),
         ("L2", {"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01}, "registered_name": None}),
     ],
 )
 def test_names_and_keras_configs(name, config):
     assert R.serialize(R.get(name)) == config
+    assert R.serialize(R.deserialize(name)) == config
 
 
 def test_get_passthrough_and_errors():

@@ -17,7 +17,7 @@ import fastdense.saving as saving
 from fastdense import constraints, initializers, regularizers
 from fastdense.saving import serialization as S
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "keras"
+FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -486,3 +486,82 @@ def test_every_fixture_dtype_policy():
     for found in policies:
         expected = {key: value for key, value in found.items() if key != "shared_object_id"}
         assert S.serialize_dtype(S.deserialize_dtype(found)) == expected
+
+
+# ---------------------------------------------------------------------------------------
+# Real Keras 3 as the judge (skipped unless keras is importable; see test_conformance_keras)
+# ---------------------------------------------------------------------------------------
+
+# (fastdense module, class name, constructor kwargs): built the same way in both libraries
+JUDGED = [
+    ("initializers", "Zeros", {}), ("initializers", "Ones", {}), ("initializers", "Constant", {"value": 0.5}),
+    ("initializers", "Identity", {}), ("initializers", "Identity", {"gain": 2.0}),
+    ("initializers", "RandomNormal", {"mean": 1.0, "stddev": 0.2, "seed": 5}),
+    ("initializers", "RandomUniform", {"minval": -1.0, "maxval": 1.0}),
+    ("initializers", "TruncatedNormal", {"mean": 0.5, "stddev": 0.1, "seed": 2}),
+    ("initializers", "VarianceScaling", {}),
+    ("initializers", "VarianceScaling", {"scale": 2.0, "mode": "fan_out", "distribution": "uniform", "seed": 1}),
+    ("initializers", "VarianceScaling", {"distribution": "normal", "input_axes": [0], "output_axes": [1, 2]}),
+    ("initializers", "GlorotUniform", {}), ("initializers", "GlorotUniform", {"seed": 3}),
+    ("initializers", "GlorotNormal", {}), ("initializers", "HeUniform", {}), ("initializers", "HeNormal", {"seed": 3}),
+    ("initializers", "LecunUniform", {}), ("initializers", "LecunNormal", {}),
+    ("initializers", "Orthogonal", {}), ("initializers", "Orthogonal", {"gain": 2.0, "seed": 3}),
+    ("regularizers", "L1", {}), ("regularizers", "L1", {"l1": 1e-5}), ("regularizers", "L2", {}),
+    ("regularizers", "L2", {"l2": 0.3}), ("regularizers", "L1L2", {}), ("regularizers", "L1L2", {"l1": 1e-4, "l2": 1e-3}),
+    ("regularizers", "OrthogonalRegularizer", {}), ("regularizers", "OrthogonalRegularizer", {"factor": 0.5, "mode": "columns"}),
+    ("constraints", "MaxNorm", {}), ("constraints", "MaxNorm", {"max_value": 3.0, "axis": [0, 1]}),
+    ("constraints", "MinMaxNorm", {}), ("constraints", "MinMaxNorm", {"min_value": 0.1, "max_value": 1.5, "rate": 0.9}),
+    ("constraints", "NonNeg", {}), ("constraints", "UnitNorm", {"axis": 1}),
+]
+OURS = {"initializers": initializers, "regularizers": regularizers, "constraints": constraints}
+
+
+@pytest.fixture(scope="module")
+def keras():
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    return pytest.importorskip("keras")
+
+
+@pytest.mark.parametrize("module, class_name, kwargs", JUDGED, ids=lambda v: v if isinstance(v, str) else None)
+def test_configs_identical_to_real_keras(keras, module, class_name, kwargs):
+    ours = getattr(OURS[module], class_name)(**kwargs)
+    theirs = getattr(getattr(keras, module), class_name)(**kwargs)
+    written = json.loads(json.dumps(OURS[module].serialize(ours)))
+    expected = json.loads(json.dumps(keras.saving.serialize_keras_object(theirs)))
+    if (class_name, kwargs) == ("Identity", {"gain": 2.0}):
+        assert expected["config"] == {}  # Keras 3.15 loses the gain; fastdense keeps it
+        expected["config"] = {"gain": 2.0}
+    assert written == expected
+    # each side reads the other's config back to the same config
+    assert OURS[module].serialize(OURS[module].deserialize(expected)) == written
+    reread = getattr(keras, module).deserialize(written)
+    assert json.loads(json.dumps(keras.saving.serialize_keras_object(reread)))["class_name"] == written["class_name"]
+    if class_name == "Identity":
+        assert float(reread.gain) == float(kwargs.get("gain", 1.0))
+
+
+@pytest.mark.parametrize("module, class_name, kwargs", [c for c in JUDGED if c[0] != "initializers"],
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_penalties_and_projections_equal_real_keras(keras, module, class_name, kwargs):
+    x = np.random.default_rng(3).normal(size=(6, 5)).astype(np.float32)
+    ours = getattr(OURS[module], class_name)(**kwargs)
+    theirs = getattr(getattr(keras, module), class_name)(**kwargs)
+    expected = keras.ops.convert_to_numpy(theirs(keras.ops.convert_to_tensor(x)))
+    np.testing.assert_allclose(ours(x), expected, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["glorot_uniform", "he_normal", "lecun_uniform", "orthogonal", "identity", "zeros",
+                                  "ones", "random_normal", "truncated_normal", "variance_scaling"])
+def test_initializer_names_mean_the_same_class(keras, name):
+    theirs = keras.saving.serialize_keras_object(keras.initializers.get(name))
+    assert initializers.serialize(initializers.get(name)) == theirs
+
+
+def test_unseeded_instances_differ_from_keras_on_purpose(keras):
+    # Keras 3.15: one unseeded instance returns the same values on every call (a shared
+    # instance gives several layers identical kernels). fastdense draws fresh values.
+    theirs = keras.initializers.GlorotUniform()
+    a, b = (keras.ops.convert_to_numpy(theirs((4, 4))) for _ in range(2))
+    assert np.array_equal(a, b)
+    ours = initializers.GlorotUniform()
+    assert not np.array_equal(ours((4, 4)), ours((4, 4)))
