@@ -4,10 +4,10 @@
 >>> from fastdense.models import Sequential
 >>> from fastdense.layers import Dense
 >>> model = Sequential(name="mlp")
->>> model.add(Dense(16, activation="relu", input_shape=(8,)))
+>>> model.add(Dense(16, activation="relu", input_shape=(8,), name="hidden"))
 >>> model.add(Dense(4, activation="softmax"))
 >>> model.layers[0].input
-<SymbolicTensor name='dense_input' shape=(None, 8) dtype=float32>
+<SymbolicTensor name='hidden_input' shape=(None, 8) dtype=float32>
 >>> model.output_shape
 (None, 4)
 >>> model.predict(np.ones((3, 8))).shape
