@@ -39,8 +39,8 @@ static void merge(const fd_step *st, int dtype, char **src, char *dst, ptrdiff_t
         case FD_STEP_MIN: MERGE_LOOP(float, (a < b || a != a) ? a : b); break;
         }
         if (st->kind == FD_STEP_AVG) {
-            float *d = (float *)dst, inv = 1.0f / (float)st->nsrc;
-            for (ptrdiff_t i = 0; i < len; i++) d[i] *= inv;
+            float *d = (float *)dst, n = (float)st->nsrc;
+            for (ptrdiff_t i = 0; i < len; i++) d[i] /= n;
         }
     } else {
         switch (st->kind) {
@@ -51,8 +51,8 @@ static void merge(const fd_step *st, int dtype, char **src, char *dst, ptrdiff_t
         case FD_STEP_MIN: MERGE_LOOP(double, (a < b || a != a) ? a : b); break;
         }
         if (st->kind == FD_STEP_AVG) {
-            double *d = (double *)dst, inv = 1.0 / (double)st->nsrc;
-            for (ptrdiff_t i = 0; i < len; i++) d[i] *= inv;
+            double *d = (double *)dst, n = (double)st->nsrc;
+            for (ptrdiff_t i = 0; i < len; i++) d[i] /= n;
         }
     }
 }

@@ -1,0 +1,288 @@
+"""Compiled whole-model inference: a model's layers as one native call.
+
+A model whose layers are Dense, Activation, Dropout, Flatten, Reshape and the element-wise
+merges / last-axis Concatenate compiles, once per (weights version, dtype, sample shapes),
+into a plan run by one nogil call (``fastdense._kernels.Plan``): each Dense is the fused
+kernel, intermediates live in per-thread scratch buffers reused across calls, and large
+batches stream through every layer in blocks of samples so the intermediates stay in cache.
+Anything else returns ``None`` from :func:`compile_plan` and the model runs layer by layer,
+with the same results.
+
+    >>> import numpy as np
+    >>> from fastdense.models import Sequential
+    >>> from fastdense.layers import Dense
+    >>> model = Sequential([Dense(4, activation="relu", input_shape=(3,)), Dense(2)])
+    >>> plan = compile_plan(model, [(3,)], np.float32)
+    >>> plan.run([np.ones((5, 3), np.float32)])[0].shape
+    (5, 2)
+"""
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Sequence
+
+import numpy as np
+
+from fastdense import _kernels, activations
+from fastdense.layers.core import Activation, Dense, Dropout
+from fastdense.layers.input_layer import InputLayer
+from fastdense.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from fastdense.layers.reshaping import Flatten, Reshape
+
+__all__ = ["CompiledPlan", "compile_plan", "run_compiled"]
+
+# step kinds, as csrc/fd_plan.h numbers them
+_DENSE, _ACT, _ADD, _SUB, _MUL, _AVG, _MAX, _MIN, _CONCAT, _COPY = range(10)
+_MERGES = {Add: _ADD, Subtract: _SUB, Multiply: _MUL, Average: _AVG, Maximum: _MAX, Minimum: _MIN}
+
+_ROWS_PER_BLOCK = 256                 # GEMM rows per block: the BLAS re-packs weights per call
+_BLOCK_BYTES = 2 << 20                # intermediates of one block: about L2 + a slice of L3
+
+
+class _Unsupported(Exception):
+    """The model has something the plan does not cover: run it layer by layer."""
+
+
+class CompiledPlan:
+    """A model compiled for one dtype and one set of per-sample input shapes."""
+
+    def __init__(self, plan: Any, dtype: np.dtype, in_shapes: list[tuple], out_shapes: list[tuple],
+                 task_elems: int, version: int) -> None:
+        self._plan = plan
+        self.dtype = dtype
+        self.in_shapes = in_shapes
+        self.out_shapes = out_shapes
+        self.version = version
+        self._task_elems = max(int(task_elems), 1)
+        self._local = threading.local()
+
+    def _scratch(self) -> np.ndarray:
+        tasks = _kernels.get_num_threads()
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None or scratch.size < tasks * self._task_elems:
+            scratch = np.empty(tasks * self._task_elems, self.dtype)
+            self._local.scratch = scratch
+        return scratch
+
+    def run(self, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Outputs for C-contiguous inputs of the plan dtype and shapes (``out``: written in place)."""
+        m = arrays[0].shape[0]
+        if out is None:
+            outputs = [np.empty((m,) + shape, self.dtype) for shape in self.out_shapes]
+        else:
+            outputs = list(out)
+        scratch = self._scratch()
+        self._plan.run(list(arrays), outputs, m, scratch, scratch.size // self._task_elems)
+        return outputs
+
+
+def _layer_steps(model: Any) -> tuple[list, list[int], list[int]]:
+    """(steps, input slots, output slots) of a built model, in execution order."""
+    steps = getattr(model, "_steps", None)
+    if steps is None:
+        raise _Unsupported("model has no compiled graph")
+    return steps, list(model._input_slots), list(model._output_slots)
+
+
+def _act_spec(function: Any) -> tuple:
+    if not activations.is_fused(function):
+        raise _Unsupported("activation is a Python callable")
+    r = activations.resolve(function)
+    p = tuple(float(v) for v in r.params) + (0.0,) * (3 - len(r.params))
+    return int(r.code), p[0], p[1], p[2], bool(r.halves)
+
+
+def compile_plan(model: Any, sample_shapes: Sequence[tuple], dtype: Any) -> CompiledPlan | None:
+    """Compile ``model`` for inputs of per-sample shapes ``sample_shapes``; None if unsupported."""
+    try:
+        return _compile(model, [tuple(s) for s in sample_shapes], np.dtype(dtype))
+    except _Unsupported:
+        return None
+
+
+def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype) -> CompiledPlan:
+    version = model._weights_version
+    steps, input_slots, output_slots = _layer_steps(model)
+    es = dtype.itemsize
+    widths: list[int] = []
+    in_index: list[int] = []
+    out_index: list[int] = []
+    shapes: list[tuple] = []
+    slot_buf: dict[int, int] = {}       # slot -> buffer
+    slot_shape: dict[int, tuple] = {}   # slot -> per-sample shape (buffers can be reshaped views)
+
+    def new_buffer(shape: tuple, role_in: int = -1) -> int:
+        widths.append(math.prod(shape))
+        in_index.append(role_in)
+        out_index.append(-1)
+        shapes.append(shape)
+        return len(widths) - 1
+
+    for j, (s, shape) in enumerate(zip(input_slots, sample_shapes)):
+        slot_buf[s] = new_buffer(shape, j)
+        slot_shape[s] = shape
+
+    plan_steps: list[tuple] = []
+    glu_elems = 0          # per sample
+    max_rows_per_sample = 1
+
+    for layer, kind, ref, extra, kwargs, out_slots, symbolic_extra, _release in steps:
+        if extra or kwargs or symbolic_extra or len(out_slots) != 1:
+            raise _Unsupported("layer call with extra arguments")
+        if getattr(layer, "_activity_regularizer", None) is not None:
+            raise _Unsupported("activity regularizer records the outputs")
+        srcs = [ref] if kind == 0 else (list(ref) if kind == 1 else None)
+        if srcs is None:
+            raise _Unsupported("nested inputs")
+        in_shapes = [slot_shape[s] for s in srcs]
+        in_bufs = [slot_buf[s] for s in srcs]
+        out_slot = out_slots[0]
+        cls = type(layer)
+        if cls is Dense:
+            (shape,) = in_shapes
+            values = layer._values          # one read: a consistent (kernel, bias) pair
+            kernel, bias = values[0], (values[1] if layer.use_bias else None)
+            if kernel.dtype != dtype or (bias is not None and bias.dtype != dtype):
+                raise _Unsupported("layer dtype differs from the plan dtype")
+            if not shape or shape[-1] != kernel.shape[0] or not layer._fast:
+                raise _Unsupported("Dense input does not match its kernel")
+            code, p0, p1, p2, halves = _act_spec(layer.activation)
+            n = kernel.shape[1]
+            if halves and n % 2:
+                raise _Unsupported("glu on an odd number of units")
+            t = math.prod(shape[:-1])
+            out_shape = shape[:-1] + (n // 2 if halves else n,)
+            dst = new_buffer(out_shape)
+            if halves:
+                glu_elems = max(glu_elems, t * n)
+            max_rows_per_sample = max(max_rows_per_sample, t)
+            plan_steps.append((_DENSE, in_bufs, dst, t, kernel.shape[0], n, None,
+                               np.ascontiguousarray(kernel), None if bias is None else np.ascontiguousarray(bias),
+                               code, p0, p1, p2))
+        elif cls is Activation:
+            (shape,) = in_shapes
+            code, p0, p1, p2, halves = _act_spec(layer.activation)
+            if not shape or (halves and shape[-1] % 2):
+                raise _Unsupported("activation shape")
+            out_shape = shape[:-1] + (shape[-1] // 2 if halves else shape[-1],)
+            dst = new_buffer(out_shape)
+            plan_steps.append((_ACT, in_bufs, dst, math.prod(shape[:-1]), 0, shape[-1], None, None, None,
+                               code, p0, p1, p2))
+        elif cls is Dropout or cls is Flatten or cls is Reshape:
+            (shape,) = in_shapes
+            if cls is Flatten:
+                if layer.data_format == "channels_first" and len(shape) > 1:
+                    raise _Unsupported("channels_first Flatten moves data")
+                new_shape: tuple = (math.prod(shape),)
+            elif cls is Reshape:
+                new_shape = tuple(layer.compute_output_shape((None,) + shape)[1:])
+            else:
+                new_shape = shape
+            slot_buf[out_slot] = in_bufs[0]       # same memory, new per-sample shape
+            slot_shape[out_slot] = new_shape
+            continue
+        elif cls in _MERGES:
+            if len(set(in_shapes)) != 1 or len(srcs) < 2 or (cls is Subtract and len(srcs) != 2):
+                raise _Unsupported("merge with broadcasting")
+            dst = new_buffer(in_shapes[0])
+            plan_steps.append((_MERGES[cls], in_bufs, dst, 1, 0, widths[dst], None, None, None, 0, 0.0, 0.0, 0.0))
+        elif cls is Concatenate:
+            rank = len(in_shapes[0]) + 1
+            if layer.axis not in (-1, rank - 1) or any(len(s) != rank - 1 for s in in_shapes) \
+                    or len({s[:-1] for s in in_shapes}) != 1 or rank < 2:
+                raise _Unsupported("concatenation off the last axis")
+            cols = [s[-1] for s in in_shapes]
+            out_shape = in_shapes[0][:-1] + (sum(cols),)
+            dst = new_buffer(out_shape)
+            plan_steps.append((_CONCAT, in_bufs, dst, math.prod(out_shape[:-1]), 0, sum(cols), cols,
+                               None, None, 0, 0.0, 0.0, 0.0))
+        elif cls is InputLayer:
+            raise _Unsupported("nested input layer")
+        else:
+            raise _Unsupported(f"layer type {cls.__name__}")
+        slot_buf[out_slot] = dst
+        slot_shape[out_slot] = shapes[dst]
+
+    # outputs: the buffer that holds each output becomes (or is copied into) the output array
+    out_shapes = []
+    for j, s in enumerate(output_slots):
+        b = slot_buf[s]
+        out_shapes.append(slot_shape[s])
+        if in_index[b] < 0 and out_index[b] < 0:
+            out_index[b] = j
+            continue
+        dst = new_buffer(slot_shape[s])
+        out_index[dst] = j
+        plan_steps.append((_COPY, [b], dst, 1, 0, widths[dst], None, None, None, 0, 0.0, 0.0, 0.0))
+
+    intermediate = sum(w for b, w in enumerate(widths) if in_index[b] < 0 and out_index[b] < 0)
+    per_sample = intermediate + glu_elems
+    block = max(1, _ROWS_PER_BLOCK // max_rows_per_sample)
+    block = max(block, min(_BLOCK_BYTES // max(per_sample * es, 1), 4 * block))
+    offsets, offset = [], 0
+    for b, w in enumerate(widths):
+        offsets.append(offset)
+        if in_index[b] < 0 and out_index[b] < 0:
+            offset += w * block
+    glu_offset = offset
+    task_elems = offset + glu_elems * block
+    plan = _kernels.Plan(plan_steps, widths, in_index, out_index, offsets, glu_offset, block,
+                         max(task_elems, 1), dtype)
+    return CompiledPlan(plan, dtype, sample_shapes, out_shapes, task_elems, version)
+
+
+_cache_lock = threading.Lock()
+
+
+def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None
+                 ) -> list[np.ndarray] | None:
+    """Run ``model`` on standardized input arrays through its cached plan; None to fall back.
+
+    The plan is keyed on the model's weights version, the dtype and the per-sample shapes; it
+    holds the weight arrays it was compiled from, so a concurrent ``set_weights`` makes the next
+    call compile a new plan while calls already running finish on the old weights.
+    """
+    if not arrays:
+        return None
+    first = arrays[0]
+    dtype = first.dtype
+    if dtype != np.float32 and dtype != np.float64:
+        return None
+    m = first.shape[0] if first.ndim else None
+    for a in arrays:
+        if a.dtype != dtype or a.ndim < 1 or a.shape[0] != m or not a.flags.c_contiguous:
+            return None
+    shapes = tuple(a.shape[1:] for a in arrays)
+    key = (dtype.str, shapes)
+    version = model._weights_version
+    cache = model.__dict__.get("_fd_plan_cache")
+    entry = cache.get(key) if cache is not None and cache[None] == version else None
+    if entry is None:
+        with _cache_lock:
+            version = model._weights_version
+            plan = compile_plan(model, shapes, dtype)
+            if model._weights_version != version:   # weights changed while compiling
+                return None
+            cache = model.__dict__.get("_fd_plan_cache")
+            if cache is None or cache[None] != version:
+                cache = {None: version}
+            cache[key] = plan if plan is not None else False
+            model.__dict__["_fd_plan_cache"] = cache
+            entry = cache[key]
+    if entry is False:
+        return None
+    if out is not None:
+        if len(out) != len(entry.out_shapes):
+            raise ValueError(f"predict: out must hold {len(entry.out_shapes)} arrays, got {len(out)}")
+        for o, shape in zip(out, entry.out_shapes):
+            expected = (m,) + shape
+            if not isinstance(o, np.ndarray) or o.shape != expected or o.dtype != dtype \
+                    or not o.flags.c_contiguous or not o.flags.writeable:
+                got = (o.shape, o.dtype) if isinstance(o, np.ndarray) else type(o).__name__
+                raise ValueError(f"predict: out must be a writeable C-contiguous array of shape {expected} "
+                                 f"and dtype {dtype}, got {got}")
+            for a in arrays:
+                if np.shares_memory(o, a):
+                    raise ValueError("predict: out must not overlap the inputs")
+    return entry.run(arrays, out)
