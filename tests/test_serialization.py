@@ -179,10 +179,27 @@ def test_registered_class_defined_in_main_has_null_module():
 
 
 def test_registered_function():
+    # Keras 3.15's form for functions: the registered name is the config
     config = S.serialize_keras_object(double)
-    assert config == {"module": __name__, "class_name": "function", "config": "double", "registered_name": "fdtest>twice"}
+    assert config == {"module": "builtins", "class_name": "function", "config": "fdtest>twice",
+                      "registered_name": "function"}
     assert S.deserialize_keras_object(config) is double
+    assert regularizers.get(config) is double
     assert S.get_registered_name(double) == "fdtest>twice"
+    # the form earlier Keras 3 releases wrote
+    older = {"module": __name__, "class_name": "function", "config": "double", "registered_name": "fdtest>twice"}
+    assert S.deserialize_keras_object(older) is double
+
+
+def test_unregistered_function_needs_custom_objects():
+    def halve(x):
+        return x / 2
+
+    config = S.serialize_keras_object(halve)
+    assert config == {"module": "builtins", "class_name": "function", "config": "halve", "registered_name": "function"}
+    with pytest.raises(ValueError, match="'halve'"):
+        S.deserialize_keras_object(config)
+    assert S.deserialize_keras_object(config, custom_objects={"halve": halve}) is halve
 
 
 def test_lambdas_are_never_serialized():
@@ -555,6 +572,23 @@ def test_penalties_and_projections_equal_real_keras(keras, module, class_name, k
 def test_initializer_names_mean_the_same_class(keras, name):
     theirs = keras.saving.serialize_keras_object(keras.initializers.get(name))
     assert initializers.serialize(initializers.get(name)) == theirs
+
+
+def test_function_configs_identical_to_real_keras(keras):
+    def local_fn(x):
+        return x
+
+    def thrice(x):
+        return 3 * x
+
+    keras.saving.register_keras_serializable("fdtest_k")(thrice)
+    saving.register_serializable("fdtest_k")(thrice)
+    assert S.serialize_keras_object(thrice) == keras.saving.serialize_keras_object(thrice)
+    assert keras.saving.deserialize_keras_object(S.serialize_keras_object(thrice)) is thrice
+    assert S.serialize_keras_object(local_fn) == keras.saving.serialize_keras_object(local_fn)
+    reread = keras.saving.deserialize_keras_object(S.serialize_keras_object(local_fn),
+                                                   custom_objects={"local_fn": local_fn})
+    assert reread is local_fn
 
 
 def test_unseeded_instances_differ_from_keras_on_purpose(keras):

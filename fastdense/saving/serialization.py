@@ -334,21 +334,15 @@ def serialize_keras_object(obj: Any) -> Any:
 
 
 def _serialize_function(fn: Callable[..., Any]) -> dict[str, Any]:
-    if fn in _BUILTIN_NAMES:
-        module, name = _BUILTIN_NAMES[fn]
-        return {"module": module, "class_name": "function", "config": name, "registered_name": name}
+    """Keras 3.15's form: the function's registered (or plain) name is the ``config``."""
     if fn.__name__ == "<lambda>":
         raise ValueError(
             "Cannot serialize a lambda: it could only be reloaded by evaluating code, which "
             "fastdense never does. Define a named function and decorate it with "
             "@fastdense.saving.register_serializable()"
         )
-    return {
-        "module": _user_module(fn),
-        "class_name": "function",
-        "config": fn.__name__,
-        "registered_name": get_registered_name(fn),
-    }
+    name = _BUILTIN_NAMES[fn][1] if fn in _BUILTIN_NAMES else get_registered_name(fn)
+    return {"module": "builtins", "class_name": "function", "config": name, "registered_name": "function"}
 
 
 def _user_module(obj: Any) -> str | None:
@@ -422,10 +416,16 @@ def deserialize_keras_object(
         return _deserialize_special(class_name, inner, kind)
 
     if class_name == "function":
-        # Keras 3 function: {"class_name": "function", "config": "<name>", "registered_name": ...}
+        # Keras 3.15: {"module": "builtins", "class_name": "function", "config": "<name>",
+        # "registered_name": "function"}; earlier Keras 3 put the user module and the
+        # registered name in "module" / "registered_name". Built-in functions are found by
+        # name among fastdense's tables (activations first), whatever the module says.
         if not isinstance(inner, str):
             raise ValueError(f"Could not interpret function config {dict(config)!r}: 'config' must be the function name")
-        return _resolve(inner, registered_name, module, module_objects, custom_objects, kind)
+        canonical = _canonical_module(module)
+        fn_module = module if _is_keras_module(canonical) and canonical != "keras" else None
+        fn_registered = None if registered_name == "function" else registered_name
+        return _resolve(inner, fn_registered, fn_module, module_objects, custom_objects, kind)
 
     found = _resolve(class_name, registered_name, module, module_objects, custom_objects, kind)
     instance = _instantiate(found, inner, class_name, custom_objects, kind)
@@ -545,10 +545,16 @@ def _builtin_lookup(module: str, name: str) -> Any | None:
 
 
 def _builtin_candidates(name: str) -> list[tuple[str, Any]]:
+    """Every built-in object called ``name``, with its Keras module."""
     for module in _FASTDENSE_MODULES:
         if module not in ("keras.layers", "keras.models"):
             _load_builtin_module(module)
-    return [(module, table[name]) for module, table in _BUILTIN_OBJECTS.items() if name in table]
+    found = [(module, table[name]) for module, table in _BUILTIN_OBJECTS.items() if name in table]
+    if not any(module == "keras.activations" for module, _ in found):
+        activation = _builtin_lookup("keras.activations", name)
+        if activation is not None:
+            found.append(("keras.activations", activation))
+    return found
 
 
 def _unknown_message(
