@@ -627,9 +627,15 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
 def get(identifier: Any) -> Any:
     """An initializer from a name, a config dict, a class, an instance or a callable.
 
-    None gives None; an unknown name raises ValueError.
+    None gives None; an unknown name raises ValueError. A numpy array gives
+    ``Constant(array)``: the weight takes exactly these values (Keras 3 also accepts
+    arrays; fastdense's version can be saved).
 
     >>> get("he_normal")
     HeNormal(seed=None, input_axes=None, output_axes=None)
+    >>> get(np.array([[1.0, 2.0]]))((1, 2)).tolist()
+    [[1.0, 2.0]]
     """
+    if isinstance(identifier, (np.ndarray, np.generic)):
+        return Constant(identifier)
     return get_from_identifier(identifier, builtin_objects(_MODULE), "initializer")

@@ -237,6 +237,13 @@ def test_constant_zeros_ones():
         I.Constant("a")
 
 
+def test_get_accepts_an_array_like_keras():
+    kernel = np.arange(6, dtype=np.float64).reshape(2, 3)
+    init = I.get(kernel)
+    np.testing.assert_array_equal(init((2, 3)), kernel.astype(np.float32))
+    np.testing.assert_array_equal(I.deserialize(json_round_trip(init))((2, 3), "float64"), kernel)
+
+
 def test_constant_array_value_round_trips_through_json():
     init = I.Constant(np.array([0.5, -1.0], dtype=np.float32))
     config = json_round_trip(init)

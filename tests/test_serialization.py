@@ -512,6 +512,7 @@ def test_every_fixture_dtype_policy():
 # (fastdense module, class name, constructor kwargs): built the same way in both libraries
 JUDGED = [
     ("initializers", "Zeros", {}), ("initializers", "Ones", {}), ("initializers", "Constant", {"value": 0.5}),
+    ("initializers", "Constant", {"value": np.array([0.5, 1.0], dtype=np.float32)}),
     ("initializers", "Identity", {}), ("initializers", "Identity", {"gain": 2.0}),
     ("initializers", "RandomNormal", {"mean": 1.0, "stddev": 0.2, "seed": 5}),
     ("initializers", "RandomUniform", {"minval": -1.0, "maxval": 1.0}),
