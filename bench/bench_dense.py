@@ -7,6 +7,8 @@ For each shape (M, K, N) and activation it times, round-robin and interleaved:
                                                   row-major trick, no copies; for reference
     fd(out=)     fastdense.ops.dense(x, W, b, act, out=o)
     fd           fastdense.ops.dense(x, W, b, act)
+    fd pool      the same under fastdense.set_num_threads(cores) (its own thread pool,
+                 OpenBLAS single-threaded), switched on around each of its samples only
     numpy        act(x @ W + b) in plain numpy/scipy (gelu: exact erf form)
     torch        act(F.linear(x, W, b)) under torch.inference_mode, torch's default threads
     onnxruntime  Gemm + activation node(s), intra_op_num_threads = cores
@@ -31,9 +33,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+import fastdense
 from fastdense import ops
 from fastdense.benchmark import (
+    LoadMeter,
     agrees,
+    fastdense_threads,
     format_ratio,
     format_table,
     format_time,
@@ -61,6 +66,7 @@ ACTIVATIONS = ["relu", "gelu", "softmax"]
 EPILOGUE_SHAPE: Shape = (2048, 1024, 1024)
 EPILOGUE_EXTRA = ["sigmoid", "tanh"]  # timed at EPILOGUE_SHAPE only, for the epilogue-cost check
 PEERS = ("numpy", "torch", "onnxruntime")
+POOL_THREADS = os.cpu_count() or 1  # "fd pool": fastdense.set_num_threads(POOL_THREADS)
 
 
 def parse_shapes(text: str) -> list[Shape]:
@@ -94,8 +100,11 @@ def make_case(shape: Shape, act: str, seed: int, peers: bool) -> tuple[dict[str,
         "sgemm": "sgemm(1.0, Wt, xt)",
         "fd(out=)": "dense(x, W, b, act, out=o)",
         "fd": "dense(x, W, b, act)",
+        "fd pool": "dense(x, W, b, act)",
         "numpy": "maximum(x @ W + b, 0)" if act == "relu" else "nact(x @ W + b)",
     }
+    if not hasattr(fastdense, "set_num_threads"):
+        del contenders["fd pool"]
     if peers:
         torch = import_peer("torch")
         if torch is not None:
@@ -112,7 +121,8 @@ def make_case(shape: Shape, act: str, seed: int, peers: bool) -> tuple[dict[str,
     bare = x.astype(np.float64) @ W.astype(np.float64)
     agree = {}
     for name, stmt in contenders.items():
-        result = eval(stmt, ns)
+        with fastdense_threads(POOL_THREADS if name == "fd pool" else None):
+            result = eval(stmt, ns)
         if name == "sgemm":
             result = result.T
         agree[name] = agrees(result, bare if name in ("floor", "sgemm") else expected)
@@ -134,16 +144,18 @@ def run(
     min_time, min_samples = (0.05, 3) if quick else (0.2, 7)
     torch = import_peer("torch") if peers else None
     results = []
-    load_start = os.getloadavg()[0]
+    overall = LoadMeter()
     started = time.perf_counter()
     with torch.inference_mode() if torch is not None else _nothing():
         for i, (shape, act) in enumerate(cases):
             label = f"{'x'.join(map(str, shape))} {act}"
             print(f"[{i + 1}/{len(cases)}] {label}", file=sys.stderr, flush=True)
             contenders, ns, agree = make_case(shape, act, seed=i, peers=peers)
+            meter = LoadMeter()
             timings = time_interleaved(
                 contenders, ns, min_time=min_time, min_samples=min_samples,
                 max_time=5.0 if quick else 20.0, pause=pause,
+                contexts={"fd pool": lambda: fastdense_threads(POOL_THREADS)},
             )
             results.append(
                 {
@@ -151,6 +163,7 @@ def run(
                     "activation": act,
                     "agree": agree,
                     "times": {name: t.to_dict() for name, t in timings.items()},
+                    "other_load_cores": meter.other_cores(),
                 }
             )
     return {
@@ -159,7 +172,7 @@ def run(
         "quick": quick,
         "pause_s": pause,
         "wall_s": time.perf_counter() - started,
-        "loadavg_1min": [load_start, os.getloadavg()[0]],
+        "other_load_cores": overall.other_cores(),
         "machine": machine_info(),
         "results": results,
     }
@@ -191,19 +204,22 @@ def tables(report: dict[str, Any]) -> str:
         for n in names:
             mark = "" if row["agree"].get(n, True) else " !"
             cells.append(format_time(_median(row, n)) + mark)
-        time_rows.append(cells)
+        load = row.get("other_load_cores")
+        time_rows.append(cells + ["?" if load is None else f"{load:.1f}"])
         fd, fd_out, floor = (_median(row, n) for n in ("fd", "fd(out=)", "floor"))
         ratio_rows.append(
-            [shape, row["activation"], format_ratio(fd_out / floor), format_ratio(fd / floor)]
+            [shape, row["activation"], format_ratio(fd_out / floor), format_ratio(fd / floor),
+             format_ratio(_median(row, "fd pool") / fd)]
             + [format_ratio(fd / _median(row, p)) for p in peers]
         )
     out = [
-        "Median time per call (float32; ! = result disagreed with the float64 reference)",
-        format_table(["shape", "act"] + names, time_rows),
+        "Median time per call (float32; ! = result disagreed with the float64 reference;",
+        " busy = cores kept busy by other processes meanwhile: noise)",
+        format_table(["shape", "act"] + names + ["busy"], time_rows),
         "",
         "Ratios (< 1 means fastdense is faster; floor = np.matmul(x, W, out=buf))",
         format_table(
-            ["shape", "act", "fd(out=)/floor", "fd/floor"] + [f"fd/{p}" for p in peers],
+            ["shape", "act", "fd(out=)/floor", "fd/floor", "pool/fd"] + [f"fd/{p}" for p in peers],
             ratio_rows,
         ),
         "",
@@ -277,8 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"fastdense {info.get('fastdense')} | numpy {info['numpy']} | scipy {info['scipy']} | "
         f"torch {info.get('torch', '-')} | onnxruntime {info.get('onnxruntime', '-')} | "
-        f"{info['cpu_count']} cores | load avg {report['loadavg_1min'][0]:.1f} -> "
-        f"{report['loadavg_1min'][1]:.1f} | {report['wall_s']:.0f} s"
+        f"{info['cpu_count']} cores | {report['wall_s']:.0f} s"
     )
     print(tables(report))
     if args.json:

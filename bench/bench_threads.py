@@ -36,7 +36,7 @@ import numpy as np
 from scipy.linalg.blas import sgemm
 
 import fastdense
-from fastdense.benchmark import format_ratio, format_table, machine_info
+from fastdense.benchmark import LoadMeter, fastdense_threads, format_ratio, format_table, machine_info
 
 SHAPES = [(64, 512, 512), (1024, 1024, 1024)]
 
@@ -80,19 +80,6 @@ def blas_threads(n: int | None) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def fastdense_threads(n: int | None) -> Iterator[None]:
-    """``fastdense.set_num_threads(n)`` inside the block, the default policy restored after."""
-    if n is None:
-        yield
-        return
-    fastdense.set_num_threads(n)
-    try:
-        yield
-    finally:
-        fastdense.set_num_threads(None)
-
-
 def configurations(shape: tuple[int, int, int], seed: int = 0) -> list[tuple[str, int, Callable[[], object], Any]]:
     """(label, callers, call, context factory) for every measured configuration."""
     m, k, n = shape
@@ -129,6 +116,7 @@ def configurations(shape: tuple[int, int, int], seed: int = 0) -> list[tuple[str
 def run(shapes: Sequence[tuple[int, int, int]], rounds: int, duration: float) -> dict[str, Any]:
     results = []
     for shape in shapes:
+        meter = LoadMeter()
         configs = configurations(shape)
         samples: dict[str, list[float]] = {f"{c[0]} x{c[1]}": [] for c in configs}
         for r in range(rounds):
@@ -146,6 +134,7 @@ def run(shapes: Sequence[tuple[int, int, int]], rounds: int, duration: float) ->
                 "shape": list(shape),
                 "calls_per_s": {k: statistics.median(v) for k, v in samples.items()},
                 "samples": samples,
+                "other_load_cores": meter.other_cores(),
             }
         )
     return {"job": "threads", "rounds": rounds, "duration_s": duration,
@@ -157,7 +146,10 @@ def report_text(report: dict[str, Any]) -> str:
     for row in report["results"]:
         c = row["calls_per_s"]
         name = "x".join(map(str, row["shape"]))
-        out.append(f"Throughput at {name} (calls/s summed over callers, median of {report['rounds']} rounds)")
+        load = row.get("other_load_cores")
+        noise = "" if load is None else f"; other processes busy on {load:.1f} cores"
+        out.append(f"Throughput at {name} (calls/s summed over callers, median of "
+                   f"{report['rounds']} rounds{noise})")
         labels = list(dict.fromkeys(k.rsplit(" x", 1)[0] for k in c))
         out.append(format_table(
             ["config", "1 caller", "2 callers", "2 / 1"],

@@ -22,6 +22,7 @@ anything is timed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -30,15 +31,17 @@ import sys
 import time
 import timeit
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 import numpy as np
 
 __all__ = [
+    "LoadMeter",
     "Timing",
     "time_interleaved",
     "format_table",
     "format_time",
+    "fastdense_threads",
     "machine_info",
     "run_mlp",
     "main",
@@ -83,6 +86,7 @@ def time_interleaved(
     max_time: float = 3.0,
     warmup: float = 0.05,
     pause: float = 0.0,
+    contexts: Mapping[str, Callable[[], ContextManager[Any]]] | None = None,
     on_round: Callable[[int], None] | None = None,
 ) -> dict[str, Timing]:
     """Time several contenders round-robin; return a :class:`Timing` per name.
@@ -96,7 +100,9 @@ def time_interleaved(
     until ``max_time`` seconds have passed for the whole group. Before timing, each
     contender runs untimed for ``warmup`` seconds (first-touch page faults, lazy set-up,
     allocator thresholds). ``pause`` sleeps between contenders so that other libraries'
-    spinning worker threads go idle before the next one runs.
+    spinning worker threads go idle before the next one runs. ``contexts`` maps a name to a
+    context-manager factory entered (untimed) around each of that contender's samples, for
+    settings such as a thread count that apply to one contender only.
 
     >>> import numpy as np
     >>> t = time_interleaved({"add": "a + a"}, {"a": np.ones(4)}, min_time=0.01)
@@ -105,9 +111,11 @@ def time_interleaved(
     """
     ns = dict(namespace or {})
     timers = {name: timeit.Timer(stmt, globals=ns) for name, stmt in contenders.items()}
+    contexts = contexts or {}
     timings: dict[str, Timing] = {}
     for name, timer in timers.items():
-        per_call = _calibrate(timer, sample_time, warmup)
+        with contexts.get(name, contextlib.nullcontext)():
+            per_call = _calibrate(timer, sample_time, warmup)
         calls = max(1, int(sample_time / per_call))
         timings[name] = Timing(name, calls)
 
@@ -122,7 +130,8 @@ def time_interleaved(
         shift = rounds % len(names)
         for name in names[shift:] + names[:shift]:
             t = timings[name]
-            t.samples.append(timers[name].timeit(t.calls_per_sample) / t.calls_per_sample)
+            with contexts.get(name, contextlib.nullcontext)():
+                t.samples.append(timers[name].timeit(t.calls_per_sample) / t.calls_per_sample)
             if pause:
                 time.sleep(pause)
         rounds += 1
@@ -217,6 +226,38 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+class LoadMeter:
+    """How many cores other processes kept busy while a benchmark ran (Linux; else None).
+
+    >>> meter = LoadMeter()
+    >>> load = meter.other_cores()  # busy cores outside this process since creation
+    """
+
+    def __init__(self) -> None:
+        self._start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        """(wall clock, busy CPU-seconds of the whole machine, CPU-seconds of this process)."""
+        try:
+            with open("/proc/stat") as fh:
+                ticks = [int(v) for v in fh.readline().split()[1:9]]
+            hz = os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+        busy = sum(ticks) - ticks[3] - ticks[4]  # all minus idle and iowait
+        own = os.times()
+        return time.perf_counter(), busy / hz, own.user + own.system
+
+    def other_cores(self) -> float | None:
+        """Average number of cores busy with other processes since this meter started."""
+        end = self._sample()
+        if end is None or self._start is None or end[0] <= self._start[0]:
+            return None
+        wall, busy, own = (e - s for e, s in zip(end, self._start))
+        return max(0.0, (busy - own) / wall)
+
+
 class Progress:
     """A plain-text progress bar on stderr (redrawn in place on a terminal)."""
 
@@ -246,6 +287,22 @@ class Progress:
         if self.enabled and self.tty:
             sys.stderr.write("\n")
             sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def fastdense_threads(n: int | None) -> Iterator[None]:
+    """``fastdense.set_num_threads(n)`` inside the block, the default policy restored after
+    (``n=None``: leave the policy alone)."""
+    if n is None:
+        yield
+        return
+    import fastdense
+
+    fastdense.set_num_threads(n)
+    try:
+        yield
+    finally:
+        fastdense.set_num_threads(None)
 
 
 # --------------------------------------------------------------------------- references
@@ -524,6 +581,7 @@ def run_mlp(
     rng = np.random.default_rng(seed + 1)
     min_time, min_samples = (0.03, 3) if quick else (0.2, 7)
     results = []
+    overall = LoadMeter()
     bar = Progress(len(batches), enabled=progress)
     torch = import_peer("torch") if peers else None
     guard = torch.inference_mode() if torch is not None else _NullContext()
@@ -538,6 +596,7 @@ def run_mlp(
                 result = eval(stmt, ns) if isinstance(stmt, str) else stmt()
                 agree[name] = agrees(result, expected)
             bar.update(i, f"batch {batch}: timing {', '.join(contenders)}")
+            meter = LoadMeter()
             timings = time_interleaved(
                 contenders, ns, min_time=min_time, min_samples=min_samples,
                 max_time=4.0 if quick else 10.0,
@@ -547,6 +606,7 @@ def run_mlp(
                     "batch": batch,
                     "agree": agree,
                     "times": {name: t.to_dict() for name, t in timings.items()},
+                    "other_load_cores": meter.other_cores(),
                 }
             )
     bar.update(len(batches), "done")
@@ -557,6 +617,7 @@ def run_mlp(
         "activations": list(MLP_ACTIVATIONS),
         "dtype": "float32",
         "machine": machine_info(),
+        "other_load_cores": overall.other_cores(),
         "results": results,
     }
 
@@ -590,6 +651,10 @@ def mlp_table(report: Mapping[str, Any]) -> str:
         f"{report['dtype']}: median time per call; fd/x < 1 means fastdense is faster"
     )
     notes = []
+    load = report.get("other_load_cores")
+    if load is not None:
+        notes.append(f"other processes kept {load:.1f} of {report['machine']['cpu_count']} cores "
+                     "busy during the run (noise)")
     if any(not all(r["agree"].values()) for r in report["results"]):
         notes.append("! = result disagreed with the float64 reference (see JSON 'agree')")
     return "\n".join([title, format_table(headers, rows)] + notes)
