@@ -1,0 +1,444 @@
+/* fd_act_impl.h -- the epilogue loops.  Included once per SIMD target by fd_act.c, inside
+ * `#pragma GCC target(...)`, with FD_SFX(name) giving each copy its own suffix.  No include
+ * guard on purpose.  The math (fd_act_math.h) is always_inline, so it is compiled for the
+ * target it lands in; every inner loop here is branch-free and auto-vectorized.
+ */
+
+#define FD_CHUNK 256   /* row-wise ops work through a row in chunks of this many values */
+
+/* dst[i, j] = FN(src[i, j] + bias[j], q) over a rows x n block. */
+#define FD_ELEMWISE(T, FN)                                                                  \
+    do {                                                                                    \
+        for (ptrdiff_t i = 0; i < rows; i++) {                                              \
+            const T *s_ = src + i * ld_src;                                                 \
+            T *d_ = dst + i * ld_dst;                                                       \
+            if (bias)                                                                       \
+                for (ptrdiff_t j = 0; j < n; j++)                                           \
+                    d_[j] = FN((T)(s_[j] + bias[j]), q);                                    \
+            else                                                                            \
+                for (ptrdiff_t j = 0; j < n; j++)                                           \
+                    d_[j] = FN(s_[j], q);                                                   \
+        }                                                                                   \
+    } while (0)
+
+/* acc[l] += x[8k + l]: eight interleaved lanes, so the sum vectorizes without reassociation. */
+static inline void FD_SFX(acc8)(double *acc, const double *x, ptrdiff_t len)
+{
+    ptrdiff_t k = 0;
+    for (; k + 8 <= len; k += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += x[k + l];
+    for (; k < len; k++)
+        acc[k & 7] += x[k];
+}
+
+/* The same with Neumaier compensation (the float64 row sums): sum = acc + cmp, error ~1 ulp. */
+static inline void FD_SFX(acc8c)(double *acc, double *cmp, const double *x, ptrdiff_t len)
+{
+    ptrdiff_t k = 0;
+    for (; k + 8 <= len; k += 8)
+        for (int l = 0; l < 8; l++) {
+            double a = acc[l], v = x[k + l], t = a + v;
+            cmp[l] += fabs(a) >= fabs(v) ? (a - t) + v : (v - t) + a;
+            acc[l] = t;
+        }
+    for (; k < len; k++) {
+        double a = acc[k & 7], v = x[k], t = a + v;
+        cmp[k & 7] += fabs(a) >= fabs(v) ? (a - t) + v : (v - t) + a;
+        acc[k & 7] = t;
+    }
+}
+
+/* ------------------------------------------------------------------ row-wise, float32 */
+/* All take the pre-activation row in d (bias already added) and work in place. */
+
+/* Largest value of the row, ignoring NaN (NaN reaches the result through the later passes). */
+static inline float FD_SFX(rowmax_f32)(const float *d, ptrdiff_t n)
+{
+    float m8[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                   -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    ptrdiff_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++)
+            m8[l] = d[j + l] > m8[l] ? d[j + l] : m8[l];
+    float m = -INFINITY;
+    for (; j < n; j++)
+        m = d[j] > m ? d[j] : m;
+    for (int l = 0; l < 8; l++)
+        m = m8[l] > m ? m8[l] : m;
+    return m;
+}
+
+static inline double FD_SFX(rowmax_f64)(const double *d, ptrdiff_t n)
+{
+    double m8[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                    -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    ptrdiff_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++)
+            m8[l] = d[j + l] > m8[l] ? d[j + l] : m8[l];
+    double m = -INFINITY;
+    for (; j < n; j++)
+        m = d[j] > m ? d[j] : m;
+    for (int l = 0; l < 8; l++)
+        m = m8[l] > m ? m8[l] : m;
+    return m;
+}
+
+static inline double FD_SFX(sum8)(const double *acc)
+{
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+/* softmax: e = exp(x - max), then e / sum(e).  Rows up to FD_SHORT_ROW keep e in double
+ * (result within 0.5 ulp); longer rows store e in dst first (one more rounding, <= 1.5 ulp). */
+#define FD_SHORT_ROW 1024
+static void FD_SFX(softmax_f32)(float *d, ptrdiff_t n)
+{
+    const double m = FD_SFX(rowmax_f32)(d, n);
+    double acc[8] = {0};
+    if (n <= FD_SHORT_ROW) {
+        double e[FD_SHORT_ROW];
+        for (ptrdiff_t k = 0; k < n; k++)
+            e[k] = fd_exp((double)d[k] - m);
+        FD_SFX(acc8)(acc, e, n);
+        const double inv = 1.0 / FD_SFX(sum8)(acc);
+        for (ptrdiff_t k = 0; k < n; k++)
+            d[k] = (float)(e[k] * inv);
+        return;
+    }
+    double e[FD_CHUNK];
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += FD_CHUNK) {
+        ptrdiff_t len = n - j0 < FD_CHUNK ? n - j0 : FD_CHUNK;
+        float *dj = d + j0;
+        for (ptrdiff_t k = 0; k < len; k++) {
+            e[k] = fd_exp((double)dj[k] - m);
+            dj[k] = (float)e[k];
+        }
+        FD_SFX(acc8)(acc, e, len);
+    }
+    const double inv = 1.0 / FD_SFX(sum8)(acc);
+    for (ptrdiff_t j = 0; j < n; j++)
+        d[j] = (float)((double)d[j] * inv);
+}
+#undef FD_SHORT_ROW
+
+/* log_softmax: (x - max) - log1p(sum over x < max of exp(x - max) + (count of maxima - 1)),
+ * so a dominant entry gets an accurate tiny result instead of log(1 + tiny) rounding. */
+static void FD_SFX(log_softmax_f32)(float *d, ptrdiff_t n)
+{
+    const double m = FD_SFX(rowmax_f32)(d, n);
+    double acc[8] = {0}, cnt[8] = {0}, e[FD_CHUNK], c[FD_CHUNK];
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += FD_CHUNK) {
+        ptrdiff_t len = n - j0 < FD_CHUNK ? n - j0 : FD_CHUNK;
+        const float *dj = d + j0;
+        for (ptrdiff_t k = 0; k < len; k++) {
+            double w = (double)dj[k] - m;
+            e[k] = w == 0.0 ? 0.0 : fd_exp(w);
+            c[k] = w == 0.0 ? 1.0 : 0.0;
+        }
+        FD_SFX(acc8)(acc, e, len);
+        FD_SFX(acc8)(cnt, c, len);
+    }
+    const double lse = log1p((FD_SFX(sum8)(cnt) - 1.0) + FD_SFX(sum8)(acc));
+    for (ptrdiff_t j = 0; j < n; j++)
+        d[j] = (float)(((double)d[j] - m) - lse);
+}
+
+/* sparsemax: max(x - tau, 0) with sum = 1.  tau by Michelot's fixed point: from tau = max - 1
+ * (a lower bound), tau <- (sum of the x above tau - 1) / their count rises monotonically to the
+ * answer and stops when the support stops shrinking (a few passes, no sort, no memory).
+ * A row holding NaN or +inf gives NaN; -inf entries give 0. */
+static void FD_SFX(sparsemax_f32)(float *d, ptrdiff_t n)
+{
+    const double m = FD_SFX(rowmax_f32)(d, n);
+    int bad = 0;
+    for (ptrdiff_t j = 0; j < n; j++)
+        bad |= (d[j] != d[j]) | (d[j] == INFINITY);
+    double tau = -1.0, e[FD_CHUNK], c[FD_CHUNK];
+    double kprev = -1.0;
+    for (ptrdiff_t it = 0; it <= n && !bad; it++) {
+        double acc[8] = {0}, cnt[8] = {0};
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += FD_CHUNK) {
+            ptrdiff_t len = n - j0 < FD_CHUNK ? n - j0 : FD_CHUNK;
+            const float *dj = d + j0;
+            for (ptrdiff_t k = 0; k < len; k++) {
+                double w = (double)dj[k] - m;
+                e[k] = w > tau ? w : 0.0;
+                c[k] = w > tau ? 1.0 : 0.0;
+            }
+            FD_SFX(acc8)(acc, e, len);
+            FD_SFX(acc8)(cnt, c, len);
+        }
+        double k = FD_SFX(sum8)(cnt);
+        tau = (FD_SFX(sum8)(acc) - 1.0) / k;
+        if (k == kprev)
+            break;
+        kprev = k;
+    }
+    tau = bad ? NAN : tau;
+    for (ptrdiff_t j = 0; j < n; j++) {
+        double y = ((double)d[j] - m) - tau;
+        d[j] = (float)(y <= 0.0 ? 0.0 : y);
+    }
+}
+
+/* ------------------------------------------------------------------ row-wise, float64 */
+
+static void FD_SFX(softmax_f64)(double *d, ptrdiff_t n)
+{
+    const double m = FD_SFX(rowmax_f64)(d, n);
+    double acc[8] = {0}, cmp[8] = {0};
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += FD_CHUNK) {
+        ptrdiff_t len = n - j0 < FD_CHUNK ? n - j0 : FD_CHUNK;
+        double *dj = d + j0;
+        for (ptrdiff_t k = 0; k < len; k++)
+            dj[k] = exp(dj[k] - m);
+        FD_SFX(acc8c)(acc, cmp, dj, len);
+    }
+    const double sum = FD_SFX(sum8)(acc) + FD_SFX(sum8)(cmp);
+    for (ptrdiff_t j = 0; j < n; j++)
+        d[j] = d[j] / sum;
+}
+
+static void FD_SFX(log_softmax_f64)(double *d, ptrdiff_t n)
+{
+    const double m = FD_SFX(rowmax_f64)(d, n);
+    double acc[8] = {0}, cmp[8] = {0}, cnt[8] = {0}, e[FD_CHUNK], c[FD_CHUNK];
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += FD_CHUNK) {
+        ptrdiff_t len = n - j0 < FD_CHUNK ? n - j0 : FD_CHUNK;
+        const double *dj = d + j0;
+        for (ptrdiff_t k = 0; k < len; k++) {
+            double w = dj[k] - m;
+            e[k] = w == 0.0 ? 0.0 : exp(w);
+            c[k] = w == 0.0 ? 1.0 : 0.0;
+        }
+        FD_SFX(acc8c)(acc, cmp, e, len);
+        FD_SFX(acc8)(cnt, c, len);
+    }
+    const double lse = log1p((FD_SFX(sum8)(cnt) - 1.0) + (FD_SFX(sum8)(acc) + FD_SFX(sum8)(cmp)));
+    for (ptrdiff_t j = 0; j < n; j++)
+        d[j] = (d[j] - m) - lse;
+}
+
+static void FD_SFX(sparsemax_f64)(double *d, ptrdiff_t n)
+{
+    const double m = FD_SFX(rowmax_f64)(d, n);
+    int bad = 0;
+    for (ptrdiff_t j = 0; j < n; j++)
+        bad |= (d[j] != d[j]) | (d[j] == INFINITY);
+    double tau = -1.0, e[FD_CHUNK], c[FD_CHUNK];
+    double kprev = -1.0;
+    for (ptrdiff_t it = 0; it <= n && !bad; it++) {
+        double acc[8] = {0}, cmp[8] = {0}, cnt[8] = {0};
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += FD_CHUNK) {
+            ptrdiff_t len = n - j0 < FD_CHUNK ? n - j0 : FD_CHUNK;
+            const double *dj = d + j0;
+            for (ptrdiff_t k = 0; k < len; k++) {
+                double w = dj[k] - m;
+                e[k] = w > tau ? w : 0.0;
+                c[k] = w > tau ? 1.0 : 0.0;
+            }
+            FD_SFX(acc8c)(acc, cmp, e, len);
+            FD_SFX(acc8)(cnt, c, len);
+        }
+        double k = FD_SFX(sum8)(cnt);
+        tau = ((FD_SFX(sum8)(acc) + FD_SFX(sum8)(cmp)) - 1.0) / k;
+        if (k == kprev)
+            break;
+        kprev = k;
+    }
+    tau = bad ? NAN : tau;
+    for (ptrdiff_t j = 0; j < n; j++) {
+        double y = (d[j] - m) - tau;
+        d[j] = y <= 0.0 ? 0.0 : y;
+    }
+}
+
+/* ------------------------------------------------------------------ glu */
+
+/* dst[i, j] = a * sigmoid(b), a = row[j], b = row[j + n/2] (bias added).  In place is safe:
+ * column j of dst only overwrites column j of src, which nothing later reads. */
+static void FD_SFX(glu_f32)(const float *bias, const float *src, ptrdiff_t ld_src, float *dst,
+                            ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t n)
+{
+    const ptrdiff_t h = n / 2;
+    for (ptrdiff_t i = 0; i < rows; i++) {
+        const float *s = src + i * ld_src;
+        float *d = dst + i * ld_dst;
+        if (bias)
+            for (ptrdiff_t j = 0; j < h; j++) {
+                double a = (float)(s[j] + bias[j]), b = (float)(s[j + h] + bias[j + h]);
+                d[j] = (float)(a / (1.0 + fd_exp(-b)));
+            }
+        else
+            for (ptrdiff_t j = 0; j < h; j++)
+                d[j] = (float)((double)s[j] / (1.0 + fd_exp(-(double)s[j + h])));
+    }
+}
+
+static void FD_SFX(glu_f64)(const double *bias, const double *src, ptrdiff_t ld_src, double *dst,
+                            ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t n)
+{
+    const ptrdiff_t h = n / 2;
+    for (ptrdiff_t i = 0; i < rows; i++) {
+        const double *s = src + i * ld_src;
+        double *d = dst + i * ld_dst;
+        for (ptrdiff_t j = 0; j < h; j++) {
+            double a = bias ? s[j] + bias[j] : s[j];
+            double b = bias ? s[j + h] + bias[j + h] : s[j + h];
+            d[j] = a / (1.0 + exp(-b));
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ entry points */
+
+/* Row-wise ops: copy src + bias into the dst row (unless already there), then work in place. */
+#define FD_ROWWISE(T, ROWFN)                                                                \
+    do {                                                                                    \
+        for (ptrdiff_t i = 0; i < rows; i++) {                                              \
+            const T *s_ = src + i * ld_src;                                                 \
+            T *d_ = dst + i * ld_dst;                                                       \
+            if (bias)                                                                       \
+                for (ptrdiff_t j = 0; j < n; j++)                                           \
+                    d_[j] = s_[j] + bias[j];                                                \
+            else if (d_ != s_)                                                              \
+                memcpy(d_, s_, (size_t)n * sizeof(T));                                     \
+            ROWFN(d_, n);                                                                   \
+        }                                                                                   \
+    } while (0)
+
+/* Parameters for the relu family: returns the fd32/fd64 variant to use (0 plain relu,
+ * 1 leaky, 2 clip without slope, 3 clip with slope) and fills q (see fd_relu_general). */
+static inline int FD_SFX(relu_params)(const fd_act *a, fd_prm *q)
+{
+    double ns = a->p[0], mv = a->p[1], t = a->p[2];
+    int has_max = !(mv != mv);
+    if (!has_max && t == 0.0)
+        return ns == 0.0 ? 0 : 1;
+    q->a = ns;
+    q->b = has_max ? 0.0 : -INFINITY;
+    q->c = has_max ? mv : INFINITY;
+    q->d = t;
+    return ns == 0.0 ? 2 : 3;
+}
+
+static void FD_SFX(epilogue_f32)(const fd_act *a, const float *bias, const float *src,
+                                 ptrdiff_t ld_src, float *dst, ptrdiff_t ld_dst, ptrdiff_t rows,
+                                 ptrdiff_t n)
+{
+    fd_prm q = {a->p[0], a->p[1], a->p[2], 0.0};
+    switch (a->code) {
+    case FD_ACT_RELU:
+        switch (FD_SFX(relu_params)(a, &q)) {
+        case 0: FD_ELEMWISE(float, fd32_relu); break;
+        case 1: FD_ELEMWISE(float, fd32_leaky_relu); break;
+        case 2: FD_ELEMWISE(float, fd32_relu_clip); break;
+        default: FD_ELEMWISE(float, fd32_relu_slope); break;
+        }
+        break;
+    case FD_ACT_RELU6: FD_ELEMWISE(float, fd32_relu6); break;
+    case FD_ACT_LEAKY_RELU:
+        if (q.a == 0.0)
+            FD_ELEMWISE(float, fd32_relu);
+        else
+            FD_ELEMWISE(float, fd32_leaky_relu);
+        break;
+    case FD_ACT_ELU: FD_ELEMWISE(float, fd32_elu); break;
+    case FD_ACT_SELU: FD_ELEMWISE(float, fd32_selu); break;
+    case FD_ACT_CELU:
+        q.b = 1.0 / q.a;
+        FD_ELEMWISE(float, fd32_celu);
+        break;
+    case FD_ACT_GELU:
+        if (q.a != 0.0)
+            FD_ELEMWISE(float, fd32_gelu_tanh);
+        else
+            FD_ELEMWISE(float, fd32_gelu);
+        break;
+    case FD_ACT_SIGMOID: FD_ELEMWISE(float, fd32_sigmoid); break;
+    case FD_ACT_HARD_SIGMOID: FD_ELEMWISE(float, fd32_hard_sigmoid); break;
+    case FD_ACT_HARD_SILU: FD_ELEMWISE(float, fd32_hard_silu); break;
+    case FD_ACT_SILU: FD_ELEMWISE(float, fd32_silu); break;
+    case FD_ACT_TANH: FD_ELEMWISE(float, fd32_tanh); break;
+    case FD_ACT_HARD_TANH: FD_ELEMWISE(float, fd32_hard_tanh); break;
+    case FD_ACT_TANH_SHRINK: FD_ELEMWISE(float, fd32_tanh_shrink); break;
+    case FD_ACT_SOFTPLUS: FD_ELEMWISE(float, fd32_softplus); break;
+    case FD_ACT_SOFTSIGN: FD_ELEMWISE(float, fd32_softsign); break;
+    case FD_ACT_SPARSE_PLUS: FD_ELEMWISE(float, fd32_sparse_plus); break;
+    case FD_ACT_SPARSE_SIGMOID: FD_ELEMWISE(float, fd32_sparse_sigmoid); break;
+    case FD_ACT_SQUAREPLUS: FD_ELEMWISE(float, fd32_squareplus); break;
+    case FD_ACT_LOG_SIGMOID: FD_ELEMWISE(float, fd32_log_sigmoid); break;
+    case FD_ACT_EXPONENTIAL: FD_ELEMWISE(float, fd32_exponential); break;
+    case FD_ACT_MISH: FD_ELEMWISE(float, fd32_mish); break;
+    case FD_ACT_SOFT_SHRINK: FD_ELEMWISE(float, fd32_soft_shrink); break;
+    case FD_ACT_HARD_SHRINK: FD_ELEMWISE(float, fd32_hard_shrink); break;
+    case FD_ACT_THRESHOLD: FD_ELEMWISE(float, fd32_threshold); break;
+    case FD_ACT_SOFTMAX: FD_ROWWISE(float, FD_SFX(softmax_f32)); break;
+    case FD_ACT_LOG_SOFTMAX: FD_ROWWISE(float, FD_SFX(log_softmax_f32)); break;
+    case FD_ACT_SPARSEMAX: FD_ROWWISE(float, FD_SFX(sparsemax_f32)); break;
+    case FD_ACT_GLU: FD_SFX(glu_f32)(bias, src, ld_src, dst, ld_dst, rows, n); break;
+    default: FD_ELEMWISE(float, fd32_linear); break;
+    }
+}
+
+static void FD_SFX(epilogue_f64)(const fd_act *a, const double *bias, const double *src,
+                                 ptrdiff_t ld_src, double *dst, ptrdiff_t ld_dst, ptrdiff_t rows,
+                                 ptrdiff_t n)
+{
+    fd_prm q = {a->p[0], a->p[1], a->p[2], 0.0};
+    switch (a->code) {
+    case FD_ACT_RELU:
+        switch (FD_SFX(relu_params)(a, &q)) {
+        case 0: FD_ELEMWISE(double, fd64_relu); break;
+        case 1: FD_ELEMWISE(double, fd64_leaky_relu); break;
+        case 2: FD_ELEMWISE(double, fd64_relu_clip); break;
+        default: FD_ELEMWISE(double, fd64_relu_slope); break;
+        }
+        break;
+    case FD_ACT_RELU6: FD_ELEMWISE(double, fd64_relu6); break;
+    case FD_ACT_LEAKY_RELU:
+        if (q.a == 0.0)
+            FD_ELEMWISE(double, fd64_relu);
+        else
+            FD_ELEMWISE(double, fd64_leaky_relu);
+        break;
+    case FD_ACT_ELU: FD_ELEMWISE(double, fd64_elu); break;
+    case FD_ACT_SELU: FD_ELEMWISE(double, fd64_selu); break;
+    case FD_ACT_CELU: FD_ELEMWISE(double, fd64_celu); break;
+    case FD_ACT_GELU:
+        if (q.a != 0.0)
+            FD_ELEMWISE(double, fd64_gelu_tanh);
+        else
+            FD_ELEMWISE(double, fd64_gelu);
+        break;
+    case FD_ACT_SIGMOID: FD_ELEMWISE(double, fd64_sigmoid); break;
+    case FD_ACT_HARD_SIGMOID: FD_ELEMWISE(double, fd64_hard_sigmoid); break;
+    case FD_ACT_HARD_SILU: FD_ELEMWISE(double, fd64_hard_silu); break;
+    case FD_ACT_SILU: FD_ELEMWISE(double, fd64_silu); break;
+    case FD_ACT_TANH: FD_ELEMWISE(double, fd64_tanh); break;
+    case FD_ACT_HARD_TANH: FD_ELEMWISE(double, fd64_hard_tanh); break;
+    case FD_ACT_TANH_SHRINK: FD_ELEMWISE(double, fd64_tanh_shrink); break;
+    case FD_ACT_SOFTPLUS: FD_ELEMWISE(double, fd64_softplus); break;
+    case FD_ACT_SOFTSIGN: FD_ELEMWISE(double, fd64_softsign); break;
+    case FD_ACT_SPARSE_PLUS: FD_ELEMWISE(double, fd64_sparse_plus); break;
+    case FD_ACT_SPARSE_SIGMOID: FD_ELEMWISE(double, fd64_sparse_sigmoid); break;
+    case FD_ACT_SQUAREPLUS: FD_ELEMWISE(double, fd64_squareplus); break;
+    case FD_ACT_LOG_SIGMOID: FD_ELEMWISE(double, fd64_log_sigmoid); break;
+    case FD_ACT_EXPONENTIAL: FD_ELEMWISE(double, fd64_exponential); break;
+    case FD_ACT_MISH: FD_ELEMWISE(double, fd64_mish); break;
+    case FD_ACT_SOFT_SHRINK: FD_ELEMWISE(double, fd64_soft_shrink); break;
+    case FD_ACT_HARD_SHRINK: FD_ELEMWISE(double, fd64_hard_shrink); break;
+    case FD_ACT_THRESHOLD: FD_ELEMWISE(double, fd64_threshold); break;
+    case FD_ACT_SOFTMAX: FD_ROWWISE(double, FD_SFX(softmax_f64)); break;
+    case FD_ACT_LOG_SOFTMAX: FD_ROWWISE(double, FD_SFX(log_softmax_f64)); break;
+    case FD_ACT_SPARSEMAX: FD_ROWWISE(double, FD_SFX(sparsemax_f64)); break;
+    case FD_ACT_GLU: FD_SFX(glu_f64)(bias, src, ld_src, dst, ld_dst, rows, n); break;
+    default: FD_ELEMWISE(double, fd64_linear); break;
+    }
+}
+
+#undef FD_CHUNK
+#undef FD_ELEMWISE
+#undef FD_ROWWISE

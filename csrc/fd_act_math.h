@@ -1,0 +1,458 @@
+/* fd_act_math.h -- scalar activation math, written so gcc vectorizes loops that call it.
+ *
+ * Everything here is `always_inline` and branch-free (selects, no calls), so a loop over
+ * these functions becomes SIMD code in whatever target it is inlined into (fd_act_impl.h
+ * is compiled three times: baseline, AVX2+FMA, AVX-512).  Two families:
+ *
+ *   fd32_*  float32 activations, evaluated in float64 with our own polynomials (relative error
+ *           of the double result ~1e-10 or better, so the float result is within 1 ulp).
+ *   fd64_*  float64 activations; transcendentals come from libm (exp, expm1, log1p, tanh, erfc).
+ *
+ * NaN handling: every clamp is written `x > hi ? hi : x`, which keeps NaN (comparisons with NaN
+ * are false), and every piecewise select puts NaN in the branch that computes with x.
+ * Coefficients: csrc/fd_act_coeffs.py.
+ */
+#ifndef FD_ACT_MATH_H
+#define FD_ACT_MATH_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__)
+#define FD_INLINE static inline __attribute__((always_inline))
+#else
+#define FD_INLINE static inline
+#endif
+
+/* ---------------------------------------------------------------- constants */
+
+#define FD_SELU_ALPHA 1.6732632423543772848170429916717
+#define FD_SELU_SCALE 1.0507009873554804934193349852946
+#define FD_SQRT1_2 0.70710678118654752440084436210485
+#define FD_SQRT_2_OVER_PI 0.79788456080286535587989211986876
+#define FD_GELU_TANH_C 0.044715
+
+/* expm1(r) = r + r^2 Q(r), |r| <= 0.35; rel err 6.0e-11 */
+static const double FD_EXPM1_Q[7] = {
+    0.5,
+    0.16666666722181583,
+    0.04166666672216361,
+    0.008333297083738393,
+    0.0013888852650213324,
+    0.00019900428151859811,
+    2.4860731891983555e-05
+};
+/* log((1+s)/(1-s)) = 2s + s^3 R(s^2), s^2 <= 0.0295; rel err 1.1e-11 */
+static const double FD_LOG_R[5] = {
+    0.6666666666738277,
+    0.39999998786883256,
+    0.28571756668150544,
+    0.22191265598952398,
+    0.1936527842534565
+};
+/* erfc(z) = t exp(-z^2 + P(w)), t = 1/(1+0.4z), w = (2t - 0.1923076923076923 - 1)/(1 - 0.1923076923076923), 0 <= z <= 10.5; abs err 1.9e-09 */
+static const double FD_ERFC_P[12] = {
+    -0.7118704891316862,
+    0.6576917830617365,
+    0.08060792216867112,
+    -0.019122609151118183,
+    -0.0097284916983114,
+    0.001351735313442268,
+    0.001393059041692976,
+    -0.000161353696771116,
+    -0.00020804245533095436,
+    2.729526119915673e-05,
+    2.2834860693883574e-05,
+    -3.642350177919529e-06
+};
+#define FD_ERFC_T0 0.1923076923076923   /* t at z = 10.5 */
+/* x - tanh x = x^3 G(x^2), |x| < 0.5; rel err 9.4e-12 */
+static const double FD_TANH_SHRINK_G32[7] = {
+    0.3333333333302102,
+    -0.13333333210779022,
+    0.05396817511780783,
+    -0.021867576089195904,
+    0.008840969128968748,
+    -0.003457021419714173,
+    0.0010342926171590858
+};
+/* x - tanh x = x^3 G(2 x^2 - 1), |x| < 1; rel err 1.4e-16 */
+static const double FD_TANH_SHRINK_G64[16] = {
+    0.2778856568389047,
+    -0.04611875889321073,
+    0.007757311213734747,
+    -0.0013068008522788182,
+    0.00022018657483106126,
+    -3.7100775156885004e-05,
+    6.25138910107065e-06,
+    -1.053344073128487e-06,
+    1.7748562555698795e-07,
+    -2.990589799585497e-08,
+    5.039785423623794e-09,
+    -8.491994017700844e-10,
+    1.4224555214270573e-10,
+    -2.3963261930326496e-11,
+    4.556098553987198e-12,
+    -7.688849557041522e-13
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+/* An activation's parameters, passed by value so they live in registers inside the loops. */
+typedef struct { double a, b, c, d; } fd_prm;
+
+FD_INLINE double fd_min(double x, double hi) { return x > hi ? hi : x; }   /* keeps NaN */
+FD_INLINE double fd_max(double x, double lo) { return x < lo ? lo : x; }   /* keeps NaN */
+
+/* c[0] + c[1] x + ... + c[n-1] x^(n-1) by Estrin's scheme (pairs, then pairs of pairs, ...):
+ * these loops are latency-bound, and a Horner chain of n dependent FMAs was the bottleneck. */
+#define FD_P2(c, i) ((c)[i] + (c)[(i) + 1] * x)
+#define FD_P4(c, i) (FD_P2(c, i) + x2 * FD_P2(c, (i) + 2))
+#define FD_P8(c, i) (FD_P4(c, i) + x4 * FD_P4(c, (i) + 4))
+FD_INLINE double fd_poly5(const double *c, double x)
+{
+    double x2 = x * x, x4 = x2 * x2;
+    return FD_P4(c, 0) + x4 * c[4];
+}
+FD_INLINE double fd_poly7(const double *c, double x)
+{
+    double x2 = x * x, x4 = x2 * x2;
+    return FD_P4(c, 0) + x4 * (FD_P2(c, 4) + x2 * c[6]);
+}
+FD_INLINE double fd_poly12(const double *c, double x)
+{
+    double x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
+    return FD_P8(c, 0) + x8 * FD_P4(c, 8);
+}
+FD_INLINE double fd_poly16(const double *c, double x)
+{
+    double x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
+    return FD_P8(c, 0) + x8 * FD_P8(c, 8);
+}
+#undef FD_P2
+#undef FD_P4
+#undef FD_P8
+
+/* e^x = s (1 + p) with s = 2^n exact and p = expm1(r), r = x - n ln2 in [-0.35, 0.35].
+ * Needs x in [-708, 709] (so s is a normal double) or NaN, which propagates through p.
+ * Callers clamp only the side their argument can reach: each clamp is a compare and a blend. */
+typedef struct { double s, p; } fd_exp_parts;
+
+FD_INLINE fd_exp_parts fd_exp_split(double x)
+{
+    const double shift = 0x1.8p52;                       /* rounds to an integer, kept in the low bits */
+    const double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
+    double k = x * 1.4426950408889634 + shift;
+    double n = k - shift;
+    double r = x - n * ln2_hi;
+    r = r - n * ln2_lo;
+    uint64_t kb;
+    memcpy(&kb, &k, sizeof kb);
+    uint64_t sb = (kb + 1023u) << 52;                    /* low bits of k hold n: s = 2^n */
+    fd_exp_parts e;
+    memcpy(&e.s, &sb, sizeof sb);
+    e.p = r + r * r * fd_poly7(FD_EXPM1_Q, r);
+    return e;
+}
+
+/* exp(x) for x in [-708, 709], relative error ~1e-10. */
+FD_INLINE double fd_exp_in(double x)
+{
+    fd_exp_parts e = fd_exp_split(x);
+    return e.s + e.s * e.p;
+}
+
+/* exp(x) for any x: clamped to [-708, 709] (e^709 ~ 8e307 stands in for overflow). */
+FD_INLINE double fd_exp(double x) { return fd_exp_in(fd_min(fd_max(x, -708.0), 709.0)); }
+
+/* expm1(x) for x in [-708, 709], accurate near 0 (relative error ~1e-10). */
+FD_INLINE double fd_expm1_in(double x)
+{
+    fd_exp_parts e = fd_exp_split(x);
+    return (e.s - 1.0) + e.s * e.p;
+}
+
+/* log1p(t) for t in [0, 1], relative error ~1e-14. */
+FD_INLINE double fd_log1p01(double t)
+{
+    double u = 1.0 + t;
+    double c = (t - (u - 1.0)) * (2.0 - u);              /* rounding error of u, divided by u */
+    int big = u > 1.4142135623730951;
+    double m = big ? 0.5 * u : u;
+    double k = big ? 0.6931471805599453 : 0.0;
+    double s = (m - 1.0) / (m + 1.0);
+    double y = s * s;
+    return k + (2.0 * s + s * y * fd_poly5(FD_LOG_R, y)) + c;
+}
+
+/* tanh(x), relative error ~1e-10: expm1(2|x|) / (expm1(2|x|) + 2) with the sign of x. */
+FD_INLINE double fd_tanh(double x)
+{
+    double em = fd_expm1_in(fd_min(2.0 * fabs(x), 40.0));
+    return copysign(em / (em + 2.0), x);
+}
+
+/* erfc(z) for z in [0, 10.5]; relative error ~2e-9. */
+FD_INLINE double fd_erfc_pos(double z)
+{
+    double t = 1.0 / (1.0 + 0.4 * z);
+    double w = t * (2.0 / (1.0 - FD_ERFC_T0)) - (1.0 + FD_ERFC_T0) / (1.0 - FD_ERFC_T0);
+    return t * fd_exp_in(fd_poly12(FD_ERFC_P, w) - z * z);
+}
+
+/* log(1 + e^-|x|), the smooth part of softplus and log_sigmoid. */
+FD_INLINE double fd_softplus_tail(double x)
+{
+    return fd_log1p01(fd_exp_in(fd_max(-fabs(x), -708.0)));
+}
+
+/* ---------------------------------------------------------------- float32 activations
+ * Signature: float fd32_NAME(float v, fd_prm q); q holds the parameters (see fd_act_impl.h).
+ * Where a tail is exactly 0 or x in float32, the input is clamped just beyond the point where
+ * that happens (e.g. silu(x < -110) rounds to -0), which also keeps exp in range. */
+
+#define FD32(name) FD_INLINE float fd32_##name(float v, fd_prm q)
+#define FD64(name) FD_INLINE double fd64_##name(double x, fd_prm q)
+#define FD_UNUSED3 (void)q
+
+/* exact in float: computed natively on 8/16 lanes */
+FD32(linear) { FD_UNUSED3; return v; }
+FD32(relu) { FD_UNUSED3; return v < 0.0f ? 0.0f : v; }
+FD32(relu6) { FD_UNUSED3; return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v); }
+FD32(hard_tanh) { FD_UNUSED3; return v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v); }
+FD32(leaky_relu) { return v >= 0.0f ? v : (float)q.a * v; }
+
+/* Keras relu with parameters (q.a negative_slope, q.b lo, q.c hi, q.d threshold):
+ *   y = x if x > threshold else 0;  y = clip(y, lo, hi)  (lo, hi = 0, max_value when max_value is
+ *   given, else -inf, inf);  then, with a slope, y -= negative_slope * max(threshold - x, 0). */
+FD_INLINE double fd_relu_general(double x, fd_prm q, int slope)
+{
+    double y = x <= q.d ? 0.0 : x;
+    y = fd_min(fd_max(y, q.b), q.c);
+    if (slope)
+        y = x < q.d ? y - q.a * (q.d - x) : y;
+    return y;
+}
+FD32(relu_clip) { return (float)fd_relu_general(v, q, 0); }
+FD32(relu_slope) { return (float)fd_relu_general(v, q, 1); }
+
+/* the expm1 branch sees x >= -110 (elu = -alpha there in float); x >= 0 takes the other branch */
+FD32(elu)
+{
+    double x = v;
+    return (float)(x >= 0.0 ? x : q.a * fd_expm1_in(fd_max(x, -110.0)));
+}
+FD32(selu)
+{
+    FD_UNUSED3;
+    double x = v;
+    double e = fd_expm1_in(fd_max(x, -110.0));
+    return (float)(x >= 0.0 ? FD_SELU_SCALE * x : (FD_SELU_SCALE * FD_SELU_ALPHA) * e);
+}
+/* celu: q.b holds 1/alpha (set by the dispatcher) */
+FD32(celu)
+{
+    double x = v;
+    return (float)(x >= 0.0 ? x : q.a * fd_expm1_in(fd_max(x * q.b, -110.0)));
+}
+
+/* gelu = x Phi(x), Phi(x) = erfc(-x/sqrt2)/2 with erfc's tail computed directly (relative
+ * accuracy down to the last float32 denormal, at x = -14.6). */
+FD32(gelu)
+{
+    FD_UNUSED3;
+    double x = fd_max(v, -14.8);                         /* gelu(-14.8) rounds to -0 */
+    double e = fd_erfc_pos(fd_min(fabs(x), 14.8) * FD_SQRT1_2);
+    double phi = x < 0.0 ? 0.5 * e : 1.0 - 0.5 * e;
+    return (float)(x * phi);
+}
+/* 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) */
+FD32(gelu_tanh)
+{
+    FD_UNUSED3;
+    double x = fd_max(v, -12.0);                         /* rounds to -0 below */
+    double c = fd_min(x, 12.0);                          /* 1 + e^-2u rounds to 1 above */
+    double u2 = (2.0 * FD_SQRT_2_OVER_PI) * c * (1.0 + FD_GELU_TANH_C * c * c);
+    return (float)(x / (1.0 + fd_exp_in(-u2)));
+}
+FD32(sigmoid) { FD_UNUSED3; double x = v; return (float)(1.0 / (1.0 + fd_exp(-x))); }
+FD32(hard_sigmoid)
+{
+    FD_UNUSED3;
+    double y = ((double)v + 3.0) * (1.0 / 6.0);
+    return (float)(y < 0.0 ? 0.0 : (y > 1.0 ? 1.0 : y));
+}
+FD32(hard_silu)
+{
+    FD_UNUSED3;
+    double x = v;
+    return (float)(x <= -3.0 ? 0.0 : (x >= 3.0 ? x : x * (x + 3.0) * (1.0 / 6.0)));
+}
+FD32(silu)
+{
+    FD_UNUSED3;
+    double x = fd_max(v, -110.0);                        /* rounds to -0 below */
+    return (float)(x / (1.0 + fd_exp_in(-fd_min(x, 110.0))));
+}
+FD32(tanh) { FD_UNUSED3; return (float)fd_tanh(v); }
+FD32(tanh_shrink)
+{
+    FD_UNUSED3;
+    double x = v, y = x * x;
+    double small = x * y * fd_poly7(FD_TANH_SHRINK_G32, y);
+    double big = x - fd_tanh(x);
+    return (float)(y < 0.25 ? small : big);
+}
+FD32(softplus)
+{
+    FD_UNUSED3;
+    double x = v;
+    return (float)((x < 0.0 ? 0.0 : x) + fd_softplus_tail(x));
+}
+FD32(softsign)
+{
+    FD_UNUSED3;
+    double x = fd_min(fd_max(v, -1e30), 1e30);
+    return (float)(x / (1.0 + fabs(x)));
+}
+FD32(sparse_plus)
+{
+    FD_UNUSED3;
+    double x = v;
+    return (float)(x <= -1.0 ? 0.0 : (x < 1.0 ? 0.25 * (x + 1.0) * (x + 1.0) : x));
+}
+FD32(sparse_sigmoid)
+{
+    FD_UNUSED3;
+    double x = v;
+    return (float)(x <= -1.0 ? 0.0 : (x >= 1.0 ? 1.0 : 0.5 * (x + 1.0)));
+}
+/* (x + sqrt(x^2 + b)) / 2, written without cancellation for x < 0 */
+FD32(squareplus)
+{
+    double x = v;
+    double s = sqrt(x * x + q.a);
+    return (float)(x >= 0.0 ? 0.5 * (x + s) : 0.5 * q.a / (s - x));
+}
+FD32(log_sigmoid)
+{
+    FD_UNUSED3;
+    double x = v;
+    return (float)((x > 0.0 ? 0.0 : x) - fd_softplus_tail(x));
+}
+FD32(exponential) { FD_UNUSED3; return (float)fd_exp(v); }
+/* x tanh(softplus(x)) = x n / (n + 2), n = e^x (e^x + 2) */
+FD32(mish)
+{
+    FD_UNUSED3;
+    double x = fd_max(v, -110.0);                        /* rounds to -0 below */
+    double e = fd_exp_in(fd_min(x, 40.0));               /* n / (n + 2) rounds to 1 above */
+    double n = e * (e + 2.0);
+    return (float)(x * (n / (n + 2.0)));
+}
+FD32(soft_shrink)
+{
+    double x = v;
+    return (float)(fabs(x) <= q.a ? 0.0 : x - copysign(q.a, x));
+}
+FD32(hard_shrink) { return fabs((double)v) <= q.a ? 0.0f : v; }
+FD32(threshold) { return (double)v <= q.a ? (float)q.b : v; }
+
+/* ---------------------------------------------------------------- float64 activations */
+
+FD64(linear) { FD_UNUSED3; return x; }
+FD64(relu) { FD_UNUSED3; return x < 0.0 ? 0.0 : x; }
+FD64(relu6) { FD_UNUSED3; return x < 0.0 ? 0.0 : (x > 6.0 ? 6.0 : x); }
+FD64(hard_tanh) { FD_UNUSED3; return x < -1.0 ? -1.0 : (x > 1.0 ? 1.0 : x); }
+FD64(relu_clip) { return fd_relu_general(x, q, 0); }
+FD64(relu_slope) { return fd_relu_general(x, q, 1); }
+FD64(leaky_relu) { return x >= 0.0 ? x : q.a * x; }
+FD64(elu) { return x >= 0.0 ? x : q.a * expm1(x); }
+FD64(selu) { FD_UNUSED3; return FD_SELU_SCALE * (x >= 0.0 ? x : FD_SELU_ALPHA * expm1(x)); }
+FD64(celu) { return x >= 0.0 ? x : q.a * expm1(x / q.a); }
+/* x Phi(x) = x erfc(-x/sqrt2) / 2.  z = -x/sqrt2 is rounded; erfc's relative sensitivity to that
+ * rounding is 2 z^2 eps (1000 ulp near x = -38), so the rounding residual dz is added back to
+ * first order: erfc(z + dz) = erfc(z) - (2/sqrt(pi)) exp(-z^2) dz. */
+FD64(gelu)
+{
+    FD_UNUSED3;
+    const double c_hi = 0x1.6a09e667f3bcdp-1, c_lo = -0x1.bdd3413b26456p-55;   /* 1/sqrt2 */
+    double z = -x * c_hi;
+    double dz = fma(-x, c_hi, -z) - x * c_lo;
+    double e = erfc(z);
+    e = z > 1.0 ? e - 1.1283791670955126 * exp(-z * z) * dz : e;
+    double y = x * (0.5 * e);
+    return x < -40.0 ? -0.0 : y;
+}
+FD64(gelu_tanh)
+{
+    FD_UNUSED3;
+    double u2 = 2.0 * FD_SQRT_2_OVER_PI * x * (1.0 + FD_GELU_TANH_C * x * x);
+    double y = x / (1.0 + exp(-u2));
+    return x < -1e10 ? -0.0 : y;
+}
+FD64(sigmoid) { FD_UNUSED3; return 1.0 / (1.0 + exp(-x)); }
+FD64(hard_sigmoid)
+{
+    FD_UNUSED3;
+    double y = x + 3.0;
+    return (y < 0.0 ? 0.0 : (y > 6.0 ? 6.0 : y)) / 6.0;
+}
+FD64(hard_silu)
+{
+    FD_UNUSED3;
+    return x <= -3.0 ? 0.0 : (x >= 3.0 ? x : x * (x + 3.0) / 6.0);
+}
+FD64(silu)
+{
+    FD_UNUSED3;
+    double y = x / (1.0 + exp(-x));
+    return x < -1e10 ? -0.0 : y;
+}
+FD64(tanh) { FD_UNUSED3; return tanh(x); }
+/* |x| < 1: x^3 G(2x^2 - 1);  else (|x| - 1) + 2 / (e^(2|x|) + 1) with the sign of x, which is
+ * free of the cancellation in x - tanh(x) (<= ~2.5 ulp). */
+FD64(tanh_shrink)
+{
+    FD_UNUSED3;
+    double y = x * x;
+    if (y < 1.0)
+        return x * y * fd_poly16(FD_TANH_SHRINK_G64, 2.0 * y - 1.0);
+    double a = fabs(x);
+    return copysign((a - 1.0) + 2.0 / (exp(2.0 * a) + 1.0), x);
+}
+FD64(softplus) { FD_UNUSED3; return (x < 0.0 ? 0.0 : x) + log1p(exp(-fabs(x))); }
+FD64(softsign)
+{
+    FD_UNUSED3;
+    x = fd_min(fd_max(x, -1e300), 1e300);
+    return x / (1.0 + fabs(x));
+}
+FD64(sparse_plus)
+{
+    FD_UNUSED3;
+    return x <= -1.0 ? 0.0 : (x < 1.0 ? 0.25 * (x + 1.0) * (x + 1.0) : x);
+}
+FD64(sparse_sigmoid) { FD_UNUSED3; return x <= -1.0 ? 0.0 : (x >= 1.0 ? 1.0 : 0.5 * (x + 1.0)); }
+FD64(squareplus)
+{
+    double a = fabs(x);
+    double s = a > 1e150 ? a : sqrt(x * x + q.a);
+    return x >= 0.0 ? 0.5 * (x + s) : 0.5 * q.a / (s - x);
+}
+FD64(log_sigmoid) { FD_UNUSED3; return (x > 0.0 ? 0.0 : x) - log1p(exp(-fabs(x))); }
+FD64(exponential) { FD_UNUSED3; return exp(x); }
+FD64(mish)
+{
+    FD_UNUSED3;
+    double e = exp(fd_min(x, 40.0));
+    double n = e * (e + 2.0);
+    double y = x * (n / (n + 2.0));
+    return x < -1e10 ? -0.0 : y;
+}
+FD64(soft_shrink) { return fabs(x) <= q.a ? 0.0 : x - copysign(q.a, x); }
+FD64(hard_shrink) { return fabs(x) <= q.a ? 0.0 : x; }
+FD64(threshold) { return x <= q.a ? q.b : x; }
+
+#endif /* FD_ACT_MATH_H */
