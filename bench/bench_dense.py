@@ -1,6 +1,8 @@
 """Time ``fastdense.ops.dense`` against the bare matmul and the peers, one run, float32.
 
-For each shape (M, K, N) and activation it times, round-robin and interleaved:
+For each shape (M, K, N) and activation it times, in interleaved turns (see
+``fastdense.benchmark.time_interleaved``; a --settle pause before each turn lets the previous
+contender's spinning thread pool go idle):
 
     floor        np.matmul(x, W, out=buf)         the bare BLAS cost (numpy's OpenBLAS)
     sgemm        scipy.linalg.blas.sgemm          the BLAS fastdense calls (scipy's OpenBLAS),
@@ -8,7 +10,7 @@ For each shape (M, K, N) and activation it times, round-robin and interleaved:
     fd(out=)     fastdense.ops.dense(x, W, b, act, out=o)
     fd           fastdense.ops.dense(x, W, b, act)
     fd pool      the same under fastdense.set_num_threads(cores) (its own thread pool,
-                 OpenBLAS single-threaded), switched on around each of its samples only
+                 OpenBLAS single-threaded), switched on around each of its turns only
     numpy        act(x @ W + b) in plain numpy/scipy (gelu: exact erf form)
     torch        act(F.linear(x, W, b)) under torch.inference_mode, torch's default threads
     onnxruntime  Gemm + activation node(s), intra_op_num_threads = cores
@@ -36,6 +38,7 @@ import numpy as np
 import fastdense
 from fastdense import ops
 from fastdense.benchmark import (
+    SETTLE,
     LoadMeter,
     agrees,
     fastdense_threads,
@@ -135,13 +138,13 @@ def run(
     *,
     quick: bool,
     peers: bool,
-    pause: float,
+    settle: float,
     epilogue: bool,
 ) -> dict[str, Any]:
     cases = [(s, a) for s in shapes for a in acts]
     if epilogue and EPILOGUE_SHAPE in shapes:
         cases += [(EPILOGUE_SHAPE, a) for a in EPILOGUE_EXTRA if a not in acts]
-    min_time, min_samples = (0.05, 3) if quick else (0.2, 7)
+    min_time, turn_time, min_samples = (0.05, 0.025, 3) if quick else (0.2, 0.05, 7)
     torch = import_peer("torch") if peers else None
     results = []
     overall = LoadMeter()
@@ -154,7 +157,7 @@ def run(
             meter = LoadMeter()
             timings = time_interleaved(
                 contenders, ns, min_time=min_time, min_samples=min_samples,
-                max_time=5.0 if quick else 20.0, pause=pause,
+                turn_time=turn_time, settle=settle, max_time=5.0 if quick else 20.0,
                 contexts={"fd pool": lambda: fastdense_threads(POOL_THREADS)},
             )
             results.append(
@@ -170,7 +173,7 @@ def run(
         "job": "dense",
         "dtype": "float32",
         "quick": quick,
-        "pause_s": pause,
+        "settle_s": settle,
         "wall_s": time.perf_counter() - started,
         "other_load_cores": overall.other_cores(),
         "machine": machine_info(),
@@ -275,8 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--acts", help=f"comma-separated activations (default: {','.join(ACTIVATIONS)})")
     parser.add_argument("--no-peers", action="store_true", help="skip torch and onnxruntime")
     parser.add_argument("--no-epilogue", action="store_true", help=f"skip the extra {EPILOGUE_EXTRA} cases")
-    parser.add_argument("--pause", type=float, default=0.0,
-                        help="seconds to sleep between contenders (lets spinning BLAS/OpenMP threads settle)")
+    parser.add_argument("--settle", type=float, default=SETTLE,
+                        help="seconds to sleep before each contender's turn so the previous one's "
+                        "spinning BLAS/OpenMP threads go idle (default: %(default)s)")
     parser.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
     args = parser.parse_args(argv)
     try:
@@ -288,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
 
     report = run(shapes, acts, quick=args.quick, peers=not args.no_peers,
-                 pause=args.pause, epilogue=not args.no_epilogue)
+                 settle=args.settle, epilogue=not args.no_epilogue)
     info = report["machine"]
     print(
         f"fastdense {info.get('fastdense')} | numpy {info['numpy']} | scipy {info['scipy']} | "

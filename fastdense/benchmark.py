@@ -37,6 +37,7 @@ import numpy as np
 
 __all__ = [
     "LoadMeter",
+    "SETTLE",
     "Timing",
     "time_interleaved",
     "format_table",
@@ -83,26 +84,31 @@ def time_interleaved(
     min_time: float = 0.2,
     min_samples: int = 7,
     sample_time: float = 0.01,
-    max_time: float = 3.0,
+    turn_time: float = 0.05,
+    settle: float = 0.0,
     warmup: float = 0.05,
-    pause: float = 0.0,
+    max_time: float = 30.0,
     contexts: Mapping[str, Callable[[], ContextManager[Any]]] | None = None,
-    on_round: Callable[[int], None] | None = None,
 ) -> dict[str, Timing]:
-    """Time several contenders round-robin; return a :class:`Timing` per name.
+    """Time several contenders in turns, round-robin; return a :class:`Timing` per name.
 
     A contender is a statement string run in ``namespace`` (inlined into the timing loop
     like :mod:`timeit` does, so no extra Python call is measured) or a zero-argument
-    callable. Each sample runs ``n`` calls, with ``n`` chosen so a sample lasts about
-    ``sample_time``. Sampling goes on, in rounds that visit every contender once in a
-    rotating order, until each contender has ``min_samples`` samples and ``min_time``
-    seconds of timed calls (slow contenders, above 50 ms a call, need only 3 samples), or
-    until ``max_time`` seconds have passed for the whole group. Before timing, each
-    contender runs untimed for ``warmup`` seconds (first-touch page faults, lazy set-up,
-    allocator thresholds). ``pause`` sleeps between contenders so that other libraries'
-    spinning worker threads go idle before the next one runs. ``contexts`` maps a name to a
-    context-manager factory entered (untimed) around each of that contender's samples, for
-    settings such as a thread count that apply to one contender only.
+    callable. A sample is ``n`` back-to-back calls, ``n`` chosen so it lasts about
+    ``sample_time``; a turn is about ``turn_time`` of samples of one contender. Rounds give
+    every contender one turn, in an order that rotates, until each contender has
+    ``min_samples`` samples (3 for contenders slower than 50 ms a call) and ``min_time``
+    seconds of timed calls, or ``max_time`` has passed.
+
+    Fairness on a small shared machine: a burst of load from elsewhere hits all contenders
+    alike, since their turns alternate. But thread pools of different libraries disturb
+    each other: OpenBLAS workers spin for about 0.1 s after each call, on the cores the
+    next contender needs. ``settle`` sleeps that long before every turn (use it when the
+    contenders use different thread pools), and each turn begins with a few untimed calls
+    that wake the contender's own pool. Before any timing each contender runs untimed for
+    ``warmup`` seconds (first-touch page faults, lazy set-up, allocator thresholds).
+    ``contexts`` maps a name to a context-manager factory entered (untimed) around each of
+    that contender's turns, for settings such as a thread count that apply to it alone.
 
     >>> import numpy as np
     >>> t = time_interleaved({"add": "a + a"}, {"a": np.ones(4)}, min_time=0.01)
@@ -113,14 +119,15 @@ def time_interleaved(
     timers = {name: timeit.Timer(stmt, globals=ns) for name, stmt in contenders.items()}
     contexts = contexts or {}
     timings: dict[str, Timing] = {}
+    wake_calls: dict[str, int] = {}
     for name, timer in timers.items():
         with contexts.get(name, contextlib.nullcontext)():
             per_call = _calibrate(timer, sample_time, warmup)
-        calls = max(1, int(sample_time / per_call))
-        timings[name] = Timing(name, calls)
+        timings[name] = Timing(name, max(1, int(sample_time / per_call)))
+        wake_calls[name] = int(0.005 / per_call)  # about 5 ms of calls; none for slow ones
 
     def needs_more(t: Timing) -> bool:
-        wanted = min_samples if t.median != t.median or t.median < 0.05 else 3
+        wanted = min_samples if not t.samples or t.median < 0.05 else 3
         return len(t.samples) < wanted or t.spent < min_time
 
     names = list(timers)
@@ -129,14 +136,18 @@ def time_interleaved(
     while any(needs_more(t) for t in timings.values()):
         shift = rounds % len(names)
         for name in names[shift:] + names[:shift]:
-            t = timings[name]
+            t, timer = timings[name], timers[name]
+            if settle:
+                time.sleep(settle)
             with contexts.get(name, contextlib.nullcontext)():
-                t.samples.append(timers[name].timeit(t.calls_per_sample) / t.calls_per_sample)
-            if pause:
-                time.sleep(pause)
+                if wake_calls[name]:
+                    timer.timeit(wake_calls[name])
+                turn_start = time.perf_counter()
+                while True:
+                    t.samples.append(timer.timeit(t.calls_per_sample) / t.calls_per_sample)
+                    if time.perf_counter() - turn_start >= turn_time:
+                        break
         rounds += 1
-        if on_round is not None:
-            on_round(rounds)
         if time.perf_counter() - start > max_time and all(len(t.samples) >= 3 for t in timings.values()):
             break
     return timings
@@ -153,6 +164,11 @@ def _calibrate(timer: timeit.Timer, sample_time: float, warmup: float) -> float:
             return max(elapsed / calls, 1e-9)
         if elapsed < sample_time / 10:
             calls *= 10 if elapsed < sample_time / 100 else 2
+
+
+SETTLE = 0.15
+"""Seconds to sleep before each turn when contenders use different thread pools: OpenBLAS
+workers spin for 2**28 TSC ticks (about 0.11 s at 2.5 GHz) after a call before sleeping."""
 
 
 # --------------------------------------------------------------------------- output
@@ -574,12 +590,17 @@ def run_mlp(
     quick: bool = False,
     peers: bool = True,
     progress: bool = True,
+    threads: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Time the benchmark MLP at each batch size; return the numbers as a JSON-ready dict."""
+    """Time the benchmark MLP at each batch size; return the numbers as a JSON-ready dict.
+
+    ``threads``: run the fastdense contender under ``fastdense.set_num_threads(threads)``
+    (its own thread pool) instead of the default policy.
+    """
     layers = mlp_weights(seed)
     rng = np.random.default_rng(seed + 1)
-    min_time, min_samples = (0.03, 3) if quick else (0.2, 7)
+    min_time, turn_time, min_samples = (0.05, 0.025, 3) if quick else (0.2, 0.05, 7)
     results = []
     overall = LoadMeter()
     bar = Progress(len(batches), enabled=progress)
@@ -593,13 +614,15 @@ def run_mlp(
             expected = reference(x, layers)
             agree = {}
             for name, stmt in contenders.items():
-                result = eval(stmt, ns) if isinstance(stmt, str) else stmt()
+                with fastdense_threads(threads if name == "fastdense" else None):
+                    result = eval(stmt, ns) if isinstance(stmt, str) else stmt()
                 agree[name] = agrees(result, expected)
             bar.update(i, f"batch {batch}: timing {', '.join(contenders)}")
             meter = LoadMeter()
             timings = time_interleaved(
                 contenders, ns, min_time=min_time, min_samples=min_samples,
-                max_time=4.0 if quick else 10.0,
+                turn_time=turn_time, settle=SETTLE, max_time=4.0 if quick else 10.0,
+                contexts={"fastdense": lambda: fastdense_threads(threads)},
             )
             results.append(
                 {
@@ -616,6 +639,7 @@ def run_mlp(
         "units": list(MLP_UNITS),
         "activations": list(MLP_ACTIVATIONS),
         "dtype": "float32",
+        "fastdense_threads": threads,
         "machine": machine_info(),
         "other_load_cores": overall.other_cores(),
         "results": results,
@@ -646,9 +670,12 @@ def mlp_table(report: Mapping[str, Any]) -> str:
             cells.append(format_time(med[n]) + mark)
         cells += [format_ratio(med["fastdense"] / med[n]) for n in peers]
         rows.append(cells)
+    threads = report.get("fastdense_threads")
+    policy = "default thread policy" if threads is None else f"fastdense.set_num_threads({threads})"
     title = (
         f"MLP {'-'.join(map(str, report['units']))} ({', '.join(report['activations'])}), "
-        f"{report['dtype']}: median time per call; fd/x < 1 means fastdense is faster"
+        f"{report['dtype']}, fastdense with its {policy}: median time per call; "
+        "fd/x < 1 means fastdense is faster"
     )
     notes = []
     load = report.get("other_load_cores")
@@ -704,6 +731,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated batch sizes (default: %(default)s)",
     )
     parser.add_argument("--no-peers", action="store_true", help="fastdense and numpy only")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="time fastdense under fastdense.set_num_threads(N) (its own pool)")
     parser.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
     parser.add_argument("--plot", metavar="PNG", help="save a bar chart (needs matplotlib)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -720,7 +749,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ImportError:
             parser.error("--plot needs matplotlib: pip install matplotlib (or drop --plot)")
 
-    report = run_mlp(batches, quick=args.quick, peers=not args.no_peers, progress=not args.no_progress)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads expects a positive integer, got {args.threads}")
+    report = run_mlp(batches, quick=args.quick, peers=not args.no_peers,
+                     progress=not args.no_progress, threads=args.threads)
     print(mlp_table(report))
     missing = [p for p in ("torch", "onnxruntime", "keras") if p not in report["machine"]]
     if missing and not args.no_peers:
