@@ -35,7 +35,11 @@ RNG = np.random.default_rng(3)
 
 
 def strip_ids(value):
+    """Drop Keras's in-memory ids; Keras records functional models with registered_name
+    "Functional", fastdense with null (Keras 3 loads both through the module path)."""
     if isinstance(value, dict):
+        if value.get("class_name") == "Functional":
+            value = {**value, "registered_name": None}
         return {k: strip_ids(v) for k, v in value.items() if k != "shared_object_id"}
     if isinstance(value, list):
         return [strip_ids(v) for v in value]
@@ -93,6 +97,4 @@ def test_fastdense_config_loads_in_keras_and_back(factory):
     rebuilt = model_from_config(keras_config)
     written = strip_ids(as_json(serialize_keras_object(rebuilt)))
     keras_config.pop("compile_config", None)
-    keras_config.pop("registered_name")
-    written.pop("registered_name")
     assert written == keras_config
