@@ -445,10 +445,11 @@ class Model(Layer):
         return arrays
 
     def _symbolic_call(self, inputs: Any, args: tuple, kwargs: dict) -> Any:
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
+        # `training` / `mask` are recorded (Keras writes them into configs) and ignored.
+        extra = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
         flat = _flatten_struct(inputs)
-        if args or kwargs:
-            raise TypeError(f"Model '{self.name}' takes only its inputs when called, got extra {args or kwargs}")
+        if args or extra:
+            raise TypeError(f"Model '{self.name}' takes only its inputs when called, got extra {args or extra}")
         if len(flat) != len(self.inputs):
             raise ValueError(f"Model '{self.name}' expects {len(self.inputs)} inputs, got {len(flat)}")
         for index, (given, own) in enumerate(zip(flat, self.inputs)):
@@ -466,7 +467,7 @@ class Model(Layer):
                               self._tensor_name(node_index, i, len(self.outputs)))
                for i, t in enumerate(self.outputs)]
         outputs = _pack_struct(self._outputs_struct, new)
-        Node(self, call_args=(inputs,), call_kwargs={}, outputs=outputs)
+        Node(self, call_args=(inputs,), call_kwargs=kwargs, outputs=outputs)
         return outputs
 
     def compute_output_shape(self, input_shape: Any) -> Any:
