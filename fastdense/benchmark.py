@@ -5,18 +5,22 @@
 1, 32, 256 and 4096, timed against numpy layer by layer and, when installed, torch,
 onnxruntime and Keras. It prints median times and ratios measured in the same run::
 
-    python -m fastdense bench               # about 15 s
-    python -m fastdense bench --quick       # a few seconds, noisier
+    python -m fastdense bench               # about 30 s
+    python -m fastdense bench --quick       # about 10 s, noisier
     python -m fastdense bench --json mlp.json --plot mlp.png
 
 The timing machinery here (:func:`time_interleaved`, :func:`format_table`) and the peer
 builders are shared with the scripts in ``bench/``.
 
-Method: contenders are timed round-robin (one sample of each in turn, the order rotating
-every round), so a burst of load from elsewhere on the machine hits all of them alike;
-each sample runs enough calls to last about 10 ms; the reported number is the median time
-per call. Results of every contender are checked against a float64 numpy reference before
-anything is timed.
+Method (:func:`time_interleaved`): contenders take turns of about 50 ms each, round-robin
+with the order rotating every round, so a burst of load from elsewhere on the machine hits
+all of them alike; before each turn the benchmark sleeps 0.15 s so that the previous
+contender's spinning thread pool (OpenBLAS, OpenMP, onnxruntime) goes idle; a turn is
+samples of back-to-back calls lasting about 10 ms each; the reported number is the median
+time per call over all samples. Every contender's result is checked against a float64 numpy
+reference before anything is timed, and the report says how many cores other processes kept
+busy meanwhile (noise: on a shared 2-core machine, threaded BLAS slows down many-fold when
+another process takes a core).
 """
 
 from __future__ import annotations
