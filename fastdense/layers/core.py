@@ -182,19 +182,21 @@ class Dense(Layer):
         ):
             self._fast = None
             return
-        self._fast = (self._np_dtype, self._weight_specs[0].shape[0], ops.dense, self.use_bias,
-                      self._op_activation, self._post_activation)
+        self._fast = (self._np_dtype, ops.dense, self.use_bias, self._op_activation, self._post_activation)
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        # Fast path: a built layer on an ndarray of its dtype and input width
-        # goes straight to the op (every other check was done at build time).
+        # Fast path: a built layer on an ndarray of its dtype goes straight to the op; the op
+        # checks the width, and a mismatch is re-run through the generic path for the
+        # layer's own error message.  Everything else was checked at build time.
         fast = self._fast
-        if fast is not None and type(inputs) is _ndarray and not args and not kwargs:
-            shape = inputs.shape
-            if inputs.dtype is fast[0] and len(shape) > 1 and shape[-1] == fast[1]:
-                values = self._values  # one read: a consistent (kernel, bias) pair
-                out = fast[2](inputs, values[0], values[1] if fast[3] else None, fast[4])
-                return out if fast[5] is None else fast[5](out)
+        if (fast is not None and type(inputs) is _ndarray and inputs.dtype is fast[0]
+                and inputs.ndim > 1 and not args and not kwargs):
+            values = self._values  # one read: a consistent (kernel, bias) pair
+            try:
+                out = fast[1](inputs, values[0], values[1] if fast[2] else None, fast[3])
+            except ValueError:
+                return Layer.__call__(self, inputs)
+            return out if fast[4] is None else fast[4](out)
         return Layer.__call__(self, inputs, *args, **kwargs)
 
     def call(self, inputs: np.ndarray) -> np.ndarray:

@@ -250,6 +250,12 @@ class Model(Layer):
         self.inputs: list[SymbolicTensor] = flat_inputs
         self.outputs: list[SymbolicTensor] = flat_outputs
         self._graph_layers = layers
+        # Per-input (dtype, rank, fixed (axis, size) pairs), for the one-array fast check.
+        self._input_checks = tuple(
+            (np.dtype(t.dtype), len(t.shape), tuple((i, d) for i, d in enumerate(t.shape) if d is not None))
+            for t in flat_inputs
+        )
+        self._single_output = isinstance(outputs, SymbolicTensor)
         self._nodes_by_depth = nodes_by_depth
         self._network_nodes = network_nodes
         self._compile_steps(flat_inputs, flat_outputs)
@@ -304,12 +310,30 @@ class Model(Layer):
             if s not in keep:
                 steps[index][7] = steps[index][7] + (s,)
         self._steps = [tuple(step) for step in steps]
+        # A plain chain (one input, each layer feeding the next, one output) runs as `x = layer(x)`.
+        chain: list[Layer] | None = []
+        current = input_slots[0] if len(input_slots) == 1 else None
+        for layer, kind, ref, extra, kwargs, out_slots, _, _ in self._steps:
+            if kind != 0 or ref != current or extra or kwargs or len(out_slots) != 1:
+                chain = None
+                break
+            chain.append(layer)
+            current = out_slots[0]
+        if chain is not None and (len(output_slots) != 1 or output_slots[0] != current):
+            chain = None
+        self._chain = chain
         self._n_slots = len(slots)
         self._input_slots = input_slots
         self._output_slots = output_slots
 
     def _run_layers(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run the graph on converted input arrays (one per model input); outputs as a flat list."""
+        chain = self._chain
+        if chain is not None:
+            x = arrays[0]
+            for layer in chain:
+                x = layer(x)
+            return [x]
         values: list[Any] = [None] * self._n_slots
         for s, array in zip(self._input_slots, arrays):
             values[s] = array
@@ -343,10 +367,10 @@ class Model(Layer):
         if args or kwargs:
             raise TypeError(f"Model '{self.name}' takes only its inputs when called, got extra {args or kwargs}")
         arrays = self._standardize_inputs(inputs)
-        return _pack_struct(self._outputs_struct, self._run_layers(arrays))
+        return self._pack_outputs(self._run_layers(arrays))
 
     def call(self, inputs: Any) -> Any:
-        return _pack_struct(self._outputs_struct, self._run_layers(self._standardize_inputs(inputs)))
+        return self._pack_outputs(self._run_layers(self._standardize_inputs(inputs)))
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto",
                 steps: Any = None, callbacks: Any = None) -> Any:
@@ -360,16 +384,20 @@ class Model(Layer):
         """
         arrays = self._standardize_inputs(x)
         if batch_size is None:
-            return _pack_struct(self._outputs_struct, self._run_layers(arrays))
+            return self._pack_outputs(self._run_layers(arrays))
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise ValueError(f"predict expects batch_size to be a positive integer or None, got {batch_size!r}")
         total = arrays[0].shape[0]
         if total <= batch_size:
-            return _pack_struct(self._outputs_struct, self._run_layers(arrays))
+            return self._pack_outputs(self._run_layers(arrays))
         chunks = [self._run_layers([a[start:start + batch_size] for a in arrays])
                   for start in range(0, total, batch_size)]
         outputs = [np.concatenate([chunk[i] for chunk in chunks], axis=0) for i in range(len(self.outputs))]
-        return _pack_struct(self._outputs_struct, outputs)
+        return self._pack_outputs(outputs)
+
+    def _pack_outputs(self, outputs: list[np.ndarray]) -> Any:
+        """Flat outputs in the structure the model was built with."""
+        return outputs[0] if self._single_output else _pack_struct(self._outputs_struct, outputs)
 
     def predict_on_batch(self, x: Any) -> Any:
         """``predict(x)`` on one batch."""
@@ -385,6 +413,16 @@ class Model(Layer):
 
     def _standardize_inputs(self, x: Any) -> list[np.ndarray]:
         """Inputs as one array per model input, with the input's dtype; checked shapes."""
+        checks = self._input_checks
+        if type(x) is np.ndarray and len(checks) == 1:
+            dtype, rank, fixed = checks[0]
+            if x.dtype is dtype and x.ndim == rank:
+                shape = x.shape
+                for axis, size in fixed:
+                    if shape[axis] != size:
+                        break
+                else:
+                    return [x]
         inputs = self.inputs
         expected = ", ".join(self.input_names)
         if isinstance(x, dict):
