@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastdense
-from fastdense import initializers, regularizers
+from fastdense import regularizers
 from fastdense.layers import (
     Activation,
     Add,
@@ -588,7 +588,7 @@ def test_model_as_layer_in_sequential():
     assert outer.input_shape == (None, 3)
 
 
-def test_layer_functional_model_usable_as_layer():
+def test_functional_model_usable_as_layer():
     inp = Input((3,), name="i")
     sub = Model(inp, Dense(2, name="d")(inp), name="sub")
     x = Input((3,), name="outer_in")
@@ -597,4 +597,3 @@ def test_layer_functional_model_usable_as_layer():
     outer = Model(x, Dense(1, name="o")(y))
     data = RNG.standard_normal((4, 3)).astype(np.float32)
     np.testing.assert_allclose(outer.predict(data), outer.layers[-1](sub.predict(data)), rtol=1e-6)
-    initializers.get("zeros")  # keep the import used

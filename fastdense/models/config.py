@@ -16,7 +16,6 @@ arguments) and Keras 2 (``{"class_name", "config"}``; functional
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from fastdense.models.functional import Model
 from fastdense.models.sequential import Sequential

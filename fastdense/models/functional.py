@@ -30,7 +30,6 @@ from fastdense.saving.serialization import (
     builtin_objects,
     deserialize_keras_object,
     register_builtin,
-    serialize_dtype,
     serialize_keras_object,
 )
 
