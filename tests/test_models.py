@@ -245,7 +245,7 @@ def test_sequential_errors():
     with pytest.raises(ValueError, match="can only be added first"):
         model.add(Input((2,)))
     with pytest.raises(ValueError, match="expects inputs with last dimension 7"):
-        model.add(Dense(1, input_shape=(7,)).__class__(1, weights=None) if False else _built(7))
+        model.add(_built(7))
     assert len(model.layers) == 1  # a failed add leaves the model as it was
 
 
