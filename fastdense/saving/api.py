@@ -122,7 +122,7 @@ def _checked(
                 break
     if problem is not None:
         if skip_mismatch:
-            warnings.warn(f"{path}: skipping layer {name!r}: {problem}", stacklevel=4)
+            warnings.warn(f"{path}: skipping layer {name!r}: {problem}", stacklevel=5)
             return None
         raise KerasFileError(problem, path=path, layer=name)
     return [np.asarray(value, dtype=expected.dtype) for value, expected in zip(saved, current)]
@@ -150,7 +150,7 @@ def _assign_tree(model: Any, tree: dict[str, list[np.ndarray]], path: str, skip_
                 continue
             problem = f"the file has no weights for this layer (expected group {wpath}/vars)"
             if skip_mismatch:
-                warnings.warn(f"{path}: skipping layer {layer.name!r}: {problem}", stacklevel=3)
+                warnings.warn(f"{path}: skipping layer {layer.name!r}: {problem}", stacklevel=4)
                 continue
             raise KerasFileError(problem, path=path, layer=str(layer.name))
         checked = _checked(layer, saved, f"{wpath}/vars", path, skip_mismatch)
