@@ -120,9 +120,10 @@ def test_random_shapes_ranks_layouts(batch, k, n, act, dtype, x_layout, w_layout
     w = _layout(rng.standard_normal((k, n)).astype(dtype), w_layout)
     b = rng.standard_normal(n).astype(dtype) if use_bias else None
     y = dense(x, w, b, act)
-    ref = reference(x.reshape(-1, k), w, b, act).reshape(tuple(batch) + (-1,))
+    rows = x.reshape(int(np.prod(batch, dtype=int)), k)
+    ref = reference(rows, w, b, act).reshape(tuple(batch) + (y.shape[-1],))
     assert y.shape == ref.shape and y.dtype == dtype and y.flags.c_contiguous
-    np.testing.assert_allclose(y, ref, rtol=0, atol=tolerance(x.reshape(-1, k), w, b, dtype))
+    np.testing.assert_allclose(y, ref, rtol=0, atol=tolerance(rows, w, b, dtype))
 
 
 def test_rank1_is_one_sample():
