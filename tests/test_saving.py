@@ -362,3 +362,14 @@ def test_nested_model_round_trip(tmp_path, ext):
     again = load_model(tmp_path / f"m{ext}")
     data = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
     np.testing.assert_array_equal(again.predict(data), model.predict(data))
+
+
+def test_save_keyword_arguments(tmp_path):
+    model = loaded("seq_dense.keras")
+    save_model(model, tmp_path / "a.h5", include_optimizer=False, save_format="h5")
+    with pytest.raises(ValueError, match="zipped=False"):
+        save_model(model, tmp_path / "b.keras", zipped=False)
+    with pytest.raises(ValueError, match="save_format='tf'"):
+        save_model(model, tmp_path / "c.keras", save_format="tf")
+    with pytest.raises(TypeError, match="signatures"):
+        save_model(model, tmp_path / "d.keras", signatures=None)

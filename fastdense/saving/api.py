@@ -307,6 +307,14 @@ def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = T
             raise TypeError(f"save_model() got an unexpected keyword argument {key!r}")
     path = os.fspath(filepath)
     lower = path.lower()
+    if kwargs.get("zipped") is False:
+        raise ValueError("fastdense writes .keras files as zip archives only (zipped=False is not supported)")
+    save_format = kwargs.get("save_format")
+    if save_format is not None and not (save_format in ("keras", "h5") and lower.endswith(f".{save_format}")):
+        raise ValueError(
+            f"save_format={save_format!r} does not match {path!r}; the extension chooses the format "
+            "('.keras' or '.h5')"
+        )
     if lower.endswith(".keras"):
         config = model_config(model)
         weights = keras_format.weights_h5_bytes(model)
