@@ -37,6 +37,10 @@ import numpy as np
 
 from fastdense.layers.node import Node, SymbolicTensor, flatten, map_structure
 
+# Held while weights change; a model's set_weights holds it for all its layers at once, and
+# the plan compiler holds it to take a consistent snapshot (never old and new weights mixed).
+WEIGHTS_LOCK = threading.RLock()
+
 __all__ = [
     "Layer",
     "InputSpec",
@@ -274,6 +278,9 @@ class Layer:
     _list_input = False
     # Incremented by every weight change (see `set_weights`); models override.
     _weights_version = 0
+    # Incremented by every weight change of any layer, under WEIGHTS_LOCK: compiled model
+    # plans (fastdense.models.plan) are valid while it is unchanged.
+    _weights_epoch = 0
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Layer":
         obj = super().__new__(cls)
@@ -478,8 +485,10 @@ class Layer:
             )
         value = _readonly(np.array(value, dtype=dtype_name, order="C", copy=True))
         self._weight_specs = self._weight_specs + (spec,)
-        self._values = self._values + (value,)
-        self._weights_version += 1
+        with WEIGHTS_LOCK:
+            self._values = self._values + (value,)
+            self._weights_version += 1
+            Layer._weights_epoch += 1
         return value
 
     @property
@@ -557,8 +566,10 @@ class Layer:
 
     def _swap_values(self, new_values: tuple[np.ndarray, ...]) -> None:
         old_values = self._values
-        self._values = new_values  # the one assignment readers race with
-        self._weights_version += 1
+        with WEIGHTS_LOCK:
+            self._values = new_values  # the one assignment readers race with
+            self._weights_version += 1
+            Layer._weights_epoch += 1
         # Rebind `self.w = self.add_weight(...)` style attributes of custom layers.
         old_ids = {id(v): i for i, v in enumerate(old_values)}
         for key, value in list(vars(self).items()):

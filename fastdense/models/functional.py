@@ -23,9 +23,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fastdense.layers.base import Layer, LayerNotConnectedError
+from fastdense.layers.base import WEIGHTS_LOCK, Layer, LayerNotConnectedError
 from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.node import Node, SymbolicTensor, flatten, map_structure
+from fastdense.models.plan import check_out, run_compiled
 from fastdense.saving.serialization import (
     builtin_objects,
     deserialize_keras_object,
@@ -325,6 +326,20 @@ class Model(Layer):
         self._input_slots = input_slots
         self._output_slots = output_slots
 
+    def _run(self, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Outputs for converted inputs: the compiled plan when the model has one (one native
+        call for the whole model), else layer by layer with the same results."""
+        outputs = run_compiled(self, arrays, out)
+        if outputs is not None:
+            return outputs
+        outputs = self._run_layers(arrays)
+        if out is None:
+            return outputs
+        check_out(out, [o.shape for o in outputs], outputs[0].dtype, arrays)
+        for target, value in zip(out, outputs):
+            target[...] = value
+        return list(out)
+
     def _run_layers(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run the graph on converted input arrays (one per model input); outputs as a flat list."""
         chain = self._chain
@@ -366,31 +381,37 @@ class Model(Layer):
         if args or kwargs:
             raise TypeError(f"Model '{self.name}' takes only its inputs when called, got extra {args or kwargs}")
         arrays = self._standardize_inputs(inputs)
-        return self._pack_outputs(self._run_layers(arrays))
+        return self._pack_outputs(self._run(arrays))
 
     def call(self, inputs: Any) -> Any:
-        return self._pack_outputs(self._run_layers(self._standardize_inputs(inputs)))
+        return self._pack_outputs(self._run(self._standardize_inputs(inputs)))
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto",
-                steps: Any = None, callbacks: Any = None) -> Any:
+                steps: Any = None, callbacks: Any = None, *, out: Any = None) -> Any:
         """Outputs for NumPy inputs: an array, or a list/dict for several outputs.
 
         ``x`` is an array for a one-input model, a list (in ``model.inputs``
         order) or a dict keyed by input name otherwise.  ``batch_size=None``
         runs the whole input at once; an integer splits it into chunks of that
-        many samples (same results).  ``verbose``, ``steps`` and ``callbacks``
-        are accepted for Keras compatibility and ignored.
+        many samples (same results).  ``out``: a preallocated C-contiguous array
+        (a list of them for several outputs) written in place and returned;
+        repeated calls with ``out=`` allocate nothing.  ``verbose``, ``steps``
+        and ``callbacks`` are accepted for Keras compatibility and ignored.
         """
         arrays = self._standardize_inputs(x)
-        if batch_size is None:
-            return self._pack_outputs(self._run_layers(arrays))
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        outs = None if out is None else (list(out) if isinstance(out, (list, tuple)) else [out])
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                       or batch_size <= 0):
             raise ValueError(f"predict expects batch_size to be a positive integer or None, got {batch_size!r}")
-        total = arrays[0].shape[0]
-        if total <= batch_size:
-            return self._pack_outputs(self._run_layers(arrays))
-        chunks = [self._run_layers([a[start:start + batch_size] for a in arrays])
-                  for start in range(0, total, batch_size)]
+        total = arrays[0].shape[0] if arrays[0].ndim else 0
+        if batch_size is None or total <= batch_size:
+            return self._pack_outputs(self._run(arrays, outs))
+        chunks = []
+        for start in range(0, total, batch_size):
+            part = [a[start:start + batch_size] for a in arrays]
+            chunks.append(self._run(part, None if outs is None else [o[start:start + batch_size] for o in outs]))
+        if outs is not None:
+            return self._pack_outputs(outs)
         outputs = [np.concatenate([chunk[i] for chunk in chunks], axis=0) for i in range(len(self.outputs))]
         return self._pack_outputs(outputs)
 
@@ -635,11 +656,12 @@ class Model(Layer):
         for layer, ws in plan:
             if isinstance(layer, Model):
                 layer._validate_all(ws)
-        for layer, ws in plan:
-            if isinstance(layer, Model):
-                layer.set_weights(ws)
-        for layer, values in validated:
-            layer._swap_values(values)
+        with WEIGHTS_LOCK:  # all layers at once for concurrent predicts
+            for layer, ws in plan:
+                if isinstance(layer, Model):
+                    layer.set_weights(ws)
+            for layer, values in validated:
+                layer._swap_values(values)
 
     def _validate_all(self, weights: Sequence[Any]) -> None:
         weights = list(weights)

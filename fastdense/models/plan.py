@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from fastdense import _kernels, activations
+from fastdense.layers.base import WEIGHTS_LOCK, Layer
 from fastdense.layers.core import Activation, Dense, Dropout
 from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
@@ -102,7 +103,7 @@ def compile_plan(model: Any, sample_shapes: Sequence[tuple], dtype: Any) -> Comp
 
 
 def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype) -> CompiledPlan:
-    version = model._weights_version
+    version = Layer._weights_epoch
     steps, input_slots, output_slots = _layer_steps(model)
     es = dtype.itemsize
     widths: list[int] = []
@@ -232,57 +233,53 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype) -> Compile
     return CompiledPlan(plan, dtype, sample_shapes, out_shapes, task_elems, version)
 
 
-_cache_lock = threading.Lock()
+def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,
+              arrays: Sequence[np.ndarray]) -> None:
+    """Validate ``predict(out=...)`` buffers before anything is written."""
+    if len(out) != len(shapes):
+        raise ValueError(f"predict: out must hold {len(shapes)} arrays (one per output), got {len(out)}")
+    for o, expected in zip(out, shapes):
+        if not isinstance(o, np.ndarray) or o.shape != tuple(expected) or o.dtype != dtype \
+                or not o.flags.c_contiguous or not o.flags.writeable:
+            got = f"shape {o.shape}, dtype {o.dtype}" if isinstance(o, np.ndarray) else type(o).__name__
+            raise ValueError(f"predict: out must be a writeable C-contiguous array of shape "
+                             f"{tuple(expected)} and dtype {dtype}, got {got}")
+        for a in arrays:
+            if np.shares_memory(o, a):
+                raise ValueError("predict: out must not overlap the inputs")
 
 
 def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None
                  ) -> list[np.ndarray] | None:
     """Run ``model`` on standardized input arrays through its cached plan; None to fall back.
 
-    The plan is keyed on the model's weights version, the dtype and the per-sample shapes; it
-    holds the weight arrays it was compiled from, so a concurrent ``set_weights`` makes the next
-    call compile a new plan while calls already running finish on the old weights.
+    Plans are cached per (dtype, per-sample shapes) and valid while no weight anywhere changed
+    (``Layer._weights_epoch``). A plan holds the weight arrays it was compiled from, taken under
+    the weights lock that ``set_weights`` holds, so calls see the old weights or the new ones,
+    never a mix; a ``set_weights`` makes the next call compile a new plan.
     """
-    if not arrays:
-        return None
     first = arrays[0]
     dtype = first.dtype
     if dtype != np.float32 and dtype != np.float64:
         return None
-    m = first.shape[0] if first.ndim else None
+    m = first.shape[0] if first.ndim else -1
     for a in arrays:
         if a.dtype != dtype or a.ndim < 1 or a.shape[0] != m or not a.flags.c_contiguous:
             return None
-    shapes = tuple(a.shape[1:] for a in arrays)
-    key = (dtype.str, shapes)
-    version = model._weights_version
-    cache = model.__dict__.get("_fd_plan_cache")
-    entry = cache.get(key) if cache is not None and cache[None] == version else None
+    key = (dtype.char,) + tuple(a.shape[1:] for a in arrays)
+    cache = model.__dict__.get("_fd_plans")
+    entry = cache.get(key) if cache is not None and cache[None] == Layer._weights_epoch else None
     if entry is None:
-        with _cache_lock:
-            version = model._weights_version
-            plan = compile_plan(model, shapes, dtype)
-            if model._weights_version != version:   # weights changed while compiling
-                return None
-            cache = model.__dict__.get("_fd_plan_cache")
-            if cache is None or cache[None] != version:
-                cache = {None: version}
-            cache[key] = plan if plan is not None else False
-            model.__dict__["_fd_plan_cache"] = cache
-            entry = cache[key]
+        with WEIGHTS_LOCK:
+            epoch = Layer._weights_epoch
+            cache = model.__dict__.get("_fd_plans")
+            if cache is None or cache[None] != epoch:
+                cache = {None: epoch}
+            entry = compile_plan(model, key[1:], dtype) or False
+            cache[key] = entry
+            model.__dict__["_fd_plans"] = cache
     if entry is False:
         return None
     if out is not None:
-        if len(out) != len(entry.out_shapes):
-            raise ValueError(f"predict: out must hold {len(entry.out_shapes)} arrays, got {len(out)}")
-        for o, shape in zip(out, entry.out_shapes):
-            expected = (m,) + shape
-            if not isinstance(o, np.ndarray) or o.shape != expected or o.dtype != dtype \
-                    or not o.flags.c_contiguous or not o.flags.writeable:
-                got = (o.shape, o.dtype) if isinstance(o, np.ndarray) else type(o).__name__
-                raise ValueError(f"predict: out must be a writeable C-contiguous array of shape {expected} "
-                                 f"and dtype {dtype}, got {got}")
-            for a in arrays:
-                if np.shares_memory(o, a):
-                    raise ValueError("predict: out must not overlap the inputs")
+        check_out(out, [(m,) + shape for shape in entry.out_shapes], dtype, arrays)
     return entry.run(arrays, out)

@@ -179,12 +179,12 @@ class Sequential(Model):
         return super().__call__(inputs, *args, **kwargs)
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto",
-                steps: Any = None, callbacks: Any = None) -> Any:
+                steps: Any = None, callbacks: Any = None, *, out: Any = None) -> Any:
         if not self.built:
             import numpy as np
 
             self._ensure_built_for(np.shape(x))
-        return super().predict(x, batch_size=batch_size)
+        return super().predict(x, batch_size=batch_size, out=out)
 
     # ----------------------------------------------------------------- layers
 
