@@ -193,7 +193,7 @@ static void FD_SFX(softmax_f64)(double *d, ptrdiff_t n)
         ptrdiff_t len = n - j0 < FD_CHUNK ? n - j0 : FD_CHUNK;
         double *dj = d + j0;
         for (ptrdiff_t k = 0; k < len; k++)
-            dj[k] = exp(dj[k] - m);
+            dj[k] = fd64_exp_diff(dj[k], m);
         FD_SFX(acc8c)(acc, cmp, dj, len);
     }
     const double sum = FD_SFX(sum8)(acc) + FD_SFX(sum8)(cmp);
@@ -210,7 +210,7 @@ static void FD_SFX(log_softmax_f64)(double *d, ptrdiff_t n)
         const double *dj = d + j0;
         for (ptrdiff_t k = 0; k < len; k++) {
             double w = dj[k] - m;
-            e[k] = w == 0.0 ? 0.0 : exp(w);
+            e[k] = w == 0.0 ? 0.0 : fd64_exp_diff(dj[k], m);
             c[k] = w == 0.0 ? 1.0 : 0.0;
         }
         FD_SFX(acc8c)(acc, cmp, e, len);
@@ -287,7 +287,7 @@ static void FD_SFX(glu_f64)(const double *bias, const double *src, ptrdiff_t ld_
         for (ptrdiff_t j = 0; j < h; j++) {
             double a = bias ? s[j] + bias[j] : s[j];
             double b = bias ? s[j + h] + bias[j + h] : s[j + h];
-            d[j] = a / (1.0 + exp(-b));
+            d[j] = a * fd64_logistic(b);
         }
     }
 }

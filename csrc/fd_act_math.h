@@ -29,6 +29,7 @@
 
 #define FD_SELU_ALPHA 1.6732632423543772848170429916717
 #define FD_SELU_SCALE 1.0507009873554804934193349852946
+#define FD_SELU_SA 1.7580993408473768599402175208123      /* scale * alpha */
 #define FD_SQRT1_2 0.70710678118654752440084436210485
 #define FD_SQRT_2_OVER_PI 0.79788456080286535587989211986876
 #define FD_GELU_TANH_C 0.044715
@@ -248,13 +249,13 @@ FD32(selu)
     FD_UNUSED3;
     double x = v;
     double e = fd_expm1_in(fd_max(x, -110.0));
-    return (float)(x >= 0.0 ? FD_SELU_SCALE * x : (FD_SELU_SCALE * FD_SELU_ALPHA) * e);
+    return (float)(x >= 0.0 ? FD_SELU_SCALE * x : FD_SELU_SA * e);
 }
-/* celu: q.b holds 1/alpha (set by the dispatcher) */
+/* celu: q.b holds 1/alpha (set by the dispatcher); a negative alpha makes x / alpha positive */
 FD32(celu)
 {
     double x = v;
-    return (float)(x >= 0.0 ? x : q.a * fd_expm1_in(fd_max(x * q.b, -110.0)));
+    return (float)(x >= 0.0 ? x : q.a * fd_expm1_in(fd_min(fd_max(x * q.b, -110.0), 709.0)));
 }
 
 /* gelu = x Phi(x), Phi(x) = erfc(-x/sqrt2)/2 with erfc's tail computed directly (relative
@@ -361,6 +362,19 @@ FD32(threshold) { return (double)v <= q.a ? (float)q.b : v; }
 
 /* ---------------------------------------------------------------- float64 activations */
 
+/* exp(a - b) for the float64 softmax: a - b is rounded, and exp turns its absolute rounding error
+ * (up to |a - b| * 1.1e-16) into a relative one; the exact residual of the subtraction is put back
+ * to first order. */
+FD_INLINE double fd64_exp_diff(double a, double b)
+{
+    double d = a - b;
+    double bv = d - a;                                  /* two-sum of a and -b: */
+    double err = (a - (d - bv)) + (-b - bv);            /* d + err == a - b exactly */
+    double e = exp(d);
+    return err == err ? e + e * err : e;                /* NaN err: a or b infinite */
+}
+
+
 FD64(linear) { FD_UNUSED3; return x; }
 FD64(relu) { FD_UNUSED3; return x < 0.0 ? 0.0 : x; }
 FD64(relu6) { FD_UNUSED3; return x < 0.0 ? 0.0 : (x > 6.0 ? 6.0 : x); }
@@ -369,7 +383,7 @@ FD64(relu_clip) { return fd_relu_general(x, q, 0); }
 FD64(relu_slope) { return fd_relu_general(x, q, 1); }
 FD64(leaky_relu) { return x >= 0.0 ? x : q.a * x; }
 FD64(elu) { return x >= 0.0 ? x : q.a * expm1(x); }
-FD64(selu) { FD_UNUSED3; return FD_SELU_SCALE * (x >= 0.0 ? x : FD_SELU_ALPHA * expm1(x)); }
+FD64(selu) { FD_UNUSED3; return x >= 0.0 ? FD_SELU_SCALE * x : FD_SELU_SA * expm1(x); }
 FD64(celu) { return x >= 0.0 ? x : q.a * expm1(x / q.a); }
 /* x Phi(x) = x erfc(-x/sqrt2) / 2.  z = -x/sqrt2 is rounded; erfc's relative sensitivity to that
  * rounding is 2 z^2 eps (1000 ulp near x = -38), so the rounding residual dz is added back to
@@ -385,14 +399,31 @@ FD64(gelu)
     double y = x * (0.5 * e);
     return x < -40.0 ? -0.0 : y;
 }
+/* sigmoid(t) from e = exp(-|t|) <= 1, so nothing overflows and tiny results keep their digits */
+FD_INLINE double fd64_logistic(double t)
+{
+    double e = exp(-fabs(t));
+    return (t >= 0.0 ? 1.0 : e) / (1.0 + e);
+}
+/* x sigmoid(u2), u2 = 2 sqrt(2/pi) x (1 + 0.044715 x^2).  exp turns the rounding of u2 into a
+ * relative error of |u2| ulps in the tail (u2 ~ -700 at x = -21), so u2 is carried in
+ * double-double (u + ue) and sigmoid(u + ue) = s + s (1 - s) ue. */
 FD64(gelu_tanh)
 {
     FD_UNUSED3;
-    double u2 = 2.0 * FD_SQRT_2_OVER_PI * x * (1.0 + FD_GELU_TANH_C * x * x);
-    double y = x / (1.0 + exp(-u2));
-    return x < -1e10 ? -0.0 : y;
+    const double c_hi = 0x1.9884533d43651p+0, c_lo = -0x1.cbc0d30ebfd15p-54;   /* 2 sqrt(2/pi) */
+    const double k_hi = 0x1.6e4e26d4801f7p-5, k_lo = 0x1.441355475a31ap-59;   /* 0.044715 */
+    double p = x * x, pe = fma(x, x, -p);
+    double t = k_hi * p, te = fma(k_hi, p, -t) + (k_hi * pe + k_lo * p);
+    double s = 1.0 + t, bv = s - 1.0, se = ((1.0 - (s - bv)) + (t - bv)) + te;
+    double v = x * s, ve = fma(x, s, -v) + x * se;
+    double u = c_hi * v, ue = fma(c_hi, v, -u) + (c_hi * ve + c_lo * v);
+    double e = exp(-fabs(u)), r = 1.0 / (1.0 + e);
+    double sig = u >= 0.0 ? r : e * r;
+    double y = x * (sig + (e * r * r) * ue);
+    return x > 10.0 ? x : (x < -30.0 ? -0.0 : y);   /* exactly x / exactly 0 there */
 }
-FD64(sigmoid) { FD_UNUSED3; return 1.0 / (1.0 + exp(-x)); }
+FD64(sigmoid) { FD_UNUSED3; return fd64_logistic(x); }
 FD64(hard_sigmoid)
 {
     FD_UNUSED3;
@@ -407,7 +438,7 @@ FD64(hard_silu)
 FD64(silu)
 {
     FD_UNUSED3;
-    double y = x / (1.0 + exp(-x));
+    double y = x * fd64_logistic(x);
     return x < -1e10 ? -0.0 : y;
 }
 FD64(tanh) { FD_UNUSED3; return tanh(x); }

@@ -654,12 +654,9 @@ def serialize(activation: Any) -> Any:
         name = None
     if name is not None:
         return name
-    if callable(activation):
-        serialization = _serialization()
-        if serialization is not None:
-            registered = serialization.get_registered_name(activation)
-            if ">" in registered:
-                return serialization.serialize_keras_object(activation)
+    serialization = _serialization()
+    if serialization is not None and _is_registered(serialization, activation):
+        return serialization.serialize_keras_object(activation)
     raise ValueError(
         f"Cannot serialize activation {activation!r}: it is not a fastdense built-in activation "
         "(or a functools.partial of one) nor a registered function. Register custom activations "
@@ -679,6 +676,11 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
             return _FUNCTIONS[name]
         if custom_objects and config in custom_objects:
             return custom_objects[config]
+        serialization = _serialization()
+        found = None if serialization is None else serialization.get_registered_object(config)
+        if callable(found):
+            return found
+        _canonical(config)   # raises: unknown name, with the valid ones
     if isinstance(config, Mapping) and config.get("class_name") == "partial" and \
             config.get("module") == "fastdense.activations":
         inner = config.get("config")
@@ -690,9 +692,7 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
         _spec(name, params)   # validates before building
         return functools.partial(_FUNCTIONS[name], **params)
     serialization = _serialization()
-    if serialization is None or not isinstance(config, (str, Mapping)):
-        if isinstance(config, str):
-            _canonical(config)   # raises with the list of names
+    if serialization is None or not isinstance(config, Mapping):
         raise ValueError(f"Could not interpret activation config {config!r}: expected a name such as "
                          "'relu' or a Keras function config dict")
     found = serialization.deserialize_keras_object(
@@ -701,6 +701,14 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
     if not callable(found):
         raise ValueError(f"Activation config {config!r} did not give a callable, got {found!r}")
     return found
+
+
+def _is_registered(serialization: Any, fn: Any) -> bool:
+    """True for a function registered with fastdense.saving.register_serializable."""
+    name = getattr(fn, "__name__", None)
+    if name is None or not callable(fn):
+        return False
+    return serialization.get_registered_name(fn) != name
 
 
 def _serialization():
