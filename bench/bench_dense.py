@@ -232,43 +232,46 @@ def tables(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _best(row: dict[str, Any], name: str) -> float:
+    return row["times"][name]["min_s"] if name in row["times"] else math.nan
+
+
 def targets(report: dict[str, Any], peers: Sequence[str]) -> str:
+    """The issue-2 targets, judged on medians; the ratio of best samples is shown beside
+    them because on a busy machine it is the steadier of the two."""
     rows = []
     by_case = {(tuple(r["shape"]), r["activation"]): r for r in report["results"]}
 
-    def check(what: str, value: float, limit: float) -> None:
-        if value == value:
-            verdict = "ok" if value <= limit else "MISSED"
-            rows.append([what, format_ratio(value), f"<= {limit:.2f}x", verdict])
+    def check(what: str, a: tuple[dict, str], b: tuple[dict, str], limit: float | None) -> None:
+        value = _median(*a) / _median(*b)
+        if value != value:
+            return
+        verdict = "" if limit is None else ("ok" if value <= limit else "MISSED")
+        rows.append([what, format_ratio(value), format_ratio(_best(*a) / _best(*b)),
+                     "(info)" if limit is None else f"<= {limit:.2f}x", verdict])
 
     for (shape, act), row in by_case.items():
         if act == "relu" and shape[0] >= 256:
             name = "x".join(map(str, shape))
-            check(f"relu {name}: fd(out=)/floor", _median(row, "fd(out=)") / _median(row, "floor"), 1.05)
+            check(f"relu {name}: fd(out=) / floor", (row, "fd(out=)"), (row, "floor"), 1.05)
     tiny = by_case.get(((1, 16, 16), "relu"))
     if tiny is not None:
-        check("relu 1x16x16: fd/numpy", _median(tiny, "fd") / _median(tiny, "numpy"), 0.5)
+        check("relu 1x16x16: fd / numpy", (tiny, "fd"), (tiny, "numpy"), 0.5)
     for (shape, act), row in by_case.items():
-        name = "x".join(map(str, shape))
-        worst = max(
-            ((_median(row, "fd") / _median(row, p), p) for p in peers if p in row["times"]),
-            default=(math.nan, ""),
-        )
-        check(f"{act} {name}: fd / fastest peer ({worst[1]})", worst[0], 1.0)
+        present = [p for p in peers if p in row["times"]]
+        if present:
+            fastest = min(present, key=lambda p: _median(row, p))
+            name = "x".join(map(str, shape))
+            check(f"{act} {name}: fd / fastest peer ({fastest})", (row, "fd"), (row, fastest), 1.0)
     relu = by_case.get((EPILOGUE_SHAPE, "relu"))
     if relu is not None:
         name = "x".join(map(str, EPILOGUE_SHAPE))
         for act in ("gelu", "sigmoid", "tanh", "softmax"):
             row = by_case.get((EPILOGUE_SHAPE, act))
             if row is not None:
-                value = _median(row, "fd(out=)") / _median(relu, "fd(out=)")
-                limit = 1.10 if act != "softmax" else math.inf
-                rows.append(
-                    [f"{act} {name}: fd(out=) / relu", format_ratio(value),
-                     "<= 1.10x" if act != "softmax" else "(info)",
-                     ("ok" if value <= limit else "MISSED") if act != "softmax" else ""]
-                )
-    return format_table(["check", "measured", "target", ""], rows)
+                check(f"{act} {name}: fd(out=) / relu's", (row, "fd(out=)"), (relu, "fd(out=)"),
+                      None if act == "softmax" else 1.10)
+    return format_table(["check", "median", "best", "target", ""], rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
