@@ -12,4 +12,13 @@ from fastdense.models.config import model_from_config, model_from_json
 from fastdense.models.functional import Functional, Model
 from fastdense.models.sequential import Sequential
 
-__all__ = ["Functional", "Model", "Sequential", "model_from_config", "model_from_json"]
+__all__ = ["Functional", "Model", "Sequential", "model_from_config", "model_from_json", "load_model",
+           "save_model"]
+
+
+def __getattr__(name: str):
+    # the file formats import h5py: only on first use
+    if name in ("load_model", "save_model"):
+        from fastdense.saving import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'fastdense.models' has no attribute {name!r}")

@@ -326,10 +326,12 @@ class Model(Layer):
         self._input_slots = input_slots
         self._output_slots = output_slots
 
-    def _run(self, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+    def _run(self, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None,
+             record_losses: bool = True) -> list[np.ndarray]:
         """Outputs for converted inputs: the compiled plan when the model has one (one native
-        call for the whole model), else layer by layer with the same results."""
-        outputs = run_compiled(self, arrays, out)
+        call for the whole model), else layer by layer with the same results. ``predict``
+        passes ``record_losses=False``: it does not record activity-regularization losses."""
+        outputs = run_compiled(self, arrays, out, record_losses)
         if outputs is not None:
             return outputs
         outputs = self._run_layers(arrays)
@@ -393,7 +395,8 @@ class Model(Layer):
         ``x`` is an array for a one-input model, a list (in ``model.inputs``
         order) or a dict keyed by input name otherwise.  ``batch_size=None``
         runs the whole input at once; an integer splits it into chunks of that
-        many samples (same results).  ``out``: a preallocated C-contiguous array
+        many samples (same results).  Unlike a direct call, ``predict`` does not
+        record activity-regularization losses (``losses``).  ``out``: a preallocated C-contiguous array
         (a list of them for several outputs) written in place and returned;
         repeated calls with ``out=`` allocate nothing.  ``verbose``, ``steps``
         and ``callbacks`` are accepted for Keras compatibility and ignored.
@@ -405,11 +408,12 @@ class Model(Layer):
             raise ValueError(f"predict expects batch_size to be a positive integer or None, got {batch_size!r}")
         total = arrays[0].shape[0] if arrays[0].ndim else 0
         if batch_size is None or total <= batch_size:
-            return self._pack_outputs(self._run(arrays, outs))
+            return self._pack_outputs(self._run(arrays, outs, record_losses=False))
         chunks = []
         for start in range(0, total, batch_size):
             part = [a[start:start + batch_size] for a in arrays]
-            chunks.append(self._run(part, None if outs is None else [o[start:start + batch_size] for o in outs]))
+            chunks.append(self._run(part, None if outs is None else [o[start:start + batch_size] for o in outs],
+                                    record_losses=False))
         if outs is not None:
             return self._pack_outputs(outs)
         outputs = [np.concatenate([chunk[i] for chunk in chunks], axis=0) for i in range(len(self.outputs))]

@@ -94,15 +94,21 @@ def _act_spec(function: Any) -> tuple:
     return int(r.code), p[0], p[1], p[2], bool(r.halves)
 
 
-def compile_plan(model: Any, sample_shapes: Sequence[tuple], dtype: Any) -> CompiledPlan | None:
-    """Compile ``model`` for inputs of per-sample shapes ``sample_shapes``; None if unsupported."""
+def compile_plan(model: Any, sample_shapes: Sequence[tuple], dtype: Any,
+                 record_losses: bool = False) -> CompiledPlan | None:
+    """Compile ``model`` for inputs of per-sample shapes ``sample_shapes``; None if unsupported.
+
+    With ``record_losses`` a layer with an activity regularizer (which records a penalty on
+    its outputs, see ``Layer.losses``) makes the model run layer by layer; ``predict`` does not
+    record such losses and always compiles.
+    """
     try:
-        return _compile(model, [tuple(s) for s in sample_shapes], np.dtype(dtype))
+        return _compile(model, [tuple(s) for s in sample_shapes], np.dtype(dtype), record_losses)
     except _Unsupported:
         return None
 
 
-def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype) -> CompiledPlan:
+def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_losses: bool) -> CompiledPlan:
     version = Layer._weights_epoch
     steps, input_slots, output_slots = _layer_steps(model)
     es = dtype.itemsize
@@ -131,7 +137,7 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype) -> Compile
     for layer, kind, ref, extra, kwargs, out_slots, symbolic_extra, _release in steps:
         if extra or kwargs or symbolic_extra or len(out_slots) != 1:
             raise _Unsupported("layer call with extra arguments")
-        if getattr(layer, "_activity_regularizer", None) is not None:
+        if record_losses and getattr(layer, "_activity_regularizer", None) is not None:
             raise _Unsupported("activity regularizer records the outputs")
         srcs = [ref] if kind == 0 else (list(ref) if kind == 1 else None)
         if srcs is None:
@@ -146,7 +152,7 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype) -> Compile
             kernel, bias = values[0], (values[1] if layer.use_bias else None)
             if kernel.dtype != dtype or (bias is not None and bias.dtype != dtype):
                 raise _Unsupported("layer dtype differs from the plan dtype")
-            if not shape or shape[-1] != kernel.shape[0] or not layer._fast:
+            if not shape or shape[-1] != kernel.shape[0] or len(values) != 1 + layer.use_bias:
                 raise _Unsupported("Dense input does not match its kernel")
             code, p0, p1, p2, halves = _act_spec(layer.activation)
             n = kernel.shape[1]
@@ -249,8 +255,8 @@ def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,
                 raise ValueError("predict: out must not overlap the inputs")
 
 
-def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None
-                 ) -> list[np.ndarray] | None:
+def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None,
+                 record_losses: bool = False) -> list[np.ndarray] | None:
     """Run ``model`` on standardized input arrays through its cached plan; None to fall back.
 
     Plans are cached per (dtype, per-sample shapes) and valid while no weight anywhere changed
@@ -266,7 +272,7 @@ def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndar
     for a in arrays:
         if a.dtype != dtype or a.ndim < 1 or a.shape[0] != m or not a.flags.c_contiguous:
             return None
-    key = (dtype.char,) + tuple(a.shape[1:] for a in arrays)
+    key = (dtype.char, record_losses) + tuple(a.shape[1:] for a in arrays)
     cache = model.__dict__.get("_fd_plans")
     entry = cache.get(key) if cache is not None and cache[None] == Layer._weights_epoch else None
     if entry is None:
@@ -275,7 +281,7 @@ def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndar
             cache = model.__dict__.get("_fd_plans")
             if cache is None or cache[None] != epoch:
                 cache = {None: epoch}
-            entry = compile_plan(model, key[1:], dtype) or False
+            entry = compile_plan(model, key[2:], dtype, record_losses) or False
             cache[key] = entry
             model.__dict__["_fd_plans"] = cache
     if entry is False:

@@ -1,0 +1,209 @@
+"""The compiled whole-model plan: same results as layer by layer, threads, memory, fallback."""
+import json
+import threading
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastdense
+from fastdense.layers import Activation, Add, Concatenate, Dense, Dropout, Flatten, Layer, Reshape
+from fastdense.models import Model, Sequential, load_model
+from fastdense.models.plan import compile_plan, run_compiled
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "keras"
+if not FIXTURES.is_dir():
+    FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "keras"
+INDEX = json.loads((FIXTURES / "index.json").read_text()) if (FIXTURES / "index.json").is_file() else {}
+
+
+def fixture_inputs(name):
+    data = np.load(FIXTURES / f"{name}.io.npz")
+    return [data[f"x{i}"] for i in range(INDEX[name]["inputs"])], data["y"]
+
+
+def mlp(dtype="float32"):
+    rng = np.random.default_rng(0)
+    model = Sequential([Dense(64, activation="relu", input_shape=(20,), dtype=dtype),
+                        Dense(64, activation="gelu", dtype=dtype),
+                        Dense(10, activation="softmax", dtype=dtype)])
+    model.set_weights([rng.standard_normal(w.shape) * 0.3 for w in model.get_weights()])
+    return model
+
+
+def standardized(model, x):
+    return model._standardize_inputs(x)
+
+
+@pytest.mark.parametrize("name", sorted(INDEX))
+def test_every_fixture_compiles_and_matches_layer_by_layer(name):
+    path = FIXTURES / (f"{name}.h5" if INDEX[name].get("only") == "h5" else f"{name}.keras")
+    model = load_model(path)
+    inputs, expected = fixture_inputs(name)
+    arrays = standardized(model, inputs if len(inputs) > 1 else inputs[0])
+    plan = compile_plan(model, [a.shape[1:] for a in arrays], arrays[0].dtype)  # as predict does
+    assert plan is not None, f"{name} should compile"
+    compiled = run_compiled(model, arrays)
+    layered = model._run_layers(arrays)
+    for c, l in zip(compiled, layered):
+        np.testing.assert_array_equal(c, l)  # the same kernel calls: bitwise equal
+    tol = 1e-12 if arrays[0].dtype == np.float64 else 1e-5
+    got = model.predict(inputs if len(inputs) > 1 else inputs[0])
+    if name != "mlp_f64":  # Keras computed mlp_f64's reference in float32 (see test_configs)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 257, 1100])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_blocks_match_layer_by_layer(batch, dtype):
+    model = mlp(dtype)
+    x = np.random.default_rng(batch).standard_normal((batch, 20)).astype(dtype)
+    compiled = model.predict(x)
+    layered = model._run_layers([x])[0]
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(compiled, layered, rtol=0, atol=tol)
+    if batch <= 256:  # one block: the very same BLAS calls
+        np.testing.assert_array_equal(compiled, layered)
+
+
+def test_functional_graph_with_merges_and_reshapes():
+    a, b = fastdense.Input((6,)), fastdense.Input((6,))
+    shared = Dense(8, activation="tanh")
+    c = Concatenate()([shared(a), shared(b)])
+    r = Reshape((4, 4))(c)
+    d = Dense(3)(r)                                  # N-D: acts on the last axis
+    e = Flatten()(Dropout(0.5)(d))
+    out = Activation("softmax")(Add()([Dense(5)(e), Dense(5)(Flatten()(r))]))
+    model = Model([a, b], [out, e])
+    rng = np.random.default_rng(3)
+    xa, xb = rng.standard_normal((9, 6)).astype("float32"), rng.standard_normal((9, 6)).astype("float32")
+    assert compile_plan(model, [(6,), (6,)], np.float32) is not None
+    compiled = model.predict([xa, xb])
+    layered = model._run_layers([xa, xb])
+    for c_, l_ in zip(compiled, layered):
+        np.testing.assert_array_equal(c_, l_)
+    # hand-written numpy
+    k, bias = shared.get_weights()
+    h = np.concatenate([np.tanh(xa @ k + bias), np.tanh(xb @ k + bias)], axis=1).reshape(9, 4, 4)
+    dk, db = model.get_layer(d._keras_history[0].name).get_weights()
+    np.testing.assert_allclose(compiled[1], (h @ dk + db).reshape(9, 12), atol=1e-5)
+
+
+def test_unsupported_layers_fall_back_with_identical_results():
+    class Double(Layer):
+        def call(self, x):
+            return 2 * x
+
+    inputs = fastdense.Input((4,))
+    model = Model(inputs, Dense(3)(Double()(Dense(4, activation="relu")(inputs))))
+    assert compile_plan(model, [(4,)], np.float32) is None
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype("float32")
+    np.testing.assert_array_equal(model.predict(x), model._run_layers([x])[0])
+    # a Python callable activation is not fused either
+    model2 = Sequential([Dense(3, activation=lambda z: z * 3, input_shape=(4,))])
+    assert compile_plan(model2, [(4,)], np.float32) is None
+    np.testing.assert_allclose(model2.predict(x), 3 * (x @ model2.layers[0].kernel + model2.layers[0].bias),
+                               atol=1e-5)
+
+
+def test_predict_out_writes_in_place_and_checks():
+    model = mlp()
+    x = np.random.default_rng(1).standard_normal((40, 20)).astype("float32")
+    out = np.empty((40, 10), np.float32)
+    assert model.predict(x, out=out) is out
+    np.testing.assert_array_equal(out, model._run_layers([x])[0])
+    chunks = np.empty((40, 10), np.float32)
+    model.predict(x, batch_size=16, out=chunks)
+    np.testing.assert_allclose(chunks, out, atol=1e-6)
+    with pytest.raises(ValueError, match=r"shape \(40, 10\)"):
+        model.predict(x, out=np.empty((40, 9), np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        model.predict(x, out=np.empty((40, 10), np.float64))
+
+
+def test_repeated_predict_allocates_nothing_but_the_result():
+    model = mlp()
+    x = np.random.default_rng(2).standard_normal((64, 20)).astype("float32")
+    out = np.empty((64, 10), np.float32)
+    for _ in range(20):  # warm: plan compiled, scratch allocated
+        model.predict(x, out=out)
+        model.predict(x)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for _ in range(300):
+            model.predict(x, out=out)
+        for _ in range(300):
+            model.predict(x)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
+    assert grown < 64 * 1024, f"predict grew memory by {grown} bytes"
+
+
+@pytest.mark.parametrize("own_pool", [False, True])
+def test_eight_threads_thousand_predicts(own_pool):
+    model = mlp()
+    rng = np.random.default_rng(4)
+    xs = [rng.standard_normal((b, 20)).astype("float32") for b in (1, 7, 64)]
+    expected = [model._run_layers([x])[0] for x in xs]
+    errors = []
+
+    def work(seed):
+        try:
+            for i in range(1000):
+                j = (seed + i) % len(xs)
+                np.testing.assert_allclose(model.predict(xs[j]), expected[j], rtol=0, atol=1e-6)
+        except Exception as exc:  # noqa: BLE001 -- reported below
+            errors.append(exc)
+
+    try:
+        if own_pool:
+            fastdense.set_num_threads(2)
+        threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        fastdense.set_num_threads(None)
+    assert not errors, errors[0]
+
+
+def test_set_weights_while_predicting_never_mixes():
+    """Weights flip between two sets; every prediction matches one set or the other."""
+    model = mlp()
+    rng = np.random.default_rng(5)
+    set_a = model.get_weights()
+    set_b = [rng.standard_normal(w.shape) * 0.3 for w in set_a]
+    x = rng.standard_normal((16, 20)).astype("float32")
+    model.set_weights(set_b)
+    expect_b = model._run_layers([x])[0]
+    model.set_weights(set_a)
+    expect_a = model._run_layers([x])[0]
+    stop = threading.Event()
+    bad = []
+
+    def flip():
+        while not stop.is_set():
+            model.set_weights(set_b)
+            model.set_weights(set_a)
+
+    def predict():
+        for _ in range(300):
+            y = model.predict(x)
+            if not (np.allclose(y, expect_a, atol=1e-6) or np.allclose(y, expect_b, atol=1e-6)):
+                bad.append(y)
+
+    flipper = threading.Thread(target=flip)
+    readers = [threading.Thread(target=predict) for _ in range(3)]
+    flipper.start()
+    for r in readers:
+        r.start()
+    for r in readers:
+        r.join()
+    stop.set()
+    flipper.join()
+    assert not bad, f"{len(bad)} predictions mixed old and new weights"
