@@ -12,7 +12,7 @@ typedef struct {
     const fd_plan *p;
     const void *const *inputs;
     void *const *outputs;
-    ptrdiff_t m, nblocks, ntasks;
+    ptrdiff_t m, block, nblocks, ntasks;
     char *scratch;
     int lock;
 } plan_ctx;
@@ -67,7 +67,7 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
         const size_t off = (size_t)r0 * p->width[b] * es;
         if (p->in_index[b] >= 0) buf[b] = (char *)c->inputs[p->in_index[b]] + off;
         else if (p->out_index[b] >= 0) buf[b] = (char *)c->outputs[p->out_index[b]] + off;
-        else buf[b] = scratch + (size_t)p->offset[b] * es;
+        else buf[b] = scratch + (size_t)p->offset[b] * c->block * es;
     }
     for (int s = 0; s < p->nsteps; s++) {
         const fd_step *st = &p->steps[s];
@@ -87,7 +87,7 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
             a.ldo = fd_act_halves(st->act.code) ? st->n / 2 : st->n;
             if (a.ldo < 1) a.ldo = 1;
             a.act = st->act;
-            if (fd_dense_serial(&a, scratch + (size_t)p->glu_offset * es, c->lock)) return -1;
+            if (fd_dense_serial(&a, scratch + (size_t)p->glu_offset * c->block * es, c->lock)) return -1;
             break;
         }
         case FD_STEP_ACT: {
@@ -124,22 +124,24 @@ static int run_task(void *ctx, ptrdiff_t t)
 {
     const plan_ctx *c = ctx;
     const fd_plan *p = c->p;
-    char *scratch = c->scratch + (size_t)t * p->task_elems * (p->dtype == FD_F32 ? 4 : 8);
+    char *scratch = c->scratch + (size_t)t * c->block * p->sample_elems * (p->dtype == FD_F32 ? 4 : 8);
     for (ptrdiff_t b = t; b < c->nblocks; b += c->ntasks) {
-        ptrdiff_t r0 = b * p->block, rows = c->m - r0 < p->block ? c->m - r0 : p->block;
+        ptrdiff_t r0 = b * c->block, rows = c->m - r0 < c->block ? c->m - r0 : c->block;
         if (run_block(c, r0, rows, scratch)) return -1;
     }
     return 0;
 }
 
 int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
-                void *scratch, int max_tasks)
+                ptrdiff_t block, void *scratch, int max_tasks)
 {
     if (m <= 0) return 0;
+    if (block < 1) return -2;
     if (p->nbufs > FD_PLAN_MAX_BUFS) return -2;
     plan_ctx c;
     c.p = p; c.inputs = inputs; c.outputs = outputs; c.m = m; c.scratch = scratch;
-    c.nblocks = (m + p->block - 1) / p->block;
+    c.block = block;
+    c.nblocks = (m + block - 1) / block;
     const int own = fd_own_threading();
     c.lock = !own;
     c.ntasks = 1;

@@ -33,14 +33,14 @@ typedef struct {
     const ptrdiff_t *width;    /* elements per sample of each buffer */
     const int *in_index;       /* buffer b is model input in_index[b], or -1 */
     const int *out_index;      /* buffer b is model output out_index[b], or -1 */
-    const ptrdiff_t *offset;   /* intermediates: element offset in a task's scratch */
-    ptrdiff_t glu_offset;      /* element offset of the glu scratch in a task's scratch */
-    ptrdiff_t block;           /* samples per block */
-    ptrdiff_t task_elems;      /* scratch elements per task */
+    const ptrdiff_t *offset;   /* intermediates: offset in a task's scratch, in elements per sample */
+    ptrdiff_t glu_offset;      /* offset of the glu scratch, in elements per sample */
+    ptrdiff_t sample_elems;    /* scratch elements per sample of a block */
 } fd_plan;
 
-/* Run the plan on m samples. scratch holds max_tasks * task_elems elements. 0 on success. */
+/* Run the plan on m samples in blocks of `block` samples, on up to max_tasks threads;
+   scratch holds max_tasks * block * sample_elems elements. 0 on success. */
 int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
-                void *scratch, int max_tasks);
+                ptrdiff_t block, void *scratch, int max_tasks);
 
 #endif

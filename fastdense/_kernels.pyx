@@ -311,10 +311,9 @@ cdef extern from "fd_plan.h" nogil:
         const int *out_index
         const ptrdiff_t *offset
         ptrdiff_t glu_offset
-        ptrdiff_t block
-        ptrdiff_t task_elems
+        ptrdiff_t sample_elems
     int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
-                    void *scratch, int max_tasks)
+                    ptrdiff_t block, void *scratch, int max_tasks)
 
 from libc.stdlib cimport calloc, free
 
@@ -324,7 +323,7 @@ cdef class Plan:
 
     steps: tuples (kind, srcs, dst, t, k, n, cols, w, bias, code, p0, p1, p2); buffers are
     described by widths (elements per sample), in_index/out_index (-1 for intermediates)
-    and offsets (element offset of each intermediate in one task's scratch).
+    and offsets (offset of each intermediate in a task's scratch, in elements per sample).
     """
     cdef fd_plan plan
     cdef fd_step *c_steps
@@ -336,7 +335,7 @@ cdef class Plan:
     cdef readonly int n_inputs, n_outputs
 
     def __cinit__(self, list steps, list widths, list in_index, list out_index, list offsets,
-                  ptrdiff_t glu_offset, ptrdiff_t block, ptrdiff_t task_elems, object dtype):
+                  ptrdiff_t glu_offset, ptrdiff_t sample_elems, object dtype):
         cdef int nb = len(widths), ns = len(steps), i, j
         self.keep = []
         self.c_steps = <fd_step *>calloc(max(ns, 1), sizeof(fd_step))
@@ -396,8 +395,7 @@ cdef class Plan:
         self.plan.out_index = self.c_out
         self.plan.offset = self.c_offset
         self.plan.glu_offset = glu_offset
-        self.plan.block = block
-        self.plan.task_elems = task_elems
+        self.plan.sample_elems = sample_elems
 
     def __dealloc__(self):
         free(self.c_steps)
@@ -406,8 +404,10 @@ cdef class Plan:
         free(self.c_out)
         free(self.c_offset)
 
-    def run(self, list inputs, list outputs, ptrdiff_t m, cnp.ndarray scratch, int max_tasks):
-        """Run on m samples: C-contiguous inputs/outputs of the plan dtype (checked by the caller)."""
+    def run(self, list inputs, list outputs, ptrdiff_t m, ptrdiff_t block, cnp.ndarray scratch,
+            int max_tasks):
+        """Run on m samples in blocks: C-contiguous inputs/outputs of the plan dtype and a scratch
+        of max_tasks * block * sample_elems elements (all checked by the caller)."""
         cdef const void *ins[64]
         cdef void *outs[64]
         cdef int i, rc
@@ -419,6 +419,6 @@ cdef class Plan:
             outs[i] = cnp.PyArray_DATA(<cnp.ndarray>outputs[i])
         cdef void *s = cnp.PyArray_DATA(scratch)
         with nogil:
-            rc = fd_plan_run(&self.plan, ins, outs, m, s, max_tasks)
+            rc = fd_plan_run(&self.plan, ins, outs, m, block, s, max_tasks)
         if rc != 0:
             raise MemoryError("fastdense: the plan could not allocate scratch memory")

@@ -39,6 +39,7 @@ _MERGES = {Add: _ADD, Subtract: _SUB, Multiply: _MUL, Average: _AVG, Maximum: _M
 
 _ROWS_PER_BLOCK = 256                 # GEMM rows per block: the BLAS re-packs weights per call
 _BLOCK_BYTES = 2 << 20                # intermediates of one block: about L2 + a slice of L3
+_BLAS_BLOCK_BYTES = 64 << 20          # multi-threaded BLAS: whole batches up to this scratch size
 
 
 class _Unsupported(Exception):
@@ -49,22 +50,29 @@ class CompiledPlan:
     """A model compiled for one dtype and one set of per-sample input shapes."""
 
     def __init__(self, plan: Any, dtype: np.dtype, in_shapes: list[tuple], out_shapes: list[tuple],
-                 task_elems: int, version: int) -> None:
+                 sample_elems: int, block: int, version: int) -> None:
         self._plan = plan
         self.dtype = dtype
         self.in_shapes = in_shapes
         self.out_shapes = out_shapes
         self.version = version
-        self._task_elems = max(int(task_elems), 1)
-        self._local = threading.local()
+        self.block = block                       # samples per block when fastdense threads
+        self._sample_elems = max(int(sample_elems), 1)
+        self._local = threading.local()          # per-thread scratch, reused across calls
 
-    def _scratch(self) -> np.ndarray:
-        tasks = _kernels.get_num_threads()
-        scratch = getattr(self._local, "scratch", None)
-        if scratch is None or scratch.size < tasks * self._task_elems:
-            scratch = np.empty(tasks * self._task_elems, self.dtype)
-            self._local.scratch = scratch
-        return scratch
+    def _layout(self, m: int) -> tuple[int, int]:
+        """(block, tasks) for m samples.
+
+        With fastdense's own pool, blocks of ``self.block`` samples stream through every layer
+        (intermediates stay in cache) and spread over the cores. When the BLAS threads each
+        GEMM itself, the batch goes through in blocks as large as memory allows, since the
+        BLAS's threads work well only on large GEMMs.
+        """
+        if _kernels.own_threading():
+            block = min(self.block, m)
+            return block, max(1, min(_kernels.get_num_threads(), -(-m // block)))
+        cap = max(self.block, _BLAS_BLOCK_BYTES // (self._sample_elems * self.dtype.itemsize))
+        return min(m, cap), 1
 
     def run(self, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
         """Outputs for C-contiguous inputs of the plan dtype and shapes (``out``: written in place)."""
@@ -73,8 +81,15 @@ class CompiledPlan:
             outputs = [np.empty((m,) + shape, self.dtype) for shape in self.out_shapes]
         else:
             outputs = list(out)
-        scratch = self._scratch()
-        self._plan.run(list(arrays), outputs, m, scratch, scratch.size // self._task_elems)
+        if m == 0:
+            return outputs
+        block, tasks = self._layout(m)
+        need = tasks * block * self._sample_elems
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None or scratch.size < need:
+            scratch = np.empty(need, self.dtype)
+            self._local.scratch = scratch
+        self._plan.run(list(arrays), outputs, m, block, scratch, tasks)
         return outputs
 
 
@@ -231,12 +246,11 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     for b, w in enumerate(widths):
         offsets.append(offset)
         if in_index[b] < 0 and out_index[b] < 0:
-            offset += w * block
+            offset += w
     glu_offset = offset
-    task_elems = offset + glu_elems * block
-    plan = _kernels.Plan(plan_steps, widths, in_index, out_index, offsets, glu_offset, block,
-                         max(task_elems, 1), dtype)
-    return CompiledPlan(plan, dtype, sample_shapes, out_shapes, task_elems, version)
+    sample_elems = max(offset + glu_elems, 1)
+    plan = _kernels.Plan(plan_steps, widths, in_index, out_index, offsets, glu_offset, sample_elems, dtype)
+    return CompiledPlan(plan, dtype, sample_shapes, out_shapes, sample_elems, block, version)
 
 
 def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,
