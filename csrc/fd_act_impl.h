@@ -269,11 +269,11 @@ static void FD_SFX(glu_f32)(const float *bias, const float *src, ptrdiff_t ld_sr
         if (bias)
             for (ptrdiff_t j = 0; j < h; j++) {
                 double a = (float)(s[j] + bias[j]), b = (float)(s[j + h] + bias[j + h]);
-                d[j] = (float)(a / (1.0 + fd_exp(-b)));
+                d[j] = (float)(a * (1.0 / (1.0 + fd_exp(-b))));
             }
         else
             for (ptrdiff_t j = 0; j < h; j++)
-                d[j] = (float)((double)s[j] / (1.0 + fd_exp(-(double)s[j + h])));
+                d[j] = (float)((double)s[j] * (1.0 / (1.0 + fd_exp(-(double)s[j + h]))));
     }
 }
 
