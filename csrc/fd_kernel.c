@@ -288,9 +288,27 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static atomic_int pool_size;         /* workers started */
+
+/* A forked child has none of the parent's workers: forget them (they restart on demand). */
+static void pool_after_fork_child(void)
+{
+    memset(workers, 0, sizeof(workers));
+    atomic_store(&idle_mask, 0);
+    atomic_store(&pool_size, 0);
+    atomic_store(&busy_cores, 0);
+    pthread_mutex_init(&pool_mu, NULL);
+    pthread_mutex_init(&blas_mu, NULL);
+}
+
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void register_fork_handler(void) { pthread_atfork(NULL, NULL, pool_after_fork_child); }
+
 /* Start workers 0 .. n-2 if they are not running yet. */
 static void pool_ensure(int n)
 {
+    if (atomic_load(&pool_size) >= n - 1) return;
+    pthread_once(&fork_once, register_fork_handler);
     pthread_mutex_lock(&pool_mu);
     for (int i = 0; i < n - 1 && i < FD_MAX_THREADS; i++) {
         worker_t *w = &workers[i];
@@ -306,6 +324,8 @@ static void pool_ensure(int n)
             atomic_fetch_or(&idle_mask, 1UL << i);
         }
         pthread_attr_destroy(&attr);
+        if (!w->started) break;
+        atomic_store(&pool_size, i + 1);
     }
     pthread_mutex_unlock(&pool_mu);
 }

@@ -362,3 +362,23 @@ def test_show_config(capsys):
     assert fastdense.__version__ in text
     assert fastdense.config_info()["cpu_path"] in ("avx512", "avx2", "baseline")
     assert "blas_library" in text
+
+
+def test_fork_after_threaded_calls():
+    """A child forked after fastdense used its thread pool still computes (no hang)."""
+    import os
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    x = np.ones((512, 256), np.float32)
+    w = np.ones((256, 512), np.float32)
+    fastdense.set_num_threads(2)
+    try:
+        dense(x, w, None, "relu")  # starts the pool
+        pid = os.fork()
+        if pid == 0:  # child: must not wait on the parent's workers
+            ok = bool(np.all(dense(x, w, None, "relu") == 256.0))
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        fastdense.set_num_threads(None)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
