@@ -172,6 +172,25 @@ def _spec(name: str, params: Mapping[str, Any]) -> ActivationSpec:
     return ActivationSpec(code, packed, rowwise, halves, name)
 
 
+_SPEC_CACHE: dict[tuple, ActivationSpec] = {}
+
+
+def _params_spec(name: str, params: dict[str, Any]) -> ActivationSpec:
+    """:func:`_spec`, cached by parameter values and their types (for the module functions)."""
+    try:
+        values = tuple(params.values())
+        key = (name, values, tuple(map(type, values)))
+        spec = _SPEC_CACHE.get(key)
+    except TypeError:   # an unhashable parameter value: _spec explains what is wrong with it
+        return _spec(name, params)
+    if spec is None:
+        spec = _spec(name, params)
+        if len(_SPEC_CACHE) > 1024:
+            _SPEC_CACHE.clear()
+        _SPEC_CACHE[key] = spec
+    return spec
+
+
 def _canonical(name: str) -> str:
     name = _ALIASES.get(name, name)
     if name in _TABLE:
@@ -234,7 +253,7 @@ def relu(x: Any, negative_slope: float = 0.0, max_value: float | None = None,
     >>> relu(np.array([-10.0, -5.0, 0.0, 5.0, 10.0]), negative_slope=0.5)
     array([-5. , -2.5,  0. ,  5. , 10. ])
     """
-    return _apply(x, _spec("relu", {"negative_slope": negative_slope, "max_value": max_value,
+    return _apply(x, _params_spec("relu", {"negative_slope": negative_slope, "max_value": max_value,
                                     "threshold": threshold}))
 
 
@@ -253,7 +272,7 @@ def leaky_relu(x: Any, negative_slope: float = 0.2) -> np.ndarray:
     >>> leaky_relu(np.array([-1.0, 2.0]))
     array([-0.2,  2. ])
     """
-    return _apply(x, _spec("leaky_relu", {"negative_slope": negative_slope}))
+    return _apply(x, _params_spec("leaky_relu", {"negative_slope": negative_slope}))
 
 
 def elu(x: Any, alpha: float = 1.0) -> np.ndarray:
@@ -262,7 +281,7 @@ def elu(x: Any, alpha: float = 1.0) -> np.ndarray:
     >>> elu(np.array([-1.0, 2.0]))
     array([-0.63212056,  2.        ])
     """
-    return _apply(x, _spec("elu", {"alpha": alpha}))
+    return _apply(x, _params_spec("elu", {"alpha": alpha}))
 
 
 def selu(x: Any) -> np.ndarray:
@@ -280,7 +299,7 @@ def celu(x: Any, alpha: float = 1.0) -> np.ndarray:
     >>> celu(np.array([-2.0, 1.0]), alpha=2.0)
     array([-1.26424112,  1.        ])
     """
-    return _apply(x, _spec("celu", {"alpha": alpha}))
+    return _apply(x, _params_spec("celu", {"alpha": alpha}))
 
 
 def gelu(x: Any, approximate: bool = False) -> np.ndarray:
@@ -290,7 +309,7 @@ def gelu(x: Any, approximate: bool = False) -> np.ndarray:
     >>> gelu(np.array([-1.0, 0.0, 1.0]))
     array([-0.15865525,  0.        ,  0.84134475])
     """
-    return _apply(x, _spec("gelu", {"approximate": approximate}))
+    return _apply(x, _params_spec("gelu", {"approximate": approximate}))
 
 
 def sigmoid(x: Any) -> np.ndarray:
@@ -404,7 +423,7 @@ def squareplus(x: Any, b: float = 4) -> np.ndarray:
     >>> squareplus(np.array([0.0, 1.5]))
     array([1., 2.])
     """
-    return _apply(x, _spec("squareplus", {"b": b}))
+    return _apply(x, _params_spec("squareplus", {"b": b}))
 
 
 def log_sigmoid(x: Any) -> np.ndarray:
@@ -440,7 +459,7 @@ def soft_shrink(x: Any, threshold: float = 0.5) -> np.ndarray:
     >>> soft_shrink(np.array([-2.0, 0.2, 2.0]))
     array([-1.5,  0. ,  1.5])
     """
-    return _apply(x, _spec("soft_shrink", {"threshold": threshold}))
+    return _apply(x, _params_spec("soft_shrink", {"threshold": threshold}))
 
 
 def hard_shrink(x: Any, threshold: float = 0.5) -> np.ndarray:
@@ -449,7 +468,7 @@ def hard_shrink(x: Any, threshold: float = 0.5) -> np.ndarray:
     >>> hard_shrink(np.array([-2.0, 0.2, 2.0]))
     array([-2.,  0.,  2.])
     """
-    return _apply(x, _spec("hard_shrink", {"threshold": threshold}))
+    return _apply(x, _params_spec("hard_shrink", {"threshold": threshold}))
 
 
 def threshold(x: Any, threshold: float, default_value: float) -> np.ndarray:
@@ -458,7 +477,7 @@ def threshold(x: Any, threshold: float, default_value: float) -> np.ndarray:
     >>> threshold(np.array([-1.0, 0.0, 1.0, 2.0]), 1.0, 0.0)
     array([0., 0., 0., 2.])
     """
-    return _apply(x, _spec("threshold", {"threshold": threshold, "default_value": default_value}))
+    return _apply(x, _params_spec("threshold", {"threshold": threshold, "default_value": default_value}))
 
 
 def softmax(x: Any, axis: int = -1) -> np.ndarray:
