@@ -209,6 +209,8 @@ def _as_float_array(x: Any, act: str) -> np.ndarray:
     kind = arr.dtype.kind
     if kind == "f" and arr.dtype.itemsize in (4, 8):
         pass
+    elif kind == "f" and arr.dtype.itemsize > 8:   # long double: computed in float64
+        arr = arr.astype(np.float64)
     elif kind in "biuf":
         arr = arr.astype(np.float32)
     else:

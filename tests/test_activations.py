@@ -485,6 +485,7 @@ def test_dtypes():
     assert A.sigmoid(np.array([1, 2], np.float16)).dtype == np.float32
     assert A.sigmoid(np.array([1.0], np.float64)).dtype == np.float64
     assert A.sigmoid([0.0, 1.0]).dtype == np.float64   # as np.asarray
+    assert A.sigmoid(np.array([1.0], np.longdouble)).dtype == np.float64
     np.testing.assert_allclose(A.sigmoid(np.array([0, 2], np.int8)), sc.expit([0, 2]), rtol=1e-6)
     for bad in (np.array([1 + 2j]), np.array(["a"]), np.array([object()], dtype=object)):
         with pytest.raises(TypeError, match="real numeric array"):
