@@ -4,8 +4,9 @@
  *
  * Element-wise activations act on each value; row-wise ones (softmax, log_softmax, sparsemax)
  * on each whole row; glu halves the row: dst[i, j] = a_j * sigmoid(b_j), a = row[:n/2],
- * b = row[n/2:].  float32 is computed through float64 internally (<= 1 ulp in practice);
- * float64 uses libm for transcendentals.  NaN in -> NaN out; no spurious overflow.
+ * b = row[n/2:].  float32 is computed through float64 internally (<= 0.53 ulp measured, softmax
+ * of long rows <= 1.4); float64 with double-precision polynomials (<= 1-4 ulp; gelu's erfc from
+ * libm).  Loops are vectorized.  NaN in -> NaN out; no spurious overflow.
  */
 #ifndef FD_ACT_H
 #define FD_ACT_H

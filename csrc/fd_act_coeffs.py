@@ -65,15 +65,18 @@ def emit(name, coef, note):
 
 
 def expm1_q(r):
-    """(expm1(r) - r) / r^2."""
-    if abs(r) < 1e-4:
-        return sum(r**k / L(factorial(k + 2)) for k in range(8))
-    return (np.expm1(r) - r) / (r * r)
+    """(expm1(r) - r) / r^2 = sum r^k / (k + 2)!  (the series: no cancellation near 0)."""
+    return sum(r**k / L(factorial(k + 2)) for k in range(24))
 
 
 def log_r(y):
     """(log((1+s)/(1-s)) - 2s) / s^3 with y = s^2, as its series sum 2 y^k / (2k + 3)."""
     return sum(L(2) * y**k / (2 * k + 3) for k in range(30))
+
+
+def log1p_r(z):
+    """R(z), z = s^2: log(1 + f) = 2s + s z R(z) with s = f / (2 + f); R = sum 2 z^(k-1) / (2k + 1)."""
+    return sum(L(2) * z ** (k - 1) / (2 * k + 1) for k in range(1, 40))
 
 
 def _tanh_shrink_series():
@@ -111,6 +114,12 @@ def main():
     c = unmap(chebfit(expm1_q, -0.35, 0.35, 6), -0.35, 0.35)
     emit("FD_EXPM1_Q", c, "expm1(r) = r + r^2 Q(r), |r| <= 0.35; rel err "
          f"{max_error(expm1_q, -0.35, 0.35, c, lambda u: u, True):.1e}")
+    c = unmap(chebfit(expm1_q, -0.3466, 0.3466, 10), -0.3466, 0.3466)
+    emit("FD_EXPM1_Q64", c, "float64: expm1(r) = r + r^2 Q(r), |r| <= 0.3466; rel err "
+         f"{max_error(expm1_q, -0.3466, 0.3466, c, lambda u: u, True):.1e}")
+    c = unmap(chebfit(log1p_r, 0, 0.02944, 7), 0, 0.02944)
+    emit("FD_LOG1P_R64", c, "float64: log(1+f) = 2s + s z R(z), s = f/(2+f), z = s^2 <= 0.02944; rel err "
+         f"{max_error(log1p_r, 0, 0.02944, c, lambda u: u, True):.1e}")
     c = unmap(chebfit(log_r, 0, 0.0295, 4), 0, 0.0295)
     emit("FD_LOG_R", c, "log((1+s)/(1-s)) = 2s + s^3 R(s^2), s^2 <= 0.0295; rel err "
          f"{max_error(log_r, 0, 0.0295, c, lambda u: u, True):.1e}")

@@ -90,6 +90,18 @@ static inline double FD_SFX(sum8)(const double *acc)
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+/* The total of acc8c's lanes, still compensated. */
+static inline double FD_SFX(sum8c)(const double *acc, const double *cmp)
+{
+    double s = 0.0, c = FD_SFX(sum8)(cmp);
+    for (int l = 0; l < 8; l++) {
+        double t = s + acc[l];
+        c += fabs(s) >= fabs(acc[l]) ? (s - t) + acc[l] : (acc[l] - t) + s;
+        s = t;
+    }
+    return s + c;
+}
+
 /* softmax: e = exp(x - max), then e / sum(e).  Rows up to FD_SHORT_ROW keep e in double
  * (result within 0.5 ulp); longer rows store e in dst first (one more rounding, <= 1.5 ulp). */
 #define FD_SHORT_ROW 1024
@@ -193,10 +205,10 @@ static void FD_SFX(softmax_f64)(double *d, ptrdiff_t n)
         ptrdiff_t len = n - j0 < FD_CHUNK ? n - j0 : FD_CHUNK;
         double *dj = d + j0;
         for (ptrdiff_t k = 0; k < len; k++)
-            dj[k] = fd64_exp_diff(dj[k], m);
+            dj[k] = fd_exp_diff64(dj[k], m);
         FD_SFX(acc8c)(acc, cmp, dj, len);
     }
-    const double sum = FD_SFX(sum8)(acc) + FD_SFX(sum8)(cmp);
+    const double sum = FD_SFX(sum8c)(acc, cmp);
     for (ptrdiff_t j = 0; j < n; j++)
         d[j] = d[j] / sum;
 }
@@ -210,13 +222,13 @@ static void FD_SFX(log_softmax_f64)(double *d, ptrdiff_t n)
         const double *dj = d + j0;
         for (ptrdiff_t k = 0; k < len; k++) {
             double w = dj[k] - m;
-            e[k] = w == 0.0 ? 0.0 : fd64_exp_diff(dj[k], m);
+            e[k] = w == 0.0 ? 0.0 : fd_exp_diff64(dj[k], m);
             c[k] = w == 0.0 ? 1.0 : 0.0;
         }
         FD_SFX(acc8c)(acc, cmp, e, len);
         FD_SFX(acc8)(cnt, c, len);
     }
-    const double lse = log1p((FD_SFX(sum8)(cnt) - 1.0) + (FD_SFX(sum8)(acc) + FD_SFX(sum8)(cmp)));
+    const double lse = log1p((FD_SFX(sum8)(cnt) - 1.0) + FD_SFX(sum8c)(acc, cmp));
     for (ptrdiff_t j = 0; j < n; j++)
         d[j] = (d[j] - m) - lse;
 }
@@ -243,7 +255,7 @@ static void FD_SFX(sparsemax_f64)(double *d, ptrdiff_t n)
             FD_SFX(acc8)(cnt, c, len);
         }
         double k = FD_SFX(sum8)(cnt);
-        tau = ((FD_SFX(sum8)(acc) + FD_SFX(sum8)(cmp)) - 1.0) / k;
+        tau = (FD_SFX(sum8c)(acc, cmp) - 1.0) / k;
         if (k == kprev)
             break;
         kprev = k;
@@ -287,7 +299,7 @@ static void FD_SFX(glu_f64)(const double *bias, const double *src, ptrdiff_t ld_
         for (ptrdiff_t j = 0; j < h; j++) {
             double a = bias ? s[j] + bias[j] : s[j];
             double b = bias ? s[j + h] + bias[j + h] : s[j + h];
-            d[j] = a * fd64_logistic(b);
+            d[j] = a * fd_logistic64(b);
         }
     }
 }

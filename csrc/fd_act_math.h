@@ -6,7 +6,8 @@
  *
  *   fd32_*  float32 activations, evaluated in float64 with our own polynomials (relative error
  *           of the double result ~1e-10 or better, so the float result is within 1 ulp).
- *   fd64_*  float64 activations; transcendentals come from libm (exp, expm1, log1p, tanh, erfc).
+ *   fd64_*  float64 activations, with double-precision polynomials accurate to ~1 ulp
+ *           (libm only for erfc in gelu and the per-row log1p of log_softmax).
  *
  * NaN handling: every clamp is written `x > hi ? hi : x`, which keeps NaN (comparisons with NaN
  * are false), and every piecewise select puts NaN in the branch that computes with x.
@@ -38,11 +39,36 @@
 static const double FD_EXPM1_Q[7] = {
     0.5,
     0.16666666722181583,
-    0.04166666672216361,
-    0.008333297083738393,
-    0.0013888852650213324,
-    0.00019900428151859811,
-    2.4860731891983555e-05
+    0.041666666722163605,
+    0.008333297083738358,
+    0.0013888852650214914,
+    0.00019900428151885762,
+    2.4860731891275798e-05
+};
+/* float64: expm1(r) = r + r^2 Q(r), |r| <= 0.3466; rel err 1.2e-16 */
+static const double FD_EXPM1_Q64[11] = {
+    0.5,
+    0.1666666666666667,
+    0.04166666666666664,
+    0.008333333333326066,
+    0.0013888888888898424,
+    0.0001984126987497326,
+    2.4801587300898582e-05,
+    2.755725525560422e-06,
+    2.755729113582922e-07,
+    2.510526587727234e-08,
+    2.0910301758806574e-09
+};
+/* float64: log(1+f) = 2s + s z R(z), s = f/(2+f), z = s^2 <= 0.02944; rel err 1.4e-16 */
+static const double FD_LOG1P_R64[8] = {
+    0.6666666666666666,
+    0.4000000000000071,
+    0.28571428570864116,
+    0.2222222238309348,
+    0.18181796225277916,
+    0.15386219824266575,
+    0.13269087766814489,
+    0.13084930899392494
 };
 /* log((1+s)/(1-s)) = 2s + s^3 R(s^2), s^2 <= 0.0295; rel err 1.1e-11 */
 static const double FD_LOG_R[5] = {
@@ -119,6 +145,16 @@ FD_INLINE double fd_poly7(const double *c, double x)
 {
     double x2 = x * x, x4 = x2 * x2;
     return FD_P4(c, 0) + x4 * (FD_P2(c, 4) + x2 * c[6]);
+}
+FD_INLINE double fd_poly8(const double *c, double x)
+{
+    double x2 = x * x, x4 = x2 * x2;
+    return FD_P8(c, 0);
+}
+FD_INLINE double fd_poly11(const double *c, double x)
+{
+    double x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
+    return FD_P8(c, 0) + x8 * (FD_P2(c, 8) + x2 * c[10]);
 }
 FD_INLINE double fd_poly12(const double *c, double x)
 {
@@ -358,20 +394,95 @@ FD32(soft_shrink)
 FD32(hard_shrink) { return fabs((double)v) <= q.a ? 0.0f : v; }
 FD32(threshold) { return (double)v <= q.a ? (float)q.b : v; }
 
-/* ---------------------------------------------------------------- float64 activations */
+/* ---------------------------------------------------------------- float64 math
+ * Vectorizable double-precision exp / expm1 / log1p / tanh accurate to ~1 ulp (polynomials fitted
+ * to 1.2e-16), so the float64 loops vectorize too; erfc (gelu) and the per-row log1p of
+ * log_softmax stay with libm. */
+
+/* e^x = s1 s2 (1 + p): 2^n split in two factors so that every n in [-1076, 1025] is representable
+ * (subnormal results and overflow to inf come out right).  x must be clamped to [-746, 710]. */
+typedef struct { double s1, s2, p; } fd_exp64_parts;
+
+FD_INLINE fd_exp64_parts fd_exp64_split(double x)
+{
+    const double shift = 0x1.8p52;
+    const double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
+    double k = x * 1.4426950408889634 + shift;
+    double n = k - shift;
+    double r = x - n * ln2_hi;                          /* exact */
+    r = r - n * ln2_lo;
+    double k1 = n * 0.5 + shift;                        /* n1 = rint(n / 2), n2 = n - n1 */
+    double k2 = (n - (k1 - shift)) + shift;
+    uint64_t b1, b2;
+    memcpy(&b1, &k1, sizeof b1);
+    memcpy(&b2, &k2, sizeof b2);
+    b1 = (b1 + 1023u) << 52;
+    b2 = (b2 + 1023u) << 52;
+    fd_exp64_parts e;
+    memcpy(&e.s1, &b1, sizeof b1);
+    memcpy(&e.s2, &b2, sizeof b2);
+    e.p = r + r * r * fd_poly11(FD_EXPM1_Q64, r);
+    return e;
+}
+
+/* exp(x) for any x (NaN propagates). */
+FD_INLINE double fd_exp64(double x)
+{
+    fd_exp64_parts e = fd_exp64_split(fd_min(fd_max(x, -746.0), 710.0));
+    return (e.s1 + e.s1 * e.p) * e.s2;
+}
+
+/* expm1(x) for x >= -40 (clamp below: expm1 is -1 there in double); overflows to inf above 709.78. */
+FD_INLINE double fd_expm1_64(double x)
+{
+    fd_exp64_parts e = fd_exp64_split(fd_min(fd_max(x, -40.0), 710.0));
+    double s = e.s1 * e.s2;
+    return (s - 1.0) + s * e.p;
+}
 
 /* exp(a - b) for the float64 softmax: a - b is rounded, and exp turns its absolute rounding error
  * (up to |a - b| * 1.1e-16) into a relative one; the exact residual of the subtraction is put back
  * to first order. */
-FD_INLINE double fd64_exp_diff(double a, double b)
+FD_INLINE double fd_exp_diff64(double a, double b)
 {
     double d = a - b;
     double bv = d - a;                                  /* two-sum of a and -b: */
     double err = (a - (d - bv)) + (-b - bv);            /* d + err == a - b exactly */
-    double e = exp(d);
+    double e = fd_exp64(d);
     return err == err ? e + e * err : e;                /* NaN err: a or b infinite */
 }
 
+/* log1p(t) for t in [0, 1] (fdlibm's scheme: log(1+f) = f - (f^2/2 - s (f^2/2 + R)), s = f/(2+f),
+ * after reducing 1 + t to 2^k (1 + f), plus the rounding error of 1 + t). */
+FD_INLINE double fd_log1p01_64(double t)
+{
+    const double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
+    double u = 1.0 + t;
+    double c = (t - (u - 1.0)) / u;
+    int big = u > 1.4142135623730951;
+    double f = (big ? 0.5 * u : u) - 1.0;               /* exact */
+    double k = big ? 1.0 : 0.0;
+    double s = f / (2.0 + f), z = s * s;
+    double hfsq = 0.5 * f * f;
+    double r = z * fd_poly8(FD_LOG1P_R64, z);
+    return k * ln2_hi - ((hfsq - (s * (hfsq + r) + (k * ln2_lo + c))) - f);
+}
+
+/* tanh(x) = expm1(2|x|) / (expm1(2|x|) + 2) with the sign of x. */
+FD_INLINE double fd_tanh64(double x)
+{
+    double em = fd_expm1_64(fd_min(2.0 * fabs(x), 40.0));
+    return copysign(em / (em + 2.0), x);
+}
+
+/* sigmoid(t) from e = exp(-|t|) <= 1, so nothing overflows and tiny results keep their digits */
+FD_INLINE double fd_logistic64(double t)
+{
+    double e = fd_exp64(-fabs(t));
+    return (t >= 0.0 ? 1.0 : e) / (1.0 + e);
+}
+
+/* ---------------------------------------------------------------- float64 activations */
 
 FD64(linear) { FD_UNUSED3; return x; }
 FD64(relu) { FD_UNUSED3; return x < 0.0 ? 0.0 : x; }
@@ -380,12 +491,13 @@ FD64(hard_tanh) { FD_UNUSED3; return x < -1.0 ? -1.0 : (x > 1.0 ? 1.0 : x); }
 FD64(relu_clip) { return fd_relu_general(x, q, 0); }
 FD64(relu_slope) { return fd_relu_general(x, q, 1); }
 FD64(leaky_relu) { return x >= 0.0 ? x : q.a * x; }
-FD64(elu) { return x >= 0.0 ? x : q.a * expm1(x); }
-FD64(selu) { FD_UNUSED3; return x >= 0.0 ? FD_SELU_SCALE * x : FD_SELU_SA * expm1(x); }
-FD64(celu) { return x >= 0.0 ? x : q.a * expm1(x / q.a); }
-/* x Phi(x) = x erfc(-x/sqrt2) / 2.  z = -x/sqrt2 is rounded; erfc's relative sensitivity to that
- * rounding is 2 z^2 eps (1000 ulp near x = -38), so the rounding residual dz is added back to
- * first order: erfc(z + dz) = erfc(z) - (2/sqrt(pi)) exp(-z^2) dz. */
+FD64(elu) { return x >= 0.0 ? x : q.a * fd_expm1_64(x); }
+FD64(selu) { FD_UNUSED3; return x >= 0.0 ? FD_SELU_SCALE * x : FD_SELU_SA * fd_expm1_64(x); }
+FD64(celu) { return x >= 0.0 ? x : q.a * fd_expm1_64(x / q.a); }
+
+/* x Phi(x) = x erfc(-x/sqrt2) / 2 (libm erfc).  z = -x/sqrt2 is rounded; erfc's relative
+ * sensitivity to that rounding is 2 z^2 eps (1000 ulp near x = -38), so the rounding residual dz
+ * is added back to first order: erfc(z + dz) = erfc(z) - (2/sqrt(pi)) exp(-z^2) dz. */
 FD64(gelu)
 {
     FD_UNUSED3;
@@ -393,15 +505,9 @@ FD64(gelu)
     double z = -x * c_hi;
     double dz = fma(-x, c_hi, -z) - x * c_lo;
     double e = erfc(z);
-    e = z > 1.0 ? e - 1.1283791670955126 * exp(-z * z) * dz : e;
+    e = z > 1.0 ? e - 1.1283791670955126 * fd_exp64(-z * z) * dz : e;
     double y = x * (0.5 * e);
     return x < -40.0 ? -0.0 : y;
-}
-/* sigmoid(t) from e = exp(-|t|) <= 1, so nothing overflows and tiny results keep their digits */
-FD_INLINE double fd64_logistic(double t)
-{
-    double e = exp(-fabs(t));
-    return (t >= 0.0 ? 1.0 : e) / (1.0 + e);
 }
 /* x sigmoid(u2), u2 = 2 sqrt(2/pi) x (1 + 0.044715 x^2).  exp turns the rounding of u2 into a
  * relative error of |u2| ulps in the tail (u2 ~ -700 at x = -21), so u2 is carried in
@@ -416,12 +522,12 @@ FD64(gelu_tanh)
     double s = 1.0 + t, bv = s - 1.0, se = ((1.0 - (s - bv)) + (t - bv)) + te;
     double v = x * s, ve = fma(x, s, -v) + x * se;
     double u = c_hi * v, ue = fma(c_hi, v, -u) + (c_hi * ve + c_lo * v);
-    double e = exp(-fabs(u)), r = 1.0 / (1.0 + e);
+    double e = fd_exp64(-fabs(u)), r = 1.0 / (1.0 + e);
     double sig = u >= 0.0 ? r : e * r;
     double y = x * (sig + (e * r * r) * ue);
     return x > 10.0 ? x : (x < -30.0 ? -0.0 : y);   /* exactly x / exactly 0 there */
 }
-FD64(sigmoid) { FD_UNUSED3; return fd64_logistic(x); }
+FD64(sigmoid) { FD_UNUSED3; return fd_logistic64(x); }
 FD64(hard_sigmoid)
 {
     FD_UNUSED3;
@@ -436,22 +542,21 @@ FD64(hard_silu)
 FD64(silu)
 {
     FD_UNUSED3;
-    double y = x * fd64_logistic(x);
+    double y = x * fd_logistic64(x);
     return x < -1e10 ? -0.0 : y;
 }
-FD64(tanh) { FD_UNUSED3; return tanh(x); }
+FD64(tanh) { FD_UNUSED3; return fd_tanh64(x); }
 /* |x| < 1: x^3 G(2x^2 - 1);  else (|x| - 1) + 2 / (e^(2|x|) + 1) with the sign of x, which is
- * free of the cancellation in x - tanh(x) (<= ~2.5 ulp). */
+ * free of the cancellation in x - tanh(x). */
 FD64(tanh_shrink)
 {
     FD_UNUSED3;
-    double y = x * x;
-    if (y < 1.0)
-        return x * y * fd_poly16(FD_TANH_SHRINK_G64, 2.0 * y - 1.0);
-    double a = fabs(x);
-    return copysign((a - 1.0) + 2.0 / (exp(2.0 * a) + 1.0), x);
+    double y = x * x, a = fabs(x);
+    double small = x * y * fd_poly16(FD_TANH_SHRINK_G64, 2.0 * y - 1.0);
+    double big = copysign((a - 1.0) + 2.0 / (fd_exp64(2.0 * a) + 1.0), x);
+    return y < 1.0 ? small : big;
 }
-FD64(softplus) { FD_UNUSED3; return (x < 0.0 ? 0.0 : x) + log1p(exp(-fabs(x))); }
+FD64(softplus) { FD_UNUSED3; return (x < 0.0 ? 0.0 : x) + fd_log1p01_64(fd_exp64(-fabs(x))); }
 FD64(softsign)
 {
     FD_UNUSED3;
@@ -470,12 +575,13 @@ FD64(squareplus)
     double s = a > 1e150 ? a : sqrt(x * x + q.a);
     return x >= 0.0 ? 0.5 * (x + s) : 0.5 * q.a / (s - x);
 }
-FD64(log_sigmoid) { FD_UNUSED3; return (x > 0.0 ? 0.0 : x) - log1p(exp(-fabs(x))); }
-FD64(exponential) { FD_UNUSED3; return exp(x); }
+FD64(log_sigmoid) { FD_UNUSED3; return (x > 0.0 ? 0.0 : x) - fd_log1p01_64(fd_exp64(-fabs(x))); }
+FD64(exponential) { FD_UNUSED3; return fd_exp64(x); }
+/* x n / (n + 2), n = e^x (e^x + 2) */
 FD64(mish)
 {
     FD_UNUSED3;
-    double e = exp(fd_min(x, 40.0));
+    double e = fd_exp64(fd_min(x, 40.0));
     double n = e * (e + 2.0);
     double y = x * (n / (n + 2.0));
     return x < -1e10 ? -0.0 : y;
