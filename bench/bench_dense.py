@@ -49,6 +49,7 @@ from fastdense.benchmark import (
     machine_info,
     numpy_activation,
     onnx_session,
+    wait_for_quiet,
     reference,
     time_interleaved,
     torch_activation,
@@ -140,6 +141,7 @@ def run(
     peers: bool,
     settle: float,
     epilogue: bool,
+    quiet_wait: float = 0.0,
 ) -> dict[str, Any]:
     cases = [(s, a) for s in shapes for a in acts]
     if epilogue and EPILOGUE_SHAPE in shapes:
@@ -154,6 +156,8 @@ def run(
             label = f"{'x'.join(map(str, shape))} {act}"
             print(f"[{i + 1}/{len(cases)}] {label}", file=sys.stderr, flush=True)
             contenders, ns, agree = make_case(shape, act, seed=i, peers=peers)
+            if quiet_wait:
+                wait_for_quiet(quiet_wait)
             meter = LoadMeter()
             timings = time_interleaved(
                 contenders, ns, min_time=min_time, min_samples=min_samples,
@@ -284,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=SETTLE,
                         help="seconds to sleep before each contender's turn so the previous one's "
                         "spinning BLAS/OpenMP threads go idle (default: %(default)s)")
+    parser.add_argument("--quiet-wait", type=float, default=0.0, metavar="S",
+                        help="before each case, wait up to S seconds for a second in which other "
+                        "processes keep < 0.25 cores busy (shared machines)")
     parser.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
     args = parser.parse_args(argv)
     try:
@@ -295,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
 
     report = run(shapes, acts, quick=args.quick, peers=not args.no_peers,
-                 settle=args.settle, epilogue=not args.no_epilogue)
+                 settle=args.settle, epilogue=not args.no_epilogue, quiet_wait=args.quiet_wait)
     info = report["machine"]
     print(
         f"fastdense {info.get('fastdense')} | numpy {info['numpy']} | scipy {info['scipy']} | "

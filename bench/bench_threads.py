@@ -36,7 +36,14 @@ import numpy as np
 from scipy.linalg.blas import sgemm
 
 import fastdense
-from fastdense.benchmark import LoadMeter, fastdense_threads, format_ratio, format_table, machine_info
+from fastdense.benchmark import (
+    LoadMeter,
+    fastdense_threads,
+    format_ratio,
+    format_table,
+    machine_info,
+    wait_for_quiet,
+)
 
 SHAPES = [(64, 512, 512), (1024, 1024, 1024)]
 
@@ -113,13 +120,16 @@ def configurations(shape: tuple[int, int, int], seed: int = 0) -> list[tuple[str
     return configs
 
 
-def run(shapes: Sequence[tuple[int, int, int]], rounds: int, duration: float) -> dict[str, Any]:
+def run(shapes: Sequence[tuple[int, int, int]], rounds: int, duration: float,
+        quiet_wait: float = 0.0) -> dict[str, Any]:
     results = []
     for shape in shapes:
         meter = LoadMeter()
         configs = configurations(shape)
         samples: dict[str, list[float]] = {f"{c[0]} x{c[1]}": [] for c in configs}
         for r in range(rounds):
+            if quiet_wait:
+                wait_for_quiet(quiet_wait)
             shift = r % len(configs)
             for label, callers, call, context in configs[shift:] + configs[:shift]:
                 print(f"\r{'x'.join(map(str, shape))} round {r + 1}/{rounds}: {label} x{callers}    ",
@@ -181,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shapes", default=",".join("x".join(map(str, s)) for s in SHAPES),
                         help="comma-separated MxKxN (default: %(default)s)")
     parser.add_argument("--rounds", type=int, help="rounds per configuration (default 5)")
+    parser.add_argument("--quiet-wait", type=float, default=0.0, metavar="S",
+                        help="before each round, wait up to S seconds for a second in which other "
+                        "processes keep < 0.25 cores busy (shared machines)")
     parser.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
     args = parser.parse_args(argv)
     try:
@@ -190,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--shapes expects MxKxN items like 64x512x512, got {args.shapes!r}")
     rounds = args.rounds or (2 if args.quick else 5)
     duration = 0.3 if args.quick else 0.6
-    report = run(shapes, rounds, duration)
+    report = run(shapes, rounds, duration, args.quiet_wait)
     print(f"fastdense {fastdense.__version__} | {os.cpu_count()} cores | "
           f"load avg {report['loadavg_1min']:.1f} | {fastdense.config_info()['thread_policy']}")
     print(report_text(report))

@@ -49,6 +49,7 @@ __all__ = [
     "fastdense_threads",
     "machine_info",
     "run_mlp",
+    "wait_for_quiet",
     "main",
 ]
 
@@ -276,6 +277,19 @@ class LoadMeter:
             return None
         wall, busy, own = (e - s for e, s in zip(end, self._start))
         return max(0.0, (busy - own) / wall)
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.25, window: float = 1.0) -> float | None:
+    """Wait up to ``max_wait`` seconds for a ``window`` in which other processes keep fewer
+    than ``threshold`` cores busy; return the last measured load (None off Linux)."""
+    deadline = time.perf_counter() + max_wait
+    load = None
+    while True:
+        meter = LoadMeter()
+        time.sleep(window)
+        load = meter.other_cores()
+        if load is None or load < threshold or time.perf_counter() >= deadline:
+            return load
 
 
 class Progress:
