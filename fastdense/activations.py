@@ -540,7 +540,7 @@ _FUNCTION_SPECS: dict[Callable[..., Any], ActivationSpec] = {
 _LINEAR_SPEC = _DEFAULT_SPECS["linear"]
 del _name
 
-# functools.partial -> (keywords it was resolved with, spec)
+# id(partial) -> (the partial, the keywords it was resolved with, its spec)
 _PARTIAL_SPECS: dict[int, tuple[Any, dict[str, Any], ActivationSpec]] = {}
 
 
@@ -635,8 +635,8 @@ def get(identifier: Any) -> Callable[..., Any]:
 def _non_default_params(p: functools.partial, name: str) -> dict[str, Any]:
     _spec(name, p.keywords)   # validates
     defaults = dict(_TABLE[name][1])
-    return {k: v for k, v in p.keywords.items() if not (defaults.get(k) is not _REQUIRED and
-                                                         _same_value(v, defaults.get(k)))}
+    return {k: v for k, v in p.keywords.items()
+            if defaults[k] is _REQUIRED or not _same_value(v, defaults[k])}
 
 
 def _same_value(a: Any, b: Any) -> bool:
