@@ -450,7 +450,7 @@ def test_baseline_path_agrees(tmp_path):
         "np.savez(sys.argv[2], path=_kernels.cpu_path(), **out)\n")
     env = dict(os.environ, FASTDENSE_CPU_PATH="baseline")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(tmp_path / "out.npz"),
-                           *names], env=env, capture_output=True, text=True, timeout=120)
+                           *names], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = np.load(tmp_path / "out.npz")
     assert str(out["path"]) == "baseline"
