@@ -21,6 +21,7 @@ targets. Every contender's result is checked against a float64 reference before 
     python bench/bench_dense.py                    # full run, a few minutes
     python bench/bench_dense.py --quick            # shorter samples, noisier
     python bench/bench_dense.py --shapes 1x16x16,32x512x512 --acts relu --json out.json
+    python bench/bench_dense.py --quiet-wait 60 --retries 3   # on a shared, busy machine
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ EPILOGUE_SHAPE: Shape = (2048, 1024, 1024)
 EPILOGUE_EXTRA = ["sigmoid", "tanh"]  # timed at EPILOGUE_SHAPE only, for the epilogue-cost check
 PEERS = ("numpy", "torch", "onnxruntime")
 POOL_THREADS = os.cpu_count() or 1  # "fd pool": fastdense.set_num_threads(POOL_THREADS)
+NOISY = 0.3  # cores kept busy by other processes above which --retries times a case again
 
 
 def parse_shapes(text: str) -> list[Shape]:
@@ -142,7 +144,10 @@ def run(
     settle: float,
     epilogue: bool,
     quiet_wait: float = 0.0,
+    retries: int = 0,
 ) -> dict[str, Any]:
+    """Time every (shape, activation) case. A case during which other processes kept more
+    than ``NOISY`` cores busy is timed again, up to ``retries`` times, keeping the quietest."""
     cases = [(s, a) for s in shapes for a in acts]
     if epilogue and EPILOGUE_SHAPE in shapes:
         cases += [(EPILOGUE_SHAPE, a) for a in EPILOGUE_EXTRA if a not in acts]
@@ -156,23 +161,31 @@ def run(
             label = f"{'x'.join(map(str, shape))} {act}"
             print(f"[{i + 1}/{len(cases)}] {label}", file=sys.stderr, flush=True)
             contenders, ns, agree = make_case(shape, act, seed=i, peers=peers)
-            if quiet_wait:
-                wait_for_quiet(quiet_wait)
-            meter = LoadMeter()
-            timings = time_interleaved(
-                contenders, ns, min_time=min_time, min_samples=min_samples,
-                turn_time=turn_time, settle=settle, max_time=5.0 if quick else 20.0,
-                contexts={"fd pool": lambda: fastdense_threads(POOL_THREADS)},
-            )
-            results.append(
-                {
+            best: dict[str, Any] | None = None
+            for attempt in range(1 + retries):
+                if quiet_wait:
+                    wait_for_quiet(quiet_wait)
+                meter = LoadMeter()
+                timings = time_interleaved(
+                    contenders, ns, min_time=min_time, min_samples=min_samples,
+                    turn_time=turn_time, settle=settle, max_time=5.0 if quick else 20.0,
+                    contexts={"fd pool": lambda: fastdense_threads(POOL_THREADS)},
+                )
+                load = meter.other_cores()
+                result = {
                     "shape": list(shape),
                     "activation": act,
                     "agree": agree,
                     "times": {name: t.to_dict() for name, t in timings.items()},
-                    "other_load_cores": meter.other_cores(),
+                    "other_load_cores": load,
+                    "attempts": attempt + 1,
                 }
-            )
+                if best is None or (load or 0.0) < (best["other_load_cores"] or 0.0):
+                    best = result
+                if load is None or load < NOISY:
+                    break
+                print(f"    other processes kept {load:.1f} cores busy: timing again", file=sys.stderr)
+            results.append(best)
     return {
         "job": "dense",
         "dtype": "float32",
@@ -291,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet-wait", type=float, default=0.0, metavar="S",
                         help="before each case, wait up to S seconds for a second in which other "
                         "processes keep < 0.25 cores busy (shared machines)")
+    parser.add_argument("--retries", type=int, default=0, metavar="N",
+                        help=f"time a case again (up to N times) when other processes kept more than "
+                        f"{NOISY} cores busy meanwhile; the quietest attempt is kept")
     parser.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
     args = parser.parse_args(argv)
     try:
@@ -302,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
 
     report = run(shapes, acts, quick=args.quick, peers=not args.no_peers,
-                 settle=args.settle, epilogue=not args.no_epilogue, quiet_wait=args.quiet_wait)
+                 settle=args.settle, epilogue=not args.no_epilogue, quiet_wait=args.quiet_wait,
+                 retries=max(0, args.retries))
     info = report["machine"]
     print(
         f"fastdense {info.get('fastdense')} | numpy {info['numpy']} | scipy {info['scipy']} | "
