@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import zipfile
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,13 +9,14 @@ from hypothesis import strategies as st
 
 from fastdense import constraints as C
 
-FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
+from _helpers import FIXTURES, as_json, fixture_configs
+
 EPS = 1e-7  # Keras's backend.epsilon()
 RNG = np.random.default_rng(7)
 
 
 def json_round_trip(obj):
-    return json.loads(json.dumps(C.serialize(obj)))
+    return as_json(C.serialize(obj))
 
 
 def norms(w, axis):
@@ -171,26 +167,7 @@ def test_tuple_axis_is_stored_as_list_so_configs_survive_json():
     assert json_round_trip(c)["config"] == c.get_config()
 
 
-def fixture_constraint_configs():
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("module") == "keras.constraints":
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for path in sorted(FIXTURES.glob("*.keras")):
-        with zipfile.ZipFile(path) as archive:
-            walk(json.loads(archive.read("config.json")))
-    return found
-
-
-FIXTURE_CONFIGS = fixture_constraint_configs() if FIXTURES.is_dir() else []
+FIXTURE_CONFIGS = fixture_configs(module="keras.constraints")
 
 
 @pytest.mark.skipif(not FIXTURE_CONFIGS, reason=f"Keras fixtures not found in {FIXTURES}")

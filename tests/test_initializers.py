@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +11,13 @@ from hypothesis import strategies as st
 
 from fastdense import initializers as I
 
-FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
+from _helpers import FIXTURES, as_json, fixture_configs
+
 TRUNC = 0.87962566103423978  # std of a standard normal truncated to [-2, 2]
 
 
 def json_round_trip(obj):
-    return json.loads(json.dumps(I.serialize(obj)))
+    return as_json(I.serialize(obj))
 
 
 def assert_mean_var(values, mean, var, *, fourth_moment):
@@ -403,26 +400,7 @@ def test_serialized_form_matches_keras(class_name, config):
     }
 
 
-def fixture_initializer_configs():
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("module") == "keras.initializers":
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for path in sorted(FIXTURES.glob("*.keras")):
-        with zipfile.ZipFile(path) as archive:
-            walk(json.loads(archive.read("config.json")))
-    return found
-
-
-FIXTURE_CONFIGS = fixture_initializer_configs() if FIXTURES.is_dir() else []
+FIXTURE_CONFIGS = fixture_configs(module="keras.initializers")
 
 
 @pytest.mark.skipif(not FIXTURE_CONFIGS, reason=f"Keras fixtures not found in {FIXTURES}")

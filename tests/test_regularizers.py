@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
-import os
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +11,13 @@ from hypothesis import strategies as st
 
 from fastdense import regularizers as R
 
-FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
+from _helpers import FIXTURES, as_json, fixture_configs
+
 RNG = np.random.default_rng(20240601)
 
 
 def json_round_trip(obj):
-    return json.loads(json.dumps(R.serialize(obj)))
+    return as_json(R.serialize(obj))
 
 
 @pytest.fixture(params=["float32", "float64"])
@@ -142,26 +139,7 @@ def test_configs_store_floats_like_keras():
     assert R.L1(np.float32(1e-5)).get_config() == {"l1": float(np.float32(1e-5))}
 
 
-def fixture_regularizer_configs():
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("module") == "keras.regularizers":
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for path in sorted(FIXTURES.glob("*.keras")):
-        with zipfile.ZipFile(path) as archive:
-            walk(json.loads(archive.read("config.json")))
-    return found
-
-
-FIXTURE_CONFIGS = fixture_regularizer_configs() if FIXTURES.is_dir() else []
+FIXTURE_CONFIGS = fixture_configs(module="keras.regularizers")
 
 
 @pytest.mark.skipif(not FIXTURE_CONFIGS, reason=f"Keras fixtures not found in {FIXTURES}")

@@ -7,8 +7,6 @@ import json
 import os
 import sys
 import threading
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ import fastdense.saving as saving
 from fastdense import constraints, initializers, regularizers
 from fastdense.saving import serialization as S
 
-FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
+from _helpers import FIXTURES, fixture_configs
 
 
 # ---------------------------------------------------------------------------------------
@@ -477,28 +475,9 @@ def test_unsupported_dtypes_are_clear_errors(value, match):
         S.deserialize_dtype(value)
 
 
-def fixture_dtype_policies():
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("class_name") == "DTypePolicy":
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for path in sorted(FIXTURES.glob("*.keras")):
-        with zipfile.ZipFile(path) as archive:
-            walk(json.loads(archive.read("config.json")))
-    return found
-
-
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"Keras fixtures not found in {FIXTURES}")
 def test_every_fixture_dtype_policy():
-    policies = fixture_dtype_policies()
+    policies = fixture_configs(class_name="DTypePolicy")
     assert {p["config"]["name"] for p in policies} == {"float32", "float64"}
     for found in policies:
         expected = {key: value for key, value in found.items() if key != "shared_object_id"}

@@ -1,0 +1,46 @@
+"""Helpers shared by several test files (``from _helpers import ...``).
+
+pytest puts this folder on ``sys.path`` (tests/ has no ``__init__.py``), so this works for
+``pytest tests`` and for a single file alike. It imports nothing from fastdense: the tests
+check whichever fastdense ``import fastdense`` finds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+# Real Keras 3 files and reference outputs (see ../shared/fixtures/keras/README.md).
+FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
+
+
+def as_json(value: Any) -> Any:
+    """``value`` after a trip through JSON (tuples become lists, keys strings)."""
+    return json.loads(json.dumps(value))
+
+
+def fixture_configs(**wanted: Any) -> list[dict]:
+    """Every dict inside the fixtures' ``*.keras`` ``config.json`` whose items include ``wanted``.
+
+    Depth first, files in name order; empty when the fixtures are missing.
+    ``fixture_configs(module="keras.constraints")`` gives every constraint config Keras wrote.
+    """
+    found = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if all(node.get(key) == value for key, value in wanted.items()):
+                found.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for path in sorted(FIXTURES.glob("*.keras")):
+        with zipfile.ZipFile(path) as archive:
+            walk(json.loads(archive.read("config.json")))
+    return found
