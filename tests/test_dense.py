@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastdense import activations, constraints, initializers, regularizers
-from fastdense.layers import Dense, Input, clear_session
+from fastdense.layers import Dense, Input
 
 RNG = np.random.default_rng(11)
 
@@ -28,11 +28,7 @@ REFERENCE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def fresh_names():
-    clear_session()
-    yield
-    clear_session()
+pytestmark = pytest.mark.usefixtures("fresh_names")  # tests/conftest.py
 
 
 def built(units, input_dim, **kwargs):

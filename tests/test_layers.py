@@ -36,11 +36,7 @@ from fastdense.saving import register_serializable, serialize_keras_object
 RNG = np.random.default_rng(1234)
 
 
-@pytest.fixture(autouse=True)
-def fresh_names():
-    clear_session()
-    yield
-    clear_session()
+pytestmark = pytest.mark.usefixtures("fresh_names")  # tests/conftest.py
 
 
 def built_dense(units=4, input_dim=3, **kwargs):

@@ -23,7 +23,6 @@ from fastdense.layers import (
     Multiply,
     Reshape,
     Subtract,
-    clear_session,
 )
 from fastdense.models import Functional, Model, Sequential, model_from_config, model_from_json
 from fastdense.saving import serialize_keras_object
@@ -31,11 +30,7 @@ from fastdense.saving import serialize_keras_object
 RNG = np.random.default_rng(7)
 
 
-@pytest.fixture(autouse=True)
-def fresh_names():
-    clear_session()
-    yield
-    clear_session()
+pytestmark = pytest.mark.usefixtures("fresh_names")  # tests/conftest.py
 
 
 def f64(layer):

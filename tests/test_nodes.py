@@ -13,15 +13,10 @@ from fastdense.layers import (
     LayerNotConnectedError,
     Node,
     SymbolicTensor,
-    clear_session,
 )
 
 
-@pytest.fixture(autouse=True)
-def fresh_names():
-    clear_session()
-    yield
-    clear_session()
+pytestmark = pytest.mark.usefixtures("fresh_names")  # tests/conftest.py
 
 
 def test_symbolic_tensor_repr_and_attributes():

@@ -4,15 +4,11 @@ import numpy as np
 import pytest
 
 import fastdense
-from fastdense.layers import Dense, SymbolicTensor, clear_session
+from fastdense.layers import Dense, SymbolicTensor
 from fastdense.models import Sequential
 
 
-@pytest.fixture(autouse=True)
-def fresh_names():
-    clear_session()
-    yield
-    clear_session()
+pytestmark = pytest.mark.usefixtures("fresh_names")  # tests/conftest.py
 
 
 def test_seed_transcript():
