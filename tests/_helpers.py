@@ -15,6 +15,11 @@ from typing import Any
 
 # Real Keras 3 files and reference outputs (see ../shared/fixtures/keras/README.md).
 FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
+# index.json (name -> inputs, output shape, ...; {} without fixtures), and the names that also exist
+# as .keras files (an entry with "only": "h5" exists as .h5 alone).
+INDEX = json.loads((FIXTURES / "index.json").read_text()) if (FIXTURES / "index.json").exists() else {}
+KERAS3 = sorted(name for name, info in INDEX.items() if info.get("only") != "h5")
+FIXTURE_FILES = [f"{n}.keras" for n in KERAS3] + [f"{n}.h5" for n in sorted(INDEX)]  # every model file
 
 
 def as_json(value: Any) -> Any:

@@ -4,9 +4,7 @@ with the weights from the files, the rebuilt models reproduce Keras's outputs.""
 
 import io
 import json
-import os
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +14,8 @@ from fastdense.layers.base import to_snake_case
 from fastdense.models import Model, Sequential, model_from_config
 from fastdense.saving import serialize_keras_object
 
-FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES",
-                               Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
+from _helpers import FIXTURES, as_json
+
 pytestmark = pytest.mark.skipif(not (FIXTURES / "index.json").exists(), reason=f"no Keras fixtures at {FIXTURES}")
 
 KERAS_FILES = sorted(p.stem for p in FIXTURES.glob("*.keras")) if FIXTURES.exists() else []
@@ -30,10 +28,6 @@ def strip_ids(value):
     if isinstance(value, list):
         return [strip_ids(v) for v in value]
     return value
-
-
-def as_json(value):
-    return json.loads(json.dumps(value))
 
 
 def keras_archive(name):

@@ -9,9 +9,7 @@ Skipped unless ``keras`` is importable (it is not a fastdense dependency). Local
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,10 +21,9 @@ from fastdense import layers as fl  # noqa: E402
 from fastdense.models import Model, Sequential  # noqa: E402
 from fastdense.saving.api import load_model, load_weights, save_model, save_weights  # noqa: E402
 
-FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
-INDEX = json.loads((FIXTURES / "index.json").read_text()) if (FIXTURES / "index.json").exists() else {}
+from _helpers import FIXTURE_FILES, FIXTURES, INDEX  # noqa: E402
+
 needs_fixtures = pytest.mark.skipif(not INDEX, reason=f"no Keras fixtures at {FIXTURES}")
-FIXTURE_FILES = [f"{n}.keras" for n, i in sorted(INDEX.items()) if i.get("only") != "h5"] + [f"{n}.h5" for n in sorted(INDEX)]
 
 
 def keras_predict(model, xs):

@@ -8,9 +8,7 @@ readers return are compared with the raw HDF5 content.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -20,11 +18,9 @@ from scipy.special import erf, logsumexp
 from fastdense.saving import compat, keras_format, legacy_h5
 from fastdense.saving.api import read_model_file
 
-FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
+from _helpers import FIXTURE_FILES, FIXTURES, INDEX, KERAS3
+
 pytestmark = pytest.mark.skipif(not (FIXTURES / "index.json").exists(), reason=f"no Keras fixtures at {FIXTURES}")
-INDEX = json.loads((FIXTURES / "index.json").read_text()) if (FIXTURES / "index.json").exists() else {}
-KERAS3 = sorted(name for name, info in INDEX.items() if info.get("only") != "h5")
-ALL_FILES = [f"{n}.keras" for n in KERAS3] + [f"{n}.h5" for n in sorted(INDEX)]
 
 _SELU_ALPHA = 1.6732632423543772
 _SELU_SCALE = 1.0507009873554805
@@ -121,7 +117,7 @@ def weights_by_name(model_file):
     return {name: arrays for name, arrays in model_file.layer_weights}
 
 
-@pytest.mark.parametrize("filename", ALL_FILES)
+@pytest.mark.parametrize("filename", FIXTURE_FILES)
 def test_reader_weights_reproduce_keras_outputs(filename):
     name = filename.split(".")[0]
     content = read_model_file(FIXTURES / filename)

@@ -4,7 +4,6 @@ merges, nested models).  Skipped unless ``keras`` is importable; locally::
     KERAS_BACKEND=torch PYTHONPATH=. /work/venvs/keras/bin/python -m pytest tests/test_models_keras.py
 """
 
-import json
 import os
 
 import numpy as np
@@ -31,6 +30,8 @@ from fastdense.layers import (  # noqa: E402
 from fastdense.models import Model, Sequential, model_from_config  # noqa: E402
 from fastdense.saving import serialize_keras_object  # noqa: E402
 
+from _helpers import as_json  # noqa: E402
+
 RNG = np.random.default_rng(3)
 
 
@@ -44,10 +45,6 @@ def strip_ids(value):
     if isinstance(value, list):
         return [strip_ids(v) for v in value]
     return value
-
-
-def as_json(value):
-    return json.loads(json.dumps(value))
 
 
 def flat(outputs):

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import zipfile
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -24,11 +23,9 @@ from fastdense.saving import api, keras_format
 from fastdense.saving.api import load_model, load_weights, read_model_file, save_model, save_weights
 from fastdense.saving.errors import KerasFileError
 
-FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
+from _helpers import FIXTURE_FILES, FIXTURES, INDEX, KERAS3
+
 pytestmark = pytest.mark.skipif(not (FIXTURES / "index.json").exists(), reason=f"no Keras fixtures at {FIXTURES}")
-INDEX = json.loads((FIXTURES / "index.json").read_text()) if (FIXTURES / "index.json").exists() else {}
-KERAS3 = sorted(name for name, info in INDEX.items() if info.get("only") != "h5")
-FIXTURE_FILES = [f"{n}.keras" for n in KERAS3] + [f"{n}.h5" for n in sorted(INDEX)]
 
 
 def io_arrays(name):

@@ -24,7 +24,8 @@ from fastdense.saving import _h5, keras_format
 from fastdense.saving.api import load_model, read_model_file
 from fastdense.saving.errors import KerasFileError, UnsafeFileError, UnsupportedLayerError
 
-FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
+from _helpers import FIXTURES
+
 pytestmark = pytest.mark.skipif(not (FIXTURES / "index.json").exists(), reason=f"no Keras fixtures at {FIXTURES}")
 
 MLP = FIXTURES / "mlp_mixed.keras"  # Sequential: dense .. dense_4 (relu, tanh, gelu, sigmoid, softmax)
