@@ -22,6 +22,7 @@ import numpy as np
 from fastdense.saving.serialization import (
     builtin_objects,
     check_number,
+    config_repr,
     deserialize_keras_object,
     get_from_identifier,
     instantiate_from_config,
@@ -103,12 +104,7 @@ class Constraint:
         return instantiate_from_config(cls, config)
 
     def __repr__(self) -> str:
-        try:
-            config = self.get_config()
-        except Exception:  # a user subclass whose get_config fails: still printable
-            config = {}
-        arguments = ", ".join(f"{key}={value!r}" for key, value in config.items())
-        return f"{type(self).__name__}({arguments})"
+        return config_repr(self)
 
 
 @register_builtin(_MODULE, "MaxNorm", "max_norm", "maxnorm")

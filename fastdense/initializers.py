@@ -24,6 +24,7 @@ import numpy as np
 from fastdense.saving.serialization import (
     builtin_objects,
     check_number,
+    config_repr,
     deserialize_keras_object,
     get_from_identifier,
     instantiate_from_config,
@@ -129,12 +130,7 @@ class Initializer:
         return type(self).from_config(self.get_config())
 
     def __repr__(self) -> str:
-        try:
-            config = self.get_config()
-        except Exception:  # a user subclass whose get_config fails: still printable
-            config = {}
-        arguments = ", ".join(f"{key}={value!r}" for key, value in config.items())
-        return f"{type(self).__name__}({arguments})"
+        return config_repr(self)
 
 
 # --------------------------------------------------------------------------------------

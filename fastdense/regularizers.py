@@ -19,6 +19,7 @@ import numpy as np
 from fastdense.saving.serialization import (
     builtin_objects,
     check_number,
+    config_repr,
     deserialize_keras_object,
     get_from_identifier,
     instantiate_from_config,
@@ -89,12 +90,7 @@ class Regularizer:
         return instantiate_from_config(cls, config)
 
     def __repr__(self) -> str:
-        try:
-            config = self.get_config()
-        except Exception:  # a user subclass without get_config: still printable
-            config = {}
-        arguments = ", ".join(f"{key}={value!r}" for key, value in config.items())
-        return f"{type(self).__name__}({arguments})"
+        return config_repr(self)
 
 
 @register_builtin(_MODULE, "L1L2", "l1l2")

@@ -36,6 +36,7 @@ __all__ = [
     "CustomObjectScope",
     "builtin_objects",
     "check_number",
+    "config_repr",
     "custom_object_scope",
     "deserialize_dtype",
     "deserialize_keras_object",
@@ -637,6 +638,22 @@ def instantiate_from_config(cls: type[T], config: Mapping[str, Any], ignored_key
                 f"accepted keys: {sorted(parameters)}"
             )
     return cls(**kwargs)
+
+
+def config_repr(obj: Any) -> str:
+    """``ClassName(key=value, ...)`` from ``obj.get_config()``: the ``__repr__`` of
+    initializers, regularizers and constraints (``ClassName()`` when ``get_config`` fails).
+
+    >>> from fastdense.regularizers import L1L2
+    >>> config_repr(L1L2(l1=0.5, l2=0.25))
+    'L1L2(l1=0.5, l2=0.25)'
+    """
+    try:
+        config = obj.get_config()
+    except Exception:  # a user subclass whose get_config fails or is missing: still printable
+        config = {}
+    arguments = ", ".join(f"{key}={value!r}" for key, value in config.items())
+    return f"{type(obj).__name__}({arguments})"
 
 
 def check_number(
