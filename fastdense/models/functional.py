@@ -593,13 +593,9 @@ class Model(Layer):
 
     # ---------------------------------------------------------------- weights
 
-    @property
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
+    @Layer.trainable.setter
+    def trainable(self, value: bool) -> None:  # Layer's getter; the setter reaches every inner layer
+        Layer.trainable.fset(self, value)
         for layer in self._all_layers():
             layer.trainable = value
 
