@@ -1,21 +1,15 @@
 """The compiled whole-model plan: same results as layer by layer, threads, memory, fallback."""
-import json
 import threading
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import FIXTURES, INDEX
 
 import fastdense
 from fastdense.layers import Activation, Add, Concatenate, Dense, Dropout, Flatten, Layer, Reshape
 from fastdense.models import Model, Sequential, load_model
 from fastdense.models.plan import compile_plan, run_compiled
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "keras"
-if not FIXTURES.is_dir():
-    FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "keras"
-INDEX = json.loads((FIXTURES / "index.json").read_text()) if (FIXTURES / "index.json").is_file() else {}
 
 
 def fixture_inputs(name):
