@@ -2,7 +2,8 @@
 
 For each shape it measures calls per second summed over all callers, for
 
-    sgemm            scipy.linalg.blas.sgemm through scipy's OpenBLAS, default threads
+    sgemm            sgemm from scipy's OpenBLAS (scipy.linalg.cython_blas, via ctypes so
+                     the GIL is released), default threads
     sgemm 1-thread   the same with OpenBLAS limited to one thread (threadpoolctl)
     fastdense        fastdense.ops.dense(x, W, b, "relu") under its default policy
     fd pool          the same after fastdense.set_num_threads(cores) (fastdense's own pool)
@@ -37,7 +38,6 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
-from scipy.linalg.blas import sgemm
 
 import fastdense
 from fastdense.benchmark import (
@@ -54,15 +54,16 @@ SHAPES = [(64, 512, 512), (1024, 1024, 1024)]
 NOISY = 0.3  # cores kept busy by other processes above which --retries measures a round again
 
 
-def throughput(call: Callable[[], object], callers: int, duration: float) -> float:
-    """Calls per second summed over ``callers`` threads each calling ``call`` in a loop."""
+def throughput(make_call: Callable[[], Callable[[], object]], callers: int, duration: float) -> float:
+    """Calls per second summed over ``callers`` threads, each calling its own
+    ``make_call()`` in a loop for ``duration`` seconds."""
     start = threading.Barrier(callers + 1)
     stop = threading.Event()
     counts = [0] * callers
     ends = [0.0] * callers
 
     def worker(i: int) -> None:
-        n = 0
+        call, n = make_call(), 0
         start.wait()
         while not stop.is_set():
             call()
@@ -81,6 +82,46 @@ def throughput(call: Callable[[], object], callers: int, duration: float) -> flo
     return sum(counts) / (max(ends) - t0)
 
 
+def scipy_sgemm(x: np.ndarray, W: np.ndarray) -> Callable[[], None]:
+    """A call computing ``x @ W`` into its own buffer with scipy's OpenBLAS ``sgemm``,
+    the GIL released (the BLAS fastdense uses, and the way fastdense calls it).
+
+    ``scipy.linalg.blas.sgemm`` cannot be used for this: its f2py wrapper holds the GIL,
+    so two Python threads calling it never overlap. The function pointer that
+    ``scipy.linalg.cython_blas`` exports is called through ctypes instead (ctypes releases
+    the GIL), row-major: out^T (N x M) = W^T (N x K) . x^T (K x M) in column-major terms.
+    """
+    import ctypes
+
+    from scipy.linalg import cython_blas
+
+    api = ctypes.pythonapi
+    api.PyCapsule_GetName.restype = ctypes.c_char_p
+    api.PyCapsule_GetName.argtypes = [ctypes.py_object]
+    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    capsule = cython_blas.__pyx_capi__["sgemm"]
+    pointer = api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule))
+    sgemm = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)(pointer)
+
+    (m, k), n = x.shape, W.shape[1]
+    assert x.dtype == W.dtype == np.float32 and x.flags.c_contiguous and W.flags.c_contiguous
+    out = np.empty((m, n), np.float32)
+    keep = [ctypes.c_char(b"N"), ctypes.c_int(n), ctypes.c_int(m), ctypes.c_int(k),
+            ctypes.c_float(1.0), ctypes.c_int(n), ctypes.c_int(k), ctypes.c_float(0.0), ctypes.c_int(n)]
+    trans, cm, cn, ck, one, lda, ldb, zero, ldc = (ctypes.addressof(v) for v in keep)
+    args = (trans, trans, cm, cn, ck, one, W.ctypes.data, lda, x.ctypes.data, ldb, zero, out.ctypes.data, ldc)
+
+    def call() -> None:
+        sgemm(*args)
+
+    call.buffers = (keep, x, W, out)  # type: ignore[attr-defined]  # alive as long as the call
+    call()
+    if not np.allclose(out, x.astype(np.float64) @ W, rtol=1e-3, atol=1e-3):
+        raise SystemExit(f"scipy sgemm via ctypes disagrees with numpy at {(m, k, n)}")
+    return call
+
+
 @contextlib.contextmanager
 def blas_threads(n: int | None) -> Iterator[None]:
     """OpenBLAS limited to ``n`` threads inside the block (None: leave as is)."""
@@ -93,25 +134,24 @@ def blas_threads(n: int | None) -> Iterator[None]:
         yield
 
 
-def configurations(shape: tuple[int, int, int], seed: int = 0) -> list[tuple[str, int, Callable[[], object], Any]]:
-    """(label, callers, call, context factory) for every measured configuration."""
+def configurations(shape: tuple[int, int, int], seed: int = 0) -> list[tuple[str, int, Callable, Any]]:
+    """(label, callers, call factory, context factory) for every measured configuration."""
     m, k, n = shape
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((m, k)).astype(np.float32)
     W = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)
     b = rng.normal(0.0, 0.1, n).astype(np.float32)
-    Wt, xt = W.T, x.T  # Fortran-ordered views: sgemm computes (x @ W).T with no copies
     expected = np.maximum(x.astype(np.float64) @ W + b, 0)
     got = fastdense.ops.dense(x, W, b, "relu")
     if not np.allclose(got, expected, rtol=1e-3, atol=1e-3):
         raise SystemExit(f"fastdense.ops.dense disagrees with numpy at {shape}: "
                          f"max abs error {np.abs(got - expected).max():.3g}")
 
-    def gemm() -> object:
-        return sgemm(1.0, Wt, xt)
+    def gemm() -> Callable[[], None]:
+        return scipy_sgemm(x, W)
 
-    def fd() -> object:
-        return fastdense.ops.dense(x, W, b, "relu")
+    def fd() -> Callable[[], object]:
+        return lambda: fastdense.ops.dense(x, W, b, "relu")
 
     cores = os.cpu_count() or 1
     configs = []
