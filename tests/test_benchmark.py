@@ -98,3 +98,21 @@ def test_bench_dense_parses_shapes():
     assert script.parse_shapes("1x16x16, 32X512x512") == [(1, 16, 16), (32, 512, 512)]
     with pytest.raises(ValueError, match="got '1x16'"):
         script.parse_shapes("1x16")
+
+
+def test_bench_threads_sgemm_through_cython_blas_is_right():
+    script = load_script("bench_threads")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 7)).astype(np.float32)
+    W = rng.standard_normal((7, 3)).astype(np.float32)
+    call = script.scipy_sgemm(x, W)
+    call()
+    out = call.buffers[-1]
+    np.testing.assert_allclose(out, x.astype(np.float64) @ W, rtol=1e-5, atol=1e-5)
+
+
+def test_bench_threads_throughput_counts_calls_of_every_caller():
+    script = load_script("bench_threads")
+    calls = []
+    rate = script.throughput(lambda: (lambda: calls.append(1)), callers=2, duration=0.02)
+    assert rate > 0 and len(calls) > 0
