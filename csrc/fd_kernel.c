@@ -352,17 +352,12 @@ static unsigned long claim_workers(int want)
     return got;
 }
 
-/* Run job->ntasks tasks on the caller plus the claimed helpers, and wait for all of them. */
-static int run_job(job_t *job, int max_helpers)
+/* Run job->ntasks tasks on the caller plus the already claimed `helpers`, and wait for them. */
+static int run_job_claimed(job_t *job, unsigned long helpers)
 {
     atomic_store(&job->next, 0);
     atomic_store(&job->failed, 0);
-    unsigned long helpers = 0;
-    int nh = 0;
-    if (max_helpers > 0 && job->ntasks > 1) {
-        helpers = claim_workers(max_helpers < job->ntasks - 1 ? max_helpers : (int)(job->ntasks - 1));
-        nh = __builtin_popcountl(helpers);
-    }
+    const int nh = __builtin_popcountl(helpers);
     if (nh == 0) {
         run_tasks(job);
         return atomic_load(&job->failed) ? -1 : 0;
@@ -387,6 +382,15 @@ static int run_job(job_t *job, int max_helpers)
     pthread_mutex_destroy(&job->mu);
     pthread_cond_destroy(&job->cv);
     return atomic_load(&job->failed) ? -1 : 0;
+}
+
+/* Claim up to max_helpers idle workers (no more than tasks - 1) and run the job. */
+static int run_job(job_t *job, int max_helpers)
+{
+    unsigned long helpers = 0;
+    if (max_helpers > 0 && job->ntasks > 1)
+        helpers = claim_workers(max_helpers < job->ntasks - 1 ? max_helpers : (int)(job->ntasks - 1));
+    return run_job_claimed(job, helpers);
 }
 
 /* ------------------------------------------------------------------ the fused op */
@@ -494,23 +498,29 @@ static ptrdiff_t block_rows(const fd_dense_args *a)
 
 static int dense_own_threads(const fd_dense_args *a, double work)
 {
-    const int cores = fd_get_num_threads();
-    const int helpers = work >= FD_SPLIT_WORK ? cores - 1 : 0;
+    /* the split follows the cores actually free now: a lone call takes them all, concurrent
+       calls take one each, and a call that gets no helper runs as one BLAS call per block */
+    const unsigned long helpers = work >= FD_SPLIT_WORK ? claim_workers(fd_get_num_threads() - 1) : 0;
+    const int parts = 1 + __builtin_popcountl(helpers);
     job_t job;
     memset(&job, 0, sizeof(job));
     job.a = a;
-    if (helpers > 0 && a->m < 32 * cores && a->n >= 64 * cores) {
-        /* few rows: split columns (multiples of 16), row-wise epilogue after the barrier */
+    if (parts > 1 && a->m < 128 * parts && a->n >= 64 * parts) {
+        /* few rows: split columns (each thread packs only its slice of the weights, multiples
+           of 16 columns); a row-wise epilogue runs after the barrier */
         const int halves = fd_act_halves(a->act.code), rowwise = fd_act_rowwise(a->act.code);
-        ptrdiff_t parts = cores;
         job.fn = task_cols;
         job.cols_per_task = ceil_div(ceil_div(a->n, parts), 16) * 16;
         job.ntasks = ceil_div(a->n, job.cols_per_task);
         if (halves) {
             job.shared = malloc((size_t)a->m * a->n * esize(a) + 64);
-            if (!job.shared) return -1;
+            if (!job.shared) {
+                atomic_fetch_sub(&busy_cores, parts - 1);
+                atomic_fetch_or(&idle_mask, helpers);
+                return -1;
+            }
         }
-        int rc = run_job(&job, helpers);
+        int rc = run_job_claimed(&job, helpers);
         if (rc == 0 && rowwise)
             epilogue(a, job.shared ? job.shared : a->out, job.shared ? a->n : a->ldo, a->out, a->ldo, a->m, 0, a->n);
         free(job.shared);
@@ -518,8 +528,8 @@ static int dense_own_threads(const fd_dense_args *a, double work)
     }
     job.fn = task_rows;
     ptrdiff_t br = block_rows(a);
-    if (helpers > 0) {
-        ptrdiff_t even = ceil_div(a->m, cores);
+    if (parts > 1) {
+        ptrdiff_t even = ceil_div(a->m, parts);
         if (br > even) br = even;
         if (br < 8) br = 8;
     }
@@ -527,7 +537,7 @@ static int dense_own_threads(const fd_dense_args *a, double work)
     if (br > blas_int_max) br = blas_int_max;
     job.rows_per_task = br;
     job.ntasks = ceil_div(a->m, br);
-    return run_job(&job, helpers);
+    return run_job_claimed(&job, helpers);
 }
 
 static int dense_blas_threads(const fd_dense_args *a, double work)
