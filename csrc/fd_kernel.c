@@ -498,10 +498,13 @@ static ptrdiff_t block_rows(const fd_dense_args *a)
 
 static int dense_own_threads(const fd_dense_args *a, double work)
 {
-    /* the split follows the cores actually free now: a lone call takes them all, concurrent
-       calls take one each, and a call that gets no helper runs as one BLAS call per block */
-    const unsigned long helpers = work >= FD_SPLIT_WORK ? claim_workers(fd_get_num_threads() - 1) : 0;
-    const int parts = 1 + __builtin_popcountl(helpers);
+    /* The split depends only on the size and fastdense's thread count, never on how many
+       cores are free, so results are the same bit for bit whatever else runs; the cores free
+       now take the parts (a lone call gets them all, concurrent calls run their parts on
+       their own thread). Few rows split by columns, so a thread that runs several parts
+       still packs each slice of the weights once. */
+    const int parts = work >= FD_SPLIT_WORK ? fd_get_num_threads() : 1;
+    const unsigned long helpers = parts > 1 ? claim_workers(parts - 1) : 0;
     job_t job;
     memset(&job, 0, sizeof(job));
     job.a = a;
@@ -515,7 +518,7 @@ static int dense_own_threads(const fd_dense_args *a, double work)
         if (halves) {
             job.shared = malloc((size_t)a->m * a->n * esize(a) + 64);
             if (!job.shared) {
-                atomic_fetch_sub(&busy_cores, parts - 1);
+                atomic_fetch_sub(&busy_cores, __builtin_popcountl(helpers));
                 atomic_fetch_or(&idle_mask, helpers);
                 return -1;
             }

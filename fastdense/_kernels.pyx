@@ -220,12 +220,21 @@ def get_blas_int_max():
     return fd_get_blas_int_max()
 
 
-def dense_fast(object x, object w, object bias, tuple spec):
+cdef inline bint _disjoint(cnp.ndarray a, cnp.ndarray b):
+    """True when two C-contiguous arrays' memory ranges do not overlap."""
+    cdef char *pa = <char *>cnp.PyArray_DATA(a)
+    cdef char *pb = <char *>cnp.PyArray_DATA(b)
+    return pa + cnp.PyArray_NBYTES(a) <= pb or pb + cnp.PyArray_NBYTES(b) <= pa
+
+
+def dense_fast(object x, object w, object bias, tuple spec, object out=None):
     """act(x @ w + bias) when every operand is already in kernel form, else None.
 
     The common case of fastdense.ops.dense: ndarrays of one float dtype, x C-contiguous
-    with rank >= 1, w C-contiguous 2-D, bias None or contiguous (N,), no out=. Anything else
-    (including every error) goes through the validating path in fastdense.ops.
+    with rank >= 1, w C-contiguous 2-D, bias None or contiguous (N,), out None or a
+    C-contiguous writeable array of the result's shape whose memory is disjoint from the
+    inputs. Anything else (including every error) goes through the validating path in
+    fastdense.ops, which also gives the error messages.
     """
     if type(x) is not np.ndarray or type(w) is not np.ndarray:
         return None
@@ -269,7 +278,21 @@ def dense_fast(object x, object w, object bias, tuple spec):
         dims[i] = cnp.PyArray_DIM(xa, i)
         a.m *= dims[i]
     dims[nd - 1] = nout
-    cdef cnp.ndarray out = cnp.PyArray_EMPTY(nd, dims, t, 0)
+    cdef cnp.ndarray res
+    if out is None:
+        res = cnp.PyArray_EMPTY(nd, dims, t, 0)
+    else:
+        if type(out) is not np.ndarray:
+            return None
+        res = <cnp.ndarray>out
+        if cnp.PyArray_TYPE(res) != t or cnp.PyArray_NDIM(res) != nd or not cnp.PyArray_IS_C_CONTIGUOUS(res) \
+                or not cnp.PyArray_ISWRITEABLE(res):
+            return None
+        for i in range(nd):
+            if cnp.PyArray_DIM(res, i) != dims[i]:
+                return None
+        if not _disjoint(res, xa) or not _disjoint(res, wa) or (bias is not None and not _disjoint(res, ba)):
+            return None
     a.dtype = FD_F32 if t == cnp.NPY_FLOAT32 else FD_F64
     a.x = cnp.PyArray_DATA(xa)
     a.ldx = a.k
@@ -277,16 +300,16 @@ def dense_fast(object x, object w, object bias, tuple spec):
     a.w = cnp.PyArray_DATA(wa)
     a.ldw = a.n if a.n > 0 else 1
     a.w_colmajor = 0
-    a.out = cnp.PyArray_DATA(out)
+    a.out = cnp.PyArray_DATA(res)
     a.ldo = nout if nout > 0 else 1
     cdef int rc
     if a.m == 0 or nout == 0:
-        return out
+        return res
     with nogil:
         rc = fd_dense(&a)
     if rc != 0:
         raise MemoryError("fastdense: could not allocate scratch memory")
-    return out
+    return res
 
 
 cdef extern from "fd_plan.h" nogil:

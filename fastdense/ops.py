@@ -55,7 +55,7 @@ def _blas_ready(a: np.ndarray) -> np.ndarray:
 
 
 def _overlaps(a: np.ndarray, b: np.ndarray | None) -> bool:
-    if b is None:
+    if b is None or not np.may_share_memory(a, b):  # bounds only: cheap
         return False
     try:
         return bool(np.shares_memory(a, b, max_work=10_000))
@@ -94,10 +94,9 @@ def dense(x: Any, kernel: Any, bias: Any = None, activation: Any = "linear", *,
     spec = _SPECS.get(activation) if type(activation) is str else None
     if spec is None:
         spec = _spec(activation)
-    if out is None:
-        y = _kernels.dense_fast(x, kernel, bias, spec)
-        if y is not None:
-            return y
+    y = _kernels.dense_fast(x, kernel, bias, spec, out)
+    if y is not None:
+        return y
     return _dense_checked(x, kernel, bias, spec, activation, out)
 
 
