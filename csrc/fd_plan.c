@@ -87,7 +87,10 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
             a.ldo = fd_act_halves(st->act.code) ? st->n / 2 : st->n;
             if (a.ldo < 1) a.ldo = 1;
             a.act = st->act;
-            if (fd_dense_serial(&a, scratch + (size_t)p->glu_offset * c->block * es, c->lock)) return -1;
+            /* one block: the layer itself may use every free core (fd_dense's policy);
+               several blocks already run in parallel, one per thread */
+            if (c->ntasks == 1 && c->nblocks == 1 ? fd_dense(&a)
+                : fd_dense_serial(&a, scratch + (size_t)p->glu_offset * c->block * es, c->lock)) return -1;
             break;
         }
         case FD_STEP_ACT: {
@@ -151,8 +154,9 @@ int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *output
         if (c.ntasks > c.nblocks) c.ntasks = c.nblocks;
         if (c.ntasks < 1) c.ntasks = 1;
     }
+    if (c.ntasks == 1) return run_task(&c, 0);   /* each fd_dense call counts its own cores */
     fd_busy_enter();
-    int rc = c.ntasks > 1 ? fd_parallel_for(run_task, &c, c.ntasks, (int)c.ntasks - 1) : run_task(&c, 0);
+    int rc = fd_parallel_for(run_task, &c, c.ntasks, (int)c.ntasks - 1);
     fd_busy_leave();
     return rc;
 }
