@@ -91,7 +91,7 @@ def dense(x: Any, kernel: Any, bias: Any = None, activation: Any = "linear", *,
         array([[1.  , 1.75],
                [2.5 , 4.25]])
     """
-    spec = _SPECS.get(activation) if type(activation) is str else None
+    spec = _SPECS.get(activation) if type(activation) is str else None  # inline: the hot path
     if spec is None:
         spec = _spec(activation)
     y = _kernels.dense_fast(x, kernel, bias, spec, out)

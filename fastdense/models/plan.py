@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fastdense import _kernels, activations
+from fastdense import _kernels, activations, ops
 from fastdense.layers.base import WEIGHTS_LOCK, Layer
 from fastdense.layers.core import Activation, Dense, Dropout
 from fastdense.layers.input_layer import InputLayer
@@ -102,11 +102,10 @@ def _layer_steps(model: Any) -> tuple[list, list[int], list[int]]:
 
 
 def _act_spec(function: Any) -> tuple:
+    """Kernel form of a layer's activation (the op's own conversion)."""
     if not activations.is_fused(function):
         raise _Unsupported("activation is a Python callable")
-    r = activations.resolve(function)
-    p = tuple(float(v) for v in r.params) + (0.0,) * (3 - len(r.params))
-    return int(r.code), p[0], p[1], p[2], bool(r.halves)
+    return ops._spec(function)
 
 
 def compile_plan(model: Any, sample_shapes: Sequence[tuple], dtype: Any,
