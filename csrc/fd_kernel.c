@@ -6,7 +6,8 @@
  *
  * Threading (see README, "Threads"): when the BLAS runs single-threaded, fastdense splits a
  * call over its own pool, taking only cores that no other fastdense call is using, so one big
- * call gets every core and concurrent calls get one core each instead of fighting. When the
+ * call gets every core and concurrent calls get one core each instead of fighting; the split
+ * itself depends only on the shape and the thread count, so results never depend on load. When the
  * BLAS is multi-threaded, each GEMM is left to it and concurrent multi-threaded GEMMs are
  * serialised (OpenBLAS collapses when two callers share its pool); epilogues still overlap.
  */
