@@ -205,7 +205,7 @@ typedef struct {
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    job_t *job;
+    _Atomic(job_t *) job;
     int started;
 } worker_t;
 
@@ -273,11 +273,15 @@ static void *worker_main(void *arg)
     worker_t *w = arg;
     const unsigned long bit = 1UL << (w - workers);
     for (;;) {
-        pthread_mutex_lock(&w->mu);
-        while (w->job == NULL) pthread_cond_wait(&w->cv, &w->mu);
-        job_t *job = w->job;
-        w->job = NULL;
-        pthread_mutex_unlock(&w->mu);
+        /* spin briefly first: the next layer's job usually follows within microseconds */
+        job_t *job = NULL;
+        for (int spin = 0; spin < 2000 && (job = atomic_load(&w->job)) == NULL; spin++) FD_PAUSE();
+        if (job == NULL) {
+            pthread_mutex_lock(&w->mu);
+            while ((job = atomic_load(&w->job)) == NULL) pthread_cond_wait(&w->cv, &w->mu);
+            pthread_mutex_unlock(&w->mu);
+        }
+        atomic_store(&w->job, NULL);
         run_tasks(job);
         atomic_fetch_or(&idle_mask, bit);
         /* the job lives on the caller's stack: touch it only under its mutex, which the
@@ -316,7 +320,7 @@ static void pool_ensure(int n)
         if (w->started) continue;
         pthread_mutex_init(&w->mu, NULL);
         pthread_cond_init(&w->cv, NULL);
-        w->job = NULL;
+        atomic_store(&w->job, NULL);
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -370,7 +374,7 @@ static int run_job_claimed(job_t *job, unsigned long helpers)
         if (!(helpers & (1UL << i))) continue;
         worker_t *w = &workers[i];
         pthread_mutex_lock(&w->mu);
-        w->job = job;
+        atomic_store(&w->job, job);
         pthread_cond_signal(&w->cv);
         pthread_mutex_unlock(&w->mu);
     }
@@ -483,6 +487,8 @@ static void task_epilogue(job_t *job, ptrdiff_t t, void *scratch)
 
 /* Below this much work (multiply-adds) a call runs on the caller alone. */
 #define FD_SPLIT_WORK (1L << 21)
+/* A few rows are bound by reading the weights: split them from 128 Ki weights (512 KiB f32). */
+#define FD_SPLIT_WORK_FEW_ROWS (1L << 17)
 /* OpenBLAS threads a GEMM above this many multiply-adds (SMP_THRESHOLD_MIN * 4). */
 #define FD_BLAS_MT_WORK (1L << 18)
 
@@ -504,7 +510,8 @@ static int dense_own_threads(const fd_dense_args *a, double work)
        now take the parts (a lone call gets them all, concurrent calls run their parts on
        their own thread). Few rows split by columns, so a thread that runs several parts
        still packs each slice of the weights once. */
-    const int parts = work >= FD_SPLIT_WORK ? fd_get_num_threads() : 1;
+    const int parts = (work >= FD_SPLIT_WORK || (a->m <= 4 && work >= FD_SPLIT_WORK_FEW_ROWS))
+                      ? fd_get_num_threads() : 1;
     const unsigned long helpers = parts > 1 ? claim_workers(parts - 1) : 0;
     job_t job;
     memset(&job, 0, sizeof(job));
