@@ -49,13 +49,11 @@ class _Unsupported(Exception):
 class CompiledPlan:
     """A model compiled for one dtype and one set of per-sample input shapes."""
 
-    def __init__(self, plan: Any, dtype: np.dtype, in_shapes: list[tuple], out_shapes: list[tuple],
-                 sample_elems: int, block: int, version: int) -> None:
+    def __init__(self, plan: Any, dtype: np.dtype, out_shapes: list[tuple], sample_elems: int,
+                 block: int) -> None:
         self._plan = plan
         self.dtype = dtype
-        self.in_shapes = in_shapes
-        self.out_shapes = out_shapes
-        self.version = version
+        self.out_shapes = out_shapes             # per sample
         self.block = block                       # samples per block when fastdense threads
         self._sample_elems = max(int(sample_elems), 1)
         self._local = threading.local()          # per-thread scratch, reused across calls
@@ -123,7 +121,6 @@ def compile_plan(model: Any, sample_shapes: Sequence[tuple], dtype: Any,
 
 
 def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_losses: bool) -> CompiledPlan:
-    version = Layer._weights_epoch
     steps, input_slots, output_slots = _layer_steps(model)
     es = dtype.itemsize
     widths: list[int] = []
@@ -249,7 +246,7 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     glu_offset = offset
     sample_elems = max(offset + glu_elems, 1)
     plan = _kernels.Plan(plan_steps, widths, in_index, out_index, offsets, glu_offset, sample_elems, dtype)
-    return CompiledPlan(plan, dtype, sample_shapes, out_shapes, sample_elems, block, version)
+    return CompiledPlan(plan, dtype, out_shapes, sample_elems, block)
 
 
 def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,
