@@ -483,7 +483,10 @@ def test_random_damage_never_crashes(tmp_path):
         print(outcomes)
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    # cwd away from the checkout: `python -c` puts the working directory first on sys.path, and
+    # the source tree's fastdense (without its built extension) must not shadow the installed one.
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     outcomes = ast.literal_eval(result.stdout.strip().splitlines()[-1])
     assert outcomes["error"] > 0
