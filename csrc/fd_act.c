@@ -135,6 +135,7 @@ static int fd_get_path(void)
 }
 
 const char *fd_cpu_path(void) { return fd_paths[fd_get_path()].name; }
+int fd_cpu_level(void) { return fd_get_path(); }
 
 void fd_epilogue_f32(const fd_act *a, const float *bias, const float *src, ptrdiff_t ld_src,
                      float *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in)

@@ -30,6 +30,7 @@
 #include <dlfcn.h>
 
 #include "fd_kernel.h"
+#include "fd_gemm.h"
 
 /* ------------------------------------------------------------------ BLAS access */
 
@@ -413,6 +414,12 @@ static void epilogue(const fd_dense_args *a, const char *src, ptrdiff_t ld_src, 
         fd_epilogue_f64(&a->act, (const double *)bias, (const double *)src, ld_src, (double *)dst, ld_dst, rows, cols);
 }
 
+/* The packed kernel computes this call's product (see fd_gemm.c). */
+static int uses_packed(const fd_dense_args *a)
+{
+    return a->wpack != NULL && a->dtype == FD_F32 && fd_packed_available();
+}
+
 /* GEMM of rows [r0, r0+rows) x columns [c0, c0+cols) into C (row-major, ld ldc). */
 static int gemm_block(const fd_dense_args *a, ptrdiff_t r0, ptrdiff_t rows, ptrdiff_t c0,
                       ptrdiff_t cols, char *C, ptrdiff_t ldc)
@@ -421,6 +428,12 @@ static int gemm_block(const fd_dense_args *a, ptrdiff_t r0, ptrdiff_t rows, ptrd
     const char ta = a->w_colmajor ? 'T' : 'N', tb = a->x_colmajor ? 'T' : 'N';
     const char *A = (const char *)a->w + (size_t)(a->w_colmajor ? c0 * a->ldw : c0) * es;
     const char *B = (const char *)a->x + (size_t)(a->x_colmajor ? r0 : r0 * a->ldx) * es;
+    if (uses_packed(a)) {
+        /* c0 is a multiple of 16 (see task_cols), the start of a panel */
+        const ptrdiff_t rsx = a->x_colmajor ? 1 : a->ldx, csx = a->x_colmajor ? a->ldx : 1;
+        return fd_gemm_packed_f32(rows, cols, a->k, (const float *)B, rsx, csx, a->wpack + c0 * a->k,
+                                  (float *)C, ldc);
+    }
     const ptrdiff_t lim = blas_int_max;
     if (rows == 1 && a->k > 0 && cols <= lim && a->k <= lim && a->ldw <= lim && a->ldx <= lim) {
         /* one sample: y(cols) = op(A) x, A = w^T viewed column-major */
@@ -440,6 +453,7 @@ static int dense_rows(const fd_dense_args *a, ptrdiff_t r0, ptrdiff_t r1, void *
     char *out = (char *)a->out + (size_t)r0 * a->ldo * es;
     char *C = halves ? scratch : out;
     const ptrdiff_t ldc = halves ? a->n : a->ldo;
+    if (uses_packed(a)) lock_blas = 0;
     if (lock_blas) pthread_mutex_lock(&blas_mu);
     int rc = gemm_block(a, r0, r1 - r0, 0, a->n, C, ldc);
     if (lock_blas) pthread_mutex_unlock(&blas_mu);
@@ -614,7 +628,8 @@ int fd_dense(const fd_dense_args *a)
         return rc;
     }
     atomic_fetch_add(&busy_cores, 1);
-    int rc = fd_own_threading() ? dense_own_threads(a, work) : dense_blas_threads(a, work);
+    /* the packed kernel is single-threaded: it always splits over fastdense's own pool */
+    int rc = (fd_own_threading() || uses_packed(a)) ? dense_own_threads(a, work) : dense_blas_threads(a, work);
     atomic_fetch_sub(&busy_cores, 1);
     return rc;
 }

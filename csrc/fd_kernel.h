@@ -41,6 +41,9 @@ typedef struct {
     const void *bias;
     void *out; ptrdiff_t ldo;
     fd_act act;
+    /* f32 only, optional: w packed by fd_pack_f32 (then the packed kernel computes x @ w
+       where the CPU has it; w itself is still needed for the BLAS path). */
+    const float *wpack;
 } fd_dense_args;
 
 /* Returns 0 on success, -1 when scratch memory could not be allocated. No GIL needed. */

@@ -82,6 +82,7 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
             a.m = rows * st->t; a.k = st->k; a.n = st->n;
             a.x = src[0]; a.ldx = st->k > 0 ? st->k : 1;
             a.w = st->w; a.ldw = st->n > 0 ? st->n : 1;
+            a.wpack = st->wpack;
             a.bias = st->bias;
             a.out = dst;
             a.ldo = fd_act_halves(st->act.code) ? st->n / 2 : st->n;

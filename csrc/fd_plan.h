@@ -22,6 +22,7 @@ typedef struct {
                                         act: columns; merge/copy: width; concat: out columns */
     ptrdiff_t cols[FD_PLAN_MAX_SRC]; /* concat: columns of each source */
     const void *w, *bias;            /* dense: row-major (k, n) kernel and (n,) bias or NULL */
+    const float *wpack;              /* dense, f32: w packed by fd_pack_f32, or NULL */
     fd_act act;                      /* dense, act */
 } fd_step;
 

@@ -50,6 +50,7 @@ cdef extern from "fd_kernel.h" nogil:
         void *out
         ptrdiff_t ldo
         fd_act act
+        const float *wpack
     int fd_dense(const fd_dense_args *a)
     void fd_set_num_threads(int n)
     int fd_get_num_threads()
@@ -102,11 +103,15 @@ def blas_compatible(cnp.ndarray a):
 
 
 def dense2d(cnp.ndarray x, cnp.ndarray w, object bias, cnp.ndarray out,
-            int code, double p0, double p1, double p2):
-    """out := act(x @ w + bias) for validated 2-D arrays of one dtype (see fastdense.ops)."""
+            int code, double p0, double p1, double p2, PackedKernel packed=None):
+    """out := act(x @ w + bias) for validated 2-D arrays of one dtype (see fastdense.ops);
+    `packed`, when given, is w's PackedKernel."""
     cdef fd_dense_args a
     cdef int rc
     a.dtype = _dtype_code(w)
+    a.wpack = NULL
+    if packed is not None and packed.packed is not None and packed.kernel.shape == (<object>w).shape:
+        a.wpack = <const float *>cnp.PyArray_DATA(<cnp.ndarray>packed.packed)
     a.m = cnp.PyArray_DIM(x, 0)
     a.k = cnp.PyArray_DIM(x, 1)
     a.n = cnp.PyArray_DIM(w, 1)
@@ -227,6 +232,54 @@ cdef inline bint _disjoint(cnp.ndarray a, cnp.ndarray b):
     return pa + cnp.PyArray_NBYTES(a) <= pb or pb + cnp.PyArray_NBYTES(b) <= pa
 
 
+cdef class PackedKernel:
+    """A (K, N) kernel with its weights packed once for the packed-weight GEMM.
+
+    Built by ``fastdense.ops.pack_kernel`` (which copies) or by a layer for its own read-only
+    kernel. ``kernel`` is the C-contiguous array; ``packed`` its float32 panels, or None for
+    float64 kernels and on CPUs without AVX2 + FMA (the BLAS computes those).
+    """
+    cdef readonly object kernel
+    cdef readonly object packed
+
+    def __cinit__(self, cnp.ndarray kernel not None):
+        cdef int t = cnp.PyArray_TYPE(kernel)
+        if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(kernel) != 2 \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(kernel):
+            raise ValueError(f"PackedKernel expects a C-contiguous 2-D float32 or float64 array, "
+                             f"got {kernel.ndim}-D {kernel.dtype}")
+        self.kernel = kernel
+        self.packed = None
+        cdef ptrdiff_t k = cnp.PyArray_DIM(kernel, 0), n = cnp.PyArray_DIM(kernel, 1)
+        cdef cnp.npy_intp size
+        cdef cnp.ndarray out
+        if t == cnp.NPY_FLOAT32 and fd_packed_available() and k > 0 and n > 0:
+            size = fd_pack_f32_size(k, n)
+            out = cnp.PyArray_EMPTY(1, &size, cnp.NPY_FLOAT32, 0)
+            with nogil:
+                fd_pack_f32(<const float *>cnp.PyArray_DATA(kernel), n, 0, k, n,
+                            <float *>cnp.PyArray_DATA(out))
+            out.flags.writeable = False
+            self.packed = out
+
+    @property
+    def shape(self):
+        return self.kernel.shape
+
+    @property
+    def dtype(self):
+        return self.kernel.dtype
+
+    def __repr__(self):
+        how = "packed" if self.packed is not None else "BLAS"
+        return f"<PackedKernel shape={self.kernel.shape} dtype={self.kernel.dtype} ({how})>"
+
+
+def packed_available():
+    """True when this CPU runs the packed-weight GEMM (AVX2 + FMA, not forced to baseline)."""
+    return bool(fd_packed_available())
+
+
 def dense_fast(object x, object w, object bias, tuple spec, object out=None):
     """act(x @ w + bias) when every operand is already in kernel form, else None.
 
@@ -234,8 +287,12 @@ def dense_fast(object x, object w, object bias, tuple spec, object out=None):
     with rank >= 1, w C-contiguous 2-D, bias None or contiguous (N,), out None or a
     C-contiguous writeable array of the result's shape whose memory is disjoint from the
     inputs. Anything else (including every error) goes through the validating path in
-    fastdense.ops, which also gives the error messages.
+    fastdense.ops, which also gives the error messages. w may be a PackedKernel.
     """
+    cdef object packed = None
+    if type(w) is PackedKernel:
+        packed = (<PackedKernel>w).packed
+        w = (<PackedKernel>w).kernel
     if type(x) is not np.ndarray or type(w) is not np.ndarray:
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x, wa = <cnp.ndarray>w, ba
@@ -300,6 +357,7 @@ def dense_fast(object x, object w, object bias, tuple spec, object out=None):
     a.w = cnp.PyArray_DATA(wa)
     a.ldw = a.n if a.n > 0 else 1
     a.w_colmajor = 0
+    a.wpack = NULL if packed is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>packed)
     a.out = cnp.PyArray_DATA(res)
     a.ldo = nout if nout > 0 else 1
     cdef int rc
@@ -312,6 +370,12 @@ def dense_fast(object x, object w, object bias, tuple spec, object out=None):
     return res
 
 
+cdef extern from "fd_gemm.h" nogil:
+    ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n)
+    void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst)
+    int fd_packed_available()
+
+
 cdef extern from "fd_plan.h" nogil:
     int FD_PLAN_MAX_SRC
     ctypedef struct fd_step:
@@ -322,6 +386,7 @@ cdef extern from "fd_plan.h" nogil:
         ptrdiff_t t, k, n
         ptrdiff_t cols[16]
         const void *w
+        const float *wpack
         const void *bias
         fd_act act
     ctypedef struct fd_plan:
@@ -344,7 +409,8 @@ from libc.stdlib cimport calloc, free
 cdef class Plan:
     """A compiled whole-model plan (built by fastdense.models.plan; not a public API).
 
-    steps: tuples (kind, srcs, dst, t, k, n, cols, w, bias, code, p0, p1, p2); buffers are
+    steps: tuples (kind, srcs, dst, t, k, n, cols, w, bias, code, p0, p1, p2), w an array or a
+    PackedKernel; buffers are
     described by widths (elements per sample), in_index/out_index (-1 for intermediates)
     and offsets (offset of each intermediate in a task's scratch, in elements per sample).
     """
@@ -397,7 +463,13 @@ cdef class Plan:
             st.act.p[1] = p1
             st.act.p[2] = p2
             st.w = NULL
+            st.wpack = NULL
             st.bias = NULL
+            if type(w) is PackedKernel:
+                if (<PackedKernel>w).packed is not None:
+                    self.keep.append((<PackedKernel>w).packed)
+                    st.wpack = <const float *>cnp.PyArray_DATA(<cnp.ndarray>(<PackedKernel>w).packed)
+                w = (<PackedKernel>w).kernel
             for name, a in (("w", w), ("bias", bias)):
                 if a is None:
                     continue

@@ -107,6 +107,7 @@ class Dense(Layer):
         self.bias_constraint = _get_or_none(constraints, bias_constraint)
         self.input_spec = InputSpec(min_ndim=2)
         self._fast: tuple | None = None
+        self._packed: tuple | None = None  # (the _values it was made from, kernel for the op)
         self.activation = activation  # resolves and prepares the fused op
 
     # The activation is resolved once; the op gets it fused when the kernel can.
@@ -192,16 +193,34 @@ class Dense(Layer):
         if (fast is not None and type(inputs) is _ndarray and inputs.dtype is fast[0]
                 and inputs.ndim > 1 and not args and not kwargs):
             values = self._values  # one read: a consistent (kernel, bias) pair
+            packed = self._packed
+            kernel = packed[1] if packed is not None and packed[0] is values else self._pack(values)
             try:
-                out = fast[1](inputs, values[0], values[1] if fast[2] else None, fast[3])
+                out = fast[1](inputs, kernel, values[1] if fast[2] else None, fast[3])
             except ValueError:
                 return Layer.__call__(self, inputs)
             return out if fast[4] is None else fast[4](out)
         return Layer.__call__(self, inputs, *args, **kwargs)
 
+    def _pack(self, values: tuple) -> Any:
+        """The kernel in values, packed once per set of weights (see ops.pack_kernel).
+
+        Called with one read of ``_values``, so the packed kernel always matches the bias it
+        is used with; set_weights replaces ``_values``, which makes the next call re-pack.
+        """
+        packed = self._packed
+        if packed is not None and packed[0] is values:
+            return packed[1]
+        kernel = values[0]
+        if kernel.dtype == np.float32 and kernel.ndim == 2 and kernel.flags.c_contiguous \
+                and not kernel.flags.writeable and ops.packed_available():
+            kernel = ops.PackedKernel(kernel)
+        self._packed = (values, kernel)
+        return kernel
+
     def call(self, inputs: np.ndarray) -> np.ndarray:
         values = self._values
-        out = ops.dense(inputs, values[0], values[1] if self.use_bias else None, self._op_activation)
+        out = ops.dense(inputs, self._pack(values), values[1] if self.use_bias else None, self._op_activation)
         post = self._post_activation
         return out if post is None else post(out)
 

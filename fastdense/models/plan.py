@@ -50,8 +50,9 @@ class CompiledPlan:
     """A model compiled for one dtype and one set of per-sample input shapes."""
 
     def __init__(self, plan: Any, dtype: np.dtype, out_shapes: list[tuple], sample_elems: int,
-                 block: int) -> None:
+                 block: int, packed: bool = False) -> None:
         self._plan = plan
+        self._packed = packed                    # every Dense runs the packed kernel
         self.dtype = dtype
         self.out_shapes = out_shapes             # per sample
         self.block = block                       # samples per block when fastdense threads
@@ -61,12 +62,13 @@ class CompiledPlan:
     def _layout(self, m: int) -> tuple[int, int]:
         """(block, tasks) for m samples.
 
-        With fastdense's own pool, blocks of ``self.block`` samples stream through every layer
-        (intermediates stay in cache) and spread over the cores. When the BLAS threads each
-        GEMM itself, the batch goes through in blocks as large as memory allows, since the
-        BLAS's threads work well only on large GEMMs.
+        With fastdense's own pool (always, when every Dense runs the packed kernel), blocks of
+        ``self.block`` samples stream through every layer (intermediates stay in cache) and
+        spread over the cores. When the BLAS threads each GEMM itself, the batch goes through
+        in blocks as large as memory allows, since the BLAS's threads work well only on large
+        GEMMs.
         """
-        if _kernels.own_threading():
+        if self._packed or _kernels.own_threading():
             block = min(self.block, m)
             return block, max(1, min(_kernels.get_num_threads(), -(-m // block)))
         cap = max(self.block, _BLAS_BLOCK_BYTES // (self._sample_elems * self.dtype.itemsize))
@@ -175,8 +177,10 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
             if halves:
                 glu_elems = max(glu_elems, t * n)
             max_rows_per_sample = max(max_rows_per_sample, t)
+            packed = layer._pack(values)    # the layer's packed kernel for these weights
             plan_steps.append((_DENSE, in_bufs, dst, t, kernel.shape[0], n, None,
-                               np.ascontiguousarray(kernel), None if bias is None else np.ascontiguousarray(bias),
+                               packed if type(packed) is ops.PackedKernel else np.ascontiguousarray(kernel),
+                               None if bias is None else np.ascontiguousarray(bias),
                                code, p0, p1, p2))
         elif cls is Activation:
             (shape,) = in_shapes
@@ -246,7 +250,10 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     glu_offset = offset
     sample_elems = max(offset + glu_elems, 1)
     plan = _kernels.Plan(plan_steps, widths, in_index, out_index, offsets, glu_offset, sample_elems, dtype)
-    return CompiledPlan(plan, dtype, out_shapes, sample_elems, block)
+    dense_kernels = [step[7] for step in plan_steps if step[0] == _DENSE]
+    packed = bool(dense_kernels) and all(type(w) is ops.PackedKernel and w.packed is not None
+                                         for w in dense_kernels)
+    return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed)
 
 
 def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,

@@ -1,0 +1,208 @@
+/* fastdense packed-weight f32 GEMM (AVX2 + FMA).
+ *
+ * A Dense layer's weights are constant between set_weights calls, so they are packed once
+ * into panels of 16 columns (fd_pack_f32); every call then streams the panels with a 6 x 16
+ * register-blocked micro-kernel and never re-packs them, which a BLAS has to do per call.
+ * That matters most for small and medium batches, where the packing is a large part of
+ * the work.
+ *
+ * Each output element is one FMA chain over k in order, restarted from the stored partial
+ * sum at every K block whose size depends only on K; so a row's result is the same bit for
+ * bit whatever the batch size, the row's position in it, or the thread split.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fd_gemm.h"
+#include "fd_act.h"
+
+#define NR 16                   /* columns per panel: two AVX2 vectors */
+#define MR 6                    /* rows per micro-tile */
+#define KC_MAX 256              /* K block: a 16-column slice of it stays in L1 (16 KiB) */
+#define MC 144                  /* rows per block of x, packed (MC x KC: 144 KiB, in L2) */
+
+ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n)
+{
+    return ((n + NR - 1) / NR) * NR * k;
+}
+
+void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst)
+{
+    for (ptrdiff_t p0 = 0; p0 < n; p0 += NR) {
+        const ptrdiff_t cols = n - p0 < NR ? n - p0 : NR;
+        for (ptrdiff_t kk = 0; kk < k; kk++) {
+            float *d = dst + kk * NR;
+            if (!colmajor) {
+                memcpy(d, w + kk * ldw + p0, (size_t)cols * sizeof(float));
+            } else {
+                for (ptrdiff_t j = 0; j < cols; j++) d[j] = w[kk + (p0 + j) * ldw];
+            }
+            for (ptrdiff_t j = cols; j < NR; j++) d[j] = 0.0f;
+        }
+        dst += k * NR;
+    }
+}
+
+/* K blocks: near-equal, at most KC_MAX; the split depends on K alone. */
+static ptrdiff_t k_block(ptrdiff_t k)
+{
+    const ptrdiff_t blocks = (k + KC_MAX - 1) / KC_MAX;
+    return blocks > 1 ? (k + blocks - 1) / blocks : k;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FD_HAVE_PACKED 1
+#include <immintrin.h>
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+/* c[0:8] = v, or c[0:8] += v. */
+static inline __attribute__((always_inline)) void store(int accumulate, float *c, __m256 v)
+{
+    if (accumulate) v = _mm256_add_ps(_mm256_loadu_ps(c), v);
+    _mm256_storeu_ps(c, v);
+}
+
+/* The edge of a tile: the first `cols` of each row of `edge` (rows x width) go to c. */
+static __attribute__((noinline)) void partial_store(const float *edge, int rows, int width, float *c,
+                                                    ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *er = edge + r * width;
+        float *cr = c + r * ldc;
+        if (accumulate)
+            for (ptrdiff_t j = 0; j < cols; j++) cr[j] += er[j];
+        else
+            memcpy(cr, er, (size_t)cols * sizeof(float));
+    }
+}
+
+/* tile_RxP: C[R rows x P*16 columns] (+)= x[R rows, kc] @ P panels, `cols` of them valid;
+   each output element is one FMA chain in k order. */
+#include "fd_gemm_tiles.h"
+
+/* Rows r in [0, rows) (rows <= MR), panels [p0, p1): the widest tile the registers hold. */
+static void row_tile(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
+                     const float *b, ptrdiff_t pstride, ptrdiff_t p0, ptrdiff_t p1, float *c,
+                     ptrdiff_t ldc, int acc, ptrdiff_t n)
+{
+    /* panels per tile by rows: 12 accumulators at most (8 for one row) */
+    static const int np_for_rows[MR + 1] = {0, 4, 3, 2, 1, 1, 1};
+    const int np = np_for_rows[rows];
+    ptrdiff_t p = p0;
+#define FD_TILE(R, P)                                                                        \
+    tile_##R##x##P(kc, x, rsx, csx, b + p * pstride, pstride, c + p * NR, ldc, acc,          \
+                   n - p * NR < (P) * NR ? n - p * NR : (P) * NR)
+    for (; p + np <= p1; p += np) {
+        switch (rows) {
+        case 1: FD_TILE(1, 4); break;
+        case 2: FD_TILE(2, 3); break;
+        case 3: FD_TILE(3, 2); break;
+        case 4: FD_TILE(4, 1); break;
+        case 5: FD_TILE(5, 1); break;
+        default: FD_TILE(6, 1); break;
+        }
+    }
+    for (; p < p1; p++) {
+        switch (rows) {
+        case 1: FD_TILE(1, 1); break;
+        case 2: FD_TILE(2, 1); break;
+        default: FD_TILE(3, 1); break;   /* rows 3 only: 4..6 take one panel per tile above */
+        }
+    }
+#undef FD_TILE
+}
+
+/* x[rows, k0:k0+kc] -> dst as row tiles of MR: dst[t * kc * MR + kk * MR + r], zero rows
+   padding the last tile (so a tile's MR values at one k sit in one cache line). */
+static void pack_x(const float *x, ptrdiff_t rsx, ptrdiff_t csx, ptrdiff_t rows, ptrdiff_t kc, float *dst)
+{
+    for (ptrdiff_t i = 0; i < rows; i += MR, dst += kc * MR) {
+        const ptrdiff_t r_count = rows - i < MR ? rows - i : MR;
+        for (ptrdiff_t r = 0; r < MR; r++) {
+            if (r >= r_count) {
+                for (ptrdiff_t kk = 0; kk < kc; kk++) dst[kk * MR + r] = 0.0f;
+                continue;
+            }
+            const float *xr = x + (i + r) * rsx;
+            for (ptrdiff_t kk = 0; kk < kc; kk++) dst[kk * MR + r] = xr[kk * csx];
+        }
+    }
+}
+
+static void gemm_packed_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
+                             ptrdiff_t csx, const float *wp, float *c, ptrdiff_t ldc, float *xbuf)
+{
+    const ptrdiff_t np = (n + NR - 1) / NR, pstride = k * NR;
+    const ptrdiff_t kcb = k_block(k);
+    for (ptrdiff_t i0 = 0; i0 < m; i0 += MC) {
+        const ptrdiff_t i1 = i0 + MC < m ? i0 + MC : m;
+        for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
+            const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
+            const float *b = wp + k0 * NR;
+            pack_x(x + i0 * rsx + k0 * csx, rsx, csx, i1 - i0, kc, xbuf);
+            for (ptrdiff_t p = 0; p < np; p++) {
+                const ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
+                ptrdiff_t i = i0;
+                for (; i + MR <= i1; i += MR)
+                    tile_6x1_px(kc, xbuf + (i - i0) * kc, b + p * pstride, pstride, c + i * ldc + p * NR,
+                                ldc, k0 > 0, cols);
+                if (i < i1)
+                    row_tile((int)(i1 - i), kc, xbuf + (i - i0) * kc, 1, MR, b, pstride, p, p + 1,
+                             c + i * ldc, ldc, k0 > 0, n);
+            }
+        }
+    }
+}
+
+/* One to five rows: all panels per tile row (the weights stream once). */
+static void gemm_packed_few_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x,
+                                 ptrdiff_t rsx, ptrdiff_t csx, const float *wp, float *c, ptrdiff_t ldc)
+{
+    const ptrdiff_t np = (n + NR - 1) / NR, pstride = k * NR;
+    const ptrdiff_t kcb = k_block(k);
+    for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
+        const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
+        row_tile((int)m, kc, x + k0 * csx, rsx, csx, wp + k0 * NR, pstride, 0, np, c, ldc, k0 > 0, n);
+    }
+}
+
+#pragma GCC pop_options
+#else
+#define FD_HAVE_PACKED 0
+#endif
+
+int fd_packed_available(void)
+{
+#if FD_HAVE_PACKED
+    return fd_cpu_level() >= 1;
+#else
+    return 0;
+#endif
+}
+
+int fd_gemm_packed_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
+                       ptrdiff_t csx, const float *wp, float *c, ptrdiff_t ldc)
+{
+#if FD_HAVE_PACKED
+    if (m <= 0 || n <= 0) return 0;
+    if (k == 0) {
+        for (ptrdiff_t i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
+        return 0;
+    }
+    if (m < MR) {
+        gemm_packed_few_avx2(m, n, k, x, rsx, csx, wp, c, ldc);
+        return 0;
+    }
+    const ptrdiff_t kcb = k_block(k), mc = m < MC ? (m + MR - 1) / MR * MR : MC;
+    float *xbuf = malloc((size_t)mc * kcb * sizeof(float));
+    if (!xbuf) return -1;
+    gemm_packed_avx2(m, n, k, x, rsx, csx, wp, c, ldc, xbuf);
+    free(xbuf);
+    return 0;
+#else
+    (void)m; (void)n; (void)k; (void)x; (void)rsx; (void)csx; (void)wp; (void)c; (void)ldc;
+    return -1;
+#endif
+}

@@ -1,0 +1,19 @@
+/* fastdense packed-weight f32 GEMM: c = x @ w with w packed once (see fd_gemm.c). */
+#ifndef FD_GEMM_H
+#define FD_GEMM_H
+
+#include <stddef.h>
+
+/* Floats needed to pack a k x n matrix (n rounded up to panels of 16 columns). */
+ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n);
+/* Pack w[kk, j] = colmajor ? w[kk + j * ldw] : w[kk * ldw + j] into dst. */
+void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst);
+/* 1 when this CPU runs the packed kernel (AVX2 + FMA and not forced to the baseline). */
+int fd_packed_available(void);
+/* c[i, j] = sum_kk x[i * rsx + kk * csx] * w[kk, j] for i < m, j < n, with wp the packed w
+   (or, for a column range starting at a multiple of 16, the packed w advanced by that many
+   columns times k). Returns -1 when scratch memory could not be allocated. */
+int fd_gemm_packed_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
+                       ptrdiff_t csx, const float *wp, float *c, ptrdiff_t ldc);
+
+#endif
