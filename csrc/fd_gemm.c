@@ -120,13 +120,14 @@ static void pack_x(const float *x, ptrdiff_t rsx, ptrdiff_t csx, ptrdiff_t rows,
 {
     for (ptrdiff_t i = 0; i < rows; i += MR, dst += kc * MR) {
         const ptrdiff_t r_count = rows - i < MR ? rows - i : MR;
-        for (ptrdiff_t r = 0; r < MR; r++) {
-            if (r >= r_count) {
-                for (ptrdiff_t kk = 0; kk < kc; kk++) dst[kk * MR + r] = 0.0f;
-                continue;
-            }
-            const float *xr = x + (i + r) * rsx;
-            for (ptrdiff_t kk = 0; kk < kc; kk++) dst[kk * MR + r] = xr[kk * csx];
+        const float *xr[MR];
+        for (ptrdiff_t r = 0; r < MR; r++) xr[r] = x + (i + (r < r_count ? r : 0)) * rsx;
+        if (r_count == MR) {
+            for (ptrdiff_t kk = 0; kk < kc; kk++)
+                for (ptrdiff_t r = 0; r < MR; r++) dst[kk * MR + r] = xr[r][kk * csx];
+        } else {
+            for (ptrdiff_t kk = 0; kk < kc; kk++)
+                for (ptrdiff_t r = 0; r < MR; r++) dst[kk * MR + r] = r < r_count ? xr[r][kk * csx] : 0.0f;
         }
     }
 }
@@ -138,33 +139,39 @@ static void gemm_packed_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float 
     const ptrdiff_t kcb = k_block(k);
     for (ptrdiff_t i0 = 0; i0 < m; i0 += MC) {
         const ptrdiff_t i1 = i0 + MC < m ? i0 + MC : m;
+        const ptrdiff_t full = i0 + (i1 - i0) / MR * MR;      /* rows in whole tiles */
         for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
             const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
             const float *b = wp + k0 * NR;
-            pack_x(x + i0 * rsx + k0 * csx, rsx, csx, i1 - i0, kc, xbuf);
+            pack_x(x + i0 * rsx + k0 * csx, rsx, csx, full - i0, kc, xbuf);
             for (ptrdiff_t p = 0; p < np; p++) {
                 const ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
-                ptrdiff_t i = i0;
-                for (; i + MR <= i1; i += MR)
+                for (ptrdiff_t i = i0; i < full; i += MR)
                     tile_6x1_px(kc, xbuf + (i - i0) * kc, b + p * pstride, pstride, c + i * ldc + p * NR,
                                 ldc, k0 > 0, cols);
-                if (i < i1)
-                    row_tile((int)(i1 - i), kc, xbuf + (i - i0) * kc, 1, MR, b, pstride, p, p + 1,
-                             c + i * ldc, ldc, k0 > 0, n);
             }
+            /* the last few rows: wide tiles over every panel */
+            if (full < i1)
+                row_tile((int)(i1 - full), kc, x + full * rsx + k0 * csx, rsx, csx, b, pstride, 0, np,
+                         c + full * ldc, ldc, k0 > 0, n);
         }
     }
 }
 
-/* One to five rows: all panels per tile row (the weights stream once). */
-static void gemm_packed_few_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x,
-                                 ptrdiff_t rsx, ptrdiff_t csx, const float *wp, float *c, ptrdiff_t ldc)
+/* Few rows or few columns: x is read in place (packing it would cost more than it saves),
+   each row tile sweeping all panels. */
+static void gemm_packed_direct_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x,
+                                    ptrdiff_t rsx, ptrdiff_t csx, const float *wp, float *c, ptrdiff_t ldc)
 {
     const ptrdiff_t np = (n + NR - 1) / NR, pstride = k * NR;
     const ptrdiff_t kcb = k_block(k);
     for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
         const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
-        row_tile((int)m, kc, x + k0 * csx, rsx, csx, wp + k0 * NR, pstride, 0, np, c, ldc, k0 > 0, n);
+        for (ptrdiff_t i = 0; i < m; i += MR) {
+            const int rows = (int)(m - i < MR ? m - i : MR);
+            row_tile(rows, kc, x + i * rsx + k0 * csx, rsx, csx, wp + k0 * NR, pstride, 0, np,
+                     c + i * ldc, ldc, k0 > 0, n);
+        }
     }
 }
 
@@ -191,8 +198,8 @@ int fd_gemm_packed_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, pt
         for (ptrdiff_t i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
         return 0;
     }
-    if (m < MR) {
-        gemm_packed_few_avx2(m, n, k, x, rsx, csx, wp, c, ldc);
+    if (m < MR || n <= 2 * NR) {
+        gemm_packed_direct_avx2(m, n, k, x, rsx, csx, wp, c, ldc);
         return 0;
     }
     const ptrdiff_t kcb = k_block(k), mc = m < MC ? (m + MR - 1) / MR * MR : MC;
