@@ -9,6 +9,9 @@ contender's spinning thread pool go idle):
                                                   row-major trick, no copies; for reference
     fd(out=)     fastdense.ops.dense(x, W, b, act, out=o)
     fd           fastdense.ops.dense(x, W, b, act)
+    fd packed    fastdense.ops.dense(x, P, b, act), P = ops.pack_kernel(W): what a Dense layer
+                 runs (its float32 kernel packed once per set of weights, as onnxruntime
+                 pre-packs its constant weights)
     fd pool      the same under fastdense.set_num_threads(cores) (its own thread pool,
                  OpenBLAS single-threaded), switched on around each of its turns only
     numpy        act(x @ W + b) in plain numpy/scipy (gelu: exact erf form)
@@ -100,12 +103,14 @@ def make_case(shape: Shape, act: str, seed: int, peers: bool) -> tuple[dict[str,
         "buf": np.empty((m, n), np.float32), "o": np.empty((m, n), np.float32),
         "matmul": np.matmul, "maximum": np.maximum, "dense": ops.dense,
         "sgemm": sgemm, "Wt": W.T, "xt": x.T, "nact": numpy_activation(act),
+        "P": ops.pack_kernel(W),
     }
     contenders = {
         "floor": "matmul(x, W, out=buf)",
         "sgemm": "sgemm(1.0, Wt, xt)",
         "fd(out=)": "dense(x, W, b, act, out=o)",
         "fd": "dense(x, W, b, act)",
+        "fd packed": "dense(x, P, b, act)",
         "fd pool": "dense(x, W, b, act)",
         "numpy": "maximum(x @ W + b, 0)" if act == "relu" else "nact(x @ W + b)",
     }
@@ -229,8 +234,9 @@ def tables(report: dict[str, Any]) -> str:
         fd, fd_out, floor = (_median(row, n) for n in ("fd", "fd(out=)", "floor"))
         ratio_rows.append(
             [shape, row["activation"], format_ratio(fd_out / floor), format_ratio(fd / floor),
-             format_ratio(_median(row, "fd pool") / fd)]
+             format_ratio(_median(row, "fd pool") / fd), format_ratio(_median(row, "fd packed") / fd)]
             + [format_ratio(fd / _median(row, p)) for p in peers]
+            + [format_ratio(_median(row, "fd packed") / _median(row, p)) for p in peers]
         )
     out = [
         "Median time per call (float32; ! = result disagreed with the float64 reference;",
@@ -239,7 +245,8 @@ def tables(report: dict[str, Any]) -> str:
         "",
         "Ratios (< 1 means fastdense is faster; floor = np.matmul(x, W, out=buf))",
         format_table(
-            ["shape", "act", "fd(out=)/floor", "fd/floor", "pool/fd"] + [f"fd/{p}" for p in peers],
+            ["shape", "act", "fd(out=)/floor", "fd/floor", "pool/fd", "packed/fd"]
+            + [f"fd/{p}" for p in peers] + [f"packed/{p}" for p in peers],
             ratio_rows,
         ),
         "",
@@ -280,6 +287,9 @@ def targets(report: dict[str, Any], peers: Sequence[str]) -> str:
             fastest = min(present, key=lambda p: _median(row, p))
             name = "x".join(map(str, shape))
             check(f"{act} {name}: fd / fastest peer ({fastest})", (row, "fd"), (row, fastest), 1.0)
+            if "fd packed" in row["times"]:
+                check(f"{act} {name}: fd packed / fastest peer ({fastest})", (row, "fd packed"),
+                      (row, fastest), 1.0)
     relu = by_case.get((EPILOGUE_SHAPE, "relu"))
     if relu is not None:
         name = "x".join(map(str, EPILOGUE_SHAPE))

@@ -10,6 +10,7 @@
  * sum at every K block whose size depends only on K; so a row's result is the same bit for
  * bit whatever the batch size, the row's position in it, or the thread split.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,7 +85,7 @@ static __attribute__((noinline)) void partial_store(const float *edge, int rows,
 
 /* Rows r in [0, rows) (rows <= MR), panels [p0, p1): the widest tile the registers hold. */
 static void row_tile(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-                     const float *b, ptrdiff_t pstride, ptrdiff_t p0, ptrdiff_t p1, float *c,
+                     const float *b, ptrdiff_t ldb, ptrdiff_t pstride, ptrdiff_t p0, ptrdiff_t p1, float *c,
                      ptrdiff_t ldc, int acc, ptrdiff_t n)
 {
     /* panels per tile by rows: 12 accumulators at most (8 for one row) */
@@ -92,7 +93,7 @@ static void row_tile(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrd
     const int np = np_for_rows[rows];
     ptrdiff_t p = p0;
 #define FD_TILE(R, P)                                                                        \
-    tile_##R##x##P(kc, x, rsx, csx, b + p * pstride, pstride, c + p * NR, ldc, acc,          \
+    tile_##R##x##P(kc, x, rsx, csx, b + p * pstride, ldb, pstride, c + p * NR, ldc, acc,     \
                    n - p * NR < (P) * NR ? n - p * NR : (P) * NR)
     for (; p + np <= p1; p += np) {
         switch (rows) {
@@ -152,7 +153,7 @@ static void gemm_packed_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float 
             }
             /* the last few rows: wide tiles over every panel */
             if (full < i1)
-                row_tile((int)(i1 - full), kc, x + full * rsx + k0 * csx, rsx, csx, b, pstride, 0, np,
+                row_tile((int)(i1 - full), kc, x + full * rsx + k0 * csx, rsx, csx, b, NR, pstride, 0, np,
                          c + full * ldc, ldc, k0 > 0, n);
         }
     }
@@ -169,16 +170,92 @@ static void gemm_packed_direct_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const
         const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
         for (ptrdiff_t i = 0; i < m; i += MR) {
             const int rows = (int)(m - i < MR ? m - i : MR);
-            row_tile(rows, kc, x + i * rsx + k0 * csx, rsx, csx, wp + k0 * NR, pstride, 0, np,
+            row_tile(rows, kc, x + i * rsx + k0 * csx, rsx, csx, wp + k0 * NR, NR, pstride, 0, np,
                      c + i * ldc, ldc, k0 > 0, n);
         }
     }
 }
 
+/* A few rows against a row-major w read in place, row by row of w (the weights stream once,
+   in order): t[r, :] = fma(x[r, kk], w[kk, :], t[r, :]) for kk in a K block, in an L1
+   buffer, then added to c. The same FMA chains and K blocks as the tiles, so the results
+   equal the packed kernel's bit for bit. */
+#define DIRECT_COLS 512
+static inline __attribute__((always_inline)) void
+direct_rows(const int R, ptrdiff_t cols, ptrdiff_t k, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
+            const float *w, ptrdiff_t ldw, float *c, ptrdiff_t ldc)
+{
+    float t[MR - 1][DIRECT_COLS + 24] __attribute__((aligned(32)));   /* rows not 4 KiB apart */
+    const ptrdiff_t kcb = k_block(k), vec = cols / 8 * 8;
+    if (k == 0)
+        for (int r = 0; r < R; r++) memset(c + r * ldc, 0, (size_t)cols * sizeof(float));
+    for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
+        const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
+        for (int r = 0; r < R; r++) memset(t[r], 0, (size_t)cols * sizeof(float));
+        for (ptrdiff_t kk = k0; kk < k0 + kc; kk++) {
+            const float *wk = w + kk * ldw;
+            float xs[MR - 1];
+            __m256 xv[MR - 1];
+            for (int r = 0; r < R; r++) {
+                xs[r] = x[r * rsx + kk * csx];
+                xv[r] = _mm256_set1_ps(xs[r]);
+            }
+            for (ptrdiff_t j = 0; j < vec; j += 8) {
+                const __m256 wv = _mm256_loadu_ps(wk + j);
+                for (int r = 0; r < R; r++)
+                    _mm256_store_ps(t[r] + j, _mm256_fmadd_ps(xv[r], wv, _mm256_load_ps(t[r] + j)));
+            }
+            for (ptrdiff_t j = vec; j < cols; j++)
+                for (int r = 0; r < R; r++) t[r][j] = fmaf(xs[r], wk[j], t[r][j]);
+        }
+        for (int r = 0; r < R; r++) {
+            float *cr = c + r * ldc;
+            if (k0 == 0) memcpy(cr, t[r], (size_t)cols * sizeof(float));
+            else for (ptrdiff_t j = 0; j < cols; j++) cr[j] += t[r][j];
+        }
+    }
+}
+
+#define FD_DIRECT_ROWS(R)                                                                      \
+    static void direct_rows_##R(ptrdiff_t cols, ptrdiff_t k, const float *x, ptrdiff_t rsx,   \
+                                ptrdiff_t csx, const float *w, ptrdiff_t ldw, float *c,        \
+                                ptrdiff_t ldc)                                                 \
+    {                                                                                          \
+        direct_rows(R, cols, k, x, rsx, csx, w, ldw, c, ldc);                                  \
+    }
+FD_DIRECT_ROWS(1)
+FD_DIRECT_ROWS(2)
+FD_DIRECT_ROWS(3)
+FD_DIRECT_ROWS(4)
+FD_DIRECT_ROWS(5)
+
 #pragma GCC pop_options
 #else
 #define FD_HAVE_PACKED 0
 #endif
+
+int fd_gemm_direct_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
+                       ptrdiff_t csx, const float *w, ptrdiff_t ldw, float *c, ptrdiff_t ldc)
+{
+#if FD_HAVE_PACKED
+    if (m <= 0 || n <= 0) return 0;
+    if (m > MR - 1) return -1;
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += DIRECT_COLS) {
+        const ptrdiff_t cols = n - j0 < DIRECT_COLS ? n - j0 : DIRECT_COLS;
+        switch (m) {
+        case 1: direct_rows_1(cols, k, x, rsx, csx, w + j0, ldw, c + j0, ldc); break;
+        case 2: direct_rows_2(cols, k, x, rsx, csx, w + j0, ldw, c + j0, ldc); break;
+        case 3: direct_rows_3(cols, k, x, rsx, csx, w + j0, ldw, c + j0, ldc); break;
+        case 4: direct_rows_4(cols, k, x, rsx, csx, w + j0, ldw, c + j0, ldc); break;
+        default: direct_rows_5(cols, k, x, rsx, csx, w + j0, ldw, c + j0, ldc); break;
+        }
+    }
+    return 0;
+#else
+    (void)m; (void)n; (void)k; (void)x; (void)rsx; (void)csx; (void)w; (void)ldw; (void)c; (void)ldc;
+    return -1;
+#endif
+}
 
 int fd_packed_available(void)
 {

@@ -16,4 +16,12 @@ int fd_packed_available(void);
 int fd_gemm_packed_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
                        ptrdiff_t csx, const float *wp, float *c, ptrdiff_t ldc);
 
+/* The same product for a row-major w (w[kk * ldw + j]) read in place: for a few rows, where
+   packing w would cost more than it saves. Bitwise equal to fd_gemm_packed_f32 on the
+   packed w. -1 when scratch memory could not be allocated. */
+int fd_gemm_direct_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
+                       ptrdiff_t csx, const float *w, ptrdiff_t ldw, float *c, ptrdiff_t ldc);
+/* Rows below which fd_gemm_direct_f32 beats a BLAS. */
+#define FD_DIRECT_MAX_ROWS 5
+
 #endif

@@ -2,7 +2,7 @@
    AVX2 + FMA target region, after NR, store() and partial_store(). */
 
 static void tile_6x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-                        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
+                        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
                         int accumulate, ptrdiff_t cols)
 {
     __m256 a0_0 = _mm256_setzero_ps(), a0_1 = _mm256_setzero_ps();
@@ -12,7 +12,7 @@ static void tile_6x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
     __m256 a4_0 = _mm256_setzero_ps(), a4_1 = _mm256_setzero_ps();
     __m256 a5_0 = _mm256_setzero_ps(), a5_1 = _mm256_setzero_ps();
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * NR, *xk = x + kk * csx;
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m256 b0 = _mm256_loadu_ps(bk + 0);
         const __m256 b1 = _mm256_loadu_ps(bk + 8);
         const __m256 x0 = _mm256_broadcast_ss(xk + 0 * rsx);
@@ -66,7 +66,7 @@ static void tile_6x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
 }
 
 static void tile_5x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-                        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
+                        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
                         int accumulate, ptrdiff_t cols)
 {
     __m256 a0_0 = _mm256_setzero_ps(), a0_1 = _mm256_setzero_ps();
@@ -75,7 +75,7 @@ static void tile_5x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
     __m256 a3_0 = _mm256_setzero_ps(), a3_1 = _mm256_setzero_ps();
     __m256 a4_0 = _mm256_setzero_ps(), a4_1 = _mm256_setzero_ps();
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * NR, *xk = x + kk * csx;
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m256 b0 = _mm256_loadu_ps(bk + 0);
         const __m256 b1 = _mm256_loadu_ps(bk + 8);
         const __m256 x0 = _mm256_broadcast_ss(xk + 0 * rsx);
@@ -122,7 +122,7 @@ static void tile_5x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
 }
 
 static void tile_4x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-                        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
+                        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
                         int accumulate, ptrdiff_t cols)
 {
     __m256 a0_0 = _mm256_setzero_ps(), a0_1 = _mm256_setzero_ps();
@@ -130,7 +130,7 @@ static void tile_4x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
     __m256 a2_0 = _mm256_setzero_ps(), a2_1 = _mm256_setzero_ps();
     __m256 a3_0 = _mm256_setzero_ps(), a3_1 = _mm256_setzero_ps();
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * NR, *xk = x + kk * csx;
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m256 b0 = _mm256_loadu_ps(bk + 0);
         const __m256 b1 = _mm256_loadu_ps(bk + 8);
         const __m256 x0 = _mm256_broadcast_ss(xk + 0 * rsx);
@@ -170,14 +170,14 @@ static void tile_4x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
 }
 
 static void tile_3x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-                        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
+                        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
                         int accumulate, ptrdiff_t cols)
 {
     __m256 a0_0 = _mm256_setzero_ps(), a0_1 = _mm256_setzero_ps(), a0_2 = _mm256_setzero_ps(), a0_3 = _mm256_setzero_ps();
     __m256 a1_0 = _mm256_setzero_ps(), a1_1 = _mm256_setzero_ps(), a1_2 = _mm256_setzero_ps(), a1_3 = _mm256_setzero_ps();
     __m256 a2_0 = _mm256_setzero_ps(), a2_1 = _mm256_setzero_ps(), a2_2 = _mm256_setzero_ps(), a2_3 = _mm256_setzero_ps();
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * NR, *xk = x + kk * csx;
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m256 b0 = _mm256_loadu_ps(bk + 0 * pstride + 0);
         const __m256 b1 = _mm256_loadu_ps(bk + 0 * pstride + 8);
         const __m256 b2 = _mm256_loadu_ps(bk + 1 * pstride + 0);
@@ -230,14 +230,14 @@ static void tile_3x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
 }
 
 static void tile_3x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-                        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
+                        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
                         int accumulate, ptrdiff_t cols)
 {
     __m256 a0_0 = _mm256_setzero_ps(), a0_1 = _mm256_setzero_ps();
     __m256 a1_0 = _mm256_setzero_ps(), a1_1 = _mm256_setzero_ps();
     __m256 a2_0 = _mm256_setzero_ps(), a2_1 = _mm256_setzero_ps();
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * NR, *xk = x + kk * csx;
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m256 b0 = _mm256_loadu_ps(bk + 0);
         const __m256 b1 = _mm256_loadu_ps(bk + 8);
         const __m256 x0 = _mm256_broadcast_ss(xk + 0 * rsx);
@@ -270,13 +270,13 @@ static void tile_3x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
 }
 
 static void tile_2x3(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-                        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
+                        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
                         int accumulate, ptrdiff_t cols)
 {
     __m256 a0_0 = _mm256_setzero_ps(), a0_1 = _mm256_setzero_ps(), a0_2 = _mm256_setzero_ps(), a0_3 = _mm256_setzero_ps(), a0_4 = _mm256_setzero_ps(), a0_5 = _mm256_setzero_ps();
     __m256 a1_0 = _mm256_setzero_ps(), a1_1 = _mm256_setzero_ps(), a1_2 = _mm256_setzero_ps(), a1_3 = _mm256_setzero_ps(), a1_4 = _mm256_setzero_ps(), a1_5 = _mm256_setzero_ps();
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * NR, *xk = x + kk * csx;
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m256 b0 = _mm256_loadu_ps(bk + 0 * pstride + 0);
         const __m256 b1 = _mm256_loadu_ps(bk + 0 * pstride + 8);
         const __m256 b2 = _mm256_loadu_ps(bk + 1 * pstride + 0);
@@ -330,13 +330,13 @@ static void tile_2x3(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
 }
 
 static void tile_2x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-                        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
+                        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
                         int accumulate, ptrdiff_t cols)
 {
     __m256 a0_0 = _mm256_setzero_ps(), a0_1 = _mm256_setzero_ps();
     __m256 a1_0 = _mm256_setzero_ps(), a1_1 = _mm256_setzero_ps();
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * NR, *xk = x + kk * csx;
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m256 b0 = _mm256_loadu_ps(bk + 0);
         const __m256 b1 = _mm256_loadu_ps(bk + 8);
         const __m256 x0 = _mm256_broadcast_ss(xk + 0 * rsx);
@@ -362,12 +362,12 @@ static void tile_2x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
 }
 
 static void tile_1x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-                        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
+                        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
                         int accumulate, ptrdiff_t cols)
 {
     __m256 a0_0 = _mm256_setzero_ps(), a0_1 = _mm256_setzero_ps(), a0_2 = _mm256_setzero_ps(), a0_3 = _mm256_setzero_ps(), a0_4 = _mm256_setzero_ps(), a0_5 = _mm256_setzero_ps(), a0_6 = _mm256_setzero_ps(), a0_7 = _mm256_setzero_ps();
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * NR, *xk = x + kk * csx;
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m256 b0 = _mm256_loadu_ps(bk + 0 * pstride + 0);
         const __m256 b1 = _mm256_loadu_ps(bk + 0 * pstride + 8);
         const __m256 b2 = _mm256_loadu_ps(bk + 1 * pstride + 0);
@@ -410,12 +410,12 @@ static void tile_1x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
 }
 
 static void tile_1x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-                        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
+                        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
                         int accumulate, ptrdiff_t cols)
 {
     __m256 a0_0 = _mm256_setzero_ps(), a0_1 = _mm256_setzero_ps();
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * NR, *xk = x + kk * csx;
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m256 b0 = _mm256_loadu_ps(bk + 0);
         const __m256 b1 = _mm256_loadu_ps(bk + 8);
         const __m256 x0 = _mm256_broadcast_ss(xk + 0 * rsx);
@@ -437,7 +437,7 @@ static void tile_6x1_px(ptrdiff_t kc, const float *x,
                         const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
                         int accumulate, ptrdiff_t cols)
 {
-    const ptrdiff_t rsx = 1, csx = MR;
+    const ptrdiff_t rsx = 1, csx = MR, ldb = NR;
     __m256 a0_0 = _mm256_setzero_ps(), a0_1 = _mm256_setzero_ps();
     __m256 a1_0 = _mm256_setzero_ps(), a1_1 = _mm256_setzero_ps();
     __m256 a2_0 = _mm256_setzero_ps(), a2_1 = _mm256_setzero_ps();
@@ -446,7 +446,7 @@ static void tile_6x1_px(ptrdiff_t kc, const float *x,
     __m256 a5_0 = _mm256_setzero_ps(), a5_1 = _mm256_setzero_ps();
 #pragma GCC unroll 4
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * NR, *xk = x + kk * csx;
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m256 b0 = _mm256_loadu_ps(bk + 0);
         const __m256 b1 = _mm256_loadu_ps(bk + 8);
         const __m256 x0 = _mm256_broadcast_ss(xk + 0 * rsx);

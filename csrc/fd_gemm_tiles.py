@@ -10,27 +10,30 @@ SHAPES = [(6, 1), (5, 1), (4, 1), (3, 2), (3, 1), (2, 3), (2, 1), (1, 4), (1, 1)
 
 
 def tile(r_count: int, p_count: int, packed_x: bool = False) -> str:
-    """packed_x: x is a row tile packed by pack_x (MR values per k, contiguous), so the
-    strides are constants and the k loop is unrolled."""
+    """b[kk * ldb + p * pstride + j] is the weight of column p * 16 + j at k = kk (packed
+    panels: ldb = 16, pstride = 16 k; a row-major kernel read in place: ldb = its row
+    stride, pstride = 16). packed_x: x is a row tile packed by pack_x (MR values per k,
+    contiguous) and b packed, so the strides are constants and the k loop is unrolled."""
     vecs = 2 * p_count
     acc = [[f"a{r}_{v}" for v in range(vecs)] for r in range(r_count)]
     name = f"tile_{r_count}x{p_count}" + ("_px" if packed_x else "")
     strides = "" if packed_x else " ptrdiff_t rsx, ptrdiff_t csx,"
+    ldb = "" if packed_x else " ptrdiff_t ldb,"
     lines = [
         f"static void {name}(ptrdiff_t kc, const float *x,{strides}",
-        "                        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc,",
+        f"                        const float *b,{ldb} ptrdiff_t pstride, float *c, ptrdiff_t ldc,",
         "                        int accumulate, ptrdiff_t cols)",
         "{",
     ]
     if packed_x:
-        lines.append("    const ptrdiff_t rsx = 1, csx = MR;")
+        lines.append("    const ptrdiff_t rsx = 1, csx = MR, ldb = NR;")
     for row in acc:
         lines.append("    __m256 " + ", ".join(f"{name} = _mm256_setzero_ps()" for name in row) + ";")
     if packed_x:
         lines.append("#pragma GCC unroll 4")
     lines += [
         "    for (ptrdiff_t kk = 0; kk < kc; kk++) {",
-        "        const float *bk = b + kk * NR, *xk = x + kk * csx;",
+        "        const float *bk = b + kk * ldb, *xk = x + kk * csx;",
     ]
     for v in range(vecs):
         offset = f"{v // 2} * pstride + {8 * (v % 2)}" if p_count > 1 else f"{8 * (v % 2)}"

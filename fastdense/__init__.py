@@ -39,6 +39,8 @@ def config_info() -> dict:
     return {
         "fastdense": __version__,
         "cpu_path": _kernels.cpu_path(),
+        "float32_gemm": ("fastdense AVX2 kernel for layers (weights packed once) and 1-5 row calls; "
+                         "BLAS otherwise") if _kernels.packed_available() else "BLAS",
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
         "blas_library": path or "unknown",

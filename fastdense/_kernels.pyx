@@ -260,7 +260,10 @@ cdef class PackedKernel:
                 fd_pack_f32(<const float *>cnp.PyArray_DATA(kernel), n, 0, k, n,
                             <float *>cnp.PyArray_DATA(out))
             out.flags.writeable = False
-            self.packed = out
+            self.packed = out.view()   # a view of a read-only base can never be written
+
+    def __reduce__(self):
+        return (PackedKernel, (self.kernel,))   # packed again on load
 
     @property
     def shape(self):

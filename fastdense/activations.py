@@ -600,6 +600,19 @@ def resolve(activation: Any) -> ActivationSpec:
     raise TypeError(_type_message(activation))
 
 
+def halves(activation: Any) -> bool:
+    """True when ``activation`` halves the last axis (glu); False for every other one,
+    Python callables included.
+
+    >>> halves("glu"), halves(relu)
+    (True, False)
+    """
+    try:
+        return bool(resolve(activation).halves)
+    except (TypeError, ValueError):
+        return False
+
+
 def is_fused(activation: Any) -> bool:
     """True when ``ops.dense`` computes ``activation`` inside the kernel (see :func:`resolve`).
 

@@ -89,7 +89,7 @@ def pack_kernel(kernel: Any) -> PackedKernel:
         raise ValueError(f"pack_kernel: kernel must be 2-D (K, N), got shape {arr.shape}")
     arr = np.array(arr, dtype=_compute_dtype(arr), order="C", copy=True)
     arr.flags.writeable = False
-    return PackedKernel(arr)
+    return PackedKernel(arr.view())   # a view of a read-only base can never be made writeable
 
 
 def dense(x: Any, kernel: Any, bias: Any = None, activation: Any = "linear", *,

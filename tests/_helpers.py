@@ -22,6 +22,14 @@ KERAS3 = sorted(name for name, info in INDEX.items() if info.get("only") != "h5"
 FIXTURE_FILES = [f"{n}.keras" for n in KERAS3] + [f"{n}.h5" for n in sorted(INDEX)]  # every model file
 
 
+def softmax64(z: Any) -> Any:
+    """Row-wise softmax over the last axis, the float64 reference formula."""
+    import numpy as np
+
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
 def as_json(value: Any) -> Any:
     """``value`` after a trip through JSON (tuples become lists, keys strings)."""
     return json.loads(json.dumps(value))

@@ -238,8 +238,11 @@ class LayerNotConnectedError(AttributeError, RuntimeError):
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
+    """``array`` frozen for good: a view of a read-only base, which NumPy refuses to make
+    writeable again (compiled plans and packed kernels hold copies of the weights, so an
+    in-place edit would silently not reach them; set_weights is the way to change weights)."""
     array.flags.writeable = False
-    return array
+    return array.view()
 
 
 # --------------------------------------------------------------------------
@@ -577,6 +580,20 @@ class Layer:
             if index is not None and key != "_values":
                 setattr(self, key, new_values[index])
         self._refresh_cache()
+
+    def __getstate__(self) -> dict:
+        # copy.deepcopy and pickle: caches (packed kernels, compiled plans) are rebuilt on use
+        state = dict(self.__dict__)
+        state.pop("_fd_plans", None)
+        if "_packed" in state:
+            state["_packed"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        for value in self.__dict__.get("_values", ()):
+            if isinstance(value, np.ndarray) and value.flags.writeable:
+                value.flags.writeable = False   # weights stay read-only in the copy too
 
     def count_params(self) -> int:
         """Total number of scalars in the weights (the layer must be built)."""

@@ -225,7 +225,8 @@ class Dense(Layer):
         return out if post is None else post(out)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
-        return tuple(input_shape)[:-1] + (self.units,)
+        units = self.units // 2 if activations.halves(self._activation) else self.units
+        return tuple(input_shape)[:-1] + (units,)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -264,6 +265,8 @@ class Activation(Layer):
         return self.activation(inputs)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
+        if activations.halves(self.activation) and input_shape and input_shape[-1] is not None:
+            return tuple(input_shape)[:-1] + (input_shape[-1] // 2,)
         return input_shape
 
     def get_config(self) -> dict:

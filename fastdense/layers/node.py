@@ -25,6 +25,9 @@ class KerasHistory(tuple):
     def __new__(cls, layer: "Layer", node_index: int, tensor_index: int) -> "KerasHistory":
         return tuple.__new__(cls, (layer, node_index, tensor_index))
 
+    def __getnewargs__(self) -> tuple:  # copy.deepcopy and pickle
+        return tuple(self)
+
     @property
     def layer(self) -> "Layer":
         return self[0]
