@@ -19,8 +19,12 @@
 
 #define NR 16                   /* columns per panel: two AVX2 vectors */
 #define MR 6                    /* rows per micro-tile */
+#ifndef KC_MAX
 #define KC_MAX 256              /* K block: a 16-column slice of it stays in L1 (16 KiB) */
+#endif
+#ifndef MC
 #define MC 144                  /* rows per block of x, packed (MC x KC: 144 KiB, in L2) */
+#endif
 
 ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n)
 {

@@ -519,6 +519,9 @@ static void task_epilogue(job_t *job, ptrdiff_t t, void *scratch)
 #define FD_SPLIT_WORK (1L << 21)
 /* A few rows are bound by reading the weights: split them from 128 Ki weights (512 KiB f32). */
 #define FD_SPLIT_WORK_FEW_ROWS (1L << 17)
+/* fastdense's own kernels start no BLAS threads and pack nothing per call: split them from
+   less work, counting the columns they compute (panels of 16). */
+#define FD_SPLIT_WORK_OWN (1L << 19)
 /* OpenBLAS threads a GEMM above this many multiply-adds (SMP_THRESHOLD_MIN * 4). */
 #define FD_BLAS_MT_WORK (1L << 18)
 
@@ -540,7 +543,10 @@ static int dense_own_threads(const fd_dense_args *a, double work)
        now take the parts (a lone call gets them all, concurrent calls run their parts on
        their own thread). Few rows split by columns, so a thread that runs several parts
        still packs each slice of the weights once. */
-    const int parts = (work >= FD_SPLIT_WORK || (a->m <= 4 && work >= FD_SPLIT_WORK_FEW_ROWS))
+    const int own = uses_own_kernel(a);
+    const double own_work = (double)a->m * (double)((a->n + 15) / 16 * 16) * (double)(a->k > 0 ? a->k : 1);
+    const int parts = (work >= FD_SPLIT_WORK || (a->m <= 4 && work >= FD_SPLIT_WORK_FEW_ROWS)
+                       || (own && own_work >= FD_SPLIT_WORK_OWN))
                       ? fd_get_num_threads() : 1;
     const unsigned long helpers = parts > 1 ? claim_workers(parts - 1) : 0;
     job_t job;
