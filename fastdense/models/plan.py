@@ -42,6 +42,9 @@ _BLOCK_BYTES = 2 << 20                # intermediates of one block: about L2 + a
 _BLAS_BLOCK_BYTES = 64 << 20          # multi-threaded BLAS: whole batches up to this scratch size
 
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 class _Unsupported(Exception):
     """The model has something the plan does not cover: run it layer by layer."""
 
@@ -58,6 +61,7 @@ class CompiledPlan:
         self.block = block                       # samples per block when fastdense threads
         self._sample_elems = max(int(sample_elems), 1)
         self._local = threading.local()          # per-thread scratch, reused across calls
+        self._layouts: dict[int, tuple[int, int]] = {}  # packed plans: m -> (block, tasks)
 
     def _layout(self, m: int) -> tuple[int, int]:
         """(block, tasks) for m samples.
@@ -68,7 +72,16 @@ class CompiledPlan:
         in blocks as large as memory allows, since the BLAS's threads work well only on large
         GEMMs.
         """
-        if self._packed or _kernels.own_threading():
+        if self._packed:
+            # fixed per m (cached): fd_plan_run runs at most fastdense's thread count of tasks
+            layout = self._layouts.get(m)
+            if layout is None:
+                block = min(self.block, m)
+                layout = block, max(1, min(_kernels.cpu_count(), -(-m // block)))
+                if len(self._layouts) < 64:
+                    self._layouts[m] = layout
+            return layout
+        if _kernels.own_threading():
             block = min(self.block, m)
             return block, max(1, min(_kernels.get_num_threads(), -(-m // block)))
         cap = max(self.block, _BLAS_BLOCK_BYTES // (self._sample_elems * self.dtype.itemsize))
@@ -78,7 +91,8 @@ class CompiledPlan:
         """Outputs for C-contiguous inputs of the plan dtype and shapes (``out``: written in place)."""
         m = arrays[0].shape[0]
         if out is None:
-            outputs = [np.empty((m,) + shape, self.dtype) for shape in self.out_shapes]
+            dtype = self.dtype
+            outputs = [np.empty((m,) + shape, dtype) for shape in self.out_shapes]
         else:
             outputs = list(out)
         if m == 0:
@@ -89,7 +103,7 @@ class CompiledPlan:
         if scratch is None or scratch.size < need:
             scratch = np.empty(need, self.dtype)
             self._local.scratch = scratch
-        self._plan.run(list(arrays), outputs, m, block, scratch, tasks)
+        self._plan.run(arrays if type(arrays) is list else list(arrays), outputs, m, block, scratch, tasks)
         return outputs
 
 
@@ -283,13 +297,19 @@ def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndar
     """
     first = arrays[0]
     dtype = first.dtype
-    if dtype != np.float32 and dtype != np.float64:
+    if dtype is not _F32 and dtype is not _F64 and dtype != _F32 and dtype != _F64:
+        return None   # (identity first: the common case costs no dtype comparison)
+    char = dtype.char
+    if first.ndim < 1 or not first.flags.c_contiguous:
         return None
-    m = first.shape[0] if first.ndim else -1
-    for a in arrays:
-        if a.dtype != dtype or a.ndim < 1 or a.shape[0] != m or not a.flags.c_contiguous:
-            return None
-    key = (dtype.char, record_losses) + tuple(a.shape[1:] for a in arrays)
+    if len(arrays) == 1:
+        key: tuple = (char, record_losses, first.shape[1:])
+    else:
+        m = first.shape[0]
+        for a in arrays:
+            if a.dtype != dtype or a.ndim < 1 or a.shape[0] != m or not a.flags.c_contiguous:
+                return None
+        key = (char, record_losses) + tuple(a.shape[1:] for a in arrays)
     cache = model.__dict__.get("_fd_plans")
     entry = cache.get(key) if cache is not None and cache[None] == Layer._weights_epoch else None
     if entry is None:
@@ -304,5 +324,6 @@ def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndar
     if entry is False:
         return None
     if out is not None:
+        m = first.shape[0]
         check_out(out, [(m,) + shape for shape in entry.out_shapes], dtype, arrays)
     return entry.run(arrays, out)
