@@ -33,18 +33,23 @@ ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n)
 
 void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst)
 {
-    for (ptrdiff_t p0 = 0; p0 < n; p0 += NR) {
-        const ptrdiff_t cols = n - p0 < NR ? n - p0 : NR;
-        for (ptrdiff_t kk = 0; kk < k; kk++) {
-            float *d = dst + kk * NR;
-            if (!colmajor) {
-                memcpy(d, w + kk * ldw + p0, (size_t)cols * sizeof(float));
-            } else {
-                for (ptrdiff_t j = 0; j < cols; j++) d[j] = w[kk + (p0 + j) * ldw];
+    /* in blocks of 32 rows of w, so a block's rows stay in cache (and in the TLB) while
+       every panel takes its 16 columns of them */
+    const ptrdiff_t np = (n + NR - 1) / NR;
+    for (ptrdiff_t k0 = 0; k0 < k; k0 += 32) {
+        const ptrdiff_t k1 = k0 + 32 < k ? k0 + 32 : k;
+        for (ptrdiff_t p = 0; p < np; p++) {
+            const ptrdiff_t p0 = p * NR, cols = n - p0 < NR ? n - p0 : NR;
+            float *d = dst + p * k * NR + k0 * NR;
+            for (ptrdiff_t kk = k0; kk < k1; kk++, d += NR) {
+                if (!colmajor) {
+                    memcpy(d, w + kk * ldw + p0, (size_t)cols * sizeof(float));
+                } else {
+                    for (ptrdiff_t j = 0; j < cols; j++) d[j] = w[kk + (p0 + j) * ldw];
+                }
+                for (ptrdiff_t j = cols; j < NR; j++) d[j] = 0.0f;
             }
-            for (ptrdiff_t j = cols; j < NR; j++) d[j] = 0.0f;
         }
-        dst += k * NR;
     }
 }
 

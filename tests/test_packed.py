@@ -676,3 +676,20 @@ def test_glu_halves_the_symbolic_output_shape():
     x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
     assert model.predict(x).shape == (4, 3)
     assert compile_plan(model, [(6,)], np.float32) is not None
+
+
+@needs_packed
+@pytest.mark.parametrize("m", [2, 3, 5, 6, 7, 13, 32, 64])
+def test_few_row_calls_on_a_plain_kernel_equal_the_packed_kernel(m):
+    """2-64 rows of float32 against a plain kernel run fastdense's own kernel (weights read in
+    place, or packed per call): the same bits as the layer's packed kernel, and float64-close."""
+    rng = np.random.default_rng(m)
+    for k, n in [(37, 5), (300, 100), (513, 130)]:
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        w = rng.standard_normal((k, n)).astype(np.float32)
+        b = rng.standard_normal(n).astype(np.float32)
+        plain = ops.dense(x, w, b, "relu")
+        np.testing.assert_array_equal(plain, ops.dense(x, ops.pack_kernel(w), b, "relu"))
+        np.testing.assert_array_equal(ops.dense(x, np.asfortranarray(w), b, "relu"), plain)
+        z, mag = pre_activation(x, w, b)
+        assert np.all(np.abs(plain - np.maximum(z, 0)) <= 1e-5 * mag.max() + 1e-6)
