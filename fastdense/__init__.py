@@ -39,7 +39,7 @@ def config_info() -> dict:
     return {
         "fastdense": __version__,
         "cpu_path": _kernels.cpu_path(),
-        "float32_gemm": ("fastdense AVX2 kernel for layers (weights packed once) and 1-5 row calls; "
+        "float32_gemm": ("fastdense AVX2 kernel (layers' packed weights; ops.dense with 2-64 rows), "
                          "BLAS otherwise") if _kernels.packed_available() else "BLAS",
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
@@ -48,7 +48,7 @@ def config_info() -> dict:
         "blas_threads": blas_threads if blas_threads > 0 else "unknown",
         "fastdense_threads": _kernels.get_num_threads(),
         "thread_policy": "fastdense pool (BLAS single-threaded)" if _kernels.own_threading()
-                         else "BLAS-threaded, concurrent GEMMs take turns",
+                         else "BLAS-threaded, concurrent GEMMs take turns (fastdense's own kernels: its pool)",
         "cpu_count": _kernels.cpu_count(),
     }
 
