@@ -269,6 +269,15 @@ static void run_tasks(job_t *job)
     free(scratch);
 }
 
+/* One step of a spin-wait. Every 512th step yields the CPU: when the thread being waited for
+   shares this core (the scheduler's choice, or a busy machine), a pure spin would take its
+   time slices; on an idle core sched_yield returns at once. */
+static inline void fd_spin_pause(int spin)
+{
+    if ((spin & 511) == 511) sched_yield();
+    else FD_PAUSE();
+}
+
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
@@ -276,7 +285,7 @@ static void *worker_main(void *arg)
     for (;;) {
         /* spin briefly first: the next layer's job usually follows within microseconds */
         job_t *job = NULL;
-        for (int spin = 0; spin < 2000 && (job = atomic_load(&w->job)) == NULL; spin++) FD_PAUSE();
+        for (int spin = 0; spin < 2000 && (job = atomic_load(&w->job)) == NULL; spin++) fd_spin_pause(spin);
         if (job == NULL) {
             pthread_mutex_lock(&w->mu);
             while ((job = atomic_load(&w->job)) == NULL) pthread_cond_wait(&w->cv, &w->mu);
@@ -380,7 +389,7 @@ static int run_job_claimed(job_t *job, unsigned long helpers)
         pthread_mutex_unlock(&w->mu);
     }
     run_tasks(job);
-    for (int spin = 0; spin < 4000 && atomic_load(&job->pending) > 0; spin++) FD_PAUSE();
+    for (int spin = 0; spin < 4000 && atomic_load(&job->pending) > 0; spin++) fd_spin_pause(spin);
     pthread_mutex_lock(&job->mu);
     while (atomic_load(&job->pending) > 0) pthread_cond_wait(&job->cv, &job->mu);
     pthread_mutex_unlock(&job->mu);
