@@ -40,6 +40,8 @@ _MERGES = {Add: _ADD, Subtract: _SUB, Multiply: _MUL, Average: _AVG, Maximum: _M
 _ROWS_PER_BLOCK = 256                 # GEMM rows per block: the BLAS re-packs weights per call
 _BLOCK_BYTES = 2 << 20                # intermediates of one block: about L2 + a slice of L3
 _BLAS_BLOCK_BYTES = 64 << 20          # multi-threaded BLAS: whole batches up to this scratch size
+_SMALL_BATCH = 48                     # packed plans: batches up to this size split by samples ...
+_SMALL_BATCH_WORK = 1 << 20           # ... when they are at least this many multiply-adds
 
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -53,9 +55,10 @@ class CompiledPlan:
     """A model compiled for one dtype and one set of per-sample input shapes."""
 
     def __init__(self, plan: Any, dtype: np.dtype, out_shapes: list[tuple], sample_elems: int,
-                 block: int, packed: bool = False) -> None:
+                 block: int, packed: bool = False, macs_per_sample: int = 0) -> None:
         self._plan = plan
         self._packed = packed                    # every Dense runs the packed kernel
+        self._macs = macs_per_sample             # Dense multiply-adds per sample
         self.dtype = dtype
         self.out_shapes = out_shapes             # per sample
         self.block = block                       # samples per block when fastdense threads
@@ -76,8 +79,12 @@ class CompiledPlan:
             # fixed per m (cached): fd_plan_run runs at most fastdense's thread count of tasks
             layout = self._layouts.get(m)
             if layout is None:
-                block = min(self.block, m)
-                layout = block, max(1, min(_kernels.cpu_count(), -(-m // block)))
+                block, cores = min(self.block, m), _kernels.cpu_count()
+                if cores > 1 and 6 * cores <= m <= _SMALL_BATCH and m * self._macs >= _SMALL_BATCH_WORK:
+                    # a small batch: each core takes its samples through every layer (one join
+                    # per call instead of one per layer), in multiples of the kernel's 6 rows
+                    block = -(-(-(-m // cores)) // 6) * 6
+                layout = block, max(1, min(cores, -(-m // block)))
                 if len(self._layouts) < 64:
                     self._layouts[m] = layout
             return layout
@@ -267,7 +274,8 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     dense_kernels = [step[7] for step in plan_steps if step[0] == _DENSE]
     packed = bool(dense_kernels) and all(type(w) is ops.PackedKernel and w.packed is not None
                                          for w in dense_kernels)
-    return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed)
+    macs = sum(step[3] * step[4] * step[5] for step in plan_steps if step[0] == _DENSE)
+    return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed, macs)
 
 
 def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,
