@@ -41,6 +41,11 @@ void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdi
         for (ptrdiff_t p = 0; p < np; p++) {
             const ptrdiff_t p0 = p * NR, cols = n - p0 < NR ? n - p0 : NR;
             float *d = dst + p * k * NR + k0 * NR;
+            if (!colmajor && cols == NR) {   /* the common case: a fixed-size copy, inlined */
+                for (ptrdiff_t kk = k0; kk < k1; kk++, d += NR)
+                    memcpy(d, w + kk * ldw + p0, NR * sizeof(float));
+                continue;
+            }
             for (ptrdiff_t kk = k0; kk < k1; kk++, d += NR) {
                 if (!colmajor) {
                     memcpy(d, w + kk * ldw + p0, (size_t)cols * sizeof(float));
