@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "fd_plan.h"
-#include "fd_gemm.h"
 
 #define FD_PLAN_MAX_BUFS 256
 
@@ -137,20 +136,6 @@ static int run_task(void *ctx, ptrdiff_t t)
     return 0;
 }
 
-/* 1 when every dense step runs the packed kernel (single-threaded per call: the plan splits
-   blocks over fastdense's pool whatever the BLAS threading). */
-static int all_packed(const fd_plan *p)
-{
-    if (p->dtype != FD_F32 || !fd_packed_available()) return 0;
-    int dense = 0;
-    for (int s = 0; s < p->nsteps; s++)
-        if (p->steps[s].kind == FD_STEP_DENSE) {
-            if (!p->steps[s].wpack) return 0;
-            dense++;
-        }
-    return dense > 0;
-}
-
 int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
                 ptrdiff_t block, void *scratch, int max_tasks)
 {
@@ -161,10 +146,11 @@ int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *output
     c.p = p; c.inputs = inputs; c.outputs = outputs; c.m = m; c.scratch = scratch;
     c.block = block;
     c.nblocks = (m + block - 1) / block;
-    const int own = fd_own_threading() || all_packed(p);
+    /* the caller asks for several tasks only where fastdense's pool threads the plan (its own
+       thread policy, or every dense step on the packed kernel) */
     c.lock = !fd_own_threading();
     c.ntasks = 1;
-    if (own) {
+    if (max_tasks > 1) {
         c.ntasks = fd_get_num_threads();
         if (c.ntasks > max_tasks) c.ntasks = max_tasks;
         if (c.ntasks > c.nblocks) c.ntasks = c.nblocks;
