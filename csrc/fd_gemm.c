@@ -129,21 +129,15 @@ static void row_tile(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrd
 #undef FD_TILE
 }
 
-/* x[rows, k0:k0+kc] -> dst as row tiles of MR: dst[t * kc * MR + kk * MR + r], zero rows
-   padding the last tile (so a tile's MR values at one k sit in one cache line). */
+/* x[rows, k0:k0+kc] -> dst as row tiles of MR (rows is a multiple of MR):
+   dst[t * kc * MR + kk * MR + r], so a tile's MR values at one k sit in one cache line. */
 static void pack_x(const float *x, ptrdiff_t rsx, ptrdiff_t csx, ptrdiff_t rows, ptrdiff_t kc, float *dst)
 {
     for (ptrdiff_t i = 0; i < rows; i += MR, dst += kc * MR) {
-        const ptrdiff_t r_count = rows - i < MR ? rows - i : MR;
         const float *xr[MR];
-        for (ptrdiff_t r = 0; r < MR; r++) xr[r] = x + (i + (r < r_count ? r : 0)) * rsx;
-        if (r_count == MR) {
-            for (ptrdiff_t kk = 0; kk < kc; kk++)
-                for (ptrdiff_t r = 0; r < MR; r++) dst[kk * MR + r] = xr[r][kk * csx];
-        } else {
-            for (ptrdiff_t kk = 0; kk < kc; kk++)
-                for (ptrdiff_t r = 0; r < MR; r++) dst[kk * MR + r] = r < r_count ? xr[r][kk * csx] : 0.0f;
-        }
+        for (ptrdiff_t r = 0; r < MR; r++) xr[r] = x + (i + r) * rsx;
+        for (ptrdiff_t kk = 0; kk < kc; kk++)
+            for (ptrdiff_t r = 0; r < MR; r++) dst[kk * MR + r] = xr[r][kk * csx];
     }
 }
 

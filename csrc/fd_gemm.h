@@ -21,7 +21,7 @@ int fd_gemm_packed_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, pt
    packed w. -1 when scratch memory could not be allocated. */
 int fd_gemm_direct_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
                        ptrdiff_t csx, const float *w, ptrdiff_t ldw, float *c, ptrdiff_t ldc);
-/* Rows below which fd_gemm_direct_f32 beats a BLAS. */
+/* Most rows fd_gemm_direct_f32 takes (2 to 5 rows: where it beats a BLAS). */
 #define FD_DIRECT_MAX_ROWS 5
 
 #endif
