@@ -592,7 +592,11 @@ static int dense_own_threads(const fd_dense_args *a, double work)
            of 16 columns); a row-wise epilogue runs after the barrier */
         const int halves = fd_act_halves(a->act.code), rowwise = fd_act_rowwise(a->act.code);
         job.fn = task_cols;
-        job.cols_per_task = ceil_div(ceil_div(a->n, parts), 16) * 16;
+        /* a few rows pack nothing per task: cut finer (four parts per thread, 64 columns at
+           least), so a thread slowed down by the machine takes fewer of them */
+        const ptrdiff_t pieces = a->m < 6 && uses_own_kernel(a) ? 4 * (ptrdiff_t)parts : parts;
+        job.cols_per_task = ceil_div(ceil_div(a->n, pieces), 16) * 16;
+        if (pieces > parts && job.cols_per_task < 64) job.cols_per_task = 64;
         job.ntasks = ceil_div(a->n, job.cols_per_task);
         if (halves) {
             job.shared = malloc((size_t)a->m * a->n * esize(a) + 64);

@@ -1,6 +1,7 @@
 /* fastdense whole-model plan runner: every layer of a block of samples back to back, so the
    intermediates of one block stay in cache; blocks spread over fastdense's pool when the BLAS
    is single-threaded (see fd_kernel.c for the thread policy). */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@ typedef struct {
     ptrdiff_t m, block, nblocks, ntasks;
     char *scratch;
     int lock;
+    atomic_long next_block;          /* blocks are claimed as threads get free */
 } plan_ctx;
 
 #define MERGE_LOOP(T, OP)                                                        \
@@ -126,10 +128,12 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
 
 static int run_task(void *ctx, ptrdiff_t t)
 {
-    const plan_ctx *c = ctx;
+    plan_ctx *c = ctx;
     const fd_plan *p = c->p;
     char *scratch = c->scratch + (size_t)t * c->block * p->sample_elems * (p->dtype == FD_F32 ? 4 : 8);
-    for (ptrdiff_t b = t; b < c->nblocks; b += c->ntasks) {
+    /* a block's results do not depend on the thread that runs it, so a thread slowed down by
+       the machine simply takes fewer blocks */
+    for (ptrdiff_t b; (b = atomic_fetch_add(&c->next_block, 1)) < c->nblocks;) {
         ptrdiff_t r0 = b * c->block, rows = c->m - r0 < c->block ? c->m - r0 : c->block;
         if (run_block(c, r0, rows, scratch)) return -1;
     }
@@ -146,6 +150,7 @@ int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *output
     c.p = p; c.inputs = inputs; c.outputs = outputs; c.m = m; c.scratch = scratch;
     c.block = block;
     c.nblocks = (m + block - 1) / block;
+    atomic_init(&c.next_block, 0);
     /* the caller asks for several tasks only where fastdense's pool threads the plan (its own
        thread policy, or every dense step on the packed kernel) */
     c.lock = !fd_own_threading();
