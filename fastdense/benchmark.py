@@ -159,14 +159,20 @@ def time_interleaved(
 
 
 def _calibrate(timer: timeit.Timer, sample_time: float, warmup: float) -> float:
-    """Seconds per call, from growing batches of calls run for at least ``warmup`` seconds
-    until one batch lasts a tenth of ``sample_time``."""
-    calls, spent = 1, 0.0
+    """Seconds per call: the fastest per-call time of growing batches of calls, run for at
+    least ``warmup`` seconds and until one batch lasts a tenth of ``sample_time``.
+
+    The fastest batch, not the last one: a single slow batch (a cold first call, a burst of
+    load) would make every sample of that contender a few calls long, and the median of short
+    samples drops the slow calls that the median of long samples includes.
+    """
+    calls, spent, best = 1, 0.0, math.inf
     while True:
         elapsed = timer.timeit(calls)
         spent += elapsed
+        best = min(best, elapsed / calls)
         if (elapsed >= sample_time / 10 and spent >= warmup) or calls >= 1 << 22:
-            return max(elapsed / calls, 1e-9)
+            return max(best, 1e-9)
         if elapsed < sample_time / 10:
             calls *= 10 if elapsed < sample_time / 100 else 2
 

@@ -37,6 +37,26 @@ def test_time_interleaved_measures_every_contender():
         assert t.to_dict()["calls_per_sample"] == t.calls_per_sample >= 1
 
 
+def test_samples_last_about_sample_time_despite_one_slow_call():
+    # one slow call late in the calibration (a burst of load) must not shorten every sample:
+    # the median of short samples drops the slow calls that the median of long samples keeps
+    import time
+    state = {"start": None, "slept": False}
+
+    def contender():
+        now = time.perf_counter()
+        if state["start"] is None:
+            state["start"] = now
+        elif not state["slept"] and now - state["start"] > 0.025:
+            state["slept"] = True
+            time.sleep(0.02)
+
+    t = benchmark.time_interleaved({"bursty": contender}, min_time=0.005, min_samples=3,
+                                   warmup=0.03, sample_time=0.01)["bursty"]
+    assert state["slept"]
+    assert t.calls_per_sample * t.median > 0.003, (t.calls_per_sample, t.median)
+
+
 def test_format_helpers():
     assert benchmark.format_time(1.5e-6) == "1.5 us"
     assert benchmark.format_time(0.0123) == "12.3 ms"
