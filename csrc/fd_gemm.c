@@ -33,11 +33,17 @@ ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n)
 
 void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst)
 {
+    fd_pack_f32_rows(w, ldw, colmajor, k, n, 0, k, dst);
+}
+
+void fd_pack_f32_rows(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n,
+                      ptrdiff_t r0, ptrdiff_t r1, float *dst)
+{
     /* in blocks of 32 rows of w, so a block's rows stay in cache (and in the TLB) while
        every panel takes its 16 columns of them */
     const ptrdiff_t np = (n + NR - 1) / NR;
-    for (ptrdiff_t k0 = 0; k0 < k; k0 += 32) {
-        const ptrdiff_t k1 = k0 + 32 < k ? k0 + 32 : k;
+    for (ptrdiff_t k0 = r0; k0 < r1; k0 += 32) {
+        const ptrdiff_t k1 = k0 + 32 < r1 ? k0 + 32 : r1;
         for (ptrdiff_t p = 0; p < np; p++) {
             const ptrdiff_t p0 = p * NR, cols = n - p0 < NR ? n - p0 : NR;
             float *d = dst + p * k * NR + k0 * NR;

@@ -8,6 +8,10 @@
 ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n);
 /* Pack w[kk, j] = colmajor ? w[kk + j * ldw] : w[kk * ldw + j] into dst. */
 void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst);
+/* The same for rows [r0, r1) of w only (dst is the whole packed matrix): threads can pack
+   row ranges of one matrix side by side. */
+void fd_pack_f32_rows(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n,
+                      ptrdiff_t r0, ptrdiff_t r1, float *dst);
 /* 1 when this CPU runs the packed kernel (AVX2 + FMA and not forced to the baseline). */
 int fd_packed_available(void);
 /* c[i, j] = sum_kk x[i * rsx + kk * csx] * w[kk, j] for i < m, j < n, with wp the packed w

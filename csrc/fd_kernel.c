@@ -437,18 +437,19 @@ static int uses_direct(const fd_dense_args *a)
            && fd_packed_available();
 }
 
-/* 2 to FD_PACK_PER_CALL_MAX_ROWS rows of f32 without packed weights (and not run by the
-   direct kernel): pack them per call
-   (each thread its own columns) and run the packed kernel. OpenBLAS is slow with this few
-   rows (the row-major trick makes them its narrow dimension): at 32x512x512 it takes 1.7x
-   the time of packing plus the packed kernel (beyond 64 rows the two are about even). */
+/* Two rows or more of f32 without packed weights (and not run by the direct kernel): pack the
+   weights per call and run the packed kernel, so every batch gives the bits of the layer's
+   packed weights. OpenBLAS is slow with few rows (the row-major trick makes them its narrow
+   dimension: at 32x512x512 it takes 1.7x the time of packing plus the packed kernel) and
+   re-packs the weights per call itself. Up to FD_PACK_PER_CALL_MAX_ROWS rows each thread
+   packs the columns it computes; beyond, the threads pack the whole matrix once, together
+   (dense_pack_shared), and split the rows. */
 #ifndef FD_PACK_PER_CALL_MAX_ROWS
 #define FD_PACK_PER_CALL_MAX_ROWS 64
 #endif
 static int uses_pack_per_call(const fd_dense_args *a)
 {
-    return a->dtype == FD_F32 && a->wpack == NULL && a->m >= 2 && a->m <= FD_PACK_PER_CALL_MAX_ROWS
-           && !uses_direct(a) && fd_packed_available();
+    return a->dtype == FD_F32 && a->wpack == NULL && a->m >= 2 && !uses_direct(a) && fd_packed_available();
 }
 
 /* fastdense's own single-threaded kernels: split over its own pool */
@@ -673,6 +674,39 @@ static int dense_blas_threads(const fd_dense_args *a, double work)
     return rc;
 }
 
+typedef struct {
+    const fd_dense_args *a;
+    float *dst;
+    ptrdiff_t rows_per_task;
+} pack_ctx;
+
+static int pack_task(void *ctx, ptrdiff_t t)
+{
+    const pack_ctx *p = ctx;
+    const fd_dense_args *a = p->a;
+    const ptrdiff_t r0 = t * p->rows_per_task;
+    const ptrdiff_t r1 = a->k - r0 < p->rows_per_task ? a->k : r0 + p->rows_per_task;
+    fd_pack_f32_rows((const float *)a->w, a->ldw, a->w_colmajor, a->k, a->n, r0, r1, p->dst);
+    return 0;
+}
+
+/* Pack the weights (row ranges of them over the free cores), then run the packed path. */
+static int dense_pack_shared(const fd_dense_args *a, double work)
+{
+    float *wp = malloc((size_t)fd_pack_f32_size(a->k, a->n) * sizeof(float) + 64);
+    if (!wp) return -1;
+    const int threads = fd_get_num_threads();
+    pack_ctx pc = {a, wp, ceil_div(ceil_div(a->k, 4 * (ptrdiff_t)threads), 32) * 32};
+    int rc = fd_parallel_for(pack_task, &pc, ceil_div(a->k, pc.rows_per_task), threads - 1);
+    if (rc == 0) {
+        fd_dense_args b = *a;
+        b.wpack = wp;
+        rc = dense_own_threads(&b, work);
+    }
+    free(wp);
+    return rc;
+}
+
 int fd_dense(const fd_dense_args *a)
 {
     if (a->m == 0 || (a->n == 0)) return 0;
@@ -690,7 +724,9 @@ int fd_dense(const fd_dense_args *a)
     }
     atomic_fetch_add(&busy_cores, 1);
     /* the packed kernel is single-threaded: it always splits over fastdense's own pool */
-    int rc = (fd_own_threading() || uses_own_kernel(a)) ? dense_own_threads(a, work) : dense_blas_threads(a, work);
+    int rc = uses_pack_per_call(a) && a->m > FD_PACK_PER_CALL_MAX_ROWS ? dense_pack_shared(a, work)
+             : (fd_own_threading() || uses_own_kernel(a)) ? dense_own_threads(a, work)
+             : dense_blas_threads(a, work);
     atomic_fetch_sub(&busy_cores, 1);
     return rc;
 }

@@ -679,10 +679,12 @@ def test_glu_halves_the_symbolic_output_shape():
 
 
 @needs_packed
-@pytest.mark.parametrize("m", [2, 3, 5, 6, 7, 13, 32, 64])
-def test_few_row_calls_on_a_plain_kernel_equal_the_packed_kernel(m):
-    """2-64 rows of float32 against a plain kernel run fastdense's own kernel (weights read in
-    place, or packed per call): the same bits as the layer's packed kernel, and float64-close."""
+@pytest.mark.parametrize("m", [2, 3, 5, 6, 7, 13, 32, 64, 65, 200, 700])
+def test_plain_kernel_calls_equal_the_packed_kernel(m, restore_threads):
+    """Two rows or more of float32 against a plain kernel run fastdense's own kernel (weights
+    read in place, or packed per call: by each thread for its columns, or by all threads
+    together beyond 64 rows): the same bits as the layer's packed kernel, whatever the thread
+    count, and float64-close."""
     rng = np.random.default_rng(m)
     for k, n in [(37, 5), (300, 100), (513, 130)]:
         x = rng.standard_normal((m, k)).astype(np.float32)
@@ -691,5 +693,9 @@ def test_few_row_calls_on_a_plain_kernel_equal_the_packed_kernel(m):
         plain = ops.dense(x, w, b, "relu")
         np.testing.assert_array_equal(plain, ops.dense(x, ops.pack_kernel(w), b, "relu"))
         np.testing.assert_array_equal(ops.dense(x, np.asfortranarray(w), b, "relu"), plain)
+        for threads in (1, 3):
+            fastdense.set_num_threads(threads)
+            np.testing.assert_array_equal(ops.dense(x, w, b, "relu"), plain, err_msg=f"threads={threads}")
+        fastdense.set_num_threads(None)
         z, mag = pre_activation(x, w, b)
         assert np.all(np.abs(plain - np.maximum(z, 0)) <= 1e-5 * mag.max() + 1e-6)
