@@ -456,6 +456,14 @@ static int uses_pack_per_call(const fd_dense_args *a)
            && (double)a->k * (double)a->n <= FD_PACK_PER_CALL_MAX_WEIGHTS && fd_packed_available();
 }
 
+/* Room for k x n weights packed per call, aligned to cache lines (the kernel's loads of a
+   panel row then never straddle two lines). free() releases it. */
+static float *pack_alloc(ptrdiff_t k, ptrdiff_t n)
+{
+    const size_t bytes = ((size_t)fd_pack_f32_size(k, n) * sizeof(float) + 63) / 64 * 64;
+    return aligned_alloc(64, bytes > 0 ? bytes : 64);
+}
+
 /* fastdense's own single-threaded kernels: split over its own pool */
 static int uses_own_kernel(const fd_dense_args *a)
 {
@@ -483,7 +491,7 @@ static int gemm_block(const fd_dense_args *a, ptrdiff_t r0, ptrdiff_t rows, ptrd
     }
     if (uses_pack_per_call(a)) {
         const ptrdiff_t rsx = a->x_colmajor ? 1 : a->ldx, csx = a->x_colmajor ? a->ldx : 1;
-        float *wp = malloc((size_t)fd_pack_f32_size(a->k, cols) * sizeof(float) + 64);
+        float *wp = pack_alloc(a->k, cols);
         if (!wp) return -1;
         fd_pack_f32((const float *)A, a->ldw, a->w_colmajor, a->k, cols, wp);
         int rc = fd_gemm_packed_f32(rows, cols, a->k, (const float *)B, rsx, csx, wp, (float *)C, ldc);
@@ -697,7 +705,7 @@ static int pack_task(void *ctx, ptrdiff_t t)
 /* Pack the weights (row ranges of them over the free cores), then run the packed path. */
 static int dense_pack_shared(const fd_dense_args *a, double work)
 {
-    float *wp = malloc((size_t)fd_pack_f32_size(a->k, a->n) * sizeof(float) + 64);
+    float *wp = pack_alloc(a->k, a->n);
     if (!wp) return -1;
     const int threads = fd_get_num_threads();
     pack_ctx pc = {a, wp, ceil_div(ceil_div(a->k, 4 * (ptrdiff_t)threads), 32) * 32};

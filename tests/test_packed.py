@@ -103,6 +103,9 @@ def test_packed_layout_is_panels_of_16_columns(k, n):
     assert pk.packed.dtype == np.float32 and pk.packed.ndim == 1
     assert pk.packed.shape == (panels * 16 * k,)
     assert not pk.packed.flags.writeable
+    assert pk.packed.ctypes.data % 64 == 0   # panels start on a cache line
+    with pytest.raises(ValueError):
+        pk.packed.flags.writeable = True
     expected = np.zeros((k, panels * 16), np.float32)
     expected[:, :n] = w
     expected = expected.reshape(k, panels, 16).transpose(1, 0, 2).reshape(-1)
