@@ -4,6 +4,17 @@
  * AVX-512 (F/DQ/VL/BW).  The best one the CPU (and OS) supports is picked once, on first use,
  * with __builtin_cpu_supports; FASTDENSE_CPU_PATH=baseline|avx2 can force a lower one.
  */
+/* Two code-generation choices for this file only:
+ * - no jump threading: it duplicates the code after a clamp such as `x < -14.8 ? -14.8 : x` for
+ *   the constant branch, and if-conversion then computes that copy for every lane too; in gelu its
+ *   products underflow to subnormals on every vector (a 2x slowdown).  The epilogues are
+ *   branch-free by design, so the pass buys nothing here.
+ * - no FMA contraction: a*b + c is rounded twice on every path, so the float32 results are the
+ *   same bits on the baseline, AVX2 and AVX-512 paths (explicit fma() calls still fuse). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-thread-jumps", "fp-contract=off")
+#endif
+
 #include "fd_act.h"
 #include "fd_act_math.h"
 

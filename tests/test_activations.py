@@ -229,9 +229,24 @@ X64 = np.concatenate([X32.astype(np.float64), np.random.default_rng(1).uniform(-
 # float64 gelu results below 1e-308 (x < -37.5) are subnormal: their ulp is absolute, not relative
 GELU64_RANGE = (-37.0, np.inf)
 
-# Per-activation max ulp measured against these references (AVX2; the baseline path gives the
-# same bounds): float32 is computed through float64, so it is within 0.53 ulp everywhere.
-F32_BOUND = 1.0
+# Per-activation max ulp measured against these references, over X32 and a 4M-point sweep of
+# [-100, 100] (AVX2 and baseline paths; the two differ by FMA contraction, not in their bounds).
+# The transcendental float32 activations are computed natively in float32 (exp, expm1, erfc, log1p
+# polynomials; measured max in brackets); the rest go through float64 and are within 1 ulp.
+# float32 subnormal results are measured in absolute units of the smallest denormal.
+F32_BOUND = {
+    "gelu": 8,            # [AVX2 7.2, baseline 7.4]: t = 1/(1 + 0.3|x|) and the erfc polynomial, rounded in float
+    "mish": 5,            # [4.5]
+    "silu": 4,            # [3.7]
+    "softplus": 4,        # [3.5]
+    "log_sigmoid": 4,     # [3.5]
+    "sigmoid": 3,         # [2.7]
+    "tanh": 3,            # [2.2]
+    "selu": 2,            # [1.8]: scale * expm1
+    "celu": 2,            # [1.8]
+    "elu": 1.5,           # [0.92]
+    "exponential": 1.5,   # [0.99]
+}
 F64_BOUND = {"tanh": 3, "tanh_shrink": 3, "mish": 4, "gelu": 4, "silu": 3, "softplus": 2,
              "log_sigmoid": 2, "selu": 2, "celu": 2, "elu": 2, "sigmoid": 2, "exponential": 2,
              "hard_silu": 2, "squareplus": 2}
@@ -264,13 +279,14 @@ def case_id(case):
 # ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", ELEMENTWISE_CASES, ids=case_id)
-def test_float32_within_one_ulp(case):
+def test_float32_within_few_ulp(case):
     name, params = case
     y = quiet(getattr(A, name), X32, **params)
     assert y.dtype == np.float32 and y.shape == X32.shape
     err = ulp_error(y, reference(name, X32, **params), np.float32)
     worst = int(np.argmax(err))
-    assert err.max() <= F32_BOUND, f"{name}{params}: {err.max():.2f} ulp at x={X32[worst]!r} -> {y[worst]!r}"
+    bound = 1 if params.get("approximate") else F32_BOUND.get(name, 1)   # gelu's tanh form: float64
+    assert err.max() <= bound, f"{name}{params}: {err.max():.2f} ulp at x={X32[worst]!r} -> {y[worst]!r}"
 
 
 @needs_ld
@@ -410,7 +426,8 @@ def test_property_any_float32(x, case):
     name, params = case
     y = quiet(getattr(A, name), x, **params)
     assert y.shape == x.shape and y.dtype == np.float32
-    assert ulp_error(y, reference(name, x, **params), np.float32).max() <= F32_BOUND
+    bound = 1 if params.get("approximate") else F32_BOUND.get(name, 1)
+    assert ulp_error(y, reference(name, x, **params), np.float32).max() <= bound
 
 
 @settings(max_examples=40, deadline=None)
