@@ -273,6 +273,30 @@ FD_INLINE fd_exp32_parts fd_exp32_split(float h, float l)
     return e;
 }
 
+/* The same reduction with one scale factor, for callers whose n = round((h + l) / ln2) stays in
+ * [-126 - B, 127 - B] (they clamp h): s = 2^(n + B) is a normal float and e^(h + l) = s (1 + p) 2^-B.
+ * The caller computes with s (1 + p) and multiplies by the constant 2^-B last, so a subnormal result
+ * is rounded once.  2^(n + B) comes out of the rounding constant itself: k's low bits hold n + 127 + B,
+ * and k << 23 moves them into the exponent field (one shift, no integer arithmetic).  has_l = 0 drops
+ * the correction l (r + 0 is not free: it would turn -0 into +0). */
+typedef struct { float s, p; } fd_exp32_sp;
+
+FD_INLINE fd_exp32_sp fd_exp32_scaled(float h, float l, int has_l, int B)
+{
+    const float shift = 0x1.8p23f + (float)(127 + B);
+    const float ln2_hi = 0x1.62e4p-1f, ln2_lo = 0x1.7f7d1cp-20f;
+    float k = (has_l ? h + l : h) * 1.44269504f + shift;
+    float n = k - shift;
+    float rh = h - n * ln2_hi;                          /* exact */
+    float rl = (has_l ? l : 0.0f) - n * ln2_lo;         /* r = rh + rl */
+    float r = rh + rl;
+    fd_exp32_sp e;
+    e.s = fd_from_bits32(fd_bits32(k) << 23);
+    /* with l, p = rh + (rl + r^2 Q): the rounding of r stays out of the leading term */
+    e.p = has_l ? rh + (rl + r * r * fd_poly6f(FD_EXPM1_Q32, r)) : r + r * r * fd_poly6f(FD_EXPM1_Q32, r);
+    return e;
+}
+
 /* e^x for any x: clamped to [-104, 89] (e^-104 rounds to 0, e^89 to inf). */
 FD_INLINE float fd_exp32(float x)
 {
@@ -294,7 +318,8 @@ FD_INLINE float fd_expm1_32(float h, float l)
 /* log(1 + e^-|x|), the smooth part of softplus and log_sigmoid: e R(e) for e = e^-|x| in [0, 1]. */
 FD_INLINE float fd_softplus_tail32(float x)
 {
-    float e = fd_exp32(-fabsf(x));
+    fd_exp32_sp q = fd_exp32_scaled(fd_maxf(-fabsf(x), -104.0f), 0.0f, 0, 64);
+    float e = (q.s + q.s * q.p) * 0x1p-64f;
     return e * fd_poly10f(FD_LOG1P_R32, e - 0.5f);
 }
 
@@ -342,23 +367,46 @@ FD_INLINE double fd_relu_general(double x, fd_prm q, int slope)
 FD32(relu_clip) { return (float)fd_relu_general(v, q, 0); }
 FD32(relu_slope) { return (float)fd_relu_general(v, q, 1); }
 
+/* expm1(h) for h in [-20, 0] or NaN: (s - 1) + s p with s = 2^n exact */
+FD_INLINE float fd_expm1_32neg(float h)
+{
+    fd_exp32_sp e = fd_exp32_scaled(h, 0.0f, 0, 0);
+    return (e.s - 1.0f) + e.s * e.p;
+}
+
 /* the expm1 branch sees x >= -20 (elu = -alpha there in float); x >= 0 takes the other branch;
  * alpha is applied as a float pair (hi + lo) so its float64 digits are kept */
 FD32(elu)
 {
-    float em = fd_expm1_32(fd_minf(fd_maxf(v, -20.0f), 0.0f), 0.0f);
+    float em = fd_expm1_32neg(fd_minf(fd_maxf(v, -20.0f), 0.0f));
     return v >= 0.0f ? v : fd_mul_const(fd_split_const(q.a), em);
 }
 FD32(selu)
 {
     FD_UNUSED3;
-    float em = fd_expm1_32(fd_minf(fd_maxf(v, -20.0f), 0.0f), 0.0f);
+    float em = fd_expm1_32neg(fd_minf(fd_maxf(v, -20.0f), 0.0f));
     return v >= 0.0f ? fd_mul_const(fd_split_const(FD_SELU_SCALE), v)
                      : fd_mul_const(fd_split_const(FD_SELU_SA), em);
 }
-/* celu: q.b holds 1/alpha (set by the dispatcher).  z = x / alpha is formed in double and carried
- * as a float pair: a negative alpha makes z positive, where expm1 turns z's rounding into a
- * relative error of z ulps. */
+/* celu with alpha > 0: z = x / alpha <= 0 on the expm1 branch.  z = x (1/alpha) is carried as a
+ * float pair zh + zl (Dekker's product with 12-bit halves, exact without FMA, for normal x), since
+ * for small z its rounding would go straight into the result. */
+FD32(celu_pos)
+{
+    fd_f32x2 b = fd_split_const(q.b);
+    float bh1 = fd_from_bits32(fd_bits32(b.hi) & 0xfffff000u), bh2 = b.hi - bh1;
+    float x = fd_maxf(fd_minf(v, 0.0f), -20.0f * (float)q.a);   /* z >= -20: expm1 is -1 below */
+    float x1 = fd_from_bits32(fd_bits32(x) & 0xfffff000u), x2 = x - x1;
+    float zh = x * b.hi;
+    float zl = (((x1 * bh1 - zh) + x1 * bh2) + x2 * bh1) + x2 * bh2 + x * b.lo;
+    fd_exp32_sp e = fd_exp32_scaled(zh, zl, 1, 0);
+    float em = (e.s - 1.0f) + e.s * e.p;
+    float tiny = (float)(-0x1p-26 * q.a);              /* celu(x) rounds to x above (x^2 / 2 alpha) */
+    return v >= tiny ? v : fd_mul_const(fd_split_const(q.a), em);
+}
+/* celu, any alpha: q.b holds 1/alpha (set by the dispatcher).  z = x / alpha is formed in double
+ * and carried as a float pair: a negative alpha makes z positive, where expm1 turns z's rounding
+ * into a relative error of z ulps. */
 FD32(celu)
 {
     double z = fd_min(fd_max((double)v * q.b, -20.0), 89.0);
@@ -380,12 +428,12 @@ FD32(gelu)
     float ah = fd_from_bits32(fd_bits32(a) & 0xfffff000u), al = a - ah;
     float h = (0.5f * ah) * ah;
     float l = ah * al + (0.5f * al) * al;
-    fd_exp32_parts e = fd_exp32_split(-h, -l);
+    fd_exp32_sp e = fd_exp32_scaled(-h, -l, 1, 64);
     float t = 1.0f / (1.0f + FD_GELU_SLOPE32 * a);
     float tq = t * fd_poly11f(FD_GELU_Q32, t - FD_GELU_MID32);
-    float m = e.s1 + e.s1 * e.p;                       /* e^(-a^2/2) / s2 */
-    float neg = ((x * tq) * m) * e.s2;                 /* x Phi(x), x < 0 */
-    float pos = x * (1.0f - (tq * m) * e.s2);          /* x (1 - Phi(-x)), also right for inf */
+    float m = e.s + e.s * e.p;                         /* e^(-a^2/2) 2^64 */
+    float neg = ((x * tq) * m) * 0x1p-64f;             /* x Phi(x), x < 0 */
+    float pos = x * (1.0f - (tq * m) * 0x1p-64f);      /* x (1 - Phi(-x)), also right for inf */
     return x < 0.0f ? neg : pos;
 }
 /* 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3).  Still in float64: the
@@ -404,10 +452,10 @@ FD32(gelu_tanh)
 FD32(sigmoid)
 {
     FD_UNUSED3;
-    fd_exp32_parts e = fd_exp32_split(fd_maxf(-fabsf(v), -120.0f), 0.0f);
-    float m = e.s1 + e.s1 * e.p;
-    float r = 1.0f / (1.0f + m * e.s2);
-    return v >= 0.0f ? r : (m * r) * e.s2;
+    fd_exp32_sp e = fd_exp32_scaled(fd_maxf(-fabsf(v), -120.0f), 0.0f, 0, 64);
+    float m = e.s + e.s * e.p;                         /* e^-|x| 2^64 */
+    float r = 1.0f / (1.0f + m * 0x1p-64f);
+    return v >= 0.0f ? r : (m * r) * 0x1p-64f;
 }
 FD32(hard_sigmoid)
 {
@@ -426,10 +474,10 @@ FD32(silu)
 {
     FD_UNUSED3;
     float x = fd_maxf(v, -120.0f);                     /* rounds to -0 below */
-    fd_exp32_parts e = fd_exp32_split(fd_maxf(-fabsf(x), -120.0f), 0.0f);
-    float m = e.s1 + e.s1 * e.p;
-    float r = 1.0f / (1.0f + m * e.s2);
-    return x >= 0.0f ? x * r : ((x * m) * r) * e.s2;
+    fd_exp32_sp e = fd_exp32_scaled(fd_maxf(-fabsf(x), -120.0f), 0.0f, 0, 64);
+    float m = e.s + e.s * e.p;                         /* e^-|x| 2^64 */
+    float r = 1.0f / (1.0f + m * 0x1p-64f);
+    return x >= 0.0f ? x * r : ((x * m) * r) * 0x1p-64f;
 }
 /* tanh |x| = em / (em + 2) = 1 - 2 / (em + 2), em = expm1(2|x|), with the sign of x: the second
  * form once tanh > 1/2, so results near 1 round right (tanh(9) = 1 - 3e-8 is not 1).  2|x| <= 20
@@ -437,9 +485,8 @@ FD32(silu)
 FD32(tanh)
 {
     FD_UNUSED3;
-    fd_exp32_parts e = fd_exp32_split(fd_minf(2.0f * fabsf(v), 20.0f), 0.0f);
-    float s = e.s1 * e.s2;
-    float em = (s - 1.0f) + s * e.p;
+    fd_exp32_sp e = fd_exp32_scaled(fd_minf(2.0f * fabsf(v), 20.0f), 0.0f, 0, 0);
+    float em = (e.s - 1.0f) + e.s * e.p;
     float z = (em > 2.0f ? 2.0f : em) / (em + 2.0f);
     return copysignf(em > 2.0f ? 1.0f - z : z, v);
 }
@@ -488,16 +535,16 @@ FD32(log_sigmoid)
 }
 FD32(exponential) { FD_UNUSED3; return fd_exp32(v); }
 /* x tanh(softplus(x)) = x n / (n + 2), n = e (e + 2), e = e^x; x is multiplied in before the last
- * factor 2^n */
+ * factor 2^-64 */
 FD32(mish)
 {
     FD_UNUSED3;
     float x = fd_maxf(v, -120.0f);                     /* rounds to -0 below */
-    fd_exp32_parts e = fd_exp32_split(fd_minf(x, 20.0f), 0.0f);   /* n / (n + 2) rounds to 1 above */
-    float m = e.s1 + e.s1 * e.p;
-    float ex = m * e.s2;
-    float ratio = (m * (ex + 2.0f)) / (ex * (ex + 2.0f) + 2.0f);   /* n / (n + 2) / (e s2) */
-    return (x * ratio) * e.s2;
+    fd_exp32_sp e = fd_exp32_scaled(fd_minf(x, 20.0f), 0.0f, 0, 64);   /* n / (n + 2) rounds to 1 above */
+    float m = e.s + e.s * e.p;                         /* e^x 2^64 */
+    float ex = m * 0x1p-64f;
+    float ratio = (m * (ex + 2.0f)) / (ex * (ex + 2.0f) + 2.0f);   /* n / (n + 2) / e^x 2^64 */
+    return x > 20.0f ? x : (x * ratio) * 0x1p-64f;   /* x 2^64 would overflow for huge x */
 }
 FD32(soft_shrink)
 {
