@@ -246,6 +246,16 @@ FD_INLINE float fd_minf(float x, float hi) { return x > hi ? hi : x; }   /* keep
 FD_INLINE float fd_maxf(float x, float lo) { return x < lo ? lo : x; }   /* keeps NaN */
 FD_INLINE uint32_t fd_bits32(float x) { uint32_t b; memcpy(&b, &x, sizeof b); return b; }
 FD_INLINE float fd_from_bits32(uint32_t b) { float x; memcpy(&x, &b, sizeof x); return x; }
+/* min of the bit patterns as unsigned integers (one vpminud): for hi >= 0 it clamps x in [0, hi] to
+ * hi, for hi < 0 it clamps x below hi to hi and leaves every x >= -0 alone; NaN of either sign is
+ * clamped too, so the caller restores it.  gcc turns the float selects above into compares and
+ * blends (it may not use maxps without -ffinite-math-only), and then pushes the clamp's constant
+ * through the following arithmetic as more blends; this one stays a single instruction. */
+FD_INLINE float fd_clamp_bits32(float x, float hi)
+{
+    uint32_t a = fd_bits32(x), b = fd_bits32(hi);
+    return fd_from_bits32(a < b ? a : b);
+}
 
 /* e^(h + l) = s1 s2 (1 + p), with p = expm1(r), r = h + l - n ln2 in [-0.35, 0.35], and 2^n split
  * in two normal factors s1 = 2^(n >> 1), s2 = 2^(n - (n >> 1)), so every n in [-252, 254] works.
@@ -336,6 +346,13 @@ FD_INLINE float fd_mul_const(fd_f32x2 c, float x)
 {
     return c.hi * x + c.lo * fd_minf(fd_maxf(x, -FLT_MAX), FLT_MAX);   /* inf * (hi + lo) = inf */
 }
+/* the same for finite x (or NaN) */
+FD_INLINE float fd_mul_const_fin(fd_f32x2 c, float x) { return c.hi * x + c.lo * x; }
+/* the same for x >= 0 (or NaN): inf is clamped to FLT_MAX by its bits (x + 0 turns -0 into +0) */
+FD_INLINE float fd_mul_const_pos(fd_f32x2 c, float x)
+{
+    return c.hi * x + c.lo * fd_clamp_bits32(x + 0.0f, FLT_MAX);
+}
 
 /* ---------------------------------------------------------------- float32 activations
  * Signature: float fd32_NAME(float v, fd_prm q); q holds the parameters (see fd_act_impl.h).
@@ -367,26 +384,27 @@ FD_INLINE double fd_relu_general(double x, fd_prm q, int slope)
 FD32(relu_clip) { return (float)fd_relu_general(v, q, 0); }
 FD32(relu_slope) { return (float)fd_relu_general(v, q, 1); }
 
-/* expm1(h) for h in [-20, 0] or NaN: (s - 1) + s p with s = 2^n exact */
+/* expm1(h) for h in [-20, 0] or NaN: (s - 1) + s p with s = 2^n exact (h > 0: garbage) */
 FD_INLINE float fd_expm1_32neg(float h)
 {
     fd_exp32_sp e = fd_exp32_scaled(h, 0.0f, 0, 0);
     return (e.s - 1.0f) + e.s * e.p;
 }
 
-/* the expm1 branch sees x >= -20 (elu = -alpha there in float); x >= 0 takes the other branch;
+/* the expm1 branch sees x >= -20 (elu = -alpha there in float); x >= 0 and NaN take the other
+ * branch (what expm1 makes of them is dropped), so only the lower clamp is needed;
  * alpha is applied as a float pair (hi + lo) so its float64 digits are kept */
 FD32(elu)
 {
-    float em = fd_expm1_32neg(fd_minf(fd_maxf(v, -20.0f), 0.0f));
-    return v >= 0.0f ? v : fd_mul_const(fd_split_const(q.a), em);
+    float em = fd_expm1_32neg(fd_clamp_bits32(v, -20.0f));
+    return v < 0.0f ? fd_mul_const_fin(fd_split_const(q.a), em) : v;
 }
 FD32(selu)
 {
     FD_UNUSED3;
-    float em = fd_expm1_32neg(fd_minf(fd_maxf(v, -20.0f), 0.0f));
-    return v >= 0.0f ? fd_mul_const(fd_split_const(FD_SELU_SCALE), v)
-                     : fd_mul_const(fd_split_const(FD_SELU_SA), em);
+    float em = fd_expm1_32neg(fd_clamp_bits32(v, -20.0f));
+    return v < 0.0f ? fd_mul_const_fin(fd_split_const(FD_SELU_SA), em)
+                    : fd_mul_const_pos(fd_split_const(FD_SELU_SCALE), v);
 }
 /* celu with alpha > 0: z = x / alpha <= 0 on the expm1 branch.  z = x (1/alpha) is carried as a
  * float pair zh + zl (Dekker's product with 12-bit halves, exact without FMA, for normal x), since
@@ -395,14 +413,14 @@ FD32(celu_pos)
 {
     fd_f32x2 b = fd_split_const(q.b);
     float bh1 = fd_from_bits32(fd_bits32(b.hi) & 0xfffff000u), bh2 = b.hi - bh1;
-    float x = fd_maxf(fd_minf(v, 0.0f), -20.0f * (float)q.a);   /* z >= -20: expm1 is -1 below */
+    float x = fd_clamp_bits32(v, -20.0f * (float)q.a);   /* z >= -20: expm1 is -1 below */
     float x1 = fd_from_bits32(fd_bits32(x) & 0xfffff000u), x2 = x - x1;
     float zh = x * b.hi;
     float zl = (((x1 * bh1 - zh) + x1 * bh2) + x2 * bh1) + x2 * bh2 + x * b.lo;
     fd_exp32_sp e = fd_exp32_scaled(zh, zl, 1, 0);
     float em = (e.s - 1.0f) + e.s * e.p;
     float tiny = (float)(-0x1p-26 * q.a);              /* celu(x) rounds to x above (x^2 / 2 alpha) */
-    return v >= tiny ? v : fd_mul_const(fd_split_const(q.a), em);
+    return v < tiny ? fd_mul_const_fin(fd_split_const(q.a), em) : v;   /* x >= 0, NaN: x */
 }
 /* celu, any alpha: q.b holds 1/alpha (set by the dispatcher).  z = x / alpha is formed in double
  * and carried as a float pair: a negative alpha makes z positive, where expm1 turns z's rounding
@@ -419,12 +437,12 @@ FD32(celu)
  * Phi(x) = 1 - Phi(-a) for x >= 0.  a^2/2 = h + l exactly enough: a = ah + al with ah its top
  * 12 bits, so ah^2 and ah al are exact products (exp would turn the rounding of a^2/2 into a
  * relative error of a^2/2 ulps, ~100 ulps in the tail).  x is multiplied in before the last
- * factor 2^n, so results down to the last denormal (x = -14.6) keep their digits. */
+ * factor 2^-64, so results down to the last denormal (x = -14.6) keep their digits. */
 FD32(gelu)
 {
     FD_UNUSED3;
-    float x = fd_maxf(v, -14.8f);                      /* gelu(-14.8) rounds to -0 */
-    float a = fd_minf(fabsf(x), 14.8f);                /* Phi(-a) is 0 in float above */
+    float x = fd_clamp_bits32(v, -14.8f);              /* >= -14.8: gelu(-14.8) rounds to -0 */
+    float a = fd_clamp_bits32(fabsf(v), 14.8f);        /* <= 14.8: Phi(-a) is 0 in float above */
     float ah = fd_from_bits32(fd_bits32(a) & 0xfffff000u), al = a - ah;
     float h = (0.5f * ah) * ah;
     float l = ah * al + (0.5f * al) * al;
@@ -434,7 +452,8 @@ FD32(gelu)
     float m = e.s + e.s * e.p;                         /* e^(-a^2/2) 2^64 */
     float neg = ((x * tq) * m) * 0x1p-64f;             /* x Phi(x), x < 0 */
     float pos = x * (1.0f - (tq * m) * 0x1p-64f);      /* x (1 - Phi(-x)), also right for inf */
-    return x < 0.0f ? neg : pos;
+    float y = x < 0.0f ? neg : pos;
+    return v != v ? v : y;
 }
 /* 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3).  Still in float64: the
  * float32 version needs u2 in double anyway (exp turns its rounding into a relative error of |u2|
