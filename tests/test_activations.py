@@ -480,7 +480,8 @@ def test_every_cpu_path_within_bound(tmp_path, path):
                            json.dumps(cases), *ROWWISE_REF], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
-    out = np.load(tmp_path / "out.npz")
+    with np.load(tmp_path / "out.npz") as npz:
+        out = dict(npz)
     if str(out["path"]) != path:
         pytest.skip(f"this CPU has no {path} path (got {out['path']})")
     for i, (name, params) in enumerate(cases):
