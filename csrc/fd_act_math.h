@@ -6,13 +6,16 @@
  *
  *   fd32_*  float32 activations.  The transcendental ones (exp, expm1, tanh, sigmoid, erfc,
  *           log1p) are computed natively in float32 (8 lanes on AVX2, 16 on AVX-512) with float32
- *           polynomials, to a few ulp; the cheap ones (clips, softsign, squareplus, ...) and
- *           tanh_shrink still go through float64 (within 1 ulp).
+ *           polynomials, to a few ulp; the cheap ones (clips, softsign, squareplus, ...),
+ *           tanh_shrink, gelu's tanh form and celu with alpha < 0 still go through float64
+ *           (within 1 ulp).
  *   fd64_*  float64 activations, with double-precision polynomials accurate to ~1 ulp
  *           (libm only for erfc in gelu and the per-row log1p of log_softmax).
  *
  * NaN handling: every clamp is written `x > hi ? hi : x`, which keeps NaN (comparisons with NaN
- * are false), and every piecewise select puts NaN in the branch that computes with x.
+ * are false), and every piecewise select puts NaN in the branch that computes with x.  The
+ * exception, fd_clamp_bits32 (cheaper in the vector loops), clamps NaN too: its callers send NaN
+ * down a branch that does not use the clamped value, or return it explicitly.
  * Coefficients: csrc/fd_act_coeffs.py.
  */
 #ifndef FD_ACT_MATH_H
@@ -314,17 +317,6 @@ FD_INLINE float fd_exp32(float x)
     return (e.s1 + e.s1 * e.p) * e.s2;
 }
 
-/* expm1(h + l) for h in [-20, 89] (clamp below: expm1 is -1 there in float) or NaN; overflows to
- * inf above 88.72.  (s - 1) + s p is exact up to its last rounding while s = 2^n is finite; the
- * top binade (n = 128) takes the exp form. */
-FD_INLINE float fd_expm1_32(float h, float l)
-{
-    fd_exp32_parts e = fd_exp32_split(h, l);
-    float s = e.s1 * e.s2;
-    float big = (e.s1 + e.s1 * e.p) * e.s2;
-    return h > 80.0f ? big : (s - 1.0f) + s * e.p;
-}
-
 /* log(1 + e^-|x|), the smooth part of softplus and log_sigmoid: e R(e) for e = e^-|x| in [0, 1]. */
 FD_INLINE float fd_softplus_tail32(float x)
 {
@@ -422,15 +414,12 @@ FD32(celu_pos)
     float tiny = (float)(-0x1p-26 * q.a);              /* celu(x) rounds to x above (x^2 / 2 alpha) */
     return v < tiny ? fd_mul_const_fin(fd_split_const(q.a), em) : v;   /* x >= 0, NaN: x */
 }
-/* celu, any alpha: q.b holds 1/alpha (set by the dispatcher).  z = x / alpha is formed in double
- * and carried as a float pair: a negative alpha makes z positive, where expm1 turns z's rounding
- * into a relative error of z ulps. */
+/* celu with alpha < 0 (z = x / alpha > 0 on the expm1 branch, where expm1 turns z's rounding into
+ * a relative error of z ulps): in float64, as before; q.b holds 1/alpha (set by the dispatcher). */
 FD32(celu)
 {
-    double z = fd_min(fd_max((double)v * q.b, -20.0), 89.0);
-    float zh = (float)z, zl = (float)(z - (double)zh);
-    float em = fd_expm1_32(zh, zl);
-    return v >= 0.0f ? v : fd_mul_const(fd_split_const(q.a), em);
+    double x = v;
+    return (float)(x >= 0.0 ? x : q.a * fd_expm1_in(fd_min(fd_max(x * q.b, -110.0), 709.0)));
 }
 
 /* gelu = x Phi(x).  With a = |x|: Phi(-a) = t Q(t) e^(-a^2/2), t = 1/(1 + 0.3a), and
