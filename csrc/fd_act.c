@@ -4,6 +4,19 @@
  * AVX-512 (F/DQ/VL/BW).  The best one the CPU (and OS) supports is picked once, on first use,
  * with __builtin_cpu_supports; FASTDENSE_CPU_PATH=baseline|avx2 can force a lower one.
  */
+/* One code-generation choice for this file only: no jump threading.  It duplicates the code after
+ * a clamp such as `x < -14.8 ? -14.8 : x` for the constant branch, and if-conversion then computes
+ * that copy for every lane too; in gelu its products underflow to subnormals on every vector (a 2x
+ * slowdown).  The epilogues are branch-free by design, so the pass buys nothing here.
+ *
+ * FMA contraction stays on: the AVX2 and AVX-512 copies fuse a*b + c where gcc sees fit, the
+ * baseline (SSE2) copy cannot, so the three paths may differ in the last bits.  That is accepted
+ * (numpy's SIMD paths differ the same way): each path on its own must stay within the activation's
+ * float32 ulp bound against the float64 reference (tests/test_activations.py checks every path). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-thread-jumps")
+#endif
+
 #include "fd_act.h"
 #include "fd_act_math.h"
 

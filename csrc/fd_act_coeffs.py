@@ -1,8 +1,9 @@
 """Derive the polynomial coefficients used in csrc/fd_act_math.h (not run by the build).
 
 Each polynomial is a Chebyshev interpolant computed in long double (near-minimax), converted to a
-monomial basis and printed as C.  The printed "max err" is measured with double-precision Horner
-evaluation against a long-double (or series) truth.  Run:  python csrc/fd_act_coeffs.py
+monomial basis and printed as C.  The printed "max err" is measured with Horner evaluation in the
+precision the C code uses (double, or float for the *32 tables, coefficients rounded to float
+first) against a long-double (or series) truth.  Run:  python csrc/fd_act_coeffs.py
 """
 from fractions import Fraction
 from math import comb, factorial
@@ -59,6 +60,22 @@ def max_error(f, a, b, coef, var, relative):
     return float(err.max())
 
 
+def max_error32(f, a, b, coef, var):
+    """Relative error of the float32 Horner evaluation (float32 coefficients and variable)."""
+    u = np.linspace(L(a), L(b), 20001, dtype=L)
+    v = np.array([var(ui) for ui in u]).astype(np.float32)
+    truth = np.array([f(L(float(vi))) for vi in v], dtype=L)   # at the float32 variable
+    p = np.zeros_like(v)
+    for c in np.asarray(coef, dtype=np.float32)[::-1]:
+        p = (p * v + c).astype(np.float32)
+    return float(np.max(np.abs(p.astype(L) / truth - 1)))
+
+
+def emit32(name, coef, note):
+    body = ",\n    ".join(f"{float(np.float32(c)):.9e}f" for c in coef)
+    print(f"/* {note} */\nstatic const float {name}[{len(coef)}] = {{\n    {body}\n}};")
+
+
 def emit(name, coef, note):
     body = ",\n    ".join(f"{float(c)!r}" for c in coef)
     print(f"/* {note} */\nstatic const double {name}[{len(coef)}] = {{\n    {body}\n}};")
@@ -67,11 +84,6 @@ def emit(name, coef, note):
 def expm1_q(r):
     """(expm1(r) - r) / r^2 = sum r^k / (k + 2)!  (the series: no cancellation near 0)."""
     return sum(r**k / L(factorial(k + 2)) for k in range(24))
-
-
-def log_r(y):
-    """(log((1+s)/(1-s)) - 2s) / s^3 with y = s^2, as its series sum 2 y^k / (2k + 3)."""
-    return sum(L(2) * y**k / (2 * k + 3) for k in range(30))
 
 
 def log1p_r(z):
@@ -100,14 +112,39 @@ def tanh_shrink_g(y):
     return s
 
 
-ERFC_P_SLOPE = 0.4     # t = 1 / (1 + 0.4 z)
-ERFC_Z_MAX = 10.5      # beyond this, x * Phi(x) is below half the smallest float32 denormal
+EXPM1_R32 = 0.3486     # float32 exp: |r| <= ln2/2 + the rounding of n = rint(x / ln2)
+LOG1P_MID = 0.5        # float32 log1p(e) = e R(e - 0.5) on 0 <= e <= 1
+GELU_SLOPE = 0.3       # float32 gelu: Phi(-a) = t Q(t - GELU_MID) exp(-a^2/2), t = 1/(1 + 0.3 a)
+GELU_A_MAX = 14.8      # gelu(-14.8) rounds to -0 in float32
+GELU_T_MIN = 1 / (1 + GELU_SLOPE * GELU_A_MAX)
+GELU_MID = (GELU_T_MIN + 1) / 2
 
 
-def erfc_p(t):
-    """P(t) with erfc(z) = t * exp(-z^2 + P(t)), t = 1/(1 + 0.4 z): log(erfcx(z) / t)."""
-    z = (1 / float(t) - 1) / ERFC_P_SLOPE
-    return L(np.log(sc.erfcx(z) / float(t)))
+def log1p_over(w):
+    """log1p(e) / e with e = w + LOG1P_MID."""
+    e = w + L(LOG1P_MID)
+    return np.log1p(e) / e if e != 0 else L(1)
+
+
+def gelu_q(w):
+    """Phi(-a) / (t exp(-a^2/2)) = erfcx(a / sqrt2) / (2t) with t = w + GELU_MID = 1/(1 + 0.3a)."""
+    t = float(w + L(GELU_MID))
+    a = (1 / t - 1) / GELU_SLOPE
+    return L(sc.erfcx(a / np.sqrt(2)) / (2 * t))
+
+
+def main32():
+    c = unmap(chebfit(expm1_q, -EXPM1_R32, EXPM1_R32, 5), -EXPM1_R32, EXPM1_R32)
+    emit32("FD_EXPM1_Q32", c, f"float32: expm1(r) = r + r^2 Q(r), |r| <= {EXPM1_R32}; rel err of Q "
+           f"{max_error32(expm1_q, -EXPM1_R32, EXPM1_R32, c, lambda u: u):.1e}")
+    h = 1 - LOG1P_MID
+    c = unmap(chebfit(log1p_over, -LOG1P_MID, h, 9), -LOG1P_MID, h)
+    emit32("FD_LOG1P_R32", c, "float32: log1p(e) = e R(e - 0.5), 0 <= e <= 1; rel err "
+           f"{max_error32(log1p_over, -LOG1P_MID, h, c, lambda u: u):.1e}")
+    lo, hi = GELU_T_MIN - GELU_MID, 1 - GELU_MID
+    c = unmap(chebfit(gelu_q, lo, hi, 10), lo, hi)
+    emit32("FD_GELU_Q32", c, f"float32: Phi(-a) = t Q(t - {GELU_MID:.9g}) exp(-a^2/2), t = 1/(1 + "
+           f"{GELU_SLOPE} a), 0 <= a <= {GELU_A_MAX}; rel err {max_error32(gelu_q, lo, hi, c, lambda u: u):.1e}")
 
 
 def main():
@@ -120,13 +157,6 @@ def main():
     c = unmap(chebfit(log1p_r, 0, 0.02944, 7), 0, 0.02944)
     emit("FD_LOG1P_R64", c, "float64: log(1+f) = 2s + s z R(z), s = f/(2+f), z = s^2 <= 0.02944; rel err "
          f"{max_error(log1p_r, 0, 0.02944, c, lambda u: u, True):.1e}")
-    c = unmap(chebfit(log_r, 0, 0.0295, 4), 0, 0.0295)
-    emit("FD_LOG_R", c, "log((1+s)/(1-s)) = 2s + s^3 R(s^2), s^2 <= 0.0295; rel err "
-         f"{max_error(log_r, 0, 0.0295, c, lambda u: u, True):.1e}")
-    a, b = 1 / (1 + ERFC_P_SLOPE * ERFC_Z_MAX), 1.0
-    c = unmap(chebfit(erfc_p, a, b, 11), a, b)
-    emit("FD_ERFC_P", c, "erfc(z) = t exp(-z^2 + P(t)), t = 1/(1+0.4z), 0 <= z <= 10.5; abs err "
-         f"{max_error(erfc_p, a, b, c, lambda u: u, False):.1e}")
     c = unmap(chebfit(tanh_shrink_g, 0, 0.25, 6), 0, 0.25)
     emit("FD_TANH_SHRINK_G32", c, "x - tanh x = x^3 G(x^2), |x| < 0.5; rel err "
          f"{max_error(tanh_shrink_g, 0, 0.25, c, lambda u: u, True):.1e}")
@@ -137,3 +167,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    main32()

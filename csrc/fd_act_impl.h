@@ -361,7 +361,10 @@ static void FD_SFX(epilogue_f32)(const fd_act *a, const float *bias, const float
     case FD_ACT_SELU: FD_ELEMWISE(float, fd32_selu); break;
     case FD_ACT_CELU:
         q.b = 1.0 / q.a;
-        FD_ELEMWISE(float, fd32_celu);
+        if (q.a > 0.0)
+            FD_ELEMWISE(float, fd32_celu_pos);
+        else
+            FD_ELEMWISE(float, fd32_celu);
         break;
     case FD_ACT_GELU:
         if (q.a != 0.0)

@@ -4,18 +4,24 @@
  * these functions becomes SIMD code in whatever target it is inlined into (fd_act_impl.h
  * is compiled three times: baseline, AVX2+FMA, AVX-512).  Two families:
  *
- *   fd32_*  float32 activations, evaluated in float64 with our own polynomials (relative error
- *           of the double result ~1e-10 or better, so the float result is within 1 ulp).
+ *   fd32_*  float32 activations.  The transcendental ones (exp, expm1, tanh, sigmoid, erfc,
+ *           log1p) are computed natively in float32 (8 lanes on AVX2, 16 on AVX-512) with float32
+ *           polynomials, to a few ulp; the cheap ones (clips, softsign, squareplus, ...),
+ *           tanh_shrink, gelu's tanh form and celu with alpha < 0 still go through float64
+ *           (within 1 ulp).
  *   fd64_*  float64 activations, with double-precision polynomials accurate to ~1 ulp
  *           (libm only for erfc in gelu and the per-row log1p of log_softmax).
  *
  * NaN handling: every clamp is written `x > hi ? hi : x`, which keeps NaN (comparisons with NaN
- * are false), and every piecewise select puts NaN in the branch that computes with x.
+ * are false), and every piecewise select puts NaN in the branch that computes with x.  The
+ * exception, fd_clamp_bits32 (cheaper in the vector loops), clamps NaN too: its callers send NaN
+ * down a branch that does not use the clamped value, or return it explicitly.
  * Coefficients: csrc/fd_act_coeffs.py.
  */
 #ifndef FD_ACT_MATH_H
 #define FD_ACT_MATH_H
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -70,29 +76,6 @@ static const double FD_LOG1P_R64[8] = {
     0.13269087766814489,
     0.13084930899392494
 };
-/* log((1+s)/(1-s)) = 2s + s^3 R(s^2), s^2 <= 0.0295; rel err 1.1e-11 */
-static const double FD_LOG_R[5] = {
-    0.6666666666738277,
-    0.39999998786883256,
-    0.28571756668150544,
-    0.22191265598952398,
-    0.1936527842534565
-};
-/* erfc(z) = t exp(-z^2 + P(t)), t = 1/(1+0.4z), 0 <= z <= 10.5; abs err 1.9e-09 */
-static const double FD_ERFC_P[12] = {
-    -1.4885851554716616,
-    0.9981082500840135,
-    0.44234554391472936,
-    0.020042598321480306,
-    0.703630352926285,
-    -2.0771755999943835,
-    4.047486350059762,
-    -5.756932813089658,
-    5.09087872666692,
-    -2.612106010442347,
-    0.7104716608204309,
-    -0.07816390257153126
-};
 /* x - tanh x = x^3 G(x^2), |x| < 0.5; rel err 9.4e-12 */
 static const double FD_TANH_SHRINK_G32[7] = {
     0.3333333333302102,
@@ -123,6 +106,45 @@ static const double FD_TANH_SHRINK_G64[16] = {
     -7.688849557041522e-13
 };
 
+/* float32: expm1(r) = r + r^2 Q(r), |r| <= 0.3486; rel err of Q 6.4e-08 */
+static const float FD_EXPM1_Q32[6] = {
+    5.000000000e-01f,
+    1.666666716e-01f,
+    4.166645929e-02f,
+    8.333310485e-03f,
+    1.393416664e-03f,
+    1.989156444e-04f
+};
+/* float32: log1p(e) = e R(e - 0.5), 0 <= e <= 1; rel err 9.5e-08 */
+static const float FD_LOG1P_R32[10] = {
+    8.109301925e-01f,
+    -2.885271013e-01f,
+    1.326090097e-01f,
+    -6.768818945e-02f,
+    3.663523495e-02f,
+    -2.056318335e-02f,
+    1.157768536e-02f,
+    -6.788016763e-03f,
+    5.250270478e-03f,
+    -3.176057013e-03f
+};
+/* float32: Phi(-a) = t Q(t - 0.591911765) exp(-a^2/2), t = 1/(1 + 0.3 a), 0 <= a <= 14.8; rel err 1.5e-07 */
+static const float FD_GELU_Q32[11] = {
+    2.553227842e-01f,
+    3.984880745e-01f,
+    4.082719684e-01f,
+    2.257431746e-01f,
+    -1.015861798e-02f,
+    -9.061123431e-02f,
+    -9.836166166e-03f,
+    4.402326047e-02f,
+    1.040731324e-03f,
+    -2.047945000e-02f,
+    3.753421130e-03f
+};
+#define FD_GELU_SLOPE32 0.3f
+#define FD_GELU_MID32 0.591911765f
+
 /* ---------------------------------------------------------------- helpers */
 
 /* An activation's parameters, passed by value so they live in registers inside the loops. */
@@ -136,11 +158,6 @@ FD_INLINE double fd_max(double x, double lo) { return x < lo ? lo : x; }   /* ke
 #define FD_P2(c, i) ((c)[i] + (c)[(i) + 1] * x)
 #define FD_P4(c, i) (FD_P2(c, i) + x2 * FD_P2(c, (i) + 2))
 #define FD_P8(c, i) (FD_P4(c, i) + x4 * FD_P4(c, (i) + 4))
-FD_INLINE double fd_poly5(const double *c, double x)
-{
-    double x2 = x * x, x4 = x2 * x2;
-    return FD_P4(c, 0) + x4 * c[4];
-}
 FD_INLINE double fd_poly7(const double *c, double x)
 {
     double x2 = x * x, x4 = x2 * x2;
@@ -156,15 +173,25 @@ FD_INLINE double fd_poly11(const double *c, double x)
     double x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
     return FD_P8(c, 0) + x8 * (FD_P2(c, 8) + x2 * c[10]);
 }
-FD_INLINE double fd_poly12(const double *c, double x)
-{
-    double x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
-    return FD_P8(c, 0) + x8 * FD_P4(c, 8);
-}
 FD_INLINE double fd_poly16(const double *c, double x)
 {
     double x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
     return FD_P8(c, 0) + x8 * FD_P8(c, 8);
+}
+FD_INLINE float fd_poly6f(const float *c, float x)
+{
+    float x2 = x * x, x4 = x2 * x2;
+    return FD_P4(c, 0) + x4 * FD_P2(c, 4);
+}
+FD_INLINE float fd_poly10f(const float *c, float x)
+{
+    float x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
+    return FD_P8(c, 0) + x8 * FD_P2(c, 8);
+}
+FD_INLINE float fd_poly11f(const float *c, float x)
+{
+    float x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
+    return FD_P8(c, 0) + x8 * (FD_P2(c, 8) + x2 * c[10]);
 }
 #undef FD_P2
 #undef FD_P4
@@ -209,19 +236,6 @@ FD_INLINE double fd_expm1_in(double x)
     return (e.s - 1.0) + e.s * e.p;
 }
 
-/* log1p(t) for t in [0, 1], relative error ~1e-14. */
-FD_INLINE double fd_log1p01(double t)
-{
-    double u = 1.0 + t;
-    double c = (t - (u - 1.0)) * (2.0 - u);              /* rounding error of u, divided by u */
-    int big = u > 1.4142135623730951;
-    double m = big ? 0.5 * u : u;
-    double k = big ? 0.6931471805599453 : 0.0;
-    double s = (m - 1.0) / (m + 1.0);
-    double y = s * s;
-    return k + (2.0 * s + s * y * fd_poly5(FD_LOG_R, y)) + c;
-}
-
 /* tanh(x), relative error ~1e-10: expm1(2|x|) / (expm1(2|x|) + 2) with the sign of x. */
 FD_INLINE double fd_tanh(double x)
 {
@@ -229,23 +243,113 @@ FD_INLINE double fd_tanh(double x)
     return copysign(em / (em + 2.0), x);
 }
 
-/* erfc(x / sqrt2) for x in [0, 14.85]; relative error ~2e-9. */
-FD_INLINE double fd_erfc_x_sqrt1_2(double x)
+/* ---------------------------------------------------------------- float32 math */
+
+FD_INLINE float fd_minf(float x, float hi) { return x > hi ? hi : x; }   /* keeps NaN */
+FD_INLINE float fd_maxf(float x, float lo) { return x < lo ? lo : x; }   /* keeps NaN */
+FD_INLINE uint32_t fd_bits32(float x) { uint32_t b; memcpy(&b, &x, sizeof b); return b; }
+FD_INLINE float fd_from_bits32(uint32_t b) { float x; memcpy(&x, &b, sizeof x); return x; }
+/* min of the bit patterns as unsigned integers (one vpminud): for hi >= 0 it clamps x in [0, hi] to
+ * hi, for hi < 0 it clamps x below hi to hi and leaves every x >= -0 alone; NaN of either sign is
+ * clamped too, so the caller restores it.  gcc turns the float selects above into compares and
+ * blends (it may not use maxps without -ffinite-math-only), and then pushes the clamp's constant
+ * through the following arithmetic as more blends; this one stays a single instruction. */
+FD_INLINE float fd_clamp_bits32(float x, float hi)
 {
-    double t = 1.0 / (1.0 + (0.4 * FD_SQRT1_2) * x);
-    return t * fd_exp_in(fd_poly12(FD_ERFC_P, t) - 0.5 * x * x);
+    uint32_t a = fd_bits32(x), b = fd_bits32(hi);
+    return fd_from_bits32(a < b ? a : b);
 }
 
-/* log(1 + e^-|x|), the smooth part of softplus and log_sigmoid. */
-FD_INLINE double fd_softplus_tail(double x)
+/* e^(h + l) = s1 s2 (1 + p), with p = expm1(r), r = h + l - n ln2 in [-0.35, 0.35], and 2^n split
+ * in two normal factors s1 = 2^(n >> 1), s2 = 2^(n - (n >> 1)), so every n in [-252, 254] works.
+ * A caller multiplies its (normal) result by s1 first and by s2 last: subnormal results and
+ * overflow to inf then come out right.  h is the argument, clamped by the caller to the range it
+ * needs (|h| <= 174) or NaN (which propagates through p); l is an optional small correction
+ * (|l| < 0.1) that h cannot hold, e.g. the low half of -x^2/2: h - n ln2_hi is exact (Cody-Waite,
+ * ln2_hi has 15 bits), so the result is as accurate as h + l. */
+typedef struct { float s1, s2, p; } fd_exp32_parts;
+
+FD_INLINE fd_exp32_parts fd_exp32_split(float h, float l)
 {
-    return fd_log1p01(fd_exp_in(fd_max(-fabs(x), -708.0)));
+    const float shift = 0x1.8p23f;                      /* rounds to an integer, kept in the low bits */
+    const float ln2_hi = 0x1.62e4p-1f, ln2_lo = 0x1.7f7d1cp-20f;
+    float k = (h + l) * 1.44269504f + shift;
+    float n = k - shift;
+    float r = h - n * ln2_hi;                           /* exact */
+    r = (r + l) - n * ln2_lo;
+    int32_t ni = (int32_t)(fd_bits32(k) - 0x4b400000u);   /* n */
+    int32_t n1 = ni >> 1;
+    fd_exp32_parts e;
+    e.s1 = fd_from_bits32((uint32_t)(n1 + 127) << 23);
+    e.s2 = fd_from_bits32((uint32_t)(ni - n1 + 127) << 23);
+    e.p = r + r * r * fd_poly6f(FD_EXPM1_Q32, r);
+    return e;
+}
+
+/* The same reduction with one scale factor, for callers whose n = round((h + l) / ln2) stays in
+ * [-126 - B, 127 - B] (they clamp h): s = 2^(n + B) is a normal float and e^(h + l) = s (1 + p) 2^-B.
+ * The caller computes with s (1 + p) and multiplies by the constant 2^-B last, so a subnormal result
+ * is rounded once.  2^(n + B) comes out of the rounding constant itself: k's low bits hold n + 127 + B,
+ * and k << 23 moves them into the exponent field (one shift, no integer arithmetic).  has_l = 0 drops
+ * the correction l (r + 0 is not free: it would turn -0 into +0). */
+typedef struct { float s, p; } fd_exp32_sp;
+
+FD_INLINE fd_exp32_sp fd_exp32_scaled(float h, float l, int has_l, int B)
+{
+    const float shift = 0x1.8p23f + (float)(127 + B);
+    const float ln2_hi = 0x1.62e4p-1f, ln2_lo = 0x1.7f7d1cp-20f;
+    float k = (has_l ? h + l : h) * 1.44269504f + shift;
+    float n = k - shift;
+    float rh = h - n * ln2_hi;                          /* exact */
+    float rl = (has_l ? l : 0.0f) - n * ln2_lo;         /* r = rh + rl */
+    float r = rh + rl;
+    fd_exp32_sp e;
+    e.s = fd_from_bits32(fd_bits32(k) << 23);
+    /* with l, p = rh + (rl + r^2 Q): the rounding of r stays out of the leading term */
+    e.p = has_l ? rh + (rl + r * r * fd_poly6f(FD_EXPM1_Q32, r)) : r + r * r * fd_poly6f(FD_EXPM1_Q32, r);
+    return e;
+}
+
+/* e^x for any x: clamped to [-104, 89] (e^-104 rounds to 0, e^89 to inf). */
+FD_INLINE float fd_exp32(float x)
+{
+    fd_exp32_parts e = fd_exp32_split(fd_minf(fd_maxf(x, -104.0f), 89.0f), 0.0f);
+    return (e.s1 + e.s1 * e.p) * e.s2;
+}
+
+/* log(1 + e^-|x|), the smooth part of softplus and log_sigmoid: e R(e) for e = e^-|x| in [0, 1]. */
+FD_INLINE float fd_softplus_tail32(float x)
+{
+    fd_exp32_sp q = fd_exp32_scaled(fd_maxf(-fabsf(x), -104.0f), 0.0f, 0, 64);
+    float e = (q.s + q.s * q.p) * 0x1p-64f;
+    return e * fd_poly10f(FD_LOG1P_R32, e - 0.5f);
+}
+
+/* A float64 constant c as float hi + lo, so that c x = hi x + lo x keeps c's digits. */
+typedef struct { float hi, lo; } fd_f32x2;
+FD_INLINE fd_f32x2 fd_split_const(double c)
+{
+    fd_f32x2 r;
+    r.hi = (float)c;
+    r.lo = (float)(c - (double)r.hi);
+    return r;
+}
+FD_INLINE float fd_mul_const(fd_f32x2 c, float x)
+{
+    return c.hi * x + c.lo * fd_minf(fd_maxf(x, -FLT_MAX), FLT_MAX);   /* inf * (hi + lo) = inf */
+}
+/* the same for finite x (or NaN) */
+FD_INLINE float fd_mul_const_fin(fd_f32x2 c, float x) { return c.hi * x + c.lo * x; }
+/* the same for x >= 0 (or NaN): inf is clamped to FLT_MAX by its bits (x + 0 turns -0 into +0) */
+FD_INLINE float fd_mul_const_pos(fd_f32x2 c, float x)
+{
+    return c.hi * x + c.lo * fd_clamp_bits32(x + 0.0f, FLT_MAX);
 }
 
 /* ---------------------------------------------------------------- float32 activations
  * Signature: float fd32_NAME(float v, fd_prm q); q holds the parameters (see fd_act_impl.h).
  * Where a tail is exactly 0 or x in float32, the input is clamped just beyond the point where
- * that happens (e.g. silu(x < -110) rounds to -0), which also keeps exp in range. */
+ * that happens (e.g. silu(x < -120) rounds to -0), which also keeps exp in range. */
 
 #define FD32(name) FD_INLINE float fd32_##name(float v, fd_prm q)
 #define FD64(name) FD_INLINE double fd64_##name(double x, fd_prm q)
@@ -272,37 +376,77 @@ FD_INLINE double fd_relu_general(double x, fd_prm q, int slope)
 FD32(relu_clip) { return (float)fd_relu_general(v, q, 0); }
 FD32(relu_slope) { return (float)fd_relu_general(v, q, 1); }
 
-/* the expm1 branch sees x >= -110 (elu = -alpha there in float); x >= 0 takes the other branch */
+/* expm1(h) for h in [-20, 0] or NaN: (s - 1) + s p with s = 2^n exact (h > 0: garbage) */
+FD_INLINE float fd_expm1_32neg(float h)
+{
+    fd_exp32_sp e = fd_exp32_scaled(h, 0.0f, 0, 0);
+    return (e.s - 1.0f) + e.s * e.p;
+}
+
+/* the expm1 branch sees x >= -20 (elu = -alpha there in float); x >= 0 and NaN take the other
+ * branch (what expm1 makes of them is dropped), so only the lower clamp is needed;
+ * alpha is applied as a float pair (hi + lo) so its float64 digits are kept */
 FD32(elu)
 {
-    double x = v;
-    return (float)(x >= 0.0 ? x : q.a * fd_expm1_in(fd_max(x, -110.0)));
+    float em = fd_expm1_32neg(fd_clamp_bits32(v, -20.0f));
+    return v < 0.0f ? fd_mul_const_fin(fd_split_const(q.a), em) : v;
 }
 FD32(selu)
 {
     FD_UNUSED3;
-    double x = v;
-    double e = fd_expm1_in(fd_max(x, -110.0));
-    return (float)(x >= 0.0 ? FD_SELU_SCALE * x : FD_SELU_SA * e);
+    float em = fd_expm1_32neg(fd_clamp_bits32(v, -20.0f));
+    return v < 0.0f ? fd_mul_const_fin(fd_split_const(FD_SELU_SA), em)
+                    : fd_mul_const_pos(fd_split_const(FD_SELU_SCALE), v);
 }
-/* celu: q.b holds 1/alpha (set by the dispatcher); a negative alpha makes x / alpha positive */
+/* celu with alpha > 0: z = x / alpha <= 0 on the expm1 branch.  z = x (1/alpha) is carried as a
+ * float pair zh + zl (Dekker's product with 12-bit halves, exact without FMA, for normal x), since
+ * for small z its rounding would go straight into the result. */
+FD32(celu_pos)
+{
+    fd_f32x2 b = fd_split_const(q.b);
+    float bh1 = fd_from_bits32(fd_bits32(b.hi) & 0xfffff000u), bh2 = b.hi - bh1;
+    float x = fd_clamp_bits32(v, -20.0f * (float)q.a);   /* z >= -20: expm1 is -1 below */
+    float x1 = fd_from_bits32(fd_bits32(x) & 0xfffff000u), x2 = x - x1;
+    float zh = x * b.hi;
+    float zl = (((x1 * bh1 - zh) + x1 * bh2) + x2 * bh1) + x2 * bh2 + x * b.lo;
+    fd_exp32_sp e = fd_exp32_scaled(zh, zl, 1, 0);
+    float em = (e.s - 1.0f) + e.s * e.p;
+    float tiny = (float)(-0x1p-26 * q.a);              /* celu(x) rounds to x above (x^2 / 2 alpha) */
+    return v < tiny ? fd_mul_const_fin(fd_split_const(q.a), em) : v;   /* x >= 0, NaN: x */
+}
+/* celu with alpha < 0 (z = x / alpha > 0 on the expm1 branch, where expm1 turns z's rounding into
+ * a relative error of z ulps): in float64, as before; q.b holds 1/alpha (set by the dispatcher). */
 FD32(celu)
 {
     double x = v;
     return (float)(x >= 0.0 ? x : q.a * fd_expm1_in(fd_min(fd_max(x * q.b, -110.0), 709.0)));
 }
 
-/* gelu = x Phi(x), Phi(x) = erfc(-x/sqrt2)/2 with erfc's tail computed directly (relative
- * accuracy down to the last float32 denormal, at x = -14.6). */
+/* gelu = x Phi(x).  With a = |x|: Phi(-a) = t Q(t) e^(-a^2/2), t = 1/(1 + 0.3a), and
+ * Phi(x) = 1 - Phi(-a) for x >= 0.  a^2/2 = h + l exactly enough: a = ah + al with ah its top
+ * 12 bits, so ah^2 and ah al are exact products (exp would turn the rounding of a^2/2 into a
+ * relative error of a^2/2 ulps, ~100 ulps in the tail).  x is multiplied in before the last
+ * factor 2^-64, so results down to the last denormal (x = -14.6) keep their digits. */
 FD32(gelu)
 {
     FD_UNUSED3;
-    double x = fd_max(v, -14.8);                         /* gelu(-14.8) rounds to -0 */
-    double e = fd_erfc_x_sqrt1_2(fd_min(fabs(x), 14.8));
-    double phi = x < 0.0 ? 0.5 * e : 1.0 - 0.5 * e;
-    return (float)(x * phi);
+    float x = fd_clamp_bits32(v, -14.8f);              /* >= -14.8: gelu(-14.8) rounds to -0 */
+    float a = fd_clamp_bits32(fabsf(v), 14.8f);        /* <= 14.8: Phi(-a) is 0 in float above */
+    float ah = fd_from_bits32(fd_bits32(a) & 0xfffff000u), al = a - ah;
+    float h = (0.5f * ah) * ah;
+    float l = ah * al + (0.5f * al) * al;
+    fd_exp32_sp e = fd_exp32_scaled(-h, -l, 1, 64);
+    float t = 1.0f / (1.0f + FD_GELU_SLOPE32 * a);
+    float tq = t * fd_poly11f(FD_GELU_Q32, t - FD_GELU_MID32);
+    float m = e.s + e.s * e.p;                         /* e^(-a^2/2) 2^64 */
+    float neg = ((x * tq) * m) * 0x1p-64f;             /* x Phi(x), x < 0 */
+    float pos = x * (1.0f - (tq * m) * 0x1p-64f);      /* x (1 - Phi(-x)), also right for inf */
+    float y = x < 0.0f ? neg : pos;
+    return v != v ? v : y;
 }
-/* 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) */
+/* 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3).  Still in float64: the
+ * float32 version needs u2 in double anyway (exp turns its rounding into a relative error of |u2|
+ * ulps, ~100 in the tail near x = -10), and measured slower than this with the conversions. */
 FD32(gelu_tanh)
 {
     FD_UNUSED3;
@@ -311,7 +455,16 @@ FD32(gelu_tanh)
     double u2 = (2.0 * FD_SQRT_2_OVER_PI) * c * (1.0 + FD_GELU_TANH_C * c * c);
     return (float)(x / (1.0 + fd_exp_in(-u2)));
 }
-FD32(sigmoid) { FD_UNUSED3; double x = v; return (float)(1.0 / (1.0 + fd_exp(-x))); }
+/* sigmoid from e = e^-|x| <= 1: 1 / (1 + e) for x >= 0, e / (1 + e) below (nothing overflows,
+ * tiny results keep their digits) */
+FD32(sigmoid)
+{
+    FD_UNUSED3;
+    fd_exp32_sp e = fd_exp32_scaled(fd_maxf(-fabsf(v), -120.0f), 0.0f, 0, 64);
+    float m = e.s + e.s * e.p;                         /* e^-|x| 2^64 */
+    float r = 1.0f / (1.0f + m * 0x1p-64f);
+    return v >= 0.0f ? r : (m * r) * 0x1p-64f;
+}
 FD32(hard_sigmoid)
 {
     FD_UNUSED3;
@@ -324,13 +477,27 @@ FD32(hard_silu)
     double x = v;
     return (float)(x <= -3.0 ? 0.0 : (x >= 3.0 ? x : x * (x + 3.0) * (1.0 / 6.0)));
 }
+/* x sigmoid(x), x multiplied in before the last factor 2^n */
 FD32(silu)
 {
     FD_UNUSED3;
-    double x = fd_max(v, -110.0);                        /* rounds to -0 below */
-    return (float)(x / (1.0 + fd_exp_in(-fd_min(x, 110.0))));
+    float x = fd_maxf(v, -120.0f);                     /* rounds to -0 below */
+    fd_exp32_sp e = fd_exp32_scaled(fd_maxf(-fabsf(x), -120.0f), 0.0f, 0, 64);
+    float m = e.s + e.s * e.p;                         /* e^-|x| 2^64 */
+    float r = 1.0f / (1.0f + m * 0x1p-64f);
+    return x >= 0.0f ? x * r : ((x * m) * r) * 0x1p-64f;
 }
-FD32(tanh) { FD_UNUSED3; return (float)fd_tanh(v); }
+/* tanh |x| = em / (em + 2) = 1 - 2 / (em + 2), em = expm1(2|x|), with the sign of x: the second
+ * form once tanh > 1/2, so results near 1 round right (tanh(9) = 1 - 3e-8 is not 1).  2|x| <= 20
+ * (tanh rounds to 1 above 9.01), where expm1 = (s - 1) + s p with s = 2^n exact. */
+FD32(tanh)
+{
+    FD_UNUSED3;
+    fd_exp32_sp e = fd_exp32_scaled(fd_minf(2.0f * fabsf(v), 20.0f), 0.0f, 0, 0);
+    float em = (e.s - 1.0f) + e.s * e.p;
+    float z = (em > 2.0f ? 2.0f : em) / (em + 2.0f);
+    return copysignf(em > 2.0f ? 1.0f - z : z, v);
+}
 FD32(tanh_shrink)
 {
     FD_UNUSED3;
@@ -342,8 +509,7 @@ FD32(tanh_shrink)
 FD32(softplus)
 {
     FD_UNUSED3;
-    double x = v;
-    return (float)((x < 0.0 ? 0.0 : x) + fd_softplus_tail(x));
+    return (v < 0.0f ? 0.0f : v) + fd_softplus_tail32(v);
 }
 FD32(softsign)
 {
@@ -373,18 +539,20 @@ FD32(squareplus)
 FD32(log_sigmoid)
 {
     FD_UNUSED3;
-    double x = v;
-    return (float)((x > 0.0 ? 0.0 : x) - fd_softplus_tail(x));
+    return (v > 0.0f ? 0.0f : v) - fd_softplus_tail32(v);
 }
-FD32(exponential) { FD_UNUSED3; return (float)fd_exp(v); }
-/* x tanh(softplus(x)) = x n / (n + 2), n = e^x (e^x + 2) */
+FD32(exponential) { FD_UNUSED3; return fd_exp32(v); }
+/* x tanh(softplus(x)) = x n / (n + 2), n = e (e + 2), e = e^x; x is multiplied in before the last
+ * factor 2^-64 */
 FD32(mish)
 {
     FD_UNUSED3;
-    double x = fd_max(v, -110.0);                        /* rounds to -0 below */
-    double e = fd_exp_in(fd_min(x, 40.0));               /* n / (n + 2) rounds to 1 above */
-    double n = e * (e + 2.0);
-    return (float)(x * (n / (n + 2.0)));
+    float x = fd_maxf(v, -120.0f);                     /* rounds to -0 below */
+    fd_exp32_sp e = fd_exp32_scaled(fd_minf(x, 20.0f), 0.0f, 0, 64);   /* n / (n + 2) rounds to 1 above */
+    float m = e.s + e.s * e.p;                         /* e^x 2^64 */
+    float ex = m * 0x1p-64f;
+    float ratio = (m * (ex + 2.0f)) / (ex * (ex + 2.0f) + 2.0f);   /* n / (n + 2) / e^x 2^64 */
+    return x > 20.0f ? x : (x * ratio) * 0x1p-64f;   /* x 2^64 would overflow for huge x */
 }
 FD32(soft_shrink)
 {

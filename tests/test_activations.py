@@ -229,9 +229,30 @@ X64 = np.concatenate([X32.astype(np.float64), np.random.default_rng(1).uniform(-
 # float64 gelu results below 1e-308 (x < -37.5) are subnormal: their ulp is absolute, not relative
 GELU64_RANGE = (-37.0, np.inf)
 
-# Per-activation max ulp measured against these references (AVX2; the baseline path gives the
-# same bounds): float32 is computed through float64, so it is within 0.53 ulp everywhere.
-F32_BOUND = 1.0
+# Per-activation max ulp measured against these references, over X32 and a 2M-point sweep of
+# [-100, 100] (AVX2 and baseline paths; the two differ by FMA contraction, not in their bounds).
+# The transcendental float32 activations are computed natively in float32 (exp, expm1, erfc, log1p
+# polynomials; measured max in brackets); the rest go through float64 and are within 1 ulp.
+# float32 subnormal results are measured in absolute units of the smallest denormal.
+F32_BOUND = {
+    "gelu": 8,            # [AVX2 7.2, baseline 7.0]: t = 1/(1 + 0.3|x|) and the erfc polynomial, rounded in float
+    "mish": 5,            # [4.1]
+    "silu": 4,            # [3.3]
+    "softplus": 4,        # [3.2]
+    "log_sigmoid": 4,     # [3.2]
+    "sigmoid": 3,         # [2.6]
+    "tanh": 3,            # [2.2]
+    "selu": 2,            # [AVX2 1.5, baseline 1.7]: scale * expm1
+    "celu": 2,            # [1.9 at alpha = 3]
+    "elu": 1.5,           # [0.95]
+    "exponential": 1.5,   # [0.98]
+}
+
+
+def f32_bound(name, params):
+    return 1 if params.get("approximate") else F32_BOUND.get(name, 1)   # gelu's tanh form: float64
+
+
 F64_BOUND = {"tanh": 3, "tanh_shrink": 3, "mish": 4, "gelu": 4, "silu": 3, "softplus": 2,
              "log_sigmoid": 2, "selu": 2, "celu": 2, "elu": 2, "sigmoid": 2, "exponential": 2,
              "hard_silu": 2, "squareplus": 2}
@@ -264,13 +285,14 @@ def case_id(case):
 # ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", ELEMENTWISE_CASES, ids=case_id)
-def test_float32_within_one_ulp(case):
+def test_float32_within_few_ulp(case):
     name, params = case
     y = quiet(getattr(A, name), X32, **params)
     assert y.dtype == np.float32 and y.shape == X32.shape
     err = ulp_error(y, reference(name, X32, **params), np.float32)
     worst = int(np.argmax(err))
-    assert err.max() <= F32_BOUND, f"{name}{params}: {err.max():.2f} ulp at x={X32[worst]!r} -> {y[worst]!r}"
+    bound = f32_bound(name, params)
+    assert err.max() <= bound, f"{name}{params}: {err.max():.2f} ulp at x={X32[worst]!r} -> {y[worst]!r}"
 
 
 @needs_ld
@@ -410,7 +432,8 @@ def test_property_any_float32(x, case):
     name, params = case
     y = quiet(getattr(A, name), x, **params)
     assert y.shape == x.shape and y.dtype == np.float32
-    assert ulp_error(y, reference(name, x, **params), np.float32).max() <= F32_BOUND
+    bound = 1 if params.get("approximate") else F32_BOUND.get(name, 1)
+    assert ulp_error(y, reference(name, x, **params), np.float32).max() <= bound
 
 
 @settings(max_examples=40, deadline=None)
@@ -435,28 +458,44 @@ def test_cpu_path_reported():
     assert _kernels.cpu_path() in ("avx512", "avx2", "baseline")
 
 
-def test_baseline_path_agrees(tmp_path):
-    """Force the portable path in a child process; every activation matches this process's
-    path within 1 ulp (each is within 0.53 ulp of the exact value)."""
-    x = np.concatenate([X32[::7], EDGES]).astype(np.float32)
+@pytest.mark.parametrize("path", ["baseline", "avx2", "avx512"])
+def test_every_cpu_path_within_bound(tmp_path, path):
+    """Force one CPU path in a child process.  The paths need not give the same bits (the AVX2 and
+    AVX-512 copies fuse multiply-adds, the baseline cannot; numpy's SIMD paths differ too), but
+    each must be within the activation's float32 bound of the float64 reference, and so within
+    twice that bound of this process's path.  Row-wise ops work in float64: within 1 ulp."""
     rows = _rows((3, 40), np.float32, 5)
-    names = [n for n in A._TABLE if n != "threshold"]
-    np.savez(tmp_path / "in.npz", x=x, rows=rows)
+    cases = [(n, {}) for n in ROWWISE_REF] + ELEMENTWISE_CASES
+    np.savez(tmp_path / "in.npz", x=X32, rows=rows)
     code = (
-        "import sys, numpy as np\n"
+        "import sys, json, numpy as np\n"
         "from fastdense import activations as A, _kernels\n"
         "d = np.load(sys.argv[1])\n"
-        "out = {n: getattr(A, n)(d['rows'] if A.resolve(n).rowwise else d['x']) for n in sys.argv[3:]}\n"
+        "cases = json.loads(sys.argv[3])\n"
+        "out = {str(i): getattr(A, n)(d['rows'] if n in sys.argv[4:] else d['x'], **p)\n"
+        "       for i, (n, p) in enumerate(cases)}\n"
         "np.savez(sys.argv[2], path=_kernels.cpu_path(), **out)\n")
-    env = dict(os.environ, FASTDENSE_CPU_PATH="baseline")
+    env = dict(os.environ, FASTDENSE_CPU_PATH=path)
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(tmp_path / "out.npz"),
-                           *names], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                           json.dumps(cases), *ROWWISE_REF], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
-    out = np.load(tmp_path / "out.npz")
-    assert str(out["path"]) == "baseline"
-    for name in names:
-        here = getattr(A, name)(rows if A.resolve(name).rowwise else x)
-        assert ulp_error(out[name], here.astype(np.float64), np.float32).max() <= 1.0, name
+    with np.load(tmp_path / "out.npz") as npz:
+        out = dict(npz)
+    if str(out["path"]) != path:
+        pytest.skip(f"this CPU has no {path} path (got {out['path']})")
+    for i, (name, params) in enumerate(cases):
+        y = out[str(i)]
+        if name in ROWWISE_REF:
+            here = getattr(A, name)(rows)
+            assert ulp_error(y, here.astype(np.float64), np.float32).max() <= 1.0, name
+            continue
+        bound = f32_bound(name, params)
+        err = ulp_error(y, reference(name, X32, **params), np.float32)
+        worst = int(np.argmax(err))
+        assert err.max() <= bound, f"{path} {name}{params}: {err.max():.2f} ulp at x={X32[worst]!r} -> {y[worst]!r}"
+        here = getattr(A, name)(X32, **params)
+        assert ulp_error(y, here.astype(np.float64), np.float32).max() <= 2 * bound, (path, name, params)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
