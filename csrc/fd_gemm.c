@@ -22,6 +22,7 @@
 #ifndef KC_MAX
 #define KC_MAX 256              /* K block: a 16-column slice of it stays in L1 (16 KiB) */
 #endif
+#define KB_COLS 256             /* columns per slice of weights packed per call, in K blocks */
 #ifndef MC
 #define MC 144                  /* rows per block of x, packed (MC x KC: 144 KiB, in L2) */
 #endif
@@ -33,17 +34,11 @@ ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n)
 
 void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst)
 {
-    fd_pack_f32_rows(w, ldw, colmajor, k, n, 0, k, dst);
-}
-
-void fd_pack_f32_rows(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n,
-                      ptrdiff_t r0, ptrdiff_t r1, float *dst)
-{
     /* in blocks of 32 rows of w, so a block's rows stay in cache (and in the TLB) while
        every panel takes its 16 columns of them */
     const ptrdiff_t np = (n + NR - 1) / NR;
-    for (ptrdiff_t k0 = r0; k0 < r1; k0 += 32) {
-        const ptrdiff_t k1 = k0 + 32 < r1 ? k0 + 32 : r1;
+    for (ptrdiff_t k0 = 0; k0 < k; k0 += 32) {
+        const ptrdiff_t k1 = k0 + 32 < k ? k0 + 32 : k;
         for (ptrdiff_t p = 0; p < np; p++) {
             const ptrdiff_t p0 = p * NR, cols = n - p0 < NR ? n - p0 : NR;
             float *d = dst + p * k * NR + k0 * NR;
@@ -190,6 +185,41 @@ static void gemm_packed_direct_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const
     }
 }
 
+/* The same product for plain weights, packed one K block at a time into wbuf (kc x n, in L2),
+   which every row then uses before the next block: the weights are read once, and their
+   packed copy never leaves the cache. Same K blocks, same tiles: the bits of the packed path. */
+static void gemm_kblocks_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
+                              ptrdiff_t csx, const float *w, ptrdiff_t ldw, int colmajor, float *c,
+                              ptrdiff_t ldc, float *xbuf, float *wbuf)
+{
+    const ptrdiff_t np = (n + NR - 1) / NR, kcb = k_block(k);
+    const int direct = m < MR || n <= 2 * NR;   /* as fd_gemm_packed_f32 chooses */
+    for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
+        const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb, pstride = kc * NR;
+        fd_pack_f32(w + (colmajor ? k0 : k0 * ldw), ldw, colmajor, kc, n, wbuf);
+        if (direct) {
+            for (ptrdiff_t i = 0; i < m; i += MR)
+                row_tile((int)(m - i < MR ? m - i : MR), kc, x + i * rsx + k0 * csx, rsx, csx, wbuf, NR,
+                         pstride, 0, np, c + i * ldc, ldc, k0 > 0, n);
+            continue;
+        }
+        for (ptrdiff_t i0 = 0; i0 < m; i0 += MC) {
+            const ptrdiff_t i1 = i0 + MC < m ? i0 + MC : m;
+            const ptrdiff_t full = i0 + (i1 - i0) / MR * MR;
+            pack_x(x + i0 * rsx + k0 * csx, rsx, csx, full - i0, kc, xbuf);
+            for (ptrdiff_t p = 0; p < np; p++) {
+                const ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
+                for (ptrdiff_t i = i0; i < full; i += MR)
+                    tile_6x1_px(kc, xbuf + (i - i0) * kc, wbuf + p * pstride, pstride, c + i * ldc + p * NR,
+                                ldc, k0 > 0, cols);
+            }
+            if (full < i1)
+                row_tile((int)(i1 - full), kc, x + full * rsx + k0 * csx, rsx, csx, wbuf, NR, pstride, 0, np,
+                         c + full * ldc, ldc, k0 > 0, n);
+        }
+    }
+}
+
 /* A few rows against a row-major w read in place, row by row of w (the weights stream once,
    in order): t[r, :] = fma(x[r, kk], w[kk, :], t[r, :]) for kk in a K block, in an L1
    buffer, then added to c. The same FMA chains and K blocks as the tiles, so the results
@@ -267,6 +297,33 @@ int fd_gemm_direct_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, pt
     return 0;
 #else
     (void)m; (void)n; (void)k; (void)x; (void)rsx; (void)csx; (void)w; (void)ldw; (void)c; (void)ldc;
+    return -1;
+#endif
+}
+
+int fd_gemm_kblocks_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
+                        ptrdiff_t csx, const float *w, ptrdiff_t ldw, int colmajor, float *c, ptrdiff_t ldc)
+{
+#if FD_HAVE_PACKED
+    if (m <= 0 || n <= 0) return 0;
+    if (k == 0) {
+        for (ptrdiff_t i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
+        return 0;
+    }
+    /* slices of KB_COLS columns: a packed K block of one (256 x 256 floats) stays in L2 */
+    const ptrdiff_t kcb = k_block(k), mc = m < MC ? (m + MR - 1) / MR * MR : MC;
+    const ptrdiff_t slice = n < KB_COLS ? n : KB_COLS;
+    float *xbuf = malloc((size_t)mc * kcb * sizeof(float));
+    float *wbuf = aligned_alloc(64, ((size_t)fd_pack_f32_size(kcb, slice) * sizeof(float) + 63) / 64 * 64);
+    if (!xbuf || !wbuf) { free(xbuf); free(wbuf); return -1; }
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += slice)
+        gemm_kblocks_avx2(m, n - j0 < slice ? n - j0 : slice, k, x, rsx, csx,
+                          w + (colmajor ? j0 * ldw : j0), ldw, colmajor, c + j0, ldc, xbuf, wbuf);
+    free(xbuf);
+    free(wbuf);
+    return 0;
+#else
+    (void)m; (void)n; (void)k; (void)x; (void)rsx; (void)csx; (void)w; (void)ldw; (void)colmajor; (void)c; (void)ldc;
     return -1;
 #endif
 }

@@ -8,10 +8,6 @@
 ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n);
 /* Pack w[kk, j] = colmajor ? w[kk + j * ldw] : w[kk * ldw + j] into dst. */
 void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst);
-/* The same for rows [r0, r1) of w only (dst is the whole packed matrix): threads can pack
-   row ranges of one matrix side by side. */
-void fd_pack_f32_rows(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n,
-                      ptrdiff_t r0, ptrdiff_t r1, float *dst);
 /* 1 when this CPU runs the packed kernel (AVX2 + FMA and not forced to the baseline). */
 int fd_packed_available(void);
 /* c[i, j] = sum_kk x[i * rsx + kk * csx] * w[kk, j] for i < m, j < n, with wp the packed w
@@ -19,6 +15,12 @@ int fd_packed_available(void);
    columns times k). Returns -1 when scratch memory could not be allocated. */
 int fd_gemm_packed_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
                        ptrdiff_t csx, const float *wp, float *c, ptrdiff_t ldc);
+
+/* The same product, bit for bit, for a plain w (w[kk, j] = colmajor ? w[kk + j * ldw] :
+   w[kk * ldw + j]) packed one K block at a time in a small buffer, for calls without packed
+   weights. -1 when scratch memory could not be allocated. */
+int fd_gemm_kblocks_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
+                        ptrdiff_t csx, const float *w, ptrdiff_t ldw, int colmajor, float *c, ptrdiff_t ldc);
 
 /* The same product for a row-major w (w[kk * ldw + j]) read in place: for a few rows, where
    packing w would cost more than it saves. Bitwise equal to fd_gemm_packed_f32 on the

@@ -278,14 +278,21 @@ static inline void fd_spin_pause(int spin)
     else FD_PAUSE();
 }
 
+#ifndef FD_WORKER_SPIN
+#define FD_WORKER_SPIN 32768
+#endif
+
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
     const unsigned long bit = 1UL << (w - workers);
     for (;;) {
-        /* spin briefly first: the next layer's job usually follows within microseconds */
+        /* spin first, about a millisecond (pauses of ~30 ns): the next layer's job usually
+           follows within microseconds, the next call within a few; and a virtual CPU left idle
+           is given away by the host, which can take milliseconds to give it back -- the caller
+           would then run every part itself, at half speed */
         job_t *job = NULL;
-        for (int spin = 0; spin < 2000 && (job = atomic_load(&w->job)) == NULL; spin++) fd_spin_pause(spin);
+        for (int spin = 0; spin < FD_WORKER_SPIN && (job = atomic_load(&w->job)) == NULL; spin++) fd_spin_pause(spin);
         if (job == NULL) {
             pthread_mutex_lock(&w->mu);
             while ((job = atomic_load(&w->job)) == NULL) pthread_cond_wait(&w->cv, &w->mu);
@@ -437,16 +444,11 @@ static int uses_direct(const fd_dense_args *a)
            && fd_packed_available();
 }
 
-/* Two rows or more of f32 without packed weights (and not run by the direct kernel): pack the
-   weights per call and run the packed kernel, so every batch gives the bits of the layer's
-   packed weights. OpenBLAS is slow with few rows (the row-major trick makes them its narrow
-   dimension: at 32x512x512 it takes 1.7x the time of packing plus the packed kernel) and
-   re-packs the weights per call itself. Up to FD_PACK_PER_CALL_MAX_ROWS rows each thread
-   packs the columns it computes; beyond, the threads pack the whole matrix once, together
-   (dense_pack_shared), and split the rows. */
-#ifndef FD_PACK_PER_CALL_MAX_ROWS
-#define FD_PACK_PER_CALL_MAX_ROWS 64
-#endif
+/* Two rows or more of f32 without packed weights (and not run by the direct kernel): the
+   packed kernel's tiles on weights packed one K block at a time into a buffer that stays in
+   cache (fd_gemm_kblocks_f32), so every batch gives the bits of the layer's packed weights.
+   OpenBLAS is slow with few rows (the row-major trick makes them its narrow dimension: at
+   32x512x512 it takes 1.7x the time of packing plus the packed kernel). */
 /* Larger kernels (256 MiB of f32) stay on the BLAS, which packs them in blocks: a packed copy
    per call would double their memory. */
 #define FD_PACK_PER_CALL_MAX_WEIGHTS ((double)(1L << 26))
@@ -454,14 +456,6 @@ static int uses_pack_per_call(const fd_dense_args *a)
 {
     return a->dtype == FD_F32 && a->wpack == NULL && a->m >= 2 && !uses_direct(a)
            && (double)a->k * (double)a->n <= FD_PACK_PER_CALL_MAX_WEIGHTS && fd_packed_available();
-}
-
-/* Room for k x n weights packed per call, aligned to cache lines (the kernel's loads of a
-   panel row then never straddle two lines). free() releases it. */
-static float *pack_alloc(ptrdiff_t k, ptrdiff_t n)
-{
-    const size_t bytes = ((size_t)fd_pack_f32_size(k, n) * sizeof(float) + 63) / 64 * 64;
-    return aligned_alloc(64, bytes > 0 ? bytes : 64);
 }
 
 /* fastdense's own single-threaded kernels: split over its own pool */
@@ -491,12 +485,8 @@ static int gemm_block(const fd_dense_args *a, ptrdiff_t r0, ptrdiff_t rows, ptrd
     }
     if (uses_pack_per_call(a)) {
         const ptrdiff_t rsx = a->x_colmajor ? 1 : a->ldx, csx = a->x_colmajor ? a->ldx : 1;
-        float *wp = pack_alloc(a->k, cols);
-        if (!wp) return -1;
-        fd_pack_f32((const float *)A, a->ldw, a->w_colmajor, a->k, cols, wp);
-        int rc = fd_gemm_packed_f32(rows, cols, a->k, (const float *)B, rsx, csx, wp, (float *)C, ldc);
-        free(wp);
-        return rc;
+        return fd_gemm_kblocks_f32(rows, cols, a->k, (const float *)B, rsx, csx, (const float *)A, a->ldw,
+                                   a->w_colmajor, (float *)C, ldc);
     }
     const ptrdiff_t lim = blas_int_max;
     if (rows == 1 && a->k > 0 && cols <= lim && a->k <= lim && a->ldw <= lim && a->ldx <= lim) {
@@ -600,9 +590,10 @@ static int dense_own_threads(const fd_dense_args *a, double work)
     job_t job;
     memset(&job, 0, sizeof(job));
     job.a = a;
-    if (parts > 1 && a->m < 128 * parts && a->n >= 64 * parts) {
-        /* few rows: split columns (each thread packs only its slice of the weights, multiples
-           of 16 columns); a row-wise epilogue runs after the barrier */
+    const int plain = uses_pack_per_call(a);
+    if (parts > 1 && (a->m < 128 * parts || plain) && a->n >= 64 * parts) {
+        /* few rows, or weights packed per call: split columns (each thread packs only its slice
+           of the weights, multiples of 16 columns); a row-wise epilogue runs after the barrier */
         const int halves = fd_act_halves(a->act.code), rowwise = fd_act_rowwise(a->act.code);
         job.fn = task_cols;
         /* a few rows pack nothing per task: cut finer (four parts per thread, 64 columns at
@@ -686,39 +677,6 @@ static int dense_blas_threads(const fd_dense_args *a, double work)
     return rc;
 }
 
-typedef struct {
-    const fd_dense_args *a;
-    float *dst;
-    ptrdiff_t rows_per_task;
-} pack_ctx;
-
-static int pack_task(void *ctx, ptrdiff_t t)
-{
-    const pack_ctx *p = ctx;
-    const fd_dense_args *a = p->a;
-    const ptrdiff_t r0 = t * p->rows_per_task;
-    const ptrdiff_t r1 = a->k - r0 < p->rows_per_task ? a->k : r0 + p->rows_per_task;
-    fd_pack_f32_rows((const float *)a->w, a->ldw, a->w_colmajor, a->k, a->n, r0, r1, p->dst);
-    return 0;
-}
-
-/* Pack the weights (row ranges of them over the free cores), then run the packed path. */
-static int dense_pack_shared(const fd_dense_args *a, double work)
-{
-    float *wp = pack_alloc(a->k, a->n);
-    if (!wp) return -1;
-    const int threads = fd_get_num_threads();
-    pack_ctx pc = {a, wp, ceil_div(ceil_div(a->k, 4 * (ptrdiff_t)threads), 32) * 32};
-    int rc = fd_parallel_for(pack_task, &pc, ceil_div(a->k, pc.rows_per_task), threads - 1);
-    if (rc == 0) {
-        fd_dense_args b = *a;
-        b.wpack = wp;
-        rc = dense_own_threads(&b, work);
-    }
-    free(wp);
-    return rc;
-}
-
 int fd_dense(const fd_dense_args *a)
 {
     if (a->m == 0 || (a->n == 0)) return 0;
@@ -736,9 +694,7 @@ int fd_dense(const fd_dense_args *a)
     }
     atomic_fetch_add(&busy_cores, 1);
     /* the packed kernel is single-threaded: it always splits over fastdense's own pool */
-    int rc = uses_pack_per_call(a) && a->m > FD_PACK_PER_CALL_MAX_ROWS ? dense_pack_shared(a, work)
-             : (fd_own_threading() || uses_own_kernel(a)) ? dense_own_threads(a, work)
-             : dense_blas_threads(a, work);
+    int rc = (fd_own_threading() || uses_own_kernel(a)) ? dense_own_threads(a, work) : dense_blas_threads(a, work);
     atomic_fetch_sub(&busy_cores, 1);
     return rc;
 }
