@@ -590,10 +590,12 @@ static int dense_own_threads(const fd_dense_args *a, double work)
     job_t job;
     memset(&job, 0, sizeof(job));
     job.a = a;
+    /* Weights packed per call: each column part packs all of x again, each row part all of the
+       weights; split the one that costs less to pack twice, rows into one part per thread. */
     const int plain = uses_pack_per_call(a);
-    if (parts > 1 && (a->m < 128 * parts || plain) && a->n >= 64 * parts) {
-        /* few rows, or weights packed per call: split columns (each thread packs only its slice
-           of the weights, multiples of 16 columns); a row-wise epilogue runs after the barrier */
+    if (parts > 1 && (plain ? a->m <= a->n : a->m < 128 * parts) && a->n >= 64 * parts) {
+        /* few rows: split columns (each thread packs only its slice of the weights, multiples
+           of 16 columns); a row-wise epilogue runs after the barrier */
         const int halves = fd_act_halves(a->act.code), rowwise = fd_act_rowwise(a->act.code);
         job.fn = task_cols;
         /* a few rows pack nothing per task: cut finer (four parts per thread, 64 columns at
@@ -617,7 +619,7 @@ static int dense_own_threads(const fd_dense_args *a, double work)
         return rc;
     }
     job.fn = task_rows;
-    ptrdiff_t br = block_rows(a);
+    ptrdiff_t br = plain ? a->m : block_rows(a);
     if (parts > 1) {
         ptrdiff_t even = ceil_div(a->m, parts);
         if (br > even) br = even;
