@@ -39,7 +39,7 @@ def config_info() -> dict:
     return {
         "fastdense": __version__,
         "cpu_path": _kernels.cpu_path(),
-        "float32_gemm": ("fastdense AVX2 kernel (layers' packed weights; ops.dense with 2-64 rows), "
+        "float32_gemm": ("fastdense AVX2 kernel (layers' packed weights; ops.dense with 2+ rows), "
                          "BLAS otherwise") if _kernels.packed_available() else "BLAS",
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
