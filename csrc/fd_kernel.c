@@ -449,13 +449,9 @@ static int uses_direct(const fd_dense_args *a)
    cache (fd_gemm_kblocks_f32), so every batch gives the bits of the layer's packed weights.
    OpenBLAS is slow with few rows (the row-major trick makes them its narrow dimension: at
    32x512x512 it takes 1.7x the time of packing plus the packed kernel). */
-/* Larger kernels (256 MiB of f32) stay on the BLAS, which packs them in blocks: a packed copy
-   per call would double their memory. */
-#define FD_PACK_PER_CALL_MAX_WEIGHTS ((double)(1L << 26))
 static int uses_pack_per_call(const fd_dense_args *a)
 {
-    return a->dtype == FD_F32 && a->wpack == NULL && a->m >= 2 && !uses_direct(a)
-           && (double)a->k * (double)a->n <= FD_PACK_PER_CALL_MAX_WEIGHTS && fd_packed_available();
+    return a->dtype == FD_F32 && a->wpack == NULL && a->m >= 2 && !uses_direct(a) && fd_packed_available();
 }
 
 /* fastdense's own single-threaded kernels: split over its own pool */
