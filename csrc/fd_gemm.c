@@ -142,47 +142,53 @@ static void pack_x(const float *x, ptrdiff_t rsx, ptrdiff_t csx, ptrdiff_t rows,
     }
 }
 
+/* Rows [i0, i1) (at most MC) of x against one K block [k0, k0 + kc) of packed panels b (panel
+   p at b + p * pstride): x packed into xbuf for the whole row tiles, the last few rows as wide
+   tiles over every panel. */
+static void block_tiles(ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t n, const float *x,
+                        ptrdiff_t rsx, ptrdiff_t csx, const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc,
+                        float *xbuf)
+{
+    const ptrdiff_t np = (n + NR - 1) / NR;
+    const ptrdiff_t full = i0 + (i1 - i0) / MR * MR;          /* rows in whole tiles */
+    pack_x(x + i0 * rsx + k0 * csx, rsx, csx, full - i0, kc, xbuf);
+    for (ptrdiff_t p = 0; p < np; p++) {
+        const ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
+        for (ptrdiff_t i = i0; i < full; i += MR)
+            tile_6x1_px(kc, xbuf + (i - i0) * kc, b + p * pstride, pstride, c + i * ldc + p * NR, ldc, k0 > 0, cols);
+    }
+    if (full < i1)
+        row_tile((int)(i1 - full), kc, x + full * rsx + k0 * csx, rsx, csx, b, NR, pstride, 0, np,
+                 c + full * ldc, ldc, k0 > 0, n);
+}
+
+/* Few rows or few columns: all m rows against one K block, x read in place (packing it would
+   cost more than it saves), each row tile sweeping all panels. */
+static void block_direct(ptrdiff_t m, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t n, const float *x, ptrdiff_t rsx,
+                         ptrdiff_t csx, const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc)
+{
+    const ptrdiff_t np = (n + NR - 1) / NR;
+    for (ptrdiff_t i = 0; i < m; i += MR)
+        row_tile((int)(m - i < MR ? m - i : MR), kc, x + i * rsx + k0 * csx, rsx, csx, b, NR, pstride, 0, np,
+                 c + i * ldc, ldc, k0 > 0, n);
+}
+
+/* The packed kernel's choice between the two, by the shape of the call. */
+static int use_direct(ptrdiff_t m, ptrdiff_t n) { return m < MR || n <= 2 * NR; }
+
 static void gemm_packed_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
                              ptrdiff_t csx, const float *wp, float *c, ptrdiff_t ldc, float *xbuf)
 {
-    const ptrdiff_t np = (n + NR - 1) / NR, pstride = k * NR;
     const ptrdiff_t kcb = k_block(k);
-    for (ptrdiff_t i0 = 0; i0 < m; i0 += MC) {
-        const ptrdiff_t i1 = i0 + MC < m ? i0 + MC : m;
-        const ptrdiff_t full = i0 + (i1 - i0) / MR * MR;      /* rows in whole tiles */
-        for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
-            const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
-            const float *b = wp + k0 * NR;
-            pack_x(x + i0 * rsx + k0 * csx, rsx, csx, full - i0, kc, xbuf);
-            for (ptrdiff_t p = 0; p < np; p++) {
-                const ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
-                for (ptrdiff_t i = i0; i < full; i += MR)
-                    tile_6x1_px(kc, xbuf + (i - i0) * kc, b + p * pstride, pstride, c + i * ldc + p * NR,
-                                ldc, k0 > 0, cols);
-            }
-            /* the last few rows: wide tiles over every panel */
-            if (full < i1)
-                row_tile((int)(i1 - full), kc, x + full * rsx + k0 * csx, rsx, csx, b, NR, pstride, 0, np,
-                         c + full * ldc, ldc, k0 > 0, n);
-        }
+    if (use_direct(m, n)) {
+        for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb)
+            block_direct(m, k0, k - k0 < kcb ? k - k0 : kcb, n, x, rsx, csx, wp + k0 * NR, k * NR, c, ldc);
+        return;
     }
-}
-
-/* Few rows or few columns: x is read in place (packing it would cost more than it saves),
-   each row tile sweeping all panels. */
-static void gemm_packed_direct_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x,
-                                    ptrdiff_t rsx, ptrdiff_t csx, const float *wp, float *c, ptrdiff_t ldc)
-{
-    const ptrdiff_t np = (n + NR - 1) / NR, pstride = k * NR;
-    const ptrdiff_t kcb = k_block(k);
-    for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
-        const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
-        for (ptrdiff_t i = 0; i < m; i += MR) {
-            const int rows = (int)(m - i < MR ? m - i : MR);
-            row_tile(rows, kc, x + i * rsx + k0 * csx, rsx, csx, wp + k0 * NR, NR, pstride, 0, np,
-                     c + i * ldc, ldc, k0 > 0, n);
-        }
-    }
+    for (ptrdiff_t i0 = 0; i0 < m; i0 += MC)
+        for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb)
+            block_tiles(i0, i0 + MC < m ? i0 + MC : m, k0, k - k0 < kcb ? k - k0 : kcb, n, x, rsx, csx,
+                        wp + k0 * NR, k * NR, c, ldc, xbuf);
 }
 
 /* The same product for plain weights, packed one K block at a time into wbuf (kc x n, in L2),
@@ -192,31 +198,15 @@ static void gemm_kblocks_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float
                               ptrdiff_t csx, const float *w, ptrdiff_t ldw, int colmajor, float *c,
                               ptrdiff_t ldc, float *xbuf, float *wbuf)
 {
-    const ptrdiff_t np = (n + NR - 1) / NR, kcb = k_block(k);
-    const int direct = m < MR || n <= 2 * NR;   /* as fd_gemm_packed_f32 chooses */
+    const ptrdiff_t kcb = k_block(k);
     for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
-        const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb, pstride = kc * NR;
+        const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
         fd_pack_f32(w + (colmajor ? k0 : k0 * ldw), ldw, colmajor, kc, n, wbuf);
-        if (direct) {
-            for (ptrdiff_t i = 0; i < m; i += MR)
-                row_tile((int)(m - i < MR ? m - i : MR), kc, x + i * rsx + k0 * csx, rsx, csx, wbuf, NR,
-                         pstride, 0, np, c + i * ldc, ldc, k0 > 0, n);
-            continue;
-        }
-        for (ptrdiff_t i0 = 0; i0 < m; i0 += MC) {
-            const ptrdiff_t i1 = i0 + MC < m ? i0 + MC : m;
-            const ptrdiff_t full = i0 + (i1 - i0) / MR * MR;
-            pack_x(x + i0 * rsx + k0 * csx, rsx, csx, full - i0, kc, xbuf);
-            for (ptrdiff_t p = 0; p < np; p++) {
-                const ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
-                for (ptrdiff_t i = i0; i < full; i += MR)
-                    tile_6x1_px(kc, xbuf + (i - i0) * kc, wbuf + p * pstride, pstride, c + i * ldc + p * NR,
-                                ldc, k0 > 0, cols);
-            }
-            if (full < i1)
-                row_tile((int)(i1 - full), kc, x + full * rsx + k0 * csx, rsx, csx, wbuf, NR, pstride, 0, np,
-                         c + full * ldc, ldc, k0 > 0, n);
-        }
+        if (use_direct(m, n))
+            block_direct(m, k0, kc, n, x, rsx, csx, wbuf, kc * NR, c, ldc);
+        else
+            for (ptrdiff_t i0 = 0; i0 < m; i0 += MC)
+                block_tiles(i0, i0 + MC < m ? i0 + MC : m, k0, kc, n, x, rsx, csx, wbuf, kc * NR, c, ldc, xbuf);
     }
 }
 
@@ -346,8 +336,8 @@ int fd_gemm_packed_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, pt
         for (ptrdiff_t i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
         return 0;
     }
-    if (m < MR || n <= 2 * NR) {
-        gemm_packed_direct_avx2(m, n, k, x, rsx, csx, wp, c, ldc);
+    if (use_direct(m, n)) {
+        gemm_packed_avx2(m, n, k, x, rsx, csx, wp, c, ldc, NULL);
         return 0;
     }
     const ptrdiff_t kcb = k_block(k), mc = m < MC ? (m + MR - 1) / MR * MR : MC;
