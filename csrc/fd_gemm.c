@@ -22,7 +22,9 @@
 #ifndef KC_MAX
 #define KC_MAX 256              /* K block: a 16-column slice of it stays in L1 (16 KiB) */
 #endif
-#define KB_COLS 256             /* columns per slice of weights packed per call, in K blocks */
+#ifndef KB_COLS
+#define KB_COLS 1024            /* columns per slice of weights packed per call, in K blocks */
+#endif
 #ifndef MC
 #define MC 144                  /* rows per block of x, packed (MC x KC: 144 KiB, in L2) */
 #endif
@@ -131,14 +133,65 @@ static void row_tile(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrd
 }
 
 /* x[rows, k0:k0+kc] -> dst as row tiles of MR (rows is a multiple of MR):
-   dst[t * kc * MR + kk * MR + r], so a tile's MR values at one k sit in one cache line. */
+   dst[t * kc * MR + kk * MR + r], so a tile's MR values at one k sit in one cache line.
+   Rows stored contiguously go 8 values at a time through an 8 x 8 transpose (two rows of
+   zeros), each column stored as 8 floats whose last 2 the next column overwrites: dst needs
+   2 floats of slack past its end. */
 static void pack_x(const float *x, ptrdiff_t rsx, ptrdiff_t csx, ptrdiff_t rows, ptrdiff_t kc, float *dst)
 {
+    const __m256 z = _mm256_setzero_ps();
     for (ptrdiff_t i = 0; i < rows; i += MR, dst += kc * MR) {
         const float *xr[MR];
         for (ptrdiff_t r = 0; r < MR; r++) xr[r] = x + (i + r) * rsx;
-        for (ptrdiff_t kk = 0; kk < kc; kk++)
+        ptrdiff_t kk = 0;
+        if (csx == 1) {
+            for (; kk + 8 <= kc; kk += 8) {
+                const __m256 t0 = _mm256_unpacklo_ps(_mm256_loadu_ps(xr[0] + kk), _mm256_loadu_ps(xr[1] + kk));
+                const __m256 t1 = _mm256_unpackhi_ps(_mm256_loadu_ps(xr[0] + kk), _mm256_loadu_ps(xr[1] + kk));
+                const __m256 t2 = _mm256_unpacklo_ps(_mm256_loadu_ps(xr[2] + kk), _mm256_loadu_ps(xr[3] + kk));
+                const __m256 t3 = _mm256_unpackhi_ps(_mm256_loadu_ps(xr[2] + kk), _mm256_loadu_ps(xr[3] + kk));
+                const __m256 t4 = _mm256_unpacklo_ps(_mm256_loadu_ps(xr[4] + kk), _mm256_loadu_ps(xr[5] + kk));
+                const __m256 t5 = _mm256_unpackhi_ps(_mm256_loadu_ps(xr[4] + kk), _mm256_loadu_ps(xr[5] + kk));
+                /* s_j: rows 0-3 (or 4-5 and zeros) at k = j and j + 4 */
+                const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+                const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+                const __m256 s4 = _mm256_shuffle_ps(t4, z, 0x44), s5 = _mm256_shuffle_ps(t4, z, 0xEE);
+                const __m256 s6 = _mm256_shuffle_ps(t5, z, 0x44), s7 = _mm256_shuffle_ps(t5, z, 0xEE);
+                float *d = dst + kk * MR;
+                _mm256_storeu_ps(d + 0 * MR, _mm256_permute2f128_ps(s0, s4, 0x20));
+                _mm256_storeu_ps(d + 1 * MR, _mm256_permute2f128_ps(s1, s5, 0x20));
+                _mm256_storeu_ps(d + 2 * MR, _mm256_permute2f128_ps(s2, s6, 0x20));
+                _mm256_storeu_ps(d + 3 * MR, _mm256_permute2f128_ps(s3, s7, 0x20));
+                _mm256_storeu_ps(d + 4 * MR, _mm256_permute2f128_ps(s0, s4, 0x31));
+                _mm256_storeu_ps(d + 5 * MR, _mm256_permute2f128_ps(s1, s5, 0x31));
+                _mm256_storeu_ps(d + 6 * MR, _mm256_permute2f128_ps(s2, s6, 0x31));
+                _mm256_storeu_ps(d + 7 * MR, _mm256_permute2f128_ps(s3, s7, 0x31));
+            }
+        }
+        for (; kk < kc; kk++)
             for (ptrdiff_t r = 0; r < MR; r++) dst[kk * MR + r] = xr[r][kk * csx];
+    }
+}
+
+/* fd_pack_f32 for a row-major block of kc rows x n columns (a slice of the weights), row by
+   row: each row of w is read in order, which the hardware prefetcher follows, and its 16
+   column pieces go to their panels, which stay in cache. */
+static void pack_w_rows(const float *w, ptrdiff_t ldw, ptrdiff_t kc, ptrdiff_t n, float *dst)
+{
+    const ptrdiff_t full = n / NR, np = (n + NR - 1) / NR;
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *src = w + kk * ldw;
+        float *d = dst + kk * NR;
+        for (ptrdiff_t p = 0; p < full; p++) {
+            _mm256_storeu_ps(d + p * kc * NR, _mm256_loadu_ps(src + p * NR));
+            _mm256_storeu_ps(d + p * kc * NR + 8, _mm256_loadu_ps(src + p * NR + 8));
+        }
+        if (full < np) {
+            float *e = d + full * kc * NR;
+            const ptrdiff_t cols = n - full * NR;
+            memcpy(e, src + full * NR, (size_t)cols * sizeof(float));
+            memset(e + cols, 0, (size_t)(NR - cols) * sizeof(float));
+        }
     }
 }
 
@@ -191,22 +244,28 @@ static void gemm_packed_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float 
                         wp + k0 * NR, k * NR, c, ldc, xbuf);
 }
 
-/* The same product for plain weights, packed one K block at a time into wbuf (kc x n, in L2),
-   which every row then uses before the next block: the weights are read once, and their
-   packed copy never leaves the cache. Same K blocks, same tiles: the bits of the packed path. */
+/* The same product for plain weights, in slices of KB_COLS columns, each packed one K block
+   at a time into wbuf (kc x KB_COLS: 1 MiB, in L3), which every row then uses before the next
+   block; x is packed once per block of rows and K block of a slice, as in the packed path.
+   Same K blocks, same tiles: the bits of the packed path. */
 static void gemm_kblocks_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
                               ptrdiff_t csx, const float *w, ptrdiff_t ldw, int colmajor, float *c,
                               ptrdiff_t ldc, float *xbuf, float *wbuf)
 {
     const ptrdiff_t kcb = k_block(k);
-    for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
-        const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
-        fd_pack_f32(w + (colmajor ? k0 : k0 * ldw), ldw, colmajor, kc, n, wbuf);
-        if (use_direct(m, n))
-            block_direct(m, k0, kc, n, x, rsx, csx, wbuf, kc * NR, c, ldc);
-        else
-            for (ptrdiff_t i0 = 0; i0 < m; i0 += MC)
-                block_tiles(i0, i0 + MC < m ? i0 + MC : m, k0, kc, n, x, rsx, csx, wbuf, kc * NR, c, ldc, xbuf);
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += KB_COLS) {
+        const ptrdiff_t cols = n - j0 < KB_COLS ? n - j0 : KB_COLS;
+        for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
+            const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
+            if (colmajor) fd_pack_f32(w + k0 + j0 * ldw, ldw, 1, kc, cols, wbuf);
+            else pack_w_rows(w + k0 * ldw + j0, ldw, kc, cols, wbuf);
+            if (use_direct(m, cols))
+                block_direct(m, k0, kc, cols, x, rsx, csx, wbuf, kc * NR, c + j0, ldc);
+            else
+                for (ptrdiff_t i0 = 0; i0 < m; i0 += MC)
+                    block_tiles(i0, i0 + MC < m ? i0 + MC : m, k0, kc, cols, x, rsx, csx, wbuf, kc * NR,
+                                c + j0, ldc, xbuf);
+        }
     }
 }
 
@@ -300,15 +359,12 @@ int fd_gemm_kblocks_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, p
         for (ptrdiff_t i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
         return 0;
     }
-    /* slices of KB_COLS columns: a packed K block of one (256 x 256 floats) stays in L2 */
     const ptrdiff_t kcb = k_block(k), mc = m < MC ? (m + MR - 1) / MR * MR : MC;
     const ptrdiff_t slice = n < KB_COLS ? n : KB_COLS;
-    float *xbuf = malloc((size_t)mc * kcb * sizeof(float));
+    float *xbuf = malloc(((size_t)mc * kcb + 8) * sizeof(float));   /* + pack_x's slack */
     float *wbuf = aligned_alloc(64, ((size_t)fd_pack_f32_size(kcb, slice) * sizeof(float) + 63) / 64 * 64);
     if (!xbuf || !wbuf) { free(xbuf); free(wbuf); return -1; }
-    for (ptrdiff_t j0 = 0; j0 < n; j0 += slice)
-        gemm_kblocks_avx2(m, n - j0 < slice ? n - j0 : slice, k, x, rsx, csx,
-                          w + (colmajor ? j0 * ldw : j0), ldw, colmajor, c + j0, ldc, xbuf, wbuf);
+    gemm_kblocks_avx2(m, n, k, x, rsx, csx, w, ldw, colmajor, c, ldc, xbuf, wbuf);
     free(xbuf);
     free(wbuf);
     return 0;
@@ -341,7 +397,7 @@ int fd_gemm_packed_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, pt
         return 0;
     }
     const ptrdiff_t kcb = k_block(k), mc = m < MC ? (m + MR - 1) / MR * MR : MC;
-    float *xbuf = malloc((size_t)mc * kcb * sizeof(float));
+    float *xbuf = malloc(((size_t)mc * kcb + 8) * sizeof(float));   /* + pack_x's slack */
     if (!xbuf) return -1;
     gemm_packed_avx2(m, n, k, x, rsx, csx, wp, c, ldc, xbuf);
     free(xbuf);

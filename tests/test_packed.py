@@ -685,17 +685,19 @@ def test_glu_halves_the_symbolic_output_shape():
 @pytest.mark.parametrize("m", [2, 3, 5, 6, 7, 13, 32, 64, 65, 200, 700])
 def test_plain_kernel_calls_equal_the_packed_kernel(m, restore_threads):
     """Two rows or more of float32 against a plain kernel run fastdense's own kernel (weights
-    read in place, or packed per call: by each thread for its columns, or by all threads
-    together beyond 64 rows): the same bits as the layer's packed kernel, whatever the thread
-    count, and float64-close."""
+    read in place, or packed per call one K block of up to 1024 columns at a time, by each
+    thread for its part): the same bits as the layer's packed kernel, whatever the thread
+    count or the layout of x and of the weights, and float64-close. N = 1040 and 1100 take two
+    column slices, the second one narrow."""
     rng = np.random.default_rng(m)
-    for k, n in [(37, 5), (300, 100), (513, 130)]:
+    for k, n in [(37, 5), (300, 100), (513, 130), (257, 1040), (20, 1100)]:
         x = rng.standard_normal((m, k)).astype(np.float32)
         w = rng.standard_normal((k, n)).astype(np.float32)
         b = rng.standard_normal(n).astype(np.float32)
         plain = ops.dense(x, w, b, "relu")
         np.testing.assert_array_equal(plain, ops.dense(x, ops.pack_kernel(w), b, "relu"))
         np.testing.assert_array_equal(ops.dense(x, np.asfortranarray(w), b, "relu"), plain)
+        np.testing.assert_array_equal(ops.dense(np.asfortranarray(x), w, b, "relu"), plain)
         for threads in (1, 3):
             fastdense.set_num_threads(threads)
             np.testing.assert_array_equal(ops.dense(x, w, b, "relu"), plain, err_msg=f"threads={threads}")
