@@ -201,3 +201,50 @@ def test_set_weights_while_predicting_never_mixes():
     stop.set()
     flipper.join()
     assert not bad, f"{len(bad)} predictions mixed old and new weights"
+
+
+def test_graph_changes_after_predict_are_never_served_a_stale_plan():
+    """add/pop on a Sequential (which changes no weight) after predict: predict, a call and an
+    outer model holding it all follow the new graph (the outer model calls the inner one, as
+    its layer-by-layer path and Keras do)."""
+    rng = np.random.default_rng(9)
+    model = Sequential([Dense(6, input_shape=(3,)), Activation("relu")])
+    model.set_weights([rng.standard_normal((3, 6)), rng.standard_normal(6)])
+    kernel, bias = model.get_weights()
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    z = x.astype(np.float64) @ kernel + bias
+    inputs = fastdense.Input((3,))
+    outer = Model(inputs, model(inputs))
+    for _ in range(2):  # the second call takes predict's shortcut
+        np.testing.assert_allclose(model.predict(x), np.maximum(z, 0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(outer.predict(x), np.maximum(z, 0), rtol=1e-5, atol=1e-6)
+    model.pop()
+    assert np.any(z < 0)
+    np.testing.assert_allclose(model.predict(x), z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model(x), z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outer.predict(x), z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(outer.predict(x), outer._run_layers([x])[0])
+    model.add(Activation("sigmoid"))
+    np.testing.assert_allclose(model.predict(x), 1 / (1 + np.exp(-z)), rtol=1e-5, atol=1e-6)
+
+
+def test_predict_shortcut_checks_what_the_full_path_checks():
+    """The plan a call leaves for the next predict is used only for inputs of the same dtype,
+    rank, per-sample shape and layout, and never with out= or batch_size."""
+    model = mlp()
+    x = np.random.default_rng(3).standard_normal((8, 20)).astype(np.float32)
+    expected = model._run_layers([x])[0]
+    np.testing.assert_allclose(model.predict(x), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(x), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError):
+        model.predict(np.ones((8, 21), np.float32))
+    with pytest.raises(ValueError):
+        model.predict(np.ones((8, 20, 1), np.float32))
+    np.testing.assert_allclose(model.predict(x.astype(np.float64)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(np.asfortranarray(x)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(x[::2]), expected[::2], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(x, batch_size=3), expected, rtol=1e-5, atol=1e-6)
+    out = np.empty((8, 10), np.float32)
+    assert model.predict(x, out=out) is out
+    with pytest.raises(ValueError, match="out must"):
+        model.predict(x, out=np.empty((8, 10), np.float64))

@@ -585,6 +585,7 @@ class Layer:
         # copy.deepcopy and pickle: caches (packed kernels, compiled plans) are rebuilt on use
         state = dict(self.__dict__)
         state.pop("_fd_plans", None)
+        state.pop("_fd_last_plan", None)
         if "_packed" in state:
             state["_packed"] = None
         return state

@@ -260,6 +260,10 @@ class Model(Layer):
         self._network_nodes = network_nodes
         self._compile_steps(flat_inputs, flat_outputs)
         self.built = True
+        # A new graph (also a Sequential's add or pop): the compiled plans of this model, and of
+        # any model that holds it, describe the old one, so none may be used again.
+        with WEIGHTS_LOCK:
+            Layer._weights_epoch += 1
 
     def _compile_steps(self, inputs: list[SymbolicTensor], outputs: list[SymbolicTensor]) -> None:
         """Turn the nodes into a flat list of steps over numbered array slots."""
@@ -401,6 +405,14 @@ class Model(Layer):
         repeated calls with ``out=`` allocate nothing.  ``verbose``, ``steps``
         and ``callbacks`` are accepted for Keras compatibility and ignored.
         """
+        last = self.__dict__.get("_fd_last_plan")
+        if last is not None and type(x) is np.ndarray and out is None and batch_size is None:
+            # the call before compiled a plan for inputs like x: run it with no other Python step
+            # (the weights epoch is checked as run_compiled checks it)
+            epoch, dtype, ndim, tail, plan = last
+            if (x.dtype is dtype and x.ndim == ndim and x.shape[1:] == tail and x.flags.c_contiguous
+                    and epoch == Layer._weights_epoch and self._single_output):
+                return plan.run([x])[0]
         arrays = self._standardize_inputs(x)
         outs = None if out is None else (list(out) if isinstance(out, (list, tuple)) else [out])
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
