@@ -25,6 +25,8 @@
 #ifndef KB_COLS
 #define KB_COLS 1024            /* columns per slice of weights packed per call, in K blocks */
 #endif
+#define FULL_PACK_MIN_ROWS 512  /* per call from this many rows, weights packed whole ... */
+#define FULL_PACK_MAX_BYTES ((size_t)16 << 20)   /* ... when that takes at most 16 MiB */
 #ifndef MC
 #define MC 144                  /* rows per block of x, packed (MC x KC: 144 KiB, in L2) */
 #endif
@@ -175,19 +177,19 @@ static void pack_x(const float *x, ptrdiff_t rsx, ptrdiff_t csx, ptrdiff_t rows,
 
 /* fd_pack_f32 for a row-major block of kc rows x n columns (a slice of the weights), row by
    row: each row of w is read in order, which the hardware prefetcher follows, and its 16
-   column pieces go to their panels, which stay in cache. */
-static void pack_w_rows(const float *w, ptrdiff_t ldw, ptrdiff_t kc, ptrdiff_t n, float *dst)
+   column pieces go to their panels (pstride floats apart), which stay in cache. */
+static void pack_w_rows(const float *w, ptrdiff_t ldw, ptrdiff_t kc, ptrdiff_t n, float *dst, ptrdiff_t pstride)
 {
     const ptrdiff_t full = n / NR, np = (n + NR - 1) / NR;
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
         const float *src = w + kk * ldw;
         float *d = dst + kk * NR;
         for (ptrdiff_t p = 0; p < full; p++) {
-            _mm256_storeu_ps(d + p * kc * NR, _mm256_loadu_ps(src + p * NR));
-            _mm256_storeu_ps(d + p * kc * NR + 8, _mm256_loadu_ps(src + p * NR + 8));
+            _mm256_storeu_ps(d + p * pstride, _mm256_loadu_ps(src + p * NR));
+            _mm256_storeu_ps(d + p * pstride + 8, _mm256_loadu_ps(src + p * NR + 8));
         }
         if (full < np) {
-            float *e = d + full * kc * NR;
+            float *e = d + full * pstride;
             const ptrdiff_t cols = n - full * NR;
             memcpy(e, src + full * NR, (size_t)cols * sizeof(float));
             memset(e + cols, 0, (size_t)(NR - cols) * sizeof(float));
@@ -258,7 +260,7 @@ static void gemm_kblocks_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float
         for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
             const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
             if (colmajor) fd_pack_f32(w + k0 + j0 * ldw, ldw, 1, kc, cols, wbuf);
-            else pack_w_rows(w + k0 * ldw + j0, ldw, kc, cols, wbuf);
+            else pack_w_rows(w + k0 * ldw + j0, ldw, kc, cols, wbuf, kc * NR);
             if (use_direct(m, cols))
                 block_direct(m, k0, kc, cols, x, rsx, csx, wbuf, kc * NR, c + j0, ldc);
             else
@@ -360,11 +362,24 @@ int fd_gemm_kblocks_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, p
         return 0;
     }
     const ptrdiff_t kcb = k_block(k), mc = m < MC ? (m + MR - 1) / MR * MR : MC;
-    const ptrdiff_t slice = n < KB_COLS ? n : KB_COLS;
     float *xbuf = malloc(((size_t)mc * kcb + 8) * sizeof(float));   /* + pack_x's slack */
-    float *wbuf = aligned_alloc(64, ((size_t)fd_pack_f32_size(kcb, slice) * sizeof(float) + 63) / 64 * 64);
-    if (!xbuf || !wbuf) { free(xbuf); free(wbuf); return -1; }
-    gemm_kblocks_avx2(m, n, k, x, rsx, csx, w, ldw, colmajor, c, ldc, xbuf, wbuf);
+    if (!xbuf) return -1;
+    /* Many rows against several K blocks of row-major weights: packing one K block at a time
+       would make every row's output go out to memory and back once per K block, so the
+       weights are packed whole (at most FULL_PACK_MAX_BYTES; from 512 rows packing is about
+       1 % of the work) and the packed path runs, its output block kept in L2 across K blocks. */
+    const size_t full_bytes = (size_t)fd_pack_f32_size(k, n) * sizeof(float);
+    const int whole = m >= FULL_PACK_MIN_ROWS && k > kcb && !colmajor && full_bytes <= FULL_PACK_MAX_BYTES;
+    const ptrdiff_t slice = n < KB_COLS ? n : KB_COLS;
+    float *wbuf = aligned_alloc(64, (whole ? full_bytes : (size_t)fd_pack_f32_size(kcb, slice) * sizeof(float)) / 64 * 64 + 64);
+    if (!wbuf) { free(xbuf); return -1; }
+    if (whole) {
+        for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb)
+            pack_w_rows(w + k0 * ldw, ldw, k - k0 < kcb ? k - k0 : kcb, n, wbuf + k0 * NR, k * NR);
+        gemm_packed_avx2(m, n, k, x, rsx, csx, wbuf, c, ldc, xbuf);
+    } else {
+        gemm_kblocks_avx2(m, n, k, x, rsx, csx, w, ldw, colmajor, c, ldc, xbuf, wbuf);
+    }
     free(xbuf);
     free(wbuf);
     return 0;
