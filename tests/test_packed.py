@@ -704,3 +704,21 @@ def test_plain_kernel_calls_equal_the_packed_kernel(m, restore_threads):
         fastdense.set_num_threads(None)
         z, mag = pre_activation(x, w, b)
         assert np.all(np.abs(plain - np.maximum(z, 0)) <= 1e-5 * mag.max() + 1e-6)
+
+
+@needs_packed
+@pytest.mark.parametrize("k, n", [(300, 40), (300, 14000), (256, 300)])
+def test_many_rows_plain_kernel_whole_or_k_block_packing(k, n, restore_threads):
+    """520 rows (one thread): weights packed whole when they take 16 MiB at most and have
+    several K blocks (300 x 40), one K block of 1024 columns at a time beyond (300 x 14000: 14
+    slices) or with one K block (256): the packed kernel's bits either way."""
+    rng = np.random.default_rng(k + n)
+    x = rng.standard_normal((520, k)).astype(np.float32)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    fastdense.set_num_threads(1)
+    plain = ops.dense(x, w, b, "relu")
+    np.testing.assert_array_equal(plain, ops.dense(x, ops.pack_kernel(w), b, "relu"))
+    rows = [0, 5, 6, 143, 144, 519]
+    z, mag = pre_activation(x[rows], w, b)
+    assert np.all(np.abs(plain[rows] - np.maximum(z, 0)) <= 1e-5 * mag.max() + 1e-6)
