@@ -248,3 +248,24 @@ def test_predict_shortcut_checks_what_the_full_path_checks():
     assert model.predict(x, out=out) is out
     with pytest.raises(ValueError, match="out must"):
         model.predict(x, out=np.empty((8, 10), np.float64))
+
+
+def test_changed_layer_settings_reach_predict():
+    """Setting an attribute that the plan compiled in (activation, use_bias) on a built layer:
+    predict, model(x) and the layer call all use the new setting."""
+    rng = np.random.default_rng(4)
+    model = Sequential([Dense(5, activation="relu", input_shape=(3,)), Activation("relu")])
+    model.set_weights([rng.standard_normal((3, 5)), rng.standard_normal(5)])
+    kernel, bias = model.get_weights()
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    z = x.astype(np.float64) @ kernel + bias
+    model.predict(x)
+    model.predict(x)
+    dense, act = model.layers
+    dense.activation = "tanh"
+    act.activation = fastdense.activations.get("linear")
+    for y in (model.predict(x), model(x), act(dense(x))):
+        np.testing.assert_allclose(y, np.tanh(z), rtol=1e-5, atol=1e-6)
+    dense.use_bias = False
+    for y in (model.predict(x), model(x), act(dense(x))):
+        np.testing.assert_allclose(y, np.tanh(z - bias), rtol=1e-5, atol=1e-6)

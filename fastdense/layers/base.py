@@ -257,6 +257,10 @@ _ADD_WEIGHT_KERAS3_ORDER = ("shape", "initializer", "dtype", "trainable", "autoc
 _KERAS2_KWARGS = ("input_shape", "input_dim", "batch_input_shape", "batch_size", "weights", "autocast")
 
 
+# Layer attributes that model plans (fastdense.models.plan) and Dense's fast path read.
+_PLAN_SETTINGS = frozenset({"activation", "use_bias", "data_format", "target_shape", "axis"})
+
+
 class Layer:
     """Base class of all fastdense layers (and of models).
 
@@ -284,6 +288,15 @@ class Layer:
     # Incremented by every weight change of any layer, under WEIGHTS_LOCK: compiled model
     # plans (fastdense.models.plan) are valid while it is unchanged.
     _weights_epoch = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _PLAN_SETTINGS and self.__dict__.get("built", False):
+            # a setting that compiled plans read, changed on a built layer (say
+            # `layer.activation = "tanh"`): every plan compiles anew, as after set_weights
+            with WEIGHTS_LOCK:
+                Layer._weights_epoch += 1
+            self._refresh_cache()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Layer":
         obj = super().__new__(cls)
