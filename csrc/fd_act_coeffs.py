@@ -3,7 +3,11 @@
 Each polynomial is a Chebyshev interpolant computed in long double (near-minimax), converted to a
 monomial basis and printed as C.  The printed "max err" is measured with Horner evaluation in the
 precision the C code uses (double, or float for the *32 tables, coefficients rounded to float
-first) against a long-double (or series) truth.  Run:  python csrc/fd_act_coeffs.py
+first) against a long-double (or series) truth.  Exception: float32 gelu's tables (S, N, D) are
+weighted minimax fits (Lawson iterations on least squares; N/D linearized as N - f D), their
+printed error that of the float-rounded coefficients evaluated in float64 (the C code's own
+rounding is measured by sweeping every float, see tests/test_activations.py).
+Run:  python csrc/fd_act_coeffs.py
 """
 from fractions import Fraction
 from math import comb, factorial
@@ -114,10 +118,12 @@ def tanh_shrink_g(y):
 
 EXPM1_R32 = 0.3486     # float32 exp: |r| <= ln2/2 + the rounding of n = rint(x / ln2)
 LOG1P_MID = 0.5        # float32 log1p(e) = e R(e - 0.5) on 0 <= e <= 1
-GELU_SLOPE = 0.3       # float32 gelu: Phi(-a) = t Q(t - GELU_MID) exp(-a^2/2), t = 1/(1 + 0.3 a)
-GELU_A_MAX = 14.8      # gelu(-14.8) rounds to -0 in float32
-GELU_T_MIN = 1 / (1 + GELU_SLOPE * GELU_A_MAX)
-GELU_MID = (GELU_T_MIN + 1) / 2
+GELU_A_MAX = 14.8      # float32 gelu: gelu(-14.8) rounds to -0
+# float32 gelu splits at |x| = 0.8 (FD_GELU_SPLIT32): Phi(x) = 1/2 + x S(x^2) below, above
+# G(a) = a Phi(-a) e^(a^2/2) = g - N(a)/D(a), a = |x|
+GELU_SMALL = 0.8       # S fitted for |x| <= 0.8
+GELU_TAIL = 0.7        # N/D fitted for 0.7 <= a <= 14.8 (a margin below the split)
+GELU_G = float(np.float32(1 / np.sqrt(2 * np.pi)))   # g: G's limit, rounded to float
 
 
 def log1p_over(w):
@@ -126,11 +132,68 @@ def log1p_over(w):
     return np.log1p(e) / e if e != 0 else L(1)
 
 
-def gelu_q(w):
-    """Phi(-a) / (t exp(-a^2/2)) = erfcx(a / sqrt2) / (2t) with t = w + GELU_MID = 1/(1 + 0.3a)."""
-    t = float(w + L(GELU_MID))
-    a = (1 / t - 1) / GELU_SLOPE
-    return L(sc.erfcx(a / np.sqrt(2)) / (2 * t))
+def gelu_s(y):
+    """S(y) = (Phi(sqrt y) - 1/2) / sqrt y = sum (-1)^n (y/2)^n / (n! (2n + 1)) / sqrt(2 pi)."""
+    return sum((-y / 2) ** n / L(factorial(n) * (2 * n + 1)) for n in range(30)) / np.sqrt(2 * PI)
+
+
+def gelu_s_fit(deg):
+    """S's coefficients with S(0) = 1/sqrt(2 pi) rounded to float, the others fitted to the
+    remainder: S's error matters as the error of x S(x^2) relative to Phi(x) (up to 1.4 x S's own
+    error at x = -0.8), and the rounding of S(0) alone is 2.8e-8 of S, so it is compensated where it
+    counts.  Lawson iterations on linear least squares in y = x^2, basis y .. y^deg."""
+    x = GELU_SMALL * np.sin(np.pi / 2 * np.arange(1, 4001) / 4000)   # dense near 0.8, none at 0
+    y = x * x
+    s0 = float(np.float32(1 / np.sqrt(2 * np.pi)))
+    target = np.array([float(gelu_s(L(v))) for v in y]) - s0
+    weight = (0.5 - x * (target + s0)) / x                          # Phi(-x) / x
+    basis = np.vander(y, deg + 1, increasing=True)[:, 1:]
+    lw, best = np.ones_like(y), None
+    for _ in range(100):
+        sw = np.sqrt(lw) / weight
+        c = np.linalg.lstsq(basis * sw[:, None], target * sw, rcond=None)[0]
+        err = np.abs(basis @ c - target) / weight
+        if best is None or err.max() < best[0]:
+            best = (err.max(), c)
+        lw = lw * err / np.sum(lw * err)
+    c = np.float32(np.concatenate([[s0], best[1]]))
+    err = np.abs(np.vander(y, deg + 1, increasing=True) @ c.astype(float) - s0 - target) / weight
+    return c, float(err.max())
+
+
+def gelu_g(a):
+    """G(a) = a Phi(-a) e^(a^2/2) = a erfcx(a / sqrt2) / 2 (float64 erfcx: ~1e-15 relative)."""
+    return a * sc.erfcx(a / np.sqrt(2)) / 2
+
+
+def ratfit(target, weight, a, m, n, iters=150):
+    """P(a)/Q(a) ~ target with Q(0) = 1, deg P = m, deg Q = n, minimizing max |P/Q - target| / weight
+    over the points a: linearized least squares P - target Q (Sanathanan-Koerner: divided by the
+    previous Q), with Lawson's reweighting (each point's weight times its error) pushing toward the
+    minimax solution.  Monomial coefficients of P and Q (float64)."""
+    a = np.asarray(a, float)
+    y, g, sa = target(a), weight(a), a.max()
+    vp = np.vander(a / sa, m + 1, increasing=True)
+    vq = np.vander(a / sa, n + 1, increasing=True)
+    qprev, lw, best = np.ones_like(a), np.ones_like(a), None
+    for _ in range(iters):
+        sw = np.sqrt(lw) / (g * qprev)
+        lhs = np.hstack([vp, -y[:, None] * vq[:, 1:]]) * sw[:, None]
+        c = np.linalg.lstsq(lhs, y * sw, rcond=None)[0]
+        p, q = c[: m + 1], np.concatenate([[1.0], c[m + 1:]])
+        qprev = vq @ q
+        err = np.abs((vp @ p / qprev - y) / g)
+        if best is None or err.max() < best[0]:
+            best = (err.max(), p / sa ** np.arange(m + 1), q / sa ** np.arange(n + 1))
+        lw = lw * err / np.sum(lw * err)
+    return best[1], best[2]
+
+
+def gelu_tail_error(p, q, a):
+    """max |(g - N/D) / G - 1| with the float32 coefficients (evaluated in float64)."""
+    p, q = np.float32(p).astype(float), np.float32(q).astype(float)
+    g = GELU_G - np.polyval(p[::-1], a) / np.polyval(q[::-1], a)
+    return float(np.max(np.abs(g / gelu_g(a) - 1)))
 
 
 def main32():
@@ -141,10 +204,17 @@ def main32():
     c = unmap(chebfit(log1p_over, -LOG1P_MID, h, 9), -LOG1P_MID, h)
     emit32("FD_LOG1P_R32", c, "float32: log1p(e) = e R(e - 0.5), 0 <= e <= 1; rel err "
            f"{max_error32(log1p_over, -LOG1P_MID, h, c, lambda u: u):.1e}")
-    lo, hi = GELU_T_MIN - GELU_MID, 1 - GELU_MID
-    c = unmap(chebfit(gelu_q, lo, hi, 10), lo, hi)
-    emit32("FD_GELU_Q32", c, f"float32: Phi(-a) = t Q(t - {GELU_MID:.9g}) exp(-a^2/2), t = 1/(1 + "
-           f"{GELU_SLOPE} a), 0 <= a <= {GELU_A_MAX}; rel err {max_error32(gelu_q, lo, hi, c, lambda u: u):.1e}")
+    c, err = gelu_s_fit(4)
+    emit32("FD_GELU_S32", c, f"float32: Phi(x) = 1/2 + x S(x^2), |x| <= {GELU_SMALL}; err of x S relative to "
+           f"Phi(-|x|) {err:.1e}")
+    k = np.arange(6000)
+    a = GELU_TAIL + (GELU_A_MAX - GELU_TAIL) * (1 - np.cos(np.pi * (k + 0.5) / k.size)) / 2
+    a = np.concatenate([[GELU_TAIL], a, [GELU_A_MAX]])
+    p, q = ratfit(lambda u: GELU_G - gelu_g(u), gelu_g, a, 3, 5)
+    note = (f"float32: G(a) = a Phi(-a) e^(a^2/2) = g - N(a)/D(a), g = {GELU_G!r}, {GELU_TAIL} <= a <= "
+            f"{GELU_A_MAX}; err of G {gelu_tail_error(p, q, a):.1e}")
+    emit32("FD_GELU_N32", p, note)
+    emit32("FD_GELU_D32", q, "float32: D(a) of the line above")
 
 
 def main():

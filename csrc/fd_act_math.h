@@ -128,22 +128,32 @@ static const float FD_LOG1P_R32[10] = {
     5.250270478e-03f,
     -3.176057013e-03f
 };
-/* float32: Phi(-a) = t Q(t - 0.591911765) exp(-a^2/2), t = 1/(1 + 0.3 a), 0 <= a <= 14.8; rel err 1.5e-07 */
-static const float FD_GELU_Q32[11] = {
-    2.553227842e-01f,
-    3.984880745e-01f,
-    4.082719684e-01f,
-    2.257431746e-01f,
-    -1.015861798e-02f,
-    -9.061123431e-02f,
-    -9.836166166e-03f,
-    4.402326047e-02f,
-    1.040731324e-03f,
-    -2.047945000e-02f,
-    3.753421130e-03f
+/* float32: Phi(x) = 1/2 + x S(x^2), |x| <= 0.8; err of x S relative to Phi(-|x|) 9.7e-09 */
+static const float FD_GELU_S32[5] = {
+    3.989422917e-01f,
+    -6.649038941e-02f,
+    9.972309694e-03f,
+    -1.180274412e-03f,
+    1.016423557e-04f
 };
-#define FD_GELU_SLOPE32 0.3f
-#define FD_GELU_MID32 0.591911765f
+/* float32: G(a) = a Phi(-a) e^(a^2/2) = g - N(a)/D(a), g = 0.3989422917366028, 0.7 <= a <= 14.8; err of G 1.1e-08 */
+static const float FD_GELU_N32[4] = {
+    3.989756107e-01f,
+    2.317550182e-01f,
+    6.587927043e-02f,
+    9.033031762e-03f
+};
+/* float32: D(a) of the line above */
+static const float FD_GELU_D32[6] = {
+    1.000000000e+00f,
+    1.834839225e+00f,
+    1.462793708e+00f,
+    6.517586112e-01f,
+    1.649929583e-01f,
+    2.264508419e-02f
+};
+#define FD_GELU_G32 0.398942292f   /* g = 1/sqrt(2 pi) rounded to float, as fitted */
+#define FD_GELU_SPLIT32 0.8f
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -183,6 +193,20 @@ FD_INLINE float fd_poly6f(const float *c, float x)
     float x2 = x * x, x4 = x2 * x2;
     return FD_P4(c, 0) + x4 * FD_P2(c, 4);
 }
+FD_INLINE float fd_poly3f(const float *c, float x)
+{
+    return FD_P2(c, 0) + (x * x) * c[2];
+}
+FD_INLINE float fd_poly4f(const float *c, float x)
+{
+    float x2 = x * x;
+    return FD_P4(c, 0);
+}
+FD_INLINE float fd_poly5f(const float *c, float x)
+{
+    float x2 = x * x;
+    return FD_P2(c, 0) + x2 * (FD_P2(c, 2) + x2 * c[4]);
+}
 FD_INLINE float fd_poly10f(const float *c, float x)
 {
     float x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
@@ -192,12 +216,6 @@ FD_INLINE float fd_poly11f(const float *c, float x)
 {
     float x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
     return FD_P8(c, 0) + x8 * (FD_P2(c, 8) + x2 * c[10]);
-}
-/* The same float32 coefficients evaluated in float64. */
-FD_INLINE double fd_poly11fd(const float *c, double x)
-{
-    double x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
-    return FD_P8(c, 0) + x8 * (FD_P2(c, 8) + x2 * (double)c[10]);
 }
 #undef FD_P2
 #undef FD_P4
@@ -428,11 +446,19 @@ FD32(celu)
     return (float)(x >= 0.0 ? x : q.a * fd_expm1_in(fd_min(fd_max(x * q.b, -110.0), 709.0)));
 }
 
-/* gelu = x Phi(x).  With a = |x|: Phi(-a) = t Q(t) e^(-a^2/2), t = 1/(1 + 0.3a), and
- * Phi(x) = 1 - Phi(-a) for x >= 0.  a^2/2 = h + l exactly enough: a = ah + al with ah its top
- * 12 bits, so ah^2 and ah al are exact products (exp would turn the rounding of a^2/2 into a
- * relative error of a^2/2 ulps, ~100 ulps in the tail).  x is multiplied in before the last
- * factor 2^-64, so results down to the last denormal (x = -14.6) keep their digits. */
+/* gelu = x Phi(x), in two pieces computed on every lane and blended at |x| = 0.8:
+ *   |x| < 0.8:   x (1/2 + x S(x^2)) = x/2 + x (x S), the odd series of erf: no exp, no division, and
+ *                x S is at most 1.4 times Phi(x) (at x = -0.8), so its errors stay small in the sum.
+ *   |x| >= 0.8:  with a = |x| and G(a) = a Phi(-a) e^(a^2/2) = g - N(a)/D(a) (a rational in a, which
+ *                is exact: no rounded variable for the fit to amplify),
+ *                gelu(x) = -G e^(-a^2/2) for x < 0, x - G e^(-a^2/2) for x > 0.
+ *                N/D is at most 0.71 G (at a = 0.8, less beyond), which damps its rounding errors;
+ *                g - N/D is carried as gh + gl (g - gh is exact: G >= g/2 there), so only the
+ *                last operation rounds G e^(-a^2/2).
+ * a^2/2 = h + l exactly enough: a = ah + al with ah its top 12 bits, so ah^2 and ah al are exact
+ * products (exp would turn the rounding of a^2/2 into a relative error of a^2/2 ulps, ~100 ulps in
+ * the tail).  The exp is scaled by 2^64 until the last factor, so results down to the last denormal
+ * (x = -14.6) keep their digits. */
 FD32(gelu)
 {
     FD_UNUSED3;
@@ -441,14 +467,17 @@ FD32(gelu)
     float ah = fd_from_bits32(fd_bits32(a) & 0xfffff000u), al = a - ah;
     float h = (0.5f * ah) * ah;
     float l = ah * al + (0.5f * al) * al;
-    fd_exp32_sp e = fd_exp32_scaled(-h, -l, 1, 64);
-    /* t Q(t) in float64: in float32 the rounding of t alone, amplified up to 2.7x, cost 7 ulp */
-    double t = 1.0 / (1.0 + (double)FD_GELU_SLOPE32 * (double)a);
-    float tq = (float)(t * fd_poly11fd(FD_GELU_Q32, t - (double)FD_GELU_MID32));
-    float m = e.s + e.s * e.p;                         /* e^(-a^2/2) 2^64 */
-    float neg = ((x * tq) * m) * 0x1p-64f;             /* x Phi(x), x < 0 */
-    float pos = x * (1.0f - (tq * m) * 0x1p-64f);      /* x (1 - Phi(-x)), also right for inf */
-    float y = x < 0.0f ? neg : pos;
+    fd_exp32_sp e = fd_exp32_scaled(-h, -l, 1, 64);    /* e^(-a^2/2) 2^64 = s (1 + p) */
+    float r = (FD_GELU_N32[0] + a * fd_poly3f(FD_GELU_N32 + 1, a)) /
+              (FD_GELU_D32[0] + a * fd_poly5f(FD_GELU_D32 + 1, a));
+    float gh = FD_GELU_G32 - r;
+    float gl = (FD_GELU_G32 - gh) - r;                 /* G = gh + gl */
+    float t = ((gh + (gl + gh * e.p)) * e.s) * 0x1p-64f;   /* G e^(-a^2/2) */
+    float tail = x < 0.0f ? -t : x - t;                /* x - t is also right for inf */
+    float xs = copysignf(a, v), y2 = xs * xs;          /* |xs| <= 14.8 on every lane */
+    float w = xs * (FD_GELU_S32[0] + y2 * fd_poly4f(FD_GELU_S32 + 1, y2));
+    float small = 0.5f * xs + xs * w;
+    float y = a < FD_GELU_SPLIT32 ? small : tail;
     return v != v ? v : y;
 }
 /* 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3).  Still in float64: the
