@@ -609,8 +609,19 @@ static int dense_own_threads(const fd_dense_args *a, double work)
             }
         }
         int rc = run_job_claimed(&job, helpers);
-        if (rc == 0 && rowwise)
-            epilogue(a, job.shared ? job.shared : a->out, job.shared ? a->n : a->ldo, a->out, a->ldo, a->m, 0, a->n);
+        if (rc == 0 && rowwise) {
+            /* softmax and co. need whole rows: spread them over the pool too, 16 rows at least
+               per part (a row's result does not depend on the part it is in) */
+            job_t rows_job;
+            memset(&rows_job, 0, sizeof(rows_job));
+            rows_job.a = a;
+            rows_job.fn = task_epilogue;
+            rows_job.shared = job.shared;
+            rows_job.rows_per_task = ceil_div(a->m, parts);
+            if (rows_job.rows_per_task < 16) rows_job.rows_per_task = 16;
+            rows_job.ntasks = ceil_div(a->m, rows_job.rows_per_task);
+            rc = run_job(&rows_job, parts - 1);
+        }
         free(job.shared);
         return rc;
     }
