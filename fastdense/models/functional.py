@@ -412,7 +412,7 @@ class Model(Layer):
             epoch, dtype, ndim, tail, plan = last
             if (x.dtype is dtype and x.ndim == ndim and x.shape[1:] == tail and x.flags.c_contiguous
                     and epoch == Layer._weights_epoch and self._single_output):
-                return plan.run([x])[0]
+                return plan.run_one(x)
         arrays = self._standardize_inputs(x)
         outs = None if out is None else (list(out) if isinstance(out, (list, tuple)) else [out])
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))

@@ -184,7 +184,7 @@ class Sequential(Model):
             import numpy as np
 
             self._ensure_built_for(np.shape(x))
-        return super().predict(x, batch_size=batch_size, out=out)
+        return Model.predict(self, x, batch_size, out=out)
 
     # ----------------------------------------------------------------- layers
 
