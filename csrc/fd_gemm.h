@@ -22,6 +22,15 @@ int fd_gemm_packed_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, pt
 int fd_gemm_kblocks_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
                         ptrdiff_t csx, const float *w, ptrdiff_t ldw, int colmajor, float *c, ptrdiff_t ldc);
 
+/* Rows of a plan for plain weights shared by several threads: for a call of at least
+   fd_shared_pack_rows() rows per thread against w (row-major, k x n), fd_shared_pack_buffer()
+   gives the calling thread's buffer for the whole packed w (NULL: not worth it or no memory),
+   which the threads fill with fd_pack_f32_rows (rows [r0, r1) of w each) before the packed
+   kernel runs on it. Same layout as fd_pack_f32. */
+float *fd_shared_pack_buffer(ptrdiff_t m_per_thread, ptrdiff_t k, ptrdiff_t n);
+void fd_pack_f32_rows(const float *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, ptrdiff_t r0, ptrdiff_t r1,
+                      float *dst);
+
 /* The same product for a row-major w (w[kk * ldw + j]) read in place: for a few rows, where
    packing w would cost more than it saves. Bitwise equal to fd_gemm_packed_f32 on the
    packed w. -1 when scratch memory could not be allocated. */

@@ -570,6 +570,42 @@ static ptrdiff_t block_rows(const fd_dense_args *a)
     return r;
 }
 
+/* Rows [r0, r1) of the plain weights into the shared packed copy (job->shared). */
+static void task_pack_rows(job_t *job, ptrdiff_t t, void *scratch)
+{
+    (void)scratch;
+    const fd_dense_args *a = job->a;
+    ptrdiff_t r0 = t * job->rows_per_task, r1 = r0 + job->rows_per_task;
+    if (r1 > a->k) r1 = a->k;
+    fd_pack_f32_rows((const float *)a->w, a->ldw, a->k, a->n, r0, r1, (float *)job->shared);
+}
+
+static int dense_own_threads(const fd_dense_args *a, double work);
+
+/* Many rows per thread against plain row-major weights: the threads pack the weights once,
+   together, into one copy (the caller's buffer), then run the packed kernel on it -- one copy
+   in the cache for all of them, instead of one per row part. 1 if done (rc in *rc). */
+static int dense_shared_pack(const fd_dense_args *a, double work, int parts, int *rc)
+{
+    if (parts < 2 || a->w_colmajor || a->wpack != NULL) return 0;
+    float *wp = fd_shared_pack_buffer(a->m / parts, a->k, a->n);
+    if (!wp) return 0;
+    job_t job;
+    memset(&job, 0, sizeof(job));
+    job.a = a;
+    job.fn = task_pack_rows;
+    job.shared = wp;
+    job.rows_per_task = ceil_div(ceil_div(a->k, parts), 8) * 8;
+    job.ntasks = ceil_div(a->k, job.rows_per_task);
+    *rc = run_job(&job, parts - 1);
+    if (*rc == 0) {
+        fd_dense_args packed = *a;
+        packed.wpack = wp;
+        *rc = dense_own_threads(&packed, work);
+    }
+    return 1;
+}
+
 static int dense_own_threads(const fd_dense_args *a, double work)
 {
     /* The split depends only on the size and fastdense's thread count, never on how many
@@ -582,13 +618,15 @@ static int dense_own_threads(const fd_dense_args *a, double work)
     const int parts = (work >= FD_SPLIT_WORK || (a->m <= 4 && work >= FD_SPLIT_WORK_FEW_ROWS)
                        || (own && own_work >= FD_SPLIT_WORK_OWN))
                       ? fd_get_num_threads() : 1;
+    const int plain = uses_pack_per_call(a);
+    int shared_rc;
+    if (plain && a->m > a->n && dense_shared_pack(a, work, parts, &shared_rc)) return shared_rc;
     const unsigned long helpers = parts > 1 ? claim_workers(parts - 1) : 0;
     job_t job;
     memset(&job, 0, sizeof(job));
     job.a = a;
     /* Weights packed per call: each column part packs all of x again, each row part all of the
        weights; split the one that costs less to pack twice, rows into one part per thread. */
-    const int plain = uses_pack_per_call(a);
     if (parts > 1 && (plain ? a->m <= a->n : a->m < 128 * parts) && a->n >= 64 * parts) {
         /* few rows: split columns (each thread packs only its slice of the weights, multiples
            of 16 columns); a row-wise epilogue runs after the barrier */

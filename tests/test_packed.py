@@ -722,3 +722,22 @@ def test_many_rows_plain_kernel_whole_or_k_block_packing(k, n, restore_threads):
     rows = [0, 5, 6, 143, 144, 519]
     z, mag = pre_activation(x[rows], w, b)
     assert np.all(np.abs(plain[rows] - np.maximum(z, 0)) <= 1e-5 * mag.max() + 1e-6)
+
+
+@needs_packed
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_many_rows_on_threads_share_one_packed_copy(threads, restore_threads):
+    """1100 rows on 2 threads (550 each) pack the plain weights once, together, then run the
+    packed kernel; on 1 or 3 threads each row part packs for itself: the same bits always."""
+    rng = np.random.default_rng(threads)
+    x = rng.standard_normal((1100, 300)).astype(np.float32)
+    w = rng.standard_normal((300, 130)).astype(np.float32)
+    b = rng.standard_normal(130).astype(np.float32)
+    fastdense.set_num_threads(threads)
+    expected = ops.dense(x, ops.pack_kernel(w), b, "relu")
+    for _ in range(2):   # the second call reuses the thread's buffer
+        np.testing.assert_array_equal(ops.dense(x, w, b, "relu"), expected)
+    np.testing.assert_array_equal(ops.dense(x, w, b, "softmax"), ops.dense(x, ops.pack_kernel(w), b, "softmax"))
+    rows = [0, 549, 550, 1099]
+    z, mag = pre_activation(x[rows], w, b)
+    assert np.all(np.abs(expected[rows] - np.maximum(z, 0)) <= 1e-5 * mag.max() + 1e-6)
