@@ -94,6 +94,7 @@ def time_interleaved(
     warmup: float = 0.05,
     max_time: float = 30.0,
     contexts: Mapping[str, Callable[[], ContextManager[Any]]] | None = None,
+    wake: float = 0.05,
 ) -> dict[str, Timing]:
     """Time several contenders in turns, round-robin; return a :class:`Timing` per name.
 
@@ -109,8 +110,11 @@ def time_interleaved(
     alike, since their turns alternate. But thread pools of different libraries disturb
     each other: OpenBLAS workers spin for about 0.1 s after each call, on the cores the
     next contender needs. ``settle`` sleeps that long before every turn (use it when the
-    contenders use different thread pools), and each turn begins with a few untimed calls
-    that wake the contender's own pool. Before any timing each contender runs untimed for
+    contenders use different thread pools), and each turn begins with ``wake`` seconds of
+    untimed calls (none for contenders slower than 5 ms a call): they wake the contender's
+    own pool, and after a pause this host takes about 30 ms to run at full speed again
+    (measured: the benchmark MLP at batch 1 goes from 120 to 40 us a call over its first
+    30 ms, onnxruntime's from 100 to 60 us). Before any timing each contender runs untimed for
     ``warmup`` seconds (first-touch page faults, lazy set-up, allocator thresholds).
     ``contexts`` maps a name to a context-manager factory entered (untimed) around each of
     that contender's turns, for settings such as a thread count that apply to it alone.
@@ -146,7 +150,9 @@ def time_interleaved(
                 time.sleep(settle)
             with contexts.get(name, contextlib.nullcontext)():
                 if wake_calls[name]:
-                    timer.timeit(wake_calls[name])
+                    wake_end = time.perf_counter() + wake
+                    while time.perf_counter() < wake_end:
+                        timer.timeit(wake_calls[name])
                 turn_start = time.perf_counter()
                 while True:
                     t.samples.append(timer.timeit(t.calls_per_sample) / t.calls_per_sample)
@@ -624,7 +630,7 @@ def run_mlp(
     """
     layers = mlp_weights(seed)
     rng = np.random.default_rng(seed + 1)
-    min_time, turn_time, min_samples = (0.05, 0.025, 3) if quick else (0.2, 0.05, 7)
+    min_time, turn_time, min_samples = (0.05, 0.025, 3) if quick else (0.5, 0.05, 7)
     results = []
     overall = LoadMeter()
     bar = Progress(len(batches), enabled=progress)
