@@ -94,19 +94,23 @@ class CompiledPlan:
         cap = max(self.block, _BLAS_BLOCK_BYTES // (self._sample_elems * self.dtype.itemsize))
         return min(m, cap), 1
 
+    def _execute(self, arrays: list[np.ndarray], outputs: list[np.ndarray], m: int) -> None:
+        """The native run of m > 0 samples, with this thread's scratch (grown when needed)."""
+        block, tasks = self._layout(m)
+        need = tasks * block * self._sample_elems
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None or scratch.size < need:
+            scratch = np.empty(need, self.dtype)
+            self._local.scratch = scratch
+        self._plan.run(arrays, outputs, m, block, scratch, tasks)
+
     def run_one(self, x: np.ndarray) -> np.ndarray:
         """``run([x])[0]`` for a plan with one input and one output, with fewer Python steps
         (predict's shortcut)."""
         m = x.shape[0]
         y = np.empty((m,) + self.out_shapes[0], self.dtype)
         if m:
-            block, tasks = self._layout(m)
-            need = tasks * block * self._sample_elems
-            scratch = getattr(self._local, "scratch", None)
-            if scratch is None or scratch.size < need:
-                scratch = np.empty(need, self.dtype)
-                self._local.scratch = scratch
-            self._plan.run([x], [y], m, block, scratch, tasks)
+            self._execute([x], [y], m)
         return y
 
     def run(self, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
@@ -117,15 +121,8 @@ class CompiledPlan:
             outputs = [np.empty((m,) + shape, dtype) for shape in self.out_shapes]
         else:
             outputs = list(out)
-        if m == 0:
-            return outputs
-        block, tasks = self._layout(m)
-        need = tasks * block * self._sample_elems
-        scratch = getattr(self._local, "scratch", None)
-        if scratch is None or scratch.size < need:
-            scratch = np.empty(need, self.dtype)
-            self._local.scratch = scratch
-        self._plan.run(arrays if type(arrays) is list else list(arrays), outputs, m, block, scratch, tasks)
+        if m:
+            self._execute(arrays if type(arrays) is list else list(arrays), outputs, m)
         return outputs
 
 
