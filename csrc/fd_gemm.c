@@ -390,7 +390,7 @@ static float *thread_pack_buffer(size_t bytes)
     return b->p;
 }
 
-float *fd_shared_pack_buffer(ptrdiff_t m_per_thread, ptrdiff_t k, ptrdiff_t n)
+float *fd_whole_pack_buffer(ptrdiff_t m_per_thread, ptrdiff_t k, ptrdiff_t n)
 {
 #if FD_HAVE_PACKED
     const size_t bytes = (size_t)fd_pack_f32_size(k, n) * sizeof(float) / 64 * 64 + 64;
@@ -428,9 +428,7 @@ int fd_gemm_kblocks_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, p
        would make every row's output go out to memory and back once per K block, so the
        weights are packed whole (at most FULL_PACK_MAX_BYTES; from 512 rows packing is about
        1 % of the work) and the packed path runs, its output block kept in L2 across K blocks. */
-    const size_t full_bytes = (size_t)fd_pack_f32_size(k, n) * sizeof(float) / 64 * 64 + 64;
-    float *whole = m >= FULL_PACK_MIN_ROWS && k > kcb && !colmajor && full_bytes <= FULL_PACK_MAX_BYTES
-                   ? thread_pack_buffer(full_bytes) : NULL;
+    float *whole = colmajor ? NULL : fd_whole_pack_buffer(m, k, n);
     if (whole) {
         for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb)
             pack_w_rows(w + k0 * ldw, ldw, k - k0 < kcb ? k - k0 : kcb, n, whole + k0 * NR, k * NR);

@@ -22,12 +22,12 @@ int fd_gemm_packed_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, pt
 int fd_gemm_kblocks_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
                         ptrdiff_t csx, const float *w, ptrdiff_t ldw, int colmajor, float *c, ptrdiff_t ldc);
 
-/* Rows of a plan for plain weights shared by several threads: for a call of at least
-   fd_shared_pack_rows() rows per thread against w (row-major, k x n), fd_shared_pack_buffer()
-   gives the calling thread's buffer for the whole packed w (NULL: not worth it or no memory),
-   which the threads fill with fd_pack_f32_rows (rows [r0, r1) of w each) before the packed
-   kernel runs on it. Same layout as fd_pack_f32. */
-float *fd_shared_pack_buffer(ptrdiff_t m_per_thread, ptrdiff_t k, ptrdiff_t n);
+/* Plain row-major weights (k x n) packed whole for a call of m_per_thread rows per thread:
+   fd_whole_pack_buffer() gives the calling thread's buffer for them (kept for its next call),
+   or NULL when that is not worth it (fewer than 512 rows per thread, a single K block, more
+   than 16 MiB) or memory is short. fd_pack_f32_rows packs rows [r0, r1) of w into it (so
+   several threads can fill one copy), in fd_pack_f32's layout. */
+float *fd_whole_pack_buffer(ptrdiff_t m_per_thread, ptrdiff_t k, ptrdiff_t n);
 void fd_pack_f32_rows(const float *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, ptrdiff_t r0, ptrdiff_t r1,
                       float *dst);
 

@@ -588,7 +588,7 @@ static int dense_own_threads(const fd_dense_args *a, double work);
 static int dense_shared_pack(const fd_dense_args *a, double work, int parts, int *rc)
 {
     if (parts < 2 || a->w_colmajor || a->wpack != NULL) return 0;
-    float *wp = fd_shared_pack_buffer(a->m / parts, a->k, a->n);
+    float *wp = fd_whole_pack_buffer(a->m / parts, a->k, a->n);
     if (!wp) return 0;
     job_t job;
     memset(&job, 0, sizeof(job));
