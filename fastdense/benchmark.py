@@ -16,8 +16,9 @@ Method (:func:`time_interleaved`): contenders take turns of about 50 ms each, ro
 with the order rotating every round, so a burst of load from elsewhere on the machine hits
 all of them alike; before each turn the benchmark sleeps 0.15 s so that the previous
 contender's spinning thread pool (OpenBLAS, OpenMP, onnxruntime) goes idle; a turn is
-samples of back-to-back calls lasting about 10 ms each; the reported number is the median
-time per call over all samples. Every contender's result is checked against a float64 numpy
+samples of back-to-back calls lasting about 10 ms each; the reported time is the median
+time per call over all samples, and a ratio between two contenders is paired
+(:func:`paired_ratio`): the median over rounds of their ratio within a round. Every contender's result is checked against a float64 numpy
 reference before anything is timed, and the report says how many cores other processes kept
 busy meanwhile (noise: on a shared 2-core machine, threaded BLAS slows down many-fold when
 another process takes a core).
@@ -63,6 +64,7 @@ class Timing:
     name: str
     calls_per_sample: int
     samples: list[float] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)  # the round each sample was taken in
 
     @property
     def median(self) -> float:
@@ -79,6 +81,7 @@ class Timing:
             "min_s": min(self.samples) if self.samples else math.nan,
             "calls_per_sample": self.calls_per_sample,
             "samples_s": self.samples,
+            "sample_rounds": self.rounds,
         }
 
 
@@ -156,12 +159,41 @@ def time_interleaved(
                 turn_start = time.perf_counter()
                 while True:
                     t.samples.append(timer.timeit(t.calls_per_sample) / t.calls_per_sample)
+                    t.rounds.append(rounds)
                     if time.perf_counter() - turn_start >= turn_time:
                         break
         rounds += 1
         if time.perf_counter() - start > max_time and all(len(t.samples) >= 3 for t in timings.values()):
             break
     return timings
+
+
+def paired_ratio(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """Time ratio a / b from two contenders' :meth:`Timing.to_dict` records of one
+    :func:`time_interleaved` run: the median over rounds of (a's median sample in that round) /
+    (b's median sample in that round).
+
+    Both took a turn in every round, a second or two apart at most, so each round's ratio
+    compares them under the same state of the machine; the median of those ratios is not
+    moved by the host slowing down for a few rounds, which moves the median times of
+    whichever contenders had more of their turns then. NaN if no round has samples of both
+    (records without rounds, from older JSON files).
+
+    >>> a = {"samples_s": [2.0, 4.0, 20.0], "sample_rounds": [0, 1, 2]}
+    >>> b = {"samples_s": [1.0, 2.0, 10.0], "sample_rounds": [0, 1, 2]}
+    >>> paired_ratio(a, b)
+    2.0
+    """
+
+    def per_round(rec: Mapping[str, Any]) -> dict[int, float]:
+        groups: dict[int, list[float]] = {}
+        for value, r in zip(rec.get("samples_s", ()), rec.get("sample_rounds", ())):
+            groups.setdefault(r, []).append(value)
+        return {r: float(np.median(v)) for r, v in groups.items()}
+
+    ra, rb = per_round(a), per_round(b)
+    ratios = [ra[r] / rb[r] for r in ra if r in rb and rb[r] > 0]
+    return float(np.median(ratios)) if ratios else math.nan
 
 
 def _calibrate(timer: timeit.Timer, sample_time: float, warmup: float) -> float:
@@ -698,14 +730,15 @@ def mlp_table(report: Mapping[str, Any]) -> str:
         for n in names:
             mark = "" if row["agree"].get(n, True) else " !"
             cells.append(format_time(med[n]) + mark)
-        cells += [format_ratio(med["fastdense"] / med[n]) for n in peers]
+        cells += [format_ratio(paired_ratio(row["times"]["fastdense"], row["times"][n])
+                               if n in row["times"] else math.nan) for n in peers]
         rows.append(cells)
     threads = report.get("fastdense_threads")
     policy = "default thread policy" if threads is None else f"fastdense.set_num_threads({threads})"
     title = (
         f"MLP {'-'.join(map(str, report['units']))} ({', '.join(report['activations'])}), "
         f"{report['dtype']}, fastdense with its {policy}: median time per call; "
-        "fd/x < 1 means fastdense is faster"
+        "fd/x: median over rounds of the two times' ratio in a round (< 1: fastdense is faster)"
     )
     notes = []
     load = report.get("other_load_cores")

@@ -37,6 +37,31 @@ def test_time_interleaved_measures_every_contender():
         assert t.to_dict()["calls_per_sample"] == t.calls_per_sample >= 1
 
 
+def test_every_contender_has_samples_in_every_round():
+    timings = benchmark.time_interleaved(
+        {"a": "sum(range(10))", "b": "sum(range(20))"}, min_time=0.005, min_samples=4, warmup=0.001,
+        turn_time=0.002,
+    )
+    rounds = [set(t.rounds) for t in timings.values()]
+    assert rounds[0] == rounds[1] == set(range(max(rounds[0]) + 1))
+    for t in timings.values():
+        assert len(t.rounds) == len(t.samples)
+        assert t.to_dict()["sample_rounds"] == t.rounds
+
+
+def test_paired_ratio_compares_within_rounds():
+    # the host is 10x slower in rounds 2-4; a had more samples then, so the ratio of medians
+    # says a is 5x slower, while in every round a takes half b's time
+    a = {"samples_s": [1, 1, 10, 10, 10, 10, 10, 10], "sample_rounds": [0, 1, 2, 2, 3, 3, 4, 4]}
+    b = {"samples_s": [2, 2, 2, 2, 20, 20, 20], "sample_rounds": [0, 0, 1, 1, 2, 3, 4]}
+    assert np.median(a["samples_s"]) / np.median(b["samples_s"]) == 5.0
+    assert benchmark.paired_ratio(a, b) == pytest.approx(0.5)
+    assert benchmark.paired_ratio(b, a) == pytest.approx(2.0)
+    # no common round (or records from before rounds were kept): no ratio, not a wrong one
+    assert np.isnan(benchmark.paired_ratio(a, {"samples_s": [1.0], "sample_rounds": [9]}))
+    assert np.isnan(benchmark.paired_ratio({"samples_s": [1.0]}, {"samples_s": [1.0]}))
+
+
 def test_samples_last_about_sample_time_despite_one_slow_call():
     # one slow call late in the calibration (a burst of load) must not shorten every sample:
     # the median of short samples drops the slow calls that the median of long samples keeps
