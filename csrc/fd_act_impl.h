@@ -102,38 +102,43 @@ static inline double FD_SFX(sum8c)(const double *acc, const double *cmp)
     return s + c;
 }
 
-/* softmax: e = exp(x - max), then e / sum(e).  Rows up to FD_SHORT_ROW keep e in double
- * (result within 0.5 ulp); longer rows store e in dst first (one more rounding, <= 1.5 ulp). */
-#define FD_SHORT_ROW 1024
+/* acc[l] += x[8k + l] for float x, summed in float64. */
+static inline void FD_SFX(acc8f)(double *acc, const float *x, ptrdiff_t len)
+{
+    ptrdiff_t k = 0;
+    for (; k + 8 <= len; k += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += (double)x[k + l];
+    for (; k < len; k++)
+        acc[k & 7] += (double)x[k];
+}
+
+/* softmax: e = exp(x - max) in float32, then e / sum(e) with the sum and the division in float64.
+ * x - max is carried exactly as h + l (a two-sum), so its rounding does not become a relative
+ * error of e; below -104 e rounds to 0 and l is dropped (it may be huge there, or NaN when x or
+ * max is infinite). e is within about 0.65 ulp and the result within 2 ulp. This replaced a
+ * float64 exp (0.5-1.5 ulp): 1.6-2.0 -> 1.1-1.3 ns per value on one AVX2 core, which matters
+ * where the product is cheap beside it (4096x256x256: about a quarter of the call). */
 static void FD_SFX(softmax_f32)(float *d, ptrdiff_t n)
 {
-    const double m = FD_SFX(rowmax_f32)(d, n);
+    const float m = FD_SFX(rowmax_f32)(d, n);
     double acc[8] = {0};
-    if (n <= FD_SHORT_ROW) {
-        double e[FD_SHORT_ROW];
-        for (ptrdiff_t k = 0; k < n; k++)
-            e[k] = fd_exp((double)d[k] - m);
-        FD_SFX(acc8)(acc, e, n);
-        const double inv = 1.0 / FD_SFX(sum8)(acc);
-        for (ptrdiff_t k = 0; k < n; k++)
-            d[k] = (float)(e[k] * inv);
-        return;
-    }
-    double e[FD_CHUNK];
     for (ptrdiff_t j0 = 0; j0 < n; j0 += FD_CHUNK) {
-        ptrdiff_t len = n - j0 < FD_CHUNK ? n - j0 : FD_CHUNK;
+        const ptrdiff_t len = n - j0 < FD_CHUNK ? n - j0 : FD_CHUNK;
         float *dj = d + j0;
         for (ptrdiff_t k = 0; k < len; k++) {
-            e[k] = fd_exp((double)dj[k] - m);
-            dj[k] = (float)e[k];
+            const float x = dj[k], h = x - m, bv = h - x;
+            const float l = (x - (h - bv)) + (-m - bv);     /* h + l == x - m exactly */
+            const int near = h > -104.0f && l == l;
+            const fd_exp32_sp q = fd_exp32_scaled(fd_maxf(h, -104.0f), near ? l : 0.0f, 1, 24);
+            dj[k] = (q.s + q.s * q.p) * 0x1p-24f;
         }
-        FD_SFX(acc8)(acc, e, len);
+        FD_SFX(acc8f)(acc, dj, len);
     }
     const double inv = 1.0 / FD_SFX(sum8)(acc);
     for (ptrdiff_t j = 0; j < n; j++)
         d[j] = (float)((double)d[j] * inv);
 }
-#undef FD_SHORT_ROW
 
 /* log_softmax: (x - max) - log1p(sum over x < max of exp(x - max) + (count of maxima - 1)),
  * so a dominant entry gets an accurate tiny result instead of log(1 + tiny) rounding. */

@@ -339,7 +339,7 @@ def test_no_spurious_overflow(dtype):
 # ------------------------------------------------------------------------------------------
 
 ROW_BOUNDS = {  # (float32, float64) max ulp
-    "softmax": (1.5, 3), "log_softmax": (1.0, 3), "glu": (1.0, 3)}
+    "softmax": (2.0, 3), "log_softmax": (1.0, 3), "glu": (1.0, 3)}
 
 
 def _rows(shape, dtype, seed):
