@@ -306,14 +306,16 @@ def targets(report: dict[str, Any], peers: Sequence[str]) -> str:
 
     def check(what: str, row: dict[str, Any], a: str, b: str, limit: float | None,
               row_b: dict[str, Any] | None = None) -> None:
+        """a in row against b in row_b (default: the same row, where the ratio can be paired;
+        across rows, or for records without rounds, the ratio of medians is judged)."""
         rb = row if row_b is None else row_b
-        value = _paired(row, a, b) if row_b is None else math.nan
+        paired = _paired(row, a, b) if rb is row else math.nan
         medians, best = _median(row, a) / _median(rb, b), _best(row, a) / _best(rb, b)
-        judged = medians if row_b is not None else value
+        judged = paired if paired == paired else medians
         if judged != judged:
             return
         verdict = "" if limit is None else ("ok" if judged <= limit else "MISSED")
-        rows.append([what, format_ratio(value), format_ratio(medians), format_ratio(best),
+        rows.append([what, format_ratio(paired), format_ratio(medians), format_ratio(best),
                      "(info)" if limit is None else f"<= {limit:.2f}x", verdict])
 
     for (shape, act), row in by_case.items():

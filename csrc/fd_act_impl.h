@@ -117,7 +117,7 @@ static inline void FD_SFX(acc8f)(double *acc, const float *x, ptrdiff_t len)
  * x - max is carried exactly as h + l (a two-sum), so its rounding does not become a relative
  * error of e; below -104 e rounds to 0 and l is dropped (it may be huge there, or NaN when x or
  * max is infinite). e is within about 0.65 ulp and the result within 2 ulp. This replaced a
- * float64 exp (0.5-1.5 ulp): 1.6-2.0 -> 1.1-1.3 ns per value on one AVX2 core, which matters
+ * float64 exp (0.5-1.5 ulp): 1.6-2.0 -> 1.1-1.6 ns per value on one AVX2 core, which matters
  * where the product is cheap beside it (4096x256x256: about a quarter of the call). */
 static void FD_SFX(softmax_f32)(float *d, ptrdiff_t n)
 {

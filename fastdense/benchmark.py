@@ -18,10 +18,10 @@ all of them alike; before each turn the benchmark sleeps 0.15 s so that the prev
 contender's spinning thread pool (OpenBLAS, OpenMP, onnxruntime) goes idle; a turn is
 samples of back-to-back calls lasting about 10 ms each; the reported time is the median
 time per call over all samples, and a ratio between two contenders is paired
-(:func:`paired_ratio`): the median over rounds of their ratio within a round. Every contender's result is checked against a float64 numpy
-reference before anything is timed, and the report says how many cores other processes kept
-busy meanwhile (noise: on a shared 2-core machine, threaded BLAS slows down many-fold when
-another process takes a core).
+(:func:`paired_ratio`): the median over rounds of their ratio within a round. Every
+contender's result is checked against a float64 numpy reference before anything is timed,
+and the report says how many cores other processes kept busy meanwhile (noise: on a shared
+2-core machine, threaded BLAS slows down many-fold when another process takes a core).
 """
 
 from __future__ import annotations
