@@ -295,42 +295,71 @@ static void gemm_kblocks_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float
     }
 }
 
-/* A few rows against a row-major w read in place, row by row of w (the weights stream once,
-   in order): t[r, :] = fma(x[r, kk], w[kk, :], t[r, :]) for kk in a K block, in an L1
-   buffer, then added to c. The same FMA chains and K blocks as the tiles, so the results
-   equal the packed kernel's bit for bit. */
+/* A few rows against a row-major w read in place, KG rows of w at a time (KG streams read in
+   order, which the hardware prefetcher follows; 8 or 16 such streams a multiple of 4 KiB
+   apart crowd one L1 set): for each piece of V vectors (8 columns each)
+   of those rows, the R x V partial sums come from an L1 buffer t into registers, take KG FMAs
+   each in k order, and go back; at the end of each K block t (from 0 in every K block) is
+   stored or added to c. The same FMA chains and K blocks as the tiles, so the results equal
+   the packed kernel's bit for bit. Columns past the last whole vector take the same chains
+   one element at a time (fmaf rounds as a vector FMA lane does). */
 #define DIRECT_COLS 512
+#define KG 4
+static inline __attribute__((always_inline)) void
+direct_group(const int R, const int V, const int kg, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
+             const float *w, ptrdiff_t ldw, float *t, ptrdiff_t ldt)
+{
+    __m256 a[MR - 1][4];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) a[r][v] = _mm256_load_ps(t + r * ldt + 8 * v);
+    for (int kk = 0; kk < kg; kk++) {
+        const float *wk = w + kk * ldw;
+        __m256 wv[4];
+        for (int v = 0; v < V; v++) wv[v] = _mm256_loadu_ps(wk + 8 * v);
+        for (int r = 0; r < R; r++) {
+            const __m256 xb = _mm256_broadcast_ss(x + r * rsx + kk * csx);
+            for (int v = 0; v < V; v++) a[r][v] = _mm256_fmadd_ps(xb, wv[v], a[r][v]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) _mm256_store_ps(t + r * ldt + 8 * v, a[r][v]);
+}
+
+/* vectors per piece: R x V partial sums, at most 10 registers */
+#define DIRECT_V(R) ((R) <= 2 ? 4 : 2)
+
 static inline __attribute__((always_inline)) void
 direct_rows(const int R, ptrdiff_t cols, ptrdiff_t k, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
             const float *w, ptrdiff_t ldw, float *c, ptrdiff_t ldc)
 {
-    float t[MR - 1][DIRECT_COLS + 24] __attribute__((aligned(32)));   /* rows not 4 KiB apart */
-    const ptrdiff_t kcb = k_block(k), vec = cols / 8 * 8;
+    enum { LDT = DIRECT_COLS + 24 };   /* rows of t not 4 KiB apart */
+    float t[(MR - 1) * LDT] __attribute__((aligned(32)));
+    const int V = DIRECT_V(R);
+    const ptrdiff_t kcb = k_block(k), vec = cols / 8 * 8, wide = cols / (8 * V) * (8 * V);
     if (k == 0)
         for (int r = 0; r < R; r++) memset(c + r * ldc, 0, (size_t)cols * sizeof(float));
     for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
         const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
-        for (int r = 0; r < R; r++) memset(t[r], 0, (size_t)cols * sizeof(float));
-        for (ptrdiff_t kk = k0; kk < k0 + kc; kk++) {
-            const float *wk = w + kk * ldw;
-            float xs[MR - 1];
-            __m256 xv[MR - 1];
-            for (int r = 0; r < R; r++) {
-                xs[r] = x[r * rsx + kk * csx];
-                xv[r] = _mm256_set1_ps(xs[r]);
+        for (int r = 0; r < R; r++) memset(t + r * LDT, 0, (size_t)cols * sizeof(float));
+        for (ptrdiff_t g = k0; g < k0 + kc; g += KG) {
+            const int kg = k0 + kc - g < KG ? (int)(k0 + kc - g) : KG;
+            const float *xg = x + g * csx, *wg = w + g * ldw;
+            ptrdiff_t j = 0;
+            if (kg == KG) {
+                for (; j < wide; j += 8 * V) direct_group(R, V, KG, xg, rsx, csx, wg + j, ldw, t + j, LDT);
+                for (; j < vec; j += 8) direct_group(R, 1, KG, xg, rsx, csx, wg + j, ldw, t + j, LDT);
+            } else {
+                for (; j < vec; j += 8) direct_group(R, 1, kg, xg, rsx, csx, wg + j, ldw, t + j, LDT);
             }
-            for (ptrdiff_t j = 0; j < vec; j += 8) {
-                const __m256 wv = _mm256_loadu_ps(wk + j);
-                for (int r = 0; r < R; r++)
-                    _mm256_store_ps(t[r] + j, _mm256_fmadd_ps(xv[r], wv, _mm256_load_ps(t[r] + j)));
-            }
-            for (ptrdiff_t j = vec; j < cols; j++)
-                for (int r = 0; r < R; r++) t[r][j] = fmaf(xs[r], wk[j], t[r][j]);
+            for (int kk = 0; kk < kg; kk++)
+                for (ptrdiff_t jj = vec; jj < cols; jj++)
+                    for (int r = 0; r < R; r++)
+                        t[r * LDT + jj] = fmaf(xg[r * rsx + kk * csx], wg[kk * ldw + jj], t[r * LDT + jj]);
         }
         for (int r = 0; r < R; r++) {
             float *cr = c + r * ldc;
-            if (k0 == 0) memcpy(cr, t[r], (size_t)cols * sizeof(float));
-            else for (ptrdiff_t j = 0; j < cols; j++) cr[j] += t[r][j];
+            if (k0 == 0) memcpy(cr, t + r * LDT, (size_t)cols * sizeof(float));
+            else for (ptrdiff_t j = 0; j < cols; j++) cr[j] += t[r * LDT + j];
         }
     }
 }
