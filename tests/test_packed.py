@@ -682,7 +682,7 @@ def test_glu_halves_the_symbolic_output_shape():
 
 
 @needs_packed
-@pytest.mark.parametrize("m", [2, 3, 5, 6, 7, 13, 32, 64, 65, 200, 700])
+@pytest.mark.parametrize("m", [2, 3, 4, 5, 6, 7, 13, 32, 64, 65, 200, 700])
 def test_plain_kernel_calls_equal_the_packed_kernel(m, restore_threads):
     """Two rows or more of float32 against a plain kernel run fastdense's own kernel (weights
     read in place, or packed per call one K block of up to 1024 columns at a time, by each
