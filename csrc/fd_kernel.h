@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include "fd_act.h"
+#include "fd_status.h"
 
 /* Fortran BLAS signatures, as scipy.linalg.cython_blas exports them. */
 typedef void (*fd_sgemm_fn)(char *ta, char *tb, int *m, int *n, int *k, float *alpha,
@@ -25,7 +26,8 @@ const char *fd_blas_config(void);
 int fd_blas_get_threads(void);
 int fd_blas_set_threads(int n);
 
-enum { FD_F32 = 0, FD_F64 = 1 };
+/* Element type of a call's matrices. */
+typedef enum fd_dtype { FD_F32 = 0, FD_F64 = 1 } fd_dtype;
 
 /* One fused dense call. Matrices are row-major with a leading dimension (row stride, in
    elements), or transposed (column-major) when the *_colmajor flag is set:

@@ -93,7 +93,7 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
             /* one block: the layer itself may use every free core (fd_dense's policy);
                several blocks already run in parallel, one per thread */
             if (c->ntasks == 1 && c->nblocks == 1 ? fd_dense(&a)
-                : fd_dense_serial(&a, scratch + (size_t)p->glu_offset * c->block * es, c->lock)) return -1;
+                : fd_dense_serial(&a, scratch + (size_t)p->glu_offset * c->block * es, c->lock)) return FD_ERR_NOMEM;
             break;
         }
         case FD_STEP_ACT: {
@@ -135,7 +135,8 @@ static int run_task(void *ctx, ptrdiff_t t)
        the machine simply takes fewer blocks */
     for (ptrdiff_t b; (b = atomic_fetch_add(&c->next_block, 1)) < c->nblocks;) {
         ptrdiff_t r0 = b * c->block, rows = c->m - r0 < c->block ? c->m - r0 : c->block;
-        if (run_block(c, r0, rows, scratch)) return -1;
+        const int rc = run_block(c, r0, rows, scratch);
+        if (rc) return rc;
     }
     return 0;
 }
@@ -144,8 +145,8 @@ int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *output
                 ptrdiff_t block, void *scratch, int max_tasks)
 {
     if (m <= 0) return 0;
-    if (block < 1) return -2;
-    if (p->nbufs > FD_PLAN_MAX_BUFS) return -2;
+    if (block < 1) return FD_ERR_ARG;
+    if (p->nbufs > FD_PLAN_MAX_BUFS) return FD_ERR_LIMIT;
     plan_ctx c;
     c.p = p; c.inputs = inputs; c.outputs = outputs; c.m = m; c.scratch = scratch;
     c.block = block;

@@ -6,10 +6,11 @@
 #include <stddef.h>
 #include "fd_kernel.h"
 
-enum {
+typedef enum fd_step_kind {
     FD_STEP_DENSE = 0, FD_STEP_ACT, FD_STEP_ADD, FD_STEP_SUB, FD_STEP_MUL, FD_STEP_AVG,
-    FD_STEP_MAX, FD_STEP_MIN, FD_STEP_CONCAT, FD_STEP_COPY
-};
+    FD_STEP_MAX, FD_STEP_MIN, FD_STEP_CONCAT, FD_STEP_COPY,
+    FD_STEP_KIND_COUNT
+} fd_step_kind;
 #define FD_PLAN_MAX_SRC 16
 
 typedef struct {

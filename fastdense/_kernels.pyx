@@ -8,66 +8,26 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 cnp.import_array()
 
-cdef extern from "fd_act.h" nogil:
-    ctypedef struct fd_act:
-        int code
-        double p[3]
-    const char *fd_act_name(int code)
-    int fd_act_rowwise(int code)
-    int fd_act_halves(int code)
-    void fd_epilogue_f32(const fd_act *a, const float *bias, const float *src, ptrdiff_t ld_src,
-                         float *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in)
-    void fd_epilogue_f64(const fd_act *a, const double *bias, const double *src, ptrdiff_t ld_src,
-                         double *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in)
+# The cpdef enums of _kernels.pxd (values from the C headers), member by member as module
+# attributes too: _kernels.FD_STEP_DENSE, _kernels.FD_F32, _kernels.FD_ERR_LIMIT, ...
+for _enum in (fd_status, fd_dtype, fd_step_kind):
+    globals().update(_enum.__members__)
+del _enum
 
-cdef extern from "fd_cpu.h" nogil:
-    int FD_CPU_FEATURE_COUNT
-    int fd_cpu_has(int f)
-    const char *fd_cpu_feature_name(int f)
-    int fd_cpu_level()
-    const char *fd_cpu_path()
-    const char *fd_cpu_vendor_string()
-    int fd_cpu_family()
-    int fd_cpu_model()
 
-cdef extern from "fd_kernel.h" nogil:
-    ctypedef void (*fd_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *,
-                                 float *, int *, float *, float *, int *)
-    ctypedef void (*fd_dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *,
-                                 double *, int *, double *, double *, int *)
-    ctypedef void (*fd_sgemv_fn)(char *, int *, int *, float *, float *, int *, float *, int *,
-                                 float *, float *, int *)
-    ctypedef void (*fd_dgemv_fn)(char *, int *, int *, double *, double *, int *, double *, int *,
-                                 double *, double *, int *)
-    void fd_set_blas(fd_sgemm_fn, fd_dgemm_fn, fd_sgemv_fn, fd_dgemv_fn)
-    void fd_find_blas_threads_api(void *fn)
-    const char *fd_blas_path()
-    const char *fd_blas_config()
-    int fd_blas_get_threads()
-    int fd_blas_set_threads(int n)
-    enum: FD_F32, FD_F64
-    ctypedef struct fd_dense_args:
-        int dtype
-        ptrdiff_t m, k, n
-        const void *x
-        ptrdiff_t ldx
-        int x_colmajor
-        const void *w
-        ptrdiff_t ldw
-        int w_colmajor
-        const void *bias
-        void *out
-        ptrdiff_t ldo
-        fd_act act
-        const float *wpack
-    int fd_dense(const fd_dense_args *a)
-    void fd_set_num_threads(int n)
-    int fd_get_num_threads()
-    int fd_cpu_count()
-    int fd_own_threading()
-    void fd_set_own_threading(int v)
-    void fd_set_blas_int_max(ptrdiff_t v)
-    ptrdiff_t fd_get_blas_int_max()
+class PlanLimitError(ValueError):
+    """A plan exceeds a fixed limit of the C code (fastdense then runs the model layer by layer)."""
+
+
+cdef int _check(int rc, str what) except -1:
+    """Raise the exception for a csrc status code (fd_status.h); 0 passes."""
+    if rc == FD_OK:
+        return 0
+    if rc == FD_ERR_NOMEM:
+        raise MemoryError(f"fastdense: {what}: out of memory")
+    if rc == FD_ERR_LIMIT:
+        raise PlanLimitError(f"fastdense: {what}: exceeds a limit of the compiled kernel")
+    raise ValueError(f"fastdense: {what}: invalid argument (status {rc})")
 
 fd_set_blas(<fd_sgemm_fn>sgemm, <fd_dgemm_fn>dgemm, <fd_sgemv_fn>sgemv, <fd_dgemv_fn>dgemv)
 fd_find_blas_threads_api(<void *>sgemm)
@@ -143,8 +103,7 @@ def dense2d(cnp.ndarray x, cnp.ndarray w, object bias, cnp.ndarray out,
     a.act.p[2] = p2
     with nogil:
         rc = fd_dense(&a)
-    if rc != 0:
-        raise MemoryError("fastdense: could not allocate scratch memory")
+    _check(rc, "dense")
     return out
 
 
@@ -392,7 +351,9 @@ def dense_fast(object x, object w, object bias, tuple spec, object out=None):
     a.w = cnp.PyArray_DATA(wa)
     a.ldw = a.n if a.n > 0 else 1
     a.w_colmajor = 0
-    a.wpack = NULL if packed is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>packed)
+    a.wpack = NULL
+    if packed is not None:
+        a.wpack = <const float *>cnp.PyArray_DATA(<cnp.ndarray>packed)
     a.out = cnp.PyArray_DATA(res)
     a.ldo = nout if nout > 0 else 1
     cdef int rc
@@ -400,43 +361,9 @@ def dense_fast(object x, object w, object bias, tuple spec, object out=None):
         return res
     with nogil:
         rc = fd_dense(&a)
-    if rc != 0:
-        raise MemoryError("fastdense: could not allocate scratch memory")
+    _check(rc, "dense")
     return res
 
-
-cdef extern from "fd_gemm.h" nogil:
-    ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n)
-    void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst)
-    int fd_packed_available()
-
-
-cdef extern from "fd_plan.h" nogil:
-    int FD_PLAN_MAX_SRC
-    ctypedef struct fd_step:
-        int kind
-        int nsrc
-        int src[16]
-        int dst
-        ptrdiff_t t, k, n
-        ptrdiff_t cols[16]
-        const void *w
-        const float *wpack
-        const void *bias
-        fd_act act
-    ctypedef struct fd_plan:
-        int dtype
-        int nsteps
-        const fd_step *steps
-        int nbufs
-        const ptrdiff_t *width
-        const int *in_index
-        const int *out_index
-        const ptrdiff_t *offset
-        ptrdiff_t glu_offset
-        ptrdiff_t sample_elems
-    int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
-                    ptrdiff_t block, void *scratch, int max_tasks)
 
 from libc.stdlib cimport calloc, free
 
@@ -550,5 +477,4 @@ cdef class Plan:
         cdef void *s = cnp.PyArray_DATA(scratch)
         with nogil:
             rc = fd_plan_run(&self.plan, ins, outs, m, block, s, max_tasks)
-        if rc != 0:
-            raise MemoryError("fastdense: the plan could not allocate scratch memory")
+        _check(rc, "plan")
