@@ -27,7 +27,9 @@ cdef extern from "fd_act.h" nogil:
     ctypedef struct fd_act:
         int code
         double p[3]
+    int FD_ACT_COUNT
     const char *fd_act_name(int code)
+    const char *fd_act_id(int code)
     int fd_act_rowwise(int code)
     int fd_act_halves(int code)
     void fd_epilogue_f32(const fd_act *a, const float *bias, const float *src, ptrdiff_t ld_src,

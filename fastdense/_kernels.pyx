@@ -1,6 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Cython glue: numpy arrays in, BLAS from scipy.linalg.cython_blas, csrc calls, nogil."""
 
+from collections import namedtuple
+
 import numpy as np
 cimport numpy as cnp
 from libc.stddef cimport ptrdiff_t
@@ -138,15 +140,25 @@ def apply_activation(cnp.ndarray x, int code, double p0=0.0, double p1=0.0, doub
     return out
 
 
-def activation_name(int code):
-    """Canonical name of kernel activation `code`, or None."""
-    cdef const char *s = fd_act_name(code)
-    return None if s == NULL else s.decode()
+ActivationInfo = namedtuple("ActivationInfo", "code id name rowwise halves")
+ActivationInfo.__doc__ = """One row of the kernel's activation table (csrc/fd_act_list.h): code FD_ACT_<id>,
+Keras name, rowwise (needs whole rows), halves (the output has half the columns: glu)."""
 
 
-def activation_flags(int code):
-    """(rowwise, halves) of kernel activation `code`."""
-    return bool(fd_act_rowwise(code)), bool(fd_act_halves(code))
+def activation_table():
+    """The kernel's activations in code order, as ActivationInfo records.
+
+    >>> activation_table()[1]
+    ActivationInfo(code=1, id='RELU', name='relu', rowwise=False, halves=False)
+    """
+    cdef int code
+    return tuple([ActivationInfo(code, fd_act_id(code).decode(), fd_act_name(code).decode(),
+                                 bool(fd_act_rowwise(code)), bool(fd_act_halves(code)))
+                  for code in range(FD_ACT_COUNT)])
+
+
+# the activation codes as module attributes, from the same table: _kernels.FD_ACT_RELU, ...
+globals().update({"FD_ACT_" + _info.id: _info.code for _info in activation_table()})
 
 
 def cpu_path():
@@ -274,7 +286,7 @@ def packed_available():
     return bool(fd_packed_available())
 
 
-def dense_fast(object x, object w, object bias, tuple spec, object out=None):
+def dense_fast(object x, object w, object bias, object spec, object out=None):
     """act(x @ w + bias) when every operand is already in kernel form, else None.
 
     The common case of fastdense.ops.dense: ndarrays of one float dtype, x C-contiguous
@@ -311,10 +323,15 @@ def dense_fast(object x, object w, object bias, tuple spec, object out=None):
                 or not cnp.PyArray_IS_C_CONTIGUOUS(ba):
             return None
         a.bias = cnp.PyArray_DATA(ba)
-    a.act.code = <int>spec[0]
-    a.act.p[0] = <double>spec[1]
-    a.act.p[1] = <double>spec[2]
-    a.act.p[2] = <double>spec[3]
+    # spec is a fastdense.activations.KernelActivation (code, p0, p1, p2, halves), a tuple: read
+    # by position, the tuple's C-level access, on this hot path
+    if not isinstance(spec, tuple) or len(<tuple>spec) < 4:
+        return None
+    cdef tuple act = <tuple>spec
+    a.act.code = <int>act[0]
+    a.act.p[0] = <double>act[1]
+    a.act.p[1] = <double>act[2]
+    a.act.p[2] = <double>act[3]
     cdef ptrdiff_t nout = a.n
     if fd_act_halves(a.act.code):
         if a.n % 2:
