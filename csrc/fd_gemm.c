@@ -503,6 +503,11 @@ int fd_gemm_kblocks_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, p
 #endif
 }
 
+const char *fd_gemm_kernel_name(void)
+{
+    return fd_packed_available() ? "avx2 6x16" : "none (BLAS)";
+}
+
 int fd_packed_available(void)
 {
 #if FD_HAVE_PACKED

@@ -10,6 +10,8 @@ ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n);
 void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst);
 /* 1 when this CPU runs the packed kernel (AVX2 + FMA and not forced to the baseline). */
 int fd_packed_available(void);
+/* The float32 GEMM kernel this process runs and why, for `fastdense info`. */
+const char *fd_gemm_kernel_name(void);
 /* c[i, j] = sum_kk x[i * rsx + kk * csx] * w[kk, j] for i < m, j < n, with wp the packed w
    (or, for a column range starting at a multiple of 16, the packed w advanced by that many
    columns times k). Returns -1 when scratch memory could not be allocated. */
