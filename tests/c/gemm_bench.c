@@ -132,7 +132,7 @@ static int cmd_gemm(int argc, char **argv)
     for (int a = 0; a + 2 < argc; a += 3) {
         const ptrdiff_t m = atol(argv[a]), k = atol(argv[a + 1]), n = atol(argv[a + 2]);
         float *x = malloc(sizeof(float) * (size_t)(m * k)), *w = malloc(sizeof(float) * (size_t)(k * n));
-        float *wp = malloc(sizeof(float) * (size_t)fd_pack_f32_size(k, n) + 64);
+        float *wp = aligned_alloc(64, (sizeof(float) * (size_t)fd_pack_f32_size(k, n) + 64) / 64 * 64);   /* as PackedKernel */
         float *c = malloc(sizeof(float) * (size_t)(m * n));
         for (ptrdiff_t i = 0; i < m * k; i++) x[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
         for (ptrdiff_t i = 0; i < k * n; i++) w[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
