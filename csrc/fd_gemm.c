@@ -20,10 +20,11 @@
 #include "fd_cpu.h"
 #include "fd_tune_avx2.h"
 #include "fd_tune_avx512.h"
+#include "fd_tune_neon.h"
 
 #define PANEL 16                /* columns per packed panel, every path */
 #define KC_MAX FD_AVX2_KC
-_Static_assert(FD_AVX512_KC == FD_AVX2_KC, "every path must split K alike to give the same bits");
+_Static_assert(FD_AVX512_KC == FD_AVX2_KC && FD_NEON_KC == FD_AVX2_KC, "every path must split K alike: same bits");
 #define FULL_PACK_MIN_ROWS 512  /* per call from this many rows, weights packed whole ... */
 #define FULL_PACK_MAX_BYTES ((size_t)16 << 20)   /* ... when that takes at most 16 MiB */
 
@@ -148,19 +149,6 @@ static void gemm_packed(const gemm_path *g, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
                         wp + k0 * PANEL, k * PANEL, c, ldc, xbuf);
 }
 
-#if FD_X86_DISPATCH
-#define FD_HAVE_PACKED 1
-#include <immintrin.h>
-
-FD_TARGET_BEGIN_AVX2
-
-/* c[0:8] = v, or c[0:8] += v. */
-static inline __attribute__((always_inline)) void store_ymm(int accumulate, float *c, __m256 v)
-{
-    if (accumulate) v = _mm256_add_ps(_mm256_loadu_ps(c), v);
-    _mm256_storeu_ps(c, v);
-}
-
 /* The edge of a tile: the first `cols` of each row of `edge` (rows x width) go to c. */
 static __attribute__((noinline)) void partial_store(const float *edge, int rows, int width, float *c,
                                                     ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
@@ -173,6 +161,19 @@ static __attribute__((noinline)) void partial_store(const float *edge, int rows,
         else
             memcpy(cr, er, (size_t)cols * sizeof(float));
     }
+}
+
+#if FD_X86_DISPATCH
+#define FD_HAVE_PACKED 1
+#include <immintrin.h>
+
+FD_TARGET_BEGIN_AVX2
+
+/* c[0:8] = v, or c[0:8] += v. */
+static inline __attribute__((always_inline)) void store_ymm(int accumulate, float *c, __m256 v)
+{
+    if (accumulate) v = _mm256_add_ps(_mm256_loadu_ps(c), v);
+    _mm256_storeu_ps(c, v);
 }
 
 /* tile_avx2_RxP: C[R rows x P*16 columns] (+)= x[R rows, kc] @ P panels, `cols` of them valid;
@@ -404,6 +405,47 @@ static const gemm_path path_avx2 = {"avx2 6x16", FD_AVX2_MR, 1, FD_AVX2_MC, FD_A
                                     pack_x6, tile_px_avx2, row_tile_avx2};
 static const gemm_path path_avx512 = {"avx512 12x32", FD_AVX512_MR, 2, FD_AVX512_MC, FD_AVX512_C_BLOCK_BYTES,
                                       pack_x12, tile_px_avx512, row_tile_avx512};
+
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#define FD_HAVE_PACKED 1
+#include <arm_neon.h>
+
+/* a + x * b rounded once, as the x86 FMAs: the same bits on every path */
+static inline float32x4_t neon_fma(float32x4_t x, float32x4_t b, float32x4_t a) { return vfmaq_f32(a, x, b); }
+
+/* c[0:4] = v, or c[0:4] += v. */
+static inline void store_q(int accumulate, float *c, float32x4_t v)
+{
+    if (accumulate) v = vaddq_f32(vld1q_f32(c), v);
+    vst1q_f32(c, v);
+}
+
+#include "fd_gemm_tiles_neon.h"
+
+/* x[rows, 0:kc] -> dst as row tiles of 6: dst[t * kc * 6 + kk * 6 + r] (plain loops: a small
+   part of the work, and the compiler vectorizes the contiguous case). */
+static void pack_x_neon(const float *x, ptrdiff_t rsx, ptrdiff_t csx, ptrdiff_t rows, ptrdiff_t kc, float *dst)
+{
+    for (ptrdiff_t i = 0; i < rows; i += FD_NEON_MR, dst += kc * FD_NEON_MR)
+        for (ptrdiff_t kk = 0; kk < kc; kk++)
+            for (int r = 0; r < FD_NEON_MR; r++) dst[kk * FD_NEON_MR + r] = x[(i + r) * rsx + kk * csx];
+}
+
+/* fd_pack_f32's layout for a row-major block of kc rows x n columns, row by row. */
+static void pack_w_rows(const float *w, ptrdiff_t ldw, ptrdiff_t kc, ptrdiff_t n, float *dst, ptrdiff_t pstride)
+{
+    const ptrdiff_t np = (n + PANEL - 1) / PANEL;
+    for (ptrdiff_t kk = 0; kk < kc; kk++)
+        for (ptrdiff_t p = 0; p < np; p++) {
+            const ptrdiff_t cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
+            float *d = dst + kk * PANEL + p * pstride;
+            memcpy(d, w + kk * ldw + p * PANEL, (size_t)cols * sizeof(float));
+            memset(d + cols, 0, (size_t)(PANEL - cols) * sizeof(float));
+        }
+}
+
+static const gemm_path path_neon = {"neon 6x16", FD_NEON_MR, 1, FD_NEON_MC, FD_NEON_C_BLOCK_BYTES,
+                                    pack_x_neon, tile_px_neon, row_tile_neon};
 #else
 #define FD_HAVE_PACKED 0
 #endif
@@ -415,9 +457,11 @@ static const gemm_path path_avx512 = {"avx512 12x32", FD_AVX512_MR, 2, FD_AVX512
    picks AVX2 there). */
 static const gemm_path *the_path(void)
 {
-#if FD_HAVE_PACKED
+#if FD_X86_DISPATCH
     const int level = fd_cpu_level();
     return level >= 2 ? &path_avx512 : level >= 1 ? &path_avx2 : NULL;
+#elif FD_HAVE_PACKED
+    return fd_cpu_has(FD_CPU_NEON) ? &path_neon : NULL;
 #else
     return NULL;
 #endif
@@ -452,11 +496,14 @@ static void gemm_kblocks(const gemm_path *g, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
 #endif
 
 /* The direct kernel (2-5 rows, plain weights) is AVX2 on every path: it streams the weights
-   once from cache or memory, which bounds it, not the FMA width (measured in docs/cpu-paths.md). */
+   once from cache or memory, which bounds it, not the FMA width (docs/cpu-paths.md). */
 int fd_gemm_direct_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
                        ptrdiff_t csx, const float *w, ptrdiff_t ldw, float *c, ptrdiff_t ldc)
 {
-#if FD_HAVE_PACKED
+#if !FD_X86_DISPATCH   /* NEON: no direct kernel of its own yet; the K-block path, same bits */
+    if (m > FD_DIRECT_MAX_ROWS) return -1;
+    return fd_gemm_kblocks_f32(m, n, k, x, rsx, csx, w, ldw, 0, c, ldc);
+#elif FD_HAVE_PACKED
     if (m <= 0 || n <= 0) return 0;
     if (m > FD_DIRECT_MAX_ROWS) return -1;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += DIRECT_COLS) {
@@ -592,11 +639,15 @@ const char *fd_gemm_kernel_name(void)
 {
     const gemm_path *g = the_path();
     if (!g) return "BLAS (no AVX2 + FMA, or FASTDENSE_CPU_PATH=baseline)";
-    if (g->mr == FD_AVX512_MR)
+#if FD_X86_DISPATCH
+    if (g == &path_avx512)
         return fd_cpu_vendor_id() == FD_CPU_VENDOR_AMD
                    ? "avx512 12x32 (AMD: 512-bit FMAs at the AVX2 rate, half the instructions)"
                    : "avx512 12x32 (two 512-bit FMA ports: twice the AVX2 peak)";
     return "avx2 6x16 (AVX-512 absent or FASTDENSE_CPU_PATH=avx2)";
+#else
+    return g->name;
+#endif
 }
 
 int fd_gemm_packed_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,

@@ -41,6 +41,11 @@ ISAS = [
     Isa("avx512", "__m512", 16, "_mm512_setzero_ps()", "_mm512_loadu_ps", "_mm512_fmadd_ps",
         "_mm512_set1_ps(*({}))", "store_zmm", "mask",
         (4, 4, 4, 4, 4, 4, 3, 3, 2, 2, 2, 2), 2, "AVX-512"),
+    # aarch64: 6 rows x 1 panel, 24 q-register accumulators (of 32); vfmaq_f32 rounds once,
+    # like the x86 FMAs, so the bits are the x86 paths' bits
+    Isa("neon", "float32x4_t", 4, "vdupq_n_f32(0.0f)", "vld1q_f32", "neon_fma",
+        "vld1q_dup_f32({})", "store_q", "buffer",
+        (2, 1, 1, 1, 1, 1), 1, "NEON (aarch64)"),
 ]
 
 
@@ -95,7 +100,7 @@ def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
         lines.append(f"    float edge[{r_count}][{isa.lanes * vecs}];")
         for r, row in enumerate(acc):
             for v, a in enumerate(row):
-                lines.append(f"    {isa.load.replace('load', 'store')}(&edge[{r}][{isa.lanes * v}], {a});")
+                lines.append(f"    {isa.load.replace('load', 'store').replace('vld1q', 'vst1q')}(&edge[{r}][{isa.lanes * v}], {a});")
         lines.append(f"    partial_store(&edge[0][0], {r_count}, {isa.lanes * vecs}, c, ldc, accumulate, cols);")
     else:
         lines.append(f"    if (cols == {PANEL * p_count}) {{")

@@ -1,6 +1,8 @@
 """The C-level GEMM harness (tests/c/gemm_test.c), built here with the system's C compiler and
 run once per CPU path this machine has: every path against a float64 reference and against
-itself over many shapes, and every path giving the same bits (equal digests)."""
+itself over many shapes, and every path giving the same bits (equal digests). With Debian's
+gcc-aarch64-linux-gnu and qemu-user installed, the NEON path too, cross-compiled and run
+under qemu-aarch64 (its small shapes: an emulator is slow)."""
 import os
 import shutil
 import subprocess
@@ -19,12 +21,7 @@ def harness(tmp_path_factory):
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not cc or not all(p.exists() for p in SOURCES):
         pytest.skip("no C compiler (or no C sources in this checkout): the C GEMM harness cannot be built")
-    exe = tmp_path_factory.mktemp("gemm") / "gemm_test"
-    done = subprocess.run([cc, "-O2", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math",
-                           f"-I{ROOT / 'csrc'}", *map(str, SOURCES), "-o", str(exe), "-lpthread", "-lm"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return exe
+    return build(cc, tmp_path_factory.mktemp("gemm") / "gemm_test")
 
 
 def run(exe, path):
@@ -53,6 +50,32 @@ def test_every_path_gives_the_same_bits(results):
     if len(ran) < 2:
         pytest.skip(f"only {sorted(ran) or 'no'} packed GEMM path on this CPU: nothing to compare")
     assert len(set(ran.values())) == 1, ran
+
+
+def build(cc, exe):
+    done = subprocess.run([cc, "-O2", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math",
+                           f"-I{ROOT / 'csrc'}", *map(str, SOURCES), "-o", str(exe), "-lpthread", "-lm"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return exe
+
+
+def test_neon_path_under_qemu_gives_the_x86_bits(harness, tmp_path):
+    cross, qemu, sysroot = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64"), "/usr/aarch64-linux-gnu"
+    if not cross or not qemu or not Path(sysroot).is_dir():
+        pytest.skip("the neon path needs aarch64-linux-gnu-gcc and qemu-aarch64 (Debian: gcc-aarch64-linux-gnu, "
+                    "qemu-user) to be checked on this machine")
+    exe = build(cross, tmp_path / "gemm_test_aarch64")
+    done = subprocess.run([qemu, "-L", sysroot, str(exe), "--quick"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    neon = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+    assert neon["path"].startswith("neon ")
+    native = subprocess.run([str(harness), "--quick"], capture_output=True, text=True, timeout=300)
+    assert native.returncode == 0, native.stdout + native.stderr
+    here = dict(line.split(" ", 1) for line in native.stdout.strip().splitlines())
+    if here["path"] == "none":
+        pytest.skip("no packed GEMM on this machine to compare the neon bits with")
+    assert neon["digest"] == here["digest"], (neon, here)
 
 
 def test_baseline_path_runs_no_packed_kernel(harness):
