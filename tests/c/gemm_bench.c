@@ -2,7 +2,9 @@
  * float32 GEMM's GFLOP/s on one thread, for the path FASTDENSE_CPU_PATH selects (fd_cpu.h).
  *
  *   gemm_bench peak                    -> "peak <isa> <GFLOP/s>" per width this CPU runs
- *   gemm_bench gemm M K N [M K N ...]  -> "gemm <kernel> <entry> M K N <GFLOP/s>" per shape
+ *   gemm_bench gemm M K N [M K N ...]  -> "gemm <kernel> <entry> M K N <GFLOP/s>" per shape and
+ *                                         entry: packed, plain (K blocks packed per call), direct
+ *                                         (2-5 rows)
  *
  * Built and run by bench/bench_paths.py (which sets the path); plain C, no Python. */
 #include <stdio.h>
@@ -115,7 +117,8 @@ static double time_gemm(int entry, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, const 
         double t;
         do {
             int rc = entry == 0 ? fd_gemm_packed_f32(m, n, k, x, k, 1, wp, c, n)
-                                : fd_gemm_kblocks_f32(m, n, k, x, k, 1, w, n, 0, c, n);
+                   : entry == 1 ? fd_gemm_kblocks_f32(m, n, k, x, k, 1, w, n, 0, c, n)
+                                : fd_gemm_direct_f32(m, n, k, x, k, 1, w, n, c, n);
             if (rc) { fprintf(stderr, "gemm failed\n"); exit(1); }
             calls++;
             t = now() - t0;
@@ -139,6 +142,8 @@ static int cmd_gemm(int argc, char **argv)
         fd_pack_f32(w, n, 0, k, n, wp);
         printf("gemm %s packed %td %td %td %.1f\n", fd_gemm_kernel_name(), m, k, n, time_gemm(0, m, k, n, x, w, wp, c));
         printf("gemm %s plain %td %td %td %.1f\n", fd_gemm_kernel_name(), m, k, n, time_gemm(1, m, k, n, x, w, wp, c));
+        if (m <= FD_DIRECT_MAX_ROWS)   /* what ops.dense runs for 2-5 rows of plain weights */
+            printf("gemm %s direct %td %td %td %.1f\n", fd_gemm_kernel_name(), m, k, n, time_gemm(2, m, k, n, x, w, wp, c));
         fflush(stdout);
         free(x); free(w); free(wp); free(c);
     }
