@@ -25,8 +25,10 @@ import numpy as np
 
 from fastdense.layers.base import WEIGHTS_LOCK, Layer, LayerNotConnectedError
 from fastdense.layers.input_layer import InputLayer
-from fastdense.layers.node import Node, SymbolicTensor, flatten, map_structure
+from fastdense.layers.node import Node, SymbolicTensor
+from fastdense.models.node_steps import compile_steps, run_steps
 from fastdense.models.plan import check_out, run_compiled
+from fastdense.models.structure import flatten_struct, pack_struct
 from fastdense.saving.serialization import (
     builtin_objects,
     deserialize_keras_object,
@@ -35,35 +37,6 @@ from fastdense.saving.serialization import (
 )
 
 __all__ = ["Model", "Functional"]
-
-
-# --------------------------------------------------------------------------
-# Structures: a tensor, a list/tuple of tensors, or a dict of tensors
-# --------------------------------------------------------------------------
-
-
-def _flatten_struct(structure: Any) -> list:
-    """Leaves in Keras order: lists in order, dicts by sorted key."""
-    if isinstance(structure, dict):
-        return [leaf for key in sorted(structure) for leaf in _flatten_struct(structure[key])]
-    if isinstance(structure, (list, tuple)):
-        return [leaf for item in structure for leaf in _flatten_struct(item)]
-    return [structure]
-
-
-def _pack_struct(structure: Any, leaves: list) -> Any:
-    """Inverse of :func:`_flatten_struct`."""
-    iterator = iter(leaves)
-
-    def pack(node: Any) -> Any:
-        if isinstance(node, dict):
-            packed = {key: pack(node[key]) for key in sorted(node)}
-            return {key: packed[key] for key in node}
-        if isinstance(node, (list, tuple)):
-            return type(node)(pack(item) for item in node) if isinstance(node, tuple) else [pack(i) for i in node]
-        return next(iterator)
-
-    return pack(structure)
 
 
 # --------------------------------------------------------------------------
@@ -220,8 +193,8 @@ class Model(Layer):
             inputs = list(inputs)
         if isinstance(outputs, tuple):
             outputs = list(outputs)
-        flat_inputs = _flatten_struct(inputs)
-        flat_outputs = _flatten_struct(outputs)
+        flat_inputs = flatten_struct(inputs)
+        flat_outputs = flatten_struct(outputs)
         for kind, tensors in (("inputs", flat_inputs), ("outputs", flat_outputs)):
             for tensor in tensors:
                 if not isinstance(tensor, SymbolicTensor) or tensor._keras_history is None:
@@ -258,77 +231,12 @@ class Model(Layer):
         self._single_output = isinstance(outputs, SymbolicTensor)
         self._nodes_by_depth = nodes_by_depth
         self._network_nodes = network_nodes
-        self._compile_steps(flat_inputs, flat_outputs)
+        self._program = compile_steps(nodes_by_depth, flat_inputs, flat_outputs)
         self.built = True
         # A new graph (also a Sequential's add or pop): the compiled plans of this model, and of
         # any model that holds it, describe the old one, so none may be used again.
         with WEIGHTS_LOCK:
             Layer._weights_epoch += 1
-
-    def _compile_steps(self, inputs: list[SymbolicTensor], outputs: list[SymbolicTensor]) -> None:
-        """Turn the nodes into a flat list of steps over numbered array slots."""
-        slots: dict[int, int] = {}
-
-        def slot(tensor: SymbolicTensor) -> int:
-            return slots.setdefault(id(tensor), len(slots))
-
-        input_slots = [slot(t) for t in inputs]
-        steps = []
-        for depth in sorted(self._nodes_by_depth, reverse=True):
-            for node in self._nodes_by_depth[depth]:
-                if node.is_input:
-                    continue
-                first, extra = node.call_args[0], node.call_args[1:]
-                if isinstance(first, SymbolicTensor):
-                    kind, ref = 0, slot(first)
-                elif isinstance(first, list) and all(isinstance(t, SymbolicTensor) for t in first):
-                    kind, ref = 1, [slot(t) for t in first]
-                else:
-                    kind, ref = 2, map_structure(
-                        lambda t: _Slot(slot(t)) if isinstance(t, SymbolicTensor) else t, first
-                    )
-                has_symbolic_extra = any(
-                    isinstance(t, SymbolicTensor) for t in flatten([list(extra), list(node.call_kwargs.values())])
-                )
-                if has_symbolic_extra:
-                    extra = map_structure(lambda t: _Slot(slot(t)) if isinstance(t, SymbolicTensor) else t, extra)
-                    kwargs = map_structure(
-                        lambda t: _Slot(slot(t)) if isinstance(t, SymbolicTensor) else t, node.call_kwargs
-                    )
-                else:
-                    kwargs = node.call_kwargs
-                out_slots = [slot(t) for t in node.output_tensors]
-                steps.append([node.layer, kind, ref, tuple(extra), dict(kwargs), out_slots,
-                              has_symbolic_extra, ()])
-        output_slots = [slot(t) for t in outputs]
-        # Free each intermediate array after its last use.
-        last_use: dict[int, int] = {}
-        for index, step in enumerate(steps):
-            used = [step[2]] if step[1] == 0 else (step[2] if step[1] == 1 else _slots_in(step[2]))
-            if step[6]:
-                used = list(used) + _slots_in([step[3], step[4]])
-            for s in used:
-                last_use[s] = index
-        keep = set(output_slots)
-        for s, index in last_use.items():
-            if s not in keep:
-                steps[index][7] = steps[index][7] + (s,)
-        self._steps = [tuple(step) for step in steps]
-        # A plain chain (one input, each layer feeding the next, one output) runs as `x = layer(x)`.
-        chain: list[Layer] | None = []
-        current = input_slots[0] if len(input_slots) == 1 else None
-        for layer, kind, ref, extra, kwargs, out_slots, _, _ in self._steps:
-            if kind != 0 or ref != current or extra or kwargs or len(out_slots) != 1:
-                chain = None
-                break
-            chain.append(layer)
-            current = out_slots[0]
-        if chain is not None and (len(output_slots) != 1 or output_slots[0] != current):
-            chain = None
-        self._chain = chain
-        self._n_slots = len(slots)
-        self._input_slots = input_slots
-        self._output_slots = output_slots
 
     def _run(self, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None,
              record_losses: bool = True) -> list[np.ndarray]:
@@ -348,39 +256,12 @@ class Model(Layer):
 
     def _run_layers(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run the graph on converted input arrays (one per model input); outputs as a flat list."""
-        chain = self._chain
-        if chain is not None:
-            x = arrays[0]
-            for layer in chain:
-                x = layer(x)
-            return [x]
-        values: list[Any] = [None] * self._n_slots
-        for s, array in zip(self._input_slots, arrays):
-            values[s] = array
-        for layer, kind, ref, extra, kwargs, out_slots, symbolic_extra, release in self._steps:
-            if kind == 0:
-                x = values[ref]
-            elif kind == 1:
-                x = [values[i] for i in ref]
-            else:
-                x = _fill(ref, values)
-            if symbolic_extra:
-                out = layer(x, *_fill(extra, values), **_fill(kwargs, values))
-            else:
-                out = layer(x, *extra, **kwargs)
-            if len(out_slots) == 1:
-                values[out_slots[0]] = out
-            else:
-                for s, o in zip(out_slots, _flatten_struct(out)):
-                    values[s] = o
-            for s in release:
-                values[s] = None
-        return [values[s] for s in self._output_slots]
+        return run_steps(self._program, arrays)
 
     # ---------------------------------------------------------------- calling
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        if any(isinstance(t, SymbolicTensor) for t in _flatten_struct(inputs)):
+        if any(isinstance(t, SymbolicTensor) for t in flatten_struct(inputs)):
             return self._symbolic_call(inputs, args, kwargs)
         kwargs.pop("training", None)
         kwargs.pop("mask", None)
@@ -433,7 +314,7 @@ class Model(Layer):
 
     def _pack_outputs(self, outputs: list[np.ndarray]) -> Any:
         """Flat outputs in the structure the model was built with."""
-        return outputs[0] if self._single_output else _pack_struct(self._outputs_struct, outputs)
+        return outputs[0] if self._single_output else pack_struct(self._outputs_struct, outputs)
 
     def predict_on_batch(self, x: Any) -> Any:
         """``predict(x)`` on one batch."""
@@ -521,7 +402,7 @@ class Model(Layer):
     def _symbolic_call(self, inputs: Any, args: tuple, kwargs: dict) -> Any:
         # `training` / `mask` are recorded (Keras writes them into configs) and ignored.
         extra = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
-        flat = _flatten_struct(inputs)
+        flat = flatten_struct(inputs)
         if args or extra:
             raise TypeError(f"Model '{self.name}' takes only its inputs when called, got extra {args or extra}")
         if len(flat) != len(self.inputs):
@@ -540,7 +421,7 @@ class Model(Layer):
         new = [SymbolicTensor((batch,) + t.shape[1:], t.dtype,
                               self._tensor_name(node_index, i, len(self.outputs)))
                for i, t in enumerate(self.outputs)]
-        outputs = _pack_struct(self._outputs_struct, new)
+        outputs = pack_struct(self._outputs_struct, new)
         Node(self, call_args=(inputs,), call_kwargs=kwargs, outputs=outputs)
         return outputs
 
@@ -828,40 +709,6 @@ Functional = Model
 register_builtin("keras.models", "Functional", "Model")(Model)
 # What Keras 3 writes for a functional model's "module".
 register_builtin("keras.src.models.functional", "Functional")(Model)
-
-
-# --------------------------------------------------------------------------
-# Helpers for the step list
-# --------------------------------------------------------------------------
-
-
-class _Slot:
-    __slots__ = ("index",)
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-
-def _fill(structure: Any, values: list) -> Any:
-    if isinstance(structure, _Slot):
-        return values[structure.index]
-    if isinstance(structure, list):
-        return [_fill(s, values) for s in structure]
-    if isinstance(structure, tuple):
-        return tuple(_fill(s, values) for s in structure)
-    if isinstance(structure, dict):
-        return {k: _fill(v, values) for k, v in structure.items()}
-    return structure
-
-
-def _slots_in(structure: Any) -> list[int]:
-    if isinstance(structure, _Slot):
-        return [structure.index]
-    if isinstance(structure, (list, tuple)):
-        return [s for item in structure for s in _slots_in(item)]
-    if isinstance(structure, dict):
-        return [s for item in structure.values() for s in _slots_in(item)]
-    return []
 
 
 # --------------------------------------------------------------------------

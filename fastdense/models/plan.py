@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -30,6 +30,8 @@ from fastdense.layers.core import Activation, Dense, Dropout
 from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from fastdense.layers.reshaping import Flatten, Reshape
+from fastdense.models.node_steps import ARG_LIST, ARG_TENSOR, NodeStep
+from fastdense.models.plan_steps import PlanBuffer, PlanStep
 
 __all__ = ["CompiledPlan", "compile_plan", "run_compiled"]
 
@@ -126,19 +128,39 @@ class CompiledPlan:
         return outputs
 
 
-def _layer_steps(model: Any) -> tuple[list, list[int], list[int]]:
+def _layer_steps(model: Any) -> tuple[list[NodeStep], list[int], list[int]]:
     """(steps, input slots, output slots) of a built model, in execution order."""
-    steps = getattr(model, "_steps", None)
-    if steps is None:
+    program = getattr(model, "_program", None)
+    if program is None:
         raise _Unsupported("model has no compiled graph")
-    return steps, list(model._input_slots), list(model._output_slots)
+    return program.steps, program.input_slots, program.output_slots
 
 
-def _act_spec(function: Any) -> tuple:
+class _KernelActivation(NamedTuple):
+    """Stand-in for ``activations.KernelActivation`` until it lands (same fields, same order)."""
+
+    code: int
+    p0: float = 0.0
+    p1: float = 0.0
+    p2: float = 0.0
+    halves: bool = False
+
+
+def _kernel_activation(function: Any) -> _KernelActivation:
     """Kernel form of a layer's activation (the op's own conversion)."""
     if not activations.is_fused(function):
         raise _Unsupported("activation is a Python callable")
-    return ops._spec(function)
+    return _KernelActivation._make(ops._spec(function))
+
+
+def _to_kernel_args(steps: list[PlanStep], buffers: list[PlanBuffer], glu_offset: int,
+                    sample_elems: int, dtype: np.dtype) -> tuple:
+    """The records as the positional arguments of the current ``_kernels.Plan``."""
+    none = _KernelActivation(0)
+    old_steps = [(s.kind, list(s.srcs), s.dst, s.rows, s.k, s.n, list(s.cols) or None, s.w, s.bias,
+                  *(s.act or none)[:4]) for s in steps]
+    return (old_steps, [b.width for b in buffers], [b.input_index for b in buffers],
+            [b.output_index for b in buffers], [b.offset for b in buffers], glu_offset, sample_elems, dtype)
 
 
 def compile_plan(model: Any, sample_shapes: Sequence[tuple], dtype: Any,
@@ -158,39 +180,39 @@ def compile_plan(model: Any, sample_shapes: Sequence[tuple], dtype: Any,
 def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_losses: bool) -> CompiledPlan:
     steps, input_slots, output_slots = _layer_steps(model)
     es = dtype.itemsize
-    widths: list[int] = []
-    in_index: list[int] = []
-    out_index: list[int] = []
+    buffers: list[PlanBuffer] = []      # offsets are filled in at the end
     shapes: list[tuple] = []
     slot_buf: dict[int, int] = {}       # slot -> buffer
     slot_shape: dict[int, tuple] = {}   # slot -> per-sample shape (buffers can be reshaped views)
 
-    def new_buffer(shape: tuple, role_in: int = -1) -> int:
-        widths.append(math.prod(shape))
-        in_index.append(role_in)
-        out_index.append(-1)
+    def new_buffer(shape: tuple, input_index: int = -1) -> int:
+        buffers.append(PlanBuffer(math.prod(shape), input_index))
         shapes.append(shape)
-        return len(widths) - 1
+        return len(buffers) - 1
 
     for j, (s, shape) in enumerate(zip(input_slots, sample_shapes)):
         slot_buf[s] = new_buffer(shape, j)
         slot_shape[s] = shape
 
-    plan_steps: list[tuple] = []
+    plan_steps: list[PlanStep] = []
     glu_elems = 0          # per sample
     max_rows_per_sample = 1
 
-    for layer, kind, ref, extra, kwargs, out_slots, symbolic_extra, _release in steps:
-        if extra or kwargs or symbolic_extra or len(out_slots) != 1:
+    for step in steps:
+        layer = step.layer
+        if step.extra or step.kwargs or step.symbolic_extra or len(step.out_slots) != 1:
             raise _Unsupported("layer call with extra arguments")
         if record_losses and getattr(layer, "_activity_regularizer", None) is not None:
             raise _Unsupported("activity regularizer records the outputs")
-        srcs = [ref] if kind == 0 else (list(ref) if kind == 1 else None)
-        if srcs is None:
+        if step.arg_kind == ARG_TENSOR:
+            srcs = [step.ref]
+        elif step.arg_kind == ARG_LIST:
+            srcs = list(step.ref)
+        else:
             raise _Unsupported("nested inputs")
         in_shapes = [slot_shape[s] for s in srcs]
-        in_bufs = [slot_buf[s] for s in srcs]
-        out_slot = out_slots[0]
+        in_bufs = tuple(slot_buf[s] for s in srcs)
+        out_slot = step.out_slots[0]
         cls = type(layer)
         if cls is Dense:
             (shape,) = in_shapes
@@ -200,30 +222,29 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
                 raise _Unsupported("layer dtype differs from the plan dtype")
             if not shape or shape[-1] != kernel.shape[0] or len(values) != 1 + layer.use_bias:
                 raise _Unsupported("Dense input does not match its kernel")
-            code, p0, p1, p2, halves = _act_spec(layer.activation)
+            act = _kernel_activation(layer.activation)
             n = kernel.shape[1]
-            if halves and n % 2:
+            if act.halves and n % 2:
                 raise _Unsupported("glu on an odd number of units")
             t = math.prod(shape[:-1])
-            out_shape = shape[:-1] + (n // 2 if halves else n,)
+            out_shape = shape[:-1] + (n // 2 if act.halves else n,)
             dst = new_buffer(out_shape)
-            if halves:
+            if act.halves:
                 glu_elems = max(glu_elems, t * n)
             max_rows_per_sample = max(max_rows_per_sample, t)
             packed = layer._pack(values)    # the layer's packed kernel for these weights
-            plan_steps.append((_DENSE, in_bufs, dst, t, kernel.shape[0], n, None,
-                               packed if type(packed) is ops.PackedKernel else np.ascontiguousarray(kernel),
-                               None if bias is None else np.ascontiguousarray(bias),
-                               code, p0, p1, p2))
+            plan_steps.append(PlanStep(
+                _DENSE, in_bufs, dst, rows=t, k=kernel.shape[0], n=n,
+                w=packed if type(packed) is ops.PackedKernel else np.ascontiguousarray(kernel),
+                bias=None if bias is None else np.ascontiguousarray(bias), act=act))
         elif cls is Activation:
             (shape,) = in_shapes
-            code, p0, p1, p2, halves = _act_spec(layer.activation)
-            if not shape or (halves and shape[-1] % 2):
+            act = _kernel_activation(layer.activation)
+            if not shape or (act.halves and shape[-1] % 2):
                 raise _Unsupported("activation shape")
-            out_shape = shape[:-1] + (shape[-1] // 2 if halves else shape[-1],)
+            out_shape = shape[:-1] + (shape[-1] // 2 if act.halves else shape[-1],)
             dst = new_buffer(out_shape)
-            plan_steps.append((_ACT, in_bufs, dst, math.prod(shape[:-1]), 0, shape[-1], None, None, None,
-                               code, p0, p1, p2))
+            plan_steps.append(PlanStep(_ACT, in_bufs, dst, rows=math.prod(shape[:-1]), n=shape[-1], act=act))
         elif cls is Dropout or cls is Flatten or cls is Reshape:
             (shape,) = in_shapes
             if cls is Flatten:
@@ -241,17 +262,17 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
             if len(set(in_shapes)) != 1 or len(srcs) < 2 or (cls is Subtract and len(srcs) != 2):
                 raise _Unsupported("merge with broadcasting")
             dst = new_buffer(in_shapes[0])
-            plan_steps.append((_MERGES[cls], in_bufs, dst, 1, 0, widths[dst], None, None, None, 0, 0.0, 0.0, 0.0))
+            plan_steps.append(PlanStep(_MERGES[cls], in_bufs, dst, n=buffers[dst].width))
         elif cls is Concatenate:
             rank = len(in_shapes[0]) + 1
             if layer.axis not in (-1, rank - 1) or any(len(s) != rank - 1 for s in in_shapes) \
                     or len({s[:-1] for s in in_shapes}) != 1 or rank < 2:
                 raise _Unsupported("concatenation off the last axis")
-            cols = [s[-1] for s in in_shapes]
+            cols = tuple(s[-1] for s in in_shapes)
             out_shape = in_shapes[0][:-1] + (sum(cols),)
             dst = new_buffer(out_shape)
-            plan_steps.append((_CONCAT, in_bufs, dst, math.prod(out_shape[:-1]), 0, sum(cols), cols,
-                               None, None, 0, 0.0, 0.0, 0.0))
+            plan_steps.append(PlanStep(_CONCAT, in_bufs, dst, rows=math.prod(out_shape[:-1]), n=sum(cols),
+                                       cols=cols))
         elif cls is InputLayer:
             raise _Unsupported("nested input layer")
         else:
@@ -264,29 +285,29 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     for j, s in enumerate(output_slots):
         b = slot_buf[s]
         out_shapes.append(slot_shape[s])
-        if in_index[b] < 0 and out_index[b] < 0:
-            out_index[b] = j
+        if buffers[b].input_index < 0 and buffers[b].output_index < 0:
+            buffers[b] = buffers[b]._replace(output_index=j)
             continue
         dst = new_buffer(slot_shape[s])
-        out_index[dst] = j
-        plan_steps.append((_COPY, [b], dst, 1, 0, widths[dst], None, None, None, 0, 0.0, 0.0, 0.0))
+        buffers[dst] = buffers[dst]._replace(output_index=j)
+        plan_steps.append(PlanStep(_COPY, (b,), dst, n=buffers[dst].width))
 
-    intermediate = sum(w for b, w in enumerate(widths) if in_index[b] < 0 and out_index[b] < 0)
-    per_sample = intermediate + glu_elems
+    # intermediates get consecutive places in a task's scratch, the glu scratch after them
+    offset = 0
+    for b, buf in enumerate(buffers):
+        if buf.input_index < 0 and buf.output_index < 0:
+            buffers[b] = buf._replace(offset=offset)
+            offset += buf.width
+    glu_offset = offset
+    per_sample = offset + glu_elems
     block = max(1, _ROWS_PER_BLOCK // max_rows_per_sample)
     block = max(block, min(_BLOCK_BYTES // max(per_sample * es, 1), 4 * block))
-    offsets, offset = [], 0
-    for b, w in enumerate(widths):
-        offsets.append(offset)
-        if in_index[b] < 0 and out_index[b] < 0:
-            offset += w
-    glu_offset = offset
-    sample_elems = max(offset + glu_elems, 1)
-    plan = _kernels.Plan(plan_steps, widths, in_index, out_index, offsets, glu_offset, sample_elems, dtype)
-    dense_kernels = [step[7] for step in plan_steps if step[0] == _DENSE]
-    packed = bool(dense_kernels) and all(type(w) is ops.PackedKernel and w.packed is not None
-                                         for w in dense_kernels)
-    macs = sum(step[3] * step[4] * step[5] for step in plan_steps if step[0] == _DENSE)
+    sample_elems = max(per_sample, 1)
+    plan = _kernels.Plan(*_to_kernel_args(plan_steps, buffers, glu_offset, sample_elems, dtype))
+    dense = [step for step in plan_steps if step.kind == _DENSE]
+    packed = bool(dense) and all(type(step.w) is ops.PackedKernel and step.w.packed is not None
+                                 for step in dense)
+    macs = sum(step.rows * step.k * step.n for step in dense)
     return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed, macs)
 
 
