@@ -27,7 +27,7 @@ from fastdense.layers.base import WEIGHTS_LOCK, Layer, LayerNotConnectedError
 from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.node import Node, SymbolicTensor
 from fastdense.models.node_steps import compile_steps, run_steps
-from fastdense.models.plan import check_out, run_compiled
+from fastdense.models.plan import PlanCache, check_out, run_compiled
 from fastdense.models.structure import flatten_struct, pack_struct
 from fastdense.saving.serialization import (
     builtin_objects,
@@ -178,6 +178,7 @@ class Model(Layer):
                 "for a stack of layers."
             )
         super().__init__(name=name, trainable=trainable, **kwargs)
+        self._plan_cache = PlanCache()
         self._init_graph(inputs, outputs)
         # Keras numbers a functional model's calls as a layer from 1 in configs
         # (node 0 links its own inputs to its outputs): keep the same numbering.
@@ -236,7 +237,7 @@ class Model(Layer):
         # A new graph (also a Sequential's add or pop): the compiled plans of this model, and of
         # any model that holds it, describe the old one, so none may be used again.
         with WEIGHTS_LOCK:
-            Layer._weights_epoch += 1
+            self._changed()
 
     def _run(self, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None,
              record_losses: bool = True) -> list[np.ndarray]:
@@ -286,14 +287,14 @@ class Model(Layer):
         repeated calls with ``out=`` allocate nothing.  ``verbose``, ``steps``
         and ``callbacks`` are accepted for Keras compatibility and ignored.
         """
-        last = self.__dict__.get("_fd_last_plan")
+        cache = self._plan_cache
+        last = cache.last
         if last is not None and type(x) is np.ndarray and out is None and batch_size is None:
-            # the call before compiled a plan for inputs like x: run it with no other Python step
-            # (the weights epoch is checked as run_compiled checks it)
-            epoch, dtype, ndim, tail, plan = last
-            if (x.dtype is dtype and x.ndim == ndim and x.shape[1:] == tail and x.flags.c_contiguous
-                    and epoch == Layer._weights_epoch and self._single_output):
-                return plan.run_one(x)
+            # the call before ran a plan for inputs like x, and no layer of this model changed
+            # since (see PlanCache): run it with no other Python step
+            if (x.dtype is last.dtype and x.ndim == last.ndim and x.shape[1:] == last.tail
+                    and x.flags.c_contiguous and last.generation == cache.generation and self._single_output):
+                return last.plan.run_one(x)
         arrays = self._standardize_inputs(x)
         outs = None if out is None else (list(out) if isinstance(out, (list, tuple)) else [out])
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
@@ -514,7 +515,17 @@ class Model(Layer):
 
     @property
     def _weights_version(self) -> int:  # type: ignore[override]
-        return sum(layer._weights_version for layer in self._all_layers())
+        """The graph's version plus every layer's: changes whenever a plan would."""
+        return self._version + sum(layer._weights_version for layer in self._all_layers())
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_plan_cache", None)     # compiled plans: a copy compiles its own
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._plan_cache = PlanCache()
 
     @property
     def losses(self) -> list[float]:

@@ -1,7 +1,7 @@
 """Compiled whole-model inference: a model's layers as one native call.
 
 A model whose layers are Dense, Activation, Dropout, Flatten, Reshape and the element-wise
-merges / last-axis Concatenate compiles, once per (weights version, dtype, sample shapes),
+merges / last-axis Concatenate compiles, once per (versions of its layers, dtype, sample shapes),
 into a plan run by one nogil call (``fastdense._kernels.Plan``): each Dense is the fused
 kernel, intermediates live in per-thread scratch buffers reused across calls, and large
 batches stream through every layer in blocks of samples so the intermediates stay in cache.
@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from fastdense import _kernels, activations, ops
-from fastdense.layers.base import WEIGHTS_LOCK, Layer
+from fastdense.layers.base import WEIGHTS_LOCK
 from fastdense.layers.core import Activation, Dense, Dropout
 from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
@@ -33,7 +33,7 @@ from fastdense.layers.reshaping import Flatten, Reshape
 from fastdense.models.node_steps import ARG_LIST, ARG_TENSOR, NodeStep
 from fastdense.models.plan_steps import PlanBuffer, PlanStep
 
-__all__ = ["CompiledPlan", "compile_plan", "run_compiled"]
+__all__ = ["CompiledPlan", "PlanCache", "compile_plan", "run_compiled"]
 
 # step kinds, as csrc/fd_plan.h numbers them
 _DENSE, _ACT, _ADD, _SUB, _MUL, _AVG, _MAX, _MIN, _CONCAT, _COPY = range(10)
@@ -327,14 +327,77 @@ def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,
                 raise ValueError("predict: out must not overlap the inputs")
 
 
+class LastPlan:
+    """The plan of a model's last one-input, one-output call, for predict's shortcut."""
+
+    __slots__ = ("generation", "dtype", "ndim", "tail", "plan")
+
+    def __init__(self, generation: int, dtype: np.dtype, ndim: int, tail: tuple, plan: CompiledPlan) -> None:
+        self.generation = generation     # the cache's generation when the plan was looked up
+        self.dtype = dtype
+        self.ndim = ndim
+        self.tail = tail                 # per-sample input shape
+        self.plan = plan
+
+
+class PlanCache:
+    """One model's compiled plans, by (dtype, record_losses, per-sample input shapes).
+
+    The plans are valid while the model's own layers keep their versions: when a plan is
+    compiled, the cache asks the model and each of its layers (nested models' layers too) to
+    tell it about changes (``Layer._add_observer``, a weak reference), and their ``set_weights``,
+    ``add_weight``, compiled-in settings (``layer.activation = ...``) and graph changes call
+    :meth:`invalidate`. So updating one model never makes another recompile, and a layer
+    shared by several models invalidates each of them. Invalidation and compilation both
+    happen under the weights lock; a lock-free reader that raced with an invalidation sees a
+    changed :attr:`generation` and does not keep what it read. Models drop it when pickled.
+    """
+
+    __slots__ = ("plans", "last", "generation", "__weakref__")
+
+    def __init__(self) -> None:
+        self.plans: dict[tuple, CompiledPlan | bool] = {}   # False: run layer by layer
+        self.last: LastPlan | None = None
+        self.generation = 0
+
+    def invalidate(self) -> None:
+        """Forget every plan (a layer the plans were compiled from changed)."""
+        self.generation += 1
+        self.plans = {}
+        self.last = None
+
+    def compile(self, model: Any, key: tuple, dtype: np.dtype, record_losses: bool) -> CompiledPlan | bool:
+        """The plan for ``key``, compiled now and kept (False: the model runs layer by layer).
+        Called under the weights lock."""
+        entry = self.plans.get(key)
+        if entry is None:
+            for layer in _watched_layers(model):
+                layer._add_observer(self)
+            entry = compile_plan(model, key[2:], dtype, record_losses) or False
+            self.plans[key] = entry
+        return entry
+
+
+def _watched_layers(model: Any) -> list:
+    """The model and every layer whose weights or settings its plans read, nested models' too."""
+    found, stack = [], [model]
+    while stack:
+        layer = stack.pop()
+        found.append(layer)
+        inner = getattr(layer, "_program", None)
+        if inner is not None:
+            stack.extend(step.layer for step in inner.steps)
+    return found
+
+
 def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None,
                  record_losses: bool = False) -> list[np.ndarray] | None:
     """Run ``model`` on standardized input arrays through its cached plan; None to fall back.
 
-    Plans are cached per (dtype, per-sample shapes) and valid while no weight anywhere changed
-    (``Layer._weights_epoch``). A plan holds the weight arrays it was compiled from, taken under
-    the weights lock that ``set_weights`` holds, so calls see the old weights or the new ones,
-    never a mix; a ``set_weights`` makes the next call compile a new plan.
+    Plans are cached per (dtype, per-sample shapes) in the model's :class:`PlanCache`. A plan
+    holds the weight arrays it was compiled from, taken under the weights lock that
+    ``set_weights`` holds, so calls see the old weights or the new ones, never a mix; a
+    ``set_weights`` on one of the model's layers makes its next call compile a new plan.
     """
     first = arrays[0]
     dtype = first.dtype
@@ -351,22 +414,18 @@ def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndar
             if a.dtype != dtype or a.ndim < 1 or a.shape[0] != m or not a.flags.c_contiguous:
                 return None
         key = (char, record_losses) + tuple(a.shape[1:] for a in arrays)
-    cache = model.__dict__.get("_fd_plans")
-    entry = cache.get(key) if cache is not None and cache[None] == Layer._weights_epoch else None
+    cache = model._plan_cache
+    generation = cache.generation     # read before the plan: see PlanCache
+    entry = cache.plans.get(key)
     if entry is None:
         with WEIGHTS_LOCK:
-            epoch = Layer._weights_epoch
-            cache = model.__dict__.get("_fd_plans")
-            if cache is None or cache[None] != epoch:
-                cache = {None: epoch}
-            entry = compile_plan(model, key[2:], dtype, record_losses) or False
-            cache[key] = entry
-            model.__dict__["_fd_plans"] = cache
+            generation = cache.generation
+            entry = cache.compile(model, key, dtype, record_losses)
     if entry is False:
         return None
     if len(arrays) == 1 and len(entry.out_shapes) == 1 and not record_losses:
         # for predict's shortcut (Functional.predict): the plan of the last one-input call
-        model.__dict__["_fd_last_plan"] = (cache[None], dtype, first.ndim, first.shape[1:], entry)
+        cache.last = LastPlan(generation, dtype, first.ndim, first.shape[1:], entry)
     if out is not None:
         m = first.shape[0]
         check_out(out, [(m,) + shape for shape in entry.out_shapes], dtype, arrays)
