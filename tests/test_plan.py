@@ -345,3 +345,43 @@ def test_pickled_model_compiles_its_own_plans():
         twin.layers[0].set_weights([w * 0 for w in twin.layers[0].get_weights()])
         np.testing.assert_array_equal(model.predict(x), expected)   # the original is untouched
         assert not np.array_equal(twin.predict(x), expected)
+
+
+def test_models_beyond_the_plan_limits_run_layer_by_layer():
+    """Before: 301 Dense layers raised MemoryError (a buffer limit of the plan), 17 concatenated
+    inputs ValueError (a source limit). Now they run layer by layer, with the same results."""
+    rng = np.random.default_rng(14)
+    deep = Sequential([Dense(4, input_shape=(4,))] + [Dense(4) for _ in range(300)])
+    weights = []
+    for _ in deep.layers:
+        weights += [np.eye(4) + 0.05 * rng.standard_normal((4, 4)), 0.05 * rng.standard_normal(4)]
+    deep.set_weights(weights)
+    x = rng.standard_normal((7, 4)).astype(np.float32)
+    expected = x.astype(np.float64)
+    for kernel, bias in zip(weights[::2], weights[1::2]):
+        expected = expected @ kernel.astype(np.float32).astype(np.float64) + bias.astype(np.float32)
+    for _ in range(2):
+        np.testing.assert_allclose(deep.predict(x), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(deep.predict(x), deep._run_layers([x])[0])
+
+    inputs = [fastdense.Input((2,)) for _ in range(17)]
+    head = Dense(3)
+    wide = Model(inputs, head(Concatenate()(inputs)))
+    xs = [rng.standard_normal((5, 2)).astype(np.float32) for _ in inputs]
+    kernel, bias = (w.astype(np.float64) for w in head.get_weights())
+    expected = np.concatenate(xs, axis=1).astype(np.float64) @ kernel + bias
+    for _ in range(2):
+        np.testing.assert_allclose(wide.predict(xs), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(wide.predict(xs), wide._run_layers(xs)[0])
+
+
+def test_a_real_memory_error_while_compiling_propagates(monkeypatch):
+    from fastdense.models import plan
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("fastdense: could not allocate a plan")
+
+    model = mlp()
+    monkeypatch.setattr(plan._kernels, "Plan", no_memory)
+    with pytest.raises(MemoryError, match="could not allocate a plan"):
+        model.predict(np.ones((2, 20), np.float32))

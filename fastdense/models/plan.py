@@ -153,6 +153,25 @@ def _kernel_activation(function: Any) -> _KernelActivation:
     return _KernelActivation._make(ops._spec(function))
 
 
+# What _kernels.Plan raises for a model beyond its limits (merge: _kernels.PlanLimitError).
+_PLAN_LIMIT_ERROR = getattr(_kernels, "PlanLimitError", ValueError)
+
+
+def _kernel_plan(steps: list[PlanStep], buffers: list[PlanBuffer], glu_offset: int, sample_elems: int,
+                 dtype: np.dtype) -> Any:
+    """The native plan; a model beyond the kernel's limits is not compilable (a real
+    MemoryError propagates)."""
+    if not hasattr(_kernels, "PlanLimitError") and (
+            len(buffers) > 256 or sum(b.input_index >= 0 for b in buffers) > 64
+            or sum(b.output_index >= 0 for b in buffers) > 64):
+        # merge: delete; the current kernel finds these limits only when it runs
+        raise _Unsupported("beyond the plan's buffer, input or output limits")
+    try:
+        return _kernels.Plan(*_to_kernel_args(steps, buffers, glu_offset, sample_elems, dtype))
+    except _PLAN_LIMIT_ERROR as error:
+        raise _Unsupported(str(error)) from None
+
+
 def _to_kernel_args(steps: list[PlanStep], buffers: list[PlanBuffer], glu_offset: int,
                     sample_elems: int, dtype: np.dtype) -> tuple:
     """The records as the positional arguments of the current ``_kernels.Plan``."""
@@ -303,7 +322,7 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     block = max(1, _ROWS_PER_BLOCK // max_rows_per_sample)
     block = max(block, min(_BLOCK_BYTES // max(per_sample * es, 1), 4 * block))
     sample_elems = max(per_sample, 1)
-    plan = _kernels.Plan(*_to_kernel_args(plan_steps, buffers, glu_offset, sample_elems, dtype))
+    plan = _kernel_plan(plan_steps, buffers, glu_offset, sample_elems, dtype)
     dense = [step for step in plan_steps if step.kind == _DENSE]
     packed = bool(dense) and all(type(step.w) is ops.PackedKernel and step.w.packed is not None
                                  for step in dense)
