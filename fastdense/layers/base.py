@@ -36,7 +36,9 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from fastdense import constraints, initializers, regularizers
 from fastdense.layers.node import Node, SymbolicTensor, flatten, map_structure
+from fastdense.saving.serialization import deserialize_dtype, serialize_dtype
 
 # Held while weights change; a model's set_weights holds it for all its layers at once, and
 # the plan compiler holds it to take a consistent snapshot (never old and new weights mixed).
@@ -98,8 +100,6 @@ def standardize_dtype(dtype: Any, allowed: Sequence[str] = _FLOAT_DTYPES) -> str
     ('float32', 'float64')
     """
     if isinstance(dtype, dict):
-        from fastdense.saving.serialization import deserialize_dtype
-
         dtype = deserialize_dtype(dtype)
     elif hasattr(dtype, "name") and not isinstance(dtype, (np.dtype, type, str)):
         dtype = dtype.name  # a DTypePolicy-like object
@@ -509,8 +509,6 @@ class Layer:
         dtype_name = self._dtype if dtype is None else standardize_dtype(dtype)
         if name is None:
             name = f"weight_{len(self._weight_specs)}"
-        from fastdense import constraints, initializers
-
         init = initializers.get("glorot_uniform" if initializer is None else initializer)
         spec = WeightSpec(
             name=name,
@@ -857,16 +855,12 @@ class Layer:
 
     def get_config(self) -> dict:
         """Constructor arguments as JSON-friendly values (Keras 3 format)."""
-        from fastdense.saving.serialization import serialize_dtype
-
         config: dict[str, Any] = {
             "name": self.name,
             "trainable": self.trainable,
             "dtype": serialize_dtype(self._dtype),
         }
         if self.activity_regularizer is not None:
-            from fastdense import regularizers
-
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         if type(self).get_config is Layer.get_config:
             extra = _extra_init_params(type(self))
@@ -904,8 +898,6 @@ class Layer:
 def _get_regularizer(identifier: Any) -> Any:
     if identifier is None:
         return None
-    from fastdense import regularizers
-
     return regularizers.get(identifier)
 
 

@@ -29,6 +29,7 @@ from fastdense.layers.node import Node, SymbolicTensor
 from fastdense.models.node_steps import compile_steps, run_steps
 from fastdense.models.plan import PlanCache, check_out, run_compiled
 from fastdense.models.structure import flatten_struct, pack_struct
+from fastdense.models.summary import print_summary
 from fastdense.saving.serialization import (
     builtin_objects,
     deserialize_keras_object,
@@ -594,8 +595,6 @@ class Model(Layer):
 
         ``print_fn`` receives each line (default ``print``).
         """
-        from fastdense.models.summary import print_summary
-
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
 
     # ----------------------------------------------------------------- config

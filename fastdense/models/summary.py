@@ -60,8 +60,6 @@ def print_summary(
     Sequential models get three columns (layer (type), output shape, params);
     functional models a fourth, "Connected to", listing ``layer[node][tensor]``.
     """
-    from fastdense.models.sequential import Sequential
-
     if print_fn is None:
         print_fn = print
     if not model.built:
@@ -70,7 +68,7 @@ def print_summary(
             "`build(input_shape)`, by giving its first layer an input_shape=, or by calling it on a "
             "batch of data."
         )
-    sequential = isinstance(model, Sequential)
+    sequential = not model._is_functional   # a Sequential (the class says so; no upward import)
     if sequential:
         line_length = line_length or 65
         positions = positions or [0.45, 0.85, 1.0]
