@@ -12,8 +12,10 @@
 >>> model.predict([np.ones((5, 4)), np.zeros((5, 4))]).shape
 (5, 2)
 
-Execution walks the nodes in topological order (deepest first), once per call,
-through one method, :meth:`Model._run_layers`.
+The model's jobs live in their own files: graph mapping (``graph.py``), the steps over
+numbered array slots and running them layer by layer (``node_steps.py``), input checking and
+execution (``execution.py``, through the compiled plan of ``plan.py`` when the model has one)
+and the Keras config both ways (``functional_config.py``).
 """
 
 from __future__ import annotations
@@ -26,123 +28,17 @@ import numpy as np
 from fastdense.layers.base import WEIGHTS_LOCK, Layer, LayerNotConnectedError
 from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.node import Node, SymbolicTensor
+from fastdense.models.execution import ModelInputs, predict_batches, run_model
+from fastdense.models.functional_config import deserialize_layer, functional_config, functional_from_config
+from fastdense.models.graph import map_graph
 from fastdense.models.node_steps import compile_steps, run_steps
-from fastdense.models.plan import PlanCache, check_out, run_compiled
+from fastdense.models.plan import PlanCache
 from fastdense.models.structure import flatten_struct, pack_struct
 from fastdense.models.summary import print_summary
-from fastdense.saving.serialization import (
-    builtin_objects,
-    deserialize_keras_object,
-    register_builtin,
-    serialize_keras_object,
-)
+from fastdense.saving.serialization import register_builtin, serialize_keras_object
 
-__all__ = ["Model", "Functional"]
-
-
-# --------------------------------------------------------------------------
-# Graph mapping (Keras's algorithm: depth-first from the outputs)
-# --------------------------------------------------------------------------
-
-
-def _map_graph(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor], model_name: str
-               ) -> tuple[list[Layer], dict[int, list[Node]], set[int]]:
-    """Layers (topological order), nodes by depth and the ids of the model's nodes."""
-    input_ids = {id(t) for t in inputs}
-    finished: set[int] = set()
-    in_progress: set[int] = set()
-    nodes_in_decreasing_depth: list[Node] = []
-    layer_indices: dict[int, int] = {}
-    layers_by_id: dict[int, Layer] = {}
-
-    def visit(tensor: SymbolicTensor) -> None:
-        layer, node_index, _ = tensor._keras_history
-        node = layer._inbound_nodes[node_index]
-        if id(node) in in_progress:
-            raise ValueError(f"Tensor {tensor.name!r} at layer '{layer.name}' is part of a cycle")
-        if id(node) in finished:
-            return
-        if id(layer) not in layer_indices:
-            layer_indices[id(layer)] = len(layer_indices)
-            layers_by_id[id(layer)] = layer
-        in_progress.add(id(node))
-        if id(tensor) not in input_ids:
-            for parent in node.input_tensors:
-                if parent._keras_history is None:
-                    raise ValueError(
-                        f"Tensor {parent.name!r} (input of layer '{layer.name}') was not produced by a "
-                        "layer: build graphs from fastdense.Input tensors"
-                    )
-                visit(parent)
-        in_progress.discard(id(node))
-        finished.add(id(node))
-        nodes_in_decreasing_depth.append(node)
-
-    for tensor in outputs:
-        visit(tensor)
-
-    node_depths: dict[int, int] = {}
-    layer_depths: dict[int, int] = {}
-    for node in reversed(nodes_in_decreasing_depth):
-        depth = max(node_depths.setdefault(id(node), 0), layer_depths.get(id(node.layer), 0))
-        layer_depths[id(node.layer)] = depth
-        node_depths[id(node)] = depth
-        for parent in node.parent_nodes:
-            node_depths[id(parent)] = max(depth + 1, node_depths.get(id(parent), 0))
-
-    # Inputs that no output depends on still belong to the model.
-    network_nodes = {id(n) for n in nodes_in_decreasing_depth}
-    all_nodes = {id(n): n for n in nodes_in_decreasing_depth}
-    for tensor in inputs:
-        layer, node_index, _ = tensor._keras_history
-        node = layer._inbound_nodes[node_index]
-        if id(layer) not in layer_depths:
-            layer_depths[id(layer)] = 0
-            layer_indices[id(layer)] = -1
-            layers_by_id[id(layer)] = layer
-            node_depths[id(node)] = 0
-        network_nodes.add(id(node))
-        all_nodes[id(node)] = node
-
-    nodes_by_depth: dict[int, list[Node]] = {}
-    for node_id, depth in node_depths.items():
-        nodes_by_depth.setdefault(depth, []).append(all_nodes[node_id])
-    layers_by_depth: dict[int, list[Layer]] = {}
-    for layer_id, depth in layer_depths.items():
-        layers_by_depth.setdefault(depth, []).append(layers_by_id[layer_id])
-    layers: list[Layer] = []
-    for depth in sorted(layers_by_depth, reverse=True):
-        layers.extend(sorted(layers_by_depth[depth], key=lambda l: layer_indices[id(l)]))
-
-    # Every node must be computable from the inputs.
-    computable = set(input_ids)
-    accessed: list[str] = []
-    for depth in sorted(nodes_by_depth, reverse=True):
-        for node in nodes_by_depth[depth]:
-            if node.is_input:
-                continue
-            for tensor in node.input_tensors:
-                if id(tensor) not in computable:
-                    raise ValueError(
-                        f"Graph disconnected: model '{model_name}' cannot obtain a value for tensor "
-                        f"{tensor!r} needed by layer '{node.layer.name}': it comes from an Input that "
-                        "is not among the model's inputs. The following previous layers were "
-                        f"accessed without issue: {accessed}"
-                    )
-            computable.update(id(t) for t in node.output_tensors)
-            if node.layer.name not in accessed:
-                accessed.append(node.layer.name)
-
-    names: dict[str, int] = {}
-    for layer in layers:
-        names[layer.name] = names.get(layer.name, 0) + 1
-    duplicated = [name for name, count in names.items() if count > 1]
-    if duplicated:
-        raise ValueError(
-            f"The name {duplicated[0]!r} is used {names[duplicated[0]]} times in model "
-            f"'{model_name}'. All layer names should be unique."
-        )
-    return layers, nodes_by_depth, network_nodes
+# deserialize_layer: importable from here as before (it lives in functional_config)
+__all__ = ["Model", "Functional", "deserialize_layer"]
 
 
 # --------------------------------------------------------------------------
@@ -219,17 +115,13 @@ class Model(Layer):
                 f"Model '{self.name}' received the same input tensor more than once: "
                 f"{[t.name for t in flat_inputs]}"
             )
-        layers, nodes_by_depth, network_nodes = _map_graph(flat_inputs, flat_outputs, self.name)
+        layers, nodes_by_depth, network_nodes = map_graph(flat_inputs, flat_outputs, self.name)
         self._inputs_struct = inputs
         self._outputs_struct = outputs
         self.inputs: list[SymbolicTensor] = flat_inputs
         self.outputs: list[SymbolicTensor] = flat_outputs
         self._graph_layers = layers
-        # Per-input (dtype, rank, fixed (axis, size) pairs), for the one-array fast check.
-        self._input_checks = tuple(
-            (np.dtype(t.dtype), len(t.shape), tuple((i, d) for i, d in enumerate(t.shape) if d is not None))
-            for t in flat_inputs
-        )
+        self._model_inputs = ModelInputs(flat_inputs, inputs, self.name)
         self._single_output = isinstance(outputs, SymbolicTensor)
         self._nodes_by_depth = nodes_by_depth
         self._network_nodes = network_nodes
@@ -242,19 +134,8 @@ class Model(Layer):
 
     def _run(self, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None,
              record_losses: bool = True) -> list[np.ndarray]:
-        """Outputs for converted inputs: the compiled plan when the model has one (one native
-        call for the whole model), else layer by layer with the same results. ``predict``
-        passes ``record_losses=False``: it does not record activity-regularization losses."""
-        outputs = run_compiled(self, arrays, out, record_losses)
-        if outputs is not None:
-            return outputs
-        outputs = self._run_layers(arrays)
-        if out is None:
-            return outputs
-        check_out(out, [o.shape for o in outputs], outputs[0].dtype, arrays)
-        for target, value in zip(out, outputs):
-            target[...] = value
-        return list(out)
+        """Outputs for standardized inputs (see :func:`fastdense.models.execution.run_model`)."""
+        return run_model(self, arrays, out, record_losses)
 
     def _run_layers(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run the graph on converted input arrays (one per model input); outputs as a flat list."""
@@ -269,11 +150,11 @@ class Model(Layer):
         kwargs.pop("mask", None)
         if args or kwargs:
             raise TypeError(f"Model '{self.name}' takes only its inputs when called, got extra {args or kwargs}")
-        arrays = self._standardize_inputs(inputs)
+        arrays = self._model_inputs.standardize(inputs)
         return self._pack_outputs(self._run(arrays))
 
     def call(self, inputs: Any) -> Any:
-        return self._pack_outputs(self._run(self._standardize_inputs(inputs)))
+        return self._pack_outputs(self._run(self._model_inputs.standardize(inputs)))
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto",
                 steps: Any = None, callbacks: Any = None, *, out: Any = None) -> Any:
@@ -296,23 +177,9 @@ class Model(Layer):
             if (x.dtype is last.dtype and x.ndim == last.ndim and x.shape[1:] == last.tail
                     and x.flags.c_contiguous and last.generation == cache.generation and self._single_output):
                 return last.plan.run_one(x)
-        arrays = self._standardize_inputs(x)
+        arrays = self._model_inputs.standardize(x)
         outs = None if out is None else (list(out) if isinstance(out, (list, tuple)) else [out])
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-                                       or batch_size <= 0):
-            raise ValueError(f"predict expects batch_size to be a positive integer or None, got {batch_size!r}")
-        total = arrays[0].shape[0] if arrays[0].ndim else 0
-        if batch_size is None or total <= batch_size:
-            return self._pack_outputs(self._run(arrays, outs, record_losses=False))
-        chunks = []
-        for start in range(0, total, batch_size):
-            part = [a[start:start + batch_size] for a in arrays]
-            chunks.append(self._run(part, None if outs is None else [o[start:start + batch_size] for o in outs],
-                                    record_losses=False))
-        if outs is not None:
-            return self._pack_outputs(outs)
-        outputs = [np.concatenate([chunk[i] for chunk in chunks], axis=0) for i in range(len(self.outputs))]
-        return self._pack_outputs(outputs)
+        return self._pack_outputs(predict_batches(self, arrays, batch_size, outs))
 
     def _pack_outputs(self, outputs: list[np.ndarray]) -> Any:
         """Flat outputs in the structure the model was built with."""
@@ -332,74 +199,7 @@ class Model(Layer):
 
     def _standardize_inputs(self, x: Any) -> list[np.ndarray]:
         """Inputs as one array per model input, with the input's dtype; checked shapes."""
-        checks = self._input_checks
-        if type(x) is np.ndarray and len(checks) == 1:
-            dtype, rank, fixed = checks[0]
-            if x.dtype is dtype and x.ndim == rank:
-                shape = x.shape
-                for axis, size in fixed:
-                    if shape[axis] != size:
-                        break
-                else:
-                    return [x]
-        inputs = self.inputs
-        expected = ", ".join(self.input_names)
-        if isinstance(x, dict):
-            if isinstance(self._inputs_struct, dict):
-                keys = sorted(self._inputs_struct)
-            else:
-                keys = self.input_names
-            missing = [k for k in keys if k not in x]
-            if missing:
-                raise ValueError(
-                    f"Model '{self.name}' is missing input {missing[0]!r}: expected keys {keys}, "
-                    f"got {sorted(x)}"
-                )
-            raw = [x[k] for k in keys]
-        elif len(inputs) == 1:
-            if isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], np.ndarray):
-                x = x[0]
-            raw = [x]
-        else:
-            if not isinstance(x, (list, tuple)):
-                raise ValueError(
-                    f"Model '{self.name}' expects {len(inputs)} inputs ({expected}) as a list or a dict, "
-                    f"got a single {type(x).__name__}"
-                )
-            if len(x) != len(inputs):
-                raise ValueError(
-                    f"Model '{self.name}' expects {len(inputs)} inputs ({expected}), got {len(x)}"
-                )
-            raw = list(x)
-        arrays = []
-        for tensor, value in zip(inputs, raw):
-            dtype = np.dtype(tensor.dtype)
-            if type(value) is np.ndarray and value.dtype is dtype:
-                array = value
-            else:
-                array = np.asarray(value)
-                if array.dtype.kind not in "biuf":
-                    raise TypeError(
-                        f"Input '{tensor.name}' of model '{self.name}' expects a numeric array, "
-                        f"got {type(value).__name__} with dtype {array.dtype}"
-                    )
-                array = array.astype(dtype, copy=False)
-            shape = tensor.shape
-            if array.ndim != len(shape) or any(
-                d is not None and d != a for d, a in zip(shape, array.shape)
-            ):
-                raise ValueError(
-                    f"Input '{tensor.name}' of model '{self.name}' expects arrays of shape {shape}, "
-                    f"got shape {array.shape}"
-                )
-            arrays.append(array)
-        batches = {a.shape[0] for a in arrays}
-        if len(batches) > 1:
-            raise ValueError(
-                f"Model '{self.name}' inputs must have the same number of samples, got shapes "
-                f"{[a.shape for a in arrays]}"
-            )
-        return arrays
+        return self._model_inputs.standardize(x)
 
     def _symbolic_call(self, inputs: Any, args: tuple, kwargs: dict) -> Any:
         # `training` / `mask` are recorded (Keras writes them into configs) and ignored.
@@ -599,64 +399,9 @@ class Model(Layer):
 
     # ----------------------------------------------------------------- config
 
-    def _node_index_map(self) -> dict[int, int]:
-        """Node id -> index among the model's nodes of that layer (Keras re-numbering)."""
-        mapping: dict[int, int] = {}
-        for layer in self.layers:
-            kept = 1 if getattr(layer, "_is_functional", False) else 0
-            for node in layer._inbound_nodes:
-                if id(node) in self._network_nodes:
-                    mapping[id(node)] = kept
-                    kept += 1
-        return mapping
-
     def get_config(self) -> dict:
         """Keras 3 functional config: layers with ``inbound_nodes``, input and output layers."""
-        node_map = self._node_index_map()
-
-        def tensor_config(tensor: SymbolicTensor) -> list:
-            layer, node_index, tensor_index = tensor._keras_history
-            return [layer.name, node_map[id(layer._inbound_nodes[node_index])], tensor_index]
-
-        def serialize_arg(value: Any) -> Any:
-            if isinstance(value, SymbolicTensor):
-                return {
-                    "class_name": "__keras_tensor__",
-                    "config": {"shape": list(value.shape), "dtype": value.dtype,
-                               "keras_history": tensor_config(value)},
-                }
-            if isinstance(value, (list, tuple)):
-                return [serialize_arg(v) for v in value]
-            if isinstance(value, dict):
-                return {k: serialize_arg(v) for k, v in value.items()}
-            return serialize_keras_object(value)
-
-        layer_configs = []
-        for layer in self.layers:
-            entry = serialize_keras_object(layer)
-            nodes = []
-            for node in layer._inbound_nodes:
-                if id(node) in self._network_nodes and not node.is_input:
-                    nodes.append({"args": serialize_arg(list(node.call_args)),
-                                  "kwargs": serialize_arg(node.call_kwargs)})
-            entry["name"] = layer.name
-            entry["inbound_nodes"] = nodes
-            layer_configs.append(entry)
-
-        def structure(tensors: Any) -> Any:
-            if isinstance(tensors, SymbolicTensor):
-                return tensor_config(tensors)
-            if isinstance(tensors, dict):
-                return {k: structure(v) for k, v in tensors.items()}
-            return [structure(t) for t in tensors]
-
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "layers": layer_configs,
-            "input_layers": structure(self._inputs_struct),
-            "output_layers": structure(self._outputs_struct),
-        }
+        return functional_config(self)
 
     def get_build_config(self) -> dict | None:
         return {"input_shape": None}
@@ -667,7 +412,7 @@ class Model(Layer):
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> "Model":
         """Rebuild a functional model from a Keras 3 or Keras 2 functional config."""
-        return _functional_from_config(cls, config, custom_objects)
+        return functional_from_config(cls, config, custom_objects)
 
     def save(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
         """Save to a Keras file (``.keras`` or legacy ``.h5``): see ``fastdense.saving.save_model``."""
@@ -719,125 +464,3 @@ Functional = Model
 register_builtin("keras.models", "Functional", "Model")(Model)
 # What Keras 3 writes for a functional model's "module".
 register_builtin("keras.src.models.functional", "Functional")(Model)
-
-
-# --------------------------------------------------------------------------
-# Deserialization
-# --------------------------------------------------------------------------
-
-_MODEL_CLASS_NAMES = ("Sequential", "Functional", "Model")
-
-
-def deserialize_layer(layer_config: dict, custom_objects: dict | None = None) -> Layer:
-    """A layer (or nested model) from its Keras 3 / Keras 2 config entry."""
-    if not isinstance(layer_config, dict) or "class_name" not in layer_config:
-        raise ValueError(f"Could not interpret layer config {layer_config!r}: expected a dict with 'class_name'")
-    if layer_config["class_name"] in _MODEL_CLASS_NAMES:
-        from fastdense.models.config import model_from_config
-
-        return model_from_config(layer_config, custom_objects=custom_objects)
-    layer = deserialize_keras_object(
-        layer_config,
-        module_objects=builtin_objects("keras.layers"),
-        custom_objects=custom_objects,
-        printable_module_name="layer",
-    )
-    if not isinstance(layer, Layer):
-        raise ValueError(
-            f"Config of class {layer_config['class_name']!r} did not produce a layer, got {layer!r}"
-        )
-    return layer
-
-
-def _unpack_singleton(values: list) -> Any:
-    return values[0] if len(values) == 1 else values
-
-
-def _node_tensor(created: dict[str, Layer], layer_name: str, node_index: int, tensor_index: int) -> SymbolicTensor:
-    if layer_name not in created:
-        raise ValueError(f"Model config refers to unknown layer {layer_name!r}")
-    layer = created[layer_name]
-    if node_index >= len(layer._inbound_nodes):
-        raise IndexError(f"layer {layer_name!r} has no node {node_index} yet")
-    return layer._inbound_nodes[node_index].output_tensors[tensor_index]
-
-
-def _deserialize_node(node_data: Any, created: dict[str, Layer], custom_objects: dict | None) -> tuple[list, dict]:
-    if not node_data:
-        return [], {}
-    if isinstance(node_data, list):  # Keras 2: [[layer_name, node_index, tensor_index, kwargs], ...]
-        tensors = []
-        kwargs: dict = {}
-        for entry in node_data:
-            if not isinstance(entry, (list, tuple)) or len(entry) not in (3, 4):
-                raise ValueError(f"Could not interpret inbound node entry {entry!r}")
-            tensors.append(_node_tensor(created, entry[0], int(entry[1]), int(entry[2])))
-            if len(entry) == 4 and entry[3]:
-                kwargs = dict(entry[3])
-        return [_unpack_singleton(tensors)], kwargs
-
-    def revive(value: Any) -> Any:
-        if isinstance(value, dict):
-            if value.get("class_name") == "__keras_tensor__":
-                name, node_index, tensor_index = value["config"]["keras_history"]
-                return _node_tensor(created, name, int(node_index), int(tensor_index))
-            if "class_name" in value:
-                return deserialize_keras_object(value, custom_objects=custom_objects)
-            return {k: revive(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [revive(v) for v in value]
-        return value
-
-    return revive(node_data.get("args", [])), revive(node_data.get("kwargs", {}))
-
-
-def _functional_from_config(cls: type, config: dict, custom_objects: dict | None) -> Model:
-    if not isinstance(config, dict) or "layers" not in config:
-        raise ValueError(f"Not a functional model config (no 'layers' key): {str(config)[:200]}")
-    created: dict[str, Layer] = {}
-    pending: dict[str, list] = {}
-    order: list[str] = []
-    for layer_data in config["layers"]:
-        layer = deserialize_layer(layer_data, custom_objects)
-        name = layer_data.get("name", layer.name)
-        if name in created:
-            raise ValueError(f"Model config has two layers named {name!r}")
-        created[name] = layer
-        order.append(name)
-        nodes = list(layer_data.get("inbound_nodes", []))
-        if nodes:
-            pending[name] = nodes
-
-    while pending:
-        progress = False
-        for name in order:
-            queue = pending.get(name)
-            if not queue:
-                continue
-            layer = created[name]
-            while queue:
-                try:
-                    args, kwargs = _deserialize_node(queue[0], created, custom_objects)
-                except IndexError:
-                    break
-                layer(*args, **kwargs)
-                queue.pop(0)
-                progress = True
-            if not queue:
-                del pending[name]
-        if not progress:
-            raise ValueError(
-                f"Cannot rebuild model {config.get('name')!r}: the calls of layers {sorted(pending)} "
-                "refer to nodes that the config never creates"
-            )
-
-    def tensors(structure: Any) -> Any:
-        if isinstance(structure, (list, tuple)) and len(structure) == 3 and isinstance(structure[0], str):
-            return _node_tensor(created, structure[0], int(structure[1]), int(structure[2]))
-        if isinstance(structure, dict):
-            return {k: tensors(v) for k, v in structure.items()}
-        return [tensors(s) for s in structure]
-
-    inputs = tensors(config["input_layers"])
-    outputs = tensors(config["output_layers"])
-    return cls(inputs, outputs, name=config.get("name"), trainable=config.get("trainable", True))

@@ -27,7 +27,8 @@ from typing import Any
 from fastdense.layers.base import Layer, LayerNotConnectedError, standardize_shape
 from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.node import Node, SymbolicTensor
-from fastdense.models.functional import Model, deserialize_layer
+from fastdense.models.functional import Model
+from fastdense.models.functional_config import deserialize_layer
 from fastdense.models.plan import PlanCache
 from fastdense.saving.serialization import register_builtin, serialize_dtype, serialize_keras_object
 

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from fastdense.models.functional_config import node_index_map
+
 if TYPE_CHECKING:  # pragma: no cover
     from fastdense.models.functional import Model
 
@@ -33,7 +35,7 @@ def _layer_output_shape(model: "Model", layer: Any) -> str:
 
 
 def _connections(model: "Model", layer: Any) -> list[str]:
-    node_map = model._node_index_map()
+    node_map = node_index_map(model)
     out = []
     for node in layer._inbound_nodes:
         if id(node) not in model._network_nodes or node.is_input:
