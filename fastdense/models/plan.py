@@ -35,7 +35,7 @@ from fastdense.models.plan_steps import PlanBuffer, PlanStep
 
 __all__ = ["CompiledPlan", "PlanCache", "compile_plan", "run_compiled"]
 
-# step kinds, as csrc/fd_plan.h numbers them
+# step kinds, as csrc/fd_plan.h numbers them (merge: _kernels.FD_STEP_*, from _kernels.pxd)
 _DENSE, _ACT, _ADD, _SUB, _MUL, _AVG, _MAX, _MIN, _CONCAT, _COPY = range(10)
 _MERGES = {Add: _ADD, Subtract: _SUB, Multiply: _MUL, Average: _AVG, Maximum: _MAX, Minimum: _MIN}
 
