@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from fastdense import _kernels, activations, ops
 from fastdense.layers.base import WEIGHTS_LOCK
 from fastdense.layers.core import Activation, Dense, Dropout
-from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from fastdense.layers.reshaping import Flatten, Reshape
 from fastdense.models.node_steps import ARG_LIST, ARG_TENSOR, NodeStep
@@ -196,26 +195,114 @@ def compile_plan(model: Any, sample_shapes: Sequence[tuple], dtype: Any,
         return None
 
 
+class _PlanBuilder:
+    """The buffers and steps of a plan being compiled for one dtype."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+        self.buffers: list[PlanBuffer] = []     # offsets are filled in at the end
+        self.shapes: list[tuple] = []           # per-sample shape of each buffer
+        self.steps: list[PlanStep] = []
+        self.glu_elems = 0                      # glu scratch per sample
+        self.max_rows_per_sample = 1
+
+    def new_buffer(self, shape: tuple, input_index: int = -1) -> int:
+        self.buffers.append(PlanBuffer(math.prod(shape), input_index))
+        self.shapes.append(shape)
+        return len(self.buffers) - 1
+
+    def add(self, step: PlanStep, out_shape: tuple) -> tuple[int, tuple]:
+        """Append ``step`` writing a new buffer of per-sample ``out_shape``; (buffer, shape)."""
+        dst = self.new_buffer(out_shape)
+        self.steps.append(step._replace(dst=dst))
+        return dst, out_shape
+
+
+# One emitter per layer type the plan takes (exact types: a subclass may compute something
+# else): emit(builder, layer, source buffers, their per-sample shapes) -> (buffer, per-sample
+# shape) of the layer's output. A new layer kind is an emitter and a row in _EMITTERS.
+
+
+def _emit_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    (shape,) = in_shapes
+    values = layer._values          # one read: a consistent (kernel, bias) pair
+    kernel, bias = values[0], (values[1] if layer.use_bias else None)
+    if kernel.dtype != b.dtype or (bias is not None and bias.dtype != b.dtype):
+        raise _Unsupported("layer dtype differs from the plan dtype")
+    if not shape or shape[-1] != kernel.shape[0] or len(values) != 1 + layer.use_bias:
+        raise _Unsupported("Dense input does not match its kernel")
+    act = _kernel_activation(layer.activation)
+    n = kernel.shape[1]
+    if act.halves and n % 2:
+        raise _Unsupported("glu on an odd number of units")
+    t = math.prod(shape[:-1])
+    if act.halves:
+        b.glu_elems = max(b.glu_elems, t * n)
+    b.max_rows_per_sample = max(b.max_rows_per_sample, t)
+    packed = layer._pack(values)    # the layer's packed kernel for these weights
+    step = PlanStep(_DENSE, srcs, -1, rows=t, k=kernel.shape[0], n=n,
+                    w=packed if type(packed) is ops.PackedKernel else np.ascontiguousarray(kernel),
+                    bias=None if bias is None else np.ascontiguousarray(bias), act=act)
+    return b.add(step, shape[:-1] + (n // 2 if act.halves else n,))
+
+
+def _emit_activation(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
+                     ) -> tuple[int, tuple]:
+    (shape,) = in_shapes
+    act = _kernel_activation(layer.activation)
+    if not shape or (act.halves and shape[-1] % 2):
+        raise _Unsupported("activation shape")
+    step = PlanStep(_ACT, srcs, -1, rows=math.prod(shape[:-1]), n=shape[-1], act=act)
+    return b.add(step, shape[:-1] + (shape[-1] // 2 if act.halves else shape[-1],))
+
+
+def _emit_view(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    """Dropout (inference), Flatten, Reshape: the same memory with a new per-sample shape."""
+    (shape,) = in_shapes
+    if type(layer) is Flatten:
+        if layer.data_format == "channels_first" and len(shape) > 1:
+            raise _Unsupported("channels_first Flatten moves data")
+        return srcs[0], (math.prod(shape),)
+    if type(layer) is Reshape:
+        return srcs[0], tuple(layer.compute_output_shape((None,) + shape)[1:])
+    return srcs[0], shape
+
+
+def _emit_merge(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    if len(set(in_shapes)) != 1 or len(srcs) < 2 or (type(layer) is Subtract and len(srcs) != 2):
+        raise _Unsupported("merge with broadcasting")
+    return b.add(PlanStep(_MERGES[type(layer)], srcs, -1, n=math.prod(in_shapes[0])), in_shapes[0])
+
+
+def _emit_concat(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    rank = len(in_shapes[0]) + 1
+    if layer.axis not in (-1, rank - 1) or any(len(s) != rank - 1 for s in in_shapes) \
+            or len({s[:-1] for s in in_shapes}) != 1 or rank < 2:
+        raise _Unsupported("concatenation off the last axis")
+    cols = tuple(s[-1] for s in in_shapes)
+    out_shape = in_shapes[0][:-1] + (sum(cols),)
+    return b.add(PlanStep(_CONCAT, srcs, -1, rows=math.prod(out_shape[:-1]), n=sum(cols), cols=cols), out_shape)
+
+
+_EMITTERS: dict[type, Callable[[_PlanBuilder, Any, tuple[int, ...], list[tuple]], tuple[int, tuple]]] = {
+    Dense: _emit_dense,
+    Activation: _emit_activation,
+    Dropout: _emit_view,
+    Flatten: _emit_view,
+    Reshape: _emit_view,
+    Concatenate: _emit_concat,
+    **{cls: _emit_merge for cls in _MERGES},
+}
+
+
 def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_losses: bool) -> CompiledPlan:
     steps, input_slots, output_slots = _layer_steps(model)
-    es = dtype.itemsize
-    buffers: list[PlanBuffer] = []      # offsets are filled in at the end
-    shapes: list[tuple] = []
+    b = _PlanBuilder(dtype)
     slot_buf: dict[int, int] = {}       # slot -> buffer
     slot_shape: dict[int, tuple] = {}   # slot -> per-sample shape (buffers can be reshaped views)
-
-    def new_buffer(shape: tuple, input_index: int = -1) -> int:
-        buffers.append(PlanBuffer(math.prod(shape), input_index))
-        shapes.append(shape)
-        return len(buffers) - 1
-
     for j, (s, shape) in enumerate(zip(input_slots, sample_shapes)):
-        slot_buf[s] = new_buffer(shape, j)
+        slot_buf[s] = b.new_buffer(shape, j)
         slot_shape[s] = shape
-
-    plan_steps: list[PlanStep] = []
-    glu_elems = 0          # per sample
-    max_rows_per_sample = 1
 
     for step in steps:
         layer = step.layer
@@ -229,101 +316,38 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
             srcs = list(step.ref)
         else:
             raise _Unsupported("nested inputs")
-        in_shapes = [slot_shape[s] for s in srcs]
-        in_bufs = tuple(slot_buf[s] for s in srcs)
+        emit = _EMITTERS.get(type(layer))
+        if emit is None:
+            raise _Unsupported(f"layer type {type(layer).__name__}")
         out_slot = step.out_slots[0]
-        cls = type(layer)
-        if cls is Dense:
-            (shape,) = in_shapes
-            values = layer._values          # one read: a consistent (kernel, bias) pair
-            kernel, bias = values[0], (values[1] if layer.use_bias else None)
-            if kernel.dtype != dtype or (bias is not None and bias.dtype != dtype):
-                raise _Unsupported("layer dtype differs from the plan dtype")
-            if not shape or shape[-1] != kernel.shape[0] or len(values) != 1 + layer.use_bias:
-                raise _Unsupported("Dense input does not match its kernel")
-            act = _kernel_activation(layer.activation)
-            n = kernel.shape[1]
-            if act.halves and n % 2:
-                raise _Unsupported("glu on an odd number of units")
-            t = math.prod(shape[:-1])
-            out_shape = shape[:-1] + (n // 2 if act.halves else n,)
-            dst = new_buffer(out_shape)
-            if act.halves:
-                glu_elems = max(glu_elems, t * n)
-            max_rows_per_sample = max(max_rows_per_sample, t)
-            packed = layer._pack(values)    # the layer's packed kernel for these weights
-            plan_steps.append(PlanStep(
-                _DENSE, in_bufs, dst, rows=t, k=kernel.shape[0], n=n,
-                w=packed if type(packed) is ops.PackedKernel else np.ascontiguousarray(kernel),
-                bias=None if bias is None else np.ascontiguousarray(bias), act=act))
-        elif cls is Activation:
-            (shape,) = in_shapes
-            act = _kernel_activation(layer.activation)
-            if not shape or (act.halves and shape[-1] % 2):
-                raise _Unsupported("activation shape")
-            out_shape = shape[:-1] + (shape[-1] // 2 if act.halves else shape[-1],)
-            dst = new_buffer(out_shape)
-            plan_steps.append(PlanStep(_ACT, in_bufs, dst, rows=math.prod(shape[:-1]), n=shape[-1], act=act))
-        elif cls is Dropout or cls is Flatten or cls is Reshape:
-            (shape,) = in_shapes
-            if cls is Flatten:
-                if layer.data_format == "channels_first" and len(shape) > 1:
-                    raise _Unsupported("channels_first Flatten moves data")
-                new_shape: tuple = (math.prod(shape),)
-            elif cls is Reshape:
-                new_shape = tuple(layer.compute_output_shape((None,) + shape)[1:])
-            else:
-                new_shape = shape
-            slot_buf[out_slot] = in_bufs[0]       # same memory, new per-sample shape
-            slot_shape[out_slot] = new_shape
-            continue
-        elif cls in _MERGES:
-            if len(set(in_shapes)) != 1 or len(srcs) < 2 or (cls is Subtract and len(srcs) != 2):
-                raise _Unsupported("merge with broadcasting")
-            dst = new_buffer(in_shapes[0])
-            plan_steps.append(PlanStep(_MERGES[cls], in_bufs, dst, n=buffers[dst].width))
-        elif cls is Concatenate:
-            rank = len(in_shapes[0]) + 1
-            if layer.axis not in (-1, rank - 1) or any(len(s) != rank - 1 for s in in_shapes) \
-                    or len({s[:-1] for s in in_shapes}) != 1 or rank < 2:
-                raise _Unsupported("concatenation off the last axis")
-            cols = tuple(s[-1] for s in in_shapes)
-            out_shape = in_shapes[0][:-1] + (sum(cols),)
-            dst = new_buffer(out_shape)
-            plan_steps.append(PlanStep(_CONCAT, in_bufs, dst, rows=math.prod(out_shape[:-1]), n=sum(cols),
-                                       cols=cols))
-        elif cls is InputLayer:
-            raise _Unsupported("nested input layer")
-        else:
-            raise _Unsupported(f"layer type {cls.__name__}")
-        slot_buf[out_slot] = dst
-        slot_shape[out_slot] = shapes[dst]
+        slot_buf[out_slot], slot_shape[out_slot] = emit(
+            b, layer, tuple(slot_buf[s] for s in srcs), [slot_shape[s] for s in srcs])
 
     # outputs: the buffer that holds each output becomes (or is copied into) the output array
+    buffers = b.buffers
     out_shapes = []
     for j, s in enumerate(output_slots):
-        b = slot_buf[s]
+        src = slot_buf[s]
         out_shapes.append(slot_shape[s])
-        if buffers[b].input_index < 0 and buffers[b].output_index < 0:
-            buffers[b] = buffers[b]._replace(output_index=j)
+        if buffers[src].input_index < 0 and buffers[src].output_index < 0:
+            buffers[src] = buffers[src]._replace(output_index=j)
             continue
-        dst = new_buffer(slot_shape[s])
+        dst, _ = b.add(PlanStep(_COPY, (src,), -1, n=buffers[src].width), slot_shape[s])
         buffers[dst] = buffers[dst]._replace(output_index=j)
-        plan_steps.append(PlanStep(_COPY, (b,), dst, n=buffers[dst].width))
 
     # intermediates get consecutive places in a task's scratch, the glu scratch after them
     offset = 0
-    for b, buf in enumerate(buffers):
+    for i, buf in enumerate(buffers):
         if buf.input_index < 0 and buf.output_index < 0:
-            buffers[b] = buf._replace(offset=offset)
+            buffers[i] = buf._replace(offset=offset)
             offset += buf.width
     glu_offset = offset
-    per_sample = offset + glu_elems
-    block = max(1, _ROWS_PER_BLOCK // max_rows_per_sample)
-    block = max(block, min(_BLOCK_BYTES // max(per_sample * es, 1), 4 * block))
+    per_sample = offset + b.glu_elems
+    block = max(1, _ROWS_PER_BLOCK // b.max_rows_per_sample)
+    block = max(block, min(_BLOCK_BYTES // max(per_sample * dtype.itemsize, 1), 4 * block))
     sample_elems = max(per_sample, 1)
-    plan = _kernel_plan(plan_steps, buffers, glu_offset, sample_elems, dtype)
-    dense = [step for step in plan_steps if step.kind == _DENSE]
+    plan = _kernel_plan(b.steps, buffers, glu_offset, sample_elems, dtype)
+    dense = [step for step in b.steps if step.kind == _DENSE]
     packed = bool(dense) and all(type(step.w) is ops.PackedKernel and step.w.packed is not None
                                  for step in dense)
     macs = sum(step.rows * step.k * step.n for step in dense)
