@@ -27,7 +27,9 @@ cdef extern from "fd_act.h" nogil:
     ctypedef struct fd_act:
         int code
         double p[3]
-    int FD_ACT_COUNT
+    # activation codes reach Python through activation_table() (one list: fd_act_list.h);
+    # the glue itself needs these two
+    enum: FD_ACT_LINEAR, FD_ACT_COUNT
     const char *fd_act_name(int code)
     const char *fd_act_id(int code)
     int fd_act_rowwise(int code)
@@ -99,28 +101,31 @@ cdef extern from "fd_plan.h" nogil:
         FD_STEP_CONCAT
         FD_STEP_COPY
         FD_STEP_KIND_COUNT
-    int FD_PLAN_MAX_SRC
     ctypedef struct fd_step:
         int kind
         int nsrc
-        int src[16]
+        const int *src
         int dst
-        ptrdiff_t t, k, n
-        ptrdiff_t cols[16]
+        ptrdiff_t rows, k, n
+        const ptrdiff_t *cols
         const void *w
-        const float *wpack
         const void *bias
+        const float *wpack
         fd_act act
+    ctypedef struct fd_buffer:
+        ptrdiff_t width
+        int input_index
+        int output_index
+        ptrdiff_t offset
     ctypedef struct fd_plan:
         int dtype
         int nsteps
         const fd_step *steps
         int nbufs
-        const ptrdiff_t *width
-        const int *in_index
-        const int *out_index
-        const ptrdiff_t *offset
+        const fd_buffer *bufs
+        int ninputs, noutputs
         ptrdiff_t glu_offset
         ptrdiff_t sample_elems
+    int fd_plan_check(const fd_plan *p)
     int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
                     ptrdiff_t block, void *scratch, int max_tasks)

@@ -30,6 +30,7 @@ from fastdense.layers.core import Activation, Dense, Dropout
 from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from fastdense.layers.reshaping import Flatten, Reshape
+from fastdense.models.plan_steps import PlanBuffer, PlanStep
 
 __all__ = ["CompiledPlan", "compile_plan", "run_compiled"]
 
@@ -282,7 +283,16 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
             offset += w
     glu_offset = offset
     sample_elems = max(offset + glu_elems, 1)
-    plan = _kernels.Plan(plan_steps, widths, in_index, out_index, offsets, glu_offset, sample_elems, dtype)
+    # (arch-c's adapter from the tuples above to the records _kernels.Plan reads; arch-py's
+    # plan.py builds the records directly)
+    records = [PlanStep(kind, tuple(srcs), dst, t, k, n, tuple(cols or ()), w, bias,
+                        activations.KernelActivation(code, p0, p1, p2))
+               for kind, srcs, dst, t, k, n, cols, w, bias, code, p0, p1, p2 in plan_steps]
+    try:
+        plan = _kernels.Plan(records, [PlanBuffer(*b) for b in zip(widths, in_index, out_index, offsets)],
+                             glu_offset, sample_elems, dtype)
+    except _kernels.PlanLimitError as e:
+        raise _Unsupported(str(e)) from None
     dense_kernels = [step[7] for step in plan_steps if step[0] == _DENSE]
     packed = bool(dense_kernels) and all(type(w) is ops.PackedKernel and w.packed is not None
                                          for w in dense_kernels)
