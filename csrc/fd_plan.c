@@ -1,12 +1,13 @@
 /* fastdense whole-model plan runner: every layer of a block of samples back to back, so the
    intermediates of one block stay in cache; blocks spread over fastdense's pool when the BLAS
-   is single-threaded (see fd_kernel.c for the thread policy). */
+   is single-threaded (see fd_dense.c for the thread policy). */
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fd_plan.h"
+#include "fd_pool.h"
 
 typedef struct {
     const fd_plan *p;
@@ -132,8 +133,9 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
     return 0;
 }
 
-static int run_task(void *ctx, ptrdiff_t t)
+static int run_task(void *ctx, ptrdiff_t t, void *unused)
 {
+    (void)unused;
     plan_ctx *c = ctx;
     const fd_plan *p = c->p;
     char *scratch = c->scratch + (size_t)t * c->block * p->sample_elems * (p->dtype == FD_F32 ? 4 : 8);
@@ -236,9 +238,9 @@ int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *output
         if (c.ntasks > c.nblocks) c.ntasks = c.nblocks;
         if (c.ntasks < 1) c.ntasks = 1;
     }
-    if (c.ntasks == 1) return run_task(&c, 0);   /* each fd_dense call counts its own cores */
+    if (c.ntasks == 1) return run_task(&c, 0, NULL);   /* each fd_dense call counts its own cores */
     fd_busy_enter();
-    int rc = fd_parallel_for(run_task, &c, c.ntasks, (int)c.ntasks - 1);
+    int rc = fd_pool_run(&(fd_tasks){run_task, &c, c.ntasks, 0}, (int)c.ntasks - 1);
     fd_busy_leave();
     return rc;
 }

@@ -4,7 +4,7 @@
 #define FD_PLAN_H
 
 #include <stddef.h>
-#include "fd_kernel.h"
+#include "fd_dense.h"
 
 typedef enum fd_step_kind {
     FD_STEP_DENSE = 0, FD_STEP_ACT, FD_STEP_ADD, FD_STEP_SUB, FD_STEP_MUL, FD_STEP_AVG,

@@ -11,8 +11,8 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 cnp.import_array()
 
 # The cpdef enums of _kernels.pxd (values from the C headers), member by member as module
-# attributes too: _kernels.FD_STEP_DENSE, _kernels.FD_F32, _kernels.FD_ERR_LIMIT, ...
-for _enum in (fd_status, fd_dtype, fd_step_kind):
+# attributes too: _kernels.FD_STEP_DENSE, _kernels.FD_F32, _kernels.FD_TUNE_PLAN_BLOCK_BYTES, ...
+for _enum in (fd_status, fd_dtype, fd_step_kind, fd_tune):
     globals().update(_enum.__members__)
 del _enum
 
