@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -34,15 +34,16 @@ from fastdense.models.plan_steps import PlanBuffer, PlanStep
 
 __all__ = ["CompiledPlan", "PlanCache", "compile_plan", "run_compiled"]
 
-# step kinds, as csrc/fd_plan.h numbers them (merge: _kernels.FD_STEP_*, from _kernels.pxd)
-_DENSE, _ACT, _ADD, _SUB, _MUL, _AVG, _MAX, _MIN, _CONCAT, _COPY = range(10)
-_MERGES = {Add: _ADD, Subtract: _SUB, Multiply: _MUL, Average: _AVG, Maximum: _MAX, Minimum: _MIN}
+# step kinds and tuning constants come from the kernel (csrc/fd_plan.h, csrc/fd_tune.h via _kernels.pxd)
+_DENSE, _ACT, _CONCAT, _COPY = _kernels.FD_STEP_DENSE, _kernels.FD_STEP_ACT, _kernels.FD_STEP_CONCAT, _kernels.FD_STEP_COPY
+_MERGES = {Add: _kernels.FD_STEP_ADD, Subtract: _kernels.FD_STEP_SUB, Multiply: _kernels.FD_STEP_MUL,
+           Average: _kernels.FD_STEP_AVG, Maximum: _kernels.FD_STEP_MAX, Minimum: _kernels.FD_STEP_MIN}
 
-_ROWS_PER_BLOCK = 256                 # GEMM rows per block: the BLAS re-packs weights per call
-_BLOCK_BYTES = 2 << 20                # intermediates of one block: about L2 + a slice of L3
-_BLAS_BLOCK_BYTES = 64 << 20          # multi-threaded BLAS: whole batches up to this scratch size
-_SMALL_BATCH = 48                     # packed plans: batches up to this size split by samples ...
-_SMALL_BATCH_WORK = 1 << 20           # ... when they are at least this many multiply-adds
+_ROWS_PER_BLOCK = _kernels.FD_TUNE_PLAN_ROWS_PER_BLOCK        # GEMM rows per block
+_BLOCK_BYTES = _kernels.FD_TUNE_PLAN_BLOCK_BYTES              # intermediates of one block
+_BLAS_BLOCK_BYTES = _kernels.FD_TUNE_PLAN_BLAS_BLOCK_BYTES    # multi-threaded BLAS: whole batches up to this
+_SMALL_BATCH = _kernels.FD_TUNE_PLAN_SMALL_BATCH              # packed plans: batches up to this size split ...
+_SMALL_BATCH_WORK = _kernels.FD_TUNE_PLAN_SMALL_BATCH_WORK    # ... by samples from this many multiply-adds
 
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -135,50 +136,21 @@ def _layer_steps(model: Any) -> tuple[list[NodeStep], list[int], list[int]]:
     return program.steps, program.input_slots, program.output_slots
 
 
-class _KernelActivation(NamedTuple):
-    """Stand-in for ``activations.KernelActivation`` until it lands (same fields, same order)."""
-
-    code: int
-    p0: float = 0.0
-    p1: float = 0.0
-    p2: float = 0.0
-    halves: bool = False
-
-
-def _kernel_activation(function: Any) -> _KernelActivation:
+def _kernel_activation(function: Any) -> activations.KernelActivation:
     """Kernel form of a layer's activation (the op's own conversion)."""
     if not activations.is_fused(function):
         raise _Unsupported("activation is a Python callable")
-    return _KernelActivation._make(ops._spec(function))
-
-
-# What _kernels.Plan raises for a model beyond its limits (merge: _kernels.PlanLimitError).
-_PLAN_LIMIT_ERROR = getattr(_kernels, "PlanLimitError", ValueError)
+    return ops._spec(function)
 
 
 def _kernel_plan(steps: list[PlanStep], buffers: list[PlanBuffer], glu_offset: int, sample_elems: int,
                  dtype: np.dtype) -> Any:
     """The native plan; a model beyond the kernel's limits is not compilable (a real
     MemoryError propagates)."""
-    if not hasattr(_kernels, "PlanLimitError") and (
-            len(buffers) > 256 or sum(b.input_index >= 0 for b in buffers) > 64
-            or sum(b.output_index >= 0 for b in buffers) > 64):
-        # merge: delete; the current kernel finds these limits only when it runs
-        raise _Unsupported("beyond the plan's buffer, input or output limits")
     try:
-        return _kernels.Plan(*_to_kernel_args(steps, buffers, glu_offset, sample_elems, dtype))
-    except _PLAN_LIMIT_ERROR as error:
+        return _kernels.Plan(steps, buffers, glu_offset, sample_elems, dtype)
+    except _kernels.PlanLimitError as error:
         raise _Unsupported(str(error)) from None
-
-
-def _to_kernel_args(steps: list[PlanStep], buffers: list[PlanBuffer], glu_offset: int,
-                    sample_elems: int, dtype: np.dtype) -> tuple:
-    """The records as the positional arguments of the current ``_kernels.Plan``."""
-    none = _KernelActivation(0)
-    old_steps = [(s.kind, list(s.srcs), s.dst, s.rows, s.k, s.n, list(s.cols) or None, s.w, s.bias,
-                  *(s.act or none)[:4]) for s in steps]
-    return (old_steps, [b.width for b in buffers], [b.input_index for b in buffers],
-            [b.output_index for b in buffers], [b.offset for b in buffers], glu_offset, sample_elems, dtype)
 
 
 def compile_plan(model: Any, sample_shapes: Sequence[tuple], dtype: Any,
