@@ -4,9 +4,12 @@
  *
  * Element-wise activations act on each value; row-wise ones (softmax, log_softmax, sparsemax)
  * on each whole row; glu halves the row: dst[i, j] = a_j * sigmoid(b_j), a = row[:n/2],
- * b = row[n/2:].  float32 is computed through float64 internally (<= 0.53 ulp measured, softmax
- * of long rows <= 1.4); float64 with double-precision polynomials (<= 1-4 ulp; gelu's erfc from
- * libm).  Loops are vectorized.  NaN in -> NaN out; no spurious overflow.
+ * b = row[n/2:].  float32: the transcendental activations (exp, expm1, tanh, sigmoid, erfc, log1p
+ * based) are computed natively in float32 with float32 polynomials, to a few ulp; the cheap ones
+ * (clips, softsign, squareplus, ...) go through float64, within 1 ulp.  float64: double-precision
+ * polynomials (1-4 ulp; gelu's erfc from libm).  Each activation's bound, per dtype and CPU path,
+ * is in tests/test_activations.py.  Loops are vectorized; the code for each SIMD path is chosen
+ * at run time (fd_cpu.h).  NaN in -> NaN out; no spurious overflow.
  */
 #ifndef FD_ACT_H
 #define FD_ACT_H

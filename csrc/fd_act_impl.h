@@ -1,5 +1,6 @@
-/* fd_act_impl.h -- the epilogue loops.  Included once per SIMD target by fd_act.c, inside
- * `#pragma GCC target(...)`, with FD_SFX(name) giving each copy its own suffix.  No include
+/* fd_act_impl.h -- the epilogue loops.  Included once per SIMD target by fd_act.c, between
+ * FD_TARGET_BEGIN_<path> and FD_TARGET_END (fd_cpu.h), with FD_SFX(name) giving each copy its own
+ * suffix.  No include
  * guard on purpose.  The math (fd_act_math.h) is always_inline, so it is compiled for the
  * target it lands in; every inner loop here is branch-free and auto-vectorized.
  */

@@ -27,7 +27,9 @@ cdef extern from "fd_act.h" nogil:
     ctypedef struct fd_act:
         int code
         double p[3]
-    int FD_ACT_COUNT
+    # activation codes reach Python through activation_table() (one list: fd_act_list.h);
+    # the glue itself needs these two
+    enum: FD_ACT_LINEAR, FD_ACT_COUNT
     const char *fd_act_name(int code)
     const char *fd_act_id(int code)
     int fd_act_rowwise(int code)
@@ -38,7 +40,7 @@ cdef extern from "fd_act.h" nogil:
                          double *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in)
 
 
-cdef extern from "fd_kernel.h" nogil:
+cdef extern from "fd_blas.h" nogil:
     cpdef enum fd_dtype:
         FD_F32
         FD_F64
@@ -56,6 +58,17 @@ cdef extern from "fd_kernel.h" nogil:
     const char *fd_blas_config()
     int fd_blas_get_threads()
     int fd_blas_set_threads(int n)
+    void fd_set_blas_int_max(ptrdiff_t v)
+    ptrdiff_t fd_get_blas_int_max()
+
+
+cdef extern from "fd_pool.h" nogil:
+    void fd_set_num_threads(int n)
+    int fd_get_num_threads()
+    int fd_cpu_count()
+
+
+cdef extern from "fd_dense.h" nogil:
     ctypedef struct fd_dense_args:
         int dtype
         ptrdiff_t m, k, n
@@ -71,13 +84,32 @@ cdef extern from "fd_kernel.h" nogil:
         fd_act act
         const float *wpack
     int fd_dense(const fd_dense_args *a)
-    void fd_set_num_threads(int n)
-    int fd_get_num_threads()
-    int fd_cpu_count()
     int fd_own_threading()
     void fd_set_own_threading(int v)
-    void fd_set_blas_int_max(ptrdiff_t v)
-    ptrdiff_t fd_get_blas_int_max()
+
+
+cdef extern from "fd_tune.h" nogil:
+    # the path-independent tuning constants; fastdense.models.plan reads FD_TUNE_PLAN_*
+    cpdef enum fd_tune:
+        FD_TUNE_WORKER_SPIN
+        FD_TUNE_JOIN_SPIN
+        FD_TUNE_BLAS_MT_WORK
+        FD_TUNE_SPLIT_WORK
+        FD_TUNE_SPLIT_FEW_ROWS
+        FD_TUNE_SPLIT_WORK_FEW_ROWS
+        FD_TUNE_SPLIT_WORK_OWN
+        FD_TUNE_COLS_SPLIT_ROWS
+        FD_TUNE_COLS_SPLIT_MIN_COLS
+        FD_TUNE_BLOCK_BYTES
+        FD_TUNE_BLOCK_MIN_ROWS
+        FD_TUNE_BLAS_BLOCK_BYTES
+        FD_TUNE_BLAS_BLOCK_MIN_ROWS
+        FD_TUNE_EPILOGUE_SPLIT_WORK
+        FD_TUNE_PLAN_ROWS_PER_BLOCK
+        FD_TUNE_PLAN_BLOCK_BYTES
+        FD_TUNE_PLAN_BLAS_BLOCK_BYTES
+        FD_TUNE_PLAN_SMALL_BATCH
+        FD_TUNE_PLAN_SMALL_BATCH_WORK
 
 
 cdef extern from "fd_gemm.h" nogil:
@@ -99,28 +131,31 @@ cdef extern from "fd_plan.h" nogil:
         FD_STEP_CONCAT
         FD_STEP_COPY
         FD_STEP_KIND_COUNT
-    int FD_PLAN_MAX_SRC
     ctypedef struct fd_step:
         int kind
         int nsrc
-        int src[16]
+        const int *src
         int dst
-        ptrdiff_t t, k, n
-        ptrdiff_t cols[16]
+        ptrdiff_t rows, k, n
+        const ptrdiff_t *cols
         const void *w
-        const float *wpack
         const void *bias
+        const float *wpack
         fd_act act
+    ctypedef struct fd_buffer:
+        ptrdiff_t width
+        int input_index
+        int output_index
+        ptrdiff_t offset
     ctypedef struct fd_plan:
         int dtype
         int nsteps
         const fd_step *steps
         int nbufs
-        const ptrdiff_t *width
-        const int *in_index
-        const int *out_index
-        const ptrdiff_t *offset
+        const fd_buffer *bufs
+        int ninputs, noutputs
         ptrdiff_t glu_offset
         ptrdiff_t sample_elems
+    int fd_plan_check(const fd_plan *p)
     int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
                     ptrdiff_t block, void *scratch, int max_tasks)

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fastdense import _kernels
+from fastdense.saving import serialization
 
 __all__ = [
     "ALL_NAMES", "ActivationSpec", "KernelActivation", "celu", "deserialize", "elu", "exponential",
@@ -761,11 +762,7 @@ def _is_registered(serialization: Any, fn: Any) -> bool:
 
 
 def _serialization():
-    """fastdense.saving.serialization, or None while it is unavailable."""
-    try:
-        from fastdense.saving import serialization
-    except ImportError:
-        return None
+    """fastdense.saving.serialization (the registry: it imports nothing from fastdense)."""
     return serialization
 
 
