@@ -642,9 +642,9 @@ const char *fd_gemm_kernel_name(void)
 #if FD_X86_DISPATCH
     if (g == &path_avx512)
         return fd_cpu_vendor_id() == FD_CPU_VENDOR_AMD
-                   ? "avx512 12x32 (AMD: 512-bit FMAs at the AVX2 rate, half the instructions)"
-                   : "avx512 12x32 (two 512-bit FMA ports: twice the AVX2 peak)";
-    return "avx2 6x16 (AVX-512 absent or FASTDENSE_CPU_PATH=avx2)";
+                   ? "avx512 12x32 (AMD: 512-bit FMAs at the AVX2 rate but half the instructions; not measured)"
+                   : "avx512 12x32 (512-bit FMAs: 1.5-1.8x the avx2 kernel measured on Sapphire Rapids)";
+    return "avx2 6x16 (no AVX-512, or FASTDENSE_CPU_PATH=avx2)";
 #else
     return g->name;
 #endif

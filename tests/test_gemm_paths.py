@@ -1,7 +1,6 @@
 """The float32 GEMM paths from Python: ops.dense (packed weights, plain weights per call, the
 direct few-row kernel) and a compiled model give the same bits with FASTDENSE_CPU_PATH=avx2 as
 on AVX-512, each forced in a child process; and `fd_gemm_kernel_name` reports the path."""
-import json
 import os
 import subprocess
 import sys
