@@ -495,8 +495,10 @@ static void gemm_kblocks(const gemm_path *g, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
 }
 #endif
 
-/* The direct kernel (2-5 rows, plain weights) is AVX2 on every path: it streams the weights
-   once from cache or memory, which bounds it, not the FMA width (docs/cpu-paths.md). */
+/* The direct kernel (2-5 rows, plain weights) is AVX2 on the avx512 path too: no AVX-512 version
+   yet, though one would pay (the AVX-512 row tiles on packed weights run 2-5 rows 1.5-1.8x faster
+   with the weights in L2; docs/cpu-paths.md). Layers run packed weights, so this is ops.dense on
+   plain arrays only. */
 int fd_gemm_direct_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
                        ptrdiff_t csx, const float *w, ptrdiff_t ldw, float *c, ptrdiff_t ldc)
 {
