@@ -292,87 +292,26 @@ static void pack_w_rows(const float *w, ptrdiff_t ldw, ptrdiff_t kc, ptrdiff_t n
     }
 }
 
-/* A few rows against a row-major w read in place, KG rows of w at a time (KG streams read in
-   order, which the hardware prefetcher follows; 8 or 16 such streams a multiple of 4 KiB
-   apart crowd one L1 set): for each piece of V vectors (8 columns each)
-   of those rows, the R x V partial sums come from an L1 buffer t into registers, take KG FMAs
-   each in k order, and go back; at the end of each K block t (from 0 in every K block) is
-   stored or added to c. The same FMA chains and K blocks as the tiles, so the results equal
-   the packed kernel's bit for bit. Columns past the last whole vector take the same chains
-   one element at a time (fmaf rounds as a vector FMA lane does). */
+/* The direct kernel (2-5 rows, plain weights), 8 floats per vector: direct_rows_R_avx2 */
 #define DIRECT_COLS FD_AVX2_DIRECT_COLS
 #define KG FD_AVX2_DIRECT_KG
-static inline __attribute__((always_inline)) void
-direct_group(const int R, const int V, const int kg, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-             const float *w, ptrdiff_t ldw, float *t, ptrdiff_t ldt)
-{
-    __m256 a[FD_DIRECT_MAX_ROWS][4];
-    for (int r = 0; r < R; r++)
-        for (int v = 0; v < V; v++) a[r][v] = _mm256_load_ps(t + r * ldt + 8 * v);
-    for (int kk = 0; kk < kg; kk++) {
-        const float *wk = w + kk * ldw;
-        __m256 wv[4];
-        for (int v = 0; v < V; v++) wv[v] = _mm256_loadu_ps(wk + 8 * v);
-        for (int r = 0; r < R; r++) {
-            const __m256 xb = _mm256_broadcast_ss(x + r * rsx + kk * csx);
-            for (int v = 0; v < V; v++) a[r][v] = _mm256_fmadd_ps(xb, wv[v], a[r][v]);
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int v = 0; v < V; v++) _mm256_store_ps(t + r * ldt + 8 * v, a[r][v]);
-}
-
-/* vectors per piece: R x V partial sums, at most 10 registers */
-#define DIRECT_V(R) ((R) <= 2 ? 4 : 2)
-
-static inline __attribute__((always_inline)) void
-direct_rows(const int R, ptrdiff_t cols, ptrdiff_t k, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-            const float *w, ptrdiff_t ldw, float *c, ptrdiff_t ldc)
-{
-    enum { LDT = DIRECT_COLS + 24 };   /* rows of t not 4 KiB apart */
-    float t[FD_DIRECT_MAX_ROWS * LDT] __attribute__((aligned(32)));
-    const int V = DIRECT_V(R);
-    const ptrdiff_t kcb = k_block(k), vec = cols / 8 * 8, wide = cols / (8 * V) * (8 * V);
-    if (k == 0)
-        for (int r = 0; r < R; r++) memset(c + r * ldc, 0, (size_t)cols * sizeof(float));
-    for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
-        const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
-        for (int r = 0; r < R; r++) memset(t + r * LDT, 0, (size_t)cols * sizeof(float));
-        for (ptrdiff_t g = k0; g < k0 + kc; g += KG) {
-            const int kg = k0 + kc - g < KG ? (int)(k0 + kc - g) : KG;
-            const float *xg = x + g * csx, *wg = w + g * ldw;
-            ptrdiff_t j = 0;
-            if (kg == KG) {
-                for (; j < wide; j += 8 * V) direct_group(R, V, KG, xg, rsx, csx, wg + j, ldw, t + j, LDT);
-                for (; j < vec; j += 8) direct_group(R, 1, KG, xg, rsx, csx, wg + j, ldw, t + j, LDT);
-            } else {
-                for (; j < vec; j += 8) direct_group(R, 1, kg, xg, rsx, csx, wg + j, ldw, t + j, LDT);
-            }
-            for (int kk = 0; kk < kg; kk++)
-                for (ptrdiff_t jj = vec; jj < cols; jj++)
-                    for (int r = 0; r < R; r++)
-                        t[r * LDT + jj] = fmaf(xg[r * rsx + kk * csx], wg[kk * ldw + jj], t[r * LDT + jj]);
-        }
-        for (int r = 0; r < R; r++) {
-            float *cr = c + r * ldc;
-            if (k0 == 0) memcpy(cr, t + r * LDT, (size_t)cols * sizeof(float));
-            else for (ptrdiff_t j = 0; j < cols; j++) cr[j] += t[r * LDT + j];
-        }
-    }
-}
-
-#define FD_DIRECT_ROWS(R)                                                                      \
-    static void direct_rows_##R(ptrdiff_t cols, ptrdiff_t k, const float *x, ptrdiff_t rsx,   \
-                                ptrdiff_t csx, const float *w, ptrdiff_t ldw, float *c,        \
-                                ptrdiff_t ldc)                                                 \
-    {                                                                                          \
-        direct_rows(R, cols, k, x, rsx, csx, w, ldw, c, ldc);                                  \
-    }
-FD_DIRECT_ROWS(1)
-FD_DIRECT_ROWS(2)
-FD_DIRECT_ROWS(3)
-FD_DIRECT_ROWS(4)
-FD_DIRECT_ROWS(5)
+#define FD_DSFX avx2
+#define FD_DVEC __m256
+#define FD_DLANES 8
+#define FD_DLOAD _mm256_load_ps
+#define FD_DLOADU _mm256_loadu_ps
+#define FD_DSTORE _mm256_store_ps
+#define FD_DBCAST _mm256_broadcast_ss
+#define FD_DFMA _mm256_fmadd_ps
+#include "fd_gemm_direct.h"
+#undef FD_DSFX
+#undef FD_DVEC
+#undef FD_DLANES
+#undef FD_DLOAD
+#undef FD_DLOADU
+#undef FD_DSTORE
+#undef FD_DBCAST
+#undef FD_DFMA
 
 
 FD_TARGET_END
@@ -398,6 +337,25 @@ static inline __attribute__((always_inline)) void store_zmm_part(int accumulate,
 
 /* the same for 16-float vectors: row_tile_avx512, tile_px_avx512 */
 #include "fd_gemm_tiles_avx512.h"
+
+/* the direct kernel, 16 floats per vector: direct_rows_R_avx512 */
+#define FD_DSFX avx512
+#define FD_DVEC __m512
+#define FD_DLANES 16
+#define FD_DLOAD _mm512_load_ps
+#define FD_DLOADU _mm512_loadu_ps
+#define FD_DSTORE _mm512_store_ps
+#define FD_DBCAST(p) _mm512_set1_ps(*(p))
+#define FD_DFMA _mm512_fmadd_ps
+#include "fd_gemm_direct.h"
+#undef FD_DSFX
+#undef FD_DVEC
+#undef FD_DLANES
+#undef FD_DLOAD
+#undef FD_DLOADU
+#undef FD_DSTORE
+#undef FD_DBCAST
+#undef FD_DFMA
 
 FD_TARGET_END
 
@@ -495,10 +453,7 @@ static void gemm_kblocks(const gemm_path *g, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
 }
 #endif
 
-/* The direct kernel (2-5 rows, plain weights) is AVX2 on the avx512 path too: no AVX-512 version
-   yet, though one would pay (the AVX-512 row tiles on packed weights run 2-5 rows 1.5-1.8x faster
-   with the weights in L2; docs/cpu-paths.md). Layers run packed weights, so this is ops.dense on
-   plain arrays only. */
+/* The direct kernel on the path's vector width (fd_gemm_direct.h). */
 int fd_gemm_direct_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
                        ptrdiff_t csx, const float *w, ptrdiff_t ldw, float *c, ptrdiff_t ldc)
 {
@@ -508,15 +463,20 @@ int fd_gemm_direct_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, pt
 #elif FD_HAVE_PACKED
     if (m <= 0 || n <= 0) return 0;
     if (m > FD_DIRECT_MAX_ROWS) return -1;
+    const int wide = the_path() == &path_avx512;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += DIRECT_COLS) {
         const ptrdiff_t cols = n - j0 < DIRECT_COLS ? n - j0 : DIRECT_COLS;
+#define FD_DIRECT_CASE(R)                                                                     \
+    (wide ? direct_rows_##R##_avx512 : direct_rows_##R##_avx2)(cols, k, x, rsx, csx, w + j0, ldw, \
+                                                               c + j0, ldc)
         switch (m) {
-        case 1: direct_rows_1(cols, k, x, rsx, csx, w + j0, ldw, c + j0, ldc); break;
-        case 2: direct_rows_2(cols, k, x, rsx, csx, w + j0, ldw, c + j0, ldc); break;
-        case 3: direct_rows_3(cols, k, x, rsx, csx, w + j0, ldw, c + j0, ldc); break;
-        case 4: direct_rows_4(cols, k, x, rsx, csx, w + j0, ldw, c + j0, ldc); break;
-        default: direct_rows_5(cols, k, x, rsx, csx, w + j0, ldw, c + j0, ldc); break;
+        case 1: FD_DIRECT_CASE(1); break;
+        case 2: FD_DIRECT_CASE(2); break;
+        case 3: FD_DIRECT_CASE(3); break;
+        case 4: FD_DIRECT_CASE(4); break;
+        default: FD_DIRECT_CASE(5); break;
         }
+#undef FD_DIRECT_CASE
     }
     return 0;
 #else
