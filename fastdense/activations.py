@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fastdense import _kernels
+from fastdense.saving import serialization
 
 __all__ = [
     "ALL_NAMES", "ActivationSpec", "KernelActivation", "celu", "deserialize", "elu", "exponential",
@@ -150,9 +151,12 @@ class _Entry(NamedTuple):
     halves: bool
 
 
-_TABLE: dict[str, _Entry] = {
-    info.name: _Entry(info.code, *_PARAMS.get(info.name, ((), None)), info.rowwise, info.halves)
-    for info in _kernels.activation_table()}
+def _entry(info: Any) -> _Entry:
+    signature, pack = _PARAMS.get(info.name, ((), None))
+    return _Entry(info.code, signature, pack, info.rowwise, info.halves)
+
+
+_TABLE: dict[str, _Entry] = {info.name: _entry(info) for info in _kernels.activation_table()}
 if not set(_PARAMS) <= set(_TABLE):
     raise ImportError(f"fastdense.activations: parameters for activations the kernel does not have: "
                       f"{sorted(set(_PARAMS) - set(_TABLE))}")
@@ -761,11 +765,7 @@ def _is_registered(serialization: Any, fn: Any) -> bool:
 
 
 def _serialization():
-    """fastdense.saving.serialization, or None while it is unavailable."""
-    try:
-        from fastdense.saving import serialization
-    except ImportError:
-        return None
+    """fastdense.saving.serialization (the registry: it imports nothing from fastdense)."""
     return serialization
 
 
