@@ -41,8 +41,11 @@ def _flat_outputs(outputs: Any) -> tuple[list[np.ndarray], tuple[str, ...] | Non
     return [np.asarray(outputs)], None
 
 
-def flat_outputs(outputs: Any) -> list[np.ndarray]:
-    """``model.predict``'s result (an array, a list or a dict) as a flat list of arrays."""
+def flat_outputs(outputs: Any, keys: Sequence[str] | None = None) -> list[np.ndarray]:
+    """``model.predict``'s result (an array, a list or a dict) as a flat list of arrays; a dict's
+    values in the order of ``keys`` (``ModelIO.output_keys``) when given."""
+    if keys is not None and isinstance(outputs, Mapping):
+        return [np.asarray(outputs[k]) for k in keys]
     return _flat_outputs(outputs)[0]
 
 

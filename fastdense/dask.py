@@ -78,7 +78,7 @@ def model_payload(model: Any) -> ModelPayload:
     """
     from .saving.api import model_config  # noqa: PLC0415 - the file formats import h5py
 
-    config = json.dumps(model_config(model), sort_keys=True)
+    config = json.dumps(model_config(model))
     weights = tuple(np.ascontiguousarray(w) for w in model.get_weights())
     digest = hashlib.sha256(config.encode())
     for w in weights:
@@ -144,7 +144,7 @@ def _apply_thread_policy(threads: int | None) -> None:
 
 
 def _run(payload: ModelPayload, arrays: list[np.ndarray], input_names: Sequence[str] | None,
-         batch_size: int | None, threads: int | None) -> list[np.ndarray]:
+         output_keys: Sequence[str] | None, batch_size: int | None, threads: int | None) -> list[np.ndarray]:
     """The model's outputs (flat) for one chunk of every input, on the worker."""
     _apply_thread_policy(threads)
     model = model_from_payload(payload)
@@ -152,12 +152,13 @@ def _run(payload: ModelPayload, arrays: list[np.ndarray], input_names: Sequence[
         x: Any = dict(zip(input_names, arrays))
     else:
         x = arrays[0] if len(arrays) == 1 else list(arrays)
-    return flat_outputs(model.predict(x, batch_size=batch_size))
+    return flat_outputs(model.predict(x, batch_size=batch_size), output_keys)
 
 
 def _predict_block(payload: ModelPayload, *blocks: np.ndarray, input_names: Sequence[str] | None,
-                   batch_size: int | None, threads: int | None, several: bool) -> Any:
-    outputs = _run(payload, list(blocks), input_names, batch_size, threads)
+                   output_keys: Sequence[str] | None, batch_size: int | None, threads: int | None,
+                   several: bool) -> Any:
+    outputs = _run(payload, list(blocks), input_names, output_keys, batch_size, threads)
     return tuple(outputs) if several else outputs[0]
 
 
@@ -166,10 +167,11 @@ def _pick(outputs: tuple, index: int) -> np.ndarray:
 
 
 def _predict_partition(part: Any, payload: ModelPayload, *, spec: ColumnSpec, dtypes: Sequence[np.dtype],
-                       columns: Sequence[Any], batch_size: int | None, threads: int | None) -> Any:
+                       output_keys: Sequence[str] | None, columns: Sequence[Any], batch_size: int | None,
+                       threads: int | None) -> Any:
     import pandas as pd  # noqa: PLC0415
 
-    outputs = _run(payload, spec.arrays(part, dtypes), None, batch_size, threads)
+    outputs = _run(payload, spec.arrays(part, dtypes), None, output_keys, batch_size, threads)
     if len(outputs) == 1:
         return pd.DataFrame(outputs[0], index=part.index, columns=list(columns))
     values = [y[:, j] for y in outputs for j in range(y.shape[1])]
@@ -279,7 +281,8 @@ def _predict_arrays(model: Any, data: Any, batch_size: int | None, threads: int 
         if a.chunks[0] != row_chunks or any(len(c) > 1 for c in a.chunks[1:]):
             a = a.rechunk(wanted)
         argpairs += [a, "r" + "".join(next(letters) for _ in range(a.ndim - 1))]
-    options = dict(input_names=names, batch_size=batch_size, threads=threads, concatenate=True)
+    options = dict(input_names=names, output_keys=io.output_keys, batch_size=batch_size, threads=threads,
+                   concatenate=True)
 
     def output(func: Any, args: list, shape: tuple[int, ...], dtype: np.dtype, **kwargs: Any) -> Any:
         axes = "".join(next(letters) for _ in shape)
@@ -308,8 +311,9 @@ def _predict_frame(model: Any, data: Any, columns: Any, output_columns: Sequence
     except (AttributeError, ValueError):
         input_names = ["input"]          # a Sequential model without an input shape: one input
     spec = ColumnSpec.parse(columns, list(data.columns), input_names)
+    if getattr(model, "built", True):
+        spec.check_widths([tuple(t.shape[1:]) for t in model.inputs])
     io = model_io(model, [(len(cols),) for _, cols in spec.inputs])
-    spec.check_widths(io.input_shapes)
     names = output_column_names(io.output_names, io.output_shapes)
     if output_columns is not None:
         if len(output_columns) != len(names):
@@ -320,6 +324,7 @@ def _predict_frame(model: Any, data: Any, columns: Any, output_columns: Sequence
     meta = pd.DataFrame({name: np.empty(0, dtype) for name, dtype in zip(names, dtypes)},
                         index=data._meta.index[:0], columns=names)
     node = _payload_node(model, payload, dask)
-    return data.map_partitions(_predict_partition, node, spec=spec, dtypes=io.input_dtypes, columns=names,
+    return data.map_partitions(_predict_partition, node, spec=spec, dtypes=io.input_dtypes,
+                               output_keys=io.output_keys, columns=names,
                                batch_size=batch_size, threads=threads, meta=meta,
                                token="fastdense-predict")
