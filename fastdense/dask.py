@@ -219,25 +219,23 @@ def predict(model: Any, data: Any, *, batch_size: int | None = None, columns: An
     _check_options(batch_size, threads)
     import dask  # noqa: PLC0415
 
-    payload = model_payload(model) if getattr(model, "built", True) else None
-    dataframe = sys.modules.get("dask.dataframe")
+    dataframe = sys.modules.get("dask.dataframe")     # (a DataFrame exists only if it is imported)
     if dataframe is not None and isinstance(data, dataframe.DataFrame):
-        return _predict_frame(model, data, columns, output_columns, batch_size, threads, payload, dask)
+        return _predict_frame(model, data, columns, output_columns, batch_size, threads, dask)
     if dataframe is not None and isinstance(data, dataframe.Series):
         raise TypeError("predict takes a dask DataFrame, not a Series: select columns with df[[...]]")
     if columns is not None or output_columns is not None:
         raise TypeError("columns= and output_columns= apply to a dask DataFrame input only")
-    return _predict_arrays(model, data, batch_size, threads, payload, dask)
+    return _predict_arrays(model, data, batch_size, threads, dask)
 
 
-def _payload_node(model: Any, payload: ModelPayload | None, dask: Any) -> Any:
-    """One graph node holding the payload, shared by every chunk's task."""
-    payload = payload or model_payload(model)
+def _payload_node(model: Any, dask: Any) -> Any:
+    """One graph node holding the (built) model's payload, shared by every chunk's task."""
+    payload = model_payload(model)
     return dask.delayed(payload, name=f"fastdense-model-{payload.key}", traverse=False)
 
 
-def _predict_arrays(model: Any, data: Any, batch_size: int | None, threads: int | None,
-                    payload: ModelPayload | None, dask: Any) -> Any:
+def _predict_arrays(model: Any, data: Any, batch_size: int | None, threads: int | None, dask: Any) -> Any:
     import dask.array as da  # noqa: PLC0415
 
     if isinstance(data, da.Array):
@@ -264,11 +262,11 @@ def _predict_arrays(model: Any, data: Any, batch_size: int | None, threads: int 
             raise ValueError(f"the model's inputs are named {expected}, got keys {names}")
         order = [names.index(n) for n in expected]
         arrays, names = [arrays[i] for i in order], expected
-    rows = {a.shape[0] for a in arrays}
+    rows = {a.shape[0] for a in arrays if not np.isnan(a.shape[0])}
     if len(rows) > 1:
         raise ValueError(f"the inputs must have the same number of rows, got shapes {[a.shape for a in arrays]}")
     io = model_io(model, [tuple(int(s) for s in a.shape[1:]) for a in arrays])
-    node = _payload_node(model, payload, dask)
+    node = _payload_node(model, dask)
 
     # blockwise indices: "r" for the rows, one letter for every other axis
     letters = iter("abcdefghijklmnopqstuvwxyz")
@@ -303,7 +301,7 @@ def _predict_arrays(model: Any, data: Any, batch_size: int | None, threads: int 
 
 
 def _predict_frame(model: Any, data: Any, columns: Any, output_columns: Sequence[Any] | None,
-                   batch_size: int | None, threads: int | None, payload: ModelPayload | None, dask: Any) -> Any:
+                   batch_size: int | None, threads: int | None, dask: Any) -> Any:
     import pandas as pd  # noqa: PLC0415
 
     try:
@@ -323,7 +321,7 @@ def _predict_frame(model: Any, data: Any, columns: Any, output_columns: Sequence
     dtypes = [dtype for dtype, shape in zip(io.output_dtypes, io.output_shapes) for _ in range(shape[0])]
     meta = pd.DataFrame({name: np.empty(0, dtype) for name, dtype in zip(names, dtypes)},
                         index=data._meta.index[:0], columns=names)
-    node = _payload_node(model, payload, dask)
+    node = _payload_node(model, dask)
     return data.map_partitions(_predict_partition, node, spec=spec, dtypes=io.input_dtypes,
                                output_keys=io.output_keys, columns=names,
                                batch_size=batch_size, threads=threads, meta=meta,

@@ -42,7 +42,7 @@ def client():
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])   # the workers need not import this file
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=50)
+                                       dashboard_address=":0", silence_logs=50)
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
@@ -163,18 +163,25 @@ def test_the_model_travels_once_and_is_rebuilt_once_per_worker(client):
     assert isinstance(payload.config, str) and all(type(w) is np.ndarray for w in payload.weights)
 
 
+def _threads_in_task(block):
+    """fastdense's thread count in the process (and task) that computed ``block``."""
+    return np.full((block.shape[0], 1), fastdense.get_num_threads())
+
+
+def threads_seen(y, **compute):
+    """The thread counts the predict tasks of ``y`` ran with (the check is fused into them)."""
+    return set(y.map_blocks(_threads_in_task, chunks=(y.chunks[0], (1,)), dtype=int).compute(**compute).ravel())
+
+
 def test_thread_policy_is_explicit_and_per_worker(client):
     threads_before = fastdense.get_num_threads()
     model = mlp(seed=10)
     x = da.ones((100, 24), chunks=25, dtype=np.float32)
-    fdd.predict(model, x).compute()
-    assert set(client.run(fastdense.get_num_threads).values()) == {1}     # default: threads=1
-    fdd.predict(model, x, threads=2).compute()
-    assert set(client.run(fastdense.get_num_threads).values()) == {2}
-    fdd.predict(model, x).compute()
-    assert set(client.run(fastdense.get_num_threads).values()) == {1}
-    fdd.predict(model, x).compute(scheduler="threads")                     # runs in this process ...
-    assert fastdense.get_num_threads() == threads_before                   # ... whose setting stays
+    assert threads_seen(fdd.predict(model, x)) == {1}                    # default: threads=1
+    assert threads_seen(fdd.predict(model, x, threads=2)) == {2}
+    assert threads_seen(fdd.predict(model, x)) == {1}
+    assert threads_seen(fdd.predict(model, x), scheduler="threads") == {threads_before}   # in this process,
+    assert fastdense.get_num_threads() == threads_before                                  # left alone
 
 
 def _die_once(block, marker, block_info=None):
