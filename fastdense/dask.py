@@ -3,9 +3,9 @@
 Install with ``pip install "fastdense[dask]"``. Importing fastdense never imports dask; this
 module imports it on first use.
 
-    >>> import dask.array as da
+    >>> import dask.array as da                    # doctest: +SKIP
     >>> import fastdense.dask
-    >>> x = da.random.random((1_000_000, 784), chunks=(50_000, 784)).astype("float32")
+    >>> x = da.random.random((1_000_000, 784), chunks=(50_000, 784)).astype("float32")  # doctest: +SKIP
     >>> y = fastdense.dask.predict(model, x)       # doctest: +SKIP
     >>> y                                          # doctest: +SKIP
     dask.array<fastdense-predict, shape=(1000000, 10), dtype=float32, chunksize=(50000, 10), ...>
