@@ -83,7 +83,7 @@ def model_payload(model: Any) -> ModelPayload:
     digest = hashlib.sha256(config.encode())
     for w in weights:
         digest.update(f"{w.dtype.str}{w.shape}".encode())
-        digest.update(memoryview(w).cast("B"))
+        digest.update(w.data)                                # (C-contiguous: the raw bytes)
     return ModelPayload(digest.hexdigest()[:32], config, weights)
 
 
