@@ -126,6 +126,10 @@ def test_dataframe_columns_by_name(client):
     named = fdd.predict(model, ddf, columns=["a", "b", "c"], output_columns=list("ABCDEFG")).compute()
     assert list(named.columns) == list("ABCDEFG")
     np.testing.assert_array_equal(named.to_numpy(), want)
+    # the same rows as a dask array of unknown chunk sizes (rows per partition not known)
+    unknown = ddf[["a", "b", "c"]].to_dask_array()
+    assert np.isnan(unknown.shape[0])
+    np.testing.assert_array_equal(fdd.predict(model, unknown).compute(), want)
 
 
 def test_dataframe_multi_input_dict_of_columns(client):
