@@ -151,9 +151,12 @@ class _Entry(NamedTuple):
     halves: bool
 
 
-_TABLE: dict[str, _Entry] = {
-    info.name: _Entry(info.code, *_PARAMS.get(info.name, ((), None)), info.rowwise, info.halves)
-    for info in _kernels.activation_table()}
+def _entry(info: Any) -> _Entry:
+    signature, pack = _PARAMS.get(info.name, ((), None))
+    return _Entry(info.code, signature, pack, info.rowwise, info.halves)
+
+
+_TABLE: dict[str, _Entry] = {info.name: _entry(info) for info in _kernels.activation_table()}
 if not set(_PARAMS) <= set(_TABLE):
     raise ImportError(f"fastdense.activations: parameters for activations the kernel does not have: "
                       f"{sorted(set(_PARAMS) - set(_TABLE))}")
