@@ -34,27 +34,69 @@ from fastdense.layers.merging import (
 )
 from fastdense.layers.node import Node, SymbolicTensor
 from fastdense.layers.reshaping import Flatten, Reshape
+# --- issue 13: the other layers of Dense networks
+from fastdense.layers.activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
+from fastdense.layers.einsum_dense import EinsumDense
+from fastdense.layers.embedding import Embedding
+from fastdense.layers.noise import (
+    ActivityRegularization,
+    AlphaDropout,
+    GaussianDropout,
+    GaussianNoise,
+    Identity,
+    SpatialDropout1D,
+    SpatialDropout2D,
+    SpatialDropout3D,
+)
+from fastdense.layers.normalization import (
+    BatchNormalization,
+    LayerNormalization,
+    RMSNormalization,
+    UnitNormalization,
+)
+from fastdense.layers.preprocessing import Normalization, Rescaling
 
 __all__ = [
     "Activation",
+    "ActivityRegularization",
     "Add",
+    "AlphaDropout",
     "Average",
+    "BatchNormalization",
     "Concatenate",
     "Dense",
     "Dropout",
+    "ELU",
+    "EinsumDense",
+    "Embedding",
     "Flatten",
+    "GaussianDropout",
+    "GaussianNoise",
+    "Identity",
     "Input",
     "InputLayer",
     "InputSpec",
     "Layer",
+    "LayerNormalization",
     "LayerNotConnectedError",
+    "LeakyReLU",
     "Maximum",
     "Minimum",
     "Multiply",
     "Node",
+    "Normalization",
+    "PReLU",
+    "RMSNormalization",
+    "ReLU",
+    "Rescaling",
     "Reshape",
+    "Softmax",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
     "Subtract",
     "SymbolicTensor",
+    "UnitNormalization",
     "WeightSpec",
     "add",
     "average",
