@@ -102,9 +102,6 @@ def analyze_equation(equation: str, bias_axes: str | None, input_shape: tuple,
                 f"Input shape and output shape do not match at shared dimension '{d}'. "
                 f"Input shape is {in_size[d]}, and output shape is {out_size[d]}."
             )
-        if d in out_size:
-            out_size[d] = in_size[d]
-            full[(elided if left else 0) + out_spec.index(d)] = in_size[d]
     for d in out_spec:
         if d not in in_spec and d not in w_spec:
             raise ValueError(

@@ -187,7 +187,6 @@ class Rescaling(Layer):
                 raise ValueError(f"Rescaling expects a real number or array for `{what}`, got {what}={value!r}")
         self.scale = scale
         self.offset = offset
-        self.built = True
 
     def affine(self) -> FeatureAffine | None:
         """The layer as ``x * scale + offset`` per feature of the last axis (None when the

@@ -370,7 +370,7 @@ def _weight_array(value: Any, layer: Any, index: int) -> np.ndarray:
             f"layer {getattr(layer, 'name', '?')!r}: weight {index} has dtype {array.dtype}; "
             "only numeric arrays can be saved"
         )
-    return np.ascontiguousarray(array)
+    return np.require(array, requirements="C")  # (ascontiguousarray makes a scalar 1-d)
 
 
 def weights_h5_bytes(model: Any) -> bytes:

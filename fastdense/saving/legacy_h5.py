@@ -211,6 +211,6 @@ def write_legacy_h5(target: str, model: Any, model_config: dict[str, Any]) -> No
                     raise TypeError(
                         f"layer {layer.name!r}: weight {name!r} has dtype {value.dtype}; only numeric arrays can be saved"
                     )
-                layer_group.create_dataset(name, data=np.ascontiguousarray(value))
+                layer_group.create_dataset(name, data=np.require(value, requirements="C"))
         top = weights_group.create_group("top_level_model_weights")
         top.attrs["weight_names"] = []
