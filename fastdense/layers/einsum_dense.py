@@ -273,7 +273,10 @@ class EinsumDense(Layer):
         lead = inputs.shape[:inputs.ndim - plan.contracted]
         x = np.ascontiguousarray(inputs, dtype=self._np_dtype).reshape(math.prod(lead), -1)
         separate_bias = len(self._values) > 1 and not plan.fused_bias
-        fused = activations.is_fused(self.activation) and not separate_bias
+        # a row-wise activation (softmax, glu ...) works on the last axis alone: fused only when
+        # the kernel makes one output axis
+        fused = activations.is_fused(self.activation) and not separate_bias and (
+            plan.out_axes == 1 or not activations.resolve(self.activation).rowwise)
         name = activations.serialize(self.activation) if fused else "linear"
         out = ops.dense(x, matrix, bias, name if isinstance(name, str) else self.activation)
         new_shape = plan.output_shape[len(plan.output_shape) - plan.out_axes:]
