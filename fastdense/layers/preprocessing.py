@@ -124,20 +124,25 @@ class Normalization(Layer):
         return (np.reshape(mean, shape).astype(np.float64), np.reshape(variance, shape).astype(np.float64))
 
     def affine(self) -> FeatureAffine | None:
-        """The layer as ``x * scale + offset`` per feature of its one kept axis (None otherwise)."""
-        if len(self.axis) != 1:
+        """The layer as ``x * scale + offset`` per feature of its one kept axis, or by scalars
+        (``axis=None``); None when it keeps several axes."""
+        if len(self.axis) > 1:
             return None
         values = self._values
         cached = self._affine_cache
         if cached is not None and cached[0] is values:
             return cached[1]
-        mean, variance = self._statistics(1)
-        mean, variance = mean.reshape(-1), variance.reshape(-1)
-        std = np.maximum(np.sqrt(variance), _KERAS_EPSILON)
-        if self.invert:
-            affine = FeatureAffine(self.axis[0], std, mean)
+        if self.input_mean is None:
+            mean, variance = values[0], values[1]
         else:
-            affine = FeatureAffine(self.axis[0], 1.0 / std, -mean / std)
+            mean, variance = self.input_mean, self.input_variance
+        mean = np.asarray(mean, np.float64).reshape(-1)
+        std = np.maximum(np.sqrt(np.asarray(variance, np.float64).reshape(-1)), _KERAS_EPSILON)
+        axis = self.axis[0] if self.axis and mean.size > 1 else -1
+        if self.invert:
+            affine = FeatureAffine(axis, std, mean)
+        else:
+            affine = FeatureAffine(axis, 1.0 / std, -mean / std)
         self._affine_cache = (values, affine)
         return affine
 
