@@ -55,3 +55,26 @@ typedef float f32;
 typedef double f64;
 FD_NORM_ROWS(f32)
 FD_NORM_ROWS(f64)
+
+#define FD_AFFINE_ROWS(T)                                                                       \
+    void fd_affine_rows_##T(const double *scale, const double *offset, const T *x, ptrdiff_t ldx, \
+                            T *y, ptrdiff_t ldy, ptrdiff_t m, ptrdiff_t n) {                    \
+        for (ptrdiff_t r = 0; r < m; r++)                                                       \
+            for (ptrdiff_t j = 0; j < n; j++)                                                   \
+                y[r * ldy + j] = (T)((double)x[r * ldx + j] * scale[j] + offset[j]);            \
+    }
+
+#define FD_PRELU_ROWS(T)                                                                        \
+    void fd_prelu_rows_##T(const T *alpha, const T *x, ptrdiff_t ldx, T *y, ptrdiff_t ldy,      \
+                           ptrdiff_t m, ptrdiff_t n) {                                          \
+        for (ptrdiff_t r = 0; r < m; r++)                                                       \
+            for (ptrdiff_t j = 0; j < n; j++) {                                                 \
+                T v = x[r * ldx + j];                                                           \
+                y[r * ldy + j] = v >= 0 ? v : alpha[j] * v;                                     \
+            }                                                                                   \
+    }
+
+FD_AFFINE_ROWS(f32)
+FD_AFFINE_ROWS(f64)
+FD_PRELU_ROWS(f32)
+FD_PRELU_ROWS(f64)

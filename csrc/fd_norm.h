@@ -30,4 +30,18 @@ void fd_norm_rows_f32(const fd_norm *p, const float *x, ptrdiff_t ldx, float *y,
 void fd_norm_rows_f64(const fd_norm *p, const double *x, ptrdiff_t ldx, double *y, ptrdiff_t ldy,
                       ptrdiff_t m, ptrdiff_t n);
 
+/* y = x * scale + offset per column (the affine layers a plan cannot fold into a Dense:
+   BatchNormalization, Normalization, Rescaling), in float64 with one rounding, like the layers. */
+void fd_affine_rows_f32(const double *scale, const double *offset, const float *x, ptrdiff_t ldx, float *y,
+                        ptrdiff_t ldy, ptrdiff_t m, ptrdiff_t n);
+void fd_affine_rows_f64(const double *scale, const double *offset, const double *x, ptrdiff_t ldx, double *y,
+                        ptrdiff_t ldy, ptrdiff_t m, ptrdiff_t n);
+
+/* PReLU over m samples of n values each: y = x >= 0 ? x : alpha[j] * x (alpha: n values of the
+   rows' dtype, one per value of a sample, shared axes already broadcast). */
+void fd_prelu_rows_f32(const float *alpha, const float *x, ptrdiff_t ldx, float *y, ptrdiff_t ldy, ptrdiff_t m,
+                       ptrdiff_t n);
+void fd_prelu_rows_f64(const double *alpha, const double *x, ptrdiff_t ldx, double *y, ptrdiff_t ldy, ptrdiff_t m,
+                       ptrdiff_t n);
+
 #endif

@@ -112,7 +112,20 @@ static void test_gather(void) {
     CHECK(fd_gather_i32_f32(ids, 0, table, 5, 3, out) == -1, "empty gather");
 }
 
+static void test_affine_prelu(void) {
+    float x[6] = {-2, -0.5f, 0, 1, 3, -7}, y[6];
+    double scale[3] = {0.5, -2, 3}, offset[3] = {1, 0, -0.25};
+    fd_affine_rows_f32(scale, offset, x, 3, y, 3, 2, 3);
+    for (int i = 0; i < 6; i++)
+        CHECK(y[i] == (float)((double)x[i] * scale[i % 3] + offset[i % 3]), "affine %d: %g", i, y[i]);
+    float alpha[3] = {0.25f, 0, 2};
+    fd_prelu_rows_f32(alpha, x, 3, y, 3, 2, 3);
+    for (int i = 0; i < 6; i++)
+        CHECK(y[i] == (x[i] >= 0 ? x[i] : alpha[i % 3] * x[i]), "prelu %d: %g", i, y[i]);
+}
+
 int main(void) {
+    test_affine_prelu();
     test_norm();
     test_gather();
     if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
