@@ -30,6 +30,8 @@ from fastdense.layers.core import Activation, Dense, Dropout
 from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from fastdense.layers.reshaping import Flatten, Reshape
+from fastdense.layers.einsum_dense import EinsumDense
+from fastdense.models import plan_fold, plan_layers
 
 __all__ = ["CompiledPlan", "compile_plan", "run_compiled"]
 
@@ -134,6 +136,11 @@ def _layer_steps(model: Any) -> tuple[list, list[int], list[int]]:
     return steps, list(model._input_slots), list(model._output_slots)
 
 
+def _plain(kernel: Any) -> np.ndarray:
+    """The (k, n) array of a plan kernel (a PackedKernel keeps its plain copy)."""
+    return kernel.kernel if type(kernel) is ops.PackedKernel else kernel
+
+
 def _act_spec(function: Any) -> tuple:
     """Kernel form of a layer's activation (the op's own conversion)."""
     if not activations.is_fused(function):
@@ -179,9 +186,38 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     plan_steps: list[tuple] = []
     glu_elems = 0          # per sample
     max_rows_per_sample = 1
+    # issue 13: how often each slot is read (a Dense feeding one layer alone can absorb it),
+    # which plan step wrote each buffer, and affine maps waiting to be folded into a Dense
+    uses: dict[int, int] = {}
+    for s in list(output_slots) + [r for step in steps for r in ([step[2]] if step[1] == 0 else
+                                                                  (step[2] if step[1] == 1 else []))]:
+        uses[s] = uses.get(s, 0) + 1
+    writer: dict[int, int] = {}            # buffer -> index of the Dense step that wrote it
+    pending: dict[int, Any] = {}           # slot -> FeatureAffine not applied yet
+
+    def absorbable(slot: int) -> int | None:
+        """The plan step of a linear Dense that wrote ``slot`` and feeds nothing else."""
+        b = slot_buf[slot]
+        i = writer.get(b)
+        if i is None or uses.get(slot, 0) != 1 or in_index[b] >= 0 or slot in pending:
+            return None
+        return i if plan_steps[i][9] == 0 else None   # activation code 0: linear
+
+    def dense_weights(kernel: np.ndarray, bias: np.ndarray | None) -> tuple[Any, np.ndarray]:
+        """Folded float64 weights in the plan dtype, the kernel packed when it helps."""
+        w = np.ascontiguousarray(kernel, dtype=dtype)
+        w.flags.writeable = False
+        if dtype == _F32 and ops.packed_available():
+            w = ops.PackedKernel(w)
+        return w, np.ascontiguousarray(np.zeros(kernel.shape[1]) if bias is None else bias, dtype=dtype)
+
+    def materialize(slot: int) -> None:
+        if slot in pending:
+            raise _Unsupported("an affine layer that is not next to a Dense")   # phase B: affine step
 
     for layer, kind, ref, extra, kwargs, out_slots, symbolic_extra, _release in steps:
-        if extra or kwargs or symbolic_extra or len(out_slots) != 1:
+        if extra or symbolic_extra or len(out_slots) != 1 or any(
+                (key != "training" and key != "mask") or value not in (None, False) for key, value in kwargs.items()):
             raise _Unsupported("layer call with extra arguments")
         if record_losses and getattr(layer, "_activity_regularizer", None) is not None:
             raise _Unsupported("activity regularizer records the outputs")
@@ -192,13 +228,50 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
         in_bufs = [slot_buf[s] for s in srcs]
         out_slot = out_slots[0]
         cls = type(layer)
+        folded_before = pending.get(srcs[0]) if cls is Dense else None
+        for s in srcs:
+            if folded_before is None:
+                materialize(s)
+        if isinstance(layer, plan_layers.IDENTITY_LAYERS):
+            (shape,) = in_shapes
+            slot_buf[out_slot], slot_shape[out_slot] = in_bufs[0], shape
+            if srcs[0] in pending:
+                pending[out_slot] = pending[srcs[0]]
+            continue
+        function = plan_layers.activation_function(layer)
+        if function is not None:
+            (shape,) = in_shapes
+            act = _act_spec(function)
+            i = absorbable(srcs[0])
+            if i is not None and not act[4]:
+                plan_steps[i] = plan_steps[i][:9] + tuple(act[:4])   # fused into the Dense's epilogue
+                slot_buf[out_slot], slot_shape[out_slot] = in_bufs[0], shape
+                continue
+            cls = Activation   # an activation step, as for an Activation layer
+        if isinstance(layer, plan_fold.FOLDABLE):
+            (shape,) = in_shapes
+            affine = plan_fold.affine_of(layer, shape[-1] if shape else 0, len(shape))
+            if affine is None:
+                raise _Unsupported("an affine layer off the last axis")
+            i = absorbable(srcs[0])
+            if i is not None:   # after a linear Dense: folded into its kernel and bias
+                step = plan_steps[i]
+                w, b = plan_fold.fold_after(_plain(step[7]), step[8], affine)
+                w, b = dense_weights(w, b)
+                plan_steps[i] = step[:7] + (w, b) + step[9:]
+                slot_buf[out_slot], slot_shape[out_slot] = in_bufs[0], shape
+                continue
+            previous = pending.get(srcs[0])
+            pending[out_slot] = affine if previous is None else plan_fold.compose(previous, affine)
+            slot_buf[out_slot], slot_shape[out_slot] = in_bufs[0], shape
+            continue
         if cls is Dense:
             (shape,) = in_shapes
             values = layer._values          # one read: a consistent (kernel, bias) pair
             kernel, bias = values[0], (values[1] if layer.use_bias else None)
             if kernel.dtype != dtype or (bias is not None and bias.dtype != dtype):
                 raise _Unsupported("layer dtype differs from the plan dtype")
-            if not shape or shape[-1] != kernel.shape[0] or len(values) != 1 + layer.use_bias:
+            if not shape or shape[-1] != kernel.shape[0] or len(values) != 1 + layer.use_bias + 2 * layer.lora_enabled:
                 raise _Unsupported("Dense input does not match its kernel")
             code, p0, p1, p2, halves = _act_spec(layer.activation)
             n = kernel.shape[1]
@@ -210,14 +283,31 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
             if halves:
                 glu_elems = max(glu_elems, t * n)
             max_rows_per_sample = max(max_rows_per_sample, t)
-            packed = layer._pack(values)    # the layer's packed kernel for these weights
-            plan_steps.append((_DENSE, in_bufs, dst, t, kernel.shape[0], n, None,
-                               packed if type(packed) is ops.PackedKernel else np.ascontiguousarray(kernel),
-                               None if bias is None else np.ascontiguousarray(bias),
-                               code, p0, p1, p2))
+            packed = layer._pack(values)    # the layer's packed kernel for these weights (LoRA merged)
+            if folded_before is not None:   # an affine map before this Dense: folded into it
+                w, b = dense_weights(*plan_fold.fold_before(_plain(packed), bias, folded_before))
+            else:
+                w = packed if type(packed) is ops.PackedKernel else np.ascontiguousarray(packed)
+                b = None if bias is None else np.ascontiguousarray(bias)
+            writer[dst] = len(plan_steps)
+            plan_steps.append((_DENSE, in_bufs, dst, t, kernel.shape[0], n, None, w, b, code, p0, p1, p2))
+        elif isinstance(layer, EinsumDense):
+            (shape,) = in_shapes
+            form = plan_layers.einsum_dense_step(layer, shape, dtype)
+            if form is None:
+                raise _Unsupported("an EinsumDense whose bias or activation is not fused")
+            code, p0, p1, p2, halves = _act_spec(form.activation)
+            if halves:
+                raise _Unsupported("glu after an EinsumDense")
+            dst = new_buffer(form.out_shape)
+            max_rows_per_sample = max(max_rows_per_sample, form.rows)
+            w = form.kernel if type(form.kernel) is ops.PackedKernel else np.ascontiguousarray(form.kernel, dtype=dtype)
+            b = None if form.bias is None else np.ascontiguousarray(form.bias, dtype=dtype)
+            writer[dst] = len(plan_steps)
+            plan_steps.append((_DENSE, in_bufs, dst, form.rows, form.k, form.n, None, w, b, code, p0, p1, p2))
         elif cls is Activation:
             (shape,) = in_shapes
-            code, p0, p1, p2, halves = _act_spec(layer.activation)
+            code, p0, p1, p2, halves = _act_spec(layer.activation if function is None else function)
             if not shape or (halves and shape[-1] % 2):
                 raise _Unsupported("activation shape")
             out_shape = shape[:-1] + (shape[-1] // 2 if halves else shape[-1],)
@@ -259,6 +349,8 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
         slot_buf[out_slot] = dst
         slot_shape[out_slot] = shapes[dst]
 
+    for s in output_slots:
+        materialize(s)
     # outputs: the buffer that holds each output becomes (or is copied into) the output array
     out_shapes = []
     for j, s in enumerate(output_slots):
