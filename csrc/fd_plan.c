@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fd_gather.h"
+#include "fd_norm.h"
 #include "fd_plan.h"
 
 #define FD_PLAN_MAX_BUFS 256
@@ -17,6 +19,7 @@ typedef struct {
     char *scratch;
     int lock;
     atomic_long next_block;          /* blocks are claimed as threads get free */
+    atomic_int bad_id;               /* a gather step met an id outside its table */
 } plan_ctx;
 
 #define MERGE_LOOP(T, OP)                                                        \
@@ -119,6 +122,38 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
         case FD_STEP_COPY:
             memcpy(dst, src[0], (size_t)rows * st->n * es);
             break;
+        case FD_STEP_NORM: {
+            const fd_norm norm = {(fd_norm_kind)st->mode, st->eps, st->w, st->bias};
+            if (p->dtype == FD_F32)
+                fd_norm_rows_f32(&norm, (const float *)src[0], st->n, (float *)dst, st->n, rows * st->t, st->n);
+            else
+                fd_norm_rows_f64(&norm, (const double *)src[0], st->n, (double *)dst, st->n, rows * st->t, st->n);
+            break;
+        }
+        case FD_STEP_AFFINE:
+            if (p->dtype == FD_F32)
+                fd_affine_rows_f32((const double *)st->w, (const double *)st->bias, (const float *)src[0], st->n,
+                                   (float *)dst, st->n, rows * st->t, st->n);
+            else
+                fd_affine_rows_f64((const double *)st->w, (const double *)st->bias, (const double *)src[0], st->n,
+                                   (double *)dst, st->n, rows * st->t, st->n);
+            break;
+        case FD_STEP_PRELU:
+            if (p->dtype == FD_F32)
+                fd_prelu_rows_f32((const float *)st->w, (const float *)src[0], st->n, (float *)dst, st->n, rows, st->n);
+            else
+                fd_prelu_rows_f64((const double *)st->w, (const double *)src[0], st->n, (double *)dst, st->n, rows,
+                                  st->n);
+            break;
+        case FD_STEP_GATHER: {
+            ptrdiff_t bad = p->dtype == FD_F32
+                ? fd_gather_i32_f32((const int32_t *)src[0], rows * st->t, (const float *)st->w, st->k, st->n,
+                                    (float *)dst)
+                : fd_gather_i64_f64((const int64_t *)src[0], rows * st->t, (const double *)st->w, st->k, st->n,
+                                    (double *)dst);
+            if (bad >= 0) return FD_PLAN_BAD_ID;
+            break;
+        }
         default:
             merge(st, p->dtype, src, dst, rows * st->n);
         }
@@ -135,7 +170,9 @@ static int run_task(void *ctx, ptrdiff_t t)
        the machine simply takes fewer blocks */
     for (ptrdiff_t b; (b = atomic_fetch_add(&c->next_block, 1)) < c->nblocks;) {
         ptrdiff_t r0 = b * c->block, rows = c->m - r0 < c->block ? c->m - r0 : c->block;
-        if (run_block(c, r0, rows, scratch)) return -1;
+        int rc = run_block(c, r0, rows, scratch);
+        if (rc == FD_PLAN_BAD_ID) atomic_store(&c->bad_id, 1);
+        if (rc) return rc;
     }
     return 0;
 }
@@ -151,6 +188,7 @@ int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *output
     c.block = block;
     c.nblocks = (m + block - 1) / block;
     atomic_init(&c.next_block, 0);
+    atomic_init(&c.bad_id, 0);
     /* the caller asks for several tasks only where fastdense's pool threads the plan (its own
        thread policy, or every dense step on the packed kernel) */
     c.lock = !fd_own_threading();
@@ -165,5 +203,5 @@ int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *output
     fd_busy_enter();
     int rc = fd_parallel_for(run_task, &c, c.ntasks, (int)c.ntasks - 1);
     fd_busy_leave();
-    return rc;
+    return atomic_load(&c.bad_id) ? FD_PLAN_BAD_ID : rc;
 }

@@ -8,8 +8,17 @@
 
 enum {
     FD_STEP_DENSE = 0, FD_STEP_ACT, FD_STEP_ADD, FD_STEP_SUB, FD_STEP_MUL, FD_STEP_AVG,
-    FD_STEP_MAX, FD_STEP_MIN, FD_STEP_CONCAT, FD_STEP_COPY
+    FD_STEP_MAX, FD_STEP_MIN, FD_STEP_CONCAT, FD_STEP_COPY,
+    /* issue 13 */
+    FD_STEP_NORM,     /* row-wise normalization of t rows of n per sample (fd_norm.h): mode = kind,
+                         eps, w = gamma, bias = beta (plan dtype, or NULL) */
+    FD_STEP_AFFINE,   /* y = x * w + bias per column of t rows of n: w, bias float64 (fd_norm.h) */
+    FD_STEP_PRELU,    /* y = x >= 0 ? x : w[j] * x over the n values of a sample */
+    FD_STEP_GATHER    /* t ids per sample (int32 bits in a float32 plan, int64 in a float64 one)
+                         -> rows of the (k, n) table w; an id outside [0, k) fails the run */
 };
+/* fd_plan_run's result when a gather step met an id outside its table */
+#define FD_PLAN_BAD_ID (-3)
 #define FD_PLAN_MAX_SRC 16
 
 typedef struct {
@@ -24,6 +33,8 @@ typedef struct {
     const void *w, *bias;            /* dense: row-major (k, n) kernel and (n,) bias or NULL */
     const float *wpack;              /* dense, f32: w packed by fd_pack_f32, or NULL */
     fd_act act;                      /* dense, act */
+    int mode;                        /* norm: fd_norm_kind */
+    double eps;                      /* norm: epsilon */
 } fd_step;
 
 typedef struct {
@@ -40,7 +51,8 @@ typedef struct {
 } fd_plan;
 
 /* Run the plan on m samples in blocks of `block` samples, on up to max_tasks threads;
-   scratch holds max_tasks * block * sample_elems elements. 0 on success. */
+   scratch holds max_tasks * block * sample_elems elements. 0 on success, FD_PLAN_BAD_ID when a
+   gather step met an id outside its table, another negative value on other failures. */
 int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
                 ptrdiff_t block, void *scratch, int max_tasks);
 

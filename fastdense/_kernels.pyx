@@ -395,6 +395,8 @@ cdef extern from "fd_plan.h" nogil:
         const float *wpack
         const void *bias
         fd_act act
+        int mode
+        double eps
     ctypedef struct fd_plan:
         int dtype
         int nsteps
@@ -408,6 +410,9 @@ cdef extern from "fd_plan.h" nogil:
         ptrdiff_t sample_elems
     int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
                     ptrdiff_t block, void *scratch, int max_tasks)
+    enum: FD_STEP_NORM, FD_STEP_AFFINE, FD_STEP_PRELU, FD_STEP_GATHER, FD_PLAN_BAD_ID
+
+STEP_NORM, STEP_AFFINE, STEP_PRELU, STEP_GATHER = FD_STEP_NORM, FD_STEP_AFFINE, FD_STEP_PRELU, FD_STEP_GATHER
 
 from libc.stdlib cimport calloc, free
 
@@ -451,8 +456,9 @@ cdef class Plan:
         cdef fd_step *st
         cdef cnp.ndarray arr
         for i in range(ns):
-            kind, srcs, dst, t, k, n, cols, w, bias, code, p0, p1, p2 = steps[i]
+            kind, srcs, dst, t, k, n, cols, w, bias, code, p0, p1, p2 = steps[i][:13]
             st = &self.c_steps[i]
+            st.mode, st.eps = steps[i][13:15] if len(steps[i]) > 13 else (0, 0.0)
             if len(srcs) > 16:
                 raise ValueError("fastdense plan: a step takes at most 16 inputs")
             st.kind = kind
@@ -480,8 +486,10 @@ cdef class Plan:
                 if a is None:
                     continue
                 arr = <cnp.ndarray>a
-                if cnp.PyArray_TYPE(arr) != want or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-                    raise ValueError("fastdense plan: weights must be C-contiguous in the plan dtype")
+                if cnp.PyArray_TYPE(arr) != (cnp.NPY_FLOAT64 if kind == FD_STEP_AFFINE else want) \
+                        or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+                    raise ValueError("fastdense plan: weights must be C-contiguous in the plan dtype "
+                                     "(float64 for an affine step)")
                 self.keep.append(arr)
                 if name == "w":
                     st.w = cnp.PyArray_DATA(arr)
@@ -521,5 +529,7 @@ cdef class Plan:
         cdef void *s = cnp.PyArray_DATA(scratch)
         with nogil:
             rc = fd_plan_run(&self.plan, ins, outs, m, block, s, max_tasks)
+        if rc == FD_PLAN_BAD_ID:
+            raise ValueError("fastdense plan: an embedding id is outside its table")
         if rc != 0:
             raise MemoryError("fastdense: the plan could not allocate scratch memory")

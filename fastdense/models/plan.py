@@ -31,6 +31,7 @@ from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from fastdense.layers.reshaping import Flatten, Reshape
 from fastdense.layers.einsum_dense import EinsumDense
+from fastdense.layers.embedding import Embedding, check_ids
 from fastdense.models import plan_fold, plan_layers
 
 __all__ = ["CompiledPlan", "compile_plan", "run_compiled"]
@@ -57,8 +58,10 @@ class CompiledPlan:
     """A model compiled for one dtype and one set of per-sample input shapes."""
 
     def __init__(self, plan: Any, dtype: np.dtype, out_shapes: list[tuple], sample_elems: int,
-                 block: int, packed: bool = False, macs_per_sample: int = 0) -> None:
+                 block: int, packed: bool = False, macs_per_sample: int = 0,
+                 ids: dict[int, tuple[int, str]] | None = None) -> None:
         self._plan = plan
+        self._ids = ids or {}                    # input index -> (table rows, embedding) for gathers
         self._packed = packed                    # every Dense runs the packed kernel
         self._macs = macs_per_sample             # Dense multiply-adds per sample
         self.dtype = dtype
@@ -124,8 +127,22 @@ class CompiledPlan:
         else:
             outputs = list(out)
         if m:
-            self._execute(arrays if type(arrays) is list else list(arrays), outputs, m)
+            arrays = arrays if type(arrays) is list else list(arrays)
+            if self._ids:
+                arrays = self._ids_as_plan_elements(arrays)
+            self._execute(arrays, outputs, m)
         return outputs
+
+    def _ids_as_plan_elements(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Integer id inputs, checked against their table and stored as the plan's elements
+        (int32 bits in a float32 plan, int64 in a float64 one) for the gather steps."""
+        arrays = list(arrays)
+        id_type = np.int32 if self.dtype == _F32 else np.int64
+        for j, (rows, owner) in self._ids.items():
+            ids = arrays[j]
+            check_ids(ids, rows, owner)
+            arrays[j] = np.ascontiguousarray(ids, dtype=id_type).view(self.dtype)
+        return arrays
 
 
 def _layer_steps(model: Any) -> tuple[list, list[int], list[int]]:
@@ -182,6 +199,11 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     for j, (s, shape) in enumerate(zip(input_slots, sample_shapes)):
         slot_buf[s] = new_buffer(shape, j)
         slot_shape[s] = shape
+    # integer inputs (ids) may feed Embedding layers only: their gather steps read them
+    model_inputs = list(getattr(model, "inputs", None) or [])
+    id_slots = {s: j for j, s in enumerate(input_slots)
+                if j < len(model_inputs) and np.dtype(model_inputs[j].dtype).kind in "iub"}
+    ids: dict[int, tuple[int, str]] = {}
 
     plan_steps: list[tuple] = []
     glu_elems = 0          # per sample
@@ -212,8 +234,16 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
         return w, np.ascontiguousarray(np.zeros(kernel.shape[1]) if bias is None else bias, dtype=dtype)
 
     def materialize(slot: int) -> None:
-        if slot in pending:
-            raise _Unsupported("an affine layer that is not next to a Dense")   # phase B: affine step
+        """Apply a pending affine map as its own step (no Dense next to it to fold it into)."""
+        affine = pending.pop(slot, None)
+        if affine is None:
+            return
+        shape = slot_shape[slot]
+        dst = new_buffer(shape)
+        plan_steps.append((_kernels.STEP_AFFINE, [slot_buf[slot]], dst, math.prod(shape[:-1]), 0, shape[-1], None,
+                           np.ascontiguousarray(affine.scale, np.float64),
+                           np.ascontiguousarray(affine.offset, np.float64), 0, 0.0, 0.0, 0.0))
+        slot_buf[slot] = dst
 
     for layer, kind, ref, extra, kwargs, out_slots, symbolic_extra, _release in steps:
         if extra or symbolic_extra or len(out_slots) != 1 or any(
@@ -228,10 +258,24 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
         in_bufs = [slot_buf[s] for s in srcs]
         out_slot = out_slots[0]
         cls = type(layer)
+        if any(s in id_slots for s in srcs):
+            if cls is not Embedding or uses.get(srcs[0], 0) != 1:
+                raise _Unsupported("integer inputs that feed something other than one Embedding")
+            (shape,) = in_shapes
+            table = layer._values[0]
+            if table.dtype != dtype:
+                raise _Unsupported("layer dtype differs from the plan dtype")
+            ids[id_slots[srcs[0]]] = (table.shape[0], layer._owner())
+            dst = new_buffer(shape + (table.shape[1],))
+            plan_steps.append((_kernels.STEP_GATHER, in_bufs, dst, math.prod(shape), table.shape[0], table.shape[1],
+                               None, np.ascontiguousarray(table), None, 0, 0.0, 0.0, 0.0))
+            slot_buf[out_slot], slot_shape[out_slot] = dst, shapes[dst]
+            continue
         folded_before = pending.get(srcs[0]) if cls is Dense else None
-        for s in srcs:
-            if folded_before is None:
+        if folded_before is None and not isinstance(layer, plan_layers.IDENTITY_LAYERS + plan_fold.FOLDABLE):
+            for s in srcs:   # an affine map waiting for a Dense meets another layer: apply it first
                 materialize(s)
+            in_bufs = [slot_buf[s] for s in srcs]
         if isinstance(layer, plan_layers.IDENTITY_LAYERS):
             (shape,) = in_shapes
             slot_buf[out_slot], slot_shape[out_slot] = in_bufs[0], shape
@@ -248,6 +292,25 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
                 slot_buf[out_slot], slot_shape[out_slot] = in_bufs[0], shape
                 continue
             cls = Activation   # an activation step, as for an Activation layer
+        norm = plan_layers.norm_step(layer, in_shapes[0], dtype) if len(in_shapes) == 1 else None
+        if norm is not None:
+            i = absorbable(srcs[0])
+            if i is not None:   # right after the Dense that wrote it, in place (a row-wise epilogue)
+                dst = in_bufs[0]
+                del writer[dst]
+            else:
+                dst = new_buffer(in_shapes[0])
+            plan_steps.append((_kernels.STEP_NORM, in_bufs, dst, norm.rows, 0, norm.n, None, norm.gamma, norm.beta,
+                               0, 0.0, 0.0, 0.0, norm.kind, norm.eps))
+            slot_buf[out_slot], slot_shape[out_slot] = dst, in_shapes[0]
+            continue
+        alpha = plan_layers.prelu_alpha(layer, in_shapes[0], dtype) if len(in_shapes) == 1 else None
+        if alpha is not None:
+            dst = new_buffer(in_shapes[0])
+            plan_steps.append((_kernels.STEP_PRELU, in_bufs, dst, 1, 0, alpha.size, None, alpha, None,
+                               0, 0.0, 0.0, 0.0))
+            slot_buf[out_slot], slot_shape[out_slot] = dst, in_shapes[0]
+            continue
         if isinstance(layer, plan_fold.FOLDABLE):
             (shape,) = in_shapes
             affine = plan_fold.affine_of(layer, shape[-1] if shape else 0, len(shape))
@@ -350,6 +413,8 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
         slot_shape[out_slot] = shapes[dst]
 
     for s in output_slots:
+        if s in id_slots:
+            raise _Unsupported("an integer input that is also an output")
         materialize(s)
     # outputs: the buffer that holds each output becomes (or is copied into) the output array
     out_shapes = []
@@ -379,7 +444,7 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     packed = bool(dense_kernels) and all(type(w) is ops.PackedKernel and w.packed is not None
                                          for w in dense_kernels)
     macs = sum(step[3] * step[4] * step[5] for step in plan_steps if step[0] == _DENSE)
-    return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed, macs)
+    return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed, macs, ids)
 
 
 def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,
@@ -410,18 +475,23 @@ def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndar
     first = arrays[0]
     dtype = first.dtype
     if dtype is not _F32 and dtype is not _F64 and dtype != _F32 and dtype != _F64:
-        return None   # (identity first: the common case costs no dtype comparison)
+        # integer ids (for Embedding gathers) with float inputs, or alone: float32 plans then
+        dtype = next((a.dtype for a in arrays if a.dtype.kind == "f"), _F32)
+        if dtype != _F32 and dtype != _F64:
+            return None
     char = dtype.char
     if first.ndim < 1 or not first.flags.c_contiguous:
         return None
-    if len(arrays) == 1:
+    if len(arrays) == 1 and first.dtype is dtype:
         key: tuple = (char, record_losses, first.shape[1:])
     else:
         m = first.shape[0]
         for a in arrays:
-            if a.dtype != dtype or a.ndim < 1 or a.shape[0] != m or not a.flags.c_contiguous:
+            if (a.dtype != dtype and a.dtype.kind not in "iu") or a.ndim < 1 or a.shape[0] != m \
+                    or not a.flags.c_contiguous:
                 return None
-        key = (char, record_losses) + tuple(a.shape[1:] for a in arrays)
+        # the array dtypes are part of the key: ids arrive as integers, numbers in the plan dtype
+        key = ("".join(a.dtype.char for a in arrays) + char, record_losses) + tuple(a.shape[1:] for a in arrays)
     cache = model.__dict__.get("_fd_plans")
     entry = cache.get(key) if cache is not None and cache[None] == Layer._weights_epoch else None
     if entry is None:
