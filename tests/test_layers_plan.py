@@ -78,3 +78,22 @@ def test_a_dense_feeding_two_layers_is_not_folded():
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=2e-6, atol=2e-6)
     np.testing.assert_allclose(got[1], x.astype(np.float64) @ dense.kernel + dense.bias, rtol=1e-5, atol=1e-5)
+
+
+def test_affine_maps_travel_through_a_concatenation():
+    from fastdense.layers import Concatenate, Embedding, Flatten
+
+    ids = fastdense.Input((3,), dtype="int32")
+    num = fastdense.Input((4,))
+    normed = Normalization(mean=RNG.standard_normal(4), variance=RNG.uniform(0.5, 2, 4))(num)
+    joined = Concatenate()([Flatten()(Embedding(50, 2)(ids)), normed])
+    out = Dense(3)(ReLU()(random_bn(5)(Dense(5, use_bias=False)(joined))))
+    model = Model([ids, num], [out, normed])   # normed is also an output: applied there as a step
+    xs = [RNG.integers(0, 50, (9, 3)).astype(np.int64), RNG.standard_normal((9, 4)).astype(np.float32)]
+    assert compile_plan(model, [(3,), (4,)], np.float32) is not None
+    for got, want in zip(model.predict(xs), model._run_layers(xs)):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+    bad = xs[0].copy()
+    bad[4, 1] = 50
+    with pytest.raises(ValueError, match=r"expects ids in \[0, 50\), got 50 at index \(4, 1\)"):
+        model.predict([bad, xs[1]])

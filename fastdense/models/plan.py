@@ -272,7 +272,12 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
             slot_buf[out_slot], slot_shape[out_slot] = dst, shapes[dst]
             continue
         folded_before = pending.get(srcs[0]) if cls is Dense else None
-        if folded_before is None and not isinstance(layer, plan_layers.IDENTITY_LAYERS + plan_fold.FOLDABLE):
+        # a last-axis Concatenate carries its inputs' pending affine maps to its output (a Dense
+        # after it folds them all); everything else applies them first
+        carries = cls is Concatenate and layer.axis in (-1, len(in_shapes[0])) and all(
+            len(sh) == len(in_shapes[0]) for sh in in_shapes)
+        if folded_before is None and not carries and not isinstance(
+                layer, plan_layers.IDENTITY_LAYERS + plan_fold.FOLDABLE):
             for s in srcs:   # an affine map waiting for a Dense meets another layer: apply it first
                 materialize(s)
             in_bufs = [slot_buf[s] for s in srcs]
@@ -405,6 +410,9 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
             dst = new_buffer(out_shape)
             plan_steps.append((_CONCAT, in_bufs, dst, math.prod(out_shape[:-1]), 0, sum(cols), cols,
                                None, None, 0, 0.0, 0.0, 0.0))
+            parts = [pending.get(s) for s in srcs]
+            if any(part is not None for part in parts):
+                pending[out_slot] = plan_fold.concatenate(parts, cols)
         elif cls is InputLayer:
             raise _Unsupported("nested input layer")
         else:

@@ -30,7 +30,7 @@ import numpy as np
 from fastdense.layers.normalization import BatchNormalization, FeatureAffine
 from fastdense.layers.preprocessing import Normalization, Rescaling
 
-__all__ = ["affine_of", "compose", "fold_after", "fold_before", "FOLDABLE"]
+__all__ = ["affine_of", "compose", "concatenate", "fold_after", "fold_before", "FOLDABLE"]
 
 FOLDABLE = (BatchNormalization, Normalization, Rescaling)
 
@@ -56,6 +56,13 @@ def affine_of(layer: Any, width: int, rank: int) -> FeatureAffine | None:
 def compose(first: FeatureAffine, second: FeatureAffine) -> FeatureAffine:
     """The affine map ``second(first(x))``."""
     return FeatureAffine(-1, first.scale * second.scale, first.offset * second.scale + second.offset)
+
+
+def concatenate(parts: list[FeatureAffine | None], widths: list[int]) -> FeatureAffine:
+    """The affine map of a last-axis concatenation whose parts carry ``parts`` (None: identity)."""
+    scale = np.concatenate([np.ones(w) if p is None else p.scale for p, w in zip(parts, widths)])
+    offset = np.concatenate([np.zeros(w) if p is None else p.offset for p, w in zip(parts, widths)])
+    return FeatureAffine(-1, scale, offset)
 
 
 def fold_after(kernel: np.ndarray, bias: np.ndarray | None, affine: FeatureAffine) -> tuple[np.ndarray, np.ndarray]:
