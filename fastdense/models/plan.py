@@ -129,19 +129,29 @@ class CompiledPlan:
         if m:
             arrays = arrays if type(arrays) is list else list(arrays)
             if self._ids:
-                arrays = self._ids_as_plan_elements(arrays)
-            self._execute(arrays, outputs, m)
+                given = arrays
+                arrays = self._ids_as_plan_elements(arrays, check=out is not None)
+                try:
+                    self._execute(arrays, outputs, m)
+                except ValueError:   # the gather met an id outside its table: name it
+                    self._ids_as_plan_elements(given, check=True)
+                    raise
+            else:
+                self._execute(arrays, outputs, m)
         return outputs
 
-    def _ids_as_plan_elements(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """Integer id inputs, checked against their table and stored as the plan's elements
-        (int32 bits in a float32 plan, int64 in a float64 one) for the gather steps."""
+    def _ids_as_plan_elements(self, arrays: list[np.ndarray], check: bool) -> list[np.ndarray]:
+        """Integer id inputs stored as the plan's elements (int32 bits in a float32 plan, int64 in
+        a float64 one) for the gather steps, which check every id against the table. Ids that the
+        conversion could wrap into range (wider than int32 in a float32 plan) are checked here
+        first, as are all ids when ``check`` (an ``out=`` array must not be half-written)."""
         arrays = list(arrays)
-        id_type = np.int32 if self.dtype == _F32 else np.int64
+        id_type = np.dtype(np.int32) if self.dtype == _F32 else np.dtype(np.int64)
         for j, (rows, owner) in self._ids.items():
             ids = arrays[j]
-            check_ids(ids, rows, owner)
-            arrays[j] = np.ascontiguousarray(ids, dtype=id_type).view(self.dtype)
+            if check or not np.can_cast(ids.dtype, id_type):
+                check_ids(ids, rows, owner)
+            arrays[j] = (ids if ids.dtype == id_type else ids.astype(id_type)).view(self.dtype)
         return arrays
 
 
