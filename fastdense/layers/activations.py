@@ -55,8 +55,8 @@ class ReLU(_ActivationLayer):
     ``x`` for ``x >= threshold``, ``negative_slope * (x - threshold)`` below it, clipped at ``max_value``.
 
     >>> import numpy as np
-    >>> ReLU(negative_slope=0.1, threshold=1.0)(np.array([[0.0, 2.0]])).tolist()
-    [[-0.1, 2.0]]
+    >>> ReLU(negative_slope=0.5, threshold=1.0)(np.array([[0.0, 2.0]])).tolist()
+    [[-0.5, 2.0]]
     """
 
     def __init__(self, max_value: float | None = None, negative_slope: float = 0.0, threshold: float = 0.0,
@@ -91,8 +91,8 @@ class LeakyReLU(_ActivationLayer):
     """``x`` for ``x >= 0``, ``negative_slope * x`` otherwise (Keras 2's ``alpha=`` is accepted).
 
     >>> import numpy as np
-    >>> LeakyReLU()(np.array([[-1.0]])).round(2).tolist()
-    [[-0.3]]
+    >>> LeakyReLU(negative_slope=0.25)(np.array([[-4.0, 3.0]])).tolist()
+    [[-1.0, 3.0]]
     """
 
     def __init__(self, negative_slope: float = 0.3, **kwargs: Any) -> None:

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-def _fraction(value: Any, argument: str) -> float:
+def _fraction(value: Any, argument: str) -> Any:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not 0 <= value <= 1:
         raise ValueError(
@@ -66,7 +66,7 @@ class _InferenceIdentity(Layer):
 class Identity(_InferenceIdentity):
     """Returns its input unchanged (in training too)."""
 
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
         return inputs
 
 

@@ -11,7 +11,7 @@ float32 ulps).
 >>> bn.build((None, 2))
 >>> bn.set_weights([np.array([2.0, 1.0]), np.array([0.5, 0.0]), np.array([1.0, 0.0]), np.array([4.0, 1.0])])
 >>> bn(np.array([[3.0, 5.0]])).tolist()
-[[1.5, 5.0]]
+[[2.5, 5.0]]
 """
 
 from __future__ import annotations
@@ -269,6 +269,8 @@ def _apply_affine(inputs: np.ndarray, affine: FeatureAffine, dtype: np.dtype) ->
 class _AxesNormalization(Layer):
     """Shared by the layers that normalize each sample over ``axis`` (an int or a list)."""
 
+    axis: Any   # an int, or a sorted list once built (as Keras keeps it)
+
     def _build_axes(self, input_shape: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(axes as non-negative ints, weight shape); turns ``self.axis`` into a sorted list, as Keras."""
         rank = len(input_shape)
@@ -379,8 +381,8 @@ class RMSNormalization(_AxesNormalization):
     """Root-mean-square normalization over ``axis``: ``x / sqrt(mean(x**2) + epsilon) * scale``.
 
     >>> import numpy as np
-    >>> RMSNormalization(epsilon=0.0)(np.array([[3.0, 4.0]])).round(4).tolist()
-    [[0.8485, 1.1314]]
+    >>> RMSNormalization(epsilon=0.0)(np.array([[2.0, -2.0]])).tolist()
+    [[1.0, -1.0]]
     """
 
     def __init__(self, axis: Any = -1, epsilon: float = 1e-6, **kwargs: Any) -> None:
@@ -414,8 +416,8 @@ class UnitNormalization(_AxesNormalization):
     """Scales each sample to unit L2 norm over ``axis``: ``x * min(1 / ||x||, 1e12)``.
 
     >>> import numpy as np
-    >>> UnitNormalization()(np.array([[3.0, 4.0]])).tolist()
-    [[0.6, 0.8]]
+    >>> UnitNormalization()(np.array([[0.0, 2.0]])).tolist()
+    [[0.0, 1.0]]
     """
 
     def __init__(self, axis: Any = -1, **kwargs: Any) -> None:

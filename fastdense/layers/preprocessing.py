@@ -216,7 +216,7 @@ class Rescaling(Layer):
         return config
 
     @classmethod
-    def from_config(cls, config: dict) -> "Rescaling":
+    def from_config(cls, config: dict) -> Layer:
         config = dict(config)
         for key in ("scale", "offset"):
             if isinstance(config.get(key), dict):

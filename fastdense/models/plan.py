@@ -27,11 +27,11 @@ import numpy as np
 from fastdense import _kernels, activations, ops
 from fastdense.layers.base import WEIGHTS_LOCK, Layer
 from fastdense.layers.core import Activation, Dense, Dropout
+from fastdense.layers.einsum_dense import EinsumDense
+from fastdense.layers.embedding import Embedding, check_ids
 from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from fastdense.layers.reshaping import Flatten, Reshape
-from fastdense.layers.einsum_dense import EinsumDense
-from fastdense.layers.embedding import Embedding, check_ids
 from fastdense.models import plan_fold, plan_layers
 
 __all__ = ["CompiledPlan", "compile_plan", "run_compiled"]
