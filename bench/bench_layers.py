@@ -25,9 +25,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from harness import format_ratio, format_table, format_time, import_peer, machine_info, paired_ratio, time_interleaved
+
 import fastdense
-from fastdense.benchmark import format_ratio, format_table, format_time, import_peer, machine_info, paired_ratio, \
-    time_interleaved
 from fastdense.layers import (
     BatchNormalization,
     Concatenate,

@@ -68,6 +68,7 @@ class CompiledPlan:
                  ids: dict[int, tuple[int, str]] | None = None) -> None:
         self._plan = plan
         self._ids = ids or {}                    # input index -> (table rows, embedding) for gathers
+        self._id_type = np.dtype(np.int32) if dtype == _F32 else np.dtype(np.int64)   # the gathers' ids
         self._packed = packed                    # every Dense runs the packed kernel
         self._macs = macs_per_sample             # Dense multiply-adds per sample
         self.dtype = dtype
@@ -152,12 +153,19 @@ class CompiledPlan:
         conversion could wrap into range (wider than int32 in a float32 plan) are checked here
         first, as are all ids when ``check`` (an ``out=`` array must not be half-written)."""
         arrays = list(arrays)
-        id_type = np.dtype(np.int32) if self.dtype == _F32 else np.dtype(np.int64)
+        id_type = self._id_type
         for j, (rows, owner) in self._ids.items():
             ids = arrays[j]
-            if check or not np.can_cast(ids.dtype, id_type):
+            if ids.dtype is not id_type:
+                if ids.dtype != id_type:
+                    if check or not np.can_cast(ids.dtype, id_type):
+                        check_ids(ids, rows, owner)
+                    ids = ids.astype(id_type)
+                elif check:
+                    check_ids(ids, rows, owner)
+            elif check:
                 check_ids(ids, rows, owner)
-            arrays[j] = (ids if ids.dtype == id_type else ids.astype(id_type)).view(self.dtype)
+            arrays[j] = ids.view(self.dtype)
         return arrays
 
 
@@ -646,12 +654,17 @@ def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndar
         key: tuple = (char, record_losses, first.shape[1:])
     else:
         m = first.shape[0]
+        chars = char
+        shapes = []
         for a in arrays:
-            if (a.dtype != dtype and a.dtype.kind not in "iu") or a.ndim < 1 or a.shape[0] != m \
+            d, shape = a.dtype, a.shape
+            if (d is not dtype and d != dtype and d.kind not in "iu") or not shape or shape[0] != m \
                     or not a.flags.c_contiguous:
                 return None
+            chars += d.char
+            shapes.append(shape[1:])
         # the array dtypes are part of the key: ids arrive as integers, numbers in the plan dtype
-        key = ("".join(a.dtype.char for a in arrays) + char, record_losses) + tuple(a.shape[1:] for a in arrays)
+        key = (chars, record_losses, *shapes)
     cache = model._plan_cache
     generation = cache.generation     # read before the plan: see PlanCache
     entry = cache.plans.get(key)
