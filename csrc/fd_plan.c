@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fd_gather.h"
+#include "fd_norm.h"
 #include "fd_plan.h"
 #include "fd_pool.h"
 
@@ -17,6 +19,7 @@ typedef struct {
     char *scratch;
     int lock;
     atomic_long next_block;          /* blocks are claimed as threads get free */
+    atomic_int bad_index;            /* a gather step met an id outside its table */
 } plan_ctx;
 
 /* Where buffer b's rows for samples [r0, ...) are: in the caller's input or output array, or in
@@ -126,6 +129,38 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
         case FD_STEP_COPY:
             memcpy(dst, src0, (size_t)rows * st->n * es);
             break;
+        case FD_STEP_NORM: {
+            const fd_norm norm = {(fd_norm_kind)st->mode, st->eps, st->w, st->bias};
+            if (p->dtype == FD_F32)
+                fd_norm_rows_f32(&norm, (const float *)src0, st->n, (float *)dst, st->n, rows * st->rows, st->n);
+            else
+                fd_norm_rows_f64(&norm, (const double *)src0, st->n, (double *)dst, st->n, rows * st->rows, st->n);
+            break;
+        }
+        case FD_STEP_AFFINE:
+            if (p->dtype == FD_F32)
+                fd_affine_rows_f32((const double *)st->w, (const double *)st->bias, (const float *)src0, st->n,
+                                   (float *)dst, st->n, rows * st->rows, st->n);
+            else
+                fd_affine_rows_f64((const double *)st->w, (const double *)st->bias, (const double *)src0, st->n,
+                                   (double *)dst, st->n, rows * st->rows, st->n);
+            break;
+        case FD_STEP_PRELU:
+            if (p->dtype == FD_F32)
+                fd_prelu_rows_f32((const float *)st->w, (const float *)src0, st->n, (float *)dst, st->n, rows, st->n);
+            else
+                fd_prelu_rows_f64((const double *)st->w, (const double *)src0, st->n, (double *)dst, st->n, rows,
+                                  st->n);
+            break;
+        case FD_STEP_GATHER: {
+            const ptrdiff_t bad = p->dtype == FD_F32
+                ? fd_gather_i32_f32((const int32_t *)src0, rows * st->rows, (const float *)st->w, st->k, st->n,
+                                    (float *)dst)
+                : fd_gather_i64_f64((const int64_t *)src0, rows * st->rows, (const double *)st->w, st->k, st->n,
+                                    (double *)dst);
+            if (bad >= 0) return FD_ERR_INDEX;
+            break;
+        }
         default:
             merge(c, st, p->dtype, r0, scratch, dst, rows * st->n);
         }
@@ -144,6 +179,7 @@ static int run_task(void *ctx, ptrdiff_t t, void *unused)
     for (ptrdiff_t b; (b = atomic_fetch_add(&c->next_block, 1)) < c->nblocks;) {
         ptrdiff_t r0 = b * c->block, rows = c->m - r0 < c->block ? c->m - r0 : c->block;
         const int rc = run_block(c, r0, rows, scratch);
+        if (rc == FD_ERR_INDEX) atomic_store(&c->bad_index, 1);
         if (rc) return rc;
     }
     return 0;
@@ -195,6 +231,18 @@ int fd_plan_check(const fd_plan *p)
                 !is_product(out_width, st->rows, halves ? st->n / 2 : st->n))
                 return FD_ERR_ARG;
             break;
+        case FD_STEP_NORM: case FD_STEP_AFFINE: case FD_STEP_PRELU:
+            if (st->nsrc != 1 || in_width != out_width ||
+                !is_product(out_width, st->kind == FD_STEP_PRELU ? 1 : st->rows, st->n) ||
+                (st->kind == FD_STEP_NORM ? st->mode < FD_NORM_LAYER || st->mode > FD_NORM_UNIT || !(st->eps >= 0)
+                                          : st->w == NULL || (st->kind == FD_STEP_AFFINE && st->bias == NULL)))
+                return FD_ERR_ARG;
+            break;
+        case FD_STEP_GATHER:
+            if (st->nsrc != 1 || st->w == NULL || st->k < 1 || in_width != st->rows ||
+                !is_product(out_width, st->rows, st->n))
+                return FD_ERR_ARG;
+            break;
         case FD_STEP_CONCAT: {
             if (st->cols == NULL || !is_product(out_width, st->rows, st->n)) return FD_ERR_ARG;
             ptrdiff_t total = 0;
@@ -228,6 +276,7 @@ int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *output
     c.block = block;
     c.nblocks = (m + block - 1) / block;
     atomic_init(&c.next_block, 0);
+    atomic_init(&c.bad_index, 0);
     /* the caller asks for several tasks only where fastdense's pool threads the plan (its own
        thread policy, or every dense step on the packed kernel) */
     c.lock = !fd_own_threading();
@@ -242,5 +291,5 @@ int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *output
     fd_busy_enter();
     int rc = fd_pool_run(&(fd_tasks){run_task, &c, c.ntasks, 0}, (int)c.ntasks - 1);
     fd_busy_leave();
-    return rc;
+    return atomic_load(&c.bad_index) ? FD_ERR_INDEX : rc;
 }

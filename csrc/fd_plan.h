@@ -9,6 +9,13 @@
 typedef enum fd_step_kind {
     FD_STEP_DENSE = 0, FD_STEP_ACT, FD_STEP_ADD, FD_STEP_SUB, FD_STEP_MUL, FD_STEP_AVG,
     FD_STEP_MAX, FD_STEP_MIN, FD_STEP_CONCAT, FD_STEP_COPY,
+    /* issue 13: the other layers of Dense networks (docs/layers.md) */
+    FD_STEP_NORM,     /* row-wise normalization of rows x n per sample (fd_norm.h): mode = its
+                         fd_norm_kind, eps; w = gamma, bias = beta (n values, or NULL) */
+    FD_STEP_AFFINE,   /* y = x * w + bias per column of rows x n: w and bias n float64 values */
+    FD_STEP_PRELU,    /* y = x >= 0 ? x : w[j] * x over a sample's n values */
+    FD_STEP_GATHER,   /* rows ids per sample (int32 bits in a float32 plan, int64 in a float64 one)
+                         -> rows of the (k, n) table w; an id outside [0, k): FD_ERR_INDEX */
     FD_STEP_KIND_COUNT
 } fd_step_kind;
 
@@ -25,6 +32,8 @@ typedef struct {
     const void *w, *bias;            /* dense: row-major (k, n) kernel and (n,) bias or NULL */
     const float *wpack;              /* dense, f32: w packed by fd_pack_f32, or NULL */
     fd_act act;                      /* dense, act */
+    int mode;                        /* norm: fd_norm_kind */
+    double eps;                      /* norm: epsilon */
 } fd_step;
 
 /* One per-sample buffer (fastdense.models.plan_steps.PlanBuffer). */

@@ -10,6 +10,7 @@ cdef extern from "fd_status.h" nogil:
         FD_ERR_NOMEM
         FD_ERR_ARG
         FD_ERR_LIMIT
+        FD_ERR_INDEX
 
 
 cdef extern from "fd_cpu.h" nogil:
@@ -131,6 +132,10 @@ cdef extern from "fd_plan.h" nogil:
         FD_STEP_MIN
         FD_STEP_CONCAT
         FD_STEP_COPY
+        FD_STEP_NORM
+        FD_STEP_AFFINE
+        FD_STEP_PRELU
+        FD_STEP_GATHER
         FD_STEP_KIND_COUNT
     ctypedef struct fd_step:
         int kind
@@ -143,6 +148,8 @@ cdef extern from "fd_plan.h" nogil:
         const void *bias
         const float *wpack
         fd_act act
+        int mode
+        double eps
     ctypedef struct fd_buffer:
         ptrdiff_t width
         int input_index

@@ -29,6 +29,8 @@ def _status_error(int rc, str what):
         return MemoryError(f"fastdense: {what}: out of memory")
     if rc == FD_ERR_LIMIT:
         return PlanLimitError(f"fastdense: {what}: exceeds a limit of the compiled kernel")
+    if rc == FD_ERR_INDEX:
+        return ValueError(f"fastdense: {what}: an embedding id is outside its table")
     return ValueError(f"fastdense: {what}: invalid argument (status {rc})")
 
 
@@ -483,6 +485,8 @@ cdef class Plan:
             st.act.p[0] = 0.0 if act is None else act.p0
             st.act.p[1] = 0.0 if act is None else act.p1
             st.act.p[2] = 0.0 if act is None else act.p2
+            st.mode = step.mode
+            st.eps = step.eps
             st.w = NULL
             st.wpack = NULL
             st.bias = NULL
@@ -495,10 +499,11 @@ cdef class Plan:
             for name, a in (("w", w), ("bias", step.bias)):
                 if a is None:
                     continue
-                if not isinstance(a, np.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>a) != want \
-                        or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+                # (an affine step's scale and offset are float64 in every plan)
+                if not isinstance(a, np.ndarray) or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a) \
+                        or cnp.PyArray_TYPE(<cnp.ndarray>a) != (cnp.NPY_FLOAT64 if st.kind == FD_STEP_AFFINE else want):
                     raise ValueError("fastdense plan: weights must be C-contiguous arrays in the plan dtype")
-                expected = st.k * st.n if name == "w" else st.n
+                expected = st.k * st.n if name == "w" and st.kind in (FD_STEP_DENSE, FD_STEP_GATHER) else st.n
                 if (<cnp.ndarray>a).size != expected:
                     raise ValueError(f"fastdense plan: step {i}'s {name} has {(<cnp.ndarray>a).size} "
                                      f"elements, expected {expected}")

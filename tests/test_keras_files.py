@@ -116,7 +116,9 @@ def weights_by_name(model_file):
     return {name: arrays for name, arrays in model_file.layer_weights}
 
 
-@pytest.mark.parametrize("filename", FIXTURE_FILES)
+# the NumPy reference below knows Dense networks; the "layers" fixtures (normalization, embedding
+# ...) are checked against Keras's outputs in test_layers_fixtures.py
+@pytest.mark.parametrize("filename", [f for f in FIXTURE_FILES if INDEX[f.split(".")[0]].get("group") != "layers"])
 def test_reader_weights_reproduce_keras_outputs(filename):
     name = filename.split(".")[0]
     content = read_model_file(FIXTURES / filename)
@@ -149,7 +151,8 @@ def test_keras_archive_weights_match_raw_h5(name):
         assert archive.names[path] == layer_name
 
 
-@pytest.mark.parametrize("name", KERAS3)
+# (a .keras file of a LoRA Dense holds the merged kernel and the bias, its .h5 every variable)
+@pytest.mark.parametrize("name", [n for n in KERAS3 if n != "lora_dense"])
 def test_h5_and_keras_fixtures_hold_the_same_weights(name):
     a = weights_by_name(read_model_file(FIXTURES / f"{name}.keras"))
     b = weights_by_name(read_model_file(FIXTURES / f"{name}.h5"))

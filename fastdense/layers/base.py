@@ -58,6 +58,8 @@ __all__ = [
 Shape = tuple  # tuple of int | None
 
 _FLOAT_DTYPES = ("float32", "float64")
+# Weights may also be integers (a preprocessing Normalization's sample count is int32 in Keras).
+_WEIGHT_DTYPES = _FLOAT_DTYPES + ("int32", "int64")
 
 # --------------------------------------------------------------------------
 # Names
@@ -506,7 +508,7 @@ class Layer:
         shape = standardize_shape(shape, "weight shape")
         if any(dim is None for dim in shape):
             raise ValueError(f"Layer '{self.name}': weight shape must be fully defined, got {shape}")
-        dtype_name = self._dtype if dtype is None else standardize_dtype(dtype)
+        dtype_name = self._dtype if dtype is None else standardize_dtype(dtype, _WEIGHT_DTYPES)
         if name is None:
             name = f"weight_{len(self._weight_specs)}"
         init = initializers.get("glorot_uniform" if initializer is None else initializer)

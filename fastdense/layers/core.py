@@ -18,7 +18,7 @@ import numpy as np
 
 from fastdense import activations, constraints, initializers, ops, regularizers
 from fastdense.layers.base import InputSpec, Layer, standardize_shape
-from fastdense.saving.serialization import register_builtin
+from fastdense.saving.serialization import check_number, register_builtin
 
 __all__ = ["Dense", "Activation", "Dropout"]
 
@@ -100,10 +100,6 @@ class Dense(Layer):
         quantization_config: Any = None,
         **kwargs: Any,
     ) -> None:
-        if lora_rank is not None or lora_alpha is not None:
-            raise ValueError(
-                f"fastdense Dense does not support LoRA; expected lora_rank=None, got lora_rank={lora_rank!r}"
-            )
         if quantization_config is not None:
             raise ValueError(
                 "fastdense Dense does not support quantization; expected quantization_config=None, "
@@ -122,6 +118,15 @@ class Dense(Layer):
         self._fast: _FastPath | None = None
         self._packed: tuple | None = None  # (the _values it was made from, kernel for the op)
         self.activation = activation  # resolves and prepares the fused op
+        # --- LoRA (issue 13): the low-rank update, merged into the served kernel
+        if lora_rank is not None:
+            lora_rank = _positive_int(lora_rank, "lora_rank")
+        if lora_alpha is not None:
+            lora_alpha = check_number("Dense", "lora_alpha", lora_alpha, minimum=0.0, strict=True)
+        self.lora_rank = lora_rank
+        self.lora_alpha = lora_alpha if lora_alpha is not None else lora_rank
+        self.lora_enabled = False
+        # --- end LoRA
 
     # The activation is resolved once; the op gets it fused when the kernel can.
     @property
@@ -147,7 +152,8 @@ class Dense(Layer):
         """The kernel, shape ``(input_dim, units)`` (read-only; use ``set_weights``)."""
         if not self.built:
             raise AttributeError(f"Dense '{self.name}' has no kernel yet: it is not built")
-        return self._values[0]
+        values = self._values
+        return self._merged_kernel(values) if self.lora_enabled else values[0]
 
     @property
     def bias(self) -> np.ndarray | None:
@@ -183,6 +189,9 @@ class Dense(Layer):
                 constraint=self.bias_constraint,
             )
         self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
+        if self.lora_rank:  # LoRA (issue 13)
+            self.built = True
+            self.enable_lora(self.lora_rank, self.lora_alpha)
 
     def _refresh_cache(self) -> None:
         # The fast path skips the generic checks, so enable it only when the
@@ -192,7 +201,7 @@ class Dense(Layer):
             not self.built
             or type(self).call is not Dense.call
             or self._activity_regularizer is not None
-            or len(self._weight_specs) != 1 + self.use_bias
+            or len(self._weight_specs) != 1 + self.use_bias + 2 * self.lora_enabled
         ):
             self._fast = None
             return
@@ -224,7 +233,7 @@ class Dense(Layer):
         packed = self._packed
         if packed is not None and packed[0] is values:
             return packed[1]
-        kernel = values[0]
+        kernel = self._merged_kernel(values) if self.lora_enabled else values[0]
         if kernel.dtype == np.float32 and kernel.ndim == 2 and kernel.flags.c_contiguous \
                 and not kernel.flags.writeable and ops.packed_available():
             kernel = ops.PackedKernel(kernel)
@@ -257,7 +266,62 @@ class Dense(Layer):
                 "quantization_config": None,
             }
         )
+        if self.lora_rank:
+            config["lora_rank"] = self.lora_rank
+            config["lora_alpha"] = self.lora_alpha
         return config
+
+    # ------------------------------------------------------------------ LoRA (issue 13)
+    # Weights in Keras's order: kernel, bias, lora_kernel_a, lora_kernel_b (the kernel becomes
+    # non-trainable, so legacy .h5 files list bias, lora_kernel_a, lora_kernel_b, kernel).
+    # Calls serve kernel + (lora_alpha / lora_rank) * lora_kernel_a @ lora_kernel_b, merged
+    # once per set of weights (by _pack); a .keras file stores that merged kernel and the
+    # bias only, as Keras writes it, and loading one sets the LoRA matrices to zeros.
+
+    def enable_lora(self, rank: int, lora_alpha: float | None = None, a_initializer: Any = "he_uniform",
+                    b_initializer: Any = "zeros") -> None:
+        """Add the LoRA matrices ``lora_kernel_a (input_dim, rank)`` and ``lora_kernel_b (rank, units)``."""
+        if self.kernel_constraint:
+            raise ValueError(
+                "Lora is incompatible with kernel constraints. In order to enable lora on this layer, "
+                "remove the `kernel_constraint` argument."
+            )
+        if not self.built:
+            raise ValueError("Cannot enable lora on a layer that isn't yet built.")
+        if self.lora_enabled:
+            raise ValueError("lora is already enabled. This can only be done once per layer.")
+        rank = _positive_int(rank, "rank")
+        input_dim, units = self._values[0].shape
+        self.add_weight("lora_kernel_a", (input_dim, rank), a_initializer, self.kernel_regularizer, dtype="float32")
+        self.add_weight("lora_kernel_b", (rank, units), b_initializer, self.kernel_regularizer, dtype="float32")
+        self._weight_specs = (self._weight_specs[0]._replace(trainable=False),) + self._weight_specs[1:]
+        self.lora_enabled = True
+        self.lora_rank = rank
+        self.lora_alpha = lora_alpha if lora_alpha is not None else rank
+        self._refresh_cache()
+
+    def _merged_kernel(self, values: tuple) -> np.ndarray:
+        """kernel + (lora_alpha / lora_rank) * A @ B, in float64, as a read-only array of the kernel dtype."""
+        kernel, a, b = values[0], values[-2], values[-1]
+        delta = (self.lora_alpha / self.lora_rank) * (a.astype(np.float64) @ b.astype(np.float64))
+        merged = np.ascontiguousarray(kernel + delta, dtype=kernel.dtype)
+        merged.flags.writeable = False
+        return merged
+
+    def _keras_store_values(self) -> list[np.ndarray]:
+        """The arrays Keras keeps in a .keras file for this layer: the merged kernel, then the bias."""
+        if not self.lora_enabled:
+            return self.get_weights()
+        values = self._values
+        return [np.array(self._merged_kernel(values))] + ([np.array(values[1])] if self.use_bias else [])
+
+    def _weights_from_keras_store(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """``set_weights`` arguments for the arrays of a .keras file (LoRA matrices zeroed, as Keras)."""
+        if not self.lora_enabled or len(arrays) != 1 + self.use_bias:
+            return arrays
+        a, b = self._values[-2], self._values[-1]
+        return list(arrays) + [np.zeros(a.shape, a.dtype), np.zeros(b.shape, b.dtype)]
+    # ------------------------------------------------------------------ end LoRA
 
 
 @register_builtin("keras.layers", "Activation")

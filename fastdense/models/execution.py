@@ -91,7 +91,10 @@ class ModelInputs:
                         f"Input '{tensor.name}' of model '{self.model_name}' expects a numeric array, "
                         f"got {type(value).__name__} with dtype {array.dtype}"
                     )
-                array = array.astype(dtype, copy=False)
+                # integer ids for an integer input stay as they are (issue 13: a cast could wrap
+                # an out-of-range id into range; Embedding checks every id of any integer dtype)
+                if not (dtype.kind in "iu" and array.dtype.kind in "iu"):
+                    array = array.astype(dtype, copy=False)
             shape = tensor.shape
             if array.ndim != len(shape) or any(
                 d is not None and d != a for d, a in zip(shape, array.shape)

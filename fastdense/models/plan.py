@@ -25,10 +25,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fastdense import _kernels, activations, ops
+from fastdense.layers.activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from fastdense.layers.base import WEIGHTS_LOCK
 from fastdense.layers.core import Activation, Dense, Dropout
+from fastdense.layers.einsum_dense import EinsumDense
+from fastdense.layers.embedding import Embedding, check_ids
 from fastdense.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from fastdense.layers.normalization import LayerNormalization, RMSNormalization, UnitNormalization
 from fastdense.layers.reshaping import Flatten, Reshape
+from fastdense.models import plan_fold, plan_layers
 from fastdense.models.node_steps import ARG_LIST, ARG_TENSOR, NodeStep
 from fastdense.models.plan_steps import PlanBuffer, PlanStep
 
@@ -36,6 +41,8 @@ __all__ = ["CompiledPlan", "PlanCache", "compile_plan", "run_compiled"]
 
 # step kinds and tuning constants come from the kernel (csrc/fd_plan.h, csrc/fd_tune.h via _kernels.pxd)
 _DENSE, _ACT, _CONCAT, _COPY = _kernels.FD_STEP_DENSE, _kernels.FD_STEP_ACT, _kernels.FD_STEP_CONCAT, _kernels.FD_STEP_COPY
+_NORM, _AFFINE, _PRELU, _GATHER = (_kernels.FD_STEP_NORM, _kernels.FD_STEP_AFFINE, _kernels.FD_STEP_PRELU,
+                                   _kernels.FD_STEP_GATHER)
 _MERGES = {Add: _kernels.FD_STEP_ADD, Subtract: _kernels.FD_STEP_SUB, Multiply: _kernels.FD_STEP_MUL,
            Average: _kernels.FD_STEP_AVG, Maximum: _kernels.FD_STEP_MAX, Minimum: _kernels.FD_STEP_MIN}
 
@@ -57,8 +64,11 @@ class CompiledPlan:
     """A model compiled for one dtype and one set of per-sample input shapes."""
 
     def __init__(self, plan: Any, dtype: np.dtype, out_shapes: list[tuple], sample_elems: int,
-                 block: int, packed: bool = False, macs_per_sample: int = 0) -> None:
+                 block: int, packed: bool = False, macs_per_sample: int = 0,
+                 ids: dict[int, tuple[int, str]] | None = None) -> None:
         self._plan = plan
+        self._ids = ids or {}                    # input index -> (table rows, embedding) for gathers
+        self._id_type = np.dtype(np.int32) if dtype == _F32 else np.dtype(np.int64)   # the gathers' ids
         self._packed = packed                    # every Dense runs the packed kernel
         self._macs = macs_per_sample             # Dense multiply-adds per sample
         self.dtype = dtype
@@ -124,8 +134,39 @@ class CompiledPlan:
         else:
             outputs = list(out)
         if m:
-            self._execute(arrays if type(arrays) is list else list(arrays), outputs, m)
+            arrays = arrays if type(arrays) is list else list(arrays)
+            if self._ids:
+                given = arrays
+                arrays = self._ids_as_plan_elements(arrays, check=out is not None)
+                try:
+                    self._execute(arrays, outputs, m)
+                except ValueError:   # the gather met an id outside its table: name it
+                    self._ids_as_plan_elements(given, check=True)
+                    raise
+            else:
+                self._execute(arrays, outputs, m)
         return outputs
+
+    def _ids_as_plan_elements(self, arrays: list[np.ndarray], check: bool) -> list[np.ndarray]:
+        """Integer id inputs stored as the plan's elements (int32 bits in a float32 plan, int64 in
+        a float64 one) for the gather steps, which check every id against the table. Ids that the
+        conversion could wrap into range (wider than int32 in a float32 plan) are checked here
+        first, as are all ids when ``check`` (an ``out=`` array must not be half-written)."""
+        arrays = list(arrays)
+        id_type = self._id_type
+        for j, (rows, owner) in self._ids.items():
+            ids = arrays[j]
+            if ids.dtype is not id_type:
+                if ids.dtype != id_type:
+                    if check or not np.can_cast(ids.dtype, id_type):
+                        check_ids(ids, rows, owner)
+                    ids = ids.astype(id_type)
+                elif check:
+                    check_ids(ids, rows, owner)
+            elif check:
+                check_ids(ids, rows, owner)
+            arrays[j] = ids.view(self.dtype)
+        return arrays
 
 
 def _layer_steps(model: Any) -> tuple[list[NodeStep], list[int], list[int]]:
@@ -177,6 +218,13 @@ class _PlanBuilder:
         self.steps: list[PlanStep] = []
         self.glu_elems = 0                      # glu scratch per sample
         self.max_rows_per_sample = 1
+        # issue 13 (folding and fusing, docs/layers.md):
+        self.sole_reader = False                # the step being emitted is its sources' only reader
+        self.linear_dense: dict[int, int] = {}  # buffer -> index of the linear Dense step that wrote it
+        self.pending: dict[int, Any] = {}       # buffer -> FeatureAffine it waits for (not written yet)
+        self.pending_src: dict[int, int] = {}   # such a buffer -> the buffer the map applies to
+        self.id_inputs: dict[int, int] = {}     # buffer of an integer model input -> input index
+        self.ids: dict[int, tuple[int, str]] = {}   # input index -> (table rows, Embedding) of its gather
 
     def new_buffer(self, shape: tuple, input_index: int = -1) -> int:
         self.buffers.append(PlanBuffer(math.prod(shape), input_index))
@@ -188,6 +236,37 @@ class _PlanBuilder:
         dst = self.new_buffer(out_shape)
         self.steps.append(step._replace(dst=dst))
         return dst, out_shape
+
+    def absorbing_dense(self, src: int) -> int | None:
+        """The step of a linear Dense that wrote ``src`` for the step being emitted alone, which
+        can take that step's elementwise work into its own weights or epilogue; else None."""
+        return self.linear_dense.get(src) if self.sole_reader else None
+
+    def pend(self, src: int, affine: Any, shape: tuple) -> tuple[int, tuple]:
+        """A buffer that will hold ``affine(src)``: folded into the Dense that reads it, or
+        written by an affine step when something else does (:meth:`materialize`)."""
+        if src in self.pending:
+            affine, src = plan_fold.compose(self.pending[src], affine), self.pending_src[src]
+        dst = self.new_buffer(shape)
+        self.pending[dst], self.pending_src[dst] = affine, src
+        return dst, shape
+
+    def materialize(self, buf: int) -> None:
+        """Write a pending buffer with an affine step (no Dense reads it to fold the map in)."""
+        affine = self.pending.pop(buf, None)
+        if affine is not None:
+            shape = self.shapes[buf]
+            self.steps.append(PlanStep(_AFFINE, (self.pending_src.pop(buf),), buf, rows=math.prod(shape[:-1]),
+                                       n=shape[-1], w=np.ascontiguousarray(affine.scale, np.float64),
+                                       bias=np.ascontiguousarray(affine.offset, np.float64)))
+
+    def dense_weights(self, kernel: np.ndarray, bias: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Folded float64 weights in the plan dtype, the kernel packed when it helps."""
+        w = np.ascontiguousarray(kernel, dtype=self.dtype)
+        w.flags.writeable = False
+        if self.dtype == _F32 and ops.packed_available():
+            w = ops.PackedKernel(w)
+        return w, np.ascontiguousarray(bias, dtype=self.dtype)
 
 
 # One emitter per layer type the plan takes (exact types: a subclass may compute something
@@ -201,7 +280,7 @@ def _emit_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: l
     kernel, bias = values[0], (values[1] if layer.use_bias else None)
     if kernel.dtype != b.dtype or (bias is not None and bias.dtype != b.dtype):
         raise _Unsupported("layer dtype differs from the plan dtype")
-    if not shape or shape[-1] != kernel.shape[0] or len(values) != 1 + layer.use_bias:
+    if not shape or shape[-1] != kernel.shape[0] or len(values) != 1 + layer.use_bias + 2 * layer.lora_enabled:
         raise _Unsupported("Dense input does not match its kernel")
     act = _kernel_activation(layer.activation)
     n = kernel.shape[1]
@@ -211,11 +290,24 @@ def _emit_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: l
     if act.halves:
         b.glu_elems = max(b.glu_elems, t * n)
     b.max_rows_per_sample = max(b.max_rows_per_sample, t)
-    packed = layer._pack(values)    # the layer's packed kernel for these weights
-    step = PlanStep(_DENSE, srcs, -1, rows=t, k=kernel.shape[0], n=n,
-                    w=packed if type(packed) is ops.PackedKernel else np.ascontiguousarray(kernel),
-                    bias=None if bias is None else np.ascontiguousarray(bias), act=act)
-    return b.add(step, shape[:-1] + (n // 2 if act.halves else n,))
+    packed = layer._pack(values)    # the layer's packed kernel for these weights (LoRA: merged)
+    affine = b.pending.get(srcs[0])
+    if affine is not None:          # an affine layer before this Dense: folded into its weights
+        w, bias = b.dense_weights(*plan_fold.fold_before(_plain(packed), bias, affine))
+        srcs = (b.pending_src[srcs[0]],)
+    else:
+        w = packed if type(packed) is ops.PackedKernel else np.ascontiguousarray(packed)
+        bias = None if bias is None else np.ascontiguousarray(bias)
+    step = PlanStep(_DENSE, srcs, -1, rows=t, k=kernel.shape[0], n=n, w=w, bias=bias, act=act)
+    dst, out_shape = b.add(step, shape[:-1] + (n // 2 if act.halves else n,))
+    if act.code == _kernel_activation(activations.linear).code:
+        b.linear_dense[dst] = len(b.steps) - 1
+    return dst, out_shape
+
+
+def _plain(kernel: Any) -> np.ndarray:
+    """The (k, n) array of a plan kernel (a PackedKernel keeps its plain copy)."""
+    return kernel.kernel if type(kernel) is ops.PackedKernel else kernel
 
 
 def _emit_activation(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
@@ -256,14 +348,129 @@ def _emit_concat(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: 
     return b.add(PlanStep(_CONCAT, srcs, -1, rows=math.prod(out_shape[:-1]), n=sum(cols), cols=cols), out_shape)
 
 
+# ---- issue 13: the other layers of Dense networks (docs/layers.md) ----
+
+def _emit_identity(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    """Noise, spatial dropout, ActivityRegularization, Identity: no step at all."""
+    return srcs[0], in_shapes[0]
+
+
+def _emit_activation_layer(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
+                           ) -> tuple[int, tuple]:
+    """ReLU, LeakyReLU, ELU, last-axis Softmax: into the epilogue of the linear Dense before them."""
+    function = plan_layers.activation_function(layer)
+    if function is None:
+        raise _Unsupported(f"{type(layer).__name__} off the last axis")
+    act = _kernel_activation(function)
+    i = b.absorbing_dense(srcs[0])
+    if i is None or act.halves:
+        (shape,) = in_shapes
+        return b.add(PlanStep(_ACT, srcs, -1, rows=math.prod(shape[:-1]), n=shape[-1], act=act), shape)
+    b.steps[i] = b.steps[i]._replace(act=act)
+    del b.linear_dense[srcs[0]]
+    return srcs[0], in_shapes[0]
+
+
+def _emit_affine(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    """BatchNormalization, Normalization, Rescaling: folded into the Dense before or after them."""
+    (shape,) = in_shapes
+    affine = plan_fold.affine_of(layer, shape[-1] if shape else 0, len(shape))
+    if affine is None:
+        raise _Unsupported("an affine layer off the last axis")
+    i = b.absorbing_dense(srcs[0])
+    if i is not None:
+        step = b.steps[i]
+        w, bias = b.dense_weights(*plan_fold.fold_after(_plain(step.w), step.bias, affine))
+        b.steps[i] = step._replace(w=w, bias=bias)
+        return srcs[0], shape
+    return b.pend(srcs[0], affine, shape)
+
+
+def _emit_norm(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    """Layer/RMS/UnitNormalization over the last axis: a row-wise step, in place after a Dense."""
+    (shape,) = in_shapes
+    norm = plan_layers.norm_step(layer, shape, b.dtype)
+    if norm is None:
+        raise _Unsupported("a normalization over axes other than the last")
+    step = PlanStep(_NORM, srcs, -1, rows=norm.rows, n=norm.n, w=norm.gamma, bias=norm.beta, mode=norm.kind,
+                    eps=norm.eps)
+    if b.absorbing_dense(srcs[0]) is not None:   # the rows the Dense just wrote, still in cache
+        del b.linear_dense[srcs[0]]
+        b.steps.append(step._replace(dst=srcs[0]))
+        return srcs[0], shape
+    return b.add(step, shape)
+
+
+def _emit_prelu(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    (shape,) = in_shapes
+    alpha = plan_layers.prelu_alpha(layer, shape, b.dtype)
+    if alpha is None:
+        raise _Unsupported("PReLU alpha does not fit the input")
+    return b.add(PlanStep(_PRELU, srcs, -1, n=alpha.size, w=alpha), shape)
+
+
+def _emit_einsum_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
+                       ) -> tuple[int, tuple]:
+    form = plan_layers.einsum_dense_step(layer, in_shapes[0], b.dtype)
+    if form is None:
+        raise _Unsupported("an EinsumDense whose bias or activation is not fused")
+    act = _kernel_activation(form.activation)
+    if act.halves:
+        raise _Unsupported("glu after an EinsumDense")
+    b.max_rows_per_sample = max(b.max_rows_per_sample, form.rows)
+    w = form.kernel if type(form.kernel) is ops.PackedKernel else np.ascontiguousarray(form.kernel, b.dtype)
+    bias = None if form.bias is None else np.ascontiguousarray(form.bias, b.dtype)
+    return b.add(PlanStep(_DENSE, srcs, -1, rows=form.rows, k=form.k, n=form.n, w=w, bias=bias, act=act),
+                 form.out_shape)
+
+
+def _emit_embedding(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    """Rows of the table gathered for the ids of an integer model input."""
+    (shape,) = in_shapes
+    j = b.id_inputs.get(srcs[0])
+    table = layer._values[0]
+    if j is None or not b.sole_reader or table.dtype != b.dtype:
+        raise _Unsupported("an Embedding not fed by an integer model input of its own")
+    b.ids[j] = (table.shape[0], layer._owner())
+    step = PlanStep(_GATHER, srcs, -1, rows=math.prod(shape), k=table.shape[0], n=table.shape[1],
+                    w=np.ascontiguousarray(table))
+    return b.add(step, shape + (table.shape[1],))
+
+
+def _emit_concat_carrying(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
+                          ) -> tuple[int, tuple]:
+    """A last-axis Concatenate of pending buffers: concatenates what they apply to and carries
+    their maps to its output (a Dense after it folds them all)."""
+    parts = [b.pending.get(s) for s in srcs]
+    raw = tuple(b.pending_src.get(s, s) for s in srcs)
+    dst, shape = _emit_concat(b, layer, raw, in_shapes)
+    if all(p is None for p in parts):
+        return dst, shape
+    return b.pend(dst, plan_fold.concatenate(parts, [sh[-1] for sh in in_shapes]), shape)
+
+
+_ISSUE13_EMITTERS: dict[type, Callable[[_PlanBuilder, Any, tuple[int, ...], list[tuple]], tuple[int, tuple]]] = {
+    **{cls: _emit_identity for cls in plan_layers.IDENTITY_LAYERS},
+    **{cls: _emit_activation_layer for cls in (ReLU, LeakyReLU, ELU, Softmax)},
+    **{cls: _emit_affine for cls in plan_fold.FOLDABLE},
+    **{cls: _emit_norm for cls in (LayerNormalization, RMSNormalization, UnitNormalization)},
+    PReLU: _emit_prelu,
+    EinsumDense: _emit_einsum_dense,
+    Embedding: _emit_embedding,
+}
+# layers that read a pending buffer as it is (the rest get it written first)
+_READS_PENDING = {Dense, Concatenate, *plan_layers.IDENTITY_LAYERS, *plan_fold.FOLDABLE}
+
+
 _EMITTERS: dict[type, Callable[[_PlanBuilder, Any, tuple[int, ...], list[tuple]], tuple[int, tuple]]] = {
     Dense: _emit_dense,
     Activation: _emit_activation,
     Dropout: _emit_view,
     Flatten: _emit_view,
     Reshape: _emit_view,
-    Concatenate: _emit_concat,
+    Concatenate: _emit_concat_carrying,
     **{cls: _emit_merge for cls in _MERGES},
+    **_ISSUE13_EMITTERS,
 }
 
 
@@ -272,13 +479,22 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     b = _PlanBuilder(dtype)
     slot_buf: dict[int, int] = {}       # slot -> buffer
     slot_shape: dict[int, tuple] = {}   # slot -> per-sample shape (buffers can be reshaped views)
+    model_inputs = list(getattr(model, "inputs", None) or [])
     for j, (s, shape) in enumerate(zip(input_slots, sample_shapes)):
         slot_buf[s] = b.new_buffer(shape, j)
         slot_shape[s] = shape
+        if j < len(model_inputs) and np.dtype(model_inputs[j].dtype).kind in "iub":
+            b.id_inputs[slot_buf[s]] = j     # ids: only an Embedding's gather reads them
+    reads: dict[int, int] = dict.fromkeys(output_slots, 1)   # how often each slot is read
+    for step in steps:
+        for s in (step.ref if step.arg_kind == ARG_LIST else [step.ref] if step.arg_kind == ARG_TENSOR else []):
+            reads[s] = reads.get(s, 0) + 1
 
     for step in steps:
         layer = step.layer
-        if step.extra or step.kwargs or step.symbolic_extra or len(step.out_slots) != 1:
+        # (Keras writes mask=None and training=False into node configs: nothing to compute)
+        if step.extra or step.symbolic_extra or len(step.out_slots) != 1 or any(
+                key not in ("mask", "training") or value not in (None, False) for key, value in step.kwargs.items()):
             raise _Unsupported("layer call with extra arguments")
         if record_losses and getattr(layer, "_activity_regularizer", None) is not None:
             raise _Unsupported("activity regularizer records the outputs")
@@ -292,8 +508,18 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
         if emit is None:
             raise _Unsupported(f"layer type {type(layer).__name__}")
         out_slot = step.out_slots[0]
+        if type(layer) not in _READS_PENDING:
+            for s in srcs:
+                b.materialize(slot_buf[s])
+        if type(layer) is not Embedding and any(slot_buf[s] in b.id_inputs for s in srcs):
+            raise _Unsupported("integer inputs that feed something other than an Embedding")
+        b.sole_reader = all(reads.get(s, 0) == 1 for s in srcs)
         slot_buf[out_slot], slot_shape[out_slot] = emit(
             b, layer, tuple(slot_buf[s] for s in srcs), [slot_shape[s] for s in srcs])
+    for s in output_slots:
+        if slot_buf[s] in b.id_inputs:
+            raise _Unsupported("an integer input that is also an output")
+        b.materialize(slot_buf[s])
 
     # outputs: the buffer that holds each output becomes (or is copied into) the output array
     buffers = b.buffers
@@ -323,7 +549,7 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     packed = bool(dense) and all(type(step.w) is ops.PackedKernel and step.w.packed is not None
                                  for step in dense)
     macs = sum(step.rows * step.k * step.n for step in dense)
-    return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed, macs)
+    return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed, macs, b.ids)
 
 
 def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,
@@ -417,18 +643,28 @@ def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndar
     first = arrays[0]
     dtype = first.dtype
     if dtype is not _F32 and dtype is not _F64 and dtype != _F32 and dtype != _F64:
-        return None   # (identity first: the common case costs no dtype comparison)
+        # integer ids (for Embedding gathers) next to float inputs, or alone: float32 plans then
+        dtype = next((a.dtype for a in arrays if a.dtype.kind == "f"), _F32)
+        if dtype != _F32 and dtype != _F64:
+            return None
     char = dtype.char
     if first.ndim < 1 or not first.flags.c_contiguous:
         return None
-    if len(arrays) == 1:
+    if len(arrays) == 1 and first.dtype is dtype:
         key: tuple = (char, record_losses, first.shape[1:])
     else:
         m = first.shape[0]
+        chars = char
+        shapes = []
         for a in arrays:
-            if a.dtype != dtype or a.ndim < 1 or a.shape[0] != m or not a.flags.c_contiguous:
+            d, shape = a.dtype, a.shape
+            if (d is not dtype and d != dtype and d.kind not in "iu") or not shape or shape[0] != m \
+                    or not a.flags.c_contiguous:
                 return None
-        key = (char, record_losses) + tuple(a.shape[1:] for a in arrays)
+            chars += d.char
+            shapes.append(shape[1:])
+        # the array dtypes are part of the key: ids arrive as integers, numbers in the plan dtype
+        key = (chars, record_losses, *shapes)
     cache = model._plan_cache
     generation = cache.generation     # read before the plan: see PlanCache
     entry = cache.plans.get(key)

@@ -34,6 +34,8 @@ class PlanStep(NamedTuple):
     w: Any = None                  # dense: ndarray or PackedKernel
     bias: Any = None               # dense: ndarray or None
     act: KernelActivation | None = None
+    mode: int = 0                  # norm: the fd_norm_kind (csrc/fd_norm.h)
+    eps: float = 0.0               # norm: epsilon
 
 
 class PlanBuffer(NamedTuple):
