@@ -1,8 +1,8 @@
 /* fd_act.c -- activation names and flags, and run-time CPU dispatch of the epilogue.
  *
  * fd_act_impl.h is compiled three times: portable baseline (x86-64 = SSE2), AVX2+FMA and
- * AVX-512 (F/DQ/VL/BW).  The best one the CPU (and OS) supports is picked once, on first use,
- * with __builtin_cpu_supports; FASTDENSE_CPU_PATH=baseline|avx2 can force a lower one.
+ * AVX-512 (F/DQ/VL/BW).  fd_cpu_level() (fd_cpu.c) picks the one the CPU and OS support, or the
+ * lower one FASTDENSE_CPU_PATH asks for.
  */
 /* One code-generation choice for this file only: no jump threading.  It duplicates the code after
  * a clamp such as `x < -14.8 ? -14.8 : x` for the constant branch, and if-conversion then computes
@@ -19,14 +19,7 @@
 
 #include "fd_act.h"
 #include "fd_act_math.h"
-
-#include <stdlib.h>
-
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#define FD_X86_DISPATCH 1
-#else
-#define FD_X86_DISPATCH 0
-#endif
+#include "fd_cpu.h"
 
 static const char *const fd_names[FD_ACT_COUNT] = {
     [FD_ACT_LINEAR] = "linear",
@@ -81,19 +74,17 @@ int fd_act_halves(int code) { return code == FD_ACT_GLU; }
 #undef FD_SFX
 
 #if FD_X86_DISPATCH
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+FD_TARGET_BEGIN_AVX2
 #define FD_SFX(name) name##_avx2
 #include "fd_act_impl.h"
 #undef FD_SFX
-#pragma GCC pop_options
+FD_TARGET_END
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
+FD_TARGET_BEGIN_AVX512
 #define FD_SFX(name) name##_avx512
 #include "fd_act_impl.h"
 #undef FD_SFX
-#pragma GCC pop_options
+FD_TARGET_END
 #endif
 
 /* ------------------------------------------------------------------ dispatch */
@@ -103,52 +94,17 @@ typedef void (*fd_epi_f32)(const fd_act *, const float *, const float *, ptrdiff
 typedef void (*fd_epi_f64)(const fd_act *, const double *, const double *, ptrdiff_t, double *,
                            ptrdiff_t, ptrdiff_t, ptrdiff_t);
 
+/* indexed by fd_cpu_level() */
 static const struct {
-    const char *name;
     fd_epi_f32 f32;
     fd_epi_f64 f64;
 } fd_paths[] = {
-    {"baseline", epilogue_f32_baseline, epilogue_f64_baseline},
+    {epilogue_f32_baseline, epilogue_f64_baseline},
 #if FD_X86_DISPATCH
-    {"avx2", epilogue_f32_avx2, epilogue_f64_avx2},
-    {"avx512", epilogue_f32_avx512, epilogue_f64_avx512},
+    {epilogue_f32_avx2, epilogue_f64_avx2},
+    {epilogue_f32_avx512, epilogue_f64_avx512},
 #endif
 };
-
-static int fd_path = -1;   /* index into fd_paths, chosen on first use */
-
-static int fd_detect_path(void)
-{
-    int best = 0;
-#if FD_X86_DISPATCH
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        best = 1;
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
-            best = 2;
-    }
-#endif
-    const char *want = getenv("FASTDENSE_CPU_PATH");
-    if (want != NULL)
-        for (int i = 0; i < best; i++)
-            if (strcmp(want, fd_paths[i].name) == 0)
-                best = i;
-    return best;
-}
-
-static int fd_get_path(void)
-{
-    int p = __atomic_load_n(&fd_path, __ATOMIC_ACQUIRE);
-    if (p < 0) {   /* racing first callers all compute the same answer */
-        p = fd_detect_path();
-        __atomic_store_n(&fd_path, p, __ATOMIC_RELEASE);
-    }
-    return p;
-}
-
-const char *fd_cpu_path(void) { return fd_paths[fd_get_path()].name; }
-int fd_cpu_level(void) { return fd_get_path(); }
 
 void fd_epilogue_f32(const fd_act *a, const float *bias, const float *src, ptrdiff_t ld_src,
                      float *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in)
@@ -158,7 +114,7 @@ void fd_epilogue_f32(const fd_act *a, const float *bias, const float *src, ptrdi
     if (bias == NULL && src == dst && (a->code == FD_ACT_LINEAR || a->code < 0 ||
                                        a->code >= FD_ACT_COUNT))
         return;
-    fd_paths[fd_get_path()].f32(a, bias, src, ld_src, dst, ld_dst, rows, cols_in);
+    fd_paths[fd_cpu_level()].f32(a, bias, src, ld_src, dst, ld_dst, rows, cols_in);
 }
 
 void fd_epilogue_f64(const fd_act *a, const double *bias, const double *src, ptrdiff_t ld_src,
@@ -169,5 +125,5 @@ void fd_epilogue_f64(const fd_act *a, const double *bias, const double *src, ptr
     if (bias == NULL && src == dst && (a->code == FD_ACT_LINEAR || a->code < 0 ||
                                        a->code >= FD_ACT_COUNT))
         return;
-    fd_paths[fd_get_path()].f64(a, bias, src, ld_src, dst, ld_dst, rows, cols_in);
+    fd_paths[fd_cpu_level()].f64(a, bias, src, ld_src, dst, ld_dst, rows, cols_in);
 }

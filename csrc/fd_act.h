@@ -81,12 +81,6 @@ void fd_epilogue_f32(const fd_act *a, const float *bias, const float *src, ptrdi
 void fd_epilogue_f64(const fd_act *a, const double *bias, const double *src, ptrdiff_t ld_src,
                      double *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in);
 
-/* The SIMD path chosen at run time: "avx512", "avx2" or "baseline".  Picked once (cached) from
- * the CPU; the environment variable FASTDENSE_CPU_PATH=baseline|avx2|avx512 can lower it. */
-const char *fd_cpu_path(void);
-/* The chosen path as a level: 0 baseline, 1 avx2 (with FMA), 2 avx512. */
-int fd_cpu_level(void);
-
 #ifdef __cplusplus
 }
 #endif

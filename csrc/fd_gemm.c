@@ -17,6 +17,7 @@
 
 #include "fd_gemm.h"
 #include "fd_act.h"
+#include "fd_cpu.h"
 
 #define NR 16                   /* columns per panel: two AVX2 vectors */
 #define MR 6                    /* rows per micro-tile */

@@ -15,11 +15,20 @@ cdef extern from "fd_act.h" nogil:
     const char *fd_act_name(int code)
     int fd_act_rowwise(int code)
     int fd_act_halves(int code)
-    const char *fd_cpu_path()
     void fd_epilogue_f32(const fd_act *a, const float *bias, const float *src, ptrdiff_t ld_src,
                          float *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in)
     void fd_epilogue_f64(const fd_act *a, const double *bias, const double *src, ptrdiff_t ld_src,
                          double *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in)
+
+cdef extern from "fd_cpu.h" nogil:
+    int FD_CPU_FEATURE_COUNT
+    int fd_cpu_has(int f)
+    const char *fd_cpu_feature_name(int f)
+    int fd_cpu_level()
+    const char *fd_cpu_path()
+    const char *fd_cpu_vendor_string()
+    int fd_cpu_family()
+    int fd_cpu_model()
 
 cdef extern from "fd_kernel.h" nogil:
     ctypedef void (*fd_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *,
@@ -182,8 +191,28 @@ def activation_flags(int code):
 
 
 def cpu_path():
-    """The SIMD path chosen on this machine: 'avx512', 'avx2' or 'baseline'."""
+    """The SIMD path chosen on this machine: 'avx512', 'avx2', 'neon' or 'baseline'."""
     return fd_cpu_path().decode()
+
+
+def cpu_level():
+    """The SIMD path as a level: 0 baseline, 1 AVX2 + FMA, 2 AVX-512."""
+    return fd_cpu_level()
+
+
+def cpu_features():
+    """{feature name: bool} as the kernels see them (FASTDENSE_CPU_PATH lowers them), plus
+    'vendor', 'family' and 'model' of the CPU.
+
+    >>> sorted(cpu_features())[:3]
+    ['avx2', 'avx512_bf16', 'avx512_vnni']
+    """
+    cdef int f
+    info = {fd_cpu_feature_name(f).decode(): bool(fd_cpu_has(f)) for f in range(FD_CPU_FEATURE_COUNT)}
+    info["vendor"] = fd_cpu_vendor_string().decode(errors="replace")
+    info["family"] = fd_cpu_family()
+    info["model"] = fd_cpu_model()
+    return info
 
 
 def blas_info():
