@@ -12,11 +12,13 @@
  * 2 * 128 * 127 = 32512 and never saturates; vpmaddwd by ones then sums 4 products to int32.
  *
  * int4: per panel of 16 columns and per group of `block` rows, rows in pairs, one byte per
- * column holding the pair's two nibbles; vpmovsxbd widens 16 bytes to 16 lanes and two shifts
- * give the signed low and high nibbles.  The float32 weight is rebuilt exactly as Keras does,
- * (q - zero) * scale, and summed with one FMA per k in k order on every path (fmaf in C).
+ * column holding the pair's two nibbles, each stored as q + 8 (0..15); vpmovzxbd widens 16 bytes
+ * to 16 lanes.  The float32 weight is rebuilt exactly as Keras does, (q - zero) * scale, and
+ * summed with one FMA per k in k order on every path (fmaf in C).
  */
 #include "fd_qgemm.h"
+
+#include "fd_cpu.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -72,20 +74,20 @@ void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdif
 {
     ptrdiff_t groups = q_groups(k, block), half = (block + 1) / 2, npad = q_panels(n) * FD_QPANEL;
     ptrdiff_t pstride = groups * half * FD_QPANEL;
-    memset(wp, 0, (size_t)fd_q4_packed_size(k, n, block));
+    memset(wp, 0x88, (size_t)fd_q4_packed_size(k, n, block));   /* biased zeros */
     for (ptrdiff_t kk = 0; kk < k; kk++) {
         ptrdiff_t g = kk / block, t = (kk % block) / 2, high = (kk % block) % 2;
         for (ptrdiff_t j = 0; j < n; j++) {
             uint8_t *byte = wp + (j / FD_QPANEL) * pstride + (g * half + t) * FD_QPANEL + j % FD_QPANEL;
-            uint8_t nib = (uint8_t)(q[kk * ldq + j] & 15);
+            uint8_t nib = (uint8_t)((q[kk * ldq + j] + 8) & 15);
             *byte = (uint8_t)(high ? (*byte & 0x0F) | (nib << 4) : (*byte & 0xF0) | nib);
         }
     }
     for (ptrdiff_t g = 0; g < groups; g++)
         for (ptrdiff_t j = 0; j < npad; j++) {
-            /* padded columns: scale 1 (a harmless divisor per unit), zero 0 */
+            /* padded columns: scale 1 (a harmless divisor per unit) or 0 with zero 8 (weight 0) */
             scale_out[g * npad + j] = j < n ? scale[g * n + j] : (zero ? 0.0f : 1.0f);
-            if (zero) zero_out[g * npad + j] = j < n ? (float)zero[g * n + j] : 0.0f;
+            if (zero) zero_out[g * npad + j] = 8.0f + (j < n ? (float)zero[g * n + j] : 0.0f);
         }
 }
 
@@ -93,30 +95,25 @@ void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdif
 
 int fd_qisa_supported(fd_qisa isa)
 {
-#if FD_Q_X86 && defined(__GNUC__)
-    __builtin_cpu_init();
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    int avx2 = fd_cpu_has(FD_CPU_AVX2) && fd_cpu_has(FD_CPU_FMA);
     switch (isa) {
     case FD_QISA_BASELINE: return 1;
+#if FD_Q_X86 && defined(__GNUC__)
     case FD_QISA_AVX2: return avx2;
-    case FD_QISA_AVX_VNNI: return avx2 && __builtin_cpu_supports("avxvnni");
+    case FD_QISA_AVX_VNNI: return avx2 && fd_cpu_has(FD_CPU_AVX_VNNI);
     case FD_QISA_AVX512_VNNI:
-        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vnni");
+        return avx2 && fd_cpu_level() >= 2 && fd_cpu_has(FD_CPU_AVX512_VNNI);
+#endif
     default: return 0;
     }
-#else
-    return isa == FD_QISA_BASELINE;
-#endif
 }
 
+/* fd_cpu_has already drops what FASTDENSE_CPU_PATH forbids: avx2 keeps AVX-VNNI, baseline
+   keeps nothing. */
 fd_qisa fd_qgemm_isa(void)
 {
-    int level = fd_cpu_level();   /* 0 baseline, 1 avx2, 2 avx512, after FASTDENSE_CPU_PATH */
-    if (level >= 2 && fd_qisa_supported(FD_QISA_AVX512_VNNI)) return FD_QISA_AVX512_VNNI;
-    if (level >= 1 && fd_qisa_supported(FD_QISA_AVX_VNNI)) return FD_QISA_AVX_VNNI;
-    if (level >= 1 && fd_qisa_supported(FD_QISA_AVX2)) return FD_QISA_AVX2;
+    for (int isa = FD_QISA_COUNT - 1; isa > FD_QISA_BASELINE; isa--)
+        if (fd_qisa_supported((fd_qisa)isa)) return (fd_qisa)isa;
     return FD_QISA_BASELINE;
 }
 
@@ -194,11 +191,11 @@ static void q4_strip_c(int mr, const fd_qweights *w, const float *x, ptrdiff_t l
                     float xv = x[r * ldx + k0 + kk];
                     const uint8_t *row = base + (kk / 2) * FD_QPANEL;
                     for (int col = 0; col < FD_QPANEL; col++) {
-                        int nib = kk % 2 ? row[col] >> 4 : row[col] & 15;
-                        float wv = (float)((nib ^ 8) - 8);
+                        float nib = (float)(kk % 2 ? row[col] >> 4 : row[col] & 15);
+                        float wv = nib - 8.0f;   /* q, exactly */
                         if (w->zero) {
                             ptrdiff_t at = g * npad + p * FD_QPANEL + col;
-                            wv = (wv - w->zero[at]) * w->scale[at];
+                            wv = (nib - w->zero[at]) * w->scale[at];   /* (q - zero) * scale */
                         }
                         acc[col] = fmaf(xv, wv, acc[col]);
                     }
@@ -228,20 +225,23 @@ static int32_t load_i32(const uint8_t *p)
 
 T_AVX512 static float q8_row_512(ptrdiff_t k, const float *x, uint8_t *dst, ptrdiff_t kpad, int shift)
 {
-    const __m512 sign = _mm512_set1_ps(-0.0f), zero = _mm512_setzero_ps();
-    __m512 vmax = zero, vbad = zero;
+    /* |x| as integers orders like the floats, and NaN / inf (>= 0x7F800000) above them all */
+    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+    __m512i vmax = _mm512_setzero_si512();
     for (ptrdiff_t kk = 0; kk < k; kk += 16) {
         __mmask16 m = k - kk >= 16 ? 0xFFFF : (__mmask16)((1u << (k - kk)) - 1);
-        __m512 v = _mm512_maskz_loadu_ps(m, x + kk);
-        vmax = _mm512_max_ps(vmax, _mm512_andnot_ps(sign, v));
-        vbad = _mm512_add_ps(vbad, _mm512_mul_ps(v, zero));
+        vmax = _mm512_max_epi32(vmax, _mm512_and_si512(_mm512_maskz_loadu_epi32(m, x + kk), abs_mask));
     }
-    float s = q_row_scale(_mm512_reduce_max_ps(vmax), _mm512_reduce_add_ps(vbad));
-    const __m512 vs = _mm512_set1_ps(s), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    int32_t bits = _mm512_reduce_max_epi32(vmax);
+    float amax;
+    memcpy(&amax, &bits, 4);
+    float s = q_row_scale(amax, bits >= 0x7F800000 ? 1.0f : 0.0f);
+    /* |x * s| <= 127 (+ rounding) for a finite row: no clamp needed before rounding */
+    const __m512 vs = _mm512_set1_ps(s);
     const __m512i vshift = _mm512_set1_epi32(shift);
     for (ptrdiff_t kk = 0; kk < k; kk += 16) {
         __mmask16 m = k - kk >= 16 ? 0xFFFF : (__mmask16)((1u << (k - kk)) - 1);
-        __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + kk), vs), lo), hi);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + kk), vs);
         __m512i q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         _mm512_mask_cvtepi32_storeu_epi8(dst + kk, m, _mm512_add_epi32(q, vshift));
     }
@@ -254,11 +254,11 @@ T_AVX512 AI void q8_tile_512(const int MR, const int NP, const int F32, ptrdiff_
                              ptrdiff_t lda, const int8_t *wp, ptrdiff_t pstride, const int32_t *comp,
                              const float *ks, const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols)
 {
-    __m512i acc[4][4];
+    __m512i acc[4][8];
     for (int r = 0; r < MR; r++)
         for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_si512();
     for (ptrdiff_t g = 0; g < k4; g++) {
-        __m512i wv[4];
+        __m512i wv[8];
         for (int p = 0; p < NP; p++) wv[p] = _mm512_loadu_si512((const void *)(wp + p * pstride + g * 64));
         for (int r = 0; r < MR; r++) {
             __m512i av = _mm512_set1_epi32(load_i32(a + r * lda + 4 * g));
@@ -286,20 +286,22 @@ T_AVX512 static void q8_strip_512(int mr, const fd_qweights *w, const uint8_t *a
                                   const float *is, void *c, ptrdiff_t ldc, int f32out)
 {
     ptrdiff_t k4 = (w->k + 3) / 4, panels = q_panels(w->n), pstride = k4 * 64;
-    for (ptrdiff_t p0 = 0; p0 < panels; p0 += 4) {
-        int np = panels - p0 < 4 ? (int)(panels - p0) : 4;
+    int npmax = mr == 1 ? 8 : 4;   /* one row: 8 independent vpdpbusd chains */
+    for (ptrdiff_t p0 = 0; p0 < panels; p0 += npmax) {
+        int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;
         const int8_t *wp = (const int8_t *)w->w + p0 * pstride;
         const int32_t *comp = w->comp + p0 * FD_QPANEL;
         const float *ks = w->scale + p0 * FD_QPANEL;
         void *cp = f32out ? (void *)((float *)c + p0 * FD_QPANEL) : (void *)((int32_t *)c + p0 * FD_QPANEL);
         ptrdiff_t ncols = w->n - p0 * FD_QPANEL;
 #define Q8_512(MR, NP)                                                                         \
-    case MR * 8 + NP:                                                                          \
+    case MR * 16 + NP:                                                                         \
         if (f32out) q8_tile_512(MR, NP, 1, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols); \
         else q8_tile_512(MR, NP, 0, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols);      \
         break;
-        switch (mr * 8 + np) {
+        switch (mr * 16 + np) {
             Q8_512(1, 1) Q8_512(1, 2) Q8_512(1, 3) Q8_512(1, 4)
+            Q8_512(1, 5) Q8_512(1, 6) Q8_512(1, 7) Q8_512(1, 8)
             Q8_512(2, 1) Q8_512(2, 2) Q8_512(2, 3) Q8_512(2, 4)
             Q8_512(3, 1) Q8_512(3, 2) Q8_512(3, 3) Q8_512(3, 4)
             Q8_512(4, 1) Q8_512(4, 2) Q8_512(4, 3) Q8_512(4, 4)
@@ -308,33 +310,48 @@ T_AVX512 static void q8_strip_512(int mr, const fd_qweights *w, const uint8_t *a
     }
 }
 
+/* Nibble u (= q + 8) to float without a conversion: (u | 2^23 bits) is the float 2^23 + u, so
+   (2^23 + u) - (2^23 + zero + 8) = q - zero exactly; the high nibble is masked in place (2^23 +
+   16 u) and its scale divided by 16, which changes no product. */
 T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, const fd_qweights *w,
                              const float *x, ptrdiff_t ldx, ptrdiff_t p0, float *c, ptrdiff_t ldc)
 {
     ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2;
     ptrdiff_t pstride = groups * half * FD_QPANEL, npad = q_panels(w->n) * FD_QPANEL;
     const uint8_t *wp = (const uint8_t *)w->w + p0 * pstride;
-    __m512 acc[4][4], zf[4], sf[4];
+    const __m512 magic = _mm512_set1_ps(8388608.0f), sixteenth = _mm512_set1_ps(0.0625f);
+    const __m512i lo_mask = _mm512_set1_epi32(0x0F), hi_mask = _mm512_set1_epi32(0xF0);
+    __m512 acc[4][4], zlo[4], zhi[4], slo[4], shi[4];
     for (int r = 0; r < MR; r++)
         for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
+    for (int p = 0; p < NP; p++) {   /* one scale per unit: q = u - 8 */
+        zlo[p] = _mm512_set1_ps(8388608.0f + 8.0f);
+        zhi[p] = _mm512_set1_ps(8388608.0f + 128.0f);
+    }
     for (ptrdiff_t g = 0; g < groups; g++) {
         ptrdiff_t k0 = g * w->block, len = w->k - k0 < w->block ? w->k - k0 : w->block;
         const uint8_t *base = wp + g * half * FD_QPANEL;
         if (GROUPED)
             for (int p = 0; p < NP; p++) {
-                zf[p] = _mm512_loadu_ps(w->zero + g * npad + (p0 + p) * FD_QPANEL);
-                sf[p] = _mm512_loadu_ps(w->scale + g * npad + (p0 + p) * FD_QPANEL);
+                __m512 zb = _mm512_loadu_ps(w->zero + g * npad + (p0 + p) * FD_QPANEL);
+                zlo[p] = _mm512_add_ps(magic, zb);
+                zhi[p] = _mm512_fmadd_ps(zb, _mm512_set1_ps(16.0f), magic);   /* exact: integers < 2^24 */
+                slo[p] = _mm512_loadu_ps(w->scale + g * npad + (p0 + p) * FD_QPANEL);
+                shi[p] = _mm512_mul_ps(slo[p], sixteenth);
             }
         for (ptrdiff_t kk = 0; kk < len; kk += 2) {
             int two = len - kk >= 2;
             __m512 wlo[4], whi[4];
             for (int p = 0; p < NP; p++) {
-                __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(base + p * pstride + kk / 2 * FD_QPANEL)));
-                wlo[p] = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 28), 28));
-                whi[p] = _mm512_cvtepi32_ps(_mm512_srai_epi32(v, 4));
+                __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(base + p * pstride + kk / 2 * FD_QPANEL)));
+                __m512i mi = _mm512_castps_si512(magic);
+                wlo[p] = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(v, lo_mask, mi, 0xEA)), zlo[p]);
+                whi[p] = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(v, hi_mask, mi, 0xEA)), zhi[p]);
                 if (GROUPED) {
-                    wlo[p] = _mm512_mul_ps(_mm512_sub_ps(wlo[p], zf[p]), sf[p]);
-                    whi[p] = _mm512_mul_ps(_mm512_sub_ps(whi[p], zf[p]), sf[p]);
+                    wlo[p] = _mm512_mul_ps(wlo[p], slo[p]);
+                    whi[p] = _mm512_mul_ps(whi[p], shi[p]);
+                } else {
+                    whi[p] = _mm512_mul_ps(whi[p], sixteenth);
                 }
             }
             for (int r = 0; r < MR; r++) {
@@ -539,12 +556,15 @@ T_AVX2 AI void q4_tile_256(const int MR, const int NP, const int GROUPED, const 
             __m256 wlo[4], whi[4];
             for (int v = 0; v < 2 * NP; v++) {
                 const uint8_t *src = base + (v / 2) * pstride + kk / 2 * FD_QPANEL + (v % 2) * 8;
-                __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)src));
-                wlo[v] = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(q, 28), 28));
-                whi[v] = _mm256_cvtepi32_ps(_mm256_srai_epi32(q, 4));
+                __m256i u = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)src));
+                wlo[v] = _mm256_cvtepi32_ps(_mm256_and_si256(u, _mm256_set1_epi32(15)));
+                whi[v] = _mm256_cvtepi32_ps(_mm256_srli_epi32(u, 4));
                 if (GROUPED) {
                     wlo[v] = _mm256_mul_ps(_mm256_sub_ps(wlo[v], zf[v]), sf[v]);
                     whi[v] = _mm256_mul_ps(_mm256_sub_ps(whi[v], zf[v]), sf[v]);
+                } else {
+                    wlo[v] = _mm256_sub_ps(wlo[v], _mm256_set1_ps(8.0f));
+                    whi[v] = _mm256_sub_ps(whi[v], _mm256_set1_ps(8.0f));
                 }
             }
             for (int r = 0; r < MR; r++) {

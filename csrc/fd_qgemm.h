@@ -75,10 +75,10 @@ ptrdiff_t fd_q4_params_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block);
 void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
                 const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out);
 
-/* The best path this CPU runs, lowered by FASTDENSE_CPU_PATH (baseline: C; avx2: AVX-VNNI when
-   present, else AVX2; avx512: everything). */
+/* The best path this CPU runs (fd_cpu_has), lowered by FASTDENSE_CPU_PATH (baseline: C; avx2:
+   AVX-VNNI when present, else AVX2; avx512: everything). */
 fd_qisa fd_qgemm_isa(void);
-/* 1 when the CPU runs `isa`. */
+/* 1 when the CPU runs `isa` and FASTDENSE_CPU_PATH allows it. */
 int fd_qisa_supported(fd_qisa isa);
 /* "baseline", "avx2", "avx_vnni", "avx512_vnni"; NULL out of range. */
 const char *fd_qisa_name(fd_qisa isa);
