@@ -46,3 +46,18 @@ def test_forced_path_hides_avx512(harness):
     run = subprocess.run([str(harness), "check", "avx512_vnni"], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 77, run.stdout + run.stderr
     assert "avx512_vnni" in run.stdout
+
+
+def test_clang_build_passes_every_path(tmp_path):
+    """fd_qgemm.c built by clang (its target attributes and intrinsics) gives the same results."""
+    if shutil.which("clang") is None or shutil.which("gcc") is None:
+        pytest.skip("clang (and gcc for the other units) not installed")
+    exe = tmp_path / "qgemm_test_clang"
+    env = dict(os.environ, CC="clang", HELPERS_CC="gcc", HELPERS_OPT="-O1")
+    env.pop("FASTDENSE_CPU_PATH", None)
+    build = subprocess.run(["sh", str(ROOT / "tests/c/qgemm_build.sh"), str(exe)], env=env,
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    for isa in ISAS:
+        run = subprocess.run([str(exe), "check", isa], env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode in (0, 77), run.stdout + run.stderr
