@@ -13,8 +13,10 @@
  *
  * int4: per panel of 16 columns and per group of `block` rows, rows in pairs, one byte per
  * column holding the pair's two nibbles, each stored as q + 8 (0..15); vpmovzxbd widens 16 bytes
- * to 16 lanes.  The float32 weight is rebuilt exactly as Keras does, (q - zero) * scale, and
- * summed with one FMA per k in k order on every path (fmaf in C).
+ * to 16 lanes.  Per group, x * (q - zero) is summed with one FMA per k (q - zero exact), and
+ * the group's sum times its scale added to the row's: one multiply per group instead of one
+ * per weight (Keras rounds each weight (q - zero) * scale first; both are within float
+ * rounding of the exact product).  Same order, so same bits, on every path (fmaf in C).
  */
 #include "fd_qgemm.h"
 
@@ -176,6 +178,8 @@ static void q8_strip_c(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t
     }
 }
 
+/* int4 sums, the same on every path: per group, acc_g = sum x * (q - zero) with one FMA per k,
+   then acc = fma(acc_g, scale, acc); one scale per unit: acc = sum x * q, divided at the end. */
 static void q4_strip_c(int mr, const fd_qweights *w, const float *x, ptrdiff_t ldx, float *c, ptrdiff_t ldc)
 {
     ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2, panels = q_panels(w->n);
@@ -187,19 +191,18 @@ static void q4_strip_c(int mr, const fd_qweights *w, const float *x, ptrdiff_t l
             for (ptrdiff_t g = 0; g < groups; g++) {
                 ptrdiff_t k0 = g * w->block, len = w->k - k0 < w->block ? w->k - k0 : w->block;
                 const uint8_t *base = wp + p * pstride + g * half * FD_QPANEL;
+                const float *zb = w->zero ? w->zero + g * npad + p * FD_QPANEL : NULL;
+                float part[FD_QPANEL] = {0};
                 for (ptrdiff_t kk = 0; kk < len; kk++) {
                     float xv = x[r * ldx + k0 + kk];
                     const uint8_t *row = base + (kk / 2) * FD_QPANEL;
                     for (int col = 0; col < FD_QPANEL; col++) {
-                        float nib = (float)(kk % 2 ? row[col] >> 4 : row[col] & 15);
-                        float wv = nib - 8.0f;   /* q, exactly */
-                        if (w->zero) {
-                            ptrdiff_t at = g * npad + p * FD_QPANEL + col;
-                            wv = (nib - w->zero[at]) * w->scale[at];   /* (q - zero) * scale */
-                        }
-                        acc[col] = fmaf(xv, wv, acc[col]);
+                        float u = (float)(kk % 2 ? row[col] >> 4 : row[col] & 15);
+                        part[col] = fmaf(xv, u - (zb ? zb[col] : 8.0f), part[col]);   /* x * (q - zero) */
                     }
                 }
+                for (int col = 0; col < FD_QPANEL; col++)
+                    acc[col] = zb ? fmaf(part[col], w->scale[g * npad + p * FD_QPANEL + col], acc[col]) : part[col];
             }
             for (int col = 0; col < FD_QPANEL && p * FD_QPANEL + col < w->n; col++) {
                 ptrdiff_t j = p * FD_QPANEL + col;
@@ -311,17 +314,19 @@ T_AVX512 static void q8_strip_512(int mr, const fd_qweights *w, const uint8_t *a
 }
 
 /* Nibble u (= q + 8) to float without a conversion: (u | 2^23 bits) is the float 2^23 + u, so
-   (2^23 + u) - (2^23 + zero + 8) = q - zero exactly; the high nibble is masked in place (2^23 +
-   16 u) and its scale divided by 16, which changes no product. */
+   (2^23 + u) - (2^23 + zero + 8) = q - zero exactly.  The high nibble is masked in place, giving
+   16 (q - zero), and multiplied by x / 16: the same product as x (q - zero), so the same sums as
+   the other paths (for |x| >= 2^-122, where x / 16 is exact). */
 T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, const fd_qweights *w,
                              const float *x, ptrdiff_t ldx, ptrdiff_t p0, float *c, ptrdiff_t ldc)
 {
     ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2;
     ptrdiff_t pstride = groups * half * FD_QPANEL, npad = q_panels(w->n) * FD_QPANEL;
     const uint8_t *wp = (const uint8_t *)w->w + p0 * pstride;
-    const __m512 magic = _mm512_set1_ps(8388608.0f), sixteenth = _mm512_set1_ps(0.0625f);
+    const __m512 magic = _mm512_set1_ps(8388608.0f);
     const __m512i lo_mask = _mm512_set1_epi32(0x0F), hi_mask = _mm512_set1_epi32(0xF0);
-    __m512 acc[4][4], zlo[4], zhi[4], slo[4], shi[4];
+    const __m512i mi = _mm512_castps_si512(magic);
+    __m512 acc[4][4], part[4][4], zlo[4], zhi[4];
     for (int r = 0; r < MR; r++)
         for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
     for (int p = 0; p < NP; p++) {   /* one scale per unit: q = u - 8 */
@@ -331,37 +336,35 @@ T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, cons
     for (ptrdiff_t g = 0; g < groups; g++) {
         ptrdiff_t k0 = g * w->block, len = w->k - k0 < w->block ? w->k - k0 : w->block;
         const uint8_t *base = wp + g * half * FD_QPANEL;
+        for (int r = 0; r < MR; r++)
+            for (int p = 0; p < NP; p++) part[r][p] = GROUPED ? _mm512_setzero_ps() : acc[r][p];
         if (GROUPED)
             for (int p = 0; p < NP; p++) {
                 __m512 zb = _mm512_loadu_ps(w->zero + g * npad + (p0 + p) * FD_QPANEL);
                 zlo[p] = _mm512_add_ps(magic, zb);
                 zhi[p] = _mm512_fmadd_ps(zb, _mm512_set1_ps(16.0f), magic);   /* exact: integers < 2^24 */
-                slo[p] = _mm512_loadu_ps(w->scale + g * npad + (p0 + p) * FD_QPANEL);
-                shi[p] = _mm512_mul_ps(slo[p], sixteenth);
             }
         for (ptrdiff_t kk = 0; kk < len; kk += 2) {
             int two = len - kk >= 2;
             __m512 wlo[4], whi[4];
             for (int p = 0; p < NP; p++) {
                 __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(base + p * pstride + kk / 2 * FD_QPANEL)));
-                __m512i mi = _mm512_castps_si512(magic);
                 wlo[p] = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(v, lo_mask, mi, 0xEA)), zlo[p]);
                 whi[p] = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(v, hi_mask, mi, 0xEA)), zhi[p]);
-                if (GROUPED) {
-                    wlo[p] = _mm512_mul_ps(wlo[p], slo[p]);
-                    whi[p] = _mm512_mul_ps(whi[p], shi[p]);
-                } else {
-                    whi[p] = _mm512_mul_ps(whi[p], sixteenth);
-                }
             }
             for (int r = 0; r < MR; r++) {
                 __m512 x0 = _mm512_set1_ps(x[r * ldx + k0 + kk]);
-                for (int p = 0; p < NP; p++) acc[r][p] = _mm512_fmadd_ps(x0, wlo[p], acc[r][p]);
+                for (int p = 0; p < NP; p++) part[r][p] = _mm512_fmadd_ps(x0, wlo[p], part[r][p]);
                 if (two) {
-                    __m512 x1 = _mm512_set1_ps(x[r * ldx + k0 + kk + 1]);
-                    for (int p = 0; p < NP; p++) acc[r][p] = _mm512_fmadd_ps(x1, whi[p], acc[r][p]);
+                    __m512 x1 = _mm512_set1_ps(x[r * ldx + k0 + kk + 1] * 0.0625f);
+                    for (int p = 0; p < NP; p++) part[r][p] = _mm512_fmadd_ps(x1, whi[p], part[r][p]);
                 }
             }
+        }
+        for (int p = 0; p < NP; p++) {
+            __m512 sc = GROUPED ? _mm512_loadu_ps(w->scale + g * npad + (p0 + p) * FD_QPANEL) : magic;
+            for (int r = 0; r < MR; r++)
+                acc[r][p] = GROUPED ? _mm512_fmadd_ps(part[r][p], sc, acc[r][p]) : part[r][p];
         }
     }
     for (int p = 0; p < NP; p++) {
@@ -540,41 +543,39 @@ T_AVX2 AI void q4_tile_256(const int MR, const int NP, const int GROUPED, const 
     ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2;
     ptrdiff_t pstride = groups * half * FD_QPANEL, npad = q_panels(w->n) * FD_QPANEL;
     const uint8_t *wp = (const uint8_t *)w->w + p0 * pstride;
-    __m256 acc[4][4], zf[4], sf[4];
+    __m256 acc[4][4], part[4][4], zb[4];
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < 2 * NP; v++) acc[r][v] = _mm256_setzero_ps();
+    for (int v = 0; v < 2 * NP; v++) zb[v] = _mm256_set1_ps(8.0f);
     for (ptrdiff_t g = 0; g < groups; g++) {
         ptrdiff_t k0 = g * w->block, len = w->k - k0 < w->block ? w->k - k0 : w->block;
         const uint8_t *base = wp + g * half * FD_QPANEL;
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < 2 * NP; v++) part[r][v] = GROUPED ? _mm256_setzero_ps() : acc[r][v];
         if (GROUPED)
-            for (int v = 0; v < 2 * NP; v++) {
-                zf[v] = _mm256_loadu_ps(w->zero + g * npad + p0 * FD_QPANEL + 8 * v);
-                sf[v] = _mm256_loadu_ps(w->scale + g * npad + p0 * FD_QPANEL + 8 * v);
-            }
+            for (int v = 0; v < 2 * NP; v++) zb[v] = _mm256_loadu_ps(w->zero + g * npad + p0 * FD_QPANEL + 8 * v);
         for (ptrdiff_t kk = 0; kk < len; kk += 2) {
             int two = len - kk >= 2;
             __m256 wlo[4], whi[4];
             for (int v = 0; v < 2 * NP; v++) {
                 const uint8_t *src = base + (v / 2) * pstride + kk / 2 * FD_QPANEL + (v % 2) * 8;
                 __m256i u = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)src));
-                wlo[v] = _mm256_cvtepi32_ps(_mm256_and_si256(u, _mm256_set1_epi32(15)));
-                whi[v] = _mm256_cvtepi32_ps(_mm256_srli_epi32(u, 4));
-                if (GROUPED) {
-                    wlo[v] = _mm256_mul_ps(_mm256_sub_ps(wlo[v], zf[v]), sf[v]);
-                    whi[v] = _mm256_mul_ps(_mm256_sub_ps(whi[v], zf[v]), sf[v]);
-                } else {
-                    wlo[v] = _mm256_sub_ps(wlo[v], _mm256_set1_ps(8.0f));
-                    whi[v] = _mm256_sub_ps(whi[v], _mm256_set1_ps(8.0f));
-                }
+                wlo[v] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(u, _mm256_set1_epi32(15))), zb[v]);
+                whi[v] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(u, 4)), zb[v]);
             }
             for (int r = 0; r < MR; r++) {
                 __m256 x0 = _mm256_set1_ps(x[r * ldx + k0 + kk]);
-                for (int v = 0; v < 2 * NP; v++) acc[r][v] = _mm256_fmadd_ps(x0, wlo[v], acc[r][v]);
+                for (int v = 0; v < 2 * NP; v++) part[r][v] = _mm256_fmadd_ps(x0, wlo[v], part[r][v]);
                 if (two) {
                     __m256 x1 = _mm256_set1_ps(x[r * ldx + k0 + kk + 1]);
-                    for (int v = 0; v < 2 * NP; v++) acc[r][v] = _mm256_fmadd_ps(x1, whi[v], acc[r][v]);
+                    for (int v = 0; v < 2 * NP; v++) part[r][v] = _mm256_fmadd_ps(x1, whi[v], part[r][v]);
                 }
             }
+        }
+        for (int v = 0; v < 2 * NP; v++) {
+            __m256 sc = GROUPED ? _mm256_loadu_ps(w->scale + g * npad + p0 * FD_QPANEL + 8 * v) : zb[v];
+            for (int r = 0; r < MR; r++)
+                acc[r][v] = GROUPED ? _mm256_fmadd_ps(part[r][v], sc, acc[r][v]) : part[r][v];
         }
     }
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
