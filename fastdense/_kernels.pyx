@@ -552,3 +552,6 @@ cdef class Plan:
             rc = fd_plan_run(&self.plan, ins, outs, m, block, s, max_tasks)
         if rc != 0:
             raise MemoryError("fastdense: the plan could not allocate scratch memory")
+
+
+include "_kernels_quant.pxi"
