@@ -8,16 +8,30 @@ check whichever fastdense ``import fastdense`` finds.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
-# Real Keras 3 files and reference outputs (see ../shared/fixtures/keras/README.md).
-FIXTURES = Path(os.environ.get("FASTDENSE_KERAS_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/keras"))
-# index.json (name -> inputs, output shape, ...; {} without fixtures), and the names that also exist
-# as .keras files (an entry with "only": "h5" exists as .h5 alone).
-INDEX = json.loads((FIXTURES / "index.json").read_text()) if (FIXTURES / "index.json").exists() else {}
+# Real Keras 3 files and reference outputs, kept in the repository (see fixtures/keras/README.md)
+# so that a clone anywhere runs every test. The original lives in ../shared/fixtures/keras.
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "keras"
+# Every fixture: name -> inputs, output shape, group, ... (an entry with "only": "h5" exists as
+# .h5 alone).
+INDEX_ALL: dict[str, dict[str, Any]] = json.loads((FIXTURES / "index.json").read_text())
+
+# The fixture models fastdense cannot load yet (index.json group "layers": the layer kinds of
+# issues 13 and 14). The generic fixture tests skip them here, in this one place;
+# test_fixtures.py checks that each one is still refused on load with a clear error. When you
+# add support for one, that test fails: remove the name from this set, and every generic
+# fixture test then covers it.
+NOT_YET_SUPPORTED = frozenset({
+    "act_layers", "einsum_seq", "emb_tab", "int4_mlp", "int8_mlp", "lora_dense",
+    "mlp_norms", "noise_layers", "tab_bn", "tab_preproc",
+})
+
+# The supported fixtures (what the generic tests iterate over), and the names that also exist
+# as .keras files.
+INDEX = {name: info for name, info in INDEX_ALL.items() if name not in NOT_YET_SUPPORTED}
 KERAS3 = sorted(name for name, info in INDEX.items() if info.get("only") != "h5")
 FIXTURE_FILES = [f"{n}.keras" for n in KERAS3] + [f"{n}.h5" for n in sorted(INDEX)]  # every model file
 
@@ -38,7 +52,7 @@ def as_json(value: Any) -> Any:
 def fixture_configs(**wanted: Any) -> list[dict]:
     """Every dict inside the fixtures' ``*.keras`` ``config.json`` whose items include ``wanted``.
 
-    Depth first, files in name order; empty when the fixtures are missing.
+    Depth first, supported fixtures only (``KERAS3``), in name order.
     ``fixture_configs(module="keras.constraints")`` gives every constraint config Keras wrote.
     """
     found = []
@@ -53,7 +67,7 @@ def fixture_configs(**wanted: Any) -> list[dict]:
             for value in node:
                 walk(value)
 
-    for path in sorted(FIXTURES.glob("*.keras")):
-        with zipfile.ZipFile(path) as archive:
+    for name in KERAS3:
+        with zipfile.ZipFile(FIXTURES / f"{name}.keras") as archive:
             walk(json.loads(archive.read("config.json")))
     return found

@@ -23,8 +23,6 @@ from fastdense.saving.api import load_model, load_weights, save_model, save_weig
 
 from _helpers import FIXTURE_FILES, FIXTURES, INDEX  # noqa: E402
 
-needs_fixtures = pytest.mark.skipif(not INDEX, reason=f"no Keras fixtures at {FIXTURES}")
-
 
 def keras_predict(model, xs):
     return np.asarray(model.predict(xs if len(xs) > 1 else xs[0], verbose=0))
@@ -34,7 +32,6 @@ def ours_predict(model, xs):
     return np.asarray(model.predict(xs if len(xs) > 1 else xs[0]))
 
 
-@needs_fixtures
 @pytest.mark.parametrize("filename", FIXTURE_FILES)
 @pytest.mark.parametrize("ext", [".keras", ".h5"])
 def test_keras_loads_what_fastdense_saves(tmp_path, filename, ext):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from fastdense import constraints as C
 
-from _helpers import FIXTURES, as_json, fixture_configs
+from _helpers import as_json, fixture_configs
 
 EPS = 1e-7  # Keras's backend.epsilon()
 RNG = np.random.default_rng(7)
@@ -170,7 +170,6 @@ def test_tuple_axis_is_stored_as_list_so_configs_survive_json():
 FIXTURE_CONFIGS = fixture_configs(module="keras.constraints")
 
 
-@pytest.mark.skipif(not FIXTURE_CONFIGS, reason=f"Keras fixtures not found in {FIXTURES}")
 def test_every_keras_fixture_constraint_round_trips_exactly():
     assert {c["class_name"] for c in FIXTURE_CONFIGS} >= {"MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"}
     w = RNG.normal(size=(24, 24))

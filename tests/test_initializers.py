@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from fastdense import initializers as I
 
-from _helpers import FIXTURES, as_json, fixture_configs
+from _helpers import as_json, fixture_configs
 
 TRUNC = 0.87962566103423978  # std of a standard normal truncated to [-2, 2]
 
@@ -403,7 +403,6 @@ def test_serialized_form_matches_keras(class_name, config):
 FIXTURE_CONFIGS = fixture_configs(module="keras.initializers")
 
 
-@pytest.mark.skipif(not FIXTURE_CONFIGS, reason=f"Keras fixtures not found in {FIXTURES}")
 def test_every_keras_fixture_initializer_round_trips_exactly():
     kinds = set()
     for config in FIXTURE_CONFIGS:
@@ -414,7 +413,6 @@ def test_every_keras_fixture_initializer_round_trips_exactly():
     assert {"GlorotUniform", "Zeros", "HeNormal", "RandomNormal"} <= kinds
 
 
-@pytest.mark.skipif(not FIXTURE_CONFIGS, reason=f"Keras fixtures not found in {FIXTURES}")
 def test_fixture_seeded_initializers_are_reproducible():
     seeded = [c for c in FIXTURE_CONFIGS if c["config"].get("seed") is not None]
     assert seeded

@@ -20,7 +20,6 @@ from fastdense.saving.api import read_model_file
 
 from _helpers import FIXTURE_FILES, FIXTURES, INDEX, KERAS3
 
-pytestmark = pytest.mark.skipif(not (FIXTURES / "index.json").exists(), reason=f"no Keras fixtures at {FIXTURES}")
 
 _SELU_ALPHA = 1.6732632423543772
 _SELU_SCALE = 1.0507009873554805

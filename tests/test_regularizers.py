@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from fastdense import regularizers as R
 
-from _helpers import FIXTURES, as_json, fixture_configs
+from _helpers import as_json, fixture_configs
 
 RNG = np.random.default_rng(20240601)
 
@@ -142,7 +142,6 @@ def test_configs_store_floats_like_keras():
 FIXTURE_CONFIGS = fixture_configs(module="keras.regularizers")
 
 
-@pytest.mark.skipif(not FIXTURE_CONFIGS, reason=f"Keras fixtures not found in {FIXTURES}")
 def test_every_keras_fixture_regularizer_round_trips_exactly():
     assert {c["class_name"] for c in FIXTURE_CONFIGS} >= {"L1", "L2", "L1L2"}
     for config in FIXTURE_CONFIGS:
@@ -151,7 +150,6 @@ def test_every_keras_fixture_regularizer_round_trips_exactly():
         assert json_round_trip(R.deserialize(json_round_trip(obj))) == config
 
 
-@pytest.mark.skipif(not FIXTURE_CONFIGS, reason=f"Keras fixtures not found in {FIXTURES}")
 def test_fixture_l1l2_penalty():
     (config,) = [c for c in FIXTURE_CONFIGS if c["class_name"] == "L1L2"]
     x = RNG.normal(size=(12, 24))

@@ -25,8 +25,6 @@ from fastdense.saving.errors import KerasFileError
 
 from _helpers import FIXTURE_FILES, FIXTURES, INDEX, KERAS3
 
-pytestmark = pytest.mark.skipif(not (FIXTURES / "index.json").exists(), reason=f"no Keras fixtures at {FIXTURES}")
-
 
 def io_arrays(name):
     data = np.load(FIXTURES / f"{name}.io.npz")

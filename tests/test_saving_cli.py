@@ -8,13 +8,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from fastdense.saving.cli import predict_main
 
 from _helpers import FIXTURES
-
-pytestmark = pytest.mark.skipif(not (FIXTURES / "index.json").exists(), reason=f"no Keras fixtures at {FIXTURES}")
 
 
 def fixture_io(name):

@@ -26,7 +26,6 @@ from fastdense.saving.errors import KerasFileError, UnsafeFileError, Unsupported
 
 from _helpers import FIXTURES
 
-pytestmark = pytest.mark.skipif(not (FIXTURES / "index.json").exists(), reason=f"no Keras fixtures at {FIXTURES}")
 
 MLP = FIXTURES / "mlp_mixed.keras"  # Sequential: dense .. dense_4 (relu, tanh, gelu, sigmoid, softmax)
 

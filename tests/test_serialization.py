@@ -15,7 +15,7 @@ import fastdense.saving as saving
 from fastdense import constraints, initializers, regularizers
 from fastdense.saving import serialization as S
 
-from _helpers import FIXTURES, fixture_configs
+from _helpers import fixture_configs
 
 
 # ---------------------------------------------------------------------------------------
@@ -475,7 +475,6 @@ def test_unsupported_dtypes_are_clear_errors(value, match):
         S.deserialize_dtype(value)
 
 
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"Keras fixtures not found in {FIXTURES}")
 def test_every_fixture_dtype_policy():
     policies = fixture_configs(class_name="DTypePolicy")
     assert {p["config"]["name"] for p in policies} == {"float32", "float64"}

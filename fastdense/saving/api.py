@@ -71,9 +71,15 @@ def _sniff(path: str) -> str:
 def read_model_file(path: str | os.PathLike[str]) -> ModelFile:
     """Read a model or weights file without building anything.
 
-    >>> f = read_model_file("mlp_mixed.keras")                      # doctest: +SKIP
-    >>> f.format, f.config["class_name"], [n for n, _ in f.layer_weights][:2]
-    ('keras', 'Sequential', ['dense', 'dense_1'])
+    >>> import os, tempfile
+    >>> from fastdense import Sequential, layers
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "mlp.keras")
+    >>> Sequential([layers.Input((3,)), layers.Dense(4, name="hidden"), layers.Dense(2, name="out")]).save(path)
+    >>> f = read_model_file(path)
+    >>> f.format, f.config["class_name"], [name for name, _ in f.layer_weights]
+    ('keras', 'Sequential', ['hidden', 'out'])
+    >>> tmp.cleanup()
     """
     path = os.fspath(path)
     if not os.path.exists(path):

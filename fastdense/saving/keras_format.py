@@ -234,9 +234,15 @@ def _load_json(data: bytes, member: str, path: str) -> Any:
 def read_keras_archive(path: str | os.PathLike[str]) -> KerasArchive:
     """Read config, metadata and weights of a ``.keras`` archive, without extracting anything.
 
-    >>> archive = read_keras_archive("mlp.keras")                     # doctest: +SKIP
+    >>> import os, tempfile
+    >>> from fastdense import Sequential, layers
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "mlp.keras")
+    >>> Sequential([layers.Input((20,)), layers.Dense(64), layers.Dense(10)]).save(path)
+    >>> archive = read_keras_archive(path)
     >>> archive.config["class_name"], [w.shape for w in archive.weights["layers/dense"]]
     ('Sequential', [(20, 64), (64,)])
+    >>> tmp.cleanup()
     """
     path = os.fspath(path)
     try:

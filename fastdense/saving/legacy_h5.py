@@ -58,9 +58,15 @@ class LegacyH5:
 def read_legacy_h5(path: str | os.PathLike[str]) -> LegacyH5:
     """Read the config (if any) and every layer's weights from a legacy ``.h5`` file.
 
-    >>> f = read_legacy_h5("tfkeras2_mlp.h5")              # doctest: +SKIP
-    >>> f.keras_version, [(name, [w.shape for w in ws]) for name, ws in f.layers]
-    ('2.4.0', [('dense_2', [(6, 10), (10,)]), ('dense_3', [(10, 4), (4,)])])
+    >>> import os, tempfile
+    >>> from fastdense import Sequential, layers
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "mlp.h5")
+    >>> Sequential([layers.Input((6,)), layers.Dense(10, name="dense_2"), layers.Dense(4, name="dense_3")]).save(path)
+    >>> f = read_legacy_h5(path)
+    >>> f.backend, [(name, [w.shape for w in ws]) for name, ws in f.layers]
+    ('fastdense', [('dense_2', [(6, 10), (10,)]), ('dense_3', [(10, 4), (4,)])])
+    >>> tmp.cleanup()
     """
     path = os.fspath(path)
     with _h5.reading(path, "HDF5 model file"), _h5.open_h5(path, path) as f:
