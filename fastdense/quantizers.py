@@ -97,7 +97,8 @@ def quantize_int4(kernel: np.ndarray, block_size: int | None = INT4_BLOCK_SIZE) 
     scale = (wmax - wmin + np.float32(EPSILON)) / np.float32(hi - lo)
     zero = np.clip(np.round(-wmin / scale) + np.float32(lo), lo, hi)
     q = np.clip(np.round(blocks / scale) + zero, lo, hi).astype(np.int8)
-    return Int4Weights(q.reshape(-1, n)[:k], scale[:, 0].astype(np.float32), zero[:, 0].astype(np.int8), int(block_size))
+    return Int4Weights(q.reshape(-1, n)[:k], scale[:, 0].astype(np.float32), zero[:, 0].astype(np.int8),
+                       int(block_size))
 
 
 def group_index(input_dim: int, block_size: int) -> np.ndarray:
@@ -137,7 +138,8 @@ def unpack_int4(packed: np.ndarray, length: int, axis: int = -1) -> np.ndarray:
         raise TypeError(f"unpack_int4 expects int8 or uint8 bytes, got dtype {packed.dtype}")
     p = np.moveaxis(packed.view(np.uint8), axis, 0)
     if not 2 * p.shape[0] - 1 <= length <= 2 * p.shape[0]:
-        raise ValueError(f"unpack_int4: {p.shape[0]} bytes hold {2 * p.shape[0] - 1} or {2 * p.shape[0]} values, got length {length}")
+        raise ValueError(f"unpack_int4: {p.shape[0]} bytes hold {2 * p.shape[0] - 1} or "
+                         f"{2 * p.shape[0]} values, got length {length}")
     nibbles = np.stack([p & 0x0F, p >> 4], axis=1).reshape((-1,) + p.shape[1:])[:length]
     values = ((nibbles ^ 8).astype(np.int8) - np.int8(8)).astype(np.int8)
     return np.moveaxis(values, 0, axis)
