@@ -9,6 +9,7 @@ layer's de-scale bit for bit, and the int4 layers against a float64 reference an
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def harness(tmp_path_factory):
         pytest.skip(f"no C compiler ({cc}) to build tests/c/qgemm_test.c")
     exe = tmp_path_factory.mktemp("qgemm") / "qgemm_test"
     env = dict(os.environ, HELPERS_OPT="-O1")  # the epilogue is not under test here: build it fast
-    build = subprocess.run(["sh", str(ROOT / "tests/c/qgemm_build.sh"), str(exe)], env=env,
+    build = subprocess.run([sys.executable, str(ROOT / "tests/c/qgemm_build.py"), str(exe)], env=env,
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     return exe
@@ -55,7 +56,7 @@ def test_clang_build_passes_every_path(tmp_path):
     exe = tmp_path / "qgemm_test_clang"
     env = dict(os.environ, CC="clang", HELPERS_CC="gcc", HELPERS_OPT="-O1")
     env.pop("FASTDENSE_CPU_PATH", None)
-    build = subprocess.run(["sh", str(ROOT / "tests/c/qgemm_build.sh"), str(exe)], env=env,
+    build = subprocess.run([sys.executable, str(ROOT / "tests/c/qgemm_build.py"), str(exe)], env=env,
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     for isa in ISAS:

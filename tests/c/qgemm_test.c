@@ -8,7 +8,7 @@
  *   qgemm_test bench        GOPS on one thread of the int8 / int4 layers and the float32
  *                           packed GEMM + epilogue at MLP shapes.
  *
- * ISA: baseline, avx2, avx_vnni, avx512_vnni.  Build: tests/c/qgemm_build.sh.
+ * ISA: baseline, avx2, avx_vnni, avx512_vnni.  Build: python tests/c/qgemm_build.py OUT [check ISA | bench].
  */
 #include <math.h>
 #include <stdint.h>
