@@ -30,7 +30,8 @@ column ``2c`` in the low nibble of byte ``c``, column ``2c + 1`` in the high nib
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -180,3 +181,143 @@ def _kernel_2d(kernel: np.ndarray) -> np.ndarray:
     if kernel.ndim != 2:
         raise ValueError(f"a Dense kernel has shape (input_dim, units), got shape {kernel.shape}")
     return kernel
+
+
+# --------------------------------------------------------------------------- Keras policies and configs
+#
+# A quantized Dense layer says how it is quantized twice, as Keras writes it: its dtype policy
+# ("int8_from_float32": QuantizedDTypePolicy; "int4/128_from_float32": Int4DTypePolicy) and its
+# quantization_config (Int8QuantizationConfig / Int4QuantizationConfig, naming the input
+# quantizer). QuantizedPolicy is the one record both are read into.
+
+
+class QuantizedPolicy(NamedTuple):
+    """A Dense layer's quantization, as its Keras dtype policy and quantization_config say."""
+
+    mode: str  # "int8" or "int4"
+    block_size: int = -1  # int4: input rows per scale block; -1 one scale per unit
+    quantize_inputs: bool = True  # inputs quantized per row (Keras's int8 default)
+    source_name: str = "float32"  # the float policy the layer was quantized from
+
+    @property
+    def name(self) -> str:
+        """Keras's policy name: ``"int8_from_float32"``, ``"int4/128_from_float32"``."""
+        mode = self.mode if self.mode == "int8" else f"int4/{self.block_size}"
+        return f"{mode}_from_{self.source_name}"
+
+    @property
+    def quantization_mode(self) -> str:
+        return self.mode
+
+    @property
+    def compute_dtype(self) -> str:
+        return self.source_name
+
+    @property
+    def variable_dtype(self) -> str:
+        return self.source_name
+
+    def serialize(self) -> dict:
+        """The layer's ``dtype`` entry as Keras 3.15 writes it."""
+        if self.mode == "int8":
+            class_name, mode = "QuantizedDTypePolicy", "int8"
+        else:
+            class_name, mode = "Int4DTypePolicy", f"int4/{self.block_size}"
+        return {"module": "keras.dtype_policies", "class_name": class_name,
+                "config": {"mode": mode, "source_name": self.source_name}, "registered_name": None}
+
+    def config(self) -> dict:
+        """The layer's ``quantization_config`` entry as Keras 3.15 writes it."""
+        inputs = _ABS_MAX_CONFIG if self.quantize_inputs else None
+        if self.mode == "int8":
+            inner: dict = {"weight_quantizer": None, "activation_quantizer": inputs}
+            class_name = "Int8QuantizationConfig"
+        else:
+            inner = {"weight_quantizer": None, "activation_quantizer": inputs,
+                     "block_size": self.block_size}
+            class_name = "Int4QuantizationConfig"
+        return {"module": "keras.quantizers", "class_name": class_name, "config": inner, "registered_name": None}
+
+
+_ABS_MAX_CONFIG = {"module": "keras.quantizers", "class_name": "AbsMaxQuantizer",
+                   "config": {"value_range": [-127, 127], "epsilon": EPSILON, "output_dtype": "int8"},
+                   "registered_name": None}
+_POLICY_CLASSES = ("QuantizedDTypePolicy", "Int4DTypePolicy")
+
+
+def is_quantized_policy(value: Any) -> bool:
+    """True for a Keras quantized dtype policy: its dict, or a name such as ``"int8_from_float32"``."""
+    if isinstance(value, QuantizedPolicy):
+        return True
+    if isinstance(value, Mapping):
+        return value.get("class_name") in _POLICY_CLASSES or value.get("class_name") == "QuantizedFloat8DTypePolicy"
+    return isinstance(value, str) and value.startswith(("int8", "int4", "float8", "gptq", "awq"))
+
+
+def read_policy(dtype: Any, quantization_config: Any = None) -> QuantizedPolicy:
+    """The QuantizedPolicy of a layer config's ``dtype`` (a quantized policy dict or name) and
+    ``quantization_config`` (a Keras config dict or None, which means Keras's defaults)."""
+    if isinstance(dtype, QuantizedPolicy):
+        mode, source = dtype.name.split("_from_")
+    elif isinstance(dtype, Mapping):
+        inner = dtype.get("config")
+        if dtype.get("class_name") not in _POLICY_CLASSES or not isinstance(inner, Mapping):
+            raise ValueError(f"Unsupported quantized dtype policy {dict(dtype)!r}: fastdense reads "
+                             "QuantizedDTypePolicy (int8) and Int4DTypePolicy (int4/<block_size>)")
+        mode, source = inner.get("mode"), inner.get("source_name", "float32")
+    elif isinstance(dtype, str) and "_from_" in dtype:
+        mode, source = dtype.split("_from_", 1)
+    else:
+        raise ValueError(f"Could not interpret quantized dtype policy {dtype!r}: expected e.g. "
+                         "'int8_from_float32' or 'int4/128_from_float32'")
+    if source != "float32":
+        raise ValueError(f"Quantized dtype policy {mode!r} from {source!r} is not supported: "
+                         "fastdense runs quantized layers from float32 only")
+    if mode == "int8":
+        block = -1
+    elif isinstance(mode, str) and mode.startswith("int4/"):
+        try:
+            block = int(mode.split("/", 1)[1])
+        except ValueError:
+            block = 0
+        if block < -1 or block == 0:
+            raise ValueError(f"Invalid int4 dtype policy mode {mode!r}: expected 'int4/<block_size>' with "
+                             "block_size -1 or a positive integer")
+    else:
+        raise ValueError(f"Quantization mode {mode!r} is not supported: fastdense runs 'int8' and "
+                         "'int4/<block_size>' (not float8, gptq or awq)")
+    base = "int8" if mode == "int8" else "int4"
+    return QuantizedPolicy(base, block, _read_config(base, block, quantization_config), source)
+
+
+def _read_config(mode: str, block: int, config: Any) -> bool:
+    """Whether the layer quantizes its inputs, from its quantization_config (None: Keras's
+    default for the mode: int8 yes, int4 no)."""
+    if config is None:
+        return mode == "int8"
+    expected = "Int8QuantizationConfig" if mode == "int8" else "Int4QuantizationConfig"
+    inner = config.get("config") if isinstance(config, Mapping) else None
+    if not isinstance(config, Mapping) or config.get("class_name") != expected or not isinstance(inner, Mapping):
+        raise ValueError(f"A {mode} Dense layer needs quantization_config None or a Keras "
+                         f"{expected} config, got {config!r}")
+    config_block = inner.get("block_size")
+    if mode == "int4" and (-1 if config_block is None else config_block) != block:
+        raise ValueError(f"quantization_config block_size {config_block!r} contradicts the dtype "
+                         f"policy's int4/{block}")
+    activation = inner.get("activation_quantizer")
+    if activation is None:
+        return False
+    if not isinstance(activation, Mapping) or activation.get("class_name") != "AbsMaxQuantizer":
+        raise ValueError(f"Unsupported activation_quantizer {activation!r}: fastdense runs Keras's "
+                         "AbsMaxQuantizer (per row, value_range (-127, 127)) or none")
+    settings = activation.get("config") or {}
+    value_range = list(settings.get("value_range", [-127, 127]))
+    axis = settings.get("axis", None)
+    if value_range != [-127, 127] or float(settings.get("epsilon", EPSILON)) != EPSILON \
+            or settings.get("output_dtype", "int8") != "int8" or axis not in (None, -1, [-1], (-1,)):
+        raise ValueError(f"Unsupported AbsMaxQuantizer settings {dict(settings)!r}: fastdense runs "
+                         "value_range (-127, 127), epsilon 1e-7, output_dtype int8, per row")
+    if mode == "int4" and block != -1:
+        raise ValueError("Keras refuses an activation quantizer with int4 blocks (block_size > 0); "
+                         f"got one with int4/{block}")
+    return True
