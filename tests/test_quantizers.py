@@ -8,7 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from _helpers import FIXTURES, INDEX
+from _helpers import FIXTURES, INDEX_ALL
 
 from fastdense import quantizers as Q
 
@@ -41,7 +41,7 @@ def _fixture_layers(name):
     return found
 
 
-@pytest.mark.skipif("int8_mlp" not in INDEX, reason="Keras fixtures not found")
+@pytest.mark.skipif("int8_mlp" not in INDEX_ALL, reason="Keras fixtures not found")
 def test_int8_mlp_reference_reproduces_keras():
     data = np.load(FIXTURES / "int8_mlp.io.npz")
     a = data["x0"]
@@ -53,7 +53,7 @@ def test_int8_mlp_reference_reproduces_keras():
     assert err <= 2e-5 * max(1.0, np.abs(data["y"]).max()), err  # measured 3.0e-8
 
 
-@pytest.mark.skipif("int4_mlp" not in INDEX, reason="Keras fixtures not found")
+@pytest.mark.skipif("int4_mlp" not in INDEX_ALL, reason="Keras fixtures not found")
 def test_int4_mlp_reference_reproduces_keras():
     data = np.load(FIXTURES / "int4_mlp.io.npz")
     a = data["x0"]
