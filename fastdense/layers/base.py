@@ -55,6 +55,7 @@ __all__ = [
 Shape = tuple  # tuple of int | None
 
 _FLOAT_DTYPES = ("float32", "float64")
+_WEIGHT_DTYPES = _FLOAT_DTYPES + ("int8",)   # int8: quantized Dense kernels (Keras 3 int8 / int4)
 
 # --------------------------------------------------------------------------
 # Names
@@ -478,7 +479,7 @@ class Layer:
         shape = standardize_shape(shape, "weight shape")
         if any(dim is None for dim in shape):
             raise ValueError(f"Layer '{self.name}': weight shape must be fully defined, got {shape}")
-        dtype_name = self._dtype if dtype is None else standardize_dtype(dtype)
+        dtype_name = self._dtype if dtype is None else standardize_dtype(dtype, _WEIGHT_DTYPES)
         if name is None:
             name = f"weight_{len(self._weight_specs)}"
         from fastdense import constraints, initializers

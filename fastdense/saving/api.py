@@ -186,6 +186,12 @@ def _assign_legacy(model: Any, legacy: legacy_h5.LegacyH5, path: str, skip_misma
         )
     plan = []
     for layer, (saved_name, arrays) in zip(layers, saved):
+        order = legacy_h5.legacy_weight_order(layer, len(arrays))
+        if len(order) == len(arrays):   # the file's order (trainable first) -> get_weights() order
+            placed = list(arrays)
+            for position, index in enumerate(order):
+                placed[index] = arrays[position]
+            arrays = placed
         checked = _checked(layer, arrays, f"model_weights/{saved_name}", path, skip_mismatch)
         if checked is not None:
             plan.append((layer, checked))

@@ -131,6 +131,19 @@ def legacy_layer_entries(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def legacy_weight_order(layer: Any, count: int) -> list[int]:
+    """Where each of a layer's ``count`` weights goes in an .h5 file, as Keras orders them there
+    (``trainable_weights + non_trainable_weights``): positions in ``get_weights()``.
+
+    The identity for most layers; a quantized Dense saves ``bias`` (its one trainable weight)
+    before ``kernel`` and ``kernel_scale``.
+    """
+    specs = getattr(layer, "_weight_specs", None)
+    if not specs or len(specs) != count or not getattr(layer, "trainable", True):
+        return list(range(count))
+    return [i for i, s in enumerate(specs) if s.trainable] + [i for i, s in enumerate(specs) if not s.trainable]
+
+
 def _weight_names(layer: Any, count: int, prefix: str) -> list[str]:
     """``prefix/kernel``, ``prefix/bias`` ...: the short weight names, unique within the layer."""
     given = getattr(layer, "weight_names", None)
@@ -188,6 +201,8 @@ def write_legacy_h5(target: str, model: Any, model_config: dict[str, Any]) -> No
             values = [np.asarray(v) for v in layer.get_weights()]
             prefix = f"{model.name}/{layer.name}/" if sequential else f"{layer.name}/"
             names = _weight_names(layer, len(values), prefix)
+            order = legacy_weight_order(layer, len(values))
+            values, names = [values[i] for i in order], [names[i] for i in order]
             _set_string_list(layer_group, "weight_names", [n.encode("utf-8") for n in names])
             for name, value in zip(names, values):
                 if value.dtype.kind not in "fiub":
