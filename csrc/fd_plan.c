@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fd_plan.h"
+#include "fd_qgemm.h"
 
 #define FD_PLAN_MAX_BUFS 256
 
@@ -94,6 +95,19 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
                several blocks already run in parallel, one per thread */
             if (c->ntasks == 1 && c->nblocks == 1 ? fd_dense(&a)
                 : fd_dense_serial(&a, scratch + (size_t)p->glu_offset * c->block * es, c->lock)) return -1;
+            break;
+        }
+        case FD_STEP_QDENSE: {   /* float32 plans only */
+            const fd_qweights *qw = (const fd_qweights *)st->w;
+            const ptrdiff_t m = rows * st->t, half = st->n / 2;
+            const int halves = fd_act_halves(st->act.code);
+            float *out = halves ? (float *)(scratch + (size_t)p->glu_offset * c->block * es) : (float *)dst;
+            int rc = qw->bits == 8
+                ? fd_q8_dense(fd_qgemm_isa(), qw, m, (const float *)src[0], st->k, &st->act, st->bias, out, st->n)
+                : fd_q4_dense(fd_qgemm_isa(), qw, m, (const float *)src[0], st->k, &st->act, st->bias, out, st->n);
+            if (rc) return -1;
+            for (ptrdiff_t r = 0; halves && r < m; r++)   /* glu wrote n / 2 columns per row */
+                memcpy((float *)dst + r * half, out + r * st->n, (size_t)half * sizeof(float));
             break;
         }
         case FD_STEP_ACT: {

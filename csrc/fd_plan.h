@@ -8,7 +8,8 @@
 
 enum {
     FD_STEP_DENSE = 0, FD_STEP_ACT, FD_STEP_ADD, FD_STEP_SUB, FD_STEP_MUL, FD_STEP_AVG,
-    FD_STEP_MAX, FD_STEP_MIN, FD_STEP_CONCAT, FD_STEP_COPY
+    FD_STEP_MAX, FD_STEP_MIN, FD_STEP_CONCAT, FD_STEP_COPY,
+    FD_STEP_QDENSE              /* a Keras int8 / int4 Dense: w is its fd_qweights (fd_qgemm.h) */
 };
 #define FD_PLAN_MAX_SRC 16
 

@@ -411,6 +411,9 @@ cdef extern from "fd_gemm.h" nogil:
     int fd_packed_available()
 
 
+include "_kernels_quant.pxi"
+
+
 cdef extern from "fd_plan.h" nogil:
     int FD_PLAN_MAX_SRC
     ctypedef struct fd_step:
@@ -500,7 +503,13 @@ cdef class Plan:
             st.w = NULL
             st.wpack = NULL
             st.bias = NULL
-            if type(w) is PackedKernel:
+            if type(w) is QuantizedKernel:   # FD_STEP_QDENSE: w is the kernel's fd_qweights
+                if want != cnp.NPY_FLOAT32 or not (<QuantizedKernel>w)._native:
+                    raise ValueError("fastdense plan: a quantized Dense runs in float32 plans, on its integer kernel")
+                self.keep.append(w)
+                st.w = &(<QuantizedKernel>w)._w
+                w = None
+            elif type(w) is PackedKernel:
                 if (<PackedKernel>w).packed is not None:
                     self.keep.append((<PackedKernel>w).packed)
                     st.wpack = <const float *>cnp.PyArray_DATA(<cnp.ndarray>(<PackedKernel>w).packed)
@@ -553,5 +562,3 @@ cdef class Plan:
         if rc != 0:
             raise MemoryError("fastdense: the plan could not allocate scratch memory")
 
-
-include "_kernels_quant.pxi"

@@ -199,6 +199,10 @@ class QuantizedPolicy(NamedTuple):
     quantize_inputs: bool = True  # inputs quantized per row (Keras's int8 default)
     source_name: str = "float32"  # the float policy the layer was quantized from
 
+    def __repr__(self) -> str:
+        kind = "QuantizedDTypePolicy" if self.mode == "int8" else "Int4DTypePolicy"
+        return f'<{kind} "{self.name}">'
+
     @property
     def name(self) -> str:
         """Keras's policy name: ``"int8_from_float32"``, ``"int4/128_from_float32"``."""
@@ -288,6 +292,20 @@ def read_policy(dtype: Any, quantization_config: Any = None) -> QuantizedPolicy:
                          "'int4/<block_size>' (not float8, gptq or awq)")
     base = "int8" if mode == "int8" else "int4"
     return QuantizedPolicy(base, block, _read_config(base, block, quantization_config), source)
+
+
+def check_config(config: Any) -> str:
+    """The mode (``"int8"`` / ``"int4"``) of a Keras quantization config dict, after checking it
+    is one fastdense runs; ValueError otherwise."""
+    names = {"Int8QuantizationConfig": "int8", "Int4QuantizationConfig": "int4"}
+    mode = names.get(config.get("class_name")) if isinstance(config, Mapping) else None
+    inner = config.get("config") if isinstance(config, Mapping) else None
+    if mode is None or not isinstance(inner, Mapping):
+        raise ValueError("quantization_config must be None or a Keras Int8QuantizationConfig / "
+                         f"Int4QuantizationConfig config dict, got {config!r}")
+    block = inner.get("block_size")
+    _read_config(mode, -1 if mode == "int8" or block is None else block, config)
+    return mode
 
 
 def _read_config(mode: str, block: int, config: Any) -> bool:

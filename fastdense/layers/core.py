@@ -48,6 +48,16 @@ def _positive_int(value: Any, argument: str) -> int:
     return integer
 
 
+def _without_shared_ids(config: Any) -> Any:
+    """A config without Keras's ``shared_object_id`` entries (ids of objects shared between
+    layers when Keras saved them; fastdense keeps a copy per layer)."""
+    if isinstance(config, dict):
+        return {k: _without_shared_ids(v) for k, v in config.items() if k != "shared_object_id"}
+    if isinstance(config, list):
+        return [_without_shared_ids(v) for v in config]
+    return config
+
+
 def _int4_block(config: Any) -> int:
     """block_size of an Int4QuantizationConfig config dict (Keras's default 128; -1 per unit)."""
     if config is None:
@@ -105,7 +115,9 @@ class Dense(Layer):
         if quantizers.is_quantized_policy(kwargs.get("dtype")):
             self._quant = quantizers.read_policy(kwargs["dtype"], quantization_config)
             kwargs["dtype"] = self._quant.source_name
-        self.quantization_config = quantization_config
+        elif quantization_config is not None:
+            quantizers.check_config(quantization_config)   # kept for a later quantize(), as Keras does
+        self.quantization_config = _without_shared_ids(quantization_config)
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units = _positive_int(units, "units")
         self.use_bias = bool(use_bias)

@@ -34,7 +34,7 @@ from fastdense.layers.reshaping import Flatten, Reshape
 __all__ = ["CompiledPlan", "compile_plan", "run_compiled"]
 
 # step kinds, as csrc/fd_plan.h numbers them
-_DENSE, _ACT, _ADD, _SUB, _MUL, _AVG, _MAX, _MIN, _CONCAT, _COPY = range(10)
+_DENSE, _ACT, _ADD, _SUB, _MUL, _AVG, _MAX, _MIN, _CONCAT, _COPY, _QDENSE = range(11)
 _MERGES = {Add: _ADD, Subtract: _SUB, Multiply: _MUL, Average: _AVG, Maximum: _MAX, Minimum: _MIN}
 
 _ROWS_PER_BLOCK = 256                 # GEMM rows per block: the BLAS re-packs weights per call
@@ -192,7 +192,28 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
         in_bufs = [slot_buf[s] for s in srcs]
         out_slot = out_slots[0]
         cls = type(layer)
-        if cls is Dense:
+        if cls is Dense and layer._quant is not None:
+            # Keras int8 / int4: the layer's QuantizedKernel, run by the integer kernels
+            (shape,) = in_shapes
+            values = layer._values
+            qkernel = layer._pack(values)
+            bias = values[1] if layer.use_bias else None
+            if dtype != np.float32 or not qkernel.native:
+                raise _Unsupported("quantized Dense outside a float32 plan or without an integer kernel")
+            k, n = qkernel.shape
+            if not shape or shape[-1] != k:
+                raise _Unsupported("Dense input does not match its kernel")
+            code, p0, p1, p2, halves = _act_spec(layer.activation)
+            if halves and n % 2:
+                raise _Unsupported("glu on an odd number of units")
+            t = math.prod(shape[:-1])
+            dst = new_buffer(shape[:-1] + (n // 2 if halves else n,))
+            if halves:
+                glu_elems = max(glu_elems, t * n)
+            max_rows_per_sample = max(max_rows_per_sample, t)
+            plan_steps.append((_QDENSE, in_bufs, dst, t, k, n, None, qkernel,
+                               None if bias is None else np.ascontiguousarray(bias), code, p0, p1, p2))
+        elif cls is Dense:
             (shape,) = in_shapes
             values = layer._values          # one read: a consistent (kernel, bias) pair
             kernel, bias = values[0], (values[1] if layer.use_bias else None)
@@ -283,10 +304,12 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     glu_offset = offset
     sample_elems = max(offset + glu_elems, 1)
     plan = _kernels.Plan(plan_steps, widths, in_index, out_index, offsets, glu_offset, sample_elems, dtype)
-    dense_kernels = [step[7] for step in plan_steps if step[0] == _DENSE]
-    packed = bool(dense_kernels) and all(type(w) is ops.PackedKernel and w.packed is not None
-                                         for w in dense_kernels)
-    macs = sum(step[3] * step[4] * step[5] for step in plan_steps if step[0] == _DENSE)
+    dense_kernels = [step[7] for step in plan_steps if step[0] in (_DENSE, _QDENSE)]
+    # packed (and quantized) kernels run on any thread: the plan spreads blocks over fastdense's pool
+    packed = bool(dense_kernels) and all(
+        (type(w) is ops.PackedKernel and w.packed is not None) or type(w) is ops.QuantizedKernel
+        for w in dense_kernels)
+    macs = sum(step[3] * step[4] * step[5] for step in plan_steps if step[0] in (_DENSE, _QDENSE))
     return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed, macs)
 
 
