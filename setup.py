@@ -1,7 +1,9 @@
 """Build the fastdense extension: Cython glue (fastdense/_kernels.pyx) + plain C (csrc/).
 
-The default build is portable (x86-64 baseline); csrc/fd_act.c carries its own AVX2 and
-AVX-512 variants chosen at run time, so one wheel runs on any x86-64 machine.
+The default build is portable (x86-64 baseline): the kernels carry their own AVX2 and AVX-512
+variants (FD_TARGET_BEGIN_* regions) chosen at run time by csrc/fd_cpu.c, so one wheel runs on any
+x86-64 machine. Generated sources (csrc/fd_act_coeffs.h, csrc/fd_gemm_tiles*.h) are checked in;
+tests/test_generated_code.py checks that their generators still write them.
 """
 import glob
 import os

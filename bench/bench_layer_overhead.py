@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from fastdense import ops
-from fastdense.benchmark import format_ratio, format_table, format_time, machine_info, time_interleaved
+from harness import format_ratio, format_table, format_time, machine_info, time_interleaved
 
 
 def contenders(shape: tuple[int, int, int], act: str) -> tuple[dict[str, str], dict[str, Any]] | None:

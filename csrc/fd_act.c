@@ -21,51 +21,22 @@
 #include "fd_act_math.h"
 #include "fd_cpu.h"
 
-static const char *const fd_names[FD_ACT_COUNT] = {
-    [FD_ACT_LINEAR] = "linear",
-    [FD_ACT_RELU] = "relu",
-    [FD_ACT_RELU6] = "relu6",
-    [FD_ACT_LEAKY_RELU] = "leaky_relu",
-    [FD_ACT_ELU] = "elu",
-    [FD_ACT_SELU] = "selu",
-    [FD_ACT_CELU] = "celu",
-    [FD_ACT_GELU] = "gelu",
-    [FD_ACT_SIGMOID] = "sigmoid",
-    [FD_ACT_HARD_SIGMOID] = "hard_sigmoid",
-    [FD_ACT_HARD_SILU] = "hard_silu",
-    [FD_ACT_SILU] = "silu",
-    [FD_ACT_TANH] = "tanh",
-    [FD_ACT_HARD_TANH] = "hard_tanh",
-    [FD_ACT_TANH_SHRINK] = "tanh_shrink",
-    [FD_ACT_SOFTPLUS] = "softplus",
-    [FD_ACT_SOFTSIGN] = "softsign",
-    [FD_ACT_SPARSE_PLUS] = "sparse_plus",
-    [FD_ACT_SPARSE_SIGMOID] = "sparse_sigmoid",
-    [FD_ACT_SQUAREPLUS] = "squareplus",
-    [FD_ACT_LOG_SIGMOID] = "log_sigmoid",
-    [FD_ACT_EXPONENTIAL] = "exponential",
-    [FD_ACT_MISH] = "mish",
-    [FD_ACT_SOFT_SHRINK] = "soft_shrink",
-    [FD_ACT_HARD_SHRINK] = "hard_shrink",
-    [FD_ACT_THRESHOLD] = "threshold",
-    [FD_ACT_SOFTMAX] = "softmax",
-    [FD_ACT_LOG_SOFTMAX] = "log_softmax",
-    [FD_ACT_SPARSEMAX] = "sparsemax",
-    [FD_ACT_GLU] = "glu",
+static const struct {
+    const char *id, *name;
+    unsigned char rowwise, halves;
+} fd_table[FD_ACT_COUNT] = {
+#define FD_X(id_, fn, name_, dispatch, rowwise_, halves_) \
+    [FD_ACT_##id_] = {#id_, name_, rowwise_, halves_},
+    FD_ACTIVATIONS(FD_X)
+#undef FD_X
 };
 
-const char *fd_act_name(int code)
-{
-    return code >= 0 && code < FD_ACT_COUNT ? fd_names[code] : NULL;
-}
+static int known(int code) { return code >= 0 && code < FD_ACT_COUNT; }
 
-int fd_act_rowwise(int code)
-{
-    return code == FD_ACT_SOFTMAX || code == FD_ACT_LOG_SOFTMAX || code == FD_ACT_SPARSEMAX ||
-           code == FD_ACT_GLU;
-}
-
-int fd_act_halves(int code) { return code == FD_ACT_GLU; }
+const char *fd_act_name(int code) { return known(code) ? fd_table[code].name : NULL; }
+const char *fd_act_id(int code) { return known(code) ? fd_table[code].id : NULL; }
+int fd_act_rowwise(int code) { return known(code) && fd_table[code].rowwise; }
+int fd_act_halves(int code) { return known(code) && fd_table[code].halves; }
 
 /* ------------------------------------------------------------------ the three copies */
 

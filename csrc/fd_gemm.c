@@ -97,8 +97,7 @@ static ptrdiff_t k_block(ptrdiff_t k)
 #define FD_HAVE_PACKED 1
 #include <immintrin.h>
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+FD_TARGET_BEGIN_AVX2
 
 /* c[0:8] = v, or c[0:8] += v. */
 static inline __attribute__((always_inline)) void store(int accumulate, float *c, __m256 v)
@@ -378,7 +377,7 @@ FD_DIRECT_ROWS(3)
 FD_DIRECT_ROWS(4)
 FD_DIRECT_ROWS(5)
 
-#pragma GCC pop_options
+FD_TARGET_END
 #else
 #define FD_HAVE_PACKED 0
 #endif

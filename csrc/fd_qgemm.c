@@ -21,6 +21,7 @@
 #include "fd_qgemm.h"
 
 #include "fd_cpu.h"
+#include "fd_status.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -624,14 +625,14 @@ typedef struct {
 
 static int q_path_of(fd_qisa isa, q_path *path)
 {
-    if ((unsigned)isa >= FD_QISA_COUNT || !fd_qisa_supported(isa)) return -2;
+    if ((unsigned)isa >= FD_QISA_COUNT || !fd_qisa_supported(isa)) return FD_ERR_ARG;
     *path = (q_path){q8_row_c, q8_strip_c, q4_strip_c, 0};
 #if FD_Q_X86 && defined(__GNUC__)
     if (isa == FD_QISA_AVX2) *path = (q_path){q8_row_256, q8_strip_avx2, q4_strip_256, 0};
     if (isa == FD_QISA_AVX_VNNI) *path = (q_path){q8_row_256, q8_strip_avxvnni, q4_strip_256, 128};
     if (isa == FD_QISA_AVX512_VNNI) *path = (q_path){q8_row_512, q8_strip_512, q4_strip_512, 128};
 #endif
-    return 0;
+    return FD_OK;
 }
 
 /* The quantized strip buffer: on the stack when small. */
@@ -655,10 +656,10 @@ static int q8_run(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x
                   const int8_t *q, ptrdiff_t ldq, const fd_act *act, const float *bias, void *c, ptrdiff_t ldc)
 {
     q_path path;
-    if (w->bits != 8 || w->k < 1 || w->k > FD_Q8_MAX_K || q_path_of(isa, &path)) return -2;
+    if (w->bits != 8 || w->k < 1 || w->k > FD_Q8_MAX_K || q_path_of(isa, &path)) return FD_ERR_ARG;
     ptrdiff_t lda = (w->k + 3) / 4 * 4;
     q_scratch s;
-    if (q_scratch_get(&s, QROWS * lda)) return -1;
+    if (q_scratch_get(&s, QROWS * lda)) return FD_ERR_NOMEM;
     for (ptrdiff_t i0 = 0; i0 < m; i0 += QROWS) {
         int mr = m - i0 < QROWS ? (int)(m - i0) : QROWS;
         float is[QROWS];
@@ -681,7 +682,7 @@ static int q8_run(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x
         }
     }
     q_scratch_free(&s);
-    return 0;
+    return FD_OK;
 }
 
 int fd_q8_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx,
@@ -700,22 +701,22 @@ int fd_q8_quantize_rows(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, const float *x, p
                         int8_t *q, ptrdiff_t ldq, float *scale)
 {
     q_path path;
-    if (q_path_of(isa, &path)) return -2;
+    if (q_path_of(isa, &path)) return FD_ERR_ARG;
     for (ptrdiff_t i = 0; i < m; i++)   /* unshifted: the int8 values themselves */
         scale[i] = path.row(k, x + i * ldx, (uint8_t *)(q + i * ldq), k, 0);
-    return 0;
+    return FD_OK;
 }
 
 int fd_q4_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx,
                 const fd_act *act, const float *bias, float *c, ptrdiff_t ldc)
 {
     q_path path;
-    if (w->bits != 4 || w->k < 1 || w->block < 1 || q_path_of(isa, &path)) return -2;
+    if (w->bits != 4 || w->k < 1 || w->block < 1 || q_path_of(isa, &path)) return FD_ERR_ARG;
     for (ptrdiff_t i0 = 0; i0 < m; i0 += QROWS) {
         int mr = m - i0 < QROWS ? (int)(m - i0) : QROWS;
         float *cs = c + i0 * ldc;
         path.strip4(mr, w, x + i0 * ldx, ldx, cs, ldc);
         fd_epilogue_f32(act, bias, cs, ldc, cs, ldc, mr, w->n);
     }
-    return 0;
+    return FD_OK;
 }

@@ -84,8 +84,8 @@ int fd_qisa_supported(fd_qisa isa);
 const char *fd_qisa_name(fd_qisa isa);
 
 /* The int8 layer: c = act(descale(quantize(x) @ w) + bias), x m x k floats (row stride ldx),
-   c m x n (row stride ldc >= n; glu writes n / 2).  Returns 0; -1 no memory; -2 bad arguments
-   (isa unsupported, k > FD_Q8_MAX_K, wrong bits). */
+   c m x n (row stride ldc >= n; glu writes n / 2).  Returns FD_OK, FD_ERR_NOMEM, or FD_ERR_ARG
+   (isa unsupported, k > FD_Q8_MAX_K, wrong bits) (fd_status.h). */
 int fd_q8_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx,
                 const fd_act *act, const float *bias, float *c, ptrdiff_t ldc);
 /* Keras's input quantizer alone: q[i * ldq + kk] and scale[i] for m rows of x. */

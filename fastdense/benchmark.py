@@ -9,8 +9,10 @@ onnxruntime and Keras. It prints median times and ratios measured in the same ru
     python -m fastdense bench --quick       # about 10 s, noisier
     python -m fastdense bench --json mlp.json --plot mlp.png
 
-The timing machinery here (:func:`time_interleaved`, :func:`format_table`) and the peer
-builders are shared with the scripts in ``bench/``.
+This module holds what that command needs: the timing loop (:func:`time_interleaved`), paired
+ratios, the table and plot, float64 references and one contender builder per peer (the
+:data:`PEERS` table: a new peer is a function and a row). The scripts in ``bench/`` use the same
+pieces through ``bench/harness.py``, which adds what only they need.
 
 Method (:func:`time_interleaved`): contenders take turns of about 50 ms each, round-robin
 with the order rotating every round, so a burst of load from elsewhere on the machine hits
@@ -50,7 +52,7 @@ __all__ = [
     "fastdense_threads",
     "machine_info",
     "run_mlp",
-    "wait_for_quiet",
+    "PEERS",
     "main",
 ]
 
@@ -284,7 +286,7 @@ def machine_info() -> dict[str, Any]:
         ]
     except ImportError:
         pass
-    for peer in ("torch", "onnxruntime", "keras"):
+    for peer in PEERS:
         module = sys.modules.get(peer)
         if module is not None:
             info[peer] = getattr(module, "__version__", "?")
@@ -321,19 +323,6 @@ class LoadMeter:
             return None
         wall, busy, own = (e - s for e, s in zip(end, self._start))
         return max(0.0, (busy - own) / wall)
-
-
-def wait_for_quiet(max_wait: float, threshold: float = 0.25, window: float = 1.0) -> float | None:
-    """Wait up to ``max_wait`` seconds for a ``window`` in which other processes keep fewer
-    than ``threshold`` cores busy; return the last measured load (None off Linux)."""
-    deadline = time.perf_counter() + max_wait
-    load = None
-    while True:
-        meter = LoadMeter()
-        time.sleep(window)
-        load = meter.other_cores()
-        if load is None or load < threshold or time.perf_counter() >= deadline:
-            return load
 
 
 class Progress:
@@ -442,23 +431,6 @@ def import_peer(name: str) -> Any | None:
         return __import__(name)
     except Exception:  # peers are optional; a broken install counts as missing
         return None
-
-
-TORCH_ACTIVATIONS = ("linear", "relu", "gelu", "sigmoid", "tanh", "softmax")
-
-
-def torch_activation(torch: Any, name: str) -> Callable[[Any], Any]:
-    """The torch.nn.functional call for ``name`` (gelu is the exact erf form)."""
-    functional = torch.nn.functional
-    table = {
-        "linear": lambda y: y,
-        "relu": functional.relu,
-        "gelu": functional.gelu,
-        "sigmoid": torch.sigmoid,
-        "tanh": torch.tanh,
-        "softmax": lambda y: functional.softmax(y, dim=-1),
-    }
-    return table[name]
 
 
 def torch_sequential(torch: Any, layers: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> Any:
@@ -621,29 +593,59 @@ def mlp_contenders(
 
     if not peers:
         return contenders, ns
-    torch = import_peer("torch")
-    if torch is not None:
-        ns["torch_model"] = torch_sequential(torch, layers)
-        ns["tx"] = torch.from_numpy(x)
-        contenders["torch"] = "torch_model(tx)"
-    session = onnx_session(layers)
-    if session is not None:
-        ns["ort"], ns["feed"] = session, {"x": x}
-        contenders["onnxruntime"] = "ort.run(None, feed)"
-    keras = import_peer("keras")
-    if keras is not None:
-        ns["keras_model"] = _keras_mlp(keras, layers)
-        contenders["keras"] = "keras_model.predict(x, batch_size=len(x), verbose=0)"
+    for name, build in PEERS.items():
+        contender = build(layers, x)
+        if contender is not None:
+            stmt, peer_ns = contender
+            ns.update(peer_ns)
+            contenders[name] = stmt
     return contenders, ns
 
 
-def _keras_mlp(keras: Any, layers: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> Any:
+# --------------------------------------------------------------------------- peer contenders
+# One function per peer: (statement, namespace) running the MLP given as (kernel, bias,
+# activation) layers on x, or None when the peer is not installed. A new peer is a function
+# here and a row in PEERS.
+
+
+def torch_contender(layers: Sequence[tuple[np.ndarray, np.ndarray, str]], x: np.ndarray
+                    ) -> tuple[str, dict[str, Any]] | None:
+    """torch: an ``nn.Sequential`` of Linear + activation modules (run under inference mode)."""
+    torch = import_peer("torch")
+    if torch is None:
+        return None
+    return "torch_model(tx)", {"torch_model": torch_sequential(torch, layers), "tx": torch.from_numpy(x)}
+
+
+def onnxruntime_contender(layers: Sequence[tuple[np.ndarray, np.ndarray, str]], x: np.ndarray
+                          ) -> tuple[str, dict[str, Any]] | None:
+    """onnxruntime: Gemm + activation nodes (see :func:`onnx_session`)."""
+    session = onnx_session(layers)
+    if session is None:
+        return None
+    return "ort.run(None, feed)", {"ort": session, "feed": {"x": x}}
+
+
+def keras_contender(layers: Sequence[tuple[np.ndarray, np.ndarray, str]], x: np.ndarray
+                    ) -> tuple[str, dict[str, Any]] | None:
+    """Keras 3 (torch backend unless KERAS_BACKEND says otherwise): ``Sequential.predict``."""
+    keras = import_peer("keras")
+    if keras is None:
+        return None
     model = keras.Sequential(
         [keras.Input((layers[0][0].shape[0],))]
         + [keras.layers.Dense(kernel.shape[1], activation=act) for kernel, _, act in layers]
     )
     model.set_weights([w for kernel, bias, _ in layers for w in (kernel, bias)])
-    return model
+    return "keras_model.predict(x, batch_size=len(x), verbose=0)", {"keras_model": model}
+
+
+#: The peers timed against fastdense, in table order: name -> contender builder.
+PEERS: dict[str, Callable[..., tuple[str, dict[str, Any]] | None]] = {
+    "torch": torch_contender,
+    "onnxruntime": onnxruntime_contender,
+    "keras": keras_contender,
+}
 
 
 def run_mlp(
@@ -823,7 +825,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run_mlp(batches, quick=args.quick, peers=not args.no_peers,
                      progress=not args.no_progress, threads=args.threads)
     print(mlp_table(report))
-    missing = [p for p in ("torch", "onnxruntime", "keras") if p not in report["machine"]]
+    missing = [p for p in PEERS if p not in report["machine"]]
     if missing and not args.no_peers:
         print(f"(not installed, not timed: {', '.join(missing)})")
     if args.json:

@@ -17,19 +17,17 @@ PackedKernel = _kernels.PackedKernel
 QuantizedKernel = _kernels.QuantizedKernel
 packed_available = _kernels.packed_available
 
-# activation identifier -> (code, p0, p1, p2, halves); strings are cached, they are the common case
-_SPECS: dict[str, tuple] = {}
+# activation identifier -> its KernelActivation; strings are cached, they are the common case
+_SPECS: dict[str, activations.KernelActivation] = {}
 
 
-def _spec(activation: Any) -> tuple:
-    """Kernel form (code, p0, p1, p2, halves) of an activation identifier."""
+def _spec(activation: Any) -> activations.KernelActivation:
+    """The :class:`~fastdense.activations.KernelActivation` of an activation identifier."""
     if type(activation) is str:
         spec = _SPECS.get(activation)
         if spec is not None:
             return spec
-    r = activations.resolve(activation)
-    p = tuple(float(v) for v in r.params) + (0.0,) * (3 - len(r.params))
-    spec = (int(r.code), p[0], p[1], p[2], bool(r.halves))
+    spec = activations.resolve(activation).kernel
     if type(activation) is str:
         _SPECS[activation] = spec
     return spec
@@ -167,7 +165,7 @@ def dense(x: Any, kernel: Any, bias: Any = None, activation: Any = "linear", *,
     return _dense_checked(x, kernel, bias, spec, activation, out)
 
 
-def _dense_checked(x: Any, kernel: Any, bias: Any, spec: tuple, activation: Any,
+def _dense_checked(x: Any, kernel: Any, bias: Any, spec: activations.KernelActivation, activation: Any,
                    out: np.ndarray | None) -> np.ndarray:
     """The validating path: every check, cast and layout fix, then the kernel."""
     if type(kernel) is QuantizedKernel:
@@ -194,7 +192,7 @@ def _dense_checked(x: Any, kernel: Any, bias: Any, spec: tuple, activation: Any,
             raise ValueError(f"dense: bias must have shape ({n},) to match kernel of shape "
                              f"{kernel.shape}, got shape {bias.shape}")
         bias = np.ascontiguousarray(bias, dtype=dtype)
-    code, p0, p1, p2, halves = spec
+    halves = spec.halves
     if halves and n % 2:
         raise ValueError(f"dense: activation {activation!r} halves the last axis, which needs an "
                          f"even number of units, got kernel of shape {kernel.shape}")
@@ -212,7 +210,8 @@ def _dense_checked(x: Any, kernel: Any, bias: Any, spec: tuple, activation: Any,
         k = 1
     x2 = _blas_ready(x.reshape(-1, k))
     kernel = _blas_ready(kernel)
-    _kernels.dense2d(x2, kernel, bias, result.reshape(-1, n_out), code, p0, p1, p2, packed)
+    _kernels.dense2d(x2, kernel, bias, result.reshape(-1, n_out), spec.code, spec.p0, spec.p1, spec.p2,
+                     packed)
     return result
 
 

@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -65,6 +66,18 @@ def _int4_block(config: Any) -> int:
     inner = config.get("config") if isinstance(config, dict) else None
     block = inner.get("block_size") if isinstance(inner, dict) else None
     return -1 if block is None else block   # Keras reads a config without block_size as per unit
+
+
+@dataclass(frozen=True, slots=True)
+class _FastPath:
+    """What a Dense call on a plain ndarray needs, prepared once per setting change
+    (slots: an attribute read costs what a tuple index does)."""
+
+    dtype: np.dtype                        # inputs of exactly this dtype take the fast path
+    op: Callable[..., np.ndarray]          # ops.dense
+    use_bias: bool
+    activation: Any                        # the op's activation: a name or a fused function
+    post: Callable[[np.ndarray], Any] | None   # a Python activation applied after the op
 
 
 @register_builtin("keras.layers", "Dense")
@@ -128,7 +141,7 @@ class Dense(Layer):
         self.kernel_constraint = _get_or_none(constraints, kernel_constraint)
         self.bias_constraint = _get_or_none(constraints, bias_constraint)
         self.input_spec = InputSpec(min_ndim=2)
-        self._fast: tuple | None = None
+        self._fast: _FastPath | None = None
         self._packed: tuple | None = None  # (the _values it was made from, kernel for the op)
         self.activation = activation  # resolves and prepares the fused op
 
@@ -303,23 +316,23 @@ class Dense(Layer):
         ):
             self._fast = None
             return
-        self._fast = (self._np_dtype, ops.dense, self.use_bias, self._op_activation, self._post_activation)
+        self._fast = _FastPath(self._np_dtype, ops.dense, self.use_bias, self._op_activation, self._post_activation)
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         # Fast path: a built layer on an ndarray of its dtype goes straight to the op; the op
         # checks the width, and a mismatch is re-run through the generic path for the
         # layer's own error message.  Everything else was checked at build time.
         fast = self._fast
-        if (fast is not None and type(inputs) is _ndarray and inputs.dtype is fast[0]
+        if (fast is not None and type(inputs) is _ndarray and inputs.dtype is fast.dtype
                 and inputs.ndim > 1 and not args and not kwargs):
             values = self._values  # one read: a consistent (kernel, bias) pair
             packed = self._packed
             kernel = packed[1] if packed is not None and packed[0] is values else self._pack(values)
             try:
-                out = fast[1](inputs, kernel, values[1] if fast[2] else None, fast[3])
+                out = fast.op(inputs, kernel, values[1] if fast.use_bias else None, fast.activation)
             except ValueError:
                 return Layer.__call__(self, inputs)
-            return out if fast[4] is None else fast[4](out)
+            return out if fast.post is None else fast.post(out)
         return Layer.__call__(self, inputs, *args, **kwargs)
 
     def _pack(self, values: tuple) -> Any:
