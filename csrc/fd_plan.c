@@ -197,12 +197,12 @@ int fd_plan_check(const fd_plan *p)
         const ptrdiff_t in_width = p->bufs[st->src[0]].width, out_width = p->bufs[st->dst].width;
         const int halves = fd_act_halves(st->act.code);
         switch (st->kind) {
-        case FD_STEP_QDENSE:
-            if (p->dtype != FD_F32 || ((const fd_qweights *)st->w)->k != st->k ||
-                ((const fd_qweights *)st->w)->n != st->n)
-                return FD_ERR_ARG;
-            /* fall through: the shape rules of a dense step */
+        case FD_STEP_QDENSE:   /* the rules of a dense step, plus its weights' own shape */
         case FD_STEP_DENSE:
+            if (st->kind == FD_STEP_QDENSE && st->w != NULL &&
+                (p->dtype != FD_F32 || ((const fd_qweights *)st->w)->k != st->k ||
+                 ((const fd_qweights *)st->w)->n != st->n))
+                return FD_ERR_ARG;
             if (st->w == NULL || st->nsrc != 1 || (halves && st->n % 2) || !is_product(in_width, st->rows, st->k) ||
                 !is_product(out_width, st->rows, halves ? st->n / 2 : st->n))
                 return FD_ERR_ARG;
