@@ -271,12 +271,9 @@ def machine_info() -> dict[str, Any]:
         "numpy": np.__version__,
         "scipy": scipy.__version__,
     }
-    try:
-        import fastdense
+    import fastdense
 
-        info["fastdense"] = getattr(fastdense, "__version__", "?")
-    except ImportError:  # pragma: no cover - the bench scripts need fastdense anyway
-        info["fastdense"] = None
+    info["fastdense"] = fastdense.__version__
     try:
         from threadpoolctl import threadpool_info
 
@@ -545,33 +542,14 @@ def mlp_weights(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, str]]:
 
 
 def _fastdense_mlp(layers: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> tuple[str, str, dict[str, Any]]:
-    """(label, statement, namespace) running the MLP through fastdense.
+    """(label, statement, namespace) running the MLP through ``fastdense.models.Sequential.predict``."""
+    from fastdense.layers import Dense
+    from fastdense.models import Sequential
 
-    Uses ``fastdense.models.Sequential(...).predict`` when the models package has it, else
-    a chain of ``fastdense.ops.dense`` calls.
-    """
-    from fastdense import ops
-
-    try:
-        from fastdense.layers import Dense
-        from fastdense.models import Sequential
-    except ImportError:
-        Sequential = None
-    if Sequential is not None:
-        model = Sequential(
-            [Dense(kernel.shape[1], activation=act) for kernel, _, act in layers]
-        )
-        model.build((None, layers[0][0].shape[0]))
-        model.set_weights([w for kernel, bias, _ in layers for w in (kernel, bias)])
-        return "fastdense", "model.predict(x)", {"model": model}
-    ns: dict[str, Any] = {"dense": ops.dense}
-    calls = []
-    h = "x"
-    for i, (kernel, bias, act) in enumerate(layers):
-        ns[f"W{i}"], ns[f"b{i}"] = kernel, bias
-        calls.append(f"dense({h}, W{i}, b{i}, {act!r})")
-        h = calls[-1]
-    return "fastdense", h, ns
+    model = Sequential([Dense(kernel.shape[1], activation=act) for kernel, _, act in layers])
+    model.build((None, layers[0][0].shape[0]))
+    model.set_weights([w for kernel, bias, _ in layers for w in (kernel, bias)])
+    return "fastdense", "model.predict(x)", {"model": model}
 
 
 def mlp_contenders(
