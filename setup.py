@@ -17,7 +17,8 @@ extra_compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-std=gnu1
 if os.environ.get("FASTDENSE_NATIVE") == "1":  # opt-in, never in a wheel
     extra_compile_args.append("-march=native")
 if sys.platform == "win32":
-    extra_compile_args = ["/O2"]
+    sys.exit("fastdense does not support Windows: its C kernels need POSIX threads and a GCC- or "
+             "clang-compatible compiler. Use Linux, macOS or WSL.")
 
 ext = Extension(
     "fastdense._kernels",

@@ -43,8 +43,8 @@ def config_info() -> dict:
         "cpu_path": _kernels.cpu_path(),
         "cpu": f"{vendor or 'unknown'} family {family} model {model}",
         "cpu_features": " ".join(name for name, on in cpu.items() if on) or "none",
-        "float32_gemm": ("fastdense AVX2 kernel (layers' packed weights; ops.dense with 2+ rows), "
-                         "BLAS otherwise") if _kernels.packed_available() else "BLAS",
+        "float32_gemm": (f"fastdense {_kernels.gemm_kernel_name()} (layers' packed weights; ops.dense "
+                         "with 2+ rows), BLAS otherwise") if _kernels.packed_available() else "BLAS",
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
         "blas_library": path or "unknown",

@@ -116,6 +116,7 @@ cdef extern from "fd_gemm.h" nogil:
     ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n)
     void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst)
     int fd_packed_available()
+    const char *fd_gemm_kernel_name()
 
 
 cdef extern from "fd_plan.h" nogil:

@@ -293,6 +293,11 @@ def packed_available():
     return bool(fd_packed_available())
 
 
+def gemm_kernel_name():
+    """The float32 GEMM path in use and why it was chosen (e.g. 'avx512 12x32 (...)')."""
+    return fd_gemm_kernel_name().decode()
+
+
 def dense_fast(object x, object w, object bias, object spec, object out=None):
     """act(x @ w + bias) when every operand is already in kernel form, else None.
 
