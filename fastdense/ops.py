@@ -215,9 +215,10 @@ def _dense_checked(x: Any, kernel: Any, bias: Any, spec: activations.KernelActiv
     return result
 
 
-def _dense_quantized(x: Any, kernel: QuantizedKernel, bias: Any, spec: tuple, activation: Any,
+def _dense_quantized(x: Any, kernel: Any, bias: Any, spec: tuple, activation: Any,
                      out: np.ndarray | None) -> np.ndarray:
-    """dense() for a QuantizedKernel: float32 throughout, as Keras computes a quantized layer."""
+    """dense() for a QuantizedKernel (typed Any: the extension has no stubs): float32 throughout,
+    as Keras computes a quantized layer."""
     from . import quantizers
 
     k, n = kernel.shape
