@@ -16,6 +16,7 @@ typedef enum fd_step_kind {
     FD_STEP_PRELU,    /* y = x >= 0 ? x : w[j] * x over a sample's n values */
     FD_STEP_GATHER,   /* rows ids per sample (int32 bits in a float32 plan, int64 in a float64 one)
                          -> rows of the (k, n) table w; an id outside [0, k): FD_ERR_INDEX */
+    FD_STEP_QDENSE,                  /* a Keras int8 / int4 Dense (float32 plans): w is its fd_qweights */
     FD_STEP_KIND_COUNT
 } fd_step_kind;
 

@@ -398,6 +398,8 @@ def dense_fast(object x, object w, object bias, object spec, object out=None):
 
 from libc.stdlib cimport calloc, free, malloc
 
+include "_kernels_quant.pxi"
+
 # Stack room for the input/output pointers of one Plan.run; plans with more use the heap.
 cdef enum:
     _RUN_STACK_ARRAYS = 16
@@ -491,7 +493,13 @@ cdef class Plan:
             st.wpack = NULL
             st.bias = NULL
             w = step.w
-            if type(w) is PackedKernel:
+            if type(w) is QuantizedKernel:   # FD_STEP_QDENSE: w is the kernel's fd_qweights
+                if want != cnp.NPY_FLOAT32 or not (<QuantizedKernel>w)._native:
+                    raise ValueError("fastdense plan: a quantized Dense runs in float32 plans, on its integer kernel")
+                self.keep.append(w)
+                st.w = &(<QuantizedKernel>w)._w
+                w = None
+            elif type(w) is PackedKernel:
                 if (<PackedKernel>w).packed is not None:
                     self.keep.append((<PackedKernel>w).packed)
                     st.wpack = <const float *>cnp.PyArray_DATA(<cnp.ndarray>(<PackedKernel>w).packed)

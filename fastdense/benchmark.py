@@ -763,10 +763,16 @@ def plot_mlp(report: Mapping[str, Any], path: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m fastdense bench``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--quantize" or a.startswith("--quantize=") for a in argv):
+        from fastdense.benchmark_quant import main as quantized  # the quantized job (issue 14)
+
+        return quantized(argv)
     parser = argparse.ArgumentParser(
         prog="python -m fastdense bench",
         description="Time a 784-512-512-10 MLP in fastdense against numpy, torch, "
-        "onnxruntime and Keras (those installed).",
+        "onnxruntime and Keras (those installed). With --quantize int8|int4: the MLP quantized "
+        "by Model.quantize against its float32 self and the peers' dynamic int8 models.",
     )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a few seconds, noisier)")
     parser.add_argument(

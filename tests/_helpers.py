@@ -24,7 +24,7 @@ INDEX_ALL: dict[str, dict[str, Any]] = json.loads((FIXTURES / "index.json").read
 # test_fixtures.py checks that each one is still refused on load with a clear error. When you
 # add support for one, that test fails: remove the name from this set, and every generic
 # fixture test then covers it.
-NOT_YET_SUPPORTED = frozenset({"int4_mlp", "int8_mlp"})
+NOT_YET_SUPPORTED: frozenset[str] = frozenset()
 
 # The supported fixtures (what the generic tests iterate over), and the names that also exist
 # as .keras files.

@@ -58,8 +58,9 @@ __all__ = [
 Shape = tuple  # tuple of int | None
 
 _FLOAT_DTYPES = ("float32", "float64")
-# Weights may also be integers (a preprocessing Normalization's sample count is int32 in Keras).
-_WEIGHT_DTYPES = _FLOAT_DTYPES + ("int32", "int64")
+# Weights may also be integers: a preprocessing Normalization's sample count is int32 in Keras,
+# quantized Dense kernels (Keras 3 int8 / int4) are int8.
+_WEIGHT_DTYPES = _FLOAT_DTYPES + ("int8", "int32", "int64")
 
 # --------------------------------------------------------------------------
 # Names

@@ -332,6 +332,47 @@ class Model(Layer):
     def losses(self) -> list[float]:
         return [loss for layer in self._all_layers() for loss in layer.losses]
 
+    def quantize(self, mode: str | None = None, config: Any = None, filters: Any = None,
+                 type_check: bool = True) -> None:
+        """Quantize every Dense layer (nested models' too) as Keras 3's ``Model.quantize``.
+
+        ``mode`` ``"int8"`` or ``"int4"``; ``config`` a Keras quantization config dict (see
+        ``Dense.quantize``); ``filters`` a regex (or list of them) on layer names, or a
+        callable ``layer -> bool``, choosing the layers. Other layers are left as they are;
+        compiled plans are rebuilt on the next call. See docs/quantization.md.
+        """
+        import re
+        import warnings
+
+        from fastdense.layers.core import Dense
+
+        if mode not in ("int8", "int4"):
+            raise ValueError(f"Invalid quantization mode: expected 'int8' or 'int4', got {mode!r}")
+        if filters is not None and not isinstance(filters, (str, list, tuple)) and not callable(filters):
+            raise ValueError("The `filters` argument must be a regex string, a list of regex strings, or a "
+                             f"callable. Received: {type(filters)}")
+
+        def chosen(layer: Layer) -> bool:
+            if filters is None:
+                return True
+            if callable(filters):
+                return bool(filters(layer))
+            patterns = [filters] if isinstance(filters, str) else list(filters)
+            return any(re.search(pattern, layer.name) for pattern in patterns)
+
+        def leaves(model: Model) -> list[Layer]:
+            found: list[Layer] = []
+            for layer in model._all_layers():
+                found.extend(leaves(layer) if isinstance(layer, Model) else [layer])
+            return found
+
+        for layer in leaves(self):
+            if isinstance(layer, Dense) and chosen(layer):
+                try:
+                    layer.quantize(mode, type_check=type_check, config=config)
+                except NotImplementedError as error:
+                    warnings.warn(str(error), stacklevel=2)
+
     def get_weights(self) -> list[np.ndarray]:
         """Copies of all weights, layer by layer (see :attr:`weights`)."""
         return [w for layer in self._all_layers() for w in layer.get_weights()]

@@ -275,6 +275,8 @@ class _PlanBuilder:
 
 
 def _emit_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    if layer._quant is not None:
+        return _emit_quantized_dense(b, layer, srcs, in_shapes)
     (shape,) = in_shapes
     values = layer._values          # one read: a consistent (kernel, bias) pair
     kernel, bias = values[0], (values[1] if layer.use_bias else None)
@@ -308,6 +310,30 @@ def _emit_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: l
 def _plain(kernel: Any) -> np.ndarray:
     """The (k, n) array of a plan kernel (a PackedKernel keeps its plain copy)."""
     return kernel.kernel if type(kernel) is ops.PackedKernel else kernel
+
+
+def _emit_quantized_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
+                          ) -> tuple[int, tuple]:
+    """A Keras int8 / int4 Dense: its QuantizedKernel, run by the integer kernels (float32 plans)."""
+    (shape,) = in_shapes
+    values = layer._values          # one read: consistent weights
+    qkernel = layer._pack(values)   # the layer's QuantizedKernel for these weights
+    bias = values[1] if layer.use_bias else None
+    if b.dtype != np.float32 or not qkernel.native:
+        raise _Unsupported("quantized Dense outside a float32 plan or without an integer kernel")
+    k, n = qkernel.shape
+    if not shape or shape[-1] != k:
+        raise _Unsupported("Dense input does not match its kernel")
+    act = _kernel_activation(layer.activation)
+    if act.halves and n % 2:
+        raise _Unsupported("glu on an odd number of units")
+    t = math.prod(shape[:-1])
+    if act.halves:
+        b.glu_elems = max(b.glu_elems, t * n)
+    b.max_rows_per_sample = max(b.max_rows_per_sample, t)
+    step = PlanStep(_kernels.FD_STEP_QDENSE, srcs, -1, rows=t, k=k, n=n, w=qkernel,
+                    bias=None if bias is None else np.ascontiguousarray(bias), act=act)
+    return b.add(step, shape[:-1] + (n // 2 if act.halves else n,))
 
 
 def _emit_activation(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
@@ -545,9 +571,10 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     block = max(block, min(_BLOCK_BYTES // max(per_sample * dtype.itemsize, 1), 4 * block))
     sample_elems = max(per_sample, 1)
     plan = _kernel_plan(b.steps, buffers, glu_offset, sample_elems, dtype)
-    dense = [step for step in b.steps if step.kind == _DENSE]
-    packed = bool(dense) and all(type(step.w) is ops.PackedKernel and step.w.packed is not None
-                                 for step in dense)
+    dense = [step for step in b.steps if step.kind in (_DENSE, _kernels.FD_STEP_QDENSE)]
+    # packed and quantized kernels run on any thread: blocks spread over fastdense's pool
+    packed = bool(dense) and all((type(step.w) is ops.PackedKernel and step.w.packed is not None)
+                                 or type(step.w) is ops.QuantizedKernel for step in dense)
     macs = sum(step.rows * step.k * step.n for step in dense)
     return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed, macs, b.ids)
 

@@ -138,7 +138,7 @@ def legacy_order(layer: Any, count: int) -> list[int]:
     A LoRA Dense (kernel frozen) is stored as bias, lora_kernel_a, lora_kernel_b, kernel.
     """
     specs = getattr(layer, "_weight_specs", None)
-    if specs is None or len(specs) != count or not getattr(layer, "trainable", True):
+    if not specs or len(specs) != count or not getattr(layer, "trainable", True):
         return list(range(count))
     return [i for i, s in enumerate(specs) if s.trainable] + [i for i, s in enumerate(specs) if not s.trainable]
 
