@@ -761,6 +761,17 @@ def plot_mlp(report: Mapping[str, Any], path: str) -> None:
     plt.close(fig)
 
 
+def parse_batches(parser: Any, text: str) -> list[int]:
+    """The ``--batches`` list ("1,32,256"), or a parser error naming what was given."""
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        parser.error(f"--batches expects comma-separated integers, got {text!r}")
+    if not batches or min(batches) < 1:
+        parser.error(f"--batches expects positive batch sizes, got {text!r}")
+    return batches
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m fastdense bench``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -786,12 +797,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", metavar="PNG", help="save a bar chart (needs matplotlib)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
-    try:
-        batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    except ValueError:
-        parser.error(f"--batches expects comma-separated integers, got {args.batches!r}")
-    if not batches or min(batches) < 1:
-        parser.error(f"--batches expects positive batch sizes, got {args.batches!r}")
+    batches = parse_batches(parser, args.batches)
     if args.plot:
         try:
             import matplotlib  # noqa: F401

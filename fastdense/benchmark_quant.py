@@ -189,12 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", metavar="PNG", help="save a bar chart (needs matplotlib)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
-    try:
-        batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    except ValueError:
-        parser.error(f"--batches expects comma-separated integers, got {args.batches!r}")
-    if not batches or min(batches) < 1:
-        parser.error(f"--batches expects positive batch sizes, got {args.batches!r}")
+    batches = B.parse_batches(parser, args.batches)
     report = run_quant(batches, args.quantize, quick=args.quick, peers=not args.no_peers,
                        progress=not args.no_progress)
     print(quant_table(report))
