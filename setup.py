@@ -1,7 +1,9 @@
 """Build the fastdense extension: Cython glue (fastdense/_kernels.pyx) + plain C (csrc/).
 
-The default build is portable (x86-64 baseline); csrc/fd_act.c carries its own AVX2 and
-AVX-512 variants chosen at run time, so one wheel runs on any x86-64 machine.
+The default build is portable (x86-64 baseline): the kernels carry their own AVX2 and AVX-512
+variants (FD_TARGET_BEGIN_* regions) chosen at run time by csrc/fd_cpu.c, so one wheel runs on any
+x86-64 machine. Generated sources (csrc/fd_act_coeffs.h, csrc/fd_gemm_tiles*.h) are checked in;
+tests/test_generated_code.py checks that their generators still write them.
 """
 import glob
 import os
@@ -15,7 +17,8 @@ extra_compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-std=gnu1
 if os.environ.get("FASTDENSE_NATIVE") == "1":  # opt-in, never in a wheel
     extra_compile_args.append("-march=native")
 if sys.platform == "win32":
-    extra_compile_args = ["/O2"]
+    sys.exit("fastdense does not support Windows: its C kernels need POSIX threads and a GCC- or "
+             "clang-compatible compiler. Use Linux, macOS or WSL.")
 
 ext = Extension(
     "fastdense._kernels",

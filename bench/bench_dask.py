@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import fastdense
     import fastdense.dask as fdd
-    from fastdense.benchmark import LoadMeter, format_table, machine_info, wait_for_quiet
+    from harness import LoadMeter, format_table, machine_info, wait_for_quiet
 
     cores = os.cpu_count() or 1
     model = build_model()

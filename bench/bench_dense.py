@@ -41,7 +41,7 @@ import numpy as np
 
 import fastdense
 from fastdense import ops
-from fastdense.benchmark import (
+from harness import (
     SETTLE,
     LoadMeter,
     agrees,

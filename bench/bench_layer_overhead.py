@@ -7,7 +7,7 @@ layer's Python path. Timed interleaved (round-robin, medians):
     op          fastdense.ops.dense(x, kernel, bias, act)
     layer       layer(x)                   the Keras-style call
     layer.call  layer.call(x)              the body without __call__'s checks
-    model       Sequential([layer]).predict(x), for comparison (when models exist)
+    model       Sequential([layer]).predict(x), for comparison
 
     python bench/bench_layer_overhead.py [--quick] [--shape 1x16x16] [--acts relu,linear] [--json P]
 """
@@ -22,15 +22,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from fastdense import ops
-from fastdense.benchmark import format_ratio, format_table, format_time, machine_info, time_interleaved
+from fastdense.layers import Dense
+from fastdense.models import Sequential
+from harness import format_ratio, format_table, format_time, machine_info, time_interleaved
 
 
-def contenders(shape: tuple[int, int, int], act: str) -> tuple[dict[str, str], dict[str, Any]] | None:
-    """Statements and namespace, or None when fastdense.layers.Dense does not exist yet."""
-    try:
-        from fastdense.layers import Dense
-    except ImportError:
-        return None
+def contenders(shape: tuple[int, int, int], act: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """Statements and the namespace they run in."""
     m, k, n = shape
     rng = np.random.default_rng(0)
     x = rng.standard_normal((m, k)).astype(np.float32)
@@ -44,15 +42,11 @@ def contenders(shape: tuple[int, int, int], act: str) -> tuple[dict[str, str], d
                          f"max abs difference {np.abs(got - expected).max():.3g}")
     ns: dict[str, Any] = {"dense": ops.dense, "x": x, "K": kernel, "B": bias, "act": act, "layer": layer}
     stmts = {"op": "dense(x, K, B, act)", "layer": "layer(x)", "layer.call": "layer.call(x)"}
-    try:
-        from fastdense.models import Sequential
-
-        model = Sequential([layer])
-        if np.array_equal(model.predict(x), expected):
-            ns["model"] = model
-            stmts["model"] = "model.predict(x)"
-    except Exception as exc:  # the models package is optional here
-        print(f"(Sequential.predict not timed: {type(exc).__name__}: {exc})", file=sys.stderr)
+    model = Sequential([layer])
+    if not np.array_equal(model.predict(x), expected):
+        raise SystemExit(f"Sequential([Dense({n}, activation={act!r})]).predict(x) differs from ops.dense")
+    ns["model"] = model
+    stmts["model"] = "model.predict(x)"
     return stmts, ns
 
 
@@ -71,11 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows, results = [], []
     for act in args.acts.split(","):
-        case = contenders(shape, act)  # type: ignore[arg-type]
-        if case is None:
-            print("fastdense.layers.Dense does not exist yet: nothing to time")
-            return 0
-        stmts, ns = case
+        stmts, ns = contenders(shape, act)  # type: ignore[arg-type]
         timings = time_interleaved(stmts, ns, min_time=0.1 if args.quick else 0.5, min_samples=9)
         op = timings["op"].median
         for name, t in timings.items():

@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 import fastdense
-from fastdense.benchmark import (
+from harness import (
     SETTLE,
     LoadMeter,
     fastdense_threads,

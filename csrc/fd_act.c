@@ -1,8 +1,8 @@
 /* fd_act.c -- activation names and flags, and run-time CPU dispatch of the epilogue.
  *
  * fd_act_impl.h is compiled three times: portable baseline (x86-64 = SSE2), AVX2+FMA and
- * AVX-512 (F/DQ/VL/BW).  The best one the CPU (and OS) supports is picked once, on first use,
- * with __builtin_cpu_supports; FASTDENSE_CPU_PATH=baseline|avx2 can force a lower one.
+ * AVX-512 (F/DQ/VL/BW).  fd_cpu_level() (fd_cpu.c) picks the one the CPU and OS support, or the
+ * lower one FASTDENSE_CPU_PATH asks for.
  */
 /* One code-generation choice for this file only: no jump threading.  It duplicates the code after
  * a clamp such as `x < -14.8 ? -14.8 : x` for the constant branch, and if-conversion then computes
@@ -19,60 +19,24 @@
 
 #include "fd_act.h"
 #include "fd_act_math.h"
+#include "fd_cpu.h"
 
-#include <stdlib.h>
-
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#define FD_X86_DISPATCH 1
-#else
-#define FD_X86_DISPATCH 0
-#endif
-
-static const char *const fd_names[FD_ACT_COUNT] = {
-    [FD_ACT_LINEAR] = "linear",
-    [FD_ACT_RELU] = "relu",
-    [FD_ACT_RELU6] = "relu6",
-    [FD_ACT_LEAKY_RELU] = "leaky_relu",
-    [FD_ACT_ELU] = "elu",
-    [FD_ACT_SELU] = "selu",
-    [FD_ACT_CELU] = "celu",
-    [FD_ACT_GELU] = "gelu",
-    [FD_ACT_SIGMOID] = "sigmoid",
-    [FD_ACT_HARD_SIGMOID] = "hard_sigmoid",
-    [FD_ACT_HARD_SILU] = "hard_silu",
-    [FD_ACT_SILU] = "silu",
-    [FD_ACT_TANH] = "tanh",
-    [FD_ACT_HARD_TANH] = "hard_tanh",
-    [FD_ACT_TANH_SHRINK] = "tanh_shrink",
-    [FD_ACT_SOFTPLUS] = "softplus",
-    [FD_ACT_SOFTSIGN] = "softsign",
-    [FD_ACT_SPARSE_PLUS] = "sparse_plus",
-    [FD_ACT_SPARSE_SIGMOID] = "sparse_sigmoid",
-    [FD_ACT_SQUAREPLUS] = "squareplus",
-    [FD_ACT_LOG_SIGMOID] = "log_sigmoid",
-    [FD_ACT_EXPONENTIAL] = "exponential",
-    [FD_ACT_MISH] = "mish",
-    [FD_ACT_SOFT_SHRINK] = "soft_shrink",
-    [FD_ACT_HARD_SHRINK] = "hard_shrink",
-    [FD_ACT_THRESHOLD] = "threshold",
-    [FD_ACT_SOFTMAX] = "softmax",
-    [FD_ACT_LOG_SOFTMAX] = "log_softmax",
-    [FD_ACT_SPARSEMAX] = "sparsemax",
-    [FD_ACT_GLU] = "glu",
+static const struct {
+    const char *id, *name;
+    unsigned char rowwise, halves;
+} fd_table[FD_ACT_COUNT] = {
+#define FD_X(id_, fn, name_, dispatch, rowwise_, halves_) \
+    [FD_ACT_##id_] = {#id_, name_, rowwise_, halves_},
+    FD_ACTIVATIONS(FD_X)
+#undef FD_X
 };
 
-const char *fd_act_name(int code)
-{
-    return code >= 0 && code < FD_ACT_COUNT ? fd_names[code] : NULL;
-}
+static int known(int code) { return code >= 0 && code < FD_ACT_COUNT; }
 
-int fd_act_rowwise(int code)
-{
-    return code == FD_ACT_SOFTMAX || code == FD_ACT_LOG_SOFTMAX || code == FD_ACT_SPARSEMAX ||
-           code == FD_ACT_GLU;
-}
-
-int fd_act_halves(int code) { return code == FD_ACT_GLU; }
+const char *fd_act_name(int code) { return known(code) ? fd_table[code].name : NULL; }
+const char *fd_act_id(int code) { return known(code) ? fd_table[code].id : NULL; }
+int fd_act_rowwise(int code) { return known(code) && fd_table[code].rowwise; }
+int fd_act_halves(int code) { return known(code) && fd_table[code].halves; }
 
 /* ------------------------------------------------------------------ the three copies */
 
@@ -81,19 +45,17 @@ int fd_act_halves(int code) { return code == FD_ACT_GLU; }
 #undef FD_SFX
 
 #if FD_X86_DISPATCH
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+FD_TARGET_BEGIN_AVX2
 #define FD_SFX(name) name##_avx2
 #include "fd_act_impl.h"
 #undef FD_SFX
-#pragma GCC pop_options
+FD_TARGET_END
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
+FD_TARGET_BEGIN_AVX512
 #define FD_SFX(name) name##_avx512
 #include "fd_act_impl.h"
 #undef FD_SFX
-#pragma GCC pop_options
+FD_TARGET_END
 #endif
 
 /* ------------------------------------------------------------------ dispatch */
@@ -103,52 +65,17 @@ typedef void (*fd_epi_f32)(const fd_act *, const float *, const float *, ptrdiff
 typedef void (*fd_epi_f64)(const fd_act *, const double *, const double *, ptrdiff_t, double *,
                            ptrdiff_t, ptrdiff_t, ptrdiff_t);
 
+/* indexed by fd_cpu_level() */
 static const struct {
-    const char *name;
     fd_epi_f32 f32;
     fd_epi_f64 f64;
 } fd_paths[] = {
-    {"baseline", epilogue_f32_baseline, epilogue_f64_baseline},
+    {epilogue_f32_baseline, epilogue_f64_baseline},
 #if FD_X86_DISPATCH
-    {"avx2", epilogue_f32_avx2, epilogue_f64_avx2},
-    {"avx512", epilogue_f32_avx512, epilogue_f64_avx512},
+    {epilogue_f32_avx2, epilogue_f64_avx2},
+    {epilogue_f32_avx512, epilogue_f64_avx512},
 #endif
 };
-
-static int fd_path = -1;   /* index into fd_paths, chosen on first use */
-
-static int fd_detect_path(void)
-{
-    int best = 0;
-#if FD_X86_DISPATCH
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        best = 1;
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
-            best = 2;
-    }
-#endif
-    const char *want = getenv("FASTDENSE_CPU_PATH");
-    if (want != NULL)
-        for (int i = 0; i < best; i++)
-            if (strcmp(want, fd_paths[i].name) == 0)
-                best = i;
-    return best;
-}
-
-static int fd_get_path(void)
-{
-    int p = __atomic_load_n(&fd_path, __ATOMIC_ACQUIRE);
-    if (p < 0) {   /* racing first callers all compute the same answer */
-        p = fd_detect_path();
-        __atomic_store_n(&fd_path, p, __ATOMIC_RELEASE);
-    }
-    return p;
-}
-
-const char *fd_cpu_path(void) { return fd_paths[fd_get_path()].name; }
-int fd_cpu_level(void) { return fd_get_path(); }
 
 void fd_epilogue_f32(const fd_act *a, const float *bias, const float *src, ptrdiff_t ld_src,
                      float *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in)
@@ -158,7 +85,7 @@ void fd_epilogue_f32(const fd_act *a, const float *bias, const float *src, ptrdi
     if (bias == NULL && src == dst && (a->code == FD_ACT_LINEAR || a->code < 0 ||
                                        a->code >= FD_ACT_COUNT))
         return;
-    fd_paths[fd_get_path()].f32(a, bias, src, ld_src, dst, ld_dst, rows, cols_in);
+    fd_paths[fd_cpu_level()].f32(a, bias, src, ld_src, dst, ld_dst, rows, cols_in);
 }
 
 void fd_epilogue_f64(const fd_act *a, const double *bias, const double *src, ptrdiff_t ld_src,
@@ -169,5 +96,5 @@ void fd_epilogue_f64(const fd_act *a, const double *bias, const double *src, ptr
     if (bias == NULL && src == dst && (a->code == FD_ACT_LINEAR || a->code < 0 ||
                                        a->code >= FD_ACT_COUNT))
         return;
-    fd_paths[fd_get_path()].f64(a, bias, src, ld_src, dst, ld_dst, rows, cols_in);
+    fd_paths[fd_cpu_level()].f64(a, bias, src, ld_src, dst, ld_dst, rows, cols_in);
 }

@@ -4,9 +4,12 @@
  *
  * Element-wise activations act on each value; row-wise ones (softmax, log_softmax, sparsemax)
  * on each whole row; glu halves the row: dst[i, j] = a_j * sigmoid(b_j), a = row[:n/2],
- * b = row[n/2:].  float32 is computed through float64 internally (<= 0.53 ulp measured, softmax
- * of long rows <= 1.4); float64 with double-precision polynomials (<= 1-4 ulp; gelu's erfc from
- * libm).  Loops are vectorized.  NaN in -> NaN out; no spurious overflow.
+ * b = row[n/2:].  float32: the transcendental activations (exp, expm1, tanh, sigmoid, erfc, log1p
+ * based) are computed natively in float32 with float32 polynomials, to a few ulp; the cheap ones
+ * (clips, softsign, squareplus, ...) go through float64, within 1 ulp.  float64: double-precision
+ * polynomials (1-4 ulp; gelu's erfc from libm).  Each activation's bound, per dtype and CPU path,
+ * is in tests/test_activations.py.  Loops are vectorized; the code for each SIMD path is chosen
+ * at run time (fd_cpu.h).  NaN in -> NaN out; no spurious overflow.
  */
 #ifndef FD_ACT_H
 #define FD_ACT_H
@@ -17,56 +20,26 @@
 extern "C" {
 #endif
 
-/* Activation codes.  Parameters p[0..2] (unused ones are ignored):
- *   RELU         p0 negative_slope, p1 max_value (NaN = None), p2 threshold   (Keras order of ops)
- *   LEAKY_RELU   p0 negative_slope
- *   ELU, CELU    p0 alpha
- *   GELU         p0 approximate (0: exact erf form, nonzero: tanh form)
- *   SQUAREPLUS   p0 b
- *   SOFT_SHRINK, HARD_SHRINK   p0 threshold
- *   THRESHOLD    p0 threshold, p1 default_value
- */
-enum {
-    FD_ACT_LINEAR = 0,
-    FD_ACT_RELU,
-    FD_ACT_RELU6,
-    FD_ACT_LEAKY_RELU,
-    FD_ACT_ELU,
-    FD_ACT_SELU,
-    FD_ACT_CELU,
-    FD_ACT_GELU,
-    FD_ACT_SIGMOID,
-    FD_ACT_HARD_SIGMOID,
-    FD_ACT_HARD_SILU,
-    FD_ACT_SILU,
-    FD_ACT_TANH,
-    FD_ACT_HARD_TANH,
-    FD_ACT_TANH_SHRINK,
-    FD_ACT_SOFTPLUS,
-    FD_ACT_SOFTSIGN,
-    FD_ACT_SPARSE_PLUS,
-    FD_ACT_SPARSE_SIGMOID,
-    FD_ACT_SQUAREPLUS,
-    FD_ACT_LOG_SIGMOID,
-    FD_ACT_EXPONENTIAL,
-    FD_ACT_MISH,
-    FD_ACT_SOFT_SHRINK,
-    FD_ACT_HARD_SHRINK,
-    FD_ACT_THRESHOLD,
-    FD_ACT_SOFTMAX,
-    FD_ACT_LOG_SOFTMAX,
-    FD_ACT_SPARSEMAX,
-    FD_ACT_GLU,
+/* Activation codes: FD_ACT_LINEAR, FD_ACT_RELU, ... (the list and each one's parameters:
+   fd_act_list.h). */
+#include "fd_act_list.h"
+
+typedef enum fd_act_code {
+#define FD_X(id, fn, name, dispatch, rowwise, halves) FD_ACT_##id,
+    FD_ACTIVATIONS(FD_X)
+#undef FD_X
     FD_ACT_COUNT
-};
+} fd_act_code;
 
 typedef struct {
     int code;       /* FD_ACT_* */
-    double p[3];    /* the activation's parameters, see above */
+    double p[3];    /* the activation's parameters (fd_act_list.h) */
 } fd_act;
 
 /* Canonical Keras name of `code` ("relu", ...), NULL if out of range. */
 const char *fd_act_name(int code);
+/* Its identifier in the enum without FD_ACT_ ("RELU", ...), NULL if out of range. */
+const char *fd_act_id(int code);
 /* 1 for softmax, log_softmax, sparsemax and glu: they need whole rows. */
 int fd_act_rowwise(int code);
 /* 1 for glu: the output has cols_in / 2 columns (cols_in must be even). */
@@ -80,12 +53,6 @@ void fd_epilogue_f32(const fd_act *a, const float *bias, const float *src, ptrdi
                      float *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in);
 void fd_epilogue_f64(const fd_act *a, const double *bias, const double *src, ptrdiff_t ld_src,
                      double *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in);
-
-/* The SIMD path chosen at run time: "avx512", "avx2" or "baseline".  Picked once (cached) from
- * the CPU; the environment variable FASTDENSE_CPU_PATH=baseline|avx2|avx512 can lower it. */
-const char *fd_cpu_path(void);
-/* The chosen path as a level: 0 baseline, 1 avx2 (with FMA), 2 avx512. */
-int fd_cpu_level(void);
 
 #ifdef __cplusplus
 }

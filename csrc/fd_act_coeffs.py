@@ -1,4 +1,4 @@
-"""Derive the polynomial coefficients used in csrc/fd_act_math.h (not run by the build).
+"""Derive the polynomial coefficients of csrc/fd_act_math.h into csrc/fd_act_coeffs.h.
 
 Each polynomial is a Chebyshev interpolant computed in long double (near-minimax), converted to a
 monomial basis and printed as C.  The printed "max err" is measured with Horner evaluation in the
@@ -7,10 +7,13 @@ first) against a long-double (or series) truth.  Exception: float32 gelu's table
 weighted minimax fits (Lawson iterations on least squares; N/D linearized as N - f D), their
 printed error that of the float-rounded coefficients evaluated in float64 (the C code's own
 rounding is measured by sweeping every float, see tests/test_activations.py).
-Run:  python csrc/fd_act_coeffs.py
+Run:  python csrc/fd_act_coeffs.py [OUTPUT]      (default: csrc/fd_act_coeffs.h, beside this file)
+tests/test_generated_code.py regenerates the header and checks it byte for byte.
 """
+import sys
 from fractions import Fraction
 from math import comb, factorial
+from pathlib import Path
 
 import numpy as np
 import scipy.special as sc
@@ -53,8 +56,8 @@ def unmap(mono, a, b):
 
 def max_error(f, a, b, coef, var, relative):
     u = np.linspace(L(a), L(b), 20001, dtype=L)
-    truth = np.array([f(ui) for ui in u], dtype=L)
-    v = np.array([var(ui) for ui in u]).astype(float)
+    truth = np.asarray(f(u), dtype=L)          # the truths take arrays: the same sums, per element
+    v = np.asarray(var(u)).astype(float)
     p = np.zeros_like(v)
     for c in np.asarray(coef, dtype=float)[::-1]:
         p = p * v + c
@@ -67,8 +70,8 @@ def max_error(f, a, b, coef, var, relative):
 def max_error32(f, a, b, coef, var):
     """Relative error of the float32 Horner evaluation (float32 coefficients and variable)."""
     u = np.linspace(L(a), L(b), 20001, dtype=L)
-    v = np.array([var(ui) for ui in u]).astype(np.float32)
-    truth = np.array([f(L(float(vi))) for vi in v], dtype=L)   # at the float32 variable
+    v = np.asarray(var(u)).astype(np.float32)
+    truth = np.asarray(f(v.astype(float).astype(L)), dtype=L)   # at the float32 variable
     p = np.zeros_like(v)
     for c in np.asarray(coef, dtype=np.float32)[::-1]:
         p = (p * v + c).astype(np.float32)
@@ -77,12 +80,12 @@ def max_error32(f, a, b, coef, var):
 
 def emit32(name, coef, note):
     body = ",\n    ".join(f"{float(np.float32(c)):.9e}f" for c in coef)
-    print(f"/* {note} */\nstatic const float {name}[{len(coef)}] = {{\n    {body}\n}};")
+    return f"/* {note} */\nstatic const float {name}[{len(coef)}] = {{\n    {body}\n}};"
 
 
 def emit(name, coef, note):
     body = ",\n    ".join(f"{float(c)!r}" for c in coef)
-    print(f"/* {note} */\nstatic const double {name}[{len(coef)}] = {{\n    {body}\n}};")
+    return f"/* {note} */\nstatic const double {name}[{len(coef)}] = {{\n    {body}\n}};"
 
 
 def expm1_q(r):
@@ -127,9 +130,10 @@ GELU_G = float(np.float32(1 / np.sqrt(2 * np.pi)))   # g: G's limit, rounded to 
 
 
 def log1p_over(w):
-    """log1p(e) / e with e = w + LOG1P_MID."""
-    e = w + L(LOG1P_MID)
-    return np.log1p(e) / e if e != 0 else L(1)
+    """log1p(e) / e with e = w + LOG1P_MID (scalar or array)."""
+    e = np.asarray(w + L(LOG1P_MID), dtype=L)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(e != 0, np.log1p(e) / e, L(1))
 
 
 def gelu_s(y):
@@ -196,45 +200,73 @@ def gelu_tail_error(p, q, a):
     return float(np.max(np.abs(g / gelu_g(a) - 1)))
 
 
-def main32():
+def tables32():
+    """The float32 tables, as C."""
     c = unmap(chebfit(expm1_q, -EXPM1_R32, EXPM1_R32, 5), -EXPM1_R32, EXPM1_R32)
-    emit32("FD_EXPM1_Q32", c, f"float32: expm1(r) = r + r^2 Q(r), |r| <= {EXPM1_R32}; rel err of Q "
-           f"{max_error32(expm1_q, -EXPM1_R32, EXPM1_R32, c, lambda u: u):.1e}")
+    out = [emit32("FD_EXPM1_Q32", c, f"float32: expm1(r) = r + r^2 Q(r), |r| <= {EXPM1_R32}; rel err of Q "
+                  f"{max_error32(expm1_q, -EXPM1_R32, EXPM1_R32, c, lambda u: u):.1e}")]
     h = 1 - LOG1P_MID
     c = unmap(chebfit(log1p_over, -LOG1P_MID, h, 9), -LOG1P_MID, h)
-    emit32("FD_LOG1P_R32", c, "float32: log1p(e) = e R(e - 0.5), 0 <= e <= 1; rel err "
-           f"{max_error32(log1p_over, -LOG1P_MID, h, c, lambda u: u):.1e}")
+    out.append(emit32("FD_LOG1P_R32", c, "float32: log1p(e) = e R(e - 0.5), 0 <= e <= 1; rel err "
+                      f"{max_error32(log1p_over, -LOG1P_MID, h, c, lambda u: u):.1e}"))
     c, err = gelu_s_fit(4)
-    emit32("FD_GELU_S32", c, f"float32: Phi(x) = 1/2 + x S(x^2), |x| <= {GELU_SMALL}; err of x S relative to "
-           f"Phi(-|x|) {err:.1e}")
+    out.append(emit32("FD_GELU_S32", c, f"float32: Phi(x) = 1/2 + x S(x^2), |x| <= {GELU_SMALL}; err of x S "
+                      f"relative to Phi(-|x|) {err:.1e}"))
     k = np.arange(6000)
     a = GELU_TAIL + (GELU_A_MAX - GELU_TAIL) * (1 - np.cos(np.pi * (k + 0.5) / k.size)) / 2
     a = np.concatenate([[GELU_TAIL], a, [GELU_A_MAX]])
     p, q = ratfit(lambda u: GELU_G - gelu_g(u), gelu_g, a, 3, 5)
     note = (f"float32: G(a) = a Phi(-a) e^(a^2/2) = g - N(a)/D(a), g = {GELU_G!r}, {GELU_TAIL} <= a <= "
             f"{GELU_A_MAX}; err of G {gelu_tail_error(p, q, a):.1e}")
-    emit32("FD_GELU_N32", p, note)
-    emit32("FD_GELU_D32", q, "float32: D(a) of the line above")
+    out.append(emit32("FD_GELU_N32", p, note))
+    out.append(emit32("FD_GELU_D32", q, "float32: D(a) of the line above"))
+    out.append(f"#define FD_GELU_G32 {GELU_G:.9e}f   /* g = 1/sqrt(2 pi) rounded to float, as fitted */\n"
+               f"#define FD_GELU_SPLIT32 {GELU_SMALL}f   /* float32 gelu: S below |x| = this, N/D above */")
+    return out
 
 
-def main():
+def tables64():
+    """The float64 tables (and FD_TANH_SHRINK_G32, evaluated in float64), as C."""
     c = unmap(chebfit(expm1_q, -0.35, 0.35, 6), -0.35, 0.35)
-    emit("FD_EXPM1_Q", c, "expm1(r) = r + r^2 Q(r), |r| <= 0.35; rel err "
-         f"{max_error(expm1_q, -0.35, 0.35, c, lambda u: u, True):.1e}")
+    out = [emit("FD_EXPM1_Q", c, "expm1(r) = r + r^2 Q(r), |r| <= 0.35; rel err "
+                f"{max_error(expm1_q, -0.35, 0.35, c, lambda u: u, True):.1e}")]
     c = unmap(chebfit(expm1_q, -0.3466, 0.3466, 10), -0.3466, 0.3466)
-    emit("FD_EXPM1_Q64", c, "float64: expm1(r) = r + r^2 Q(r), |r| <= 0.3466; rel err "
-         f"{max_error(expm1_q, -0.3466, 0.3466, c, lambda u: u, True):.1e}")
+    out.append(emit("FD_EXPM1_Q64", c, "float64: expm1(r) = r + r^2 Q(r), |r| <= 0.3466; rel err "
+                    f"{max_error(expm1_q, -0.3466, 0.3466, c, lambda u: u, True):.1e}"))
     c = unmap(chebfit(log1p_r, 0, 0.02944, 7), 0, 0.02944)
-    emit("FD_LOG1P_R64", c, "float64: log(1+f) = 2s + s z R(z), s = f/(2+f), z = s^2 <= 0.02944; rel err "
-         f"{max_error(log1p_r, 0, 0.02944, c, lambda u: u, True):.1e}")
+    out.append(emit("FD_LOG1P_R64", c, "float64: log(1+f) = 2s + s z R(z), s = f/(2+f), z = s^2 <= 0.02944; "
+                    f"rel err {max_error(log1p_r, 0, 0.02944, c, lambda u: u, True):.1e}"))
     c = unmap(chebfit(tanh_shrink_g, 0, 0.25, 6), 0, 0.25)
-    emit("FD_TANH_SHRINK_G32", c, "x - tanh x = x^3 G(x^2), |x| < 0.5; rel err "
-         f"{max_error(tanh_shrink_g, 0, 0.25, c, lambda u: u, True):.1e}")
+    out.append(emit("FD_TANH_SHRINK_G32", c, "x - tanh x = x^3 G(x^2), |x| < 0.5; rel err "
+                    f"{max_error(tanh_shrink_g, 0, 0.25, c, lambda u: u, True):.1e}"))
     c = chebfit(tanh_shrink_g, 0, 1, 15)
-    emit("FD_TANH_SHRINK_G64", c, "x - tanh x = x^3 G(2 x^2 - 1), |x| < 1; rel err "
-         f"{max_error(tanh_shrink_g, 0, 1, c, lambda u: 2 * u - 1, True):.1e}")
+    out.append(emit("FD_TANH_SHRINK_G64", c, "x - tanh x = x^3 G(2 x^2 - 1), |x| < 1; rel err "
+                    f"{max_error(tanh_shrink_g, 0, 1, c, lambda u: 2 * u - 1, True):.1e}"))
+    return out
+
+
+HEADER = """\
+/* Auto-generated by csrc/fd_act_coeffs.py. Do not edit!
+ *
+ * The polynomial coefficients of the activation math (fd_act_math.h), with the error each one was
+ * measured to have.  Regenerate:  python csrc/fd_act_coeffs.py
+ * (tests/test_generated_code.py checks that this file is what the generator writes).
+ */
+#ifndef FD_ACT_COEFFS_H
+#define FD_ACT_COEFFS_H
+
+"""
+
+
+def header():
+    """The whole generated header, as text."""
+    return HEADER + "\n".join(tables64()) + "\n\n" + "\n".join(tables32()) + "\n\n#endif /* FD_ACT_COEFFS_H */\n"
+
+
+def main(argv):
+    out = Path(argv[1]) if len(argv) > 1 else Path(__file__).with_name("fd_act_coeffs.h")
+    out.write_text(header())
 
 
 if __name__ == "__main__":
-    main()
-    main32()
+    main(sys.argv)

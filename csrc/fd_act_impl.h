@@ -1,5 +1,6 @@
-/* fd_act_impl.h -- the epilogue loops.  Included once per SIMD target by fd_act.c, inside
- * `#pragma GCC target(...)`, with FD_SFX(name) giving each copy its own suffix.  No include
+/* fd_act_impl.h -- the epilogue loops.  Included once per SIMD target by fd_act.c, between
+ * FD_TARGET_BEGIN_<path> and FD_TARGET_END (fd_cpu.h), with FD_SFX(name) giving each copy its own
+ * suffix.  No include
  * guard on purpose.  The math (fd_act_math.h) is always_inline, so it is compiled for the
  * target it lands in; every inner loop here is branch-free and auto-vectorized.
  */
@@ -341,64 +342,52 @@ static inline int FD_SFX(relu_params)(const fd_act *a, fd_prm *q)
     return ns == 0.0 ? 2 : 3;
 }
 
+/* The CUSTOM rows of fd_act_list.h: T the element type, P the math prefix (fd32, fd64), S the
+   row-function suffix (f32, f64); q holds p[0..2] of the fd_act. */
+#define FD_DISPATCH_relu(T, P, S)                                                           \
+    switch (FD_SFX(relu_params)(a, &q)) {                                                   \
+    case 0: FD_ELEMWISE(T, P##_relu); break;                                                \
+    case 1: FD_ELEMWISE(T, P##_leaky_relu); break;                                          \
+    case 2: FD_ELEMWISE(T, P##_relu_clip); break;                                           \
+    default: FD_ELEMWISE(T, P##_relu_slope); break;                                         \
+    }
+#define FD_DISPATCH_leaky_relu(T, P, S)                                                     \
+    if (q.a == 0.0)                                                                         \
+        FD_ELEMWISE(T, P##_relu);                                                           \
+    else                                                                                    \
+        FD_ELEMWISE(T, P##_leaky_relu);
+/* float32 celu with alpha > 0 has its own form (1/alpha in q.b); float64 has one form */
+#define FD_DISPATCH_celu(T, P, S) FD_CELU_##S
+#define FD_CELU_f32                                                                         \
+    q.b = 1.0 / q.a;                                                                        \
+    if (q.a > 0.0)                                                                          \
+        FD_ELEMWISE(float, fd32_celu_pos);                                                  \
+    else                                                                                    \
+        FD_ELEMWISE(float, fd32_celu);
+#define FD_CELU_f64 FD_ELEMWISE(double, fd64_celu);
+#define FD_DISPATCH_gelu(T, P, S)                                                           \
+    if (q.a != 0.0)                                                                         \
+        FD_ELEMWISE(T, P##_gelu_tanh);                                                      \
+    else                                                                                    \
+        FD_ELEMWISE(T, P##_gelu);
+#define FD_DISPATCH_glu(T, P, S) FD_SFX(glu_##S)(bias, src, ld_src, dst, ld_dst, rows, n);
+
+/* One case of the epilogue's switch per row of fd_act_list.h; DEFAULT (linear) is the switch's
+   default, which also takes unknown codes. */
+#define FD_CASE_ELEM(id, T, P, S, fn) case FD_ACT_##id: FD_ELEMWISE(T, P##_##fn); break;
+#define FD_CASE_ROW(id, T, P, S, fn) case FD_ACT_##id: FD_ROWWISE(T, FD_SFX(fn##_##S)); break;
+#define FD_CASE_CUSTOM(id, T, P, S, fn) case FD_ACT_##id: FD_DISPATCH_##fn(T, P, S) break;
+#define FD_CASE_DEFAULT(id, T, P, S, fn)
+#define FD_CASE_F32(id, fn, name, dispatch, rowwise, halves) FD_CASE_##dispatch(id, float, fd32, f32, fn)
+#define FD_CASE_F64(id, fn, name, dispatch, rowwise, halves) FD_CASE_##dispatch(id, double, fd64, f64, fn)
+
 static void FD_SFX(epilogue_f32)(const fd_act *a, const float *bias, const float *src,
                                  ptrdiff_t ld_src, float *dst, ptrdiff_t ld_dst, ptrdiff_t rows,
                                  ptrdiff_t n)
 {
     fd_prm q = {a->p[0], a->p[1], a->p[2], 0.0};
     switch (a->code) {
-    case FD_ACT_RELU:
-        switch (FD_SFX(relu_params)(a, &q)) {
-        case 0: FD_ELEMWISE(float, fd32_relu); break;
-        case 1: FD_ELEMWISE(float, fd32_leaky_relu); break;
-        case 2: FD_ELEMWISE(float, fd32_relu_clip); break;
-        default: FD_ELEMWISE(float, fd32_relu_slope); break;
-        }
-        break;
-    case FD_ACT_RELU6: FD_ELEMWISE(float, fd32_relu6); break;
-    case FD_ACT_LEAKY_RELU:
-        if (q.a == 0.0)
-            FD_ELEMWISE(float, fd32_relu);
-        else
-            FD_ELEMWISE(float, fd32_leaky_relu);
-        break;
-    case FD_ACT_ELU: FD_ELEMWISE(float, fd32_elu); break;
-    case FD_ACT_SELU: FD_ELEMWISE(float, fd32_selu); break;
-    case FD_ACT_CELU:
-        q.b = 1.0 / q.a;
-        if (q.a > 0.0)
-            FD_ELEMWISE(float, fd32_celu_pos);
-        else
-            FD_ELEMWISE(float, fd32_celu);
-        break;
-    case FD_ACT_GELU:
-        if (q.a != 0.0)
-            FD_ELEMWISE(float, fd32_gelu_tanh);
-        else
-            FD_ELEMWISE(float, fd32_gelu);
-        break;
-    case FD_ACT_SIGMOID: FD_ELEMWISE(float, fd32_sigmoid); break;
-    case FD_ACT_HARD_SIGMOID: FD_ELEMWISE(float, fd32_hard_sigmoid); break;
-    case FD_ACT_HARD_SILU: FD_ELEMWISE(float, fd32_hard_silu); break;
-    case FD_ACT_SILU: FD_ELEMWISE(float, fd32_silu); break;
-    case FD_ACT_TANH: FD_ELEMWISE(float, fd32_tanh); break;
-    case FD_ACT_HARD_TANH: FD_ELEMWISE(float, fd32_hard_tanh); break;
-    case FD_ACT_TANH_SHRINK: FD_ELEMWISE(float, fd32_tanh_shrink); break;
-    case FD_ACT_SOFTPLUS: FD_ELEMWISE(float, fd32_softplus); break;
-    case FD_ACT_SOFTSIGN: FD_ELEMWISE(float, fd32_softsign); break;
-    case FD_ACT_SPARSE_PLUS: FD_ELEMWISE(float, fd32_sparse_plus); break;
-    case FD_ACT_SPARSE_SIGMOID: FD_ELEMWISE(float, fd32_sparse_sigmoid); break;
-    case FD_ACT_SQUAREPLUS: FD_ELEMWISE(float, fd32_squareplus); break;
-    case FD_ACT_LOG_SIGMOID: FD_ELEMWISE(float, fd32_log_sigmoid); break;
-    case FD_ACT_EXPONENTIAL: FD_ELEMWISE(float, fd32_exponential); break;
-    case FD_ACT_MISH: FD_ELEMWISE(float, fd32_mish); break;
-    case FD_ACT_SOFT_SHRINK: FD_ELEMWISE(float, fd32_soft_shrink); break;
-    case FD_ACT_HARD_SHRINK: FD_ELEMWISE(float, fd32_hard_shrink); break;
-    case FD_ACT_THRESHOLD: FD_ELEMWISE(float, fd32_threshold); break;
-    case FD_ACT_SOFTMAX: FD_ROWWISE(float, FD_SFX(softmax_f32)); break;
-    case FD_ACT_LOG_SOFTMAX: FD_ROWWISE(float, FD_SFX(log_softmax_f32)); break;
-    case FD_ACT_SPARSEMAX: FD_ROWWISE(float, FD_SFX(sparsemax_f32)); break;
-    case FD_ACT_GLU: FD_SFX(glu_f32)(bias, src, ld_src, dst, ld_dst, rows, n); break;
+    FD_ACTIVATIONS(FD_CASE_F32)
     default: FD_ELEMWISE(float, fd32_linear); break;
     }
 }
@@ -409,52 +398,7 @@ static void FD_SFX(epilogue_f64)(const fd_act *a, const double *bias, const doub
 {
     fd_prm q = {a->p[0], a->p[1], a->p[2], 0.0};
     switch (a->code) {
-    case FD_ACT_RELU:
-        switch (FD_SFX(relu_params)(a, &q)) {
-        case 0: FD_ELEMWISE(double, fd64_relu); break;
-        case 1: FD_ELEMWISE(double, fd64_leaky_relu); break;
-        case 2: FD_ELEMWISE(double, fd64_relu_clip); break;
-        default: FD_ELEMWISE(double, fd64_relu_slope); break;
-        }
-        break;
-    case FD_ACT_RELU6: FD_ELEMWISE(double, fd64_relu6); break;
-    case FD_ACT_LEAKY_RELU:
-        if (q.a == 0.0)
-            FD_ELEMWISE(double, fd64_relu);
-        else
-            FD_ELEMWISE(double, fd64_leaky_relu);
-        break;
-    case FD_ACT_ELU: FD_ELEMWISE(double, fd64_elu); break;
-    case FD_ACT_SELU: FD_ELEMWISE(double, fd64_selu); break;
-    case FD_ACT_CELU: FD_ELEMWISE(double, fd64_celu); break;
-    case FD_ACT_GELU:
-        if (q.a != 0.0)
-            FD_ELEMWISE(double, fd64_gelu_tanh);
-        else
-            FD_ELEMWISE(double, fd64_gelu);
-        break;
-    case FD_ACT_SIGMOID: FD_ELEMWISE(double, fd64_sigmoid); break;
-    case FD_ACT_HARD_SIGMOID: FD_ELEMWISE(double, fd64_hard_sigmoid); break;
-    case FD_ACT_HARD_SILU: FD_ELEMWISE(double, fd64_hard_silu); break;
-    case FD_ACT_SILU: FD_ELEMWISE(double, fd64_silu); break;
-    case FD_ACT_TANH: FD_ELEMWISE(double, fd64_tanh); break;
-    case FD_ACT_HARD_TANH: FD_ELEMWISE(double, fd64_hard_tanh); break;
-    case FD_ACT_TANH_SHRINK: FD_ELEMWISE(double, fd64_tanh_shrink); break;
-    case FD_ACT_SOFTPLUS: FD_ELEMWISE(double, fd64_softplus); break;
-    case FD_ACT_SOFTSIGN: FD_ELEMWISE(double, fd64_softsign); break;
-    case FD_ACT_SPARSE_PLUS: FD_ELEMWISE(double, fd64_sparse_plus); break;
-    case FD_ACT_SPARSE_SIGMOID: FD_ELEMWISE(double, fd64_sparse_sigmoid); break;
-    case FD_ACT_SQUAREPLUS: FD_ELEMWISE(double, fd64_squareplus); break;
-    case FD_ACT_LOG_SIGMOID: FD_ELEMWISE(double, fd64_log_sigmoid); break;
-    case FD_ACT_EXPONENTIAL: FD_ELEMWISE(double, fd64_exponential); break;
-    case FD_ACT_MISH: FD_ELEMWISE(double, fd64_mish); break;
-    case FD_ACT_SOFT_SHRINK: FD_ELEMWISE(double, fd64_soft_shrink); break;
-    case FD_ACT_HARD_SHRINK: FD_ELEMWISE(double, fd64_hard_shrink); break;
-    case FD_ACT_THRESHOLD: FD_ELEMWISE(double, fd64_threshold); break;
-    case FD_ACT_SOFTMAX: FD_ROWWISE(double, FD_SFX(softmax_f64)); break;
-    case FD_ACT_LOG_SOFTMAX: FD_ROWWISE(double, FD_SFX(log_softmax_f64)); break;
-    case FD_ACT_SPARSEMAX: FD_ROWWISE(double, FD_SFX(sparsemax_f64)); break;
-    case FD_ACT_GLU: FD_SFX(glu_f64)(bias, src, ld_src, dst, ld_dst, rows, n); break;
+    FD_ACTIVATIONS(FD_CASE_F64)
     default: FD_ELEMWISE(double, fd64_linear); break;
     }
 }
@@ -462,3 +406,16 @@ static void FD_SFX(epilogue_f64)(const fd_act *a, const double *bias, const doub
 #undef FD_CHUNK
 #undef FD_ELEMWISE
 #undef FD_ROWWISE
+#undef FD_DISPATCH_relu
+#undef FD_DISPATCH_leaky_relu
+#undef FD_DISPATCH_celu
+#undef FD_CELU_f32
+#undef FD_CELU_f64
+#undef FD_DISPATCH_gelu
+#undef FD_DISPATCH_glu
+#undef FD_CASE_ELEM
+#undef FD_CASE_ROW
+#undef FD_CASE_CUSTOM
+#undef FD_CASE_DEFAULT
+#undef FD_CASE_F32
+#undef FD_CASE_F64

@@ -1,4 +1,5 @@
-/* fastdense packed-weight f32 GEMM: c = x @ w with w packed once (see fd_gemm.c). */
+/* fastdense packed-weight f32 GEMM: c = x @ w with w packed once (see fd_gemm.c). One packed
+   layout (panels of 16 columns) and the same bits on every path: AVX-512, AVX2 + FMA, NEON. */
 #ifndef FD_GEMM_H
 #define FD_GEMM_H
 
@@ -8,8 +9,11 @@
 ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n);
 /* Pack w[kk, j] = colmajor ? w[kk + j * ldw] : w[kk * ldw + j] into dst. */
 void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst);
-/* 1 when this CPU runs the packed kernel (AVX2 + FMA and not forced to the baseline). */
+/* 1 when this CPU runs the packed kernel (AVX2 + FMA, or NEON, and not forced to the baseline). */
 int fd_packed_available(void);
+/* The float32 GEMM kernel this process runs and why, for `fastdense info`: "avx512 12x32 (...)",
+   "avx2 6x16 (...)", "neon 6x16" or "BLAS (...)"; the first word is the path. */
+const char *fd_gemm_kernel_name(void);
 /* c[i, j] = sum_kk x[i * rsx + kk * csx] * w[kk, j] for i < m, j < n, with wp the packed w
    (or, for a column range starting at a multiple of 16, the packed w advanced by that many
    columns times k). Returns -1 when scratch memory could not be allocated. */

@@ -1,34 +1,76 @@
-"""Write fd_gemm_tiles.h: the register-blocked tiles of the packed f32 GEMM (fd_gemm.c).
+"""Write the register-blocked tiles of the packed f32 GEMM (fd_gemm.c), one header per ISA:
+fd_gemm_tiles_avx2.h and fd_gemm_tiles_avx512.h.
 
-One function per (rows R, panels P): R x P*16 outputs held in 2*R*P named AVX2 registers,
-one FMA chain per output in k order. Named variables (not an array) so that every compiler
-keeps the accumulators in registers. Run `python3 csrc/fd_gemm_tiles.py` after editing.
+A tile is R rows x P panels of 16 columns (the packed layout, shared by every path): R * P * 16
+outputs held in named vector registers, one FMA chain per output in k order, so every ISA gives
+the same bits. Named variables (not an array) so that every compiler keeps the accumulators in
+registers. A new ISA is a new row of ISAS. Run `python3 csrc/fd_gemm_tiles.py` after editing
+(tests/test_gemm_tiles.py checks that the checked-in headers are what it writes).
 """
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
-SHAPES = [(6, 1), (5, 1), (4, 1), (3, 2), (3, 1), (2, 3), (2, 1), (1, 4), (1, 1)]
+PANEL = 16   # columns per packed panel (fd_gemm.c: PANEL)
 
 
-def tile(r_count: int, p_count: int, packed_x: bool = False) -> str:
+class Isa(NamedTuple):
+    """How one instruction set spells a tile."""
+    name: str            # file and function suffix: tile_<name>_<R>x<P>
+    vec: str             # vector type
+    lanes: int           # floats per vector
+    zero: str
+    load: str
+    fma: str
+    bcast: str           # broadcast of one float from memory, "{}" the address
+    store: str           # store(accumulate, c, v) helper defined by fd_gemm.c
+    edge: str            # "buffer": partial_store of a stack copy; "mask": store_part(..., cols)
+    row_panels: tuple    # panels per tile for x read in place, by rows 1, 2, ... MR
+    tile_panels: int     # panels per tile for x packed by the path's pack_x (MR rows)
+    target: str          # the fd_cpu.h target region the header is included in
+
+    @property
+    def mr(self) -> int:
+        return len(self.row_panels)
+
+
+ISAS = [
+    Isa("avx2", "__m256", 8, "_mm256_setzero_ps()", "_mm256_loadu_ps", "_mm256_fmadd_ps",
+        "_mm256_broadcast_ss({})", "store_ymm", "buffer",
+        (4, 3, 2, 1, 1, 1), 1, "AVX2 + FMA"),
+    # 12 rows x 2 panels: 24 accumulators + 2 weight vectors of the 32 zmm registers, the
+    # broadcasts folded into the FMAs as memory operands
+    Isa("avx512", "__m512", 16, "_mm512_setzero_ps()", "_mm512_loadu_ps", "_mm512_fmadd_ps",
+        "_mm512_set1_ps(*({}))", "store_zmm", "mask",
+        (4, 4, 4, 4, 4, 4, 3, 3, 2, 2, 2, 2), 2, "AVX-512"),
+    # aarch64: 6 rows x 1 panel, 24 q-register accumulators (of 32); vfmaq_f32 rounds once,
+    # like the x86 FMAs, so the bits are the x86 paths' bits
+    Isa("neon", "float32x4_t", 4, "vdupq_n_f32(0.0f)", "vld1q_f32", "neon_fma",
+        "vld1q_dup_f32({})", "store_q", "buffer",
+        (2, 1, 1, 1, 1, 1), 1, "NEON (aarch64)"),
+]
+
+
+def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
     """b[kk * ldb + p * pstride + j] is the weight of column p * 16 + j at k = kk (packed
-    panels: ldb = 16, pstride = 16 k; a row-major kernel read in place: ldb = its row
-    stride, pstride = 16). packed_x: x is a row tile packed by pack_x (MR values per k,
-    contiguous) and b packed, so the strides are constants and the k loop is unrolled."""
-    vecs = 2 * p_count
+    panels: ldb = 16, pstride = 16 k or a little more). packed_x: x is a row tile packed by
+    pack_x (R values per k, contiguous), so the strides are constants and the loop unrolled."""
+    vp = PANEL // isa.lanes                     # vectors per panel
+    vecs = vp * p_count
     acc = [[f"a{r}_{v}" for v in range(vecs)] for r in range(r_count)]
-    name = f"tile_{r_count}x{p_count}" + ("_px" if packed_x else "")
+    name = f"tile_{isa.name}_{r_count}x{p_count}" + ("_px" if packed_x else "")
     strides = "" if packed_x else " ptrdiff_t rsx, ptrdiff_t csx,"
     ldb = "" if packed_x else " ptrdiff_t ldb,"
     lines = [
         f"static void {name}(ptrdiff_t kc, const float *x,{strides}",
-        f"                        const float *b,{ldb} ptrdiff_t pstride, float *c, ptrdiff_t ldc,",
-        "                        int accumulate, ptrdiff_t cols)",
+        f"        const float *b,{ldb} ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
         "{",
     ]
     if packed_x:
-        lines.append("    const ptrdiff_t rsx = 1, csx = MR, ldb = NR;")
+        lines.append(f"    const ptrdiff_t rsx = 1, csx = {r_count}, ldb = PANEL;")
+    lines.append("    (void)rsx; (void)pstride;   /* unused by some shapes */")
     for row in acc:
-        lines.append("    __m256 " + ", ".join(f"{name} = _mm256_setzero_ps()" for name in row) + ";")
+        lines.append(f"    {isa.vec} " + ", ".join(f"{a} = {isa.zero}" for a in row) + ";")
     if packed_x:
         lines.append("#pragma GCC unroll 4")
     lines += [
@@ -36,34 +78,104 @@ def tile(r_count: int, p_count: int, packed_x: bool = False) -> str:
         "        const float *bk = b + kk * ldb, *xk = x + kk * csx;",
     ]
     for v in range(vecs):
-        offset = f"{v // 2} * pstride + {8 * (v % 2)}" if p_count > 1 else f"{8 * (v % 2)}"
-        lines.append(f"        const __m256 b{v} = _mm256_loadu_ps(bk + {offset});")
+        offset = " + ".join(t for t in (f"{v // vp} * pstride" if v // vp else "",
+                                        f"{isa.lanes * (v % vp)}" if v % vp else "") if t) or "0"
+        lines.append(f"        const {isa.vec} b{v} = {isa.load}(bk + {offset});")
     for r, row in enumerate(acc):
-        lines.append(f"        const __m256 x{r} = _mm256_broadcast_ss(xk + {r} * rsx);")
-        for v, name in enumerate(row):
-            lines.append(f"        {name} = _mm256_fmadd_ps(x{r}, b{v}, {name});")
+        xr = f"xk + {r} * rsx" if r else "xk"
+        if isa.edge == "buffer":   # one broadcast register per row
+            lines.append(f"        const {isa.vec} x{r} = {isa.bcast.format(xr)};")
+            src = f"x{r}"
+        else:                      # broadcast folded into each FMA
+            src = isa.bcast.format(xr)
+        for v, a in enumerate(row):
+            lines.append(f"        {a} = {isa.fma}({src}, b{v}, {a});")
     lines.append("    }")
-    lines.append(f"    if (cols == {16 * p_count}) {{")
-    for r, row in enumerate(acc):
-        for v, name in enumerate(row):
-            dst = f"c + {r} * ldc + {v // 2} * NR + {8 * (v % 2)}"
-            lines.append(f"        store(accumulate, {dst}, {name});")
-    lines.append("        return;")
-    lines.append("    }")
-    lines.append(f"    float edge[{r_count}][{8 * vecs}];")
-    for r, row in enumerate(acc):
-        for v, name in enumerate(row):
-            lines.append(f"    _mm256_storeu_ps(&edge[{r}][{8 * v}], {name});")
-    lines.append(f"    partial_store(&edge[0][0], {r_count}, {8 * vecs}, c, ldc, accumulate, cols);")
+    def dst(r: int, v: int) -> str:
+        return f"c + {r} * ldc + {PANEL * (v // vp) + isa.lanes * (v % vp)}"
+    if isa.edge == "buffer":
+        lines.append(f"    if (cols == {PANEL * p_count}) {{")
+        for r, row in enumerate(acc):
+            for v, a in enumerate(row):
+                lines.append(f"        {isa.store}(accumulate, {dst(r, v)}, {a});")
+        lines.append("        return;")
+        lines.append("    }")
+        lines.append(f"    float edge[{r_count}][{isa.lanes * vecs}];")
+        for r, row in enumerate(acc):
+            for v, a in enumerate(row):
+                storeu = isa.load.replace("load", "store").replace("vld1q", "vst1q")
+                lines.append(f"    {storeu}(&edge[{r}][{isa.lanes * v}], {a});")
+        lines.append(f"    partial_store(&edge[0][0], {r_count}, {isa.lanes * vecs}, c, ldc, accumulate, cols);")
+    else:
+        lines.append(f"    if (cols == {PANEL * p_count}) {{")
+        for r, row in enumerate(acc):
+            for v, a in enumerate(row):
+                lines.append(f"        {isa.store}(accumulate, {dst(r, v)}, {a});")
+        lines.append("        return;")
+        lines.append("    }")
+        for r, row in enumerate(acc):
+            for v, a in enumerate(row):
+                lines.append(f"    {isa.store}_part(accumulate, {dst(r, v)}, {a}, cols - {isa.lanes * v});")
     lines.append("}")
     return "\n".join(lines)
 
 
-def main() -> None:
-    header = ("/* Generated by fd_gemm_tiles.py; do not edit. Included by fd_gemm.c inside its\n"
-              "   AVX2 + FMA target region, after NR, store() and partial_store(). */\n")
-    body = "\n\n".join([tile(r, p) for r, p in SHAPES] + [tile(6, 1, packed_x=True)])
-    Path(__file__).with_name("fd_gemm_tiles.h").write_text(header + "\n" + body + "\n")
+def widths(p: int) -> list:
+    """The tile widths in panels used with p: p, then 1 for the rest."""
+    return [p, 1] if p > 1 else [1]
+
+
+def row_tile(isa: Isa) -> str:
+    """row_tile_<isa>: rows (1 to MR) of x read in place against all panels of n columns,
+    the widest tile for that many rows, then one panel at a time."""
+    lines = [
+        f"static void row_tile_{isa.name}(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,",
+        "        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t n)",
+        "{",
+        "    const ptrdiff_t np = (n + PANEL - 1) / PANEL;",
+        "    ptrdiff_t p = 0;",
+        "    switch (rows) {",
+    ]
+    for r, wide in enumerate(isa.row_panels, start=1):
+        lines.append(f"    {'default' if r == isa.mr else f'case {r}'}:")
+        for w in widths(wide):
+            lines.append(f"        for (; p + {w} <= np; p += {w})")
+            lines.append(f"            tile_{isa.name}_{r}x{w}(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, "
+                         f"c + p * PANEL, ldc, accumulate,")
+            lines.append(f"                n - p * PANEL < {w * PANEL} ? n - p * PANEL : {w * PANEL});")
+        lines.append("        break;")
+    lines += ["    }", "}"]
+    return "\n".join(lines)
+
+
+def tile_px(isa: Isa) -> str:
+    """tile_px_<isa>: MR rows of packed x against tile_panels panels, or fewer when `cols`
+    ends sooner (the last panels of n)."""
+    lines = [
+        f"static void tile_px_{isa.name}(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,",
+        "        float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
+        "{",
+    ]
+    for w in widths(isa.tile_panels):
+        call = f"tile_{isa.name}_{isa.mr}x{w}_px(kc, xp, b, pstride, c, ldc, accumulate, cols);"
+        lines.append(f"    if (cols > {(w - 1) * PANEL}) {{ {call} return; }}" if w > 1 else f"    {call}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def main(argv: list | None = None) -> None:
+    """Write the headers next to this file, or into the directory argv[1]."""
+    argv = sys.argv if argv is None else argv
+    out_dir = Path(argv[1]) if len(argv) > 1 else Path(__file__).parent
+    for isa in ISAS:
+        header = (f"/* Auto-generated by csrc/fd_gemm_tiles.py. Do not edit!\n"
+                  f"   {isa.name} tiles of the packed f32 GEMM, included by fd_gemm.c inside its\n"
+                  f"   {isa.target} target region, after PANEL and {isa.store}().\n"
+                  f"   row_tile_{isa.name} and tile_px_{isa.name} are its entry points. */\n")
+        body = "\n\n".join([tile(isa, r, w) for r, p in enumerate(isa.row_panels, start=1) for w in widths(p)]
+                           + [tile(isa, isa.mr, w, packed_x=True) for w in widths(isa.tile_panels)]
+                           + [row_tile(isa), tile_px(isa)])
+        (out_dir / f"fd_gemm_tiles_{isa.name}.h").write_text(header + "\n" + body + "\n")
 
 
 if __name__ == "__main__":

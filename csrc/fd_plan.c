@@ -1,13 +1,16 @@
 /* fastdense whole-model plan runner: every layer of a block of samples back to back, so the
    intermediates of one block stay in cache; blocks spread over fastdense's pool when the BLAS
-   is single-threaded (see fd_kernel.c for the thread policy). */
+   is single-threaded (see fd_dense.c for the thread policy). */
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fd_gather.h"
+#include "fd_norm.h"
 #include "fd_plan.h"
-
-#define FD_PLAN_MAX_BUFS 256
+#include "fd_qgemm.h"
+#include "fd_pool.h"
 
 typedef struct {
     const fd_plan *p;
@@ -17,20 +20,33 @@ typedef struct {
     char *scratch;
     int lock;
     atomic_long next_block;          /* blocks are claimed as threads get free */
+    atomic_int bad_index;            /* a gather step met an id outside its table */
 } plan_ctx;
+
+/* Where buffer b's rows for samples [r0, ...) are: in the caller's input or output array, or in
+   this task's scratch. Computed per use, so a plan needs no per-buffer table per call. */
+static char *buffer(const plan_ctx *c, int b, ptrdiff_t r0, char *scratch)
+{
+    const fd_buffer *bf = &c->p->bufs[b];
+    const size_t es = c->p->dtype == FD_F32 ? 4 : 8;
+    if (bf->input_index >= 0) return (char *)c->inputs[bf->input_index] + (size_t)r0 * bf->width * es;
+    if (bf->output_index >= 0) return (char *)c->outputs[bf->output_index] + (size_t)r0 * bf->width * es;
+    return scratch + (size_t)bf->offset * c->block * es;
+}
 
 #define MERGE_LOOP(T, OP)                                                        \
     do {                                                                         \
         T *d = (T *)dst;                                                         \
-        const T *s0 = (const T *)src[0];                                         \
+        const T *s0 = (const T *)buffer(c, st->src[0], r0, scratch);             \
         for (ptrdiff_t i = 0; i < len; i++) d[i] = s0[i];                        \
         for (int j = 1; j < st->nsrc; j++) {                                     \
-            const T *sj = (const T *)src[j];                                     \
+            const T *sj = (const T *)buffer(c, st->src[j], r0, scratch);         \
             for (ptrdiff_t i = 0; i < len; i++) { T a = d[i], b = sj[i]; d[i] = (OP); } \
         }                                                                        \
     } while (0)
 
-static void merge(const fd_step *st, int dtype, char **src, char *dst, ptrdiff_t len)
+static void merge(const plan_ctx *c, const fd_step *st, int dtype, ptrdiff_t r0, char *scratch,
+                  char *dst, ptrdiff_t len)
 {
     if (dtype == FD_F32) {
         switch (st->kind) {
@@ -59,30 +75,44 @@ static void merge(const fd_step *st, int dtype, char **src, char *dst, ptrdiff_t
     }
 }
 
+/* A quantized dense step's rows [t * chunk, (t + 1) * chunk), as one pool task. */
+typedef struct {
+    const fd_step *st;
+    const float *x;
+    float *out;
+    ptrdiff_t m, chunk;
+} qdense_job;
+
+static int qdense_task(void *ctx, ptrdiff_t t, void *scratch)
+{
+    const qdense_job *j = ctx;
+    const fd_step *st = j->st;
+    const fd_qweights *qw = (const fd_qweights *)st->w;
+    const ptrdiff_t r0 = t * j->chunk, rows = j->m - r0 < j->chunk ? j->m - r0 : j->chunk;
+    (void)scratch;
+    if (rows <= 0) return FD_OK;
+    const float *x = j->x + r0 * st->k;
+    float *out = j->out + r0 * st->n;
+    return qw->bits == 8 ? fd_q8_dense(fd_qgemm_isa(), qw, rows, x, st->k, &st->act, st->bias, out, st->n)
+                         : fd_q4_dense(fd_qgemm_isa(), qw, rows, x, st->k, &st->act, st->bias, out, st->n);
+}
+
 /* All steps for samples [r0, r0 + rows), intermediates in this task's scratch. */
 static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scratch)
 {
     const fd_plan *p = c->p;
     const size_t es = p->dtype == FD_F32 ? 4 : 8;
-    char *buf[FD_PLAN_MAX_BUFS];
-    for (int b = 0; b < p->nbufs; b++) {
-        const size_t off = (size_t)r0 * p->width[b] * es;
-        if (p->in_index[b] >= 0) buf[b] = (char *)c->inputs[p->in_index[b]] + off;
-        else if (p->out_index[b] >= 0) buf[b] = (char *)c->outputs[p->out_index[b]] + off;
-        else buf[b] = scratch + (size_t)p->offset[b] * c->block * es;
-    }
     for (int s = 0; s < p->nsteps; s++) {
         const fd_step *st = &p->steps[s];
-        char *src[FD_PLAN_MAX_SRC];
-        for (int j = 0; j < st->nsrc; j++) src[j] = buf[st->src[j]];
-        char *dst = buf[st->dst];
+        const char *src0 = buffer(c, st->src[0], r0, scratch);
+        char *dst = buffer(c, st->dst, r0, scratch);
         switch (st->kind) {
         case FD_STEP_DENSE: {
             fd_dense_args a;
             memset(&a, 0, sizeof(a));
             a.dtype = p->dtype;
-            a.m = rows * st->t; a.k = st->k; a.n = st->n;
-            a.x = src[0]; a.ldx = st->k > 0 ? st->k : 1;
+            a.m = rows * st->rows; a.k = st->k; a.n = st->n;
+            a.x = src0; a.ldx = st->k > 0 ? st->k : 1;
             a.w = st->w; a.ldw = st->n > 0 ? st->n : 1;
             a.wpack = st->wpack;
             a.bias = st->bias;
@@ -92,42 +122,99 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
             a.act = st->act;
             /* one block: the layer itself may use every free core (fd_dense's policy);
                several blocks already run in parallel, one per thread */
-            if (c->ntasks == 1 && c->nblocks == 1 ? fd_dense(&a)
-                : fd_dense_serial(&a, scratch + (size_t)p->glu_offset * c->block * es, c->lock)) return -1;
+            const int rc = c->ntasks == 1 && c->nblocks == 1
+                ? fd_dense(&a) : fd_dense_serial(&a, scratch + (size_t)p->glu_offset * c->block * es, c->lock);
+            if (rc) return rc;
+            break;
+        }
+        case FD_STEP_QDENSE: {
+            const ptrdiff_t m = rows * st->rows, half = st->n / 2;
+            const int halves = fd_act_halves(st->act.code);
+            float *out = halves ? (float *)(scratch + (size_t)p->glu_offset * c->block * es) : (float *)dst;
+            /* one block: split its rows over the free cores (rows are independent, so the
+               split changes no bit); several blocks already run one per thread */
+            qdense_job job = {st, (const float *)src0, out, m, m};
+            const int threads = c->ntasks == 1 && c->nblocks == 1 ? fd_get_num_threads() : 1;
+            if (threads > 1 && m >= 8) {
+                job.chunk = ((m + threads - 1) / threads + 3) / 4 * 4;
+                const int rc = fd_pool_run(&(fd_tasks){qdense_task, &job, (m + job.chunk - 1) / job.chunk, 0},
+                                           threads - 1);
+                if (rc) return rc;
+            } else {
+                const int rc = qdense_task(&job, 0, NULL);
+                if (rc) return rc;
+            }
+            for (ptrdiff_t r = 0; halves && r < m; r++)   /* glu wrote n / 2 columns per row */
+                memcpy((float *)dst + r * half, out + r * st->n, (size_t)half * sizeof(float));
             break;
         }
         case FD_STEP_ACT: {
             const ptrdiff_t cols_out = fd_act_halves(st->act.code) ? st->n / 2 : st->n;
             if (st->n == 0) break;
             if (p->dtype == FD_F32)
-                fd_epilogue_f32(&st->act, NULL, (const float *)src[0], st->n, (float *)dst, cols_out, rows * st->t, st->n);
+                fd_epilogue_f32(&st->act, NULL, (const float *)src0, st->n, (float *)dst, cols_out, rows * st->rows, st->n);
             else
-                fd_epilogue_f64(&st->act, NULL, (const double *)src[0], st->n, (double *)dst, cols_out, rows * st->t, st->n);
+                fd_epilogue_f64(&st->act, NULL, (const double *)src0, st->n, (double *)dst, cols_out, rows * st->rows, st->n);
             break;
         }
         case FD_STEP_CONCAT: {
-            const ptrdiff_t nrows = rows * st->t;
-            for (ptrdiff_t r = 0; r < nrows; r++) {
-                char *d = dst + (size_t)r * st->n * es;
-                for (int j = 0; j < st->nsrc; j++) {
-                    memcpy(d, src[j] + (size_t)r * st->cols[j] * es, (size_t)st->cols[j] * es);
-                    d += (size_t)st->cols[j] * es;
-                }
+            /* source by source: each one's columns into their place in every row */
+            const ptrdiff_t nrows = rows * st->rows;
+            ptrdiff_t col0 = 0;
+            for (int j = 0; j < st->nsrc; j++) {
+                const char *sj = buffer(c, st->src[j], r0, scratch);
+                const size_t bytes = (size_t)st->cols[j] * es;
+                for (ptrdiff_t r = 0; r < nrows; r++)
+                    memcpy(dst + ((size_t)r * st->n + col0) * es, sj + (size_t)r * bytes, bytes);
+                col0 += st->cols[j];
             }
             break;
         }
         case FD_STEP_COPY:
-            memcpy(dst, src[0], (size_t)rows * st->n * es);
+            memcpy(dst, src0, (size_t)rows * st->n * es);
             break;
+        case FD_STEP_NORM: {
+            const fd_norm norm = {(fd_norm_kind)st->mode, st->eps, st->w, st->bias};
+            if (p->dtype == FD_F32)
+                fd_norm_rows_f32(&norm, (const float *)src0, st->n, (float *)dst, st->n, rows * st->rows, st->n);
+            else
+                fd_norm_rows_f64(&norm, (const double *)src0, st->n, (double *)dst, st->n, rows * st->rows, st->n);
+            break;
+        }
+        case FD_STEP_AFFINE:
+            if (p->dtype == FD_F32)
+                fd_affine_rows_f32((const double *)st->w, (const double *)st->bias, (const float *)src0, st->n,
+                                   (float *)dst, st->n, rows * st->rows, st->n);
+            else
+                fd_affine_rows_f64((const double *)st->w, (const double *)st->bias, (const double *)src0, st->n,
+                                   (double *)dst, st->n, rows * st->rows, st->n);
+            break;
+        case FD_STEP_PRELU:
+            if (p->dtype == FD_F32)
+                fd_prelu_rows_f32((const float *)st->w, (const float *)src0, st->n, (float *)dst, st->n, rows, st->n);
+            else
+                fd_prelu_rows_f64((const double *)st->w, (const double *)src0, st->n, (double *)dst, st->n, rows,
+                                  st->n);
+            break;
+        case FD_STEP_GATHER: {
+            const ptrdiff_t bad = p->dtype == FD_F32
+                ? fd_gather_i32_f32((const int32_t *)src0, rows * st->rows, (const float *)st->w, st->k, st->n,
+                                    (float *)dst)
+                : fd_gather_i64_f64((const int64_t *)src0, rows * st->rows, (const double *)st->w, st->k, st->n,
+                                    (double *)dst);
+            if (bad >= 0) return FD_ERR_INDEX;
+            break;
+        }
         default:
-            merge(st, p->dtype, src, dst, rows * st->n);
+            merge(c, st, p->dtype, r0, scratch, dst, rows * st->n);
         }
     }
     return 0;
 }
 
-static int run_task(void *ctx, ptrdiff_t t)
+static int run_task(void *ctx, ptrdiff_t t, void *unused)
 {
+    (void)unused;
     plan_ctx *c = ctx;
     const fd_plan *p = c->p;
     char *scratch = c->scratch + (size_t)t * c->block * p->sample_elems * (p->dtype == FD_F32 ? 4 : 8);
@@ -135,22 +222,110 @@ static int run_task(void *ctx, ptrdiff_t t)
        the machine simply takes fewer blocks */
     for (ptrdiff_t b; (b = atomic_fetch_add(&c->next_block, 1)) < c->nblocks;) {
         ptrdiff_t r0 = b * c->block, rows = c->m - r0 < c->block ? c->m - r0 : c->block;
-        if (run_block(c, r0, rows, scratch)) return -1;
+        const int rc = run_block(c, r0, rows, scratch);
+        if (rc == FD_ERR_INDEX) atomic_store(&c->bad_index, 1);
+        if (rc) return rc;
     }
     return 0;
+}
+
+/* w == a * b, without overflow (a >= 1) */
+static int is_product(ptrdiff_t w, ptrdiff_t a, ptrdiff_t b)
+{
+    return b >= 0 && b <= PTRDIFF_MAX / a && w == a * b;
+}
+
+int fd_plan_check(const fd_plan *p)
+{
+    if (p->dtype != FD_F32 && p->dtype != FD_F64) return FD_ERR_ARG;
+    if (p->nsteps < 0 || p->nbufs < 0 || p->ninputs < 0 || p->noutputs < 0) return FD_ERR_ARG;
+    if (p->sample_elems < 1 || p->glu_offset < 0 || p->glu_offset > p->sample_elems) return FD_ERR_ARG;
+    /* sizes in bytes of one sample (a block multiplies them later, checked per run) */
+    const ptrdiff_t lim = PTRDIFF_MAX / (ptrdiff_t)sizeof(double);
+    if (p->sample_elems > lim) return FD_ERR_LIMIT;
+    for (int b = 0; b < p->nbufs; b++) {
+        const fd_buffer *bf = &p->bufs[b];
+        if (bf->width < 0 || bf->input_index < -1 || bf->input_index >= p->ninputs ||
+            bf->output_index < -1 || bf->output_index >= p->noutputs || bf->offset < 0)
+            return FD_ERR_ARG;
+        if (bf->width > lim) return FD_ERR_LIMIT;
+        if (bf->input_index < 0 && bf->output_index < 0 && bf->offset > p->sample_elems - bf->width)
+            return FD_ERR_ARG;   /* an intermediate must lie inside the scratch */
+    }
+    for (int s = 0; s < p->nsteps; s++) {
+        const fd_step *st = &p->steps[s];
+        if (st->kind < 0 || st->kind >= FD_STEP_KIND_COUNT || st->nsrc < 1 || st->src == NULL)
+            return FD_ERR_ARG;
+        if (st->dst < 0 || st->dst >= p->nbufs || p->bufs[st->dst].input_index >= 0) return FD_ERR_ARG;
+        for (int j = 0; j < st->nsrc; j++)
+            if (st->src[j] < 0 || st->src[j] >= p->nbufs) return FD_ERR_ARG;
+        if (st->rows < 1 || st->k < 0 || st->n < 0) return FD_ERR_ARG;
+        const ptrdiff_t in_width = p->bufs[st->src[0]].width, out_width = p->bufs[st->dst].width;
+        const int halves = fd_act_halves(st->act.code);
+        switch (st->kind) {
+        case FD_STEP_QDENSE:   /* the rules of a dense step, plus its weights' own shape */
+        case FD_STEP_DENSE:
+            if (st->kind == FD_STEP_QDENSE && st->w != NULL &&
+                (p->dtype != FD_F32 || ((const fd_qweights *)st->w)->k != st->k ||
+                 ((const fd_qweights *)st->w)->n != st->n))
+                return FD_ERR_ARG;
+            if (st->w == NULL || st->nsrc != 1 || (halves && st->n % 2) || !is_product(in_width, st->rows, st->k) ||
+                !is_product(out_width, st->rows, halves ? st->n / 2 : st->n))
+                return FD_ERR_ARG;
+            if (halves && (st->n > lim / st->rows || p->glu_offset > p->sample_elems - st->rows * st->n))
+                return FD_ERR_ARG;   /* the glu scratch must hold the step's full-width rows */
+            break;
+        case FD_STEP_ACT:
+            if (st->nsrc != 1 || (halves && st->n % 2) || !is_product(in_width, st->rows, st->n) ||
+                !is_product(out_width, st->rows, halves ? st->n / 2 : st->n))
+                return FD_ERR_ARG;
+            break;
+        case FD_STEP_NORM: case FD_STEP_AFFINE: case FD_STEP_PRELU:
+            if (st->nsrc != 1 || in_width != out_width ||
+                !is_product(out_width, st->kind == FD_STEP_PRELU ? 1 : st->rows, st->n) ||
+                (st->kind == FD_STEP_NORM ? st->mode < FD_NORM_LAYER || st->mode > FD_NORM_UNIT || !(st->eps >= 0)
+                                          : st->w == NULL || (st->kind == FD_STEP_AFFINE && st->bias == NULL)))
+                return FD_ERR_ARG;
+            break;
+        case FD_STEP_GATHER:
+            if (st->nsrc != 1 || st->w == NULL || st->k < 1 || in_width != st->rows ||
+                !is_product(out_width, st->rows, st->n))
+                return FD_ERR_ARG;
+            break;
+        case FD_STEP_CONCAT: {
+            if (st->cols == NULL || !is_product(out_width, st->rows, st->n)) return FD_ERR_ARG;
+            ptrdiff_t total = 0;
+            for (int j = 0; j < st->nsrc; j++) {
+                if (st->cols[j] < 0 || st->cols[j] > lim - total ||
+                    !is_product(p->bufs[st->src[j]].width, st->rows, st->cols[j]))
+                    return FD_ERR_ARG;
+                total += st->cols[j];
+            }
+            if (total != st->n) return FD_ERR_ARG;
+            break;
+        }
+        default:   /* copy and the merges: element by element over n per sample */
+            if ((st->kind == FD_STEP_COPY && st->nsrc != 1) || (st->kind == FD_STEP_SUB && st->nsrc != 2) ||
+                out_width != st->n)
+                return FD_ERR_ARG;
+            for (int j = 0; j < st->nsrc; j++)
+                if (p->bufs[st->src[j]].width != st->n) return FD_ERR_ARG;
+        }
+    }
+    return FD_OK;
 }
 
 int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
                 ptrdiff_t block, void *scratch, int max_tasks)
 {
     if (m <= 0) return 0;
-    if (block < 1) return -2;
-    if (p->nbufs > FD_PLAN_MAX_BUFS) return -2;
+    if (block < 1 || block > PTRDIFF_MAX / (ptrdiff_t)sizeof(double) / p->sample_elems) return FD_ERR_ARG;
     plan_ctx c;
     c.p = p; c.inputs = inputs; c.outputs = outputs; c.m = m; c.scratch = scratch;
     c.block = block;
     c.nblocks = (m + block - 1) / block;
     atomic_init(&c.next_block, 0);
+    atomic_init(&c.bad_index, 0);
     /* the caller asks for several tasks only where fastdense's pool threads the plan (its own
        thread policy, or every dense step on the packed kernel) */
     c.lock = !fd_own_threading();
@@ -161,9 +336,9 @@ int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *output
         if (c.ntasks > c.nblocks) c.ntasks = c.nblocks;
         if (c.ntasks < 1) c.ntasks = 1;
     }
-    if (c.ntasks == 1) return run_task(&c, 0);   /* each fd_dense call counts its own cores */
+    if (c.ntasks == 1) return run_task(&c, 0, NULL);   /* each fd_dense call counts its own cores */
     fd_busy_enter();
-    int rc = fd_parallel_for(run_task, &c, c.ntasks, (int)c.ntasks - 1);
+    int rc = fd_pool_run(&(fd_tasks){run_task, &c, c.ntasks, 0}, (int)c.ntasks - 1);
     fd_busy_leave();
-    return rc;
+    return atomic_load(&c.bad_index) ? FD_ERR_INDEX : rc;
 }

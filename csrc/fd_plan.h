@@ -4,43 +4,65 @@
 #define FD_PLAN_H
 
 #include <stddef.h>
-#include "fd_kernel.h"
+#include "fd_dense.h"
 
-enum {
+typedef enum fd_step_kind {
     FD_STEP_DENSE = 0, FD_STEP_ACT, FD_STEP_ADD, FD_STEP_SUB, FD_STEP_MUL, FD_STEP_AVG,
-    FD_STEP_MAX, FD_STEP_MIN, FD_STEP_CONCAT, FD_STEP_COPY
-};
-#define FD_PLAN_MAX_SRC 16
+    FD_STEP_MAX, FD_STEP_MIN, FD_STEP_CONCAT, FD_STEP_COPY,
+    /* issue 13: the other layers of Dense networks (docs/layers.md) */
+    FD_STEP_NORM,     /* row-wise normalization of rows x n per sample (fd_norm.h): mode = its
+                         fd_norm_kind, eps; w = gamma, bias = beta (n values, or NULL) */
+    FD_STEP_AFFINE,   /* y = x * w + bias per column of rows x n: w and bias n float64 values */
+    FD_STEP_PRELU,    /* y = x >= 0 ? x : w[j] * x over a sample's n values */
+    FD_STEP_GATHER,   /* rows ids per sample (int32 bits in a float32 plan, int64 in a float64 one)
+                         -> rows of the (k, n) table w; an id outside [0, k): FD_ERR_INDEX */
+    FD_STEP_QDENSE,                  /* a Keras int8 / int4 Dense (float32 plans): w is its fd_qweights */
+    FD_STEP_KIND_COUNT
+} fd_step_kind;
 
+/* One step (fastdense.models.plan_steps.PlanStep). Its arrays belong to the plan's builder. */
 typedef struct {
-    int kind;
+    int kind;                        /* fd_step_kind */
     int nsrc;
-    int src[FD_PLAN_MAX_SRC];
-    int dst;
-    ptrdiff_t t;                     /* rows per sample (dense, act, concat) */
+    const int *src;                  /* nsrc source buffers */
+    int dst;                         /* destination buffer */
+    ptrdiff_t rows;                  /* rows per sample (dense, act, concat) */
     ptrdiff_t k, n;                  /* dense: features in/out (n before glu halves it);
                                         act: columns; merge/copy: width; concat: out columns */
-    ptrdiff_t cols[FD_PLAN_MAX_SRC]; /* concat: columns of each source */
+    const ptrdiff_t *cols;           /* concat: columns of each source (nsrc), else unused */
     const void *w, *bias;            /* dense: row-major (k, n) kernel and (n,) bias or NULL */
     const float *wpack;              /* dense, f32: w packed by fd_pack_f32, or NULL */
     fd_act act;                      /* dense, act */
+    int mode;                        /* norm: fd_norm_kind */
+    double eps;                      /* norm: epsilon */
 } fd_step;
 
+/* One per-sample buffer (fastdense.models.plan_steps.PlanBuffer). */
 typedef struct {
-    int dtype;
+    ptrdiff_t width;                 /* elements per sample */
+    int input_index;                 /* model input it is, or -1 */
+    int output_index;                /* model output it is, or -1 */
+    ptrdiff_t offset;                /* intermediates: offset in a task's scratch, elements per sample */
+} fd_buffer;
+
+typedef struct {
+    int dtype;                 /* fd_dtype */
     int nsteps;
     const fd_step *steps;
     int nbufs;
-    const ptrdiff_t *width;    /* elements per sample of each buffer */
-    const int *in_index;       /* buffer b is model input in_index[b], or -1 */
-    const int *out_index;      /* buffer b is model output out_index[b], or -1 */
-    const ptrdiff_t *offset;   /* intermediates: offset in a task's scratch, in elements per sample */
+    const fd_buffer *bufs;
+    int ninputs, noutputs;     /* the input/output indices are 0 .. ninputs-1 / noutputs-1 */
     ptrdiff_t glu_offset;      /* offset of the glu scratch, in elements per sample */
     ptrdiff_t sample_elems;    /* scratch elements per sample of a block */
 } fd_plan;
 
+/* Check a plan once, when it is built: FD_OK, FD_ERR_ARG for an inconsistent plan (an index
+   out of range, an unknown kind, a step without sources ...), FD_ERR_LIMIT when a sample's
+   sizes in bytes do not fit a ptrdiff_t. fd_plan_run trusts a checked plan. */
+int fd_plan_check(const fd_plan *p);
+
 /* Run the plan on m samples in blocks of `block` samples, on up to max_tasks threads;
-   scratch holds max_tasks * block * sample_elems elements. 0 on success. */
+   scratch holds max_tasks * block * sample_elems elements. FD_OK or an fd_status. */
 int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
                 ptrdiff_t block, void *scratch, int max_tasks);
 

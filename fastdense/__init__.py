@@ -36,11 +36,15 @@ def config_info() -> dict:
 
     from . import _kernels
     path, blas_config, blas_threads = _kernels.blas_info()
+    cpu = _kernels.cpu_features()
+    vendor, family, model = cpu.pop("vendor"), cpu.pop("family"), cpu.pop("model")
     return {
         "fastdense": __version__,
         "cpu_path": _kernels.cpu_path(),
-        "float32_gemm": ("fastdense AVX2 kernel (layers' packed weights; ops.dense with 2+ rows), "
-                         "BLAS otherwise") if _kernels.packed_available() else "BLAS",
+        "cpu": f"{vendor or 'unknown'} family {family} model {model}",
+        "cpu_features": " ".join(name for name, on in cpu.items() if on) or "none",
+        "float32_gemm": (f"fastdense {_kernels.gemm_kernel_name()} (layers' packed weights; ops.dense "
+                         "with 2+ rows), BLAS otherwise") if _kernels.packed_available() else "BLAS",
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
         "blas_library": path or "unknown",

@@ -1,6 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Cython glue: numpy arrays in, BLAS from scipy.linalg.cython_blas, csrc calls, nogil."""
 
+from collections import namedtuple
+
 import numpy as np
 cimport numpy as cnp
 from libc.stddef cimport ptrdiff_t
@@ -8,57 +10,35 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 cnp.import_array()
 
-cdef extern from "fd_act.h" nogil:
-    ctypedef struct fd_act:
-        int code
-        double p[3]
-    const char *fd_act_name(int code)
-    int fd_act_rowwise(int code)
-    int fd_act_halves(int code)
-    const char *fd_cpu_path()
-    void fd_epilogue_f32(const fd_act *a, const float *bias, const float *src, ptrdiff_t ld_src,
-                         float *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in)
-    void fd_epilogue_f64(const fd_act *a, const double *bias, const double *src, ptrdiff_t ld_src,
-                         double *dst, ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t cols_in)
+# The cpdef enums of _kernels.pxd (values from the C headers), member by member as module
+# attributes too: _kernels.FD_STEP_DENSE, _kernels.FD_F32, _kernels.FD_TUNE_PLAN_BLOCK_BYTES, ...
+for _enum in (fd_status, fd_dtype, fd_step_kind, fd_tune):
+    globals().update(_enum.__members__)
+del _enum
 
-cdef extern from "fd_kernel.h" nogil:
-    ctypedef void (*fd_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *,
-                                 float *, int *, float *, float *, int *)
-    ctypedef void (*fd_dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *,
-                                 double *, int *, double *, double *, int *)
-    ctypedef void (*fd_sgemv_fn)(char *, int *, int *, float *, float *, int *, float *, int *,
-                                 float *, float *, int *)
-    ctypedef void (*fd_dgemv_fn)(char *, int *, int *, double *, double *, int *, double *, int *,
-                                 double *, double *, int *)
-    void fd_set_blas(fd_sgemm_fn, fd_dgemm_fn, fd_sgemv_fn, fd_dgemv_fn)
-    void fd_find_blas_threads_api(void *fn)
-    const char *fd_blas_path()
-    const char *fd_blas_config()
-    int fd_blas_get_threads()
-    int fd_blas_set_threads(int n)
-    enum: FD_F32, FD_F64
-    ctypedef struct fd_dense_args:
-        int dtype
-        ptrdiff_t m, k, n
-        const void *x
-        ptrdiff_t ldx
-        int x_colmajor
-        const void *w
-        ptrdiff_t ldw
-        int w_colmajor
-        const void *bias
-        void *out
-        ptrdiff_t ldo
-        fd_act act
-        const float *wpack
-    int fd_dense(const fd_dense_args *a)
-    void fd_set_num_threads(int n)
-    int fd_get_num_threads()
-    int fd_cpu_count()
-    int fd_own_threading()
-    void fd_set_own_threading(int v)
-    void fd_set_blas_int_max(ptrdiff_t v)
-    ptrdiff_t fd_get_blas_int_max()
+
+class PlanLimitError(ValueError):
+    """A plan exceeds a fixed limit of the C code (fastdense then runs the model layer by layer)."""
+
+
+def _status_error(int rc, str what):
+    """The exception for a csrc status code (fd_status.h), None for FD_OK."""
+    if rc == FD_OK:
+        return None
+    if rc == FD_ERR_NOMEM:
+        return MemoryError(f"fastdense: {what}: out of memory")
+    if rc == FD_ERR_LIMIT:
+        return PlanLimitError(f"fastdense: {what}: exceeds a limit of the compiled kernel")
+    if rc == FD_ERR_INDEX:
+        return ValueError(f"fastdense: {what}: an embedding id is outside its table")
+    return ValueError(f"fastdense: {what}: invalid argument (status {rc})")
+
+
+cdef inline int _check(int rc, str what) except -1:
+    """Raise the exception for a csrc status code; FD_OK passes."""
+    if rc != FD_OK:
+        raise _status_error(rc, what)
+    return 0
 
 fd_set_blas(<fd_sgemm_fn>sgemm, <fd_dgemm_fn>dgemm, <fd_sgemv_fn>sgemv, <fd_dgemv_fn>dgemv)
 fd_find_blas_threads_api(<void *>sgemm)
@@ -134,8 +114,7 @@ def dense2d(cnp.ndarray x, cnp.ndarray w, object bias, cnp.ndarray out,
     a.act.p[2] = p2
     with nogil:
         rc = fd_dense(&a)
-    if rc != 0:
-        raise MemoryError("fastdense: could not allocate scratch memory")
+    _check(rc, "dense")
     return out
 
 
@@ -170,20 +149,50 @@ def apply_activation(cnp.ndarray x, int code, double p0=0.0, double p1=0.0, doub
     return out
 
 
-def activation_name(int code):
-    """Canonical name of kernel activation `code`, or None."""
-    cdef const char *s = fd_act_name(code)
-    return None if s == NULL else s.decode()
+ActivationInfo = namedtuple("ActivationInfo", "code id name rowwise halves")
+ActivationInfo.__doc__ = """One row of the kernel's activation table (csrc/fd_act_list.h): code FD_ACT_<id>,
+Keras name, rowwise (needs whole rows), halves (the output has half the columns: glu)."""
 
 
-def activation_flags(int code):
-    """(rowwise, halves) of kernel activation `code`."""
-    return bool(fd_act_rowwise(code)), bool(fd_act_halves(code))
+def activation_table():
+    """The kernel's activations in code order, as ActivationInfo records.
+
+    >>> activation_table()[1]
+    ActivationInfo(code=1, id='RELU', name='relu', rowwise=False, halves=False)
+    """
+    cdef int code
+    return tuple([ActivationInfo(code, fd_act_id(code).decode(), fd_act_name(code).decode(),
+                                 bool(fd_act_rowwise(code)), bool(fd_act_halves(code)))
+                  for code in range(FD_ACT_COUNT)])
+
+
+# the activation codes as module attributes, from the same table: _kernels.FD_ACT_RELU, ...
+globals().update({"FD_ACT_" + _info.id: _info.code for _info in activation_table()})
 
 
 def cpu_path():
-    """The SIMD path chosen on this machine: 'avx512', 'avx2' or 'baseline'."""
+    """The SIMD path chosen on this machine: 'avx512', 'avx2', 'neon' or 'baseline'."""
     return fd_cpu_path().decode()
+
+
+def cpu_level():
+    """The SIMD path as a level: 0 baseline, 1 AVX2 + FMA, 2 AVX-512."""
+    return fd_cpu_level()
+
+
+def cpu_features():
+    """{feature name: bool} as the kernels see them (FASTDENSE_CPU_PATH lowers them), plus
+    'vendor', 'family' and 'model' of the CPU.
+
+    >>> sorted(cpu_features())[:3]
+    ['avx2', 'avx512_bf16', 'avx512_vnni']
+    """
+    cdef int f
+    info = {fd_cpu_feature_name(f).decode(): bool(fd_cpu_has(f)) for f in range(FD_CPU_FEATURE_COUNT)}
+    info["vendor"] = fd_cpu_vendor_string().decode(errors="replace")
+    info["family"] = fd_cpu_family()
+    info["model"] = fd_cpu_model()
+    return info
 
 
 def blas_info():
@@ -286,7 +295,12 @@ def packed_available():
     return bool(fd_packed_available())
 
 
-def dense_fast(object x, object w, object bias, tuple spec, object out=None):
+def gemm_kernel_name():
+    """The float32 GEMM path in use and why it was chosen (e.g. 'avx512 12x32 (...)')."""
+    return fd_gemm_kernel_name().decode()
+
+
+def dense_fast(object x, object w, object bias, object spec, object out=None):
     """act(x @ w + bias) when every operand is already in kernel form, else None.
 
     The common case of fastdense.ops.dense: ndarrays of one float dtype, x C-contiguous
@@ -323,10 +337,15 @@ def dense_fast(object x, object w, object bias, tuple spec, object out=None):
                 or not cnp.PyArray_IS_C_CONTIGUOUS(ba):
             return None
         a.bias = cnp.PyArray_DATA(ba)
-    a.act.code = <int>spec[0]
-    a.act.p[0] = <double>spec[1]
-    a.act.p[1] = <double>spec[2]
-    a.act.p[2] = <double>spec[3]
+    # spec is a fastdense.activations.KernelActivation (code, p0, p1, p2, halves), a tuple: read
+    # by position, the tuple's C-level access, on this hot path
+    if not isinstance(spec, tuple) or len(<tuple>spec) < 4:
+        return None
+    cdef tuple act = <tuple>spec
+    a.act.code = <int>act[0]
+    a.act.p[0] = <double>act[1]
+    a.act.p[1] = <double>act[2]
+    a.act.p[2] = <double>act[3]
     cdef ptrdiff_t nout = a.n
     if fd_act_halves(a.act.code):
         if a.n % 2:
@@ -363,7 +382,9 @@ def dense_fast(object x, object w, object bias, tuple spec, object out=None):
     a.w = cnp.PyArray_DATA(wa)
     a.ldw = a.n if a.n > 0 else 1
     a.w_colmajor = 0
-    a.wpack = NULL if packed is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>packed)
+    a.wpack = NULL
+    if packed is not None:
+        a.wpack = <const float *>cnp.PyArray_DATA(<cnp.ndarray>packed)
     a.out = cnp.PyArray_DATA(res)
     a.ldo = nout if nout > 0 else 1
     cdef int rc
@@ -371,155 +392,180 @@ def dense_fast(object x, object w, object bias, tuple spec, object out=None):
         return res
     with nogil:
         rc = fd_dense(&a)
-    if rc != 0:
-        raise MemoryError("fastdense: could not allocate scratch memory")
+    _check(rc, "dense")
     return res
 
 
-cdef extern from "fd_gemm.h" nogil:
-    ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n)
-    void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst)
-    int fd_packed_available()
+from libc.stdlib cimport calloc, free, malloc
 
+include "_kernels_quant.pxi"
 
-cdef extern from "fd_plan.h" nogil:
-    int FD_PLAN_MAX_SRC
-    ctypedef struct fd_step:
-        int kind
-        int nsrc
-        int src[16]
-        int dst
-        ptrdiff_t t, k, n
-        ptrdiff_t cols[16]
-        const void *w
-        const float *wpack
-        const void *bias
-        fd_act act
-    ctypedef struct fd_plan:
-        int dtype
-        int nsteps
-        const fd_step *steps
-        int nbufs
-        const ptrdiff_t *width
-        const int *in_index
-        const int *out_index
-        const ptrdiff_t *offset
-        ptrdiff_t glu_offset
-        ptrdiff_t sample_elems
-    int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
-                    ptrdiff_t block, void *scratch, int max_tasks)
-
-from libc.stdlib cimport calloc, free
+# Stack room for the input/output pointers of one Plan.run; plans with more use the heap.
+cdef enum:
+    _RUN_STACK_ARRAYS = 16
 
 
 cdef class Plan:
     """A compiled whole-model plan (built by fastdense.models.plan; not a public API).
 
-    steps: tuples (kind, srcs, dst, t, k, n, cols, w, bias, code, p0, p1, p2), w an array or a
-    PackedKernel; buffers are
-    described by widths (elements per sample), in_index/out_index (-1 for intermediates)
-    and offsets (offset of each intermediate in a task's scratch, in elements per sample).
+    ``steps`` are ``fastdense.models.plan_steps.PlanStep`` records and ``buffers`` its
+    ``PlanBuffer`` records, read by attribute name; dense weights are arrays or PackedKernels
+    of the plan dtype. Everything C needs is copied into arrays sized for this plan, once, here;
+    the plan is then checked by C (fd_plan_check): ValueError for an inconsistent plan,
+    PlanLimitError when its sizes exceed what C can address.
     """
     cdef fd_plan plan
     cdef fd_step *c_steps
-    cdef ptrdiff_t *c_width
-    cdef int *c_in
-    cdef int *c_out
-    cdef ptrdiff_t *c_offset
+    cdef fd_buffer *c_bufs
+    cdef int *c_src
+    cdef ptrdiff_t *c_cols
     cdef list keep
     cdef readonly int n_inputs, n_outputs
 
-    def __cinit__(self, list steps, list widths, list in_index, list out_index, list offsets,
-                  ptrdiff_t glu_offset, ptrdiff_t sample_elems, object dtype):
-        cdef int nb = len(widths), ns = len(steps), i, j
+    def __cinit__(self, steps, buffers, ptrdiff_t glu_offset, ptrdiff_t sample_elems, object dtype):
+        cdef Py_ssize_t ns = len(steps), nb = len(buffers), nsrc_total = 0, ncols_total = 0, i, j
+        cdef Py_ssize_t int_max = 2147483647
+        steps = list(steps)
+        buffers = list(buffers)
+        for step in steps:
+            nsrc_total += len(step.srcs)
+            ncols_total += len(step.cols)
+        if ns > int_max or nb > int_max or nsrc_total > int_max:
+            raise PlanLimitError(f"fastdense plan: {ns} steps, {nb} buffers and {nsrc_total} step "
+                                 f"sources exceed the C int range")
         self.keep = []
         self.c_steps = <fd_step *>calloc(max(ns, 1), sizeof(fd_step))
-        self.c_width = <ptrdiff_t *>calloc(max(nb, 1), sizeof(ptrdiff_t))
-        self.c_in = <int *>calloc(max(nb, 1), sizeof(int))
-        self.c_out = <int *>calloc(max(nb, 1), sizeof(int))
-        self.c_offset = <ptrdiff_t *>calloc(max(nb, 1), sizeof(ptrdiff_t))
-        if not (self.c_steps and self.c_width and self.c_in and self.c_out and self.c_offset):
+        self.c_bufs = <fd_buffer *>calloc(max(nb, 1), sizeof(fd_buffer))
+        self.c_src = <int *>calloc(max(nsrc_total, 1), sizeof(int))
+        self.c_cols = <ptrdiff_t *>calloc(max(ncols_total, 1), sizeof(ptrdiff_t))
+        if not (self.c_steps and self.c_bufs and self.c_src and self.c_cols):
             raise MemoryError("fastdense: could not allocate a plan")
         cdef int want = cnp.NPY_FLOAT32 if np.dtype(dtype) == np.float32 else cnp.NPY_FLOAT64
+        ins, outs = set(), set()
         for i in range(nb):
-            self.c_width[i] = widths[i]
-            self.c_in[i] = in_index[i]
-            self.c_out[i] = out_index[i]
-            self.c_offset[i] = offsets[i]
-        self.n_inputs = sum(1 for v in in_index if v >= 0)
-        self.n_outputs = sum(1 for v in out_index if v >= 0)
+            b = buffers[i]
+            self.c_bufs[i].width = b.width
+            self.c_bufs[i].input_index = b.input_index
+            self.c_bufs[i].output_index = b.output_index
+            self.c_bufs[i].offset = b.offset
+            if b.input_index >= 0:
+                ins.add(b.input_index)
+            if b.output_index >= 0:
+                outs.add(b.output_index)
+        if ins != set(range(len(ins))) or outs != set(range(len(outs))):
+            raise ValueError("fastdense plan: the buffers' input and output indices must be 0, 1, ... "
+                             f"without gaps, got inputs {sorted(ins)} and outputs {sorted(outs)}")
+        self.n_inputs = len(ins)
+        self.n_outputs = len(outs)
         cdef fd_step *st
-        cdef cnp.ndarray arr
+        cdef int *src = self.c_src
+        cdef ptrdiff_t *cols = self.c_cols
         for i in range(ns):
-            kind, srcs, dst, t, k, n, cols, w, bias, code, p0, p1, p2 = steps[i]
+            step = steps[i]
             st = &self.c_steps[i]
-            if len(srcs) > 16:
-                raise ValueError("fastdense plan: a step takes at most 16 inputs")
-            st.kind = kind
-            st.nsrc = len(srcs)
+            st.kind = step.kind
+            st.nsrc = len(step.srcs)
+            st.src = src
             for j in range(st.nsrc):
-                st.src[j] = srcs[j]
-                st.cols[j] = cols[j] if cols else 0
-            st.dst = dst
-            st.t = t
-            st.k = k
-            st.n = n
-            st.act.code = code
-            st.act.p[0] = p0
-            st.act.p[1] = p1
-            st.act.p[2] = p2
+                src[j] = step.srcs[j]
+            src += st.nsrc
+            st.cols = NULL
+            if step.cols:
+                if len(step.cols) != st.nsrc:
+                    raise ValueError(f"fastdense plan: step {i} has {st.nsrc} sources but "
+                                     f"{len(step.cols)} column counts")
+                st.cols = cols
+                for j in range(st.nsrc):
+                    cols[j] = step.cols[j]
+                cols += st.nsrc
+            st.dst = step.dst
+            st.rows = step.rows
+            st.k = step.k
+            st.n = step.n
+            act = step.act
+            st.act.code = FD_ACT_LINEAR if act is None else act.code
+            st.act.p[0] = 0.0 if act is None else act.p0
+            st.act.p[1] = 0.0 if act is None else act.p1
+            st.act.p[2] = 0.0 if act is None else act.p2
+            st.mode = step.mode
+            st.eps = step.eps
             st.w = NULL
             st.wpack = NULL
             st.bias = NULL
-            if type(w) is PackedKernel:
+            w = step.w
+            if type(w) is QuantizedKernel:   # FD_STEP_QDENSE: w is the kernel's fd_qweights
+                if want != cnp.NPY_FLOAT32 or not (<QuantizedKernel>w)._native:
+                    raise ValueError("fastdense plan: a quantized Dense runs in float32 plans, on its integer kernel")
+                self.keep.append(w)
+                st.w = &(<QuantizedKernel>w)._w
+                w = None
+            elif type(w) is PackedKernel:
                 if (<PackedKernel>w).packed is not None:
                     self.keep.append((<PackedKernel>w).packed)
                     st.wpack = <const float *>cnp.PyArray_DATA(<cnp.ndarray>(<PackedKernel>w).packed)
                 w = (<PackedKernel>w).kernel
-            for name, a in (("w", w), ("bias", bias)):
+            for name, a in (("w", w), ("bias", step.bias)):
                 if a is None:
                     continue
-                arr = <cnp.ndarray>a
-                if cnp.PyArray_TYPE(arr) != want or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-                    raise ValueError("fastdense plan: weights must be C-contiguous in the plan dtype")
-                self.keep.append(arr)
+                # (an affine step's scale and offset are float64 in every plan)
+                if not isinstance(a, np.ndarray) or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a) \
+                        or cnp.PyArray_TYPE(<cnp.ndarray>a) != (cnp.NPY_FLOAT64 if st.kind == FD_STEP_AFFINE else want):
+                    raise ValueError("fastdense plan: weights must be C-contiguous arrays in the plan dtype")
+                expected = st.k * st.n if name == "w" and st.kind in (FD_STEP_DENSE, FD_STEP_GATHER) else st.n
+                if (<cnp.ndarray>a).size != expected:
+                    raise ValueError(f"fastdense plan: step {i}'s {name} has {(<cnp.ndarray>a).size} "
+                                     f"elements, expected {expected}")
+                self.keep.append(a)
                 if name == "w":
-                    st.w = cnp.PyArray_DATA(arr)
+                    st.w = cnp.PyArray_DATA(<cnp.ndarray>a)
                 else:
-                    st.bias = cnp.PyArray_DATA(arr)
+                    st.bias = cnp.PyArray_DATA(<cnp.ndarray>a)
         self.plan.dtype = FD_F32 if want == cnp.NPY_FLOAT32 else FD_F64
-        self.plan.nsteps = ns
+        self.plan.nsteps = <int>ns
         self.plan.steps = self.c_steps
-        self.plan.nbufs = nb
-        self.plan.width = self.c_width
-        self.plan.in_index = self.c_in
-        self.plan.out_index = self.c_out
-        self.plan.offset = self.c_offset
+        self.plan.nbufs = <int>nb
+        self.plan.bufs = self.c_bufs
+        self.plan.ninputs = self.n_inputs
+        self.plan.noutputs = self.n_outputs
         self.plan.glu_offset = glu_offset
         self.plan.sample_elems = sample_elems
+        _check(fd_plan_check(&self.plan), "plan")
 
     def __dealloc__(self):
         free(self.c_steps)
-        free(self.c_width)
-        free(self.c_in)
-        free(self.c_out)
-        free(self.c_offset)
+        free(self.c_bufs)
+        free(self.c_src)
+        free(self.c_cols)
 
     def run(self, list inputs, list outputs, ptrdiff_t m, ptrdiff_t block, cnp.ndarray scratch,
             int max_tasks):
-        """Run on m samples in blocks: C-contiguous inputs/outputs of the plan dtype and a scratch
-        of max_tasks * block * sample_elems elements (all checked by the caller)."""
-        cdef const void *ins[64]
-        cdef void *outs[64]
-        cdef int i, rc
-        if len(inputs) > 64 or len(outputs) > 64:
-            raise ValueError("fastdense plan: at most 64 inputs and outputs")
-        for i in range(len(inputs)):
-            ins[i] = cnp.PyArray_DATA(<cnp.ndarray>inputs[i])
-        for i in range(len(outputs)):
-            outs[i] = cnp.PyArray_DATA(<cnp.ndarray>outputs[i])
+        """Run on m samples in blocks: C-contiguous inputs/outputs of the plan dtype and shapes and
+        a scratch of max_tasks * block * sample_elems elements (checked by the caller)."""
+        cdef const void *ins_stack[_RUN_STACK_ARRAYS]
+        cdef void *outs_stack[_RUN_STACK_ARRAYS]
+        cdef const void **ins = ins_stack
+        cdef void **outs = outs_stack
         cdef void *s = cnp.PyArray_DATA(scratch)
-        with nogil:
-            rc = fd_plan_run(&self.plan, ins, outs, m, block, s, max_tasks)
-        if rc != 0:
-            raise MemoryError("fastdense: the plan could not allocate scratch memory")
+        cdef int i, rc
+        if len(inputs) != self.n_inputs or len(outputs) != self.n_outputs:
+            raise ValueError(f"fastdense plan: expected {self.n_inputs} inputs and {self.n_outputs} "
+                             f"outputs, got {len(inputs)} and {len(outputs)}")
+        try:
+            if self.n_inputs > _RUN_STACK_ARRAYS:
+                ins = <const void **>malloc(self.n_inputs * sizeof(void *))
+            if self.n_outputs > _RUN_STACK_ARRAYS:
+                outs = <void **>malloc(self.n_outputs * sizeof(void *))
+            if ins == NULL or outs == NULL:
+                raise MemoryError("fastdense: could not allocate a plan's argument list")
+            for i in range(self.n_inputs):
+                ins[i] = cnp.PyArray_DATA(<cnp.ndarray>inputs[i])
+            for i in range(self.n_outputs):
+                outs[i] = cnp.PyArray_DATA(<cnp.ndarray>outputs[i])
+            with nogil:
+                rc = fd_plan_run(&self.plan, ins, outs, m, block, s, max_tasks)
+        finally:
+            if ins != ins_stack:
+                free(ins)
+            if outs != outs_stack:
+                free(outs)
+        _check(rc, "plan")

@@ -29,15 +29,25 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fastdense import _kernels
+from fastdense.saving import serialization
 
 __all__ = [
-    "ALL_NAMES", "ActivationSpec", "celu", "deserialize", "elu", "exponential", "gelu", "get",
-    "glu", "hard_shrink", "hard_sigmoid", "hard_silu", "hard_swish", "hard_tanh", "is_fused",
+    "ALL_NAMES", "ActivationSpec", "KernelActivation", "celu", "deserialize", "elu", "exponential",
+    "gelu", "get", "glu", "hard_shrink", "hard_sigmoid", "hard_silu", "hard_swish", "hard_tanh", "is_fused",
     "leaky_relu", "linear", "log_sigmoid", "log_softmax", "mish", "relu", "relu6", "resolve",
     "selu", "serialize", "sigmoid", "silu", "soft_shrink", "softmax", "softplus", "softsign",
     "sparse_plus", "sparse_sigmoid", "sparsemax", "squareplus", "swish", "tanh", "tanh_shrink",
     "threshold",
 ]
+
+
+class KernelActivation(NamedTuple):
+    """An activation as the kernel runs it."""
+    code: int          # _kernels activation id (FD_ACT_*)
+    p0: float = 0.0
+    p1: float = 0.0
+    p2: float = 0.0
+    halves: bool = False   # glu: output has half the columns
 
 
 class ActivationSpec(NamedTuple):
@@ -53,6 +63,12 @@ class ActivationSpec(NamedTuple):
     rowwise: bool
     halves: bool
     name: str
+
+    @property
+    def kernel(self) -> KernelActivation:
+        """The :class:`KernelActivation` the kernel takes for this spec."""
+        p0, p1, p2 = (float(v) for v in self.params)
+        return KernelActivation(int(self.code), p0, p1, p2, bool(self.halves))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,54 +114,52 @@ def _relu_params(negative_slope: Any = 0.0, max_value: Any = None, threshold: An
 
 _REQUIRED = object()   # default of a parameter Keras makes the caller give
 
-# name -> (C code, ((param, default), ...), packer(**params) -> (p0, p1, p2), rowwise, halves)
-# Codes are csrc/fd_act.h's FD_ACT_* (tests check them against fd_act_name).
-_TABLE: dict[str, tuple] = {
-    "linear": (0, (), None, False, False),
-    "relu": (1, (("negative_slope", 0.0), ("max_value", None), ("threshold", 0.0)),
-             _relu_params, False, False),
-    "relu6": (2, (), None, False, False),
-    "leaky_relu": (3, (("negative_slope", 0.2),),
-                   lambda negative_slope: (_real("leaky_relu", "negative_slope", negative_slope),),
-                   False, False),
-    "elu": (4, (("alpha", 1.0),), lambda alpha: (_real("elu", "alpha", alpha),), False, False),
-    "selu": (5, (), None, False, False),
-    "celu": (6, (("alpha", 1.0),), lambda alpha: (_real("celu", "alpha", alpha, nonzero=True),),
-             False, False),
-    "gelu": (7, (("approximate", False),), lambda approximate: (_flag("gelu", "approximate", approximate),),
-             False, False),
-    "sigmoid": (8, (), None, False, False),
-    "hard_sigmoid": (9, (), None, False, False),
-    "hard_silu": (10, (), None, False, False),
-    "silu": (11, (), None, False, False),
-    "tanh": (12, (), None, False, False),
-    "hard_tanh": (13, (), None, False, False),
-    "tanh_shrink": (14, (), None, False, False),
-    "softplus": (15, (), None, False, False),
-    "softsign": (16, (), None, False, False),
-    "sparse_plus": (17, (), None, False, False),
-    "sparse_sigmoid": (18, (), None, False, False),
-    "squareplus": (19, (("b", 4.0),), lambda b: (_real("squareplus", "b", b, minimum=0.0),),
-                   False, False),
-    "log_sigmoid": (20, (), None, False, False),
-    "exponential": (21, (), None, False, False),
-    "mish": (22, (), None, False, False),
-    "soft_shrink": (23, (("threshold", 0.5),),
-                    lambda threshold: (_real("soft_shrink", "threshold", threshold, minimum=0.0, finite=False),),
-                    False, False),
-    "hard_shrink": (24, (("threshold", 0.5),),
-                    lambda threshold: (_real("hard_shrink", "threshold", threshold, minimum=0.0, finite=False),),
-                    False, False),
-    "threshold": (25, (("threshold", _REQUIRED), ("default_value", _REQUIRED)),
+# The Python-facing parameters of the activations that take any: name -> (((param, default), ...),
+# packer(**params) -> (p0, p1, p2)). Codes, names and flags come from the kernel's table
+# (csrc/fd_act_list.h, through _kernels.activation_table()); an activation without a row here
+# takes no parameters.
+_PARAMS: dict[str, tuple[tuple[tuple[str, Any], ...], Callable[..., tuple]]] = {
+    "relu": ((("negative_slope", 0.0), ("max_value", None), ("threshold", 0.0)), _relu_params),
+    "leaky_relu": ((("negative_slope", 0.2),),
+                   lambda negative_slope: (_real("leaky_relu", "negative_slope", negative_slope),)),
+    "elu": ((("alpha", 1.0),), lambda alpha: (_real("elu", "alpha", alpha),)),
+    "celu": ((("alpha", 1.0),), lambda alpha: (_real("celu", "alpha", alpha, nonzero=True),)),
+    "gelu": ((("approximate", False),), lambda approximate: (_flag("gelu", "approximate", approximate),)),
+    "squareplus": ((("b", 4.0),), lambda b: (_real("squareplus", "b", b, minimum=0.0),)),
+    "soft_shrink": ((("threshold", 0.5),),
+                    lambda threshold: (_real("soft_shrink", "threshold", threshold, minimum=0.0, finite=False),)),
+    "hard_shrink": ((("threshold", 0.5),),
+                    lambda threshold: (_real("hard_shrink", "threshold", threshold, minimum=0.0, finite=False),)),
+    "threshold": ((("threshold", _REQUIRED), ("default_value", _REQUIRED)),
                   lambda threshold, default_value: (
                       _real("threshold", "threshold", threshold, finite=False),
-                      _real("threshold", "default_value", default_value, finite=False)),
-                  False, False),
-    "softmax": (26, (("axis", -1),), lambda axis: (_last_axis("softmax", axis),), True, False),
-    "log_softmax": (27, (("axis", -1),), lambda axis: (_last_axis("log_softmax", axis),), True, False),
-    "sparsemax": (28, (("axis", -1),), lambda axis: (_last_axis("sparsemax", axis),), True, False),
-    "glu": (29, (("axis", -1),), lambda axis: (_last_axis("glu", axis),), True, True),
+                      _real("threshold", "default_value", default_value, finite=False))),
+    "softmax": ((("axis", -1),), lambda axis: (_last_axis("softmax", axis),)),
+    "log_softmax": ((("axis", -1),), lambda axis: (_last_axis("log_softmax", axis),)),
+    "sparsemax": ((("axis", -1),), lambda axis: (_last_axis("sparsemax", axis),)),
+    "glu": ((("axis", -1),), lambda axis: (_last_axis("glu", axis),)),
 }
+
+
+class _Entry(NamedTuple):
+    """One activation: the kernel's row plus its Python-facing parameters."""
+
+    code: int
+    signature: tuple[tuple[str, Any], ...]
+    pack: Callable[..., tuple] | None
+    rowwise: bool
+    halves: bool
+
+
+def _entry(info: Any) -> _Entry:
+    signature, pack = _PARAMS.get(info.name, ((), None))
+    return _Entry(info.code, signature, pack, info.rowwise, info.halves)
+
+
+_TABLE: dict[str, _Entry] = {info.name: _entry(info) for info in _kernels.activation_table()}
+if not set(_PARAMS) <= set(_TABLE):
+    raise ImportError(f"fastdense.activations: parameters for activations the kernel does not have: "
+                      f"{sorted(set(_PARAMS) - set(_TABLE))}")
 _ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
 
 #: Every activation name accepted by :func:`get` and :func:`resolve` (aliases included).
@@ -154,7 +168,8 @@ ALL_NAMES: tuple[str, ...] = tuple(sorted(list(_TABLE) + list(_ALIASES)))
 
 def _spec(name: str, params: Mapping[str, Any]) -> ActivationSpec:
     """Validate ``params`` (keyword -> value) of activation ``name``; build its kernel spec."""
-    code, signature, pack, rowwise, halves = _TABLE[name]
+    entry = _TABLE[name]
+    signature, pack = entry.signature, entry.pack
     allowed = dict(signature)
     unknown = [key for key in params if key not in allowed]
     if unknown:
@@ -169,7 +184,7 @@ def _spec(name: str, params: Mapping[str, Any]) -> ActivationSpec:
             + ", ".join(f"{key}=..." for key in missing) + ")")
     packed = tuple(pack(**values)) if pack is not None else ()
     packed = packed + (0.0,) * (3 - len(packed))
-    return ActivationSpec(code, packed, rowwise, halves, name)
+    return ActivationSpec(entry.code, packed, entry.rowwise, entry.halves, name)
 
 
 _SPEC_CACHE: dict[tuple, ActivationSpec] = {}
@@ -524,6 +539,10 @@ def glu(x: Any, axis: int = -1) -> np.ndarray:
 # Name <-> function <-> kernel spec
 # ---------------------------------------------------------------------------------------------
 
+_missing = [name for name in _TABLE if not callable(globals().get(name))]
+if _missing:
+    raise ImportError(f"fastdense.activations: the kernel has activations without a Python function: "
+                      f"{_missing} (add a function with the Keras signature, see docs/extending.md)")
 _FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {name: globals()[name] for name in _TABLE}
 _FUNCTIONS.update({alias: _FUNCTIONS[target] for alias, target in _ALIASES.items()})
 _NAME_OF: dict[Callable[..., Any], str] = {fn: name for name, fn in _FUNCTIONS.items() if name in _TABLE}
@@ -550,7 +569,7 @@ def _partial_spec(p: functools.partial) -> ActivationSpec:
         raise TypeError(_type_message(p))
     if p.args:
         raise TypeError(f"{name}: give its parameters to functools.partial by keyword "
-                        f"(e.g. partial({name}, {', '.join(k for k, _ in _TABLE[name][1]) or '...'}=...)), "
+                        f"(e.g. partial({name}, {', '.join(k for k, _ in _TABLE[name].signature) or '...'}=...)), "
                         f"got positional {p.args!r}")
     cached = _PARTIAL_SPECS.get(id(p))
     if cached is not None and cached[0] is p and cached[1] == p.keywords:
@@ -647,7 +666,7 @@ def get(identifier: Any) -> Callable[..., Any]:
 
 def _non_default_params(p: functools.partial, name: str) -> dict[str, Any]:
     _spec(name, p.keywords)   # validates
-    defaults = dict(_TABLE[name][1])
+    defaults = dict(_TABLE[name].signature)
     return {k: v for k, v in p.keywords.items()
             if defaults[k] is _REQUIRED or not _same_value(v, defaults[k])}
 
@@ -746,11 +765,7 @@ def _is_registered(serialization: Any, fn: Any) -> bool:
 
 
 def _serialization():
-    """fastdense.saving.serialization, or None while it is unavailable."""
-    try:
-        from fastdense.saving import serialization
-    except ImportError:
-        return None
+    """fastdense.saving.serialization (the registry: it imports nothing from fastdense)."""
     return serialization
 
 

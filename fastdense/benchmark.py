@@ -9,8 +9,10 @@ onnxruntime and Keras. It prints median times and ratios measured in the same ru
     python -m fastdense bench --quick       # about 10 s, noisier
     python -m fastdense bench --json mlp.json --plot mlp.png
 
-The timing machinery here (:func:`time_interleaved`, :func:`format_table`) and the peer
-builders are shared with the scripts in ``bench/``.
+This module holds what that command needs: the timing loop (:func:`time_interleaved`), paired
+ratios, the table and plot, float64 references and one contender builder per peer (the
+:data:`PEERS` table: a new peer is a function and a row). The scripts in ``bench/`` use the same
+pieces through ``bench/harness.py``, which adds what only they need.
 
 Method (:func:`time_interleaved`): contenders take turns of about 50 ms each, round-robin
 with the order rotating every round, so a burst of load from elsewhere on the machine hits
@@ -50,7 +52,7 @@ __all__ = [
     "fastdense_threads",
     "machine_info",
     "run_mlp",
-    "wait_for_quiet",
+    "PEERS",
     "main",
 ]
 
@@ -269,12 +271,9 @@ def machine_info() -> dict[str, Any]:
         "numpy": np.__version__,
         "scipy": scipy.__version__,
     }
-    try:
-        import fastdense
+    import fastdense
 
-        info["fastdense"] = getattr(fastdense, "__version__", "?")
-    except ImportError:  # pragma: no cover - the bench scripts need fastdense anyway
-        info["fastdense"] = None
+    info["fastdense"] = fastdense.__version__
     try:
         from threadpoolctl import threadpool_info
 
@@ -284,7 +283,7 @@ def machine_info() -> dict[str, Any]:
         ]
     except ImportError:
         pass
-    for peer in ("torch", "onnxruntime", "keras"):
+    for peer in PEERS:
         module = sys.modules.get(peer)
         if module is not None:
             info[peer] = getattr(module, "__version__", "?")
@@ -321,19 +320,6 @@ class LoadMeter:
             return None
         wall, busy, own = (e - s for e, s in zip(end, self._start))
         return max(0.0, (busy - own) / wall)
-
-
-def wait_for_quiet(max_wait: float, threshold: float = 0.25, window: float = 1.0) -> float | None:
-    """Wait up to ``max_wait`` seconds for a ``window`` in which other processes keep fewer
-    than ``threshold`` cores busy; return the last measured load (None off Linux)."""
-    deadline = time.perf_counter() + max_wait
-    load = None
-    while True:
-        meter = LoadMeter()
-        time.sleep(window)
-        load = meter.other_cores()
-        if load is None or load < threshold or time.perf_counter() >= deadline:
-            return load
 
 
 class Progress:
@@ -442,23 +428,6 @@ def import_peer(name: str) -> Any | None:
         return __import__(name)
     except Exception:  # peers are optional; a broken install counts as missing
         return None
-
-
-TORCH_ACTIVATIONS = ("linear", "relu", "gelu", "sigmoid", "tanh", "softmax")
-
-
-def torch_activation(torch: Any, name: str) -> Callable[[Any], Any]:
-    """The torch.nn.functional call for ``name`` (gelu is the exact erf form)."""
-    functional = torch.nn.functional
-    table = {
-        "linear": lambda y: y,
-        "relu": functional.relu,
-        "gelu": functional.gelu,
-        "sigmoid": torch.sigmoid,
-        "tanh": torch.tanh,
-        "softmax": lambda y: functional.softmax(y, dim=-1),
-    }
-    return table[name]
 
 
 def torch_sequential(torch: Any, layers: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> Any:
@@ -573,33 +542,14 @@ def mlp_weights(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, str]]:
 
 
 def _fastdense_mlp(layers: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> tuple[str, str, dict[str, Any]]:
-    """(label, statement, namespace) running the MLP through fastdense.
+    """(label, statement, namespace) running the MLP through ``fastdense.models.Sequential.predict``."""
+    from fastdense.layers import Dense
+    from fastdense.models import Sequential
 
-    Uses ``fastdense.models.Sequential(...).predict`` when the models package has it, else
-    a chain of ``fastdense.ops.dense`` calls.
-    """
-    from fastdense import ops
-
-    try:
-        from fastdense.layers import Dense
-        from fastdense.models import Sequential
-    except ImportError:
-        Sequential = None
-    if Sequential is not None:
-        model = Sequential(
-            [Dense(kernel.shape[1], activation=act) for kernel, _, act in layers]
-        )
-        model.build((None, layers[0][0].shape[0]))
-        model.set_weights([w for kernel, bias, _ in layers for w in (kernel, bias)])
-        return "fastdense", "model.predict(x)", {"model": model}
-    ns: dict[str, Any] = {"dense": ops.dense}
-    calls = []
-    h = "x"
-    for i, (kernel, bias, act) in enumerate(layers):
-        ns[f"W{i}"], ns[f"b{i}"] = kernel, bias
-        calls.append(f"dense({h}, W{i}, b{i}, {act!r})")
-        h = calls[-1]
-    return "fastdense", h, ns
+    model = Sequential([Dense(kernel.shape[1], activation=act) for kernel, _, act in layers])
+    model.build((None, layers[0][0].shape[0]))
+    model.set_weights([w for kernel, bias, _ in layers for w in (kernel, bias)])
+    return "fastdense", "model.predict(x)", {"model": model}
 
 
 def mlp_contenders(
@@ -621,29 +571,59 @@ def mlp_contenders(
 
     if not peers:
         return contenders, ns
-    torch = import_peer("torch")
-    if torch is not None:
-        ns["torch_model"] = torch_sequential(torch, layers)
-        ns["tx"] = torch.from_numpy(x)
-        contenders["torch"] = "torch_model(tx)"
-    session = onnx_session(layers)
-    if session is not None:
-        ns["ort"], ns["feed"] = session, {"x": x}
-        contenders["onnxruntime"] = "ort.run(None, feed)"
-    keras = import_peer("keras")
-    if keras is not None:
-        ns["keras_model"] = _keras_mlp(keras, layers)
-        contenders["keras"] = "keras_model.predict(x, batch_size=len(x), verbose=0)"
+    for name, build in PEERS.items():
+        contender = build(layers, x)
+        if contender is not None:
+            stmt, peer_ns = contender
+            ns.update(peer_ns)
+            contenders[name] = stmt
     return contenders, ns
 
 
-def _keras_mlp(keras: Any, layers: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> Any:
+# --------------------------------------------------------------------------- peer contenders
+# One function per peer: (statement, namespace) running the MLP given as (kernel, bias,
+# activation) layers on x, or None when the peer is not installed. A new peer is a function
+# here and a row in PEERS.
+
+
+def torch_contender(layers: Sequence[tuple[np.ndarray, np.ndarray, str]], x: np.ndarray
+                    ) -> tuple[str, dict[str, Any]] | None:
+    """torch: an ``nn.Sequential`` of Linear + activation modules (run under inference mode)."""
+    torch = import_peer("torch")
+    if torch is None:
+        return None
+    return "torch_model(tx)", {"torch_model": torch_sequential(torch, layers), "tx": torch.from_numpy(x)}
+
+
+def onnxruntime_contender(layers: Sequence[tuple[np.ndarray, np.ndarray, str]], x: np.ndarray
+                          ) -> tuple[str, dict[str, Any]] | None:
+    """onnxruntime: Gemm + activation nodes (see :func:`onnx_session`)."""
+    session = onnx_session(layers)
+    if session is None:
+        return None
+    return "ort.run(None, feed)", {"ort": session, "feed": {"x": x}}
+
+
+def keras_contender(layers: Sequence[tuple[np.ndarray, np.ndarray, str]], x: np.ndarray
+                    ) -> tuple[str, dict[str, Any]] | None:
+    """Keras 3 (torch backend unless KERAS_BACKEND says otherwise): ``Sequential.predict``."""
+    keras = import_peer("keras")
+    if keras is None:
+        return None
     model = keras.Sequential(
         [keras.Input((layers[0][0].shape[0],))]
         + [keras.layers.Dense(kernel.shape[1], activation=act) for kernel, _, act in layers]
     )
     model.set_weights([w for kernel, bias, _ in layers for w in (kernel, bias)])
-    return model
+    return "keras_model.predict(x, batch_size=len(x), verbose=0)", {"keras_model": model}
+
+
+#: The peers timed against fastdense, in table order: name -> contender builder.
+PEERS: dict[str, Callable[..., tuple[str, dict[str, Any]] | None]] = {
+    "torch": torch_contender,
+    "onnxruntime": onnxruntime_contender,
+    "keras": keras_contender,
+}
 
 
 def run_mlp(
@@ -781,12 +761,29 @@ def plot_mlp(report: Mapping[str, Any], path: str) -> None:
     plt.close(fig)
 
 
+def parse_batches(parser: Any, text: str) -> list[int]:
+    """The ``--batches`` list ("1,32,256"), or a parser error naming what was given."""
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        parser.error(f"--batches expects comma-separated integers, got {text!r}")
+    if not batches or min(batches) < 1:
+        parser.error(f"--batches expects positive batch sizes, got {text!r}")
+    return batches
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m fastdense bench``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--quantize" or a.startswith("--quantize=") for a in argv):
+        from fastdense.benchmark_quant import main as quantized  # the quantized job (issue 14)
+
+        return quantized(argv)
     parser = argparse.ArgumentParser(
         prog="python -m fastdense bench",
         description="Time a 784-512-512-10 MLP in fastdense against numpy, torch, "
-        "onnxruntime and Keras (those installed).",
+        "onnxruntime and Keras (those installed). With --quantize int8|int4: the MLP quantized "
+        "by Model.quantize against its float32 self and the peers' dynamic int8 models.",
     )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a few seconds, noisier)")
     parser.add_argument(
@@ -800,12 +797,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", metavar="PNG", help="save a bar chart (needs matplotlib)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
-    try:
-        batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    except ValueError:
-        parser.error(f"--batches expects comma-separated integers, got {args.batches!r}")
-    if not batches or min(batches) < 1:
-        parser.error(f"--batches expects positive batch sizes, got {args.batches!r}")
+    batches = parse_batches(parser, args.batches)
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -817,7 +809,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run_mlp(batches, quick=args.quick, peers=not args.no_peers,
                      progress=not args.no_progress, threads=args.threads)
     print(mlp_table(report))
-    missing = [p for p in ("torch", "onnxruntime", "keras") if p not in report["machine"]]
+    missing = [p for p in PEERS if p not in report["machine"]]
     if missing and not args.no_peers:
         print(f"(not installed, not timed: {', '.join(missing)})")
     if args.json:

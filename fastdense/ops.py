@@ -11,24 +11,23 @@ import numpy as np
 
 from . import _kernels, activations
 
-__all__ = ["dense", "pack_kernel", "PackedKernel"]
+__all__ = ["dense", "pack_kernel", "PackedKernel", "quantize_kernel", "QuantizedKernel"]
 
 PackedKernel = _kernels.PackedKernel
+QuantizedKernel = _kernels.QuantizedKernel
 packed_available = _kernels.packed_available
 
-# activation identifier -> (code, p0, p1, p2, halves); strings are cached, they are the common case
-_SPECS: dict[str, tuple] = {}
+# activation identifier -> its KernelActivation; strings are cached, they are the common case
+_SPECS: dict[str, activations.KernelActivation] = {}
 
 
-def _spec(activation: Any) -> tuple:
-    """Kernel form (code, p0, p1, p2, halves) of an activation identifier."""
+def _spec(activation: Any) -> activations.KernelActivation:
+    """The :class:`~fastdense.activations.KernelActivation` of an activation identifier."""
     if type(activation) is str:
         spec = _SPECS.get(activation)
         if spec is not None:
             return spec
-    r = activations.resolve(activation)
-    p = tuple(float(v) for v in r.params) + (0.0,) * (3 - len(r.params))
-    spec = (int(r.code), p[0], p[1], p[2], bool(r.halves))
+    spec = activations.resolve(activation).kernel
     if type(activation) is str:
         _SPECS[activation] = spec
     return spec
@@ -92,6 +91,42 @@ def pack_kernel(kernel: Any) -> PackedKernel:
     return PackedKernel(arr.view())   # a view of a read-only base can never be made writeable
 
 
+def quantize_kernel(kernel: Any, mode: str = "int8", *, block_size: int | None = 128) -> QuantizedKernel:
+    """Quantize a float ``(K, N)`` kernel as Keras 3's ``Dense.quantize(mode)`` does, packed for
+    :func:`dense`: a read-only :class:`QuantizedKernel` holding Keras's variables.
+
+    ``"int8"``: one scale per unit, inputs quantized per row when multiplied (exact integer
+    products). ``"int4"``: ``block_size`` input rows per asymmetric scale (Keras's default 128),
+    or one scale per unit for ``None`` / ``-1``; inputs stay float. See docs/quantization.md.
+
+    Example:
+        >>> import numpy as np
+        >>> from fastdense.ops import dense, quantize_kernel
+        >>> w = quantize_kernel(np.array([[0.5, 0.75], [0.25, 0.5]], np.float32), "int8")
+        >>> w
+        <QuantizedKernel int8 shape=(2, 2) (inputs quantized)>
+        >>> y = dense(np.array([[1., 2.], [3., 4.]], np.float32), w)   # float: 1.75 and 2.5
+        >>> np.round(y.astype(float), 3).tolist()
+        [[1.0, 1.76], [2.488, 4.252]]
+    """
+    from . import quantizers
+
+    arr = _real_array(kernel, "kernel", allow_bool=False)
+    if arr.ndim != 2:
+        raise ValueError(f"quantize_kernel: kernel must be 2-D (K, N), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"quantize_kernel: kernel must not be empty, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("quantize_kernel: kernel holds NaN or inf, which have no quantized value")
+    if mode == "int8":
+        q, scale = quantizers.quantize_int8(arr)
+        return QuantizedKernel("int8", q, scale)
+    if mode == "int4":
+        w = quantizers.quantize_int4(arr, block_size)
+        return QuantizedKernel("int4", quantizers.pack_int4(w.q), w.scale, w.zero, w.block_size, False)
+    raise ValueError(f"quantize_kernel: mode must be 'int8' or 'int4', got {mode!r}")
+
+
 def dense(x: Any, kernel: Any, bias: Any = None, activation: Any = "linear", *,
           out: np.ndarray | None = None) -> np.ndarray:
     """Return ``activation(x @ kernel + bias)``, computed as one fused kernel call.
@@ -130,9 +165,11 @@ def dense(x: Any, kernel: Any, bias: Any = None, activation: Any = "linear", *,
     return _dense_checked(x, kernel, bias, spec, activation, out)
 
 
-def _dense_checked(x: Any, kernel: Any, bias: Any, spec: tuple, activation: Any,
+def _dense_checked(x: Any, kernel: Any, bias: Any, spec: activations.KernelActivation, activation: Any,
                    out: np.ndarray | None) -> np.ndarray:
     """The validating path: every check, cast and layout fix, then the kernel."""
+    if type(kernel) is QuantizedKernel:
+        return _dense_quantized(x, kernel, bias, spec, activation, out)
     packed = None
     if type(kernel) is PackedKernel:
         packed, kernel = kernel, kernel.kernel
@@ -155,7 +192,7 @@ def _dense_checked(x: Any, kernel: Any, bias: Any, spec: tuple, activation: Any,
             raise ValueError(f"dense: bias must have shape ({n},) to match kernel of shape "
                              f"{kernel.shape}, got shape {bias.shape}")
         bias = np.ascontiguousarray(bias, dtype=dtype)
-    code, p0, p1, p2, halves = spec
+    halves = spec.halves
     if halves and n % 2:
         raise ValueError(f"dense: activation {activation!r} halves the last axis, which needs an "
                          f"even number of units, got kernel of shape {kernel.shape}")
@@ -173,7 +210,55 @@ def _dense_checked(x: Any, kernel: Any, bias: Any, spec: tuple, activation: Any,
         k = 1
     x2 = _blas_ready(x.reshape(-1, k))
     kernel = _blas_ready(kernel)
-    _kernels.dense2d(x2, kernel, bias, result.reshape(-1, n_out), code, p0, p1, p2, packed)
+    _kernels.dense2d(x2, kernel, bias, result.reshape(-1, n_out), spec.code, spec.p0, spec.p1, spec.p2,
+                     packed)
+    return result
+
+
+def _dense_quantized(x: Any, kernel: Any, bias: Any, spec: tuple, activation: Any,
+                     out: np.ndarray | None) -> np.ndarray:
+    """dense() for a QuantizedKernel (typed Any: the extension has no stubs): float32 throughout,
+    as Keras computes a quantized layer."""
+    from . import quantizers
+
+    k, n = kernel.shape
+    dtype = np.dtype(np.float32)
+    x = _real_array(x, "x", allow_bool=True)
+    if x.ndim < 1:
+        raise ValueError(f"dense: x must have at least 1 dimension (..., {k}), got a scalar")
+    if x.shape[-1] != k:
+        raise ValueError(f"dense: x must have last dimension {k} to match the quantized kernel of shape "
+                         f"{(k, n)}, got x of shape {x.shape}")
+    if bias is not None:
+        bias = _real_array(bias, "bias", allow_bool=False)
+        if bias.shape != (n,):
+            raise ValueError(f"dense: bias must have shape ({n},) to match the quantized kernel of shape "
+                             f"{(k, n)}, got shape {bias.shape}")
+        bias = np.ascontiguousarray(bias, dtype=dtype)
+    code, p0, p1, p2, halves = spec
+    if halves and n % 2:
+        raise ValueError(f"dense: activation {activation!r} halves the last axis, which needs an "
+                         f"even number of units, got a quantized kernel of shape {(k, n)}")
+    shape = x.shape[:-1] + (n // 2 if halves else n,)
+    if out is not None:
+        _check_out(out, shape, dtype, x, kernel.kernel, bias)
+        result = out
+    else:
+        result = np.empty(shape, dtype=dtype)
+    if result.size == 0:
+        return result
+    x2 = np.ascontiguousarray(x.reshape(-1, k), dtype=dtype)
+    if kernel.native:
+        _kernels.qdense(x2, kernel, bias, result.reshape(-1, shape[-1]), code, p0, p1, p2)
+        return result
+    # Keras configurations the integer kernels do not run (int8 with float inputs, per-unit
+    # int4 with quantized inputs): the NumPy reference, then the activation
+    if kernel.mode == "int8":
+        z = quantizers.int8_dense_reference(x2, kernel.kernel, kernel.kernel_scale, bias, kernel.quantize_inputs)
+    else:
+        q = quantizers.unpack_int4(kernel.kernel, n)
+        z = quantizers.int8_dense_reference(x2, q, kernel.kernel_scale, bias, True)
+    result.reshape(-1, shape[-1])[...] = _kernels.apply_activation(np.ascontiguousarray(z), code, p0, p1, p2)
     return result
 
 

@@ -24,10 +24,7 @@ INDEX_ALL: dict[str, dict[str, Any]] = json.loads((FIXTURES / "index.json").read
 # test_fixtures.py checks that each one is still refused on load with a clear error. When you
 # add support for one, that test fails: remove the name from this set, and every generic
 # fixture test then covers it.
-NOT_YET_SUPPORTED = frozenset({
-    "act_layers", "einsum_seq", "emb_tab", "int4_mlp", "int8_mlp", "lora_dense",
-    "mlp_norms", "noise_layers", "tab_bn", "tab_preproc",
-})
+NOT_YET_SUPPORTED: frozenset[str] = frozenset()
 
 # The supported fixtures (what the generic tests iterate over), and the names that also exist
 # as .keras files.

@@ -14,3 +14,16 @@ def fresh_names():
     clear_session()
     yield
     clear_session()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _run_outside_the_source_tree(tmp_path_factory):
+    """Tests run from an empty directory: a child ``python -c ...`` puts its working directory
+    first on sys.path, and from the repository root it would import the source tree's
+    ``fastdense`` (no compiled extension) instead of the installed package under test."""
+    import os
+
+    here = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(here)

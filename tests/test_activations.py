@@ -559,14 +559,28 @@ def test_every_keras_name_is_here():
 
 
 def test_table_matches_the_kernel():
-    codes = set()
-    for name, (code, *_rest) in A._TABLE.items():
-        assert _kernels.activation_name(code) == name
-        spec = A._spec(name, {"threshold": 0.0, "default_value": 0.0} if name == "threshold" else {})
-        assert _kernels.activation_flags(code) == (spec.rowwise, spec.halves)
-        codes.add(code)
-    assert codes == set(range(len(codes)))
-    assert _kernels.activation_name(len(codes)) is None and _kernels.activation_name(-1) is None
+    table = _kernels.activation_table()
+    assert [info.code for info in table] == list(range(len(table)))
+    assert {info.name for info in table} == set(A._TABLE)
+    for info in table:
+        assert getattr(_kernels, "FD_ACT_" + info.id) == info.code
+        entry = A._TABLE[info.name]
+        assert (entry.code, entry.rowwise, entry.halves) == (info.code, info.rowwise, info.halves)
+        spec = A._spec(info.name, {"threshold": 0.0, "default_value": 0.0} if info.name == "threshold" else {})
+        assert spec.kernel == A.KernelActivation(info.code, *spec.params, info.halves)
+    assert {info.name for info in table if info.rowwise} == {"softmax", "log_softmax", "sparsemax", "glu"}
+    assert [info.name for info in table if info.halves] == ["glu"]
+    assert (_kernels.FD_ACT_LINEAR, _kernels.FD_ACT_RELU) == (0, 1)
+
+
+def test_kernel_activation_record():
+    from fastdense import ops
+    spec = ops._spec(functools.partial(A.relu, max_value=6.0))
+    assert type(spec) is A.KernelActivation
+    assert spec.code == _kernels.FD_ACT_RELU and spec.p1 == 6.0 and spec.halves is False
+    assert spec[:5] == (spec.code, spec.p0, spec.p1, spec.p2, spec.halves)   # old 5-tuple order
+    assert ops._spec("glu") == A.KernelActivation(_kernels.FD_ACT_GLU, 0.0, 0.0, 0.0, True)
+    assert A.KernelActivation._fields == ("code", "p0", "p1", "p2", "halves")
 
 
 def test_resolve():

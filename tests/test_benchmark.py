@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ def load_script(name: str):
     path = BENCH_DIR / f"{name}.py"
     if not path.exists():
         pytest.skip(f"{path} not present (tests run outside the source tree)")
+    if str(BENCH_DIR) not in sys.path:   # the scripts import bench/harness.py, next to them
+        sys.path.insert(0, str(BENCH_DIR))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -161,3 +164,31 @@ def test_bench_threads_throughput_counts_calls_of_every_caller():
     calls = []
     rate = script.throughput(lambda: (lambda: calls.append(1)), callers=2, duration=0.02)
     assert rate > 0 and len(calls) > 0
+
+
+def test_a_peer_is_one_function_and_a_row_in_the_table(monkeypatch):
+    """The peer table is the extension point: a new row is built, checked against the float64
+    reference and timed like the built-in peers."""
+    def fake_contender(layers, x):
+        h = "x"
+        ns = {}
+        for i, (kernel, bias, act) in enumerate(layers):
+            ns[f"fk{i}"], ns[f"fb{i}"], ns[f"fa{i}"] = kernel, bias, benchmark.numpy_activation(act)
+            h = f"fa{i}({h} @ fk{i} + fb{i})"
+        return h, ns
+
+    monkeypatch.setattr(benchmark, "PEERS", {"fake": fake_contender, "missing": lambda layers, x: None})
+    report = benchmark.run_mlp([2], quick=True, progress=False)
+    (row,) = report["results"]
+    assert row["agree"] == {"fastdense": True, "numpy": True, "fake": True}
+    assert row["times"]["fake"]["median_s"] > 0
+    assert "fd/fake" in benchmark.mlp_table(report)
+
+
+def test_harness_reexports_the_package_timing_core():
+    load_script("bench_layer_overhead")   # puts bench/ on sys.path
+    import harness
+
+    assert harness.time_interleaved is benchmark.time_interleaved
+    assert harness.paired_ratio is benchmark.paired_ratio
+    assert callable(harness.wait_for_quiet) and "gelu" in harness.TORCH_ACTIVATIONS

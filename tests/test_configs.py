@@ -13,6 +13,7 @@ from fastdense.layers import Activation, Dense
 from fastdense.layers.base import to_snake_case
 from fastdense.models import Model, Sequential, model_from_config
 from fastdense.saving import serialize_keras_object
+from fastdense.saving.keras_format import weights_from_keras_store
 
 from _helpers import FIXTURES, KERAS3, as_json
 
@@ -97,7 +98,8 @@ def load_keras_weights(model, weights_bytes):
             counts[base] = index + 1
             if layer.weights:
                 group = handle["layers"][base if index == 0 else f"{base}_{index}"]["vars"]
-                layer.set_weights([group[str(i)][()] for i in range(len(group))])
+                # (a LoRA Dense stores its merged kernel and bias only: the layer says what it takes)
+                layer.set_weights(weights_from_keras_store(layer, [group[str(i)][()] for i in range(len(group))]))
 
 
 @pytest.mark.parametrize("name", KERAS_FILES)

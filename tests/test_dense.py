@@ -74,9 +74,9 @@ def test_initializers_used():
     np.testing.assert_array_equal(layer.bias, np.full(4, 0.5))
 
 
-def test_lora_and_quantization_are_refused():
-    with pytest.raises(ValueError, match="LoRA"):
-        Dense(2, lora_rank=4)
+def test_bad_lora_rank_and_quantization_are_refused():
+    with pytest.raises(ValueError, match="lora_rank"):  # LoRA itself: tests/test_layers_lora.py
+        Dense(2, lora_rank=0)
     with pytest.raises(ValueError, match="quantization"):
         Dense(2, quantization_config={"mode": "int8"})
 

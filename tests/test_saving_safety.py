@@ -325,15 +325,15 @@ def test_unsupported_layers_are_listed_together(tmp_path):
         layers = config["config"]["layers"]
         layers[1] = {"module": "keras.layers", "class_name": "Conv2D", "config": {"name": "conv"}, "registered_name": None}
         layers[2] = {"module": "keras.layers", "class_name": "LSTM", "config": {"name": "lstm"}, "registered_name": None}
-        layers[3] = {"module": "keras.layers", "class_name": "BatchNormalization", "config": {"name": "bn"},
+        layers[3] = {"module": "keras.layers", "class_name": "MultiHeadAttention", "config": {"name": "mha"},
                      "registered_name": None}
 
     path = rebuild(tmp_path, replace={"config.json": edited_config(edit)})
     with pytest.raises(UnsupportedLayerError) as info:
         load_model(path)
-    assert info.value.layers == [("Conv2D", "conv"), ("LSTM", "lstm"), ("BatchNormalization", "bn")]
+    assert info.value.layers == [("Conv2D", "conv"), ("LSTM", "lstm"), ("MultiHeadAttention", "mha")]
     message = str(info.value)
-    assert "m.keras" in message and "Conv2D 'conv', LSTM 'lstm', BatchNormalization 'bn'" in message
+    assert "m.keras" in message and "Conv2D 'conv', LSTM 'lstm', MultiHeadAttention 'mha'" in message
 
 
 def test_a_config_that_is_not_a_model(tmp_path):

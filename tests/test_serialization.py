@@ -578,3 +578,39 @@ def test_unseeded_instances_differ_from_keras_on_purpose(keras):
     assert np.array_equal(a, b)
     ours = initializers.GlorotUniform()
     assert not np.array_equal(ours((4, 4)), ours((4, 4)))
+
+
+# ---------------------------------------------------------------------------------------
+# Imports: the registry is at the bottom, errors in the modules that fill it propagate
+# ---------------------------------------------------------------------------------------
+
+
+def test_an_import_error_in_a_registering_module_propagates(monkeypatch, tmp_path):
+    """Before: the error was swallowed ("still under construction") and the config failed with
+    ``Unknown layer 'Add' ... register it``, which hid the real bug."""
+    (tmp_path / "fastdense_broken_layers.py").write_text("raise ImportError('a bug in a layer module')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(S._FASTDENSE_MODULES, "keras.layers", "fastdense_broken_layers")
+    monkeypatch.setitem(S._BUILTIN_OBJECTS, "keras.layers", {})
+    with pytest.raises(ImportError, match="a bug in a layer module"):
+        S.deserialize_keras_object({"module": "keras.layers", "class_name": "Add", "config": {}})
+
+
+@pytest.mark.parametrize("first", ["fastdense.saving.serialization", "fastdense.activations",
+                                   "fastdense.initializers", "fastdense.layers", "fastdense.models"])
+def test_any_import_order_fills_the_registry(first):
+    """Whatever module a program imports first, configs of every kind resolve (no cycle that
+    only works in one order)."""
+    import subprocess
+
+    code = (
+        f"import {first}\n"
+        "from fastdense.saving import serialization as S\n"
+        "add = S.deserialize_keras_object({'module': 'keras.layers', 'class_name': 'Add', 'config': {}})\n"
+        "relu = S.deserialize_keras_object('relu')\n"
+        "init = S.deserialize_keras_object({'class_name': 'GlorotUniform', 'config': {}})\n"
+        "print(type(add).__name__, relu.__name__, type(init).__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["Add", "relu", "GlorotUniform"]

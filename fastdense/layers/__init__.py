@@ -7,6 +7,8 @@
 (4, 16)
 """
 
+# --- issue 13: the other layers of Dense networks
+from fastdense.layers.activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from fastdense.layers.base import (
     InputSpec,
     Layer,
@@ -15,6 +17,8 @@ from fastdense.layers.base import (
     clear_session,
 )
 from fastdense.layers.core import Activation, Dense, Dropout
+from fastdense.layers.einsum_dense import EinsumDense
+from fastdense.layers.embedding import Embedding
 from fastdense.layers.input_layer import Input, InputLayer
 from fastdense.layers.merging import (
     Add,
@@ -33,28 +37,66 @@ from fastdense.layers.merging import (
     subtract,
 )
 from fastdense.layers.node import Node, SymbolicTensor
+from fastdense.layers.noise import (
+    ActivityRegularization,
+    AlphaDropout,
+    GaussianDropout,
+    GaussianNoise,
+    Identity,
+    SpatialDropout1D,
+    SpatialDropout2D,
+    SpatialDropout3D,
+)
+from fastdense.layers.normalization import (
+    BatchNormalization,
+    LayerNormalization,
+    RMSNormalization,
+    UnitNormalization,
+)
+from fastdense.layers.preprocessing import Normalization, Rescaling
 from fastdense.layers.reshaping import Flatten, Reshape
 
 __all__ = [
     "Activation",
+    "ActivityRegularization",
     "Add",
+    "AlphaDropout",
     "Average",
+    "BatchNormalization",
     "Concatenate",
     "Dense",
     "Dropout",
+    "ELU",
+    "EinsumDense",
+    "Embedding",
     "Flatten",
+    "GaussianDropout",
+    "GaussianNoise",
+    "Identity",
     "Input",
     "InputLayer",
     "InputSpec",
     "Layer",
+    "LayerNormalization",
     "LayerNotConnectedError",
+    "LeakyReLU",
     "Maximum",
     "Minimum",
     "Multiply",
     "Node",
+    "Normalization",
+    "PReLU",
+    "RMSNormalization",
+    "ReLU",
+    "Rescaling",
     "Reshape",
+    "Softmax",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
     "Subtract",
     "SymbolicTensor",
+    "UnitNormalization",
     "WeightSpec",
     "add",
     "average",

@@ -21,8 +21,8 @@ returns the constructor arguments.
 Weights are plain NumPy arrays held in one tuple that ``set_weights`` replaces
 with a single assignment, so a thread computing with the layer sees either the
 old weights or the new ones, never a mix.  The arrays are read-only: change
-them through ``set_weights`` (which also bumps ``_weights_version``, the
-counter compiled plans use to notice new weights).
+them through ``set_weights``, which also bumps the layer's version and tells
+the caches that hold it (compiled model plans, see :meth:`Layer._add_observer`).
 """
 
 from __future__ import annotations
@@ -31,11 +31,14 @@ import functools
 import inspect
 import re
 import threading
+import weakref
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from fastdense import constraints, initializers, regularizers
 from fastdense.layers.node import Node, SymbolicTensor, flatten, map_structure
+from fastdense.saving.serialization import deserialize_dtype, serialize_dtype
 
 # Held while weights change; a model's set_weights holds it for all its layers at once, and
 # the plan compiler holds it to take a consistent snapshot (never old and new weights mixed).
@@ -55,6 +58,9 @@ __all__ = [
 Shape = tuple  # tuple of int | None
 
 _FLOAT_DTYPES = ("float32", "float64")
+# Weights may also be integers: a preprocessing Normalization's sample count is int32 in Keras,
+# quantized Dense kernels (Keras 3 int8 / int4) are int8.
+_WEIGHT_DTYPES = _FLOAT_DTYPES + ("int8", "int32", "int64")
 
 # --------------------------------------------------------------------------
 # Names
@@ -97,8 +103,6 @@ def standardize_dtype(dtype: Any, allowed: Sequence[str] = _FLOAT_DTYPES) -> str
     ('float32', 'float64')
     """
     if isinstance(dtype, dict):
-        from fastdense.saving.serialization import deserialize_dtype
-
         dtype = deserialize_dtype(dtype)
     elif hasattr(dtype, "name") and not isinstance(dtype, (np.dtype, type, str)):
         dtype = dtype.name  # a DTypePolicy-like object
@@ -283,20 +287,45 @@ class Layer:
 
     # Set by layers that take a list of inputs (merges).
     _list_input = False
-    # Incremented by every weight change (see `set_weights`); models override.
-    _weights_version = 0
-    # Incremented by every weight change of any layer, under WEIGHTS_LOCK: compiled model
-    # plans (fastdense.models.plan) are valid while it is unchanged.
-    _weights_epoch = 0
+    # This layer's own version: bumped by every change of its weights or of a setting that
+    # compiled plans read (see `_changed`).
+    _version = 0
+    # Caches that hold this layer (weakly) and must hear of its changes; see _add_observer.
+    _observers: "weakref.WeakSet[Any] | None" = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
         if name in _PLAN_SETTINGS and self.__dict__.get("built", False):
             # a setting that compiled plans read, changed on a built layer (say
-            # `layer.activation = "tanh"`): every plan compiles anew, as after set_weights
+            # `layer.activation = "tanh"`): the plans that hold this layer compile anew
             with WEIGHTS_LOCK:
-                Layer._weights_epoch += 1
+                self._changed()
             self._refresh_cache()
+
+    @property
+    def _weights_version(self) -> int:
+        """Bumped by every change of the weights or of a compiled-in setting."""
+        return self._version
+
+    def _add_observer(self, observer: Any) -> None:
+        """Call ``observer.invalidate()`` (under the weights lock) whenever this layer's
+        weights or compiled-in settings change; the layer holds ``observer`` weakly.
+
+        Model plan caches (``fastdense.models.plan.PlanCache``) observe the layers they
+        compiled, so a change reaches exactly the models that contain the layer.
+        """
+        with WEIGHTS_LOCK:
+            if self._observers is None:
+                object.__setattr__(self, "_observers", weakref.WeakSet())
+            self._observers.add(observer)
+
+    def _changed(self) -> None:
+        """A change compiled plans must see: bump the version, invalidate the observers.
+        Called with WEIGHTS_LOCK held."""
+        object.__setattr__(self, "_version", self._version + 1)
+        if self._observers:
+            for observer in list(self._observers):
+                observer.invalidate()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Layer":
         obj = super().__new__(cls)
@@ -387,6 +416,8 @@ class Layer:
     def activity_regularizer(self, value: Any) -> None:
         self._activity_regularizer = _get_regularizer(value)
         if self.built:
+            with WEIGHTS_LOCK:   # plans that record losses run such a layer layer by layer
+                self._changed()
             self._refresh_cache()
 
     # -------------------------------------------------------------- trainable
@@ -478,11 +509,9 @@ class Layer:
         shape = standardize_shape(shape, "weight shape")
         if any(dim is None for dim in shape):
             raise ValueError(f"Layer '{self.name}': weight shape must be fully defined, got {shape}")
-        dtype_name = self._dtype if dtype is None else standardize_dtype(dtype)
+        dtype_name = self._dtype if dtype is None else standardize_dtype(dtype, _WEIGHT_DTYPES)
         if name is None:
             name = f"weight_{len(self._weight_specs)}"
-        from fastdense import constraints, initializers
-
         init = initializers.get("glorot_uniform" if initializer is None else initializer)
         spec = WeightSpec(
             name=name,
@@ -503,8 +532,7 @@ class Layer:
         self._weight_specs = self._weight_specs + (spec,)
         with WEIGHTS_LOCK:
             self._values = self._values + (value,)
-            self._weights_version += 1
-            Layer._weights_epoch += 1
+            self._changed()
         return value
 
     @property
@@ -584,8 +612,7 @@ class Layer:
         old_values = self._values
         with WEIGHTS_LOCK:
             self._values = new_values  # the one assignment readers race with
-            self._weights_version += 1
-            Layer._weights_epoch += 1
+            self._changed()
         # Rebind `self.w = self.add_weight(...)` style attributes of custom layers.
         old_ids = {id(v): i for i, v in enumerate(old_values)}
         for key, value in list(vars(self).items()):
@@ -595,10 +622,10 @@ class Layer:
         self._refresh_cache()
 
     def __getstate__(self) -> dict:
-        # copy.deepcopy and pickle: caches (packed kernels, compiled plans) are rebuilt on use
+        # copy.deepcopy and pickle: caches (packed kernels, compiled plans) are rebuilt on use,
+        # and the copy starts with no observers (each model's copy observes its own layers)
         state = dict(self.__dict__)
-        state.pop("_fd_plans", None)
-        state.pop("_fd_last_plan", None)
+        state.pop("_observers", None)
         if "_packed" in state:
             state["_packed"] = None
         return state
@@ -831,16 +858,12 @@ class Layer:
 
     def get_config(self) -> dict:
         """Constructor arguments as JSON-friendly values (Keras 3 format)."""
-        from fastdense.saving.serialization import serialize_dtype
-
         config: dict[str, Any] = {
             "name": self.name,
             "trainable": self.trainable,
             "dtype": serialize_dtype(self._dtype),
         }
         if self.activity_regularizer is not None:
-            from fastdense import regularizers
-
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         if type(self).get_config is Layer.get_config:
             extra = _extra_init_params(type(self))
@@ -878,8 +901,6 @@ class Layer:
 def _get_regularizer(identifier: Any) -> Any:
     if identifier is None:
         return None
-    from fastdense import regularizers
-
     return regularizers.get(identifier)
 
 

@@ -11,13 +11,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
-from fastdense import activations, constraints, initializers, ops, regularizers
+from fastdense import activations, constraints, initializers, ops, quantizers, regularizers
 from fastdense.layers.base import InputSpec, Layer, standardize_shape
-from fastdense.saving.serialization import register_builtin
+from fastdense.saving.serialization import check_number, register_builtin
 
 __all__ = ["Dense", "Activation", "Dropout"]
 
@@ -46,6 +47,37 @@ def _positive_int(value: Any, argument: str) -> int:
     if integer != value or integer <= 0:
         raise ValueError(message)
     return integer
+
+
+def _without_shared_ids(config: Any) -> Any:
+    """A config without Keras's ``shared_object_id`` entries (ids of objects shared between
+    layers when Keras saved them; fastdense keeps a copy per layer)."""
+    if isinstance(config, dict):
+        return {k: _without_shared_ids(v) for k, v in config.items() if k != "shared_object_id"}
+    if isinstance(config, list):
+        return [_without_shared_ids(v) for v in config]
+    return config
+
+
+def _int4_block(config: Any) -> int:
+    """block_size of an Int4QuantizationConfig config dict (Keras's default 128; -1 per unit)."""
+    if config is None:
+        return quantizers.INT4_BLOCK_SIZE
+    inner = config.get("config") if isinstance(config, dict) else None
+    block = inner.get("block_size") if isinstance(inner, dict) else None
+    return -1 if block is None else block   # Keras reads a config without block_size as per unit
+
+
+@dataclass(frozen=True, slots=True)
+class _FastPath:
+    """What a Dense call on a plain ndarray needs, prepared once per setting change
+    (slots: an attribute read costs what a tuple index does)."""
+
+    dtype: np.dtype                        # inputs of exactly this dtype take the fast path
+    op: Callable[..., np.ndarray]          # ops.dense
+    use_bias: bool
+    activation: Any                        # the op's activation: a name or a fused function
+    post: Callable[[np.ndarray], Any] | None   # a Python activation applied after the op
 
 
 @register_builtin("keras.layers", "Dense")
@@ -87,15 +119,17 @@ class Dense(Layer):
         quantization_config: Any = None,
         **kwargs: Any,
     ) -> None:
-        if lora_rank is not None or lora_alpha is not None:
-            raise ValueError(
-                f"fastdense Dense does not support LoRA; expected lora_rank=None, got lora_rank={lora_rank!r}"
-            )
-        if quantization_config is not None:
-            raise ValueError(
-                "fastdense Dense does not support quantization; expected quantization_config=None, "
-                f"got {quantization_config!r}"
-            )
+        # quantization (Keras 3 int8 / int4): a quantized dtype policy builds the integer variables
+        self._quant: quantizers.QuantizedPolicy | None = None
+        if quantizers.is_quantized_policy(kwargs.get("dtype")):
+            self._quant = quantizers.read_policy(kwargs["dtype"], quantization_config)
+            kwargs["dtype"] = self._quant.source_name
+        elif quantization_config is not None:
+            quantizers.check_config(quantization_config)   # kept for a later quantize(), as Keras does
+        self.quantization_config = _without_shared_ids(quantization_config)
+        if self._quant is not None and lora_rank is not None:
+            raise ValueError(f"fastdense serves LoRA on float Dense layers only; expected lora_rank=None with "
+                             f"dtype policy '{self._quant.name}', got lora_rank={lora_rank!r}")
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units = _positive_int(units, "units")
         self.use_bias = bool(use_bias)
@@ -106,9 +140,18 @@ class Dense(Layer):
         self.kernel_constraint = _get_or_none(constraints, kernel_constraint)
         self.bias_constraint = _get_or_none(constraints, bias_constraint)
         self.input_spec = InputSpec(min_ndim=2)
-        self._fast: tuple | None = None
+        self._fast: _FastPath | None = None
         self._packed: tuple | None = None  # (the _values it was made from, kernel for the op)
         self.activation = activation  # resolves and prepares the fused op
+        # --- LoRA (issue 13): the low-rank update, merged into the served kernel
+        if lora_rank is not None:
+            lora_rank = _positive_int(lora_rank, "lora_rank")
+        if lora_alpha is not None:
+            lora_alpha = check_number("Dense", "lora_alpha", lora_alpha, minimum=0.0, strict=True)
+        self.lora_rank = lora_rank
+        self.lora_alpha = lora_alpha if lora_alpha is not None else lora_rank
+        self.lora_enabled = False
+        # --- end LoRA
 
     # The activation is resolved once; the op gets it fused when the kernel can.
     @property
@@ -134,7 +177,10 @@ class Dense(Layer):
         """The kernel, shape ``(input_dim, units)`` (read-only; use ``set_weights``)."""
         if not self.built:
             raise AttributeError(f"Dense '{self.name}' has no kernel yet: it is not built")
-        return self._values[0]
+        values = self._values
+        if self._quant is not None and self._quant.mode == "int4":
+            return quantizers.unpack_int4(values[0], self.units)   # as Keras: int8 in [-8, 7]
+        return self._merged_kernel(values) if self.lora_enabled else values[0]
 
     @property
     def bias(self) -> np.ndarray | None:
@@ -154,6 +200,10 @@ class Dense(Layer):
             raise ValueError(
                 f"Dense '{self.name}' needs a known last input dimension to build, got shape {input_shape}"
             )
+        if self._quant is not None:
+            self._add_quantized_weights(input_dim, self._quant)
+            self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
+            return
         self.add_weight(
             "kernel",
             (input_dim, self.units),
@@ -170,6 +220,101 @@ class Dense(Layer):
                 constraint=self.bias_constraint,
             )
         self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
+        if self.lora_rank:  # LoRA (issue 13)
+            self.built = True
+            self.enable_lora(self.lora_rank, self.lora_alpha)
+
+    # ------------------------------------------------------------------ quantization
+
+    def _add_quantized_weights(self, input_dim: int, policy: quantizers.QuantizedPolicy) -> None:
+        """The variables of a quantized Dense, in the order Keras saves them: kernel, bias,
+        kernel_scale, then (int4 blocks) kernel_zero and g_idx. Only the bias is trainable."""
+        n = self.units
+        if policy.mode == "int8":
+            self.add_weight("kernel", (input_dim, n), initializer="zeros", trainable=False, dtype="int8")
+        else:
+            self.add_weight("kernel", (input_dim, (n + 1) // 2), initializer="zeros", trainable=False, dtype="int8")
+        if self.use_bias:
+            self.add_weight("bias", (n,), initializer=self.bias_initializer, regularizer=self.bias_regularizer,
+                            constraint=self.bias_constraint)
+        groups = -(-input_dim // policy.block_size) if policy.block_size > 0 else 0
+        self.add_weight("kernel_scale", (groups, n) if groups else (n,), initializer="ones", trainable=False)
+        if groups:
+            block = policy.block_size
+            self.add_weight("kernel_zero", (groups, n), initializer="zeros", trainable=False, dtype="int8")
+            self.add_weight("g_idx", (input_dim,), trainable=False,
+                            initializer=lambda shape, dtype=None: quantizers.group_index(shape[0], block))
+
+    @property
+    def quantization_mode(self) -> str | None:
+        """``"int8"`` or ``"int4"`` once quantized (Keras's name), else None."""
+        return None if self._quant is None else self._quant.mode
+
+    @property
+    def dtype_policy(self) -> Any:
+        """Keras's dtype policy: a :class:`fastdense.quantizers.QuantizedPolicy` (``.name`` e.g.
+        ``"int8_from_float32"``) once quantized, else the float dtype's name."""
+        return self._quant if self._quant is not None else self.dtype
+
+    def quantize(self, mode: str | None = None, type_check: bool = True, config: Any = None) -> None:
+        """Quantize the built layer's weights as Keras 3's ``Dense.quantize`` does.
+
+        ``mode`` is ``"int8"`` (inputs quantized per row, exact integer products) or
+        ``"int4"`` (Keras's default: blocks of 128 input rows with zero points, float inputs);
+        ``config`` a Keras ``Int8QuantizationConfig`` / ``Int4QuantizationConfig`` config dict
+        (``block_size``, ``activation_quantizer``). See docs/quantization.md.
+
+        >>> import numpy as np
+        >>> layer = Dense(2, input_shape=(2,))
+        >>> layer.build((None, 2))
+        >>> layer.set_weights([np.array([[0.5, 0.75], [0.25, 0.5]]), np.zeros(2)])
+        >>> layer.quantize("int8")
+        >>> layer.dtype_policy.name, layer.weight_names
+        ('int8_from_float32', ['kernel', 'bias', 'kernel_scale'])
+        """
+        if type_check and type(self) is not Dense:
+            raise NotImplementedError(f"{type(self).__name__} does not support quantize(); only Dense does")
+        if not self.built:
+            raise ValueError(f"Cannot quantize Dense '{self.name}': it is not built yet")
+        if self._quant is not None:
+            raise ValueError(f"Dense '{self.name}' is already quantized with dtype_policy="
+                             f"'{self._quant.name}'; quantize the float model instead")
+        if self.dtype != "float32":
+            raise ValueError(f"Dense '{self.name}' has dtype {self.dtype!r}; fastdense quantizes float32 layers")
+        if mode not in ("int8", "int4"):
+            raise ValueError(f"Invalid quantization mode for Dense '{self.name}': expected 'int8' or 'int4', "
+                             f"got {mode!r}")
+        policy = quantizers.read_policy(f"{mode if mode == 'int8' else 'int4/' + str(_int4_block(config))}"
+                                        "_from_float32", config)
+        values = self._values
+        kernel, bias = values[0], (values[1] if self.use_bias else None)
+        if not np.isfinite(kernel).all():
+            raise ValueError(f"Cannot quantize Dense '{self.name}': its kernel holds NaN or inf")
+        if policy.mode == "int8":
+            q, scale = quantizers.quantize_int8(kernel)
+            new = [q, scale]
+        else:
+            w = quantizers.quantize_int4(kernel, policy.block_size)
+            new = [quantizers.pack_int4(w.q), w.scale]
+            if w.zero is not None:
+                new += [w.zero, quantizers.group_index(kernel.shape[0], w.block_size)]
+        specs, self._weight_specs, self._values = self._weight_specs, (), ()
+        try:
+            self._add_quantized_weights(kernel.shape[0], policy)
+        except Exception:
+            self._weight_specs, self._values = specs, values
+            raise
+        self._quant = policy
+        self.quantization_config = policy.config()
+        self._swap_values(self._validate_weights(new[:1] + ([bias] if bias is not None else []) + new[1:]))
+
+    def _quantized_kernel(self, values: tuple) -> Any:
+        """The QuantizedKernel for these weights (Keras's variables, packed for the kernels)."""
+        policy = self._quant
+        bias_at = 1 if self.use_bias else 0
+        kernel, scale = values[0], values[1 + bias_at]
+        zero = values[2 + bias_at] if policy.block_size > 0 else None
+        return ops.QuantizedKernel(policy.mode, kernel, scale, zero, policy.block_size, policy.quantize_inputs)
 
     def _refresh_cache(self) -> None:
         # The fast path skips the generic checks, so enable it only when the
@@ -179,27 +324,27 @@ class Dense(Layer):
             not self.built
             or type(self).call is not Dense.call
             or self._activity_regularizer is not None
-            or len(self._weight_specs) != 1 + self.use_bias
+            or len(self._weight_specs) != 1 + self.use_bias + 2 * self.lora_enabled
         ):
             self._fast = None
             return
-        self._fast = (self._np_dtype, ops.dense, self.use_bias, self._op_activation, self._post_activation)
+        self._fast = _FastPath(self._np_dtype, ops.dense, self.use_bias, self._op_activation, self._post_activation)
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         # Fast path: a built layer on an ndarray of its dtype goes straight to the op; the op
         # checks the width, and a mismatch is re-run through the generic path for the
         # layer's own error message.  Everything else was checked at build time.
         fast = self._fast
-        if (fast is not None and type(inputs) is _ndarray and inputs.dtype is fast[0]
+        if (fast is not None and type(inputs) is _ndarray and inputs.dtype is fast.dtype
                 and inputs.ndim > 1 and not args and not kwargs):
             values = self._values  # one read: a consistent (kernel, bias) pair
             packed = self._packed
             kernel = packed[1] if packed is not None and packed[0] is values else self._pack(values)
             try:
-                out = fast[1](inputs, kernel, values[1] if fast[2] else None, fast[3])
+                out = fast.op(inputs, kernel, values[1] if fast.use_bias else None, fast.activation)
             except ValueError:
                 return Layer.__call__(self, inputs)
-            return out if fast[4] is None else fast[4](out)
+            return out if fast.post is None else fast.post(out)
         return Layer.__call__(self, inputs, *args, **kwargs)
 
     def _pack(self, values: tuple) -> Any:
@@ -211,8 +356,10 @@ class Dense(Layer):
         packed = self._packed
         if packed is not None and packed[0] is values:
             return packed[1]
-        kernel = values[0]
-        if kernel.dtype == np.float32 and kernel.ndim == 2 and kernel.flags.c_contiguous \
+        kernel = self._merged_kernel(values) if self.lora_enabled else values[0]
+        if self._quant is not None:
+            kernel = self._quantized_kernel(values)
+        elif kernel.dtype == np.float32 and kernel.ndim == 2 and kernel.flags.c_contiguous \
                 and not kernel.flags.writeable and ops.packed_available():
             kernel = ops.PackedKernel(kernel)
         self._packed = (values, kernel)
@@ -241,10 +388,76 @@ class Dense(Layer):
                 "bias_regularizer": _serialize_or_none(regularizers, self.bias_regularizer),
                 "kernel_constraint": _serialize_or_none(constraints, self.kernel_constraint),
                 "bias_constraint": _serialize_or_none(constraints, self.bias_constraint),
-                "quantization_config": None,
+                "quantization_config": self.quantization_config,
             }
         )
+        if self.lora_rank:
+            config["lora_rank"] = self.lora_rank
+            config["lora_alpha"] = self.lora_alpha
+        if self._quant is not None:
+            config["dtype"] = self._quant.serialize()
         return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Dense":
+        if quantizers.is_quantized_policy(config.get("dtype")):
+            try:
+                return cls(**config)   # __init__ reads the quantized policy itself
+            except TypeError as error:
+                raise TypeError(f"Error when deserializing class 'Dense' using config={config}: {error}") from error
+        return super().from_config(config)
+
+    # ------------------------------------------------------------------ LoRA (issue 13)
+    # Weights in Keras's order: kernel, bias, lora_kernel_a, lora_kernel_b (the kernel becomes
+    # non-trainable, so legacy .h5 files list bias, lora_kernel_a, lora_kernel_b, kernel).
+    # Calls serve kernel + (lora_alpha / lora_rank) * lora_kernel_a @ lora_kernel_b, merged
+    # once per set of weights (by _pack); a .keras file stores that merged kernel and the
+    # bias only, as Keras writes it, and loading one sets the LoRA matrices to zeros.
+
+    def enable_lora(self, rank: int, lora_alpha: float | None = None, a_initializer: Any = "he_uniform",
+                    b_initializer: Any = "zeros") -> None:
+        """Add the LoRA matrices ``lora_kernel_a (input_dim, rank)`` and ``lora_kernel_b (rank, units)``."""
+        if self.kernel_constraint:
+            raise ValueError(
+                "Lora is incompatible with kernel constraints. In order to enable lora on this layer, "
+                "remove the `kernel_constraint` argument."
+            )
+        if not self.built:
+            raise ValueError("Cannot enable lora on a layer that isn't yet built.")
+        if self.lora_enabled:
+            raise ValueError("lora is already enabled. This can only be done once per layer.")
+        rank = _positive_int(rank, "rank")
+        input_dim, units = self._values[0].shape
+        self.add_weight("lora_kernel_a", (input_dim, rank), a_initializer, self.kernel_regularizer, dtype="float32")
+        self.add_weight("lora_kernel_b", (rank, units), b_initializer, self.kernel_regularizer, dtype="float32")
+        self._weight_specs = (self._weight_specs[0]._replace(trainable=False),) + self._weight_specs[1:]
+        self.lora_enabled = True
+        self.lora_rank = rank
+        self.lora_alpha = lora_alpha if lora_alpha is not None else rank
+        self._refresh_cache()
+
+    def _merged_kernel(self, values: tuple) -> np.ndarray:
+        """kernel + (lora_alpha / lora_rank) * A @ B, in float64, as a read-only array of the kernel dtype."""
+        kernel, a, b = values[0], values[-2], values[-1]
+        delta = (self.lora_alpha / self.lora_rank) * (a.astype(np.float64) @ b.astype(np.float64))
+        merged = np.ascontiguousarray(kernel + delta, dtype=kernel.dtype)
+        merged.flags.writeable = False
+        return merged
+
+    def _keras_store_values(self) -> list[np.ndarray]:
+        """The arrays Keras keeps in a .keras file for this layer: the merged kernel, then the bias."""
+        if not self.lora_enabled:
+            return self.get_weights()
+        values = self._values
+        return [np.array(self._merged_kernel(values))] + ([np.array(values[1])] if self.use_bias else [])
+
+    def _weights_from_keras_store(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """``set_weights`` arguments for the arrays of a .keras file (LoRA matrices zeroed, as Keras)."""
+        if not self.lora_enabled or len(arrays) != 1 + self.use_bias:
+            return arrays
+        a, b = self._values[-2], self._values[-1]
+        return list(arrays) + [np.zeros(a.shape, a.dtype), np.zeros(b.shape, b.dtype)]
+    # ------------------------------------------------------------------ end LoRA
 
 
 @register_builtin("keras.layers", "Activation")

@@ -1,7 +1,7 @@
 """Compiled whole-model inference: a model's layers as one native call.
 
 A model whose layers are Dense, Activation, Dropout, Flatten, Reshape and the element-wise
-merges / last-axis Concatenate compiles, once per (weights version, dtype, sample shapes),
+merges / last-axis Concatenate compiles, once per (versions of its layers, dtype, sample shapes),
 into a plan run by one nogil call (``fastdense._kernels.Plan``): each Dense is the fused
 kernel, intermediates live in per-thread scratch buffers reused across calls, and large
 batches stream through every layer in blocks of samples so the intermediates stay in cache.
@@ -20,28 +20,37 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from fastdense import _kernels, activations, ops
-from fastdense.layers.base import WEIGHTS_LOCK, Layer
+from fastdense.layers.activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
+from fastdense.layers.base import WEIGHTS_LOCK
 from fastdense.layers.core import Activation, Dense, Dropout
-from fastdense.layers.input_layer import InputLayer
+from fastdense.layers.einsum_dense import EinsumDense
+from fastdense.layers.embedding import Embedding, check_ids
 from fastdense.layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from fastdense.layers.normalization import LayerNormalization, RMSNormalization, UnitNormalization
 from fastdense.layers.reshaping import Flatten, Reshape
+from fastdense.models import plan_fold, plan_layers
+from fastdense.models.node_steps import ARG_LIST, ARG_TENSOR, NodeStep
+from fastdense.models.plan_steps import PlanBuffer, PlanStep
 
-__all__ = ["CompiledPlan", "compile_plan", "run_compiled"]
+__all__ = ["CompiledPlan", "PlanCache", "compile_plan", "run_compiled"]
 
-# step kinds, as csrc/fd_plan.h numbers them
-_DENSE, _ACT, _ADD, _SUB, _MUL, _AVG, _MAX, _MIN, _CONCAT, _COPY = range(10)
-_MERGES = {Add: _ADD, Subtract: _SUB, Multiply: _MUL, Average: _AVG, Maximum: _MAX, Minimum: _MIN}
+# step kinds and tuning constants come from the kernel (csrc/fd_plan.h, csrc/fd_tune.h via _kernels.pxd)
+_DENSE, _ACT, _CONCAT, _COPY = _kernels.FD_STEP_DENSE, _kernels.FD_STEP_ACT, _kernels.FD_STEP_CONCAT, _kernels.FD_STEP_COPY
+_NORM, _AFFINE, _PRELU, _GATHER = (_kernels.FD_STEP_NORM, _kernels.FD_STEP_AFFINE, _kernels.FD_STEP_PRELU,
+                                   _kernels.FD_STEP_GATHER)
+_MERGES = {Add: _kernels.FD_STEP_ADD, Subtract: _kernels.FD_STEP_SUB, Multiply: _kernels.FD_STEP_MUL,
+           Average: _kernels.FD_STEP_AVG, Maximum: _kernels.FD_STEP_MAX, Minimum: _kernels.FD_STEP_MIN}
 
-_ROWS_PER_BLOCK = 256                 # GEMM rows per block: the BLAS re-packs weights per call
-_BLOCK_BYTES = 2 << 20                # intermediates of one block: about L2 + a slice of L3
-_BLAS_BLOCK_BYTES = 64 << 20          # multi-threaded BLAS: whole batches up to this scratch size
-_SMALL_BATCH = 48                     # packed plans: batches up to this size split by samples ...
-_SMALL_BATCH_WORK = 1 << 20           # ... when they are at least this many multiply-adds
+_ROWS_PER_BLOCK = _kernels.FD_TUNE_PLAN_ROWS_PER_BLOCK        # GEMM rows per block
+_BLOCK_BYTES = _kernels.FD_TUNE_PLAN_BLOCK_BYTES              # intermediates of one block
+_BLAS_BLOCK_BYTES = _kernels.FD_TUNE_PLAN_BLAS_BLOCK_BYTES    # multi-threaded BLAS: whole batches up to this
+_SMALL_BATCH = _kernels.FD_TUNE_PLAN_SMALL_BATCH              # packed plans: batches up to this size split ...
+_SMALL_BATCH_WORK = _kernels.FD_TUNE_PLAN_SMALL_BATCH_WORK    # ... by samples from this many multiply-adds
 
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -55,8 +64,11 @@ class CompiledPlan:
     """A model compiled for one dtype and one set of per-sample input shapes."""
 
     def __init__(self, plan: Any, dtype: np.dtype, out_shapes: list[tuple], sample_elems: int,
-                 block: int, packed: bool = False, macs_per_sample: int = 0) -> None:
+                 block: int, packed: bool = False, macs_per_sample: int = 0,
+                 ids: dict[int, tuple[int, str]] | None = None) -> None:
         self._plan = plan
+        self._ids = ids or {}                    # input index -> (table rows, embedding) for gathers
+        self._id_type = np.dtype(np.int32) if dtype == _F32 else np.dtype(np.int64)   # the gathers' ids
         self._packed = packed                    # every Dense runs the packed kernel
         self._macs = macs_per_sample             # Dense multiply-adds per sample
         self.dtype = dtype
@@ -122,23 +134,64 @@ class CompiledPlan:
         else:
             outputs = list(out)
         if m:
-            self._execute(arrays if type(arrays) is list else list(arrays), outputs, m)
+            arrays = arrays if type(arrays) is list else list(arrays)
+            if self._ids:
+                given = arrays
+                arrays = self._ids_as_plan_elements(arrays, check=out is not None)
+                try:
+                    self._execute(arrays, outputs, m)
+                except ValueError:   # the gather met an id outside its table: name it
+                    self._ids_as_plan_elements(given, check=True)
+                    raise
+            else:
+                self._execute(arrays, outputs, m)
         return outputs
 
+    def _ids_as_plan_elements(self, arrays: list[np.ndarray], check: bool) -> list[np.ndarray]:
+        """Integer id inputs stored as the plan's elements (int32 bits in a float32 plan, int64 in
+        a float64 one) for the gather steps, which check every id against the table. Ids that the
+        conversion could wrap into range (wider than int32 in a float32 plan) are checked here
+        first, as are all ids when ``check`` (an ``out=`` array must not be half-written)."""
+        arrays = list(arrays)
+        id_type = self._id_type
+        for j, (rows, owner) in self._ids.items():
+            ids = arrays[j]
+            if ids.dtype is not id_type:
+                if ids.dtype != id_type:
+                    if check or not np.can_cast(ids.dtype, id_type):
+                        check_ids(ids, rows, owner)
+                    ids = ids.astype(id_type)
+                elif check:
+                    check_ids(ids, rows, owner)
+            elif check:
+                check_ids(ids, rows, owner)
+            arrays[j] = ids.view(self.dtype)
+        return arrays
 
-def _layer_steps(model: Any) -> tuple[list, list[int], list[int]]:
+
+def _layer_steps(model: Any) -> tuple[list[NodeStep], list[int], list[int]]:
     """(steps, input slots, output slots) of a built model, in execution order."""
-    steps = getattr(model, "_steps", None)
-    if steps is None:
+    program = getattr(model, "_program", None)
+    if program is None:
         raise _Unsupported("model has no compiled graph")
-    return steps, list(model._input_slots), list(model._output_slots)
+    return program.steps, program.input_slots, program.output_slots
 
 
-def _act_spec(function: Any) -> tuple:
+def _kernel_activation(function: Any) -> activations.KernelActivation:
     """Kernel form of a layer's activation (the op's own conversion)."""
     if not activations.is_fused(function):
         raise _Unsupported("activation is a Python callable")
     return ops._spec(function)
+
+
+def _kernel_plan(steps: list[PlanStep], buffers: list[PlanBuffer], glu_offset: int, sample_elems: int,
+                 dtype: np.dtype) -> Any:
+    """The native plan; a model beyond the kernel's limits is not compilable (a real
+    MemoryError propagates)."""
+    try:
+        return _kernels.Plan(steps, buffers, glu_offset, sample_elems, dtype)
+    except _kernels.PlanLimitError as error:
+        raise _Unsupported(str(error)) from None
 
 
 def compile_plan(model: Any, sample_shapes: Sequence[tuple], dtype: Any,
@@ -155,139 +208,375 @@ def compile_plan(model: Any, sample_shapes: Sequence[tuple], dtype: Any,
         return None
 
 
+class _PlanBuilder:
+    """The buffers and steps of a plan being compiled for one dtype."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+        self.buffers: list[PlanBuffer] = []     # offsets are filled in at the end
+        self.shapes: list[tuple] = []           # per-sample shape of each buffer
+        self.steps: list[PlanStep] = []
+        self.glu_elems = 0                      # glu scratch per sample
+        self.max_rows_per_sample = 1
+        # issue 13 (folding and fusing, docs/layers.md):
+        self.sole_reader = False                # the step being emitted is its sources' only reader
+        self.linear_dense: dict[int, int] = {}  # buffer -> index of the linear Dense step that wrote it
+        self.pending: dict[int, Any] = {}       # buffer -> FeatureAffine it waits for (not written yet)
+        self.pending_src: dict[int, int] = {}   # such a buffer -> the buffer the map applies to
+        self.id_inputs: dict[int, int] = {}     # buffer of an integer model input -> input index
+        self.ids: dict[int, tuple[int, str]] = {}   # input index -> (table rows, Embedding) of its gather
+
+    def new_buffer(self, shape: tuple, input_index: int = -1) -> int:
+        self.buffers.append(PlanBuffer(math.prod(shape), input_index))
+        self.shapes.append(shape)
+        return len(self.buffers) - 1
+
+    def add(self, step: PlanStep, out_shape: tuple) -> tuple[int, tuple]:
+        """Append ``step`` writing a new buffer of per-sample ``out_shape``; (buffer, shape)."""
+        dst = self.new_buffer(out_shape)
+        self.steps.append(step._replace(dst=dst))
+        return dst, out_shape
+
+    def absorbing_dense(self, src: int) -> int | None:
+        """The step of a linear Dense that wrote ``src`` for the step being emitted alone, which
+        can take that step's elementwise work into its own weights or epilogue; else None."""
+        return self.linear_dense.get(src) if self.sole_reader else None
+
+    def pend(self, src: int, affine: Any, shape: tuple) -> tuple[int, tuple]:
+        """A buffer that will hold ``affine(src)``: folded into the Dense that reads it, or
+        written by an affine step when something else does (:meth:`materialize`)."""
+        if src in self.pending:
+            affine, src = plan_fold.compose(self.pending[src], affine), self.pending_src[src]
+        dst = self.new_buffer(shape)
+        self.pending[dst], self.pending_src[dst] = affine, src
+        return dst, shape
+
+    def materialize(self, buf: int) -> None:
+        """Write a pending buffer with an affine step (no Dense reads it to fold the map in)."""
+        affine = self.pending.pop(buf, None)
+        if affine is not None:
+            shape = self.shapes[buf]
+            self.steps.append(PlanStep(_AFFINE, (self.pending_src.pop(buf),), buf, rows=math.prod(shape[:-1]),
+                                       n=shape[-1], w=np.ascontiguousarray(affine.scale, np.float64),
+                                       bias=np.ascontiguousarray(affine.offset, np.float64)))
+
+    def dense_weights(self, kernel: np.ndarray, bias: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Folded float64 weights in the plan dtype, the kernel packed when it helps."""
+        w = np.ascontiguousarray(kernel, dtype=self.dtype)
+        w.flags.writeable = False
+        if self.dtype == _F32 and ops.packed_available():
+            w = ops.PackedKernel(w)
+        return w, np.ascontiguousarray(bias, dtype=self.dtype)
+
+
+# One emitter per layer type the plan takes (exact types: a subclass may compute something
+# else): emit(builder, layer, source buffers, their per-sample shapes) -> (buffer, per-sample
+# shape) of the layer's output. A new layer kind is an emitter and a row in _EMITTERS.
+
+
+def _emit_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    if layer._quant is not None:
+        return _emit_quantized_dense(b, layer, srcs, in_shapes)
+    (shape,) = in_shapes
+    values = layer._values          # one read: a consistent (kernel, bias) pair
+    kernel, bias = values[0], (values[1] if layer.use_bias else None)
+    if kernel.dtype != b.dtype or (bias is not None and bias.dtype != b.dtype):
+        raise _Unsupported("layer dtype differs from the plan dtype")
+    if not shape or shape[-1] != kernel.shape[0] or len(values) != 1 + layer.use_bias + 2 * layer.lora_enabled:
+        raise _Unsupported("Dense input does not match its kernel")
+    act = _kernel_activation(layer.activation)
+    n = kernel.shape[1]
+    if act.halves and n % 2:
+        raise _Unsupported("glu on an odd number of units")
+    t = math.prod(shape[:-1])
+    if act.halves:
+        b.glu_elems = max(b.glu_elems, t * n)
+    b.max_rows_per_sample = max(b.max_rows_per_sample, t)
+    packed = layer._pack(values)    # the layer's packed kernel for these weights (LoRA: merged)
+    affine = b.pending.get(srcs[0])
+    if affine is not None:          # an affine layer before this Dense: folded into its weights
+        w, bias = b.dense_weights(*plan_fold.fold_before(_plain(packed), bias, affine))
+        srcs = (b.pending_src[srcs[0]],)
+    else:
+        w = packed if type(packed) is ops.PackedKernel else np.ascontiguousarray(packed)
+        bias = None if bias is None else np.ascontiguousarray(bias)
+    step = PlanStep(_DENSE, srcs, -1, rows=t, k=kernel.shape[0], n=n, w=w, bias=bias, act=act)
+    dst, out_shape = b.add(step, shape[:-1] + (n // 2 if act.halves else n,))
+    if act.code == _kernel_activation(activations.linear).code:
+        b.linear_dense[dst] = len(b.steps) - 1
+    return dst, out_shape
+
+
+def _plain(kernel: Any) -> np.ndarray:
+    """The (k, n) array of a plan kernel (a PackedKernel keeps its plain copy)."""
+    return kernel.kernel if type(kernel) is ops.PackedKernel else kernel
+
+
+def _emit_quantized_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
+                          ) -> tuple[int, tuple]:
+    """A Keras int8 / int4 Dense: its QuantizedKernel, run by the integer kernels (float32 plans)."""
+    (shape,) = in_shapes
+    values = layer._values          # one read: consistent weights
+    qkernel = layer._pack(values)   # the layer's QuantizedKernel for these weights
+    bias = values[1] if layer.use_bias else None
+    if b.dtype != np.float32 or not qkernel.native:
+        raise _Unsupported("quantized Dense outside a float32 plan or without an integer kernel")
+    k, n = qkernel.shape
+    if not shape or shape[-1] != k:
+        raise _Unsupported("Dense input does not match its kernel")
+    act = _kernel_activation(layer.activation)
+    if act.halves and n % 2:
+        raise _Unsupported("glu on an odd number of units")
+    t = math.prod(shape[:-1])
+    if act.halves:
+        b.glu_elems = max(b.glu_elems, t * n)
+    b.max_rows_per_sample = max(b.max_rows_per_sample, t)
+    step = PlanStep(_kernels.FD_STEP_QDENSE, srcs, -1, rows=t, k=k, n=n, w=qkernel,
+                    bias=None if bias is None else np.ascontiguousarray(bias), act=act)
+    return b.add(step, shape[:-1] + (n // 2 if act.halves else n,))
+
+
+def _emit_activation(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
+                     ) -> tuple[int, tuple]:
+    (shape,) = in_shapes
+    act = _kernel_activation(layer.activation)
+    if not shape or (act.halves and shape[-1] % 2):
+        raise _Unsupported("activation shape")
+    step = PlanStep(_ACT, srcs, -1, rows=math.prod(shape[:-1]), n=shape[-1], act=act)
+    return b.add(step, shape[:-1] + (shape[-1] // 2 if act.halves else shape[-1],))
+
+
+def _emit_view(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    """Dropout (inference), Flatten, Reshape: the same memory with a new per-sample shape."""
+    (shape,) = in_shapes
+    if type(layer) is Flatten:
+        if layer.data_format == "channels_first" and len(shape) > 1:
+            raise _Unsupported("channels_first Flatten moves data")
+        return srcs[0], (math.prod(shape),)
+    if type(layer) is Reshape:
+        return srcs[0], tuple(layer.compute_output_shape((None,) + shape)[1:])
+    return srcs[0], shape
+
+
+def _emit_merge(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    if len(set(in_shapes)) != 1 or len(srcs) < 2 or (type(layer) is Subtract and len(srcs) != 2):
+        raise _Unsupported("merge with broadcasting")
+    return b.add(PlanStep(_MERGES[type(layer)], srcs, -1, n=math.prod(in_shapes[0])), in_shapes[0])
+
+
+def _emit_concat(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    rank = len(in_shapes[0]) + 1
+    if layer.axis not in (-1, rank - 1) or any(len(s) != rank - 1 for s in in_shapes) \
+            or len({s[:-1] for s in in_shapes}) != 1 or rank < 2:
+        raise _Unsupported("concatenation off the last axis")
+    cols = tuple(s[-1] for s in in_shapes)
+    out_shape = in_shapes[0][:-1] + (sum(cols),)
+    return b.add(PlanStep(_CONCAT, srcs, -1, rows=math.prod(out_shape[:-1]), n=sum(cols), cols=cols), out_shape)
+
+
+# ---- issue 13: the other layers of Dense networks (docs/layers.md) ----
+
+def _emit_identity(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    """Noise, spatial dropout, ActivityRegularization, Identity: no step at all."""
+    return srcs[0], in_shapes[0]
+
+
+def _emit_activation_layer(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
+                           ) -> tuple[int, tuple]:
+    """ReLU, LeakyReLU, ELU, last-axis Softmax: into the epilogue of the linear Dense before them."""
+    function = plan_layers.activation_function(layer)
+    if function is None:
+        raise _Unsupported(f"{type(layer).__name__} off the last axis")
+    act = _kernel_activation(function)
+    i = b.absorbing_dense(srcs[0])
+    if i is None or act.halves:
+        (shape,) = in_shapes
+        return b.add(PlanStep(_ACT, srcs, -1, rows=math.prod(shape[:-1]), n=shape[-1], act=act), shape)
+    b.steps[i] = b.steps[i]._replace(act=act)
+    del b.linear_dense[srcs[0]]
+    return srcs[0], in_shapes[0]
+
+
+def _emit_affine(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    """BatchNormalization, Normalization, Rescaling: folded into the Dense before or after them."""
+    (shape,) = in_shapes
+    affine = plan_fold.affine_of(layer, shape[-1] if shape else 0, len(shape))
+    if affine is None:
+        raise _Unsupported("an affine layer off the last axis")
+    i = b.absorbing_dense(srcs[0])
+    if i is not None:
+        step = b.steps[i]
+        w, bias = b.dense_weights(*plan_fold.fold_after(_plain(step.w), step.bias, affine))
+        b.steps[i] = step._replace(w=w, bias=bias)
+        return srcs[0], shape
+    return b.pend(srcs[0], affine, shape)
+
+
+def _emit_norm(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    """Layer/RMS/UnitNormalization over the last axis: a row-wise step, in place after a Dense."""
+    (shape,) = in_shapes
+    norm = plan_layers.norm_step(layer, shape, b.dtype)
+    if norm is None:
+        raise _Unsupported("a normalization over axes other than the last")
+    step = PlanStep(_NORM, srcs, -1, rows=norm.rows, n=norm.n, w=norm.gamma, bias=norm.beta, mode=norm.kind,
+                    eps=norm.eps)
+    if b.absorbing_dense(srcs[0]) is not None:   # the rows the Dense just wrote, still in cache
+        del b.linear_dense[srcs[0]]
+        b.steps.append(step._replace(dst=srcs[0]))
+        return srcs[0], shape
+    return b.add(step, shape)
+
+
+def _emit_prelu(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    (shape,) = in_shapes
+    alpha = plan_layers.prelu_alpha(layer, shape, b.dtype)
+    if alpha is None:
+        raise _Unsupported("PReLU alpha does not fit the input")
+    return b.add(PlanStep(_PRELU, srcs, -1, n=alpha.size, w=alpha), shape)
+
+
+def _emit_einsum_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
+                       ) -> tuple[int, tuple]:
+    form = plan_layers.einsum_dense_step(layer, in_shapes[0], b.dtype)
+    if form is None:
+        raise _Unsupported("an EinsumDense whose bias or activation is not fused")
+    act = _kernel_activation(form.activation)
+    if act.halves:
+        raise _Unsupported("glu after an EinsumDense")
+    b.max_rows_per_sample = max(b.max_rows_per_sample, form.rows)
+    w = form.kernel if type(form.kernel) is ops.PackedKernel else np.ascontiguousarray(form.kernel, b.dtype)
+    bias = None if form.bias is None else np.ascontiguousarray(form.bias, b.dtype)
+    return b.add(PlanStep(_DENSE, srcs, -1, rows=form.rows, k=form.k, n=form.n, w=w, bias=bias, act=act),
+                 form.out_shape)
+
+
+def _emit_embedding(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
+    """Rows of the table gathered for the ids of an integer model input."""
+    (shape,) = in_shapes
+    j = b.id_inputs.get(srcs[0])
+    table = layer._values[0]
+    if j is None or not b.sole_reader or table.dtype != b.dtype:
+        raise _Unsupported("an Embedding not fed by an integer model input of its own")
+    b.ids[j] = (table.shape[0], layer._owner())
+    step = PlanStep(_GATHER, srcs, -1, rows=math.prod(shape), k=table.shape[0], n=table.shape[1],
+                    w=np.ascontiguousarray(table))
+    return b.add(step, shape + (table.shape[1],))
+
+
+def _emit_concat_carrying(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
+                          ) -> tuple[int, tuple]:
+    """A last-axis Concatenate of pending buffers: concatenates what they apply to and carries
+    their maps to its output (a Dense after it folds them all)."""
+    parts = [b.pending.get(s) for s in srcs]
+    raw = tuple(b.pending_src.get(s, s) for s in srcs)
+    dst, shape = _emit_concat(b, layer, raw, in_shapes)
+    if all(p is None for p in parts):
+        return dst, shape
+    return b.pend(dst, plan_fold.concatenate(parts, [sh[-1] for sh in in_shapes]), shape)
+
+
+_ISSUE13_EMITTERS: dict[type, Callable[[_PlanBuilder, Any, tuple[int, ...], list[tuple]], tuple[int, tuple]]] = {
+    **{cls: _emit_identity for cls in plan_layers.IDENTITY_LAYERS},
+    **{cls: _emit_activation_layer for cls in (ReLU, LeakyReLU, ELU, Softmax)},
+    **{cls: _emit_affine for cls in plan_fold.FOLDABLE},
+    **{cls: _emit_norm for cls in (LayerNormalization, RMSNormalization, UnitNormalization)},
+    PReLU: _emit_prelu,
+    EinsumDense: _emit_einsum_dense,
+    Embedding: _emit_embedding,
+}
+# layers that read a pending buffer as it is (the rest get it written first)
+_READS_PENDING = {Dense, Concatenate, *plan_layers.IDENTITY_LAYERS, *plan_fold.FOLDABLE}
+
+
+_EMITTERS: dict[type, Callable[[_PlanBuilder, Any, tuple[int, ...], list[tuple]], tuple[int, tuple]]] = {
+    Dense: _emit_dense,
+    Activation: _emit_activation,
+    Dropout: _emit_view,
+    Flatten: _emit_view,
+    Reshape: _emit_view,
+    Concatenate: _emit_concat_carrying,
+    **{cls: _emit_merge for cls in _MERGES},
+    **_ISSUE13_EMITTERS,
+}
+
+
 def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_losses: bool) -> CompiledPlan:
     steps, input_slots, output_slots = _layer_steps(model)
-    es = dtype.itemsize
-    widths: list[int] = []
-    in_index: list[int] = []
-    out_index: list[int] = []
-    shapes: list[tuple] = []
+    b = _PlanBuilder(dtype)
     slot_buf: dict[int, int] = {}       # slot -> buffer
     slot_shape: dict[int, tuple] = {}   # slot -> per-sample shape (buffers can be reshaped views)
-
-    def new_buffer(shape: tuple, role_in: int = -1) -> int:
-        widths.append(math.prod(shape))
-        in_index.append(role_in)
-        out_index.append(-1)
-        shapes.append(shape)
-        return len(widths) - 1
-
+    model_inputs = list(getattr(model, "inputs", None) or [])
     for j, (s, shape) in enumerate(zip(input_slots, sample_shapes)):
-        slot_buf[s] = new_buffer(shape, j)
+        slot_buf[s] = b.new_buffer(shape, j)
         slot_shape[s] = shape
+        if j < len(model_inputs) and np.dtype(model_inputs[j].dtype).kind in "iub":
+            b.id_inputs[slot_buf[s]] = j     # ids: only an Embedding's gather reads them
+    reads: dict[int, int] = dict.fromkeys(output_slots, 1)   # how often each slot is read
+    for step in steps:
+        for s in (step.ref if step.arg_kind == ARG_LIST else [step.ref] if step.arg_kind == ARG_TENSOR else []):
+            reads[s] = reads.get(s, 0) + 1
 
-    plan_steps: list[tuple] = []
-    glu_elems = 0          # per sample
-    max_rows_per_sample = 1
-
-    for layer, kind, ref, extra, kwargs, out_slots, symbolic_extra, _release in steps:
-        if extra or kwargs or symbolic_extra or len(out_slots) != 1:
+    for step in steps:
+        layer = step.layer
+        # (Keras writes mask=None and training=False into node configs: nothing to compute)
+        if step.extra or step.symbolic_extra or len(step.out_slots) != 1 or any(
+                key not in ("mask", "training") or value not in (None, False) for key, value in step.kwargs.items()):
             raise _Unsupported("layer call with extra arguments")
         if record_losses and getattr(layer, "_activity_regularizer", None) is not None:
             raise _Unsupported("activity regularizer records the outputs")
-        srcs = [ref] if kind == 0 else (list(ref) if kind == 1 else None)
-        if srcs is None:
-            raise _Unsupported("nested inputs")
-        in_shapes = [slot_shape[s] for s in srcs]
-        in_bufs = [slot_buf[s] for s in srcs]
-        out_slot = out_slots[0]
-        cls = type(layer)
-        if cls is Dense:
-            (shape,) = in_shapes
-            values = layer._values          # one read: a consistent (kernel, bias) pair
-            kernel, bias = values[0], (values[1] if layer.use_bias else None)
-            if kernel.dtype != dtype or (bias is not None and bias.dtype != dtype):
-                raise _Unsupported("layer dtype differs from the plan dtype")
-            if not shape or shape[-1] != kernel.shape[0] or len(values) != 1 + layer.use_bias:
-                raise _Unsupported("Dense input does not match its kernel")
-            code, p0, p1, p2, halves = _act_spec(layer.activation)
-            n = kernel.shape[1]
-            if halves and n % 2:
-                raise _Unsupported("glu on an odd number of units")
-            t = math.prod(shape[:-1])
-            out_shape = shape[:-1] + (n // 2 if halves else n,)
-            dst = new_buffer(out_shape)
-            if halves:
-                glu_elems = max(glu_elems, t * n)
-            max_rows_per_sample = max(max_rows_per_sample, t)
-            packed = layer._pack(values)    # the layer's packed kernel for these weights
-            plan_steps.append((_DENSE, in_bufs, dst, t, kernel.shape[0], n, None,
-                               packed if type(packed) is ops.PackedKernel else np.ascontiguousarray(kernel),
-                               None if bias is None else np.ascontiguousarray(bias),
-                               code, p0, p1, p2))
-        elif cls is Activation:
-            (shape,) = in_shapes
-            code, p0, p1, p2, halves = _act_spec(layer.activation)
-            if not shape or (halves and shape[-1] % 2):
-                raise _Unsupported("activation shape")
-            out_shape = shape[:-1] + (shape[-1] // 2 if halves else shape[-1],)
-            dst = new_buffer(out_shape)
-            plan_steps.append((_ACT, in_bufs, dst, math.prod(shape[:-1]), 0, shape[-1], None, None, None,
-                               code, p0, p1, p2))
-        elif cls is Dropout or cls is Flatten or cls is Reshape:
-            (shape,) = in_shapes
-            if cls is Flatten:
-                if layer.data_format == "channels_first" and len(shape) > 1:
-                    raise _Unsupported("channels_first Flatten moves data")
-                new_shape: tuple = (math.prod(shape),)
-            elif cls is Reshape:
-                new_shape = tuple(layer.compute_output_shape((None,) + shape)[1:])
-            else:
-                new_shape = shape
-            slot_buf[out_slot] = in_bufs[0]       # same memory, new per-sample shape
-            slot_shape[out_slot] = new_shape
-            continue
-        elif cls in _MERGES:
-            if len(set(in_shapes)) != 1 or len(srcs) < 2 or (cls is Subtract and len(srcs) != 2):
-                raise _Unsupported("merge with broadcasting")
-            dst = new_buffer(in_shapes[0])
-            plan_steps.append((_MERGES[cls], in_bufs, dst, 1, 0, widths[dst], None, None, None, 0, 0.0, 0.0, 0.0))
-        elif cls is Concatenate:
-            rank = len(in_shapes[0]) + 1
-            if layer.axis not in (-1, rank - 1) or any(len(s) != rank - 1 for s in in_shapes) \
-                    or len({s[:-1] for s in in_shapes}) != 1 or rank < 2:
-                raise _Unsupported("concatenation off the last axis")
-            cols = [s[-1] for s in in_shapes]
-            out_shape = in_shapes[0][:-1] + (sum(cols),)
-            dst = new_buffer(out_shape)
-            plan_steps.append((_CONCAT, in_bufs, dst, math.prod(out_shape[:-1]), 0, sum(cols), cols,
-                               None, None, 0, 0.0, 0.0, 0.0))
-        elif cls is InputLayer:
-            raise _Unsupported("nested input layer")
+        if step.arg_kind == ARG_TENSOR:
+            srcs = [step.ref]
+        elif step.arg_kind == ARG_LIST:
+            srcs = list(step.ref)
         else:
-            raise _Unsupported(f"layer type {cls.__name__}")
-        slot_buf[out_slot] = dst
-        slot_shape[out_slot] = shapes[dst]
+            raise _Unsupported("nested inputs")
+        emit = _EMITTERS.get(type(layer))
+        if emit is None:
+            raise _Unsupported(f"layer type {type(layer).__name__}")
+        out_slot = step.out_slots[0]
+        if type(layer) not in _READS_PENDING:
+            for s in srcs:
+                b.materialize(slot_buf[s])
+        if type(layer) is not Embedding and any(slot_buf[s] in b.id_inputs for s in srcs):
+            raise _Unsupported("integer inputs that feed something other than an Embedding")
+        b.sole_reader = all(reads.get(s, 0) == 1 for s in srcs)
+        slot_buf[out_slot], slot_shape[out_slot] = emit(
+            b, layer, tuple(slot_buf[s] for s in srcs), [slot_shape[s] for s in srcs])
+    for s in output_slots:
+        if slot_buf[s] in b.id_inputs:
+            raise _Unsupported("an integer input that is also an output")
+        b.materialize(slot_buf[s])
 
     # outputs: the buffer that holds each output becomes (or is copied into) the output array
+    buffers = b.buffers
     out_shapes = []
     for j, s in enumerate(output_slots):
-        b = slot_buf[s]
+        src = slot_buf[s]
         out_shapes.append(slot_shape[s])
-        if in_index[b] < 0 and out_index[b] < 0:
-            out_index[b] = j
+        if buffers[src].input_index < 0 and buffers[src].output_index < 0:
+            buffers[src] = buffers[src]._replace(output_index=j)
             continue
-        dst = new_buffer(slot_shape[s])
-        out_index[dst] = j
-        plan_steps.append((_COPY, [b], dst, 1, 0, widths[dst], None, None, None, 0, 0.0, 0.0, 0.0))
+        dst, _ = b.add(PlanStep(_COPY, (src,), -1, n=buffers[src].width), slot_shape[s])
+        buffers[dst] = buffers[dst]._replace(output_index=j)
 
-    intermediate = sum(w for b, w in enumerate(widths) if in_index[b] < 0 and out_index[b] < 0)
-    per_sample = intermediate + glu_elems
-    block = max(1, _ROWS_PER_BLOCK // max_rows_per_sample)
-    block = max(block, min(_BLOCK_BYTES // max(per_sample * es, 1), 4 * block))
-    offsets, offset = [], 0
-    for b, w in enumerate(widths):
-        offsets.append(offset)
-        if in_index[b] < 0 and out_index[b] < 0:
-            offset += w
+    # intermediates get consecutive places in a task's scratch, the glu scratch after them
+    offset = 0
+    for i, buf in enumerate(buffers):
+        if buf.input_index < 0 and buf.output_index < 0:
+            buffers[i] = buf._replace(offset=offset)
+            offset += buf.width
     glu_offset = offset
-    sample_elems = max(offset + glu_elems, 1)
-    plan = _kernels.Plan(plan_steps, widths, in_index, out_index, offsets, glu_offset, sample_elems, dtype)
-    dense_kernels = [step[7] for step in plan_steps if step[0] == _DENSE]
-    packed = bool(dense_kernels) and all(type(w) is ops.PackedKernel and w.packed is not None
-                                         for w in dense_kernels)
-    macs = sum(step[3] * step[4] * step[5] for step in plan_steps if step[0] == _DENSE)
-    return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed, macs)
+    per_sample = offset + b.glu_elems
+    block = max(1, _ROWS_PER_BLOCK // b.max_rows_per_sample)
+    block = max(block, min(_BLOCK_BYTES // max(per_sample * dtype.itemsize, 1), 4 * block))
+    sample_elems = max(per_sample, 1)
+    plan = _kernel_plan(b.steps, buffers, glu_offset, sample_elems, dtype)
+    dense = [step for step in b.steps if step.kind in (_DENSE, _kernels.FD_STEP_QDENSE)]
+    # packed and quantized kernels run on any thread: blocks spread over fastdense's pool
+    packed = bool(dense) and all((type(step.w) is ops.PackedKernel and step.w.packed is not None)
+                                 or type(step.w) is ops.QuantizedKernel for step in dense)
+    macs = sum(step.rows * step.k * step.n for step in dense)
+    return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed, macs, b.ids)
 
 
 def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,
@@ -306,46 +595,115 @@ def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,
                 raise ValueError("predict: out must not overlap the inputs")
 
 
+class LastPlan:
+    """The plan of a model's last one-input, one-output call, for predict's shortcut."""
+
+    __slots__ = ("generation", "dtype", "ndim", "tail", "plan")
+
+    def __init__(self, generation: int, dtype: np.dtype, ndim: int, tail: tuple, plan: CompiledPlan) -> None:
+        self.generation = generation     # the cache's generation when the plan was looked up
+        self.dtype = dtype
+        self.ndim = ndim
+        self.tail = tail                 # per-sample input shape
+        self.plan = plan
+
+
+class PlanCache:
+    """One model's compiled plans, by (dtype, record_losses, per-sample input shapes).
+
+    The plans are valid while the model's own layers keep their versions: when a plan is
+    compiled, the cache asks the model and each of its layers (nested models' layers too) to
+    tell it about changes (``Layer._add_observer``, a weak reference), and their ``set_weights``,
+    ``add_weight``, compiled-in settings (``layer.activation = ...``) and graph changes call
+    :meth:`invalidate`. So updating one model never makes another recompile, and a layer
+    shared by several models invalidates each of them. Invalidation and compilation both
+    happen under the weights lock; a lock-free reader that raced with an invalidation sees a
+    changed :attr:`generation` and does not keep what it read. Models drop it when pickled.
+    """
+
+    __slots__ = ("plans", "last", "generation", "__weakref__")
+
+    def __init__(self) -> None:
+        self.plans: dict[tuple, CompiledPlan | bool] = {}   # False: run layer by layer
+        self.last: LastPlan | None = None
+        self.generation = 0
+
+    def invalidate(self) -> None:
+        """Forget every plan (a layer the plans were compiled from changed)."""
+        self.generation += 1
+        self.plans = {}
+        self.last = None
+
+    def compile(self, model: Any, key: tuple, dtype: np.dtype, record_losses: bool) -> CompiledPlan | bool:
+        """The plan for ``key``, compiled now and kept (False: the model runs layer by layer).
+        Called under the weights lock."""
+        entry = self.plans.get(key)
+        if entry is None:
+            for layer in _watched_layers(model):
+                layer._add_observer(self)
+            entry = compile_plan(model, key[2:], dtype, record_losses) or False
+            self.plans[key] = entry
+        return entry
+
+
+def _watched_layers(model: Any) -> list:
+    """The model and every layer whose weights or settings its plans read, nested models' too."""
+    found, stack = [], [model]
+    while stack:
+        layer = stack.pop()
+        found.append(layer)
+        inner = getattr(layer, "_program", None)
+        if inner is not None:
+            stack.extend(step.layer for step in inner.steps)
+    return found
+
+
 def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None,
                  record_losses: bool = False) -> list[np.ndarray] | None:
     """Run ``model`` on standardized input arrays through its cached plan; None to fall back.
 
-    Plans are cached per (dtype, per-sample shapes) and valid while no weight anywhere changed
-    (``Layer._weights_epoch``). A plan holds the weight arrays it was compiled from, taken under
-    the weights lock that ``set_weights`` holds, so calls see the old weights or the new ones,
-    never a mix; a ``set_weights`` makes the next call compile a new plan.
+    Plans are cached per (dtype, per-sample shapes) in the model's :class:`PlanCache`. A plan
+    holds the weight arrays it was compiled from, taken under the weights lock that
+    ``set_weights`` holds, so calls see the old weights or the new ones, never a mix; a
+    ``set_weights`` on one of the model's layers makes its next call compile a new plan.
     """
     first = arrays[0]
     dtype = first.dtype
     if dtype is not _F32 and dtype is not _F64 and dtype != _F32 and dtype != _F64:
-        return None   # (identity first: the common case costs no dtype comparison)
+        # integer ids (for Embedding gathers) next to float inputs, or alone: float32 plans then
+        dtype = next((a.dtype for a in arrays if a.dtype.kind == "f"), _F32)
+        if dtype != _F32 and dtype != _F64:
+            return None
     char = dtype.char
     if first.ndim < 1 or not first.flags.c_contiguous:
         return None
-    if len(arrays) == 1:
+    if len(arrays) == 1 and first.dtype is dtype:
         key: tuple = (char, record_losses, first.shape[1:])
     else:
         m = first.shape[0]
+        chars = char
+        shapes = []
         for a in arrays:
-            if a.dtype != dtype or a.ndim < 1 or a.shape[0] != m or not a.flags.c_contiguous:
+            d, shape = a.dtype, a.shape
+            if (d is not dtype and d != dtype and d.kind not in "iu") or not shape or shape[0] != m \
+                    or not a.flags.c_contiguous:
                 return None
-        key = (char, record_losses) + tuple(a.shape[1:] for a in arrays)
-    cache = model.__dict__.get("_fd_plans")
-    entry = cache.get(key) if cache is not None and cache[None] == Layer._weights_epoch else None
+            chars += d.char
+            shapes.append(shape[1:])
+        # the array dtypes are part of the key: ids arrive as integers, numbers in the plan dtype
+        key = (chars, record_losses, *shapes)
+    cache = model._plan_cache
+    generation = cache.generation     # read before the plan: see PlanCache
+    entry = cache.plans.get(key)
     if entry is None:
         with WEIGHTS_LOCK:
-            epoch = Layer._weights_epoch
-            cache = model.__dict__.get("_fd_plans")
-            if cache is None or cache[None] != epoch:
-                cache = {None: epoch}
-            entry = compile_plan(model, key[2:], dtype, record_losses) or False
-            cache[key] = entry
-            model.__dict__["_fd_plans"] = cache
+            generation = cache.generation
+            entry = cache.compile(model, key, dtype, record_losses)
     if entry is False:
         return None
     if len(arrays) == 1 and len(entry.out_shapes) == 1 and not record_losses:
         # for predict's shortcut (Functional.predict): the plan of the last one-input call
-        model.__dict__["_fd_last_plan"] = (cache[None], dtype, first.ndim, first.shape[1:], entry)
+        cache.last = LastPlan(generation, dtype, first.ndim, first.shape[1:], entry)
     if out is not None:
         m = first.shape[0]
         check_out(out, [(m,) + shape for shape in entry.out_shapes], dtype, arrays)

@@ -27,7 +27,9 @@ from typing import Any
 from fastdense.layers.base import Layer, LayerNotConnectedError, standardize_shape
 from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.node import Node, SymbolicTensor
-from fastdense.models.functional import Model, deserialize_layer
+from fastdense.models.functional import Model
+from fastdense.models.functional_config import deserialize_layer
+from fastdense.models.plan import PlanCache
 from fastdense.saving.serialization import register_builtin, serialize_dtype, serialize_keras_object
 
 __all__ = ["Sequential"]
@@ -49,6 +51,7 @@ class Sequential(Model):
     def __init__(self, layers: Any = None, name: str | None = None, trainable: bool = True,
                  **kwargs: Any) -> None:
         Layer.__init__(self, name=name, trainable=trainable, **kwargs)
+        self._plan_cache = PlanCache()
         self._stack: list[Layer] = []
         self._stack_nodes: list[Node | None] = []
         self._input_layer: InputLayer | None = None

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from fastdense.models.functional_config import node_index_map
+
 if TYPE_CHECKING:  # pragma: no cover
     from fastdense.models.functional import Model
 
@@ -33,7 +35,7 @@ def _layer_output_shape(model: "Model", layer: Any) -> str:
 
 
 def _connections(model: "Model", layer: Any) -> list[str]:
-    node_map = model._node_index_map()
+    node_map = node_index_map(model)
     out = []
     for node in layer._inbound_nodes:
         if id(node) not in model._network_nodes or node.is_input:
@@ -60,8 +62,6 @@ def print_summary(
     Sequential models get three columns (layer (type), output shape, params);
     functional models a fourth, "Connected to", listing ``layer[node][tensor]``.
     """
-    from fastdense.models.sequential import Sequential
-
     if print_fn is None:
         print_fn = print
     if not model.built:
@@ -70,7 +70,7 @@ def print_summary(
             "`build(input_shape)`, by giving its first layer an input_shape=, or by calling it on a "
             "batch of data."
         )
-    sequential = isinstance(model, Sequential)
+    sequential = not model._is_functional   # a Sequential (the class says so; no upward import)
     if sequential:
         line_length = line_length or 65
         positions = positions or [0.45, 0.85, 1.0]

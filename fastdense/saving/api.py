@@ -159,6 +159,7 @@ def _assign_tree(model: Any, tree: dict[str, list[np.ndarray]], path: str, skip_
                 warnings.warn(f"{path}: skipping layer {layer.name!r}: {problem}", stacklevel=4)
                 continue
             raise KerasFileError(problem, path=path, layer=str(layer.name))
+        saved = keras_format.weights_from_keras_store(layer, saved)
         checked = _checked(layer, saved, f"{wpath}/vars", path, skip_mismatch)
         if checked is not None:
             plan.append((layer, checked))
@@ -186,6 +187,7 @@ def _assign_legacy(model: Any, legacy: legacy_h5.LegacyH5, path: str, skip_misma
         )
     plan = []
     for layer, (saved_name, arrays) in zip(layers, saved):
+        arrays = legacy_h5.from_legacy_order(layer, arrays)
         checked = _checked(layer, arrays, f"model_weights/{saved_name}", path, skip_mismatch)
         if checked is not None:
             plan.append((layer, checked))

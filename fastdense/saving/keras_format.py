@@ -352,8 +352,21 @@ def write_weight_tree(f: h5py.File, model: Any) -> None:
         vars_group.attrs["name"] = str(layer.name)
         if is_model(layer):
             continue  # a nested model's weights are written by its own layers
-        for i, value in enumerate(layer.get_weights()):
+        for i, value in enumerate(keras_store_values(layer)):
             vars_group.create_dataset(str(i), data=_weight_array(value, layer, i))
+
+
+def keras_store_values(layer: Any) -> list[np.ndarray]:
+    """The arrays Keras 3 keeps for ``layer`` in a weights tree: its weights, unless the layer
+    stores others (a LoRA Dense stores its merged kernel and bias, as Keras does)."""
+    own = getattr(layer, "_keras_store_values", None)
+    return own() if own is not None else layer.get_weights()
+
+
+def weights_from_keras_store(layer: Any, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """The ``set_weights`` arguments for ``layer`` from the arrays of its weights-tree group."""
+    convert = getattr(layer, "_weights_from_keras_store", None)
+    return convert(arrays) if convert is not None else arrays
 
 
 def _weight_array(value: Any, layer: Any, index: int) -> np.ndarray:
@@ -363,7 +376,7 @@ def _weight_array(value: Any, layer: Any, index: int) -> np.ndarray:
             f"layer {getattr(layer, 'name', '?')!r}: weight {index} has dtype {array.dtype}; "
             "only numeric arrays can be saved"
         )
-    return np.ascontiguousarray(array)
+    return np.require(array, requirements="C")  # (ascontiguousarray makes a scalar 1-d)
 
 
 def weights_h5_bytes(model: Any) -> bytes:

@@ -131,6 +131,27 @@ def legacy_layer_entries(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def legacy_order(layer: Any, count: int) -> list[int]:
+    """Positions of ``layer``'s weights in legacy .h5 order: the trainable weights first, then
+    the others, each in weight order (Keras's ``trainable_weights + non_trainable_weights``).
+
+    A LoRA Dense (kernel frozen) is stored as bias, lora_kernel_a, lora_kernel_b, kernel.
+    """
+    specs = getattr(layer, "_weight_specs", None)
+    if not specs or len(specs) != count or not getattr(layer, "trainable", True):
+        return list(range(count))
+    return [i for i, s in enumerate(specs) if s.trainable] + [i for i, s in enumerate(specs) if not s.trainable]
+
+
+def from_legacy_order(layer: Any, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """``arrays`` read in legacy .h5 order, put back in ``layer``'s weight order."""
+    order = legacy_order(layer, len(arrays))
+    out: list[Any] = [None] * len(arrays)
+    for position, index in enumerate(order):
+        out[index] = arrays[position]
+    return out
+
+
 def _weight_names(layer: Any, count: int, prefix: str) -> list[str]:
     """``prefix/kernel``, ``prefix/bias`` ...: the short weight names, unique within the layer."""
     given = getattr(layer, "weight_names", None)
@@ -188,12 +209,14 @@ def write_legacy_h5(target: str, model: Any, model_config: dict[str, Any]) -> No
             values = [np.asarray(v) for v in layer.get_weights()]
             prefix = f"{model.name}/{layer.name}/" if sequential else f"{layer.name}/"
             names = _weight_names(layer, len(values), prefix)
+            order = legacy_order(layer, len(values))
+            values, names = [values[i] for i in order], [names[i] for i in order]
             _set_string_list(layer_group, "weight_names", [n.encode("utf-8") for n in names])
             for name, value in zip(names, values):
                 if value.dtype.kind not in "fiub":
                     raise TypeError(
                         f"layer {layer.name!r}: weight {name!r} has dtype {value.dtype}; only numeric arrays can be saved"
                     )
-                layer_group.create_dataset(name, data=np.ascontiguousarray(value))
+                layer_group.create_dataset(name, data=np.require(value, requirements="C"))
         top = weights_group.create_group("top_level_model_weights")
         top.attrs["weight_names"] = []

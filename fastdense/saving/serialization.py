@@ -123,13 +123,15 @@ def builtin_objects(module: str) -> Mapping[str, Any]:
 
 
 def _load_builtin_module(module: str) -> None:
-    """Import the fastdense module that fills ``module``'s table (a fixed whitelist)."""
+    """Import the fastdense module that fills ``module``'s table (a fixed whitelist).
+
+    Nothing in this file imports those modules at import time (they import this one to
+    register), so this import is never circular, and an error in one of them propagates:
+    it is a bug to see, not an empty table that makes every name unknown.
+    """
     target = _FASTDENSE_MODULES.get(module)
     if target is not None and not _BUILTIN_OBJECTS.get(module):
-        try:
-            importlib.import_module(target)
-        except ImportError:  # a fastdense module still under construction: the table stays empty
-            pass
+        importlib.import_module(target)
 
 
 def register_serializable(package: str = "Custom", name: str | None = None) -> Callable[[T], T]:
@@ -532,17 +534,7 @@ def _resolve(
 
 def _builtin_lookup(module: str, name: str) -> Any | None:
     _load_builtin_module(module)
-    found = _BUILTIN_OBJECTS.get(module, {}).get(name)
-    if found is None and module == "keras.activations":
-        # fastdense.activations resolves its names itself (public contract: get(name)).
-        try:
-            activations = importlib.import_module("fastdense.activations")
-            found = activations.get(name)
-        except (ImportError, ValueError, TypeError, KeyError):
-            found = None
-        if not callable(found):
-            found = None
-    return found
+    return _BUILTIN_OBJECTS.get(module, {}).get(name)
 
 
 def _builtin_candidates(name: str) -> list[tuple[str, Any]]:
@@ -550,12 +542,7 @@ def _builtin_candidates(name: str) -> list[tuple[str, Any]]:
     for module in _FASTDENSE_MODULES:
         if module not in ("keras.layers", "keras.models"):
             _load_builtin_module(module)
-    found = [(module, table[name]) for module, table in _BUILTIN_OBJECTS.items() if name in table]
-    if not any(module == "keras.activations" for module, _ in found):
-        activation = _builtin_lookup("keras.activations", name)
-        if activation is not None:
-            found.append(("keras.activations", activation))
-    return found
+    return [(module, table[name]) for module, table in _BUILTIN_OBJECTS.items() if name in table]
 
 
 def _unknown_message(

@@ -1,0 +1,89 @@
+"""GFLOP/s per core of every float32 GEMM path this CPU runs, beside its FMA peak.
+
+Builds tests/c/gemm_bench.c (with csrc/fd_gemm.c and csrc/fd_cpu.c) with the system's C
+compiler and runs it once per path (FASTDENSE_CPU_PATH=avx2, avx512: a path the CPU lacks
+falls back and is reported as not run), on one thread:
+
+    peak      a register-only FMA loop per vector width (12 independent chains)
+    packed    fd_gemm_packed_f32 on weights packed once (what a Dense layer runs)
+    plain     fd_gemm_kblocks_f32 on row-major weights packed per call (ops.dense on an ndarray)
+
+Times are this thread's CPU time (the best of several rounds), so time the host gives other
+processes is not counted; a hypervisor's steal time still is. Plain C, no Python in the timed
+loop: the kernel's own speed, to compare with the peak (issue 15's target: >= 90 %).
+
+    python bench/bench_paths.py                         # the default shapes
+    python bench/bench_paths.py --shapes 288x1024x1024,64x784x512 --cc clang
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ["tests/c/gemm_bench.c", "csrc/fd_gemm.c", "csrc/fd_cpu.c"]
+PATHS = ["avx2", "avx512"]
+SHAPES = ["288x1024x1024", "1024x1024x1024", "32x512x512", "256x784x512", "4096x512x512"]
+
+
+def build(cc: str, out: Path) -> Path:
+    exe = out / "gemm_bench"
+    subprocess.run([cc, "-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", f"-I{ROOT / 'csrc'}",
+                    *(str(ROOT / s) for s in SOURCES), "-o", str(exe), "-lpthread", "-lm"], check=True)
+    return exe
+
+
+def run(exe: Path, path: str, *args: str) -> list[list[str]]:
+    done = subprocess.run([str(exe), *args], env=dict(os.environ, FASTDENSE_CPU_PATH=path), check=True,
+                          capture_output=True, text=True)
+    return [line.split() for line in done.stdout.splitlines()]
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated MxKxN")
+    parser.add_argument("--cc", default=os.environ.get("CC") or shutil.which("cc") or "gcc")
+    args = parser.parse_args()
+    shapes = [s.split("x") for s in args.shapes.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = build(args.cc, Path(tmp))
+        peaks = {row[1]: float(row[2]) for row in run(exe, "avx512", "peak")}
+        print(f"CPU: {cpu_name()} ({platform.machine()}), compiler {args.cc}, one thread, thread CPU time")
+        for isa, gflops in peaks.items():
+            print(f"FMA peak {isa:7s} {gflops:7.1f} GFLOP/s")
+        best = max(peaks.values(), default=0.0)
+        print(f"\n{'path':7s} {'kernel':13s} {'entry':6s} {'M x K x N':>16s} {'GFLOP/s':>8s} "
+              f"{'% path peak':>11s} {'% best peak':>11s}")
+        for path in PATHS:
+            rows = run(exe, path, "gemm", *(v for shape in shapes for v in shape))
+            if rows and rows[0][:2] == ["gemm", "none"]:
+                print(f"{path:7s} not run: no packed GEMM on this CPU")
+                continue
+            kernel = " ".join(rows[0][1:3]) if rows else "?"
+            if not kernel.startswith(path):
+                print(f"{path:7s} not run: this CPU lacks it (FASTDENSE_CPU_PATH={path} runs {kernel})")
+                continue
+            for row in rows:
+                entry, m, k, n, gflops = row[-5], row[-4], row[-3], row[-2], float(row[-1])
+                peak = peaks.get(path, 0.0)
+                print(f"{path:7s} {kernel:13s} {entry:6s} {m + 'x' + k + 'x' + n:>16s} {gflops:8.1f} "
+                      f"{100 * gflops / peak if peak else 0:10.0f}% {100 * gflops / best if best else 0:10.0f}%")
+
+
+if __name__ == "__main__":
+    main()

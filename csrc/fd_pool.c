@@ -1,0 +1,244 @@
+/* fd_pool.c -- fastdense's thread pool (see fd_pool.h).
+ *
+ * Workers start on first use and spin briefly for the next job before they sleep. A job lives
+ * on its caller's stack; the caller runs tasks too, then waits for its helpers. Which thread
+ * runs a task never changes its result (the callers' split depends only on the shape and the
+ * thread count).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define FD_PAUSE() _mm_pause()
+#else
+#define FD_PAUSE() ((void)0)
+#endif
+
+#include "fd_pool.h"
+#include "fd_status.h"
+#include "fd_tune.h"
+
+typedef struct job {
+    const fd_tasks *tasks;
+    atomic_long next;             /* next task index to take */
+    atomic_int pending;           /* helpers still working */
+    atomic_int failed;            /* the first failure's status, or 0 */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} job_t;
+
+typedef struct {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    _Atomic(job_t *) job;
+    int started;
+} worker_t;
+
+static worker_t workers[FD_MAX_THREADS];
+static atomic_ulong idle_mask;        /* bit i: worker i started and idle */
+static atomic_int busy_cores;         /* cores running fastdense work now */
+static atomic_int threads_cfg;        /* pool size incl. the caller; 0 = not yet set */
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int fd_cpu_count(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        int c = CPU_COUNT(&set);
+        if (c > 0) return c > FD_MAX_THREADS ? FD_MAX_THREADS : c;
+    }
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c < 1 ? 1 : (c > FD_MAX_THREADS ? FD_MAX_THREADS : (int)c);
+}
+
+int fd_get_num_threads(void)
+{
+    int n = atomic_load(&threads_cfg);
+    return n > 0 ? n : fd_cpu_count();
+}
+
+void fd_set_num_threads(int n)
+{
+    if (n < 1) n = fd_cpu_count();
+    if (n > FD_MAX_THREADS) n = FD_MAX_THREADS;
+    atomic_store(&threads_cfg, n);
+}
+
+static void fail(job_t *job, int rc)
+{
+    int none = 0;
+    atomic_compare_exchange_strong(&job->failed, &none, rc);
+}
+
+static void run_tasks(job_t *job)
+{
+    const fd_tasks *tasks = job->tasks;
+    void *scratch = NULL;
+    if (tasks->scratch_bytes) {
+        scratch = malloc(tasks->scratch_bytes);
+        if (!scratch) { fail(job, FD_ERR_NOMEM); return; }
+    }
+    for (;;) {
+        ptrdiff_t t = atomic_fetch_add(&job->next, 1);
+        if (t >= tasks->ntasks) break;
+        const int rc = tasks->run(tasks->ctx, t, scratch);
+        if (rc) fail(job, rc);
+    }
+    free(scratch);
+}
+
+/* One step of a spin-wait. Every 512th step yields the CPU: when the thread being waited for
+   shares this core (the scheduler's choice, or a busy machine), a pure spin would take its
+   time slices; on an idle core sched_yield returns at once. */
+static inline void fd_spin_pause(int spin)
+{
+    if ((spin & 511) == 511) sched_yield();
+    else FD_PAUSE();
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    const unsigned long bit = 1UL << (w - workers);
+    for (;;) {
+        /* spin first, about a millisecond (pauses of ~30 ns): the next layer's job usually
+           follows within microseconds, the next call within a few; and a virtual CPU left idle
+           is given away by the host, which can take milliseconds to give it back -- the caller
+           would then run every part itself, at half speed */
+        job_t *job = NULL;
+        for (int spin = 0; spin < FD_TUNE_WORKER_SPIN && (job = atomic_load(&w->job)) == NULL; spin++) fd_spin_pause(spin);
+        if (job == NULL) {
+            pthread_mutex_lock(&w->mu);
+            while ((job = atomic_load(&w->job)) == NULL) pthread_cond_wait(&w->cv, &w->mu);
+            pthread_mutex_unlock(&w->mu);
+        }
+        atomic_store(&w->job, NULL);
+        run_tasks(job);
+        atomic_fetch_or(&idle_mask, bit);
+        /* the job lives on the caller's stack: touch it only under its mutex, which the
+           caller takes once more before it returns */
+        pthread_mutex_lock(&job->mu);
+        if (atomic_fetch_sub(&job->pending, 1) == 1) pthread_cond_signal(&job->cv);
+        pthread_mutex_unlock(&job->mu);
+    }
+    return NULL;
+}
+
+static atomic_int pool_size;         /* workers started */
+
+/* A forked child has none of the parent's workers: forget them (they restart on demand). */
+static void pool_after_fork_child(void)
+{
+    memset(workers, 0, sizeof(workers));
+    atomic_store(&idle_mask, 0);
+    atomic_store(&pool_size, 0);
+    atomic_store(&busy_cores, 0);
+    pthread_mutex_init(&pool_mu, NULL);
+}
+
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void register_fork_handler(void) { pthread_atfork(NULL, NULL, pool_after_fork_child); }
+
+/* Start workers 0 .. n-2 if they are not running yet. */
+static void pool_ensure(int n)
+{
+    if (atomic_load(&pool_size) >= n - 1) return;
+    pthread_once(&fork_once, register_fork_handler);
+    pthread_mutex_lock(&pool_mu);
+    for (int i = 0; i < n - 1 && i < FD_MAX_THREADS; i++) {
+        worker_t *w = &workers[i];
+        if (w->started) continue;
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cv, NULL);
+        atomic_store(&w->job, NULL);
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&w->th, &attr, worker_main, w) == 0) {
+            w->started = 1;
+            atomic_fetch_or(&idle_mask, 1UL << i);
+        }
+        pthread_attr_destroy(&attr);
+        if (!w->started) break;
+        atomic_store(&pool_size, i + 1);
+    }
+    pthread_mutex_unlock(&pool_mu);
+}
+
+unsigned long fd_pool_claim(int want)
+{
+    if (want <= 0) return 0;
+    int cores = fd_get_num_threads();
+    int free_cores = cores - atomic_load(&busy_cores);
+    if (want > free_cores) want = free_cores;
+    if (want <= 0) return 0;
+    pool_ensure(cores);
+    unsigned long got = 0;
+    unsigned long mask = atomic_load(&idle_mask);
+    for (;;) {
+        unsigned long take = 0, m = mask;
+        int c = 0;
+        while (m && c < want) { unsigned long low = m & (~m + 1); take |= low; m &= ~low; c++; }
+        if (!take) break;
+        if (atomic_compare_exchange_weak(&idle_mask, &mask, mask & ~take)) { got = take; break; }
+    }
+    atomic_fetch_add(&busy_cores, __builtin_popcountl(got));
+    return got;
+}
+
+void fd_pool_release(unsigned long helpers)
+{
+    atomic_fetch_sub(&busy_cores, __builtin_popcountl(helpers));
+    atomic_fetch_or(&idle_mask, helpers);
+}
+
+int fd_pool_run_claimed(const fd_tasks *tasks, unsigned long helpers)
+{
+    job_t job_;   /* on this stack: workers touch it only until they signal the caller */
+    job_t *job = &job_;
+    job->tasks = tasks;
+    atomic_init(&job->next, 0);
+    atomic_init(&job->failed, 0);
+    const int nh = __builtin_popcountl(helpers);
+    if (nh == 0) {
+        run_tasks(job);
+        return atomic_load(&job->failed);
+    }
+    pthread_mutex_init(&job->mu, NULL);
+    pthread_cond_init(&job->cv, NULL);
+    atomic_store(&job->pending, nh);
+    for (int i = 0; i < FD_MAX_THREADS; i++) {
+        if (!(helpers & (1UL << i))) continue;
+        worker_t *w = &workers[i];
+        pthread_mutex_lock(&w->mu);
+        atomic_store(&w->job, job);
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
+    run_tasks(job);
+    for (int spin = 0; spin < FD_TUNE_JOIN_SPIN && atomic_load(&job->pending) > 0; spin++) fd_spin_pause(spin);
+    pthread_mutex_lock(&job->mu);
+    while (atomic_load(&job->pending) > 0) pthread_cond_wait(&job->cv, &job->mu);
+    pthread_mutex_unlock(&job->mu);
+    atomic_fetch_sub(&busy_cores, nh);
+    pthread_mutex_destroy(&job->mu);
+    pthread_cond_destroy(&job->cv);
+    return atomic_load(&job->failed);
+}
+
+int fd_pool_run(const fd_tasks *tasks, int max_helpers)
+{
+    unsigned long helpers = 0;
+    if (max_helpers > 0 && tasks->ntasks > 1)
+        helpers = fd_pool_claim(max_helpers < tasks->ntasks - 1 ? max_helpers : (int)(tasks->ntasks - 1));
+    return fd_pool_run_claimed(tasks, helpers);
+}
+
+void fd_busy_enter(void) { atomic_fetch_add(&busy_cores, 1); }
+void fd_busy_leave(void) { atomic_fetch_sub(&busy_cores, 1); }

@@ -1,0 +1,722 @@
+/* fd_qgemm.c -- Keras 3 int8 / int4 Dense kernels on packed weights (see fd_qgemm.h).
+ *
+ * int8: the layer works on strips of up to 4 rows: quantize the strip's rows into a small
+ * buffer (the only pass over x), run the strip against every panel of 16 columns with the
+ * int32 sums in registers, de-scale them in registers into c, then run the float32 epilogue
+ * (bias + activation) on the strip while it is in L1.  The packed kernel holds, per panel,
+ * ceil(k/4) groups of 16 columns x 4 consecutive k: one 32-bit lane per column, the operand
+ * layout of vpdpbusd.  vpdpbusd multiplies u8 by s8, so the VNNI paths store each quantized
+ * input plus 128 and subtract 128 * sum_kk w[kk, j] (comp, computed at pack time) at the end:
+ * exact in int32 arithmetic, which wraps consistently.  The AVX2 path keeps the inputs signed
+ * and feeds vpmaddubsw |w| (u8, <= 128) and sign(q, w) (|q| <= 127), so a pair sum is at most
+ * 2 * 128 * 127 = 32512 and never saturates; vpmaddwd by ones then sums 4 products to int32.
+ *
+ * int4: per panel of 16 columns and per group of `block` rows, rows in pairs, one byte per
+ * column holding the pair's two nibbles, each stored as q + 8 (0..15); vpmovzxbd widens 16 bytes
+ * to 16 lanes.  Per group, x * (q - zero) is summed with one FMA per k (q - zero exact), and
+ * the group's sum times its scale added to the row's: one multiply per group instead of one
+ * per weight (Keras rounds each weight (q - zero) * scale first; both are within float
+ * rounding of the exact product).  Same order, so same bits, on every path (fmaf in C).
+ */
+#include "fd_qgemm.h"
+
+#include "fd_cpu.h"
+#include "fd_status.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#define FD_Q_X86 1
+#include <immintrin.h>
+#else
+#define FD_Q_X86 0
+#endif
+
+#define QROWS 4                  /* rows per strip */
+#define QSTACK (16 * 1024)       /* quantized-strip bytes kept on the stack */
+#define AI static inline __attribute__((always_inline))
+
+static ptrdiff_t q_panels(ptrdiff_t n) { return (n + FD_QPANEL - 1) / FD_QPANEL; }
+static ptrdiff_t q_groups(ptrdiff_t k, ptrdiff_t block) { return (k + block - 1) / block; }
+
+/* ---------------------------------------------------------------- packing */
+
+ptrdiff_t fd_q8_packed_size(ptrdiff_t k, ptrdiff_t n) { return q_panels(n) * ((k + 3) / 4) * 64; }
+
+void fd_q8_pack(const int8_t *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, const float *kernel_scale,
+                int8_t *wp, int32_t *comp, float *scale_out)
+{
+    ptrdiff_t k4 = (k + 3) / 4, panels = q_panels(n);
+    memset(wp, 0, (size_t)fd_q8_packed_size(k, n));
+    for (ptrdiff_t j = 0; j < panels * FD_QPANEL; j++) {
+        comp[j] = 0;
+        scale_out[j] = j < n ? kernel_scale[j] : 1.0f;
+    }
+    for (ptrdiff_t kk = 0; kk < k; kk++)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            ptrdiff_t p = j / FD_QPANEL, col = j % FD_QPANEL;
+            wp[((p * k4 + kk / 4) * FD_QPANEL + col) * 4 + kk % 4] = w[kk * ldw + j];
+            comp[j] += 128 * (int32_t)w[kk * ldw + j];
+        }
+}
+
+ptrdiff_t fd_q4_packed_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
+{
+    return q_panels(n) * q_groups(k, block) * ((block + 1) / 2) * FD_QPANEL;
+}
+
+ptrdiff_t fd_q4_params_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
+{
+    return q_groups(k, block) * q_panels(n) * FD_QPANEL;
+}
+
+void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
+                const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out)
+{
+    ptrdiff_t groups = q_groups(k, block), half = (block + 1) / 2, npad = q_panels(n) * FD_QPANEL;
+    ptrdiff_t pstride = groups * half * FD_QPANEL;
+    memset(wp, 0x88, (size_t)fd_q4_packed_size(k, n, block));   /* biased zeros */
+    for (ptrdiff_t kk = 0; kk < k; kk++) {
+        ptrdiff_t g = kk / block, t = (kk % block) / 2, high = (kk % block) % 2;
+        for (ptrdiff_t j = 0; j < n; j++) {
+            uint8_t *byte = wp + (j / FD_QPANEL) * pstride + (g * half + t) * FD_QPANEL + j % FD_QPANEL;
+            uint8_t nib = (uint8_t)((q[kk * ldq + j] + 8) & 15);
+            *byte = (uint8_t)(high ? (*byte & 0x0F) | (nib << 4) : (*byte & 0xF0) | nib);
+        }
+    }
+    for (ptrdiff_t g = 0; g < groups; g++)
+        for (ptrdiff_t j = 0; j < npad; j++) {
+            /* padded columns: scale 1 (a harmless divisor per unit) or 0 with zero 8 (weight 0) */
+            scale_out[g * npad + j] = j < n ? scale[g * n + j] : (zero ? 0.0f : 1.0f);
+            if (zero) zero_out[g * npad + j] = 8.0f + (j < n ? (float)zero[g * n + j] : 0.0f);
+        }
+}
+
+/* ---------------------------------------------------------------- path choice */
+
+int fd_qisa_supported(fd_qisa isa)
+{
+    int avx2 = fd_cpu_has(FD_CPU_AVX2) && fd_cpu_has(FD_CPU_FMA);
+    switch (isa) {
+    case FD_QISA_BASELINE: return 1;
+#if FD_Q_X86 && defined(__GNUC__)
+    case FD_QISA_AVX2: return avx2;
+    case FD_QISA_AVX_VNNI: return avx2 && fd_cpu_has(FD_CPU_AVX_VNNI);
+    case FD_QISA_AVX512_VNNI:
+        return avx2 && fd_cpu_level() >= 2 && fd_cpu_has(FD_CPU_AVX512_VNNI);
+#endif
+    default: return 0;
+    }
+}
+
+/* fd_cpu_has already drops what FASTDENSE_CPU_PATH forbids: avx2 keeps AVX-VNNI, baseline
+   keeps nothing. */
+fd_qisa fd_qgemm_isa(void)
+{
+    for (int isa = FD_QISA_COUNT - 1; isa > FD_QISA_BASELINE; isa--)
+        if (fd_qisa_supported((fd_qisa)isa)) return (fd_qisa)isa;
+    return FD_QISA_BASELINE;
+}
+
+const char *fd_qisa_name(fd_qisa isa)
+{
+    static const char *const names[FD_QISA_COUNT] = {"baseline", "avx2", "avx_vnni", "avx512_vnni"};
+    return (unsigned)isa < FD_QISA_COUNT ? names[isa] : NULL;
+}
+
+/* ---------------------------------------------------------------- portable C */
+
+/* Keras's scale for a row: 127 / (max|x| + 1e-7) in float32; NaN when the row holds NaN or inf
+   (x * 0 is NaN exactly then), so its outputs come out NaN. */
+static float q_row_scale(float amax, float nonfinite)
+{
+    return nonfinite == 0.0f ? 127.0f / (amax + 1e-7f) : NAN;
+}
+
+/* Quantize one row into dst (k4 * 4 bytes, padded with the quantized zero), + shift (0 or 128). */
+static float q8_row_c(ptrdiff_t k, const float *x, uint8_t *dst, ptrdiff_t kpad, int shift)
+{
+    float amax = 0.0f, nonfinite = 0.0f;
+    for (ptrdiff_t kk = 0; kk < k; kk++) {
+        float a = fabsf(x[kk]);
+        amax = a > amax ? a : amax;
+        nonfinite += x[kk] * 0.0f;
+    }
+    float s = q_row_scale(amax, nonfinite);
+    for (ptrdiff_t kk = 0; kk < k; kk++) {
+        float v = x[kk] * s;
+        v = v > -127.0f ? v : -127.0f;   /* NaN -> -127: defined; the row's scale is NaN anyway */
+        v = v < 127.0f ? v : 127.0f;
+        dst[kk] = (uint8_t)((int)nearbyintf(v) + shift);
+    }
+    for (ptrdiff_t kk = k; kk < kpad; kk++) dst[kk] = (uint8_t)shift;
+    return s;
+}
+
+static void q8_strip_c(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda, const float *is,
+                       void *c, ptrdiff_t ldc, int f32out)
+{
+    ptrdiff_t k4 = (w->k + 3) / 4, panels = q_panels(w->n);
+    const int8_t *wp = (const int8_t *)w->w;
+    for (int r = 0; r < mr; r++) {
+        const int8_t *ar = (const int8_t *)(a + r * lda);
+        for (ptrdiff_t p = 0; p < panels; p++) {
+            int32_t acc[FD_QPANEL] = {0};
+            const int8_t *wg = wp + p * k4 * 64;
+            for (ptrdiff_t g = 0; g < k4; g++, wg += 64)
+                for (int col = 0; col < FD_QPANEL; col++)
+                    for (int b = 0; b < 4; b++) acc[col] += (int32_t)ar[4 * g + b] * wg[4 * col + b];
+            for (int col = 0; col < FD_QPANEL && p * FD_QPANEL + col < w->n; col++) {
+                ptrdiff_t j = p * FD_QPANEL + col;
+                if (f32out)
+                    ((float *)c)[r * ldc + j] = (float)acc[col] / (w->scale[j] * is[r]);
+                else
+                    ((int32_t *)c)[r * ldc + j] = acc[col];
+            }
+        }
+    }
+}
+
+/* int4 sums, the same on every path: per group, acc_g = sum x * (q - zero) with one FMA per k,
+   then acc = fma(acc_g, scale, acc); one scale per unit: acc = sum x * q, divided at the end. */
+static void q4_strip_c(int mr, const fd_qweights *w, const float *x, ptrdiff_t ldx, float *c, ptrdiff_t ldc)
+{
+    ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2, panels = q_panels(w->n);
+    ptrdiff_t pstride = groups * half * FD_QPANEL, npad = panels * FD_QPANEL;
+    const uint8_t *wp = (const uint8_t *)w->w;
+    for (int r = 0; r < mr; r++)
+        for (ptrdiff_t p = 0; p < panels; p++) {
+            float acc[FD_QPANEL] = {0};
+            for (ptrdiff_t g = 0; g < groups; g++) {
+                ptrdiff_t k0 = g * w->block, len = w->k - k0 < w->block ? w->k - k0 : w->block;
+                const uint8_t *base = wp + p * pstride + g * half * FD_QPANEL;
+                const float *zb = w->zero ? w->zero + g * npad + p * FD_QPANEL : NULL;
+                float part[FD_QPANEL] = {0};
+                for (ptrdiff_t kk = 0; kk < len; kk++) {
+                    float xv = x[r * ldx + k0 + kk];
+                    const uint8_t *row = base + (kk / 2) * FD_QPANEL;
+                    for (int col = 0; col < FD_QPANEL; col++) {
+                        float u = (float)(kk % 2 ? row[col] >> 4 : row[col] & 15);
+                        part[col] = fmaf(xv, u - (zb ? zb[col] : 8.0f), part[col]);   /* x * (q - zero) */
+                    }
+                }
+                for (int col = 0; col < FD_QPANEL; col++)
+                    acc[col] = zb ? fmaf(part[col], w->scale[g * npad + p * FD_QPANEL + col], acc[col]) : part[col];
+            }
+            for (int col = 0; col < FD_QPANEL && p * FD_QPANEL + col < w->n; col++) {
+                ptrdiff_t j = p * FD_QPANEL + col;
+                c[r * ldc + j] = w->zero ? acc[col] : acc[col] / w->scale[j];
+            }
+        }
+}
+
+#if FD_Q_X86 && defined(__GNUC__)
+
+#define T_AVX2 __attribute__((target("avx2,fma")))
+#define T_AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
+#define T_AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+
+static int32_t load_i32(const uint8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* ---------------------------------------------------------------- AVX-512 */
+
+T_AVX512 static float q8_row_512(ptrdiff_t k, const float *x, uint8_t *dst, ptrdiff_t kpad, int shift)
+{
+    /* |x| as integers orders like the floats, and NaN / inf (>= 0x7F800000) above them all */
+    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+    __m512i vmax = _mm512_setzero_si512();
+    for (ptrdiff_t kk = 0; kk < k; kk += 16) {
+        __mmask16 m = k - kk >= 16 ? 0xFFFF : (__mmask16)((1u << (k - kk)) - 1);
+        vmax = _mm512_max_epi32(vmax, _mm512_and_si512(_mm512_maskz_loadu_epi32(m, x + kk), abs_mask));
+    }
+    int32_t bits = _mm512_reduce_max_epi32(vmax);
+    float amax;
+    memcpy(&amax, &bits, 4);
+    float s = q_row_scale(amax, bits >= 0x7F800000 ? 1.0f : 0.0f);
+    /* |x * s| <= 127 (+ rounding) for a finite row: no clamp needed before rounding */
+    const __m512 vs = _mm512_set1_ps(s);
+    const __m512i vshift = _mm512_set1_epi32(shift);
+    for (ptrdiff_t kk = 0; kk < k; kk += 16) {
+        __mmask16 m = k - kk >= 16 ? 0xFFFF : (__mmask16)((1u << (k - kk)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + kk), vs);
+        __m512i q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm512_mask_cvtepi32_storeu_epi8(dst + kk, m, _mm512_add_epi32(q, vshift));
+    }
+    for (ptrdiff_t kk = k; kk < kpad; kk++) dst[kk] = (uint8_t)shift;
+    return s;
+}
+
+/* MR rows x NP panels of int32 sums over the whole k, then stored (F32: de-scaled). */
+T_AVX512 AI void q8_tile_512(const int MR, const int NP, const int F32, ptrdiff_t k4, const uint8_t *a,
+                             ptrdiff_t lda, const int8_t *wp, ptrdiff_t pstride, const int32_t *comp,
+                             const float *ks, const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols)
+{
+    __m512i acc[4][8];
+    for (int r = 0; r < MR; r++)
+        for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_si512();
+    for (ptrdiff_t g = 0; g < k4; g++) {
+        __m512i wv[8];
+        for (int p = 0; p < NP; p++) wv[p] = _mm512_loadu_si512((const void *)(wp + p * pstride + g * 64));
+        for (int r = 0; r < MR; r++) {
+            __m512i av = _mm512_set1_epi32(load_i32(a + r * lda + 4 * g));
+            for (int p = 0; p < NP; p++) acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], av, wv[p]);
+        }
+    }
+    for (int p = 0; p < NP; p++) {
+        ptrdiff_t left = ncols - p * FD_QPANEL;
+        __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+        __m512i cp = _mm512_loadu_si512((const void *)(comp + p * FD_QPANEL));
+        __m512 kv = _mm512_loadu_ps(ks + p * FD_QPANEL);
+        for (int r = 0; r < MR; r++) {
+            __m512i v = _mm512_sub_epi32(acc[r][p], cp);
+            if (F32) {
+                __m512 f = _mm512_div_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(kv, _mm512_set1_ps(is[r])));
+                _mm512_mask_storeu_ps((float *)c + r * ldc + p * FD_QPANEL, m, f);
+            } else {
+                _mm512_mask_storeu_epi32((int32_t *)c + r * ldc + p * FD_QPANEL, m, v);
+            }
+        }
+    }
+}
+
+T_AVX512 static void q8_strip_512(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda,
+                                  const float *is, void *c, ptrdiff_t ldc, int f32out)
+{
+    ptrdiff_t k4 = (w->k + 3) / 4, panels = q_panels(w->n), pstride = k4 * 64;
+    int npmax = mr == 1 ? 8 : 4;   /* one row: 8 independent vpdpbusd chains */
+    for (ptrdiff_t p0 = 0; p0 < panels; p0 += npmax) {
+        int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;
+        const int8_t *wp = (const int8_t *)w->w + p0 * pstride;
+        const int32_t *comp = w->comp + p0 * FD_QPANEL;
+        const float *ks = w->scale + p0 * FD_QPANEL;
+        void *cp = f32out ? (void *)((float *)c + p0 * FD_QPANEL) : (void *)((int32_t *)c + p0 * FD_QPANEL);
+        ptrdiff_t ncols = w->n - p0 * FD_QPANEL;
+#define Q8_512(MR, NP)                                                                         \
+    case MR * 16 + NP:                                                                         \
+        if (f32out) q8_tile_512(MR, NP, 1, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols); \
+        else q8_tile_512(MR, NP, 0, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols);      \
+        break;
+        switch (mr * 16 + np) {
+            Q8_512(1, 1) Q8_512(1, 2) Q8_512(1, 3) Q8_512(1, 4)
+            Q8_512(1, 5) Q8_512(1, 6) Q8_512(1, 7) Q8_512(1, 8)
+            Q8_512(2, 1) Q8_512(2, 2) Q8_512(2, 3) Q8_512(2, 4)
+            Q8_512(3, 1) Q8_512(3, 2) Q8_512(3, 3) Q8_512(3, 4)
+            Q8_512(4, 1) Q8_512(4, 2) Q8_512(4, 3) Q8_512(4, 4)
+        }
+#undef Q8_512
+    }
+}
+
+/* Nibble u (= q + 8) to float without a conversion: (u | 2^23 bits) is the float 2^23 + u, so
+   (2^23 + u) - (2^23 + zero + 8) = q - zero exactly.  The high nibble is masked in place, giving
+   16 (q - zero), and multiplied by x / 16: the same product as x (q - zero), so the same sums as
+   the other paths (for |x| >= 2^-122, where x / 16 is exact). */
+T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, const fd_qweights *w,
+                             const float *x, ptrdiff_t ldx, ptrdiff_t p0, float *c, ptrdiff_t ldc)
+{
+    ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2;
+    ptrdiff_t pstride = groups * half * FD_QPANEL, npad = q_panels(w->n) * FD_QPANEL;
+    const uint8_t *wp = (const uint8_t *)w->w + p0 * pstride;
+    const __m512 magic = _mm512_set1_ps(8388608.0f);
+    const __m512i lo_mask = _mm512_set1_epi32(0x0F), hi_mask = _mm512_set1_epi32(0xF0);
+    const __m512i mi = _mm512_castps_si512(magic);
+    __m512 acc[4][4], part[4][4], zlo[4], zhi[4];
+    for (int r = 0; r < MR; r++)
+        for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
+    for (int p = 0; p < NP; p++) {   /* one scale per unit: q = u - 8 */
+        zlo[p] = _mm512_set1_ps(8388608.0f + 8.0f);
+        zhi[p] = _mm512_set1_ps(8388608.0f + 128.0f);
+    }
+    for (ptrdiff_t g = 0; g < groups; g++) {
+        ptrdiff_t k0 = g * w->block, len = w->k - k0 < w->block ? w->k - k0 : w->block;
+        const uint8_t *base = wp + g * half * FD_QPANEL;
+        for (int r = 0; r < MR; r++)
+            for (int p = 0; p < NP; p++) part[r][p] = GROUPED ? _mm512_setzero_ps() : acc[r][p];
+        if (GROUPED)
+            for (int p = 0; p < NP; p++) {
+                __m512 zb = _mm512_loadu_ps(w->zero + g * npad + (p0 + p) * FD_QPANEL);
+                zlo[p] = _mm512_add_ps(magic, zb);
+                zhi[p] = _mm512_fmadd_ps(zb, _mm512_set1_ps(16.0f), magic);   /* exact: integers < 2^24 */
+            }
+        for (ptrdiff_t kk = 0; kk < len; kk += 2) {
+            int two = len - kk >= 2;
+            __m512 wlo[4], whi[4];
+            for (int p = 0; p < NP; p++) {
+                __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(base + p * pstride + kk / 2 * FD_QPANEL)));
+                wlo[p] = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(v, lo_mask, mi, 0xEA)), zlo[p]);
+                whi[p] = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(v, hi_mask, mi, 0xEA)), zhi[p]);
+            }
+            for (int r = 0; r < MR; r++) {
+                __m512 x0 = _mm512_set1_ps(x[r * ldx + k0 + kk]);
+                for (int p = 0; p < NP; p++) part[r][p] = _mm512_fmadd_ps(x0, wlo[p], part[r][p]);
+                if (two) {
+                    __m512 x1 = _mm512_set1_ps(x[r * ldx + k0 + kk + 1] * 0.0625f);
+                    for (int p = 0; p < NP; p++) part[r][p] = _mm512_fmadd_ps(x1, whi[p], part[r][p]);
+                }
+            }
+        }
+        for (int p = 0; p < NP; p++) {
+            __m512 sc = GROUPED ? _mm512_loadu_ps(w->scale + g * npad + (p0 + p) * FD_QPANEL) : magic;
+            for (int r = 0; r < MR; r++)
+                acc[r][p] = GROUPED ? _mm512_fmadd_ps(part[r][p], sc, acc[r][p]) : part[r][p];
+        }
+    }
+    for (int p = 0; p < NP; p++) {
+        ptrdiff_t left = w->n - (p0 + p) * FD_QPANEL;
+        __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+        for (int r = 0; r < MR; r++) {
+            __m512 v = acc[r][p];
+            if (!GROUPED) v = _mm512_div_ps(v, _mm512_loadu_ps(w->scale + (p0 + p) * FD_QPANEL));
+            _mm512_mask_storeu_ps(c + r * ldc + (p0 + p) * FD_QPANEL, m, v);
+        }
+    }
+}
+
+T_AVX512 static void q4_strip_512(int mr, const fd_qweights *w, const float *x, ptrdiff_t ldx, float *c, ptrdiff_t ldc)
+{
+    ptrdiff_t panels = q_panels(w->n);
+    int npmax = mr == 1 ? 4 : mr == 2 ? 2 : 1;
+    for (ptrdiff_t p0 = 0; p0 < panels; p0 += npmax) {
+        int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;
+#define Q4_512(MR, NP)                                                        \
+    case MR * 8 + NP:                                                         \
+        if (w->zero) q4_tile_512(MR, NP, 1, w, x, ldx, p0, c, ldc);           \
+        else q4_tile_512(MR, NP, 0, w, x, ldx, p0, c, ldc);                   \
+        break;
+        switch (mr * 8 + np) {
+            Q4_512(1, 1) Q4_512(1, 2) Q4_512(1, 3) Q4_512(1, 4)
+            Q4_512(2, 1) Q4_512(2, 2) Q4_512(3, 1) Q4_512(4, 1)
+        }
+#undef Q4_512
+    }
+}
+
+/* ---------------------------------------------------------------- AVX2 and AVX-VNNI (256 bits) */
+
+T_AVX2 static float q8_row_256(ptrdiff_t k, const float *x, uint8_t *dst, ptrdiff_t kpad, int shift)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+    __m256 vmax = zero, vbad = zero;
+    ptrdiff_t kk = 0;
+    for (; kk + 8 <= k; kk += 8) {
+        __m256 v = _mm256_loadu_ps(x + kk);
+        vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, v));
+        vbad = _mm256_add_ps(vbad, _mm256_mul_ps(v, zero));
+    }
+    float lanes[8], bad[8], amax = 0.0f, nonfinite = 0.0f;
+    _mm256_storeu_ps(lanes, vmax);
+    _mm256_storeu_ps(bad, vbad);
+    for (int l = 0; l < 8; l++) {
+        amax = lanes[l] > amax ? lanes[l] : amax;
+        nonfinite += bad[l];
+    }
+    for (ptrdiff_t t = kk; t < k; t++) {
+        float a = fabsf(x[t]);
+        amax = a > amax ? a : amax;
+        nonfinite += x[t] * 0.0f;
+    }
+    float s = q_row_scale(amax, nonfinite);
+    const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256i vshift = _mm256_set1_epi32(shift);
+    for (kk = 0; kk + 8 <= k; kk += 8) {
+        __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + kk), vs), lo), hi);
+        __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), vshift);
+        __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        __m128i w8 = shift ? _mm_packus_epi16(w16, w16) : _mm_packs_epi16(w16, w16);
+        _mm_storel_epi64((__m128i *)(dst + kk), w8);
+    }
+    for (; kk < k; kk++) {
+        float v = x[kk] * s;
+        v = v > -127.0f ? v : -127.0f;
+        v = v < 127.0f ? v : 127.0f;
+        dst[kk] = (uint8_t)((int)nearbyintf(v) + shift);
+    }
+    for (kk = k; kk < kpad; kk++) dst[kk] = (uint8_t)shift;
+    return s;
+}
+
+/* The 256-bit paths share everything but the 4-product step: VNNI multiplies u8 (q + 128) by
+   s8 in one vpdpbusd, AVX2 does |w| x sign(q, w) with vpmaddubsw and vpmaddwd. */
+T_AVX2 AI __m256i dot4_avx2(__m256i acc, __m256i av, __m256i wv, __m256i wabs)
+{
+    __m256i pairs = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(av, wv));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+
+T_AVXVNNI AI __m256i dot4_avxvnni(__m256i acc, __m256i av, __m256i wv)
+{
+    return _mm256_dpbusd_avx_epi32(acc, av, wv);
+}
+
+T_AVX2 AI void q8_store_256(const int MR, const int NP, const int F32, __m256i acc[4][8], const int32_t *comp,
+                            const float *ks, const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols)
+{
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int v = 0; v < 2 * NP && 8 * v < ncols; v++) {
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(ncols - 8 * v < 8 ? ncols - 8 * v : 8)), iota);
+        __m256i cp = comp ? _mm256_loadu_si256((const __m256i *)(comp + 8 * v)) : _mm256_setzero_si256();
+        __m256 kv = _mm256_loadu_ps(ks + 8 * v);
+        for (int r = 0; r < MR; r++) {
+            __m256i s = _mm256_sub_epi32(acc[r][v], cp);
+            if (F32) {
+                __m256 f = _mm256_div_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(kv, _mm256_set1_ps(is[r])));
+                _mm256_maskstore_ps((float *)c + r * ldc + 8 * v, m, f);
+            } else {
+                _mm256_maskstore_epi32((int *)c + r * ldc + 8 * v, m, s);
+            }
+        }
+    }
+}
+
+#define Q8_TILE_256(NAME, TARGET, STEP, COMP)                                                          \
+    TARGET AI void NAME(const int MR, const int NP, const int F32, ptrdiff_t k4, const uint8_t *a,     \
+                        ptrdiff_t lda, const int8_t *wp, ptrdiff_t pstride, const int32_t *comp,       \
+                        const float *ks, const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols)     \
+    {                                                                                                  \
+        __m256i acc[4][8];                                                                             \
+        for (int r = 0; r < MR; r++)                                                                   \
+            for (int v = 0; v < 2 * NP; v++) acc[r][v] = _mm256_setzero_si256();                       \
+        for (ptrdiff_t g = 0; g < k4; g++) {                                                           \
+            __m256i wv[8], wabs[8];                                                                    \
+            for (int v = 0; v < 2 * NP; v++) {                                                         \
+                wv[v] = _mm256_loadu_si256((const __m256i *)(wp + (v / 2) * pstride + g * 64 + (v % 2) * 32)); \
+                wabs[v] = _mm256_abs_epi8(wv[v]);                                                      \
+            }                                                                                          \
+            for (int r = 0; r < MR; r++) {                                                             \
+                __m256i av = _mm256_set1_epi32(load_i32(a + r * lda + 4 * g));                         \
+                for (int v = 0; v < 2 * NP; v++) acc[r][v] = STEP;                                     \
+            }                                                                                          \
+            (void)wabs;                                                                                \
+        }                                                                                              \
+        (void)comp;                                                                                    \
+        q8_store_256(MR, NP, F32, acc, COMP, ks, is, c, ldc, ncols);                                \
+    }
+
+Q8_TILE_256(q8_tile_avx2, T_AVX2, dot4_avx2(acc[r][v], av, wv[v], wabs[v]), NULL)
+Q8_TILE_256(q8_tile_avxvnni, T_AVXVNNI, dot4_avxvnni(acc[r][v], av, wv[v]), comp)
+
+#define Q8_STRIP_256(NAME, TARGET, TILE, NPMAX1)                                                       \
+    TARGET static void NAME(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda,             \
+                            const float *is, void *c, ptrdiff_t ldc, int f32out)                       \
+    {                                                                                                  \
+        ptrdiff_t k4 = (w->k + 3) / 4, panels = q_panels(w->n), pstride = k4 * 64;                     \
+        int npmax = mr == 1 ? NPMAX1 : mr == 2 ? 2 : 1;                                                \
+        for (ptrdiff_t p0 = 0; p0 < panels; p0 += npmax) {                                             \
+            int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;                                 \
+            const int8_t *wp = (const int8_t *)w->w + p0 * pstride;                                    \
+            const int32_t *comp = w->comp + p0 * FD_QPANEL;                                            \
+            const float *ks = w->scale + p0 * FD_QPANEL;                                               \
+            void *cp = f32out ? (void *)((float *)c + p0 * FD_QPANEL) : (void *)((int32_t *)c + p0 * FD_QPANEL); \
+            ptrdiff_t ncols = w->n - p0 * FD_QPANEL;                                                   \
+            switch (mr * 8 + np) {                                                                     \
+            case 1 * 8 + 1: TILE##_CASE(1, 1); break;                                                  \
+            case 1 * 8 + 2: TILE##_CASE(1, 2); break;                                                  \
+            case 1 * 8 + 3: TILE##_CASE(1, 3); break;                                                  \
+            case 1 * 8 + 4: TILE##_CASE(1, 4); break;                                                  \
+            case 2 * 8 + 1: TILE##_CASE(2, 1); break;                                                  \
+            case 2 * 8 + 2: TILE##_CASE(2, 2); break;                                                  \
+            case 3 * 8 + 1: TILE##_CASE(3, 1); break;                                                  \
+            case 4 * 8 + 1: TILE##_CASE(4, 1); break;                                                  \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+#define q8_tile_avx2_CASE(MR, NP)                                                                      \
+    (f32out ? q8_tile_avx2(MR, NP, 1, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols)          \
+            : q8_tile_avx2(MR, NP, 0, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols))
+#define q8_tile_avxvnni_CASE(MR, NP)                                                                   \
+    (f32out ? q8_tile_avxvnni(MR, NP, 1, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols)       \
+            : q8_tile_avxvnni(MR, NP, 0, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols))
+
+Q8_STRIP_256(q8_strip_avx2, T_AVX2, q8_tile_avx2, 2)
+Q8_STRIP_256(q8_strip_avxvnni, T_AVXVNNI, q8_tile_avxvnni, 4)
+
+T_AVX2 AI void q4_tile_256(const int MR, const int NP, const int GROUPED, const fd_qweights *w,
+                           const float *x, ptrdiff_t ldx, ptrdiff_t p0, float *c, ptrdiff_t ldc)
+{
+    ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2;
+    ptrdiff_t pstride = groups * half * FD_QPANEL, npad = q_panels(w->n) * FD_QPANEL;
+    const uint8_t *wp = (const uint8_t *)w->w + p0 * pstride;
+    __m256 acc[4][4], part[4][4], zb[4];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < 2 * NP; v++) acc[r][v] = _mm256_setzero_ps();
+    for (int v = 0; v < 2 * NP; v++) zb[v] = _mm256_set1_ps(8.0f);
+    for (ptrdiff_t g = 0; g < groups; g++) {
+        ptrdiff_t k0 = g * w->block, len = w->k - k0 < w->block ? w->k - k0 : w->block;
+        const uint8_t *base = wp + g * half * FD_QPANEL;
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < 2 * NP; v++) part[r][v] = GROUPED ? _mm256_setzero_ps() : acc[r][v];
+        if (GROUPED)
+            for (int v = 0; v < 2 * NP; v++) zb[v] = _mm256_loadu_ps(w->zero + g * npad + p0 * FD_QPANEL + 8 * v);
+        for (ptrdiff_t kk = 0; kk < len; kk += 2) {
+            int two = len - kk >= 2;
+            __m256 wlo[4], whi[4];
+            for (int v = 0; v < 2 * NP; v++) {
+                const uint8_t *src = base + (v / 2) * pstride + kk / 2 * FD_QPANEL + (v % 2) * 8;
+                __m256i u = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)src));
+                wlo[v] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(u, _mm256_set1_epi32(15))), zb[v]);
+                whi[v] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(u, 4)), zb[v]);
+            }
+            for (int r = 0; r < MR; r++) {
+                __m256 x0 = _mm256_set1_ps(x[r * ldx + k0 + kk]);
+                for (int v = 0; v < 2 * NP; v++) part[r][v] = _mm256_fmadd_ps(x0, wlo[v], part[r][v]);
+                if (two) {
+                    __m256 x1 = _mm256_set1_ps(x[r * ldx + k0 + kk + 1]);
+                    for (int v = 0; v < 2 * NP; v++) part[r][v] = _mm256_fmadd_ps(x1, whi[v], part[r][v]);
+                }
+            }
+        }
+        for (int v = 0; v < 2 * NP; v++) {
+            __m256 sc = GROUPED ? _mm256_loadu_ps(w->scale + g * npad + p0 * FD_QPANEL + 8 * v) : zb[v];
+            for (int r = 0; r < MR; r++)
+                acc[r][v] = GROUPED ? _mm256_fmadd_ps(part[r][v], sc, acc[r][v]) : part[r][v];
+        }
+    }
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int v = 0; v < 2 * NP; v++) {
+        ptrdiff_t left = w->n - p0 * FD_QPANEL - 8 * v;
+        if (left <= 0) break;
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 8 ? left : 8)), iota);
+        for (int r = 0; r < MR; r++) {
+            __m256 y = acc[r][v];
+            if (!GROUPED) y = _mm256_div_ps(y, _mm256_loadu_ps(w->scale + p0 * FD_QPANEL + 8 * v));
+            _mm256_maskstore_ps(c + r * ldc + p0 * FD_QPANEL + 8 * v, m, y);
+        }
+    }
+}
+
+T_AVX2 static void q4_strip_256(int mr, const fd_qweights *w, const float *x, ptrdiff_t ldx, float *c, ptrdiff_t ldc)
+{
+    ptrdiff_t panels = q_panels(w->n);
+    int npmax = mr == 1 ? 2 : 1;
+    for (ptrdiff_t p0 = 0; p0 < panels; p0 += npmax) {
+        int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;
+#define Q4_256(MR, NP)                                                      \
+    case MR * 8 + NP:                                                       \
+        if (w->zero) q4_tile_256(MR, NP, 1, w, x, ldx, p0, c, ldc);         \
+        else q4_tile_256(MR, NP, 0, w, x, ldx, p0, c, ldc);                 \
+        break;
+        switch (mr * 8 + np) { Q4_256(1, 1) Q4_256(1, 2) Q4_256(2, 1) Q4_256(3, 1) Q4_256(4, 1) }
+#undef Q4_256
+    }
+}
+
+#endif /* FD_Q_X86 */
+
+/* ---------------------------------------------------------------- dispatch */
+
+typedef float (*q8_row_fn)(ptrdiff_t, const float *, uint8_t *, ptrdiff_t, int);
+typedef void (*q8_strip_fn)(int, const fd_qweights *, const uint8_t *, ptrdiff_t, const float *, void *, ptrdiff_t, int);
+typedef void (*q4_strip_fn)(int, const fd_qweights *, const float *, ptrdiff_t, float *, ptrdiff_t);
+
+typedef struct {
+    q8_row_fn row;
+    q8_strip_fn strip;
+    q4_strip_fn strip4;
+    int shift;   /* 128: the path multiplies u8 inputs (vpdpbusd) */
+} q_path;
+
+static int q_path_of(fd_qisa isa, q_path *path)
+{
+    if ((unsigned)isa >= FD_QISA_COUNT || !fd_qisa_supported(isa)) return FD_ERR_ARG;
+    *path = (q_path){q8_row_c, q8_strip_c, q4_strip_c, 0};
+#if FD_Q_X86 && defined(__GNUC__)
+    if (isa == FD_QISA_AVX2) *path = (q_path){q8_row_256, q8_strip_avx2, q4_strip_256, 0};
+    if (isa == FD_QISA_AVX_VNNI) *path = (q_path){q8_row_256, q8_strip_avxvnni, q4_strip_256, 128};
+    if (isa == FD_QISA_AVX512_VNNI) *path = (q_path){q8_row_512, q8_strip_512, q4_strip_512, 128};
+#endif
+    return FD_OK;
+}
+
+/* The quantized strip buffer: on the stack when small. */
+typedef struct {
+    uint8_t local[QSTACK];
+    uint8_t *bytes;
+} q_scratch;
+
+static int q_scratch_get(q_scratch *s, ptrdiff_t bytes)
+{
+    s->bytes = bytes <= QSTACK ? s->local : (uint8_t *)malloc((size_t)bytes);
+    return s->bytes ? 0 : -1;
+}
+
+static void q_scratch_free(q_scratch *s)
+{
+    if (s->bytes != s->local) free(s->bytes);
+}
+
+static int q8_run(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx,
+                  const int8_t *q, ptrdiff_t ldq, const fd_act *act, const float *bias, void *c, ptrdiff_t ldc)
+{
+    q_path path;
+    if (w->bits != 8 || w->k < 1 || w->k > FD_Q8_MAX_K || q_path_of(isa, &path)) return FD_ERR_ARG;
+    ptrdiff_t lda = (w->k + 3) / 4 * 4;
+    q_scratch s;
+    if (q_scratch_get(&s, QROWS * lda)) return FD_ERR_NOMEM;
+    for (ptrdiff_t i0 = 0; i0 < m; i0 += QROWS) {
+        int mr = m - i0 < QROWS ? (int)(m - i0) : QROWS;
+        float is[QROWS];
+        for (int r = 0; r < mr; r++) {
+            uint8_t *dst = s.bytes + r * lda;
+            if (x) {
+                is[r] = path.row(w->k, x + (i0 + r) * ldx, dst, lda, path.shift);
+            } else {   /* already quantized rows */
+                for (ptrdiff_t kk = 0; kk < lda; kk++)
+                    dst[kk] = (uint8_t)((kk < w->k ? q[(i0 + r) * ldq + kk] : 0) + path.shift);
+                is[r] = 1.0f;
+            }
+        }
+        if (x) {
+            float *cs = (float *)c + i0 * ldc;
+            path.strip(mr, w, s.bytes, lda, is, cs, ldc, 1);
+            fd_epilogue_f32(act, bias, cs, ldc, cs, ldc, mr, w->n);
+        } else {
+            path.strip(mr, w, s.bytes, lda, is, (int32_t *)c + i0 * ldc, ldc, 0);
+        }
+    }
+    q_scratch_free(&s);
+    return FD_OK;
+}
+
+int fd_q8_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx,
+                const fd_act *act, const float *bias, float *c, ptrdiff_t ldc)
+{
+    return q8_run(isa, w, m, x, ldx, NULL, 0, act, bias, c, ldc);
+}
+
+int fd_q8_gemm_i32(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const int8_t *q, ptrdiff_t ldq,
+                   int32_t *c, ptrdiff_t ldc)
+{
+    return q8_run(isa, w, m, NULL, 0, q, ldq, NULL, NULL, c, ldc);
+}
+
+int fd_q8_quantize_rows(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, const float *x, ptrdiff_t ldx,
+                        int8_t *q, ptrdiff_t ldq, float *scale)
+{
+    q_path path;
+    if (q_path_of(isa, &path)) return FD_ERR_ARG;
+    for (ptrdiff_t i = 0; i < m; i++)   /* unshifted: the int8 values themselves */
+        scale[i] = path.row(k, x + i * ldx, (uint8_t *)(q + i * ldq), k, 0);
+    return FD_OK;
+}
+
+int fd_q4_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx,
+                const fd_act *act, const float *bias, float *c, ptrdiff_t ldc)
+{
+    q_path path;
+    if (w->bits != 4 || w->k < 1 || w->block < 1 || q_path_of(isa, &path)) return FD_ERR_ARG;
+    for (ptrdiff_t i0 = 0; i0 < m; i0 += QROWS) {
+        int mr = m - i0 < QROWS ? (int)(m - i0) : QROWS;
+        float *cs = c + i0 * ldc;
+        path.strip4(mr, w, x + i0 * ldx, ldx, cs, ldc);
+        fd_epilogue_f32(act, bias, cs, ldc, cs, ldc, mr, w->n);
+    }
+    return FD_OK;
+}

@@ -1,0 +1,107 @@
+/* fd_qgemm.h -- the quantized Dense kernels (Keras 3 int8 and int4), weights packed once.
+ *
+ * int8 (Keras "int8"): each input row is quantized by its own abs-max exactly as Keras's
+ * AbsMaxQuantizer does (float32: s = 127 / (max|x| + 1e-7), q = clip(rint(x * s), -127, 127)),
+ * multiplied by the int8 kernel with exact int32 sums, then
+ *     c[i, j] = act(float(acc[i, j]) / (kernel_scale[j] * s_i) + bias[j])
+ * with the de-scale in Keras's order (a float32 product, then a float32 division), so the
+ * values before the activation equal Keras's bit for bit.  A row holding NaN or +-inf gives NaN.
+ *
+ * int4 (Keras "int4", inputs left float as Keras's default): the kernel Keras rebuilds,
+ *     w[kk, j] = (q[kk, j] - zero[g, j]) * scale[g, j]   (g = kk / block, float32)
+ * or w = q with one kernel_scale per unit (block = -1: c = act(x @ w / kernel_scale + bias)),
+ * unpacked from nibbles in registers and summed with float32 FMAs in k order.
+ *
+ * Paths (fd_qisa), picked by the caller (fd_qgemm_isa() is the best one the CPU and
+ * FASTDENSE_CPU_PATH allow) and compiled with target attributes, so the default build runs on
+ * any x86-64: AVX512-VNNI (vpdpbusd zmm), AVX-VNNI (vpdpbusd ymm), AVX2 (vpmaddubsw on |w| and
+ * sign(q, w): pair sums <= 2 * 128 * 127, never saturated) and portable C.  Every path gives
+ * the same int32 sums (int8) and the same float sums (int4, same FMA order), bit for bit, for
+ * any number of rows.  Pure, thread-safe on disjoint outputs; scratch up to 16 KiB per call on
+ * the stack, more from malloc.
+ */
+#ifndef FD_QGEMM_H
+#define FD_QGEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fd_act.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    FD_QISA_BASELINE = 0,   /* portable C */
+    FD_QISA_AVX2,           /* AVX2: vpmaddubsw + vpmaddwd */
+    FD_QISA_AVX_VNNI,       /* AVX-VNNI: VEX vpdpbusd, 256 bits */
+    FD_QISA_AVX512_VNNI,    /* AVX512-VNNI: vpdpbusd, 512 bits */
+    FD_QISA_COUNT
+} fd_qisa;
+
+/* Columns per packed panel (one zmm of int32 or float32 sums). */
+#define FD_QPANEL 16
+/* Longest k whose int8 sums fit int32 in every case: 132104 * 127 * 128 < 2^31. */
+#define FD_Q8_MAX_K 132104
+
+/* Packed weights: filled by fd_q8_pack / fd_q4_pack into buffers of the sizes below. */
+typedef struct {
+    ptrdiff_t k, n;         /* kernel shape (input features, units) */
+    int bits;               /* 8 or 4 */
+    ptrdiff_t block;        /* int4: input rows per scale group; k when one scale per unit */
+    const void *w;          /* int8: panels x ceil(k/4) x 16 x 4 bytes; int4: see fd_q4_pack */
+    const int32_t *comp;    /* int8: 128 * sum_kk w[kk, j] per column (AVX-VNNI paths' shift) */
+    const float *scale;     /* int8 and per-unit int4: kernel_scale per column (padded with 1);
+                               int4 blocks: groups x panels*16 floats */
+    const float *zero;      /* int4 blocks: groups x panels*16 zero points as floats, else NULL */
+} fd_qweights;
+
+/* Bytes of the packed int8 weights (fd_q8_pack's wp). */
+ptrdiff_t fd_q8_packed_size(ptrdiff_t k, ptrdiff_t n);
+/* Pack w[kk * ldw + j] (k x n int8) into wp and fill comp (panels*16 int32) and scale_out
+   (panels*16 float: kernel_scale, padded with 1). */
+void fd_q8_pack(const int8_t *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, const float *kernel_scale,
+                int8_t *wp, int32_t *comp, float *scale_out);
+
+/* Bytes of packed int4 weights with `block` rows per group (block = k for one scale per unit). */
+ptrdiff_t fd_q4_packed_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block);
+/* Floats of each of fd_q4_pack's scale_out and zero_out. */
+ptrdiff_t fd_q4_params_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block);
+/* Pack q[kk * ldq + j] (k x n, int8 values in [-8, 7]) into wp: per panel of 16 columns and per
+   group, rows in pairs, byte c of a pair = (row0 & 15) | row1 << 4 (an odd group's last pair has
+   a zero high nibble).  scale: groups x n (or n per unit); zero: groups x n int8, or NULL for
+   one scale per unit (then block must be k). */
+void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
+                const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out);
+
+/* The best path this CPU runs (fd_cpu_has), lowered by FASTDENSE_CPU_PATH (baseline: C; avx2:
+   AVX-VNNI when present, else AVX2; avx512: everything). */
+fd_qisa fd_qgemm_isa(void);
+/* 1 when the CPU runs `isa` and FASTDENSE_CPU_PATH allows it. */
+int fd_qisa_supported(fd_qisa isa);
+/* "baseline", "avx2", "avx_vnni", "avx512_vnni"; NULL out of range. */
+const char *fd_qisa_name(fd_qisa isa);
+
+/* The int8 layer: c = act(descale(quantize(x) @ w) + bias), x m x k floats (row stride ldx),
+   c m x n (row stride ldc >= n; glu writes n / 2).  Returns FD_OK, FD_ERR_NOMEM, or FD_ERR_ARG
+   (isa unsupported, k > FD_Q8_MAX_K, wrong bits) (fd_status.h). */
+int fd_q8_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx,
+                const fd_act *act, const float *bias, float *c, ptrdiff_t ldc);
+/* Keras's input quantizer alone: q[i * ldq + kk] and scale[i] for m rows of x. */
+int fd_q8_quantize_rows(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, const float *x, ptrdiff_t ldx,
+                        int8_t *q, ptrdiff_t ldq, float *scale);
+/* The integer product alone, for already quantized rows: c[i, j] = sum_kk q[i, kk] w[kk, j].
+   q must lie in [-127, 127] (what the quantizer writes); w may hold -128. */
+int fd_q8_gemm_i32(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const int8_t *q, ptrdiff_t ldq,
+                   int32_t *c, ptrdiff_t ldc);
+
+/* The int4 layer: c = act(x @ w (/ kernel_scale per unit) + bias).  Same returns. */
+int fd_q4_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx,
+                const fd_act *act, const float *bias, float *c, ptrdiff_t ldc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FD_QGEMM_H */

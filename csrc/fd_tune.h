@@ -1,0 +1,40 @@
+/* fd_tune.h -- the tuning constants that do not depend on the CPU path: when a dense call is
+ * split over threads, how large its blocks are, how long idle workers spin, and the plan's
+ * block sizes (fastdense/models/plan.py reads those as _kernels.FD_TUNE_PLAN_*).  The GEMM's
+ * own blocking lives with each path (fd_tune_<path>.h).  None of them changes a result: a
+ * row's bits never depend on the split or the blocks.  Why each value: docs/ and the commit
+ * messages that set them.
+ */
+#ifndef FD_TUNE_H
+#define FD_TUNE_H
+
+typedef enum fd_tune {
+    /* ---- threads (fd_pool.c) */
+    FD_TUNE_WORKER_SPIN = 32768,         /* pauses (~30 ns) an idle worker spins before it sleeps */
+    FD_TUNE_JOIN_SPIN = 4000,            /* pauses the caller spins for its helpers before it sleeps */
+
+    /* ---- splitting one dense call (fd_dense.c); work counts multiply-adds */
+    FD_TUNE_BLAS_MT_WORK = 1 << 18,      /* below: one block on the caller, no bookkeeping; above:
+                                            OpenBLAS threads a GEMM (SMP_THRESHOLD_MIN * 4) */
+    FD_TUNE_SPLIT_WORK = 1 << 21,        /* from this much work a call splits over the pool */
+    FD_TUNE_SPLIT_FEW_ROWS = 4,          /* ... a call of at most this many rows, bound by reading */
+    FD_TUNE_SPLIT_WORK_FEW_ROWS = 1 << 17, /* the weights, from this much (128 Ki weights) */
+    FD_TUNE_SPLIT_WORK_OWN = 1 << 19,    /* fastdense's own kernels (no BLAS threads, no per-call
+                                            packing), counting columns in panels of 16 */
+    FD_TUNE_COLS_SPLIT_ROWS = 128,       /* fewer rows per thread than this: split by columns ... */
+    FD_TUNE_COLS_SPLIT_MIN_COLS = 64,    /* ... when each thread gets at least this many */
+    FD_TUNE_BLOCK_BYTES = 256 * 1024,    /* own pool: output rows per block about this size ... */
+    FD_TUNE_BLOCK_MIN_ROWS = 256,        /* ... and at least this many (the BLAS re-packs per block) */
+    FD_TUNE_BLAS_BLOCK_BYTES = 4 << 20,  /* multi-threaded BLAS: output bytes per GEMM ... */
+    FD_TUNE_BLAS_BLOCK_MIN_ROWS = 512,   /* ... and at least this many rows */
+    FD_TUNE_EPILOGUE_SPLIT_WORK = 1 << 16, /* after a BLAS GEMM, epilogues of this many values split */
+
+    /* ---- the whole-model plan (fastdense/models/plan.py) */
+    FD_TUNE_PLAN_ROWS_PER_BLOCK = 256,   /* GEMM rows per block: the BLAS re-packs weights per call */
+    FD_TUNE_PLAN_BLOCK_BYTES = 2 << 20,  /* intermediates of one block: about L2 + a slice of L3 */
+    FD_TUNE_PLAN_BLAS_BLOCK_BYTES = 64 << 20, /* multi-threaded BLAS: whole batches up to this scratch */
+    FD_TUNE_PLAN_SMALL_BATCH = 48,       /* packed plans: batches up to this size split by samples ... */
+    FD_TUNE_PLAN_SMALL_BATCH_WORK = 1 << 20 /* ... when they are at least this many multiply-adds */
+} fd_tune;
+
+#endif

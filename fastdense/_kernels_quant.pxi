@@ -1,0 +1,231 @@
+# Included by _kernels.pyx: the quantized Dense kernels (csrc/fd_qgemm.h) as a packed object.
+
+from libc.stdint cimport int8_t, uint8_t, int32_t
+
+cdef extern from "fd_qgemm.h" nogil:
+    ctypedef enum fd_qisa:
+        FD_QISA_BASELINE, FD_QISA_AVX2, FD_QISA_AVX_VNNI, FD_QISA_AVX512_VNNI, FD_QISA_COUNT
+    int FD_QPANEL
+    int FD_Q8_MAX_K
+    ctypedef struct fd_qweights:
+        ptrdiff_t k, n
+        int bits
+        ptrdiff_t block
+        const void *w
+        const int32_t *comp
+        const float *scale
+        const float *zero
+    ptrdiff_t fd_q8_packed_size(ptrdiff_t k, ptrdiff_t n)
+    void fd_q8_pack(const int8_t *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, const float *kernel_scale,
+                    int8_t *wp, int32_t *comp, float *scale_out)
+    ptrdiff_t fd_q4_packed_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
+    ptrdiff_t fd_q4_params_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
+    void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
+                    const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out)
+    fd_qisa fd_qgemm_isa()
+    int fd_qisa_supported(fd_qisa isa)
+    const char *fd_qisa_name(fd_qisa isa)
+    int fd_q8_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx,
+                    const fd_act *act, const float *bias, float *c, ptrdiff_t ldc)
+    int fd_q8_quantize_rows(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, const float *x, ptrdiff_t ldx,
+                            int8_t *q, ptrdiff_t ldq, float *scale)
+    int fd_q4_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx,
+                    const fd_act *act, const float *bias, float *c, ptrdiff_t ldc)
+
+Q8_MAX_K = FD_Q8_MAX_K
+
+
+def quant_isa():
+    """The quantized kernels' path here: 'avx512_vnni', 'avx_vnni', 'avx2' or 'baseline'."""
+    return fd_qisa_name(fd_qgemm_isa()).decode()
+
+
+cdef cnp.ndarray _aligned_empty(cnp.npy_intp count, int typenum, cnp.npy_intp itemsize):
+    """A read-only-to-be 1-D array of `count` items starting on a 64-byte boundary."""
+    cdef cnp.npy_intp size = count + 64 // itemsize
+    cdef cnp.ndarray raw = cnp.PyArray_ZEROS(1, &size, typenum, 0)
+    cdef cnp.npy_intp skip = <cnp.npy_intp>((64 - <size_t>cnp.PyArray_DATA(raw) % 64) % 64) // itemsize
+    return raw[skip:skip + count]
+
+
+cdef class QuantizedKernel:
+    """A Keras-quantized (K, N) Dense kernel, packed once for the integer kernels (read-only).
+
+    Built by ``fastdense.ops.quantize_kernel`` (from float weights) or from the variables a
+    Keras file stores (``QuantizedKernel.from_keras``). ``mode`` is ``"int8"`` or ``"int4"``;
+    ``kernel``, ``kernel_scale`` and ``kernel_zero`` are Keras's variables (int8 (K, N) or int4
+    packed two per byte along N; one scale per unit or per block of ``block_size`` input rows),
+    read-only copies; ``quantize_inputs`` says whether inputs are quantized per row (Keras's
+    int8 default) or stay float (Keras's int4 default).
+    """
+    cdef readonly str mode
+    cdef readonly object kernel
+    cdef readonly object kernel_scale
+    cdef readonly object kernel_zero
+    cdef readonly ptrdiff_t block_size
+    cdef readonly bint quantize_inputs
+    cdef readonly ptrdiff_t k, n
+    cdef object _packed, _comp, _scale, _zero
+    cdef fd_qweights _w
+    cdef bint _native
+
+    def __cinit__(self, str mode, kernel, kernel_scale, kernel_zero=None, ptrdiff_t block_size=-1,
+                  bint quantize_inputs=True):
+        from fastdense import quantizers  # the int4 unpacking lives in one place
+
+        if mode not in ("int8", "int4"):
+            raise ValueError(f"QuantizedKernel mode must be 'int8' or 'int4', got {mode!r}")
+        kernel = np.asarray(kernel)
+        if kernel.dtype != np.int8 or kernel.ndim != 2:
+            raise ValueError(f"QuantizedKernel {mode} kernel must be a 2-D int8 array, "
+                             f"got {kernel.ndim}-D {kernel.dtype}")
+        scale = np.array(kernel_scale, dtype=np.float32, order="C", copy=True)
+        self.k = kernel.shape[0]
+        if self.k < 1:
+            raise ValueError(f"QuantizedKernel needs at least one input row, got kernel shape {kernel.shape}")
+        self.n = scale.shape[scale.ndim - 1] if scale.ndim else 0
+        self.mode = mode
+        self.quantize_inputs = quantize_inputs
+        zero = None
+        if mode == "int8":
+            self.n = kernel.shape[1]
+            if scale.shape != (self.n,):
+                raise ValueError(f"QuantizedKernel int8 kernel_scale must have shape ({self.n},), "
+                                 f"got {scale.shape}")
+            if kernel_zero is not None or block_size != -1:
+                raise ValueError("QuantizedKernel int8 takes no kernel_zero or block_size")
+            if self.k > FD_Q8_MAX_K:
+                raise ValueError(f"QuantizedKernel int8 supports up to {FD_Q8_MAX_K} input rows "
+                                 f"(int32 sums), got {self.k}")
+            self.block_size = -1
+        else:
+            if kernel.shape[1] != (self.n + 1) // 2:
+                raise ValueError(f"QuantizedKernel int4 kernel holds two units per byte: for "
+                                 f"{self.n} units expected shape ({self.k}, {(self.n + 1) // 2}), got {kernel.shape}")
+            if block_size == -1:
+                if scale.shape != (self.n,) or kernel_zero is not None:
+                    raise ValueError(f"QuantizedKernel int4 with one scale per unit needs kernel_scale of "
+                                     f"shape ({self.n},) and no kernel_zero, got {scale.shape}")
+            else:
+                if block_size < 1:
+                    raise ValueError(f"QuantizedKernel int4 block_size must be -1 or positive, got {block_size}")
+                groups = (self.k + block_size - 1) // block_size
+                zero = np.array(kernel_zero, dtype=np.int8, order="C", copy=True) if kernel_zero is not None else None
+                if scale.shape != (groups, self.n) or zero is None or zero.shape != (groups, self.n):
+                    raise ValueError(f"QuantizedKernel int4 with block_size {block_size} needs kernel_scale and "
+                                     f"kernel_zero of shape ({groups}, {self.n}), got {scale.shape} and "
+                                     f"{None if zero is None else zero.shape}")
+                if zero.min() < -8 or zero.max() > 7:
+                    raise ValueError(f"QuantizedKernel int4 kernel_zero must lie in [-8, 7], "
+                                     f"got [{zero.min()}, {zero.max()}]")
+            self.block_size = block_size
+        self.kernel = _read_only(np.array(kernel, order="C", copy=True))
+        self.kernel_scale = _read_only(scale)
+        self.kernel_zero = None if zero is None else _read_only(zero)
+        self._native = self.n > 0 and (mode == "int4" and not quantize_inputs or mode == "int8" and quantize_inputs)
+        if self._native:
+            self._pack(quantizers)
+
+    cdef _pack(self, quantizers):
+        cdef ptrdiff_t k = self.k, n = self.n, npad = (n + FD_QPANEL - 1) // FD_QPANEL * FD_QPANEL
+        cdef ptrdiff_t block = self.block_size if self.block_size > 0 else k
+        cdef cnp.ndarray kern = <cnp.ndarray>self.kernel, sc = <cnp.ndarray>self.kernel_scale, q, zero
+        cdef cnp.ndarray wp, comp, scale_out, zero_out
+        if self.mode == "int8":
+            wp = _aligned_empty(fd_q8_packed_size(k, n), cnp.NPY_INT8, 1)
+            comp = _aligned_empty(npad, cnp.NPY_INT32, 4)
+            scale_out = _aligned_empty(npad, cnp.NPY_FLOAT32, 4)
+            with nogil:
+                fd_q8_pack(<const int8_t *>cnp.PyArray_DATA(kern), n, k, n, <const float *>cnp.PyArray_DATA(sc),
+                           <int8_t *>cnp.PyArray_DATA(wp), <int32_t *>cnp.PyArray_DATA(comp),
+                           <float *>cnp.PyArray_DATA(scale_out))
+            self._comp = _read_only(comp)
+            zero_out = None
+        else:
+            q = np.ascontiguousarray(quantizers.unpack_int4(self.kernel, n, axis=-1))
+            wp = _aligned_empty(fd_q4_packed_size(k, n, block), cnp.NPY_UINT8, 1)
+            scale_out = _aligned_empty(fd_q4_params_size(k, n, block), cnp.NPY_FLOAT32, 4)
+            zero = self.kernel_zero if self.kernel_zero is not None else None
+            zero_out = _aligned_empty(fd_q4_params_size(k, n, block), cnp.NPY_FLOAT32, 4) if zero is not None else None
+            fd_q4_pack(<const int8_t *>cnp.PyArray_DATA(q), n, k, n, block, <const float *>cnp.PyArray_DATA(sc),
+                       NULL if zero is None else <const int8_t *>cnp.PyArray_DATA(zero),
+                       <uint8_t *>cnp.PyArray_DATA(wp), <float *>cnp.PyArray_DATA(scale_out),
+                       NULL if zero_out is None else <float *>cnp.PyArray_DATA(zero_out))
+            self._comp = None
+        self._packed = _read_only(wp)
+        self._scale = _read_only(scale_out)
+        self._zero = None if zero_out is None else _read_only(zero_out)
+        self._w.k = k
+        self._w.n = n
+        self._w.bits = 8 if self.mode == "int8" else 4
+        self._w.block = block
+        self._w.w = cnp.PyArray_DATA(<cnp.ndarray>self._packed)
+        self._w.comp = NULL if self._comp is None else <const int32_t *>cnp.PyArray_DATA(<cnp.ndarray>self._comp)
+        self._w.scale = <const float *>cnp.PyArray_DATA(<cnp.ndarray>self._scale)
+        self._w.zero = NULL if self._zero is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>self._zero)
+
+    def __reduce__(self):
+        return (QuantizedKernel, (self.mode, self.kernel, self.kernel_scale, self.kernel_zero,
+                                  self.block_size, self.quantize_inputs))   # packed again on load
+
+    @property
+    def shape(self):
+        """(K, N): the float kernel's shape."""
+        return (self.k, self.n)
+
+    @property
+    def native(self):
+        """True when the integer kernels run it (else fastdense.ops computes it in NumPy)."""
+        return bool(self._native)
+
+    def __repr__(self):
+        block = "" if self.mode == "int8" else f" block_size={self.block_size}"
+        inputs = "inputs quantized" if self.quantize_inputs else "float inputs"
+        return f"<QuantizedKernel {self.mode} shape=({self.k}, {self.n}){block} ({inputs})>"
+
+
+cdef object _read_only(cnp.ndarray a):
+    a.flags.writeable = False
+    return a.view()   # a view of a read-only base can never be made writeable
+
+
+def qdense(cnp.ndarray x, QuantizedKernel w, object bias, cnp.ndarray out, int code,
+           double p0, double p1, double p2):
+    """out := act(x @ w + bias) for a validated C-contiguous float32 x (M, K), w native, bias
+    None or float32 (N,), out C-contiguous float32 (M, N) (or (M, N / 2) for glu)."""
+    cdef fd_act act
+    act.code = code
+    act.p[0] = p0
+    act.p[1] = p1
+    act.p[2] = p2
+    cdef ptrdiff_t m = cnp.PyArray_DIM(x, 0), n = w.n
+    cdef cnp.ndarray full = out
+    if fd_act_halves(code):   # the epilogue halves rows of n columns in place
+        full = np.empty((m, n), np.float32)
+    cdef const float *b = NULL if bias is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>bias)
+    cdef fd_qisa isa = fd_qgemm_isa()
+    cdef int rc
+    with nogil:
+        if w._w.bits == 8:
+            rc = fd_q8_dense(isa, &w._w, m, <const float *>cnp.PyArray_DATA(x), w.k, &act, b,
+                             <float *>cnp.PyArray_DATA(full), n)
+        else:
+            rc = fd_q4_dense(isa, &w._w, m, <const float *>cnp.PyArray_DATA(x), w.k, &act, b,
+                             <float *>cnp.PyArray_DATA(full), n)
+    if rc == -1:
+        raise MemoryError("fastdense: could not allocate scratch memory")
+    if rc != 0:
+        raise ValueError(f"fastdense: the quantized kernel refused its arguments (code {rc})")
+    if full is not out:
+        out[...] = full[:, : n // 2]
+    return out
+
+
+def quantize_rows(cnp.ndarray x):
+    """(q int8, scale float32) of a C-contiguous float32 (M, K): the kernels' input quantizer."""
+    cdef ptrdiff_t m = cnp.PyArray_DIM(x, 0), k = cnp.PyArray_DIM(x, 1)
+    cdef cnp.ndarray q = np.empty((m, k), np.int8), s = np.empty((m, 1), np.float32)
+    with nogil:
+        fd_q8_quantize_rows(fd_qgemm_isa(), m, k, <const float *>cnp.PyArray_DATA(x), k,
+                            <int8_t *>cnp.PyArray_DATA(q), k, <float *>cnp.PyArray_DATA(s))
+    return q, s

@@ -1,0 +1,188 @@
+"""ops.quantize_kernel and ops.dense on a QuantizedKernel, against the NumPy int64 reference
+(fastdense.quantizers), on every CPU path (forced with FASTDENSE_CPU_PATH in subprocesses)."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from _helpers import FIXTURES, INDEX_ALL
+
+from fastdense import _kernels, ops
+from fastdense import quantizers as Q
+
+
+def _data(m=9, k=300, n=70, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((m, k)) * rng.uniform(0.1, 5, size=(m, 1))).astype(np.float32)
+    w = (rng.standard_normal((k, n)) * rng.uniform(0.01, 1, size=n)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    return x, w, b
+
+
+def test_int8_matches_the_integer_reference_bit_for_bit():
+    x, w, b = _data()
+    qk = ops.quantize_kernel(w, "int8")
+    q, s = Q.quantize_int8(w)
+    np.testing.assert_array_equal(qk.kernel, q)
+    np.testing.assert_array_equal(qk.kernel_scale, s)
+    want = Q.int8_dense_reference(x, q, s, b)
+    np.testing.assert_array_equal(ops.dense(x, qk, b), want)
+    np.testing.assert_array_equal(ops.dense(x, qk, b, "relu"), np.maximum(want, 0))
+    np.testing.assert_array_equal(ops.dense(x, qk), Q.int8_dense_reference(x, q, s))
+
+
+def test_int8_fused_activations_follow_the_float_epilogue():
+    x, w, b = _data()
+    qk = ops.quantize_kernel(w, "int8")
+    z = Q.int8_dense_reference(x, qk.kernel, qk.kernel_scale, b).astype(np.float64)
+    e = np.exp(z - z.max(-1, keepdims=True))
+    got = ops.dense(x, qk, b, "softmax")
+    np.testing.assert_allclose(got, e / e.sum(-1, keepdims=True), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ops.dense(x, qk, b, "tanh"), np.tanh(z), rtol=1e-6, atol=1e-7)
+    glu = ops.dense(x, qk, b, "glu")
+    a, g = z[:, :35], z[:, 35:]
+    np.testing.assert_allclose(glu, a / (1 + np.exp(-g)), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("block", [128, 7, -1])
+def test_int4_matches_the_float_reference(block):
+    x, w, b = _data()
+    qk = ops.quantize_kernel(w, "int4", block_size=block)
+    wq = Q.quantize_int4(w, block)
+    np.testing.assert_array_equal(qk.kernel, Q.pack_int4(wq.q))
+    want = Q.int4_dense_reference(x, wq, b)
+    got = ops.dense(x, qk, b)
+    mag = np.abs(x).astype(np.float64) @ np.abs(Q.dequantize_int4(wq)).astype(np.float64)
+    if wq.zero is None:
+        mag /= wq.scale
+    assert np.all(np.abs(got - want) <= 4e-7 * (x.shape[1] + 2) ** 0.5 * mag + 1e-6 * np.abs(want))
+
+
+def test_rows_are_independent_of_the_batch():
+    x, w, b = _data(m=37)
+    for qk in (ops.quantize_kernel(w, "int8"), ops.quantize_kernel(w, "int4")):
+        whole = ops.dense(x, qk, b, "relu")
+        for i in (0, 5, 36):
+            np.testing.assert_array_equal(ops.dense(x[i], qk, b, "relu"), whole[i])
+        np.testing.assert_array_equal(ops.dense(x.reshape(37, 1, -1), qk, b, "relu")[:, 0], whole)
+
+
+def test_non_native_configurations_use_the_reference():
+    x, w, b = _data()
+    q, s = Q.quantize_int8(w)
+    weight_only = _kernels.QuantizedKernel("int8", q, s, None, -1, False)
+    assert not weight_only.native
+    np.testing.assert_array_equal(ops.dense(x, weight_only, b), Q.int8_dense_reference(x, q, s, b, quantize=False))
+    w4 = Q.quantize_int4(w, -1)
+    w4a8 = _kernels.QuantizedKernel("int4", Q.pack_int4(w4.q), w4.scale, None, -1, True)
+    np.testing.assert_array_equal(ops.dense(x, w4a8, b), Q.int8_dense_reference(x, w4.q, w4.scale, b))
+
+
+def test_quantized_kernel_is_read_only_and_pickles():
+    _, w, _ = _data()
+    qk = ops.quantize_kernel(w, "int4", block_size=64)
+    for a in (qk.kernel, qk.kernel_scale, qk.kernel_zero):
+        assert not a.flags.writeable
+        with pytest.raises(ValueError):
+            a.flags.writeable = True
+    back = pickle.loads(pickle.dumps(qk))
+    assert (back.mode, back.shape, back.block_size) == ("int4", (300, 70), 64)
+    x = np.ones((2, 300), np.float32)
+    np.testing.assert_array_equal(ops.dense(x, back), ops.dense(x, qk))
+
+
+def test_bad_input_is_refused_by_name():
+    x, w, b = _data()
+    qk = ops.quantize_kernel(w)
+    with pytest.raises(ValueError, match="last dimension 300"):
+        ops.dense(x[:, :10], qk)
+    with pytest.raises(ValueError, match=r"bias must have shape \(70,\)"):
+        ops.dense(x, qk, b[:3])
+    with pytest.raises(ValueError, match="even number of units"):
+        ops.dense(x, ops.quantize_kernel(w[:, :5]), None, "glu")
+    with pytest.raises(ValueError, match="mode must be 'int8' or 'int4'"):
+        ops.quantize_kernel(w, "int2")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ops.quantize_kernel(np.full((2, 2), np.nan, np.float32))
+    with pytest.raises(ValueError, match="2-D"):
+        ops.quantize_kernel(np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="kernel_scale must have shape"):
+        _kernels.QuantizedKernel("int8", np.zeros((3, 4), np.int8), np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="two units per byte"):
+        _kernels.QuantizedKernel("int4", np.zeros((3, 4), np.int8), np.ones(5, np.float32), None, -1, False)
+    with pytest.raises(ValueError, match=r"kernel_zero must lie in \[-8, 7\]"):
+        _kernels.QuantizedKernel("int4", np.zeros((3, 1), np.int8), np.ones((1, 2), np.float32),
+                                 np.full((1, 2), 9, np.int8), 4, False)
+    with pytest.raises(ValueError, match="up to 132104 input rows"):
+        _kernels.QuantizedKernel("int8", np.zeros((132105, 1), np.int8), np.ones(1, np.float32))
+
+
+def test_nan_rows_give_nan_outputs():
+    x, w, b = _data(m=3)
+    x[1, 7] = np.nan
+    x[2, 0] = np.inf
+    y = ops.dense(x, ops.quantize_kernel(w), b)
+    assert np.isfinite(y[0]).all() and np.isnan(y[1:]).all()
+
+
+@pytest.mark.skipif("int8_mlp" not in INDEX_ALL, reason="Keras fixtures not found")
+@pytest.mark.parametrize("name", ["int8_mlp", "int4_mlp"])
+def test_fixture_variables_through_ops(name):
+    from test_quantizers import _fixture_layers
+
+    data = np.load(FIXTURES / f"{name}.io.npz")
+    a = data["x0"]
+    for cfg, values in _fixture_layers(name):
+        policy = Q.read_policy(cfg["dtype"], cfg["quantization_config"])
+        if policy.mode == "int8":
+            qk = _kernels.QuantizedKernel("int8", values[0], values[2])
+        else:
+            qk = _kernels.QuantizedKernel("int4", values[0], values[2], values[3], policy.block_size, False)
+        a = ops.dense(a, qk, values[1], cfg["activation"])
+    err = float(np.abs(a - data["y"]).max())
+    assert err <= 2e-5 * max(1.0, float(np.abs(data["y"]).max())), err
+
+
+_PATH_SCRIPT = """
+import json, sys
+import numpy as np
+from fastdense import _kernels, ops
+rng = np.random.default_rng(3)
+out = {"isa": _kernels.quant_isa()}
+for (m, k, n) in [(1, 20, 64), (5, 784, 33), (17, 129, 130), (4, 3, 1)]:
+    x = (rng.standard_normal((m, k)) * 3).astype(np.float32)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    for mode, block in [("int8", None), ("int4", 128), ("int4", 5), ("int4", -1)]:
+        y = ops.dense(x, ops.quantize_kernel(w, mode, block_size=block), b)
+        out[f"{m}x{k}x{n}/{mode}/{block}"] = y.tobytes().hex()
+json.dump(out, sys.stdout)
+"""
+
+
+def test_every_cpu_path_gives_the_same_bits():
+    """FASTDENSE_CPU_PATH=baseline / avx2 / avx512 in subprocesses: identical outputs (int8 sums are
+    exact and int4 sums follow one order on every path), int8 equal to the int64 reference."""
+    results = {}
+    for path in ("baseline", "avx2", "avx512"):
+        env = dict(os.environ, FASTDENSE_CPU_PATH=path)
+        run = subprocess.run([sys.executable, "-c", _PATH_SCRIPT], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, run.stderr
+        results[path] = json.loads(run.stdout)
+    isas = {path: r.pop("isa") for path, r in results.items()}
+    assert isas["baseline"] == "baseline"
+    assert results["baseline"] == results["avx2"] == results["avx512"], isas
+    # and the int8 ones are the integer reference's
+    rng = np.random.default_rng(3)
+    for m, k, n in [(1, 20, 64), (5, 784, 33), (17, 129, 130), (4, 3, 1)]:
+        x = (rng.standard_normal((m, k)) * 3).astype(np.float32)
+        w = rng.standard_normal((k, n)).astype(np.float32)
+        b = rng.standard_normal(n).astype(np.float32)
+        q, s = Q.quantize_int8(w)
+        want = Q.int8_dense_reference(x, q, s, b)
+        assert results["baseline"][f"{m}x{k}x{n}/int8/None"] == want.tobytes().hex()
