@@ -303,15 +303,7 @@ static void pack_w_rows(const float *w, ptrdiff_t ldw, ptrdiff_t kc, ptrdiff_t n
 #define FD_DSTORE _mm256_store_ps
 #define FD_DBCAST _mm256_broadcast_ss
 #define FD_DFMA _mm256_fmadd_ps
-#include "fd_gemm_direct.h"
-#undef FD_DSFX
-#undef FD_DVEC
-#undef FD_DLANES
-#undef FD_DLOAD
-#undef FD_DLOADU
-#undef FD_DSTORE
-#undef FD_DBCAST
-#undef FD_DFMA
+#include "fd_gemm_direct.h"   /* undefines its FD_D* parameters */
 
 
 FD_TARGET_END
@@ -347,15 +339,7 @@ static inline __attribute__((always_inline)) void store_zmm_part(int accumulate,
 #define FD_DSTORE _mm512_store_ps
 #define FD_DBCAST(p) _mm512_set1_ps(*(p))
 #define FD_DFMA _mm512_fmadd_ps
-#include "fd_gemm_direct.h"
-#undef FD_DSFX
-#undef FD_DVEC
-#undef FD_DLANES
-#undef FD_DLOAD
-#undef FD_DLOADU
-#undef FD_DSTORE
-#undef FD_DBCAST
-#undef FD_DFMA
+#include "fd_gemm_direct.h"   /* undefines its FD_D* parameters */
 
 FD_TARGET_END
 

@@ -1,7 +1,8 @@
 /* The direct kernel of fd_gemm.c (2-5 rows against a row-major w read in place), written once
    for every vector width: fd_gemm.c includes this file inside each x86 target region after
    defining FD_DSFX (the name suffix), FD_DVEC, FD_DLANES, FD_DLOAD, FD_DLOADU, FD_DSTORE,
-   FD_DBCAST and FD_DFMA, and DIRECT_COLS, KG. Defines direct_rows_<R>_<FD_DSFX>, R = 1..5. */
+   FD_DBCAST and FD_DFMA, and DIRECT_COLS, KG. Defines direct_rows_<R>_<FD_DSFX>, R = 1..5, and
+   undefines those parameters at its end. */
 #define FD_DPASTE2(a, b) a##_##b
 #define FD_DPASTE(a, b) FD_DPASTE2(a, b)
 #define FD_D(name) FD_DPASTE(name, FD_DSFX)
@@ -91,3 +92,12 @@ FD_DIRECT_ROWS(5)
 #undef FD_D
 #undef FD_DPASTE
 #undef FD_DPASTE2
+/* the parameters too, so the next width defines its own */
+#undef FD_DSFX
+#undef FD_DVEC
+#undef FD_DLANES
+#undef FD_DLOAD
+#undef FD_DLOADU
+#undef FD_DSTORE
+#undef FD_DBCAST
+#undef FD_DFMA
