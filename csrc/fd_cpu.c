@@ -4,6 +4,9 @@
  * which register state the OS saves on a context switch.  A YMM feature counts only when the OS
  * saves SSE and AVX state (XCR0 bits 1, 2), a ZMM one only when it also saves the opmask and
  * upper ZMM state (bits 5, 6, 7): a CPU can have AVX-512 that the kernel has not enabled.
+ * AMX needs the tile state in XCR0 (bits 17, 18) and, on Linux, this process's permission for
+ * it: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), asked once, after FASTDENSE_CPU_PATH
+ * (a path below amx never asks); refused means no AMX.
  * This reads cpuid directly rather than __builtin_cpu_supports, whose feature names and
  * runtime support differ between gcc and clang (and between their versions).
  */
@@ -14,6 +17,12 @@
 
 #if FD_X86_DISPATCH
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+#endif
 #elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #ifndef HWCAP_ASIMD
@@ -42,6 +51,7 @@ static int fd_info_ready;   /* 0 until fd_info is filled in; racing first caller
 #define AVX512_ALL (BIT(FD_CPU_AVX512F) | BIT(FD_CPU_AVX512BW) | BIT(FD_CPU_AVX512DQ) | \
                     BIT(FD_CPU_AVX512VL) | BIT(FD_CPU_AVX512_VNNI) | BIT(FD_CPU_AVX512_BF16))
 #define AVX2_ALL (BIT(FD_CPU_AVX2) | BIT(FD_CPU_FMA) | BIT(FD_CPU_AVX_VNNI))
+#define AMX_ALL (BIT(FD_CPU_AMX_TILE) | BIT(FD_CPU_AMX_INT8))
 
 #if FD_X86_DISPATCH
 static unsigned long long xgetbv0(void)
@@ -78,6 +88,7 @@ static void detect_x86(fd_cpu_info *ci)
     const unsigned long long xcr0 = xgetbv0();
     const int ymm = (xcr0 & 0x6) == 0x6;
     const int zmm = ymm && (xcr0 & 0xe0) == 0xe0;
+    const int tiles = zmm && (xcr0 & 0x60000) == 0x60000;   /* XTILECFG, XTILEDATA */
     if (!ymm || max_leaf < 7)
         return;
     unsigned f = 0;
@@ -92,12 +103,26 @@ static void detect_x86(fd_cpu_info *ci)
         if ((b >> 31) & 1) f |= BIT(FD_CPU_AVX512VL);
         if ((c >> 11) & 1) f |= BIT(FD_CPU_AVX512_VNNI);
     }
+    if (tiles && ((d >> 24) & 1)) {
+        f |= BIT(FD_CPU_AMX_TILE);
+        if ((d >> 25) & 1) f |= BIT(FD_CPU_AMX_INT8);
+    }
     if (max_sub7 >= 1) {
         __cpuid_count(7, 1, a, b, c, d);
         if ((a >> 4) & 1) f |= BIT(FD_CPU_AVX_VNNI);
         if (zmm && ((a >> 5) & 1)) f |= BIT(FD_CPU_AVX512_BF16);
     }
     ci->features = f;
+}
+
+/* Linux hands out the AMX tile data per process, on request; elsewhere XCR0 is the whole story. */
+static int amx_permitted(void)
+{
+#if defined(__linux__)
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return 1;
+#endif
 }
 #endif
 
@@ -125,12 +150,17 @@ static void detect(fd_cpu_info *ci)
         if (strcmp(want, "baseline") == 0)
             ci->features = 0;
         else if (strcmp(want, "avx2") == 0)
-            ci->features &= ~(unsigned)AVX512_ALL;
+            ci->features &= ~(unsigned)(AVX512_ALL | AMX_ALL);
+        else if (strcmp(want, "avx512") == 0)
+            ci->features &= ~(unsigned)AMX_ALL;
     }
     ci->level = level_of(ci->features);
     /* AVX2-era extras without the AVX2 + FMA level itself would be a path no kernel has */
     if (ci->level == 0) ci->features &= ~(unsigned)(AVX2_ALL | AVX512_ALL);
-    if (ci->level < 2) ci->features &= ~(unsigned)AVX512_ALL;
+    if (ci->level < 2) ci->features &= ~(unsigned)(AVX512_ALL | AMX_ALL);   /* amx sits above avx512 */
+#if FD_X86_DISPATCH
+    if ((ci->features & AMX_ALL) && !amx_permitted()) ci->features &= ~(unsigned)AMX_ALL;
+#endif
 }
 
 static const fd_cpu_info *info(void)
@@ -162,6 +192,7 @@ const char *fd_cpu_feature_name(int f)
 
 int fd_cpu_level(void) { return info()->level; }
 
+/* AMX is not a float32 path: with it the float kernels still run "avx512". */
 const char *fd_cpu_path(void)
 {
     static const char *const names[] = {"baseline", "avx2", "avx512"};

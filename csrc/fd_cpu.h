@@ -3,9 +3,12 @@
  *
  * Detection reads cpuid (and xgetbv, for the register state the OS saves) once, on first use,
  * the same way under gcc and clang; on aarch64 it reports NEON (ASIMD).  The environment
- * variable FASTDENSE_CPU_PATH=baseline|avx2|avx512 (neon|baseline on aarch64) can LOWER the
+ * variable FASTDENSE_CPU_PATH=baseline|avx2|avx512|amx (neon|baseline on aarch64) can LOWER the
  * path, never raise it; the features above the forced path are then reported absent by
- * fd_cpu_has too, so every kernel that asks obeys the same path.
+ * fd_cpu_has too, so every kernel that asks obeys the same path.  amx is avx512 plus the AMX
+ * tiles (only the int8 kernel uses them): FASTDENSE_CPU_PATH=avx512 means AVX-512 without AMX.
+ * AMX counts only when Linux grants this process the tile data (arch_prctl, requested once on
+ * first use; the tiles themselves are configured and released by the kernel that uses them).
  */
 #ifndef FD_CPU_H
 #define FD_CPU_H
@@ -25,6 +28,8 @@ extern "C" {
     X(AVX512_VNNI, "avx512_vnni")     \
     X(AVX512_BF16, "avx512_bf16")     \
     X(AVX_VNNI, "avx_vnni")           \
+    X(AMX_TILE, "amx_tile")           \
+    X(AMX_INT8, "amx_int8")           \
     X(NEON, "neon")
 
 typedef enum {

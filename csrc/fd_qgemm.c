@@ -21,6 +21,7 @@
 #include "fd_qgemm.h"
 
 #include "fd_cpu.h"
+#include "fd_qgemm_amx.h"
 #include "fd_status.h"
 
 #include <math.h>
@@ -43,7 +44,7 @@ static ptrdiff_t q_groups(ptrdiff_t k, ptrdiff_t block) { return (k + block - 1)
 
 /* ---------------------------------------------------------------- packing */
 
-ptrdiff_t fd_q8_packed_size(ptrdiff_t k, ptrdiff_t n) { return q_panels(n) * ((k + 3) / 4) * 64; }
+ptrdiff_t fd_q8_packed_size(ptrdiff_t k, ptrdiff_t n) { return q_panels(n) * ((k + 3) / 4) * 64 + FD_QAMX_OVERREAD; }
 
 void fd_q8_pack(const int8_t *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, const float *kernel_scale,
                 int8_t *wp, int32_t *comp, float *scale_out)
@@ -106,6 +107,9 @@ int fd_qisa_supported(fd_qisa isa)
     case FD_QISA_AVX_VNNI: return avx2 && fd_cpu_has(FD_CPU_AVX_VNNI);
     case FD_QISA_AVX512_VNNI:
         return avx2 && fd_cpu_level() >= 2 && fd_cpu_has(FD_CPU_AVX512_VNNI);
+    case FD_QISA_AMX:
+        return fd_qisa_supported(FD_QISA_AVX512_VNNI) && fd_q8_amx_built() && fd_cpu_has(FD_CPU_AMX_TILE) &&
+               fd_cpu_has(FD_CPU_AMX_INT8);
 #endif
     default: return 0;
     }
@@ -122,7 +126,7 @@ fd_qisa fd_qgemm_isa(void)
 
 const char *fd_qisa_name(fd_qisa isa)
 {
-    static const char *const names[FD_QISA_COUNT] = {"baseline", "avx2", "avx_vnni", "avx512_vnni"};
+    static const char *const names[FD_QISA_COUNT] = {"baseline", "avx2", "avx_vnni", "avx512_vnni", "amx"};
     return (unsigned)isa < FD_QISA_COUNT ? names[isa] : NULL;
 }
 
@@ -630,7 +634,7 @@ static int q_path_of(fd_qisa isa, q_path *path)
 #if FD_Q_X86 && defined(__GNUC__)
     if (isa == FD_QISA_AVX2) *path = (q_path){q8_row_256, q8_strip_avx2, q4_strip_256, 0};
     if (isa == FD_QISA_AVX_VNNI) *path = (q_path){q8_row_256, q8_strip_avxvnni, q4_strip_256, 128};
-    if (isa == FD_QISA_AVX512_VNNI) *path = (q_path){q8_row_512, q8_strip_512, q4_strip_512, 128};
+    if (isa == FD_QISA_AVX512_VNNI || isa == FD_QISA_AMX) *path = (q_path){q8_row_512, q8_strip_512, q4_strip_512, 128};
 #endif
     return FD_OK;
 }
@@ -657,10 +661,15 @@ static int q8_run(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x
 {
     q_path path;
     if (w->bits != 8 || w->k < 1 || w->k > FD_Q8_MAX_K || q_path_of(isa, &path)) return FD_ERR_ARG;
+    const ptrdiff_t tiled = isa == FD_QISA_AMX ? fd_q8_amx_rows(m) : 0;   /* the rest: VNNI strips */
+    if (tiled > 0) {
+        const int rc = fd_q8_amx(w, tiled, x, ldx, path.row, q, ldq, act, bias, c, ldc);
+        if (rc || tiled == m) return rc;
+    }
     ptrdiff_t lda = (w->k + 3) / 4 * 4;
     q_scratch s;
     if (q_scratch_get(&s, QROWS * lda)) return FD_ERR_NOMEM;
-    for (ptrdiff_t i0 = 0; i0 < m; i0 += QROWS) {
+    for (ptrdiff_t i0 = tiled; i0 < m; i0 += QROWS) {
         int mr = m - i0 < QROWS ? (int)(m - i0) : QROWS;
         float is[QROWS];
         for (int r = 0; r < mr; r++) {

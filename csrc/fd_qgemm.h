@@ -14,7 +14,7 @@
  *
  * Paths (fd_qisa), picked by the caller (fd_qgemm_isa() is the best one the CPU and
  * FASTDENSE_CPU_PATH allow) and compiled with target attributes, so the default build runs on
- * any x86-64: AVX512-VNNI (vpdpbusd zmm), AVX-VNNI (vpdpbusd ymm), AVX2 (vpmaddubsw on |w| and
+ * any x86-64: AMX (int8 on tiles from 3 rows, fd_qgemm_amx.h), AVX512-VNNI (vpdpbusd zmm), AVX-VNNI (vpdpbusd ymm), AVX2 (vpmaddubsw on |w| and
  * sign(q, w): pair sums <= 2 * 128 * 127, never saturated) and portable C.  Every path gives
  * the same int32 sums (int8) and the same float sums (int4, same FMA order), bit for bit, for
  * any number of rows.  Pure, thread-safe on disjoint outputs; scratch up to 16 KiB per call on
@@ -37,6 +37,7 @@ typedef enum {
     FD_QISA_AVX2,           /* AVX2: vpmaddubsw + vpmaddwd */
     FD_QISA_AVX_VNNI,       /* AVX-VNNI: VEX vpdpbusd, 256 bits */
     FD_QISA_AVX512_VNNI,    /* AVX512-VNNI: vpdpbusd, 512 bits */
+    FD_QISA_AMX,            /* int8 on AMX tiles (tdpbssd, fd_qgemm_amx.h) where they win, else AVX512-VNNI */
     FD_QISA_COUNT
 } fd_qisa;
 
@@ -76,11 +77,11 @@ void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdif
                 const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out);
 
 /* The best path this CPU runs (fd_cpu_has), lowered by FASTDENSE_CPU_PATH (baseline: C; avx2:
-   AVX-VNNI when present, else AVX2; avx512: everything). */
+   AVX-VNNI when present, else AVX2; avx512: AVX512-VNNI; amx: everything). */
 fd_qisa fd_qgemm_isa(void);
 /* 1 when the CPU runs `isa` and FASTDENSE_CPU_PATH allows it. */
 int fd_qisa_supported(fd_qisa isa);
-/* "baseline", "avx2", "avx_vnni", "avx512_vnni"; NULL out of range. */
+/* "baseline", "avx2", "avx_vnni", "avx512_vnni", "amx"; NULL out of range. */
 const char *fd_qisa_name(fd_qisa isa);
 
 /* The int8 layer: c = act(descale(quantize(x) @ w) + bias), x m x k floats (row stride ldx),

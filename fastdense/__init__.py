@@ -45,6 +45,7 @@ def config_info() -> dict:
         "cpu_features": " ".join(name for name, on in cpu.items() if on) or "none",
         "float32_gemm": (f"fastdense {_kernels.gemm_kernel_name()} (layers' packed weights; ops.dense "
                          "with 2+ rows), BLAS otherwise") if _kernels.packed_available() else "BLAS",
+        "int8_kernel": _kernels.quant_isa(),   # amx: tiles where they win, avx512_vnni strips below
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
         "blas_library": path or "unknown",

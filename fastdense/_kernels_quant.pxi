@@ -36,7 +36,7 @@ Q8_MAX_K = FD_Q8_MAX_K
 
 
 def quant_isa():
-    """The quantized kernels' path here: 'avx512_vnni', 'avx_vnni', 'avx2' or 'baseline'."""
+    """The quantized kernels' path here: 'amx', 'avx512_vnni', 'avx_vnni', 'avx2' or 'baseline'."""
     return fd_qisa_name(fd_qgemm_isa()).decode()
 
 

@@ -2,7 +2,7 @@
 
     python tests/c/qgemm_build.py OUT [check ISA | bench]
 
-CC=clang works too (HELPERS_CC=gcc builds the other units with gcc). fd_qgemm.c gets setup.py's
+CC=clang works too (HELPERS_CC=gcc builds the other units with gcc). fd_qgemm{,_amx}.c get setup.py's
 flags (a portable build: the paths come from target attributes); HELPERS_OPT (default -O3) is
 for the units it calls, e.g. -O1 to build the activation epilogue quickly when only checking.
 """
@@ -22,8 +22,10 @@ def build(out: str) -> None:
     helpers_cc = os.environ.get("HELPERS_CC", cc)
     helpers_opt = os.environ.get("HELPERS_OPT", "-O3")
     with tempfile.TemporaryDirectory() as tmp:
-        objects = [f"{tmp}/fd_qgemm.o"]
-        subprocess.run([cc, "-O3", *FLAGS, "-c", str(ROOT / "csrc/fd_qgemm.c"), "-o", objects[0]], check=True)
+        objects = []
+        for unit in ("fd_qgemm", "fd_qgemm_amx"):   # the kernels under test, with CC
+            objects.append(f"{tmp}/{unit}.o")
+            subprocess.run([cc, "-O3", *FLAGS, "-c", str(ROOT / f"csrc/{unit}.c"), "-o", objects[-1]], check=True)
         for unit in ("fd_act", "fd_gemm", "fd_cpu"):
             objects.append(f"{tmp}/{unit}.o")
             subprocess.run([helpers_cc, helpers_opt, *FLAGS, "-c", str(ROOT / f"csrc/{unit}.c"), "-o", objects[-1]],

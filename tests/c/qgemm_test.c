@@ -5,10 +5,14 @@
  *                           the layer's de-scale + bias bit for bit; int4: within a float bound
  *                           of a double reference and bit for bit against the portable C path.
  *                           Exit 0 on success, 1 on a mismatch, 77 when the CPU lacks ISA.
+ *                           amx: also the AMX kernel called directly (tiles for any m, so
+ *                           m 1..40 too, below the rows fd_q8_dense hands it).
  *   qgemm_test bench        GOPS on one thread of the int8 / int4 layers and the float32
  *                           packed GEMM + epilogue at MLP shapes.
+ *   qgemm_test bench-amx    AMX tiles against the AVX512-VNNI strips per number of rows: the
+ *                           crossover behind FD_QAMX_MIN_ROWS.
  *
- * ISA: baseline, avx2, avx_vnni, avx512_vnni.  Build: python tests/c/qgemm_build.py OUT [check ISA | bench].
+ * ISA: baseline, avx2, avx_vnni, avx512_vnni, amx.  Build: python tests/c/qgemm_build.py OUT [check ISA | bench].
  */
 #include <math.h>
 #include <stdint.h>
@@ -19,6 +23,7 @@
 
 #include "fd_gemm.h"
 #include "fd_qgemm.h"
+#include "fd_qgemm_amx.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint64_t rnd(void)
@@ -241,6 +246,71 @@ static void check_q4_dense(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, p
     free(q); free(z); free(s); free(x); free(c); free(cb); free(bias);
 }
 
+/* ------------------------------------------------------------------ AMX tiles, any m */
+
+/* The reference quantizer in fd_q8_row_fn's shape (the kernel takes its caller's quantizer). */
+static float ref_row(ptrdiff_t k, const float *x, uint8_t *dst, ptrdiff_t kpad, int shift)
+{
+    float s = ref_quantize_row(k, x, (int8_t *)dst);
+    for (ptrdiff_t kk = 0; kk < kpad; kk++) dst[kk] = (uint8_t)((kk < k ? (int8_t)dst[kk] : 0) + shift);
+    return s;
+}
+
+/* fd_q8_amx itself for m rows: int32 sums against int64, and the layer against fd_q8_dense on
+   the AVX512-VNNI path bit for bit (de-scale, bias, relu). */
+static void check_amx_direct(ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, int extreme)
+{
+    int8_t *w = malloc((size_t)(k * n)), *q = malloc((size_t)(m * k));
+    float *x = malloc(sizeof(float) * (size_t)(m * k)), *ks = malloc(sizeof(float) * (size_t)n);
+    float *bias = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)(m * n));
+    float *yv = malloc(sizeof(float) * (size_t)(m * n));
+    int32_t *c = malloc(sizeof(int32_t) * (size_t)(m * (n + 3)));
+    for (ptrdiff_t i = 0; i < k * n; i++) w[i] = extreme ? -128 : (int8_t)rnd_int(-128, 127);
+    for (ptrdiff_t i = 0; i < m * k; i++) {
+        q[i] = extreme ? (i % 3 ? 127 : -127) : (int8_t)rnd_int(-127, 127);
+        x[i] = rnd_float() * 2.0f;
+    }
+    for (ptrdiff_t j = 0; j < n; j++) {
+        ks[j] = 127.0f / (0.01f + fabsf(rnd_float()));
+        bias[j] = rnd_float();
+    }
+    q8_packed p = q8_make(w, k, n, ks);
+    ptrdiff_t ldc = n + 3;
+    for (ptrdiff_t i = 0; i < m * ldc; i++) c[i] = 0x5A5A5A5A;
+    CHECK(fd_q8_amx(&p.w, m, NULL, 0, NULL, q, k, NULL, NULL, c, ldc) == 0, "fd_q8_amx (int32) failed");
+    for (ptrdiff_t i = 0; i < m; i++) {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            int64_t ref = 0;
+            for (ptrdiff_t kk = 0; kk < k; kk++) ref += (int64_t)q[i * k + kk] * w[kk * n + j];
+            CHECK(ref == c[i * ldc + j], "amx direct m=%td k=%td n=%td extreme=%d: c[%td,%td] = %d, int64 reference %lld",
+                  m, k, n, extreme, i, j, c[i * ldc + j], (long long)ref);
+        }
+        for (ptrdiff_t j = n; j < ldc; j++) CHECK(c[i * ldc + j] == 0x5A5A5A5A, "amx direct wrote past column %td", n);
+    }
+    fd_act relu = {FD_ACT_RELU, {0.0, NAN, 0.0}};
+    CHECK(fd_q8_amx(&p.w, m, x, k, ref_row, NULL, 0, &relu, bias, y, n) == 0, "fd_q8_amx (layer) failed");
+    CHECK(fd_q8_dense(FD_QISA_AVX512_VNNI, &p.w, m, x, k, &relu, bias, yv, n) == 0, "fd_q8_dense failed");
+    for (ptrdiff_t i = 0; i < m * n; i++)
+        CHECK(memcmp(&y[i], &yv[i], 4) == 0, "amx direct layer m=%td k=%td n=%td: y[%td] = %.9g, avx512_vnni %.9g",
+              m, k, n, i, y[i], yv[i]);
+    q8_free(&p);
+    free(w); free(q); free(x); free(ks); free(bias); free(y); free(yv); free(c);
+}
+
+static long check_amx_shapes(void)
+{
+    long shapes = 0;
+    const ptrdiff_t ks_[] = {1, 3, 4, 5, 63, 64, 65, 127, 128, 129, 200, 784, 1000, 2049, 3000};
+    const ptrdiff_t ns_[] = {1, 10, 15, 16, 17, 31, 32, 33, 48, 50, 64, 100};
+    for (ptrdiff_t m = 1; m <= 40; m++, shapes++) check_amx_direct(m, ks_[m % 15], ns_[m % 12], 0);
+    for (size_t a = 0; a < sizeof ks_ / sizeof ks_[0]; a++)
+        for (size_t b = 0; b < sizeof ns_ / sizeof ns_[0]; b++, shapes++)
+            check_amx_direct(rnd_int(1, 70), ks_[a], ns_[b], 0);
+    check_amx_direct(33, 4096, 40, 1);   /* sums of -128 x +-127 near -2^25 */
+    check_amx_direct(17, FD_Q8_MAX_K, 17, 1);   /* within 6 * 10^3 of -2^31 */
+    return shapes + 2;
+}
+
 static int check(fd_qisa isa)
 {
     if (!fd_qisa_supported(isa)) {
@@ -271,6 +341,7 @@ static int check(fd_qisa isa)
     const ptrdiff_t q4[][4] = {{1, 20, 64, 128}, {5, 64, 6, 128}, {3, 300, 33, 128}, {9, 257, 70, 7}, {2, 33, 17, 1},
                                {4, 40, 100, 3}, {1, 784, 512, 128}, {6, 129, 40, -1}, {1, 1, 1, -1}, {11, 64, 31, 64}};
     for (size_t t = 0; t < sizeof q4 / sizeof q4[0]; t++) check_q4_dense(isa, q4[t][0], q4[t][1], q4[t][2], q4[t][3]);
+    if (isa == FD_QISA_AMX) printf("amx: %ld shapes on AMX tiles at any m (1..70)\n", check_amx_shapes());
     printf("%s: %ld int8 GEMM shapes, quantizer, layers, int4 layers: %s\n", fd_qisa_name(isa), shapes,
            failures ? "FAILED" : "ok");
     return failures ? 1 : 0;
@@ -420,13 +491,59 @@ static int bench(void)
     return 0;
 }
 
+/* Microseconds per call, per number of rows, AVX512-VNNI strips against AMX tiles: the integer
+   product alone (fd_q8_gemm_i32 against fd_q8_amx on quantized rows, so tiles at every m; the
+   de-scale and epilogue cost both paths the same), and the whole layer (fd_q8_dense, relu: AMX
+   means tiles from FD_QAMX_MIN_ROWS rows).  Where the tiles win sets FD_QAMX_MIN_ROWS. */
+static int bench_amx(void)
+{
+    if (!fd_qisa_supported(FD_QISA_AMX)) {
+        printf("SKIP: this CPU lacks amx\n");
+        return 77;
+    }
+    const ptrdiff_t shapes[][2] = {{784, 512}, {512, 512}, {512, 10}};
+    const ptrdiff_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 20, 24, 32, 33, 40, 48, 64, 128, 256, 1024};
+    fd_act relu = {FD_ACT_RELU, {0.0, NAN, 0.0}};
+    printf("one thread; microseconds per call; amx/vnni = time ratio; layer GOPS = 2 m k n / time\n");
+    printf("%-9s %5s %9s %9s %8s %9s %9s %8s %7s %7s\n", "k x n", "m", "i32 vnni", "i32 amx", "amx/vnni",
+           "layer vnni", "layer amx", "amx/vnni", "GOPS v", "GOPS a");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        ptrdiff_t k = shapes[s][0], n = shapes[s][1], mmax = 1024;
+        int8_t *w = malloc((size_t)(k * n)), *q = malloc((size_t)(mmax * k));
+        float *x = malloc(sizeof(float) * (size_t)(mmax * k)), *c = malloc(sizeof(float) * (size_t)(mmax * n));
+        float *ks = malloc(sizeof(float) * (size_t)n), *bias = calloc((size_t)n, sizeof(float));
+        int32_t *ci = malloc(sizeof(int32_t) * (size_t)(mmax * n));
+        for (ptrdiff_t i = 0; i < k * n; i++) w[i] = (int8_t)rnd_int(-127, 127);
+        for (ptrdiff_t i = 0; i < mmax * k; i++) {
+            x[i] = rnd_float();
+            q[i] = (int8_t)rnd_int(-127, 127);
+        }
+        for (ptrdiff_t j = 0; j < n; j++) ks[j] = 100.0f;
+        q8_packed p = q8_make(w, k, n, ks);
+        for (size_t b = 0; b < sizeof ms / sizeof ms[0]; b++) {
+            ptrdiff_t m = ms[b];
+            double tv, ta, lv, la, ops = 2.0 * m * k * n;
+            TIME(tv, fd_q8_gemm_i32(FD_QISA_AVX512_VNNI, &p.w, m, q, k, ci, n));
+            TIME(ta, fd_q8_amx(&p.w, m, NULL, 0, NULL, q, k, NULL, NULL, ci, n));
+            TIME(lv, fd_q8_dense(FD_QISA_AVX512_VNNI, &p.w, m, x, k, &relu, bias, c, n));
+            TIME(la, fd_q8_dense(FD_QISA_AMX, &p.w, m, x, k, &relu, bias, c, n));
+            printf("%4tdx%-4td %5td %9.2f %9.2f %7.2fx %9.2f %9.2f %7.2fx %7.1f %7.1f\n", k, n, m, tv * 1e6, ta * 1e6,
+                   ta / tv, lv * 1e6, la * 1e6, la / lv, ops / lv * 1e-9, ops / la * 1e-9);
+        }
+        q8_free(&p);
+        free(w); free(q); free(x); free(c); free(ks); free(bias); free(ci);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "bench") == 0) return bench();
+    if (argc >= 2 && strcmp(argv[1], "bench-amx") == 0) return bench_amx();
     if (argc >= 3 && strcmp(argv[1], "check") == 0) {
         for (int isa = 0; isa < FD_QISA_COUNT; isa++)
             if (strcmp(argv[2], fd_qisa_name((fd_qisa)isa)) == 0) return check((fd_qisa)isa);
     }
-    fprintf(stderr, "usage: %s check baseline|avx2|avx_vnni|avx512_vnni | bench\n", argv[0]);
+    fprintf(stderr, "usage: %s check baseline|avx2|avx_vnni|avx512_vnni|amx | bench | bench-amx\n", argv[0]);
     return 2;
 }
