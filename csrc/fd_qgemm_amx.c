@@ -6,7 +6,7 @@
  * runs 2 x 2 int32 C tiles (16 x 16 each): per k step 2 A tiles, 2 B tiles (16 rows of the
  * packed panel: 16 columns x 4 k each) and 4 TDPBSSD.  The C tiles go to a small int32 buffer,
  * are de-scaled with AVX-512 into c exactly as the VNNI path does (float(acc) / (ks * s), so
- * the same bits), and the float32 epilogue runs on the block.  Tile numbers: C 0-3, A 4-5,
+ * the same bits) during the next pair's k steps, and the float32 epilogue runs on the block.  Tile numbers: C 0-3, A 4-5,
  * B 6-7, all 16 rows x 64 bytes, one configuration for the whole call.
  *
  * The last k step may take rows of a B tile beyond ceil(k / 4) (the next panel's, or the
@@ -55,9 +55,42 @@ ptrdiff_t fd_q8_amx_rows(ptrdiff_t m)
     return m < FD_QAMX_MIN_ROWS ? 0 : m - tail;
 }
 
-/* MT row tiles x NT column tiles of int32 sums over every k step, into cb (32 x 32 int32). */
+/* One pair of panels' sums in a 32 x 32 int32 buffer, waiting to be stored into c. */
+typedef struct {
+    const int32_t *cb;   /* NULL: nothing waiting */
+    int mr;              /* rows */
+    ptrdiff_t ncols;     /* columns (<= 32) */
+    const float *ks;     /* kernel_scale of those columns */
+    const float *is;     /* the rows' input scales */
+    void *c;             /* where column 0 of row 0 goes */
+    ptrdiff_t ldc;
+    int f32out;          /* de-scaled floats, else the int32 sums */
+} amx_out;
+
+/* Rows [r0, r1) of o into c: float(acc) / (ks * is), the VNNI path's instructions, or int32. */
+T_AMX static void amx_store(const amx_out *o, int r0, int r1)
+{
+    for (int h = 0; h < 2 && 16 * h < o->ncols; h++) {
+        ptrdiff_t left = o->ncols - 16 * h;
+        __mmask16 msk = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+        __m512 kv = _mm512_loadu_ps(o->ks + 16 * h);
+        for (int r = r0; r < r1; r++) {
+            __m512i v = _mm512_loadu_si512((const void *)(o->cb + r * BLOCK_ROWS + 16 * h));
+            if (o->f32out) {
+                __m512 f = _mm512_div_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(kv, _mm512_set1_ps(o->is[r])));
+                _mm512_mask_storeu_ps((float *)o->c + r * o->ldc + 16 * h, msk, f);
+            } else {
+                _mm512_mask_storeu_epi32((int32_t *)o->c + r * o->ldc + 16 * h, msk, v);
+            }
+        }
+    }
+}
+
+/* MT row tiles x NT column tiles of int32 sums over every k step, into cb (32 x 32 int32).
+   The previous pair's stores (divisions, mostly) are spread over the k steps, so they run
+   while the tile unit works. */
 T_AMX AI void amx_block(const int MT, const int NT, ptrdiff_t steps, const int8_t *a, ptrdiff_t lda,
-                        const int8_t *b0, const int8_t *b1, int32_t *cb)
+                        const int8_t *b0, const int8_t *b1, int32_t *cb, const amx_out *prev)
 {
     _tile_zero(0);
     if (NT > 1) _tile_zero(1);
@@ -76,6 +109,7 @@ T_AMX AI void amx_block(const int MT, const int NT, ptrdiff_t steps, const int8_
             _tile_dpbssd(2, 5, 6);
             if (NT > 1) _tile_dpbssd(3, 5, 7);
         }
+        if (prev->cb) amx_store(prev, (int)(s * prev->mr / steps), (int)((s + 1) * prev->mr / steps));
     }
     const ptrdiff_t ldb = BLOCK_ROWS * 4;   /* bytes per cb row */
     _tile_stored(0, cb, ldb);
@@ -84,43 +118,28 @@ T_AMX AI void amx_block(const int MT, const int NT, ptrdiff_t steps, const int8_
     if (MT > 1 && NT > 1) _tile_stored(3, cb + 16 * BLOCK_ROWS + 16, ldb);
 }
 
-/* cb's rows [0, mr) x columns [0, ncols) (ncols <= 32) into c: de-scaled floats, or int32. */
-T_AMX static void amx_store(int mr, ptrdiff_t ncols, const int32_t *cb, const float *ks, const float *is,
-                            void *c, ptrdiff_t ldc, int f32out)
-{
-    for (int h = 0; h < 2 && 16 * h < ncols; h++) {
-        ptrdiff_t left = ncols - 16 * h;
-        __mmask16 msk = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-        __m512 kv = _mm512_loadu_ps(ks + 16 * h);
-        for (int r = 0; r < mr; r++) {
-            __m512i v = _mm512_loadu_si512((const void *)(cb + r * BLOCK_ROWS + 16 * h));
-            if (f32out) {
-                __m512 f = _mm512_div_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(kv, _mm512_set1_ps(is[r])));
-                _mm512_mask_storeu_ps((float *)c + r * ldc + 16 * h, msk, f);
-            } else {
-                _mm512_mask_storeu_epi32((int32_t *)c + r * ldc + 16 * h, msk, v);
-            }
-        }
-    }
-}
-
 T_AMX static void amx_rows(const fd_qweights *w, int mr, ptrdiff_t steps, const int8_t *a, ptrdiff_t lda,
                            const float *is, void *c, ptrdiff_t ldc, int f32out)
 {
     ptrdiff_t panels = (w->n + FD_QPANEL - 1) / FD_QPANEL, pstride = (w->k + 3) / 4 * 64;
-    int32_t cb[BLOCK_ROWS * BLOCK_ROWS] __attribute__((aligned(64)));
+    int32_t cb[2][BLOCK_ROWS * BLOCK_ROWS] __attribute__((aligned(64)));   /* this pair's, the last's */
+    amx_out prev = {NULL, mr, 0, NULL, is, NULL, ldc, f32out};
     const int mt = mr > 16 ? 2 : 1;
     for (ptrdiff_t p = 0; p < panels; p += 2) {
         const int8_t *b0 = (const int8_t *)w->w + p * pstride;
+        int32_t *cur = cb[(p / 2) % 2];
         const int nt = panels - p > 1 ? 2 : 1;
-        if (mt == 2 && nt == 2) amx_block(2, 2, steps, a, lda, b0, b0 + pstride, cb);
-        else if (mt == 2) amx_block(2, 1, steps, a, lda, b0, NULL, cb);
-        else if (nt == 2) amx_block(1, 2, steps, a, lda, b0, b0 + pstride, cb);
-        else amx_block(1, 1, steps, a, lda, b0, NULL, cb);
-        ptrdiff_t j0 = p * FD_QPANEL, ncols = w->n - j0 < 32 ? w->n - j0 : 32;
-        void *cp = f32out ? (void *)((float *)c + j0) : (void *)((int32_t *)c + j0);
-        amx_store(mr, ncols, cb, w->scale + j0, is, cp, ldc, f32out);
+        if (mt == 2 && nt == 2) amx_block(2, 2, steps, a, lda, b0, b0 + pstride, cur, &prev);
+        else if (mt == 2) amx_block(2, 1, steps, a, lda, b0, NULL, cur, &prev);
+        else if (nt == 2) amx_block(1, 2, steps, a, lda, b0, b0 + pstride, cur, &prev);
+        else amx_block(1, 1, steps, a, lda, b0, NULL, cur, &prev);
+        ptrdiff_t j0 = p * FD_QPANEL;
+        prev.cb = cur;
+        prev.ncols = w->n - j0 < 32 ? w->n - j0 : 32;
+        prev.ks = w->scale + j0;
+        prev.c = f32out ? (void *)((float *)c + j0) : (void *)((int32_t *)c + j0);
     }
+    amx_store(&prev, 0, mr);
 }
 
 T_AMX int fd_q8_amx(const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx, fd_q8_row_fn row,
