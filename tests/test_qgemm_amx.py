@@ -112,26 +112,26 @@ def test_op_and_model_equal_avx512_vnni_bits(runs):
     assert amx["model"] == avx512["model"]
 
 
-def test_c_harness_amx_tiles_at_every_m(tmp_path):
-    """tests/c/qgemm_test.c `check amx`, built with gcc and (when installed) clang: the tile kernel
-    called directly for m 1..70 against int64 (k up to FD_Q8_MAX_K, -128 weights) and against the
-    VNNI layer bit for bit, plus every int8 / int4 check through FD_QISA_AMX."""
-    compilers = [c for c in ("gcc", "clang") if shutil.which(c)]
-    if not compilers:
-        pytest.skip("no C compiler to build tests/c/qgemm_test.c")
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_c_harness_amx_tiles_at_every_m(tmp_path, cc):
+    """tests/c/qgemm_test.c `check amx`, the kernels built by gcc and by clang without warnings:
+    the tile kernel called directly for m 1..70 against int64 (k up to FD_Q8_MAX_K, -128
+    weights) and against the VNNI layer bit for bit, plus every int8 / int4 check through
+    FD_QISA_AMX; FASTDENSE_CPU_PATH=avx512 takes AMX away."""
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} is not installed")
     env = {k: v for k, v in os.environ.items() if k != "FASTDENSE_CPU_PATH"}
-    for cc in compilers:
-        exe = tmp_path / f"qgemm_test_{cc}"
-        build_env = dict(env, CC=cc, HELPERS_CC="gcc" if shutil.which("gcc") else cc, HELPERS_OPT="-O1")
-        build = subprocess.run([sys.executable, str(ROOT / "tests/c/qgemm_build.py"), str(exe)], env=build_env,
-                               capture_output=True, text=True)
-        assert build.returncode == 0, build.stderr
-        assert "warning" not in build.stderr, build.stderr
-        run = subprocess.run([str(exe), "check", "amx"], env=env, capture_output=True, text=True, timeout=300)
-        if run.returncode == 77:
-            pytest.skip(f"this CPU lacks AMX: {run.stdout.strip()}")
-        assert run.returncode == 0, run.stdout + run.stderr
-        assert "shapes on AMX tiles at any m" in run.stdout and "amx: " in run.stdout and "ok" in run.stdout
-        forced = subprocess.run([str(exe), "check", "amx"], env=dict(env, FASTDENSE_CPU_PATH="avx512"),
-                                capture_output=True, text=True, timeout=60)
-        assert forced.returncode == 77 and "amx" in forced.stdout, forced.stdout
+    exe = tmp_path / f"qgemm_test_{cc}"
+    build_env = dict(env, CC=cc, HELPERS_CC="gcc" if shutil.which("gcc") else cc, HELPERS_OPT="-O1")
+    build = subprocess.run([sys.executable, str(ROOT / "tests/c/qgemm_build.py"), str(exe)], env=build_env,
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    assert "warning" not in build.stderr, build.stderr
+    run = subprocess.run([str(exe), "check", "amx"], env=env, capture_output=True, text=True, timeout=300)
+    if run.returncode == 77:
+        pytest.skip(f"this CPU lacks AMX: {run.stdout.strip()}")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "shapes on AMX tiles at any m" in run.stdout and "amx: " in run.stdout and "ok" in run.stdout
+    forced = subprocess.run([str(exe), "check", "amx"], env=dict(env, FASTDENSE_CPU_PATH="avx512"),
+                            capture_output=True, text=True, timeout=60)
+    assert forced.returncode == 77 and "amx" in forced.stdout, forced.stdout
