@@ -83,6 +83,26 @@ def test_avx512_path_means_no_amx(runs):
     assert amx["features"]["amx_tile"] and amx["features"]["amx_int8"]
 
 
+def test_amx_detection_agrees_with_proc_cpuinfo():
+    """amx_tile / amx_int8 are reported only where Linux lists them, and lowering the path to
+    avx2 or baseline drops them (no AMX CPU needed)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), None)
+    except OSError:
+        flags = None
+    code = "import json, fastdense._kernels as k; print(json.dumps([k.cpu_features(), k.quant_isa()]))"
+    for path in ("amx", "avx2", "baseline"):
+        run = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, FASTDENSE_CPU_PATH=path),
+                             capture_output=True, text=True, check=True)
+        features, isa = json.loads(run.stdout)
+        if path != "amx":
+            assert not features["amx_tile"] and not features["amx_int8"] and isa != "amx"
+        elif flags is not None:
+            assert features["amx_tile"] <= ("amx_tile" in flags) and features["amx_int8"] <= ("amx_int8" in flags)
+            assert (isa == "amx") <= features["amx_int8"]
+
+
 def test_op_equals_int64_reference(runs):
     """ops.dense on tiles (3+ rows) and strips: Keras's int8 layer with the exact int64 product,
     bit for bit, for every m, k tail, n tail and the all -128 x +-127 extremes."""
