@@ -661,7 +661,7 @@ static int q8_run(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x
 {
     q_path path;
     if (w->bits != 8 || w->k < 1 || w->k > FD_Q8_MAX_K || q_path_of(isa, &path)) return FD_ERR_ARG;
-    const ptrdiff_t tiled = isa == FD_QISA_AMX ? fd_q8_amx_rows(m) : 0;   /* the rest: VNNI strips */
+    const ptrdiff_t tiled = isa == FD_QISA_AMX ? fd_q8_amx_rows(m, w->k, w->n) : 0;   /* the rest: VNNI strips */
     if (tiled > 0) {
         const int rc = fd_q8_amx(w, tiled, x, ldx, path.row, q, ldq, act, bias, c, ldc);
         if (rc || tiled == m) return rc;

@@ -6,13 +6,13 @@
  * runs 2 x 2 int32 C tiles (16 x 16 each): per k step 2 A tiles, 2 B tiles (16 rows of the
  * packed panel: 16 columns x 4 k each) and 4 TDPBSSD.  The C tiles go to a small int32 buffer,
  * are de-scaled with AVX-512 into c exactly as the VNNI path does (float(acc) / (ks * s), so
- * the same bits) during the next pair's k steps, and the float32 epilogue runs on the block.  Tile numbers: C 0-3, A 4-5,
- * B 6-7, all 16 rows x 64 bytes, one configuration for the whole call.
+ * the same bits) during the next pair's k steps, and the float32 epilogue runs on the block.
+ * Tile numbers: C 0-3, A 4-5, B 6-7, all 64 bytes wide.
  *
  * The last k step may take rows of a B tile beyond ceil(k / 4) (the next panel's, or the
  * FD_QAMX_OVERREAD zeros after the last panel); they meet the quantized rows' zero padding,
- * so each adds 0 * w, which is exactly 0.  Rows of the last A tile beyond m hold zeros and
- * their results are not stored.
+ * so each adds 0 * w, which is exactly 0.  The last block's A and C tiles are configured
+ * with just its rows.
  */
 #include "fd_qgemm_amx.h"
 
@@ -37,22 +37,38 @@
 #define BLOCK_ROWS 32   /* rows per block: two A tiles */
 #define KSTEP 64        /* k per TDPBSSD: one A tile row */
 
-/* ldtilecfg's 64-byte operand, palette 1: tiles 0-7 all 16 rows of 64 bytes. */
+/* ldtilecfg's 64-byte operand, palette 1. */
 typedef struct {
     uint8_t palette, start_row, reserved[14];
     uint16_t colsb[16];
     uint8_t rows[16];
 } tile_config;
 
-static const tile_config config = {
-    1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
+/* Configure the tiles for a block of mr rows: every tile 64 bytes wide; B tiles (6, 7) 16
+   rows; the first row tile's C (0, 1) and A (4) min(mr, 16) rows, the second's (2, 3, 5) the
+   rest.  Fewer rows than 16 cost the tile unit less and read no rows past m. */
+T_AMX static void amx_configure(int mr)
+{
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    const int top = mr < 16 ? mr : 16, bottom = mr > 16 ? mr - 16 : 1;
+    const int rows[8] = {top, top, bottom, bottom, top, bottom, 16, 16};
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = (uint8_t)rows[t];
+    }
+    __asm__ volatile("" ::: "memory");   /* gcc's ldtilecfg asm names only 8 of the 64 bytes it reads */
+    _tile_loadconfig(&cfg);
+}
 
 int fd_q8_amx_built(void) { return 1; }
 
-ptrdiff_t fd_q8_amx_rows(ptrdiff_t m)
+ptrdiff_t fd_q8_amx_rows(ptrdiff_t m, ptrdiff_t k, ptrdiff_t n)
 {
-    ptrdiff_t tail = m % 16 < FD_QAMX_MIN_ROWS ? m % 16 : 0;
-    return m < FD_QAMX_MIN_ROWS ? 0 : m - tail;
+    const ptrdiff_t least = k * n < FD_QAMX_SMALL ? FD_QAMX_MIN_ROWS_SMALL : FD_QAMX_MIN_ROWS;
+    const ptrdiff_t tail = m % 16 < least ? m % 16 : 0;
+    return m < least ? 0 : m - tail;
 }
 
 /* One pair of panels' sums in a 32 x 32 int32 buffer, waiting to be stored into c. */
@@ -148,16 +164,16 @@ T_AMX int fd_q8_amx(const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t
     const ptrdiff_t lda = (w->k + KSTEP - 1) / KSTEP * KSTEP, steps = lda / KSTEP;
     int8_t *a = aligned_alloc(64, (size_t)(BLOCK_ROWS * lda));
     if (!a) return FD_ERR_NOMEM;
-    memset(a, 0, (size_t)(BLOCK_ROWS * lda));   /* k padding; rows past m: sums never stored */
-    _tile_loadconfig(&config);
     for (ptrdiff_t i0 = 0; i0 < m; i0 += BLOCK_ROWS) {
         const int mr = m - i0 < BLOCK_ROWS ? (int)(m - i0) : BLOCK_ROWS;
+        if (i0 == 0 || mr < BLOCK_ROWS) amx_configure(mr);   /* whole blocks, then the last */
         float is[BLOCK_ROWS];
         for (int r = 0; r < mr; r++) {
             if (x) {
                 is[r] = row(w->k, x + (i0 + r) * ldx, (uint8_t *)(a + r * lda), lda, 0);
             } else {
                 memcpy(a + r * lda, q + (i0 + r) * ldq, (size_t)w->k);
+                memset(a + r * lda + w->k, 0, (size_t)(lda - w->k));   /* the quantizer pads too */
                 is[r] = 1.0f;
             }
         }
@@ -179,9 +195,9 @@ T_AMX int fd_q8_amx(const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t
 
 int fd_q8_amx_built(void) { return 0; }
 
-ptrdiff_t fd_q8_amx_rows(ptrdiff_t m)
+ptrdiff_t fd_q8_amx_rows(ptrdiff_t m, ptrdiff_t k, ptrdiff_t n)
 {
-    (void)m;
+    (void)m, (void)k, (void)n;
     return 0;
 }
 

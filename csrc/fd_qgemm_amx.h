@@ -29,9 +29,13 @@ extern "C" {
    fd_q8_packed_size leaves them zeroed after the last panel so the read stays in the buffer. */
 #define FD_QAMX_OVERREAD (15 * 64)
 
-/* Fewest rows worth a 16-row tile: with fewer (a batch of 1 or 2, or the last rows after whole
-   tiles) the AVX512-VNNI strips are as fast or faster (measured: docs/quantization.md). */
+/* Fewest rows worth the tiles: with fewer (a batch of 1 or 2, or the last rows after whole
+   16-row tiles) the AVX512-VNNI strips are as fast or faster; for a small kernel (k * n below
+   FD_QAMX_SMALL, where quantizing the rows costs about what the product does) from
+   FD_QAMX_MIN_ROWS_SMALL rows.  Measured: docs/quantization.md. */
 #define FD_QAMX_MIN_ROWS 3
+#define FD_QAMX_MIN_ROWS_SMALL 12
+#define FD_QAMX_SMALL 32768
 
 /* Keras's row quantizer of the caller's path: q (kpad bytes, zero padded), returns the scale. */
 typedef float (*fd_q8_row_fn)(ptrdiff_t k, const float *x, uint8_t *dst, ptrdiff_t kpad, int shift);
@@ -39,9 +43,9 @@ typedef float (*fd_q8_row_fn)(ptrdiff_t k, const float *x, uint8_t *dst, ptrdiff
 /* 1 when this build has the AMX kernel (the compiler knows amx-tile / amx-int8). */
 int fd_q8_amx_built(void);
 
-/* How many of m rows (the first ones) to run on tiles: 0 below FD_QAMX_MIN_ROWS, else m less a
-   last partial tile of fewer than FD_QAMX_MIN_ROWS rows, which the VNNI strips take. */
-ptrdiff_t fd_q8_amx_rows(ptrdiff_t m);
+/* How many of m rows (the first ones) of a k x n layer to run on tiles: 0 below the minimum
+   above, else m less a last partial 16-row tile shorter than it, which the VNNI strips take. */
+ptrdiff_t fd_q8_amx_rows(ptrdiff_t m, ptrdiff_t k, ptrdiff_t n);
 
 /* Rows [0, m) on tiles: with x, c (float, row stride ldc) = act(descale(row(x) @ w) + bias);
    without x (NULL), c (int32) = q @ w for already quantized rows q (stride ldq).  The caller

@@ -501,7 +501,7 @@ static int bench_amx(void)
         printf("SKIP: this CPU lacks amx\n");
         return 77;
     }
-    const ptrdiff_t shapes[][2] = {{784, 512}, {512, 512}, {512, 10}};
+    const ptrdiff_t shapes[][2] = {{784, 512}, {512, 512}, {512, 10}, {512, 32}, {512, 64}, {64, 512}, {2048, 16}};
     const ptrdiff_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 20, 24, 32, 33, 40, 48, 64, 128, 256, 1024};
     fd_act relu = {FD_ACT_RELU, {0.0, NAN, 0.0}};
     printf("one thread; microseconds per call; amx/vnni = time ratio; layer GOPS = 2 m k n / time\n");
