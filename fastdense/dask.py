@@ -180,8 +180,8 @@ def _predict_partition(part: Any, payload: ModelPayload, *, spec: ColumnSpec, dt
     import pandas as pd  # noqa: PLC0415
 
     outputs = _run(payload, spec.arrays(part, dtypes), None, output_keys, batch_size, threads)
-    if len(outputs) == 1:
-        return pd.DataFrame(outputs[0], index=part.index, columns=list(columns))
+    if len(outputs) == 1:      # the frame takes predict's fresh array as it is (pandas 3 copies by default)
+        return pd.DataFrame(outputs[0], index=part.index, columns=list(columns), copy=False)
     values = [y[:, j] for y in outputs for j in range(y.shape[1])]
     return pd.DataFrame(dict(zip(columns, values)), index=part.index, columns=list(columns))
 
