@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=25_000, help="rows per Dask chunk")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--setups", help="comma-separated subset of: 1w x 2t, 1w x 1t pool, 2w x 1t")
     parser.add_argument("--with-input", action="store_true",
                         help="both sides make their input inside the timed turn")
     parser.add_argument("--quiet-wait", type=float, default=30.0,
@@ -186,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         "1w x 1t pool": Setup(1, 1, cores),
         "2w x 1t": Setup(cores, 1, 1),
     }
+    if args.setups:
+        wanted = [name.strip() for name in args.setups.split(",")]
+        unknown = [name for name in wanted if name not in setups]
+        if unknown:
+            parser.error(f"--setups: unknown {unknown}; choose from {list(setups)}")
+        setups = {name: setups[name] for name in wanted}
     model = build_model()
     base = base_rows()
     expected = model.predict(numpy_input(args.rows, base))
