@@ -21,13 +21,15 @@ workers, scheduling, the predict tasks, and gathering the outputs. ``--with-inpu
 sides include making the input instead (plain: the NumPy array, 3 GB of fresh pages; Dask: the
 chunks, made inside the predict tasks). Every round starts each cluster afresh, with only that
 cluster alive (an idle cluster's event loops and heartbeats would slow every other turn), and
-reports separately what a turn does not include: starting the cluster, and the first predict on
-it (the model rebuilt and its plan compiled on each worker). Every Dask result is compared bit
-for bit with plain predict. "busy" is the predict tasks' compute time over the turn's wall time
-times the cluster's threads; "first task" the time from the call to the first task's start;
-"tail" from the last predict task's end to the result in hand. "CPU" is the CPU time of this process
-and the cluster's during the turn (the work done, whatever the other processes on the machine
-took; the wall-time ratio is the target, the CPU ratio the same question asked noise-free).
+reports separately what a turn does not include: starting the cluster, and a first predict of
+1000 rows on each worker in turn (imports, the model rebuilt, its plan compiled). Every Dask
+result is compared bit for bit with plain predict.
+
+Columns: "CPU" is the CPU time of this process and the cluster's during the turn: the wall-time
+ratio is the target, the CPU ratio asks the same question (what did Dask add?) without the other
+processes' noise. "busy" is the predict tasks' compute time over the turn's wall time times the
+cluster's threads; "first task" the time from the call to the first task's start; "tail" from
+the last predict task's end to the result in hand.
 
     python bench/bench_dask.py                 # 1M rows, 3 rounds
     python bench/bench_dask.py --rows 200000 --rounds 2 --json out.json
@@ -221,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
             started[label].append(time.perf_counter() - start)
             try:
                 start = time.perf_counter()              # the model rebuilt, its plan compiled, per worker
-                warm = dask_input(2 * args.chunk * setup.workers, args.chunk)
-                client.compute(fastdense.dask.predict(model, warm, threads=setup.fastdense_threads)).result()
+                warm = fastdense.dask.predict(model, dask_input(1000, 1000), threads=setup.fastdense_threads)
+                for worker in client.scheduler_info()["workers"]:      # each worker, whatever the scheduler prefers
+                    client.compute(warm, workers=[worker]).result()
                 first[label].append(time.perf_counter() - start)
                 data = xd
                 if x is not None:
