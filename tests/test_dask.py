@@ -262,18 +262,10 @@ def test_unsafe_payload_is_refused_on_the_worker_side():
         fdd.model_from_payload(payload._replace(key="lambda", config=config))
 
 
-# ---------------------------------------------------------------------------------------------
-# LEAD NOTE (issue 16): models from issues 13 (BatchNormalization, Embedding) and 14 (int8) go
-# here. The tests below run as soon as those layers / Model.quantize exist on main and skip
-# until then; if they fail after the merge, the new layers' get_config/get_weights do not
-# round-trip through fastdense.dask.model_payload (config + weights) -- fix it there, not here.
-# ---------------------------------------------------------------------------------------------
-
-
 def test_batchnorm_and_embedding_model(client):
-    layers = pytest.importorskip("fastdense.layers")
-    if not all(hasattr(layers, n) for n in ("BatchNormalization", "Embedding")):
-        pytest.skip("BatchNormalization / Embedding are not in fastdense.layers yet (issue 13)")
+    """The payload (config + weights) round-trips the layers of issue 13 (a failure here means a
+    layer's get_config/get_weights does not: fix it there)."""
+    from fastdense import layers
     rng = np.random.default_rng(13)
     tokens = Input((5,), dtype="int32", name="tokens")
     h = layers.Flatten()(layers.Embedding(50, 4)(tokens))
@@ -289,8 +281,6 @@ def test_batchnorm_and_embedding_model(client):
 
 def test_int8_model(client):
     model = mlp(seed=14)
-    if not hasattr(model, "quantize"):
-        pytest.skip("Model.quantize('int8') is not in fastdense yet (issue 14)")
     model.quantize("int8")
     x = np.random.default_rng(15).standard_normal((500, 24)).astype(np.float32)
     got = fdd.predict(model, da.from_array(x, chunks=(120, 24))).compute()
