@@ -3,7 +3,7 @@
     bn      Dense(512) -> BatchNormalization -> ReLU  /  Dense(512, relu) with the BN folded by hand
             (target <= 1.05: the plan folds the BN into the kernel)
     ln      Dense(512) -> LayerNormalization  /  Dense(512) alone
-            (target <= 1.15: the normalization is a row-wise pass after the GEMM)
+            (target <= 1.15: the normalization runs fused in the Dense's epilogue)
     tab     a tabular model: 8 categorical ids -> Embedding(1000, 8) -> Flatten, 16 numbers ->
             Normalization, Concatenate -> Dense(256) -> BN -> ReLU -> Dense(128) -> BN -> ReLU ->
             Dense(1, sigmoid)  /  onnxruntime on the same graph (Gather, Sub/Div, Concat, Gemm,

@@ -6,7 +6,8 @@ per-sample shape it sees) to what a plan step needs. :mod:`fastdense.models.plan
   Dense's epilogue when that Dense is linear and feeds nothing else);
 - BatchNormalization / Normalization / Rescaling are per-feature affine maps, folded into a
   neighbouring Dense (:mod:`fastdense.models.plan_fold`) or run as an affine step;
-- Layer/RMS/UnitNormalization over the last axis are a row-wise step (csrc/fd_norm.c);
+- Layer/RMS/UnitNormalization over the last axis are a row-wise step (csrc/fd_norm.c), fused
+  into the epilogue of the Dense before them when nothing else reads that Dense's output;
 - Dense with LoRA and EinsumDense are Dense steps on their merged / rearranged kernels;
 - Embedding is a gather step (csrc/fd_gather.c).
 """
