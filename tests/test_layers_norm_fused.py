@@ -32,7 +32,8 @@ class Reference(NamedTuple):
 
 def reference(y, layer):
     y = np.asarray(y, np.float64)
-    named = dict(zip(layer.weight_names, (np.asarray(v, np.float64) for v in layer.get_weights())))
+    # (weights over several axes flatten like the rows: the trailing axes in memory order)
+    named = dict(zip(layer.weight_names, (np.asarray(v, np.float64).reshape(-1) for v in layer.get_weights())))
     if isinstance(layer, UnitNormalization):
         with np.errstate(divide="ignore"):
             inv = np.minimum(1.0 / np.sqrt((y * y).sum(-1, keepdims=True)), 1e12)
@@ -218,3 +219,32 @@ def test_quantized_dense_then_normalization_fuses_with_the_same_bits():
     got = model.predict(x)
     np.testing.assert_array_equal(got, unfused.predict(x)[0])
     assert within_float32_bound(got, reference(unfused.predict(x)[1], model.layers[1]))[0]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: LayerNormalization(axis=[1, 2]),
+    lambda: LayerNormalization(axis=[-2, -1], center=False),
+    lambda: RMSNormalization(axis=[1, 2]),
+    lambda: UnitNormalization(axis=[-1, -2]),
+])
+def test_normalizing_the_last_axes_together_is_a_plan_step(make, monkeypatch):
+    """axis=[1, 2] on (rows, cols) samples: one row of rows * cols values (a NORM step after
+    the Dense, not fused: a sample's rows could be in two threads' blocks), against Keras's
+    float64 computation over both axes."""
+    layer = make()
+    model = Sequential([Dense(6, input_shape=(5, 3)), layer])
+    x = RNG.standard_normal((11, 5, 3)).astype(np.float32)
+    y = Sequential([model.layers[0]]).predict(x)
+    layer.set_weights([RNG.uniform(0.5, 2, w.shape) for w in layer.get_weights()])
+    steps = plan_steps(model, (5, 3), np.float32, monkeypatch)
+    assert [(s.kind, s.rows, s.n) for s in steps][1] == (_kernels.FD_STEP_NORM, 1, 30)
+    assert within_float32_bound(model.predict(x).reshape(11, 30), reference(y.reshape(11, 30), layer))[0]
+
+
+def test_normalizing_other_axes_runs_layer_by_layer():
+    layer = LayerNormalization(axis=1)
+    model = Sequential([Dense(6, input_shape=(5, 3)), layer])
+    x = RNG.standard_normal((4, 5, 3)).astype(np.float32)
+    model.predict(x)
+    assert compile_plan(model, [(5, 3)], np.float32) is None
+    np.testing.assert_allclose(model.predict(x), model._run_layers([x])[0], rtol=1e-6, atol=1e-6)

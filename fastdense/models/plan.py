@@ -431,13 +431,13 @@ def _emit_affine(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: 
 
 
 def _emit_norm(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
-    """Layer/RMS/UnitNormalization over the last axis: a row-wise step. In place on the rows of
-    the Dense before it when nothing else reads them: right after that Dense, the kernel runs it
-    as the Dense's epilogue (csrc/fd_plan.c ``fused_norm``)."""
+    """Layer/RMS/UnitNormalization over the last axis (or the last few): a row-wise step. In place
+    on the rows of the Dense before it when nothing else reads them: right after that Dense, the
+    kernel runs it as the Dense's epilogue (csrc/fd_plan.c ``fused_norm``)."""
     (shape,) = in_shapes
     norm = plan_layers.norm_step(layer, shape, b.dtype)
     if norm is None:
-        raise _Unsupported("a normalization over axes other than the last")
+        raise _Unsupported("a normalization over axes other than the last ones")
     step = PlanStep(_NORM, srcs, -1, rows=norm.rows, n=norm.n, w=norm.gamma, bias=norm.beta, mode=norm.kind,
                     eps=norm.eps)
     if b.sole_reader and srcs[0] in b.dense_out:
