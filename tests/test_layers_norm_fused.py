@@ -248,3 +248,18 @@ def test_normalizing_other_axes_runs_layer_by_layer():
     model.predict(x)
     assert compile_plan(model, [(5, 3)], np.float32) is None
     np.testing.assert_allclose(model.predict(x), model._run_layers([x])[0], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 200])
+def test_glu_and_softmax_dense_then_normalization(batch):
+    """A Dense whose activation halves its rows (glu) or needs them whole (softmax), then a fused
+    normalization over its output columns: the same bits as the normalization run on its own."""
+    x = RNG.standard_normal((batch, 40)).astype(np.float32)
+    for activation, units in (("glu", 512), ("softmax", 300)):
+        dense = Dense(units, activation=activation, input_shape=(40,))
+        ln = LayerNormalization()
+        fused = Sequential([dense, ln])
+        got = fused.predict(x)
+        y = Sequential([dense]).predict(x)
+        np.testing.assert_array_equal(got, Sequential([fastdense.Input((y.shape[1],)), ln]).predict(y))
+        assert within_float32_bound(got, reference(y, ln))[0]
