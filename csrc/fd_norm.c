@@ -17,8 +17,9 @@
  * FMA), xhat = (x - mean) * inv exact. Rows with inv outside [2**-60, 2**60] (values beyond
  * 2**60, or a nearly constant row with eps near 0, where s or ml would leave float32's normal
  * range) and NaN rows take the float64 output pass: one rounding, like float64 rows.
- * Measured on Sapphire Rapids (AVX-512, 512 values a row): about 0.1 us a row, against 0.7 us
- * for the former float64 pass compiled for the baseline only. */
+ * Measured on Sapphire Rapids under KVM (LayerNormalization with gamma and beta, 512 values a
+ * row, 256 rows): 0.15 us a row on the AVX-512 path, 0.18 AVX2, 0.31 baseline, against 0.48 us
+ * for the former float64 output pass compiled for the baseline only. */
 #include <math.h>
 
 #include "fd_cpu.h"
