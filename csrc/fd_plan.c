@@ -35,6 +35,59 @@ static char *buffer(const plan_ctx *c, int b, ptrdiff_t r0, char *scratch)
     return scratch + (size_t)bf->offset * c->block * es;
 }
 
+/* The fd_norm of a NORM step: LayerNormalization and co., then its element-wise activation. */
+static fd_norm norm_of(const fd_step *st)
+{
+    const fd_norm norm = {(fd_norm_kind)st->mode, st->eps, st->w, st->bias, st->act};
+    return norm;
+}
+
+/* The normalization fused into dense step s (a float Dense; after a quantized one it is a step
+   of its own): the NORM step right after it, in place on the rows it wrote (what the plan
+   builder emits for a Layer/RMS/UnitNormalization that alone reads a Dense's output). It then
+   runs in the Dense's epilogue, on each thread's rows while they are in cache, and the run
+   skips it. 1 with *norm filled, else 0. */
+static int fused_norm(const fd_plan *p, int s, fd_norm *norm)
+{
+    const fd_step *st = &p->steps[s], *next = &p->steps[s + 1];
+    if (s + 1 >= p->nsteps || next->kind != FD_STEP_NORM || next->src[0] != st->dst || next->dst != st->dst ||
+        next->n != (fd_act_halves(st->act.code) ? st->n / 2 : st->n))
+        return 0;
+    *norm = norm_of(next);
+    return 1;
+}
+
+/* A NORM step's rows [t * chunk, (t + 1) * chunk), as one pool task. */
+typedef struct {
+    const fd_norm *norm;
+    int dtype;
+    const char *x;
+    char *y;
+    ptrdiff_t m, n, chunk;
+} norm_job;
+
+static int norm_task(void *ctx, ptrdiff_t t, void *scratch)
+{
+    const norm_job *j = ctx;
+    const ptrdiff_t r0 = t * j->chunk, rows = j->m - r0 < j->chunk ? j->m - r0 : j->chunk;
+    (void)scratch;
+    if (rows <= 0) return FD_OK;
+    if (j->dtype == FD_F32)
+        fd_norm_rows_f32(j->norm, (const float *)j->x + r0 * j->n, j->n, (float *)j->y + r0 * j->n, j->n, rows, j->n);
+    else
+        fd_norm_rows_f64(j->norm, (const double *)j->x + r0 * j->n, j->n, (double *)j->y + r0 * j->n, j->n, rows,
+                         j->n);
+    return FD_OK;
+}
+
+/* Rows per task when one block's rows split over `threads` (0: do not split). Rows are
+   independent, so the split changes no bit; small steps stay on the caller. */
+static ptrdiff_t split_rows(ptrdiff_t m, ptrdiff_t n, int threads)
+{
+    if (threads < 2 || m < 8 || (double)m * (double)n < FD_TUNE_EPILOGUE_SPLIT_WORK) return 0;
+    return ((m + threads - 1) / threads + 3) / 4 * 4;
+}
+
 #define MERGE_LOOP(T, OP)                                                        \
     do {                                                                         \
         T *d = (T *)dst;                                                         \
@@ -76,34 +129,12 @@ static void merge(const plan_ctx *c, const fd_step *st, int dtype, ptrdiff_t r0,
     }
 }
 
-/* The fd_norm of a NORM step: LayerNormalization and co., then its element-wise activation. */
-static fd_norm norm_of(const fd_step *st)
-{
-    const fd_norm norm = {(fd_norm_kind)st->mode, st->eps, st->w, st->bias, st->act};
-    return norm;
-}
-
-/* The normalization fused into dense step s: the NORM step right after it, in place on the
-   rows it wrote (what the plan builder emits for a Layer/RMS/UnitNormalization that alone reads
-   a Dense's output). It then runs in the Dense's epilogue, on each thread's rows while they are
-   in cache, and the run skips it. 1 with *norm filled, else 0. */
-static int fused_norm(const fd_plan *p, int s, fd_norm *norm)
-{
-    const fd_step *st = &p->steps[s], *next = &p->steps[s + 1];
-    if (s + 1 >= p->nsteps || next->kind != FD_STEP_NORM || next->src[0] != st->dst || next->dst != st->dst ||
-        next->n != (fd_act_halves(st->act.code) ? st->n / 2 : st->n))
-        return 0;
-    *norm = norm_of(next);
-    return 1;
-}
-
 /* A quantized dense step's rows [t * chunk, (t + 1) * chunk), as one pool task. */
 typedef struct {
     const fd_step *st;
     const float *x;
     float *out;
     ptrdiff_t m, chunk;
-    const fd_norm *norm;             /* fused normalization of the output rows, or NULL */
 } qdense_job;
 
 static int qdense_task(void *ctx, ptrdiff_t t, void *scratch)
@@ -116,41 +147,8 @@ static int qdense_task(void *ctx, ptrdiff_t t, void *scratch)
     if (rows <= 0) return FD_OK;
     const float *x = j->x + r0 * st->k;
     float *out = j->out + r0 * st->n;
-    const int rc = qw->bits == 8 ? fd_q8_dense(fd_qgemm_isa(), qw, rows, x, st->k, &st->act, st->bias, out, st->n)
-                                 : fd_q4_dense(fd_qgemm_isa(), qw, rows, x, st->k, &st->act, st->bias, out, st->n);
-    if (rc == FD_OK && j->norm) fd_norm_rows_f32(j->norm, out, st->n, out, st->n, rows, st->n);
-    return rc;
-}
-
-/* A NORM step's rows [t * chunk, (t + 1) * chunk), as one pool task. */
-typedef struct {
-    const fd_norm *norm;
-    int dtype;
-    const char *x;
-    char *y;
-    ptrdiff_t m, n, chunk;
-} norm_job;
-
-static int norm_task(void *ctx, ptrdiff_t t, void *scratch)
-{
-    const norm_job *j = ctx;
-    const ptrdiff_t r0 = t * j->chunk, rows = j->m - r0 < j->chunk ? j->m - r0 : j->chunk;
-    (void)scratch;
-    if (rows <= 0) return FD_OK;
-    if (j->dtype == FD_F32)
-        fd_norm_rows_f32(j->norm, (const float *)j->x + r0 * j->n, j->n, (float *)j->y + r0 * j->n, j->n, rows, j->n);
-    else
-        fd_norm_rows_f64(j->norm, (const double *)j->x + r0 * j->n, j->n, (double *)j->y + r0 * j->n, j->n, rows,
-                         j->n);
-    return FD_OK;
-}
-
-/* Rows per task when one block's rows split over `threads` (0: do not split). Rows are
-   independent, so the split changes no bit; small steps stay on the caller. */
-static ptrdiff_t split_rows(ptrdiff_t m, ptrdiff_t n, int threads)
-{
-    if (threads < 2 || m < 8 || (double)m * (double)n < FD_TUNE_EPILOGUE_SPLIT_WORK) return 0;
-    return ((m + threads - 1) / threads + 3) / 4 * 4;
+    return qw->bits == 8 ? fd_q8_dense(fd_qgemm_isa(), qw, rows, x, st->k, &st->act, st->bias, out, st->n)
+                         : fd_q4_dense(fd_qgemm_isa(), qw, rows, x, st->k, &st->act, st->bias, out, st->n);
 }
 
 /* All steps for samples [r0, r0 + rows), intermediates in this task's scratch. */
@@ -193,9 +191,7 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
             float *out = halves ? (float *)(scratch + (size_t)p->glu_offset * c->block * es) : (float *)dst;
             /* one block: split its rows over the free cores (rows are independent, so the
                split changes no bit); several blocks already run one per thread */
-            /* (glu's halves are copied out after the call: a normalization then runs on its own) */
-            const int fused = !halves && fused_norm(p, s, &norm);
-            qdense_job job = {st, (const float *)src0, out, m, m, fused ? &norm : NULL};
+            qdense_job job = {st, (const float *)src0, out, m, m};
             const int threads = c->ntasks == 1 && c->nblocks == 1 ? fd_get_num_threads() : 1;
             if (threads > 1 && m >= 8) {
                 job.chunk = ((m + threads - 1) / threads + 3) / 4 * 4;
@@ -208,7 +204,6 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
             }
             for (ptrdiff_t r = 0; halves && r < m; r++)   /* glu wrote n / 2 columns per row */
                 memcpy((float *)dst + r * half, out + r * st->n, (size_t)half * sizeof(float));
-            s += fused;
             break;
         }
         case FD_STEP_ACT: {

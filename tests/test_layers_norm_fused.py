@@ -206,7 +206,8 @@ def test_keras_edge_cases_match_layer_by_layer():
         np.testing.assert_allclose(got[ok], want[ok], rtol=4 * U32, atol=0)
 
 
-def test_quantized_dense_then_normalization_fuses_with_the_same_bits():
+def test_quantized_dense_then_normalization_in_place():
+    """After an int8 Dense the normalization is a step of its own, in place on the Dense's rows."""
     x = RNG.standard_normal((64, 32)).astype(np.float32)
     dense = Dense(96, input_shape=(32,))
     model = Sequential([dense, LayerNormalization()])
