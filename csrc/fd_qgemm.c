@@ -93,9 +93,28 @@ void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdif
     for (ptrdiff_t g = 0; g < groups; g++)
         for (ptrdiff_t j = 0; j < npad; j++) {
             /* padded columns: scale 1 (a harmless divisor per unit) or 0 with zero 8 (weight 0) */
-            scale_out[g * npad + j] = j < n ? scale[g * n + j] : (zero ? 0.0f : 1.0f);
-            if (zero) zero_out[g * npad + j] = 8.0f + (j < n ? (float)zero[g * n + j] : 0.0f);
+            ptrdiff_t at = ((j / FD_QPANEL) * groups + g) * FD_QPANEL + j % FD_QPANEL;   /* panel-major */
+            scale_out[at] = j < n ? scale[g * n + j] : (zero ? 0.0f : 1.0f);
+            if (zero) zero_out[at] = 8.0f + (j < n ? (float)zero[g * n + j] : 0.0f);
         }
+}
+
+fd_qweights fd_qweights_panels(const fd_qweights *w, ptrdiff_t p0, ptrdiff_t p1)
+{
+    fd_qweights v = *w;
+    ptrdiff_t end = p1 * FD_QPANEL < w->n ? p1 * FD_QPANEL : w->n;
+    v.n = end - p0 * FD_QPANEL;
+    if (w->bits == 8) {
+        v.w = (const int8_t *)w->w + p0 * ((w->k + 3) / 4) * 64;
+        v.comp = w->comp + p0 * FD_QPANEL;
+        v.scale = w->scale + p0 * FD_QPANEL;
+    } else {
+        ptrdiff_t groups = q_groups(w->k, w->block);
+        v.w = (const uint8_t *)w->w + p0 * groups * ((w->block + 1) / 2) * FD_QPANEL;
+        v.scale = w->scale + p0 * groups * FD_QPANEL;
+        v.zero = w->zero ? w->zero + p0 * groups * FD_QPANEL : NULL;
+    }
+    return v;
 }
 
 /* ---------------------------------------------------------------- path choice */
@@ -189,7 +208,7 @@ static void q8_strip_c(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t
 static void q4_strip_c(int mr, const fd_qweights *w, const float *x, ptrdiff_t ldx, float *c, ptrdiff_t ldc)
 {
     ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2, panels = q_panels(w->n);
-    ptrdiff_t pstride = groups * half * FD_QPANEL, npad = panels * FD_QPANEL;
+    ptrdiff_t pstride = groups * half * FD_QPANEL;
     const uint8_t *wp = (const uint8_t *)w->w;
     for (int r = 0; r < mr; r++)
         for (ptrdiff_t p = 0; p < panels; p++) {
@@ -197,7 +216,7 @@ static void q4_strip_c(int mr, const fd_qweights *w, const float *x, ptrdiff_t l
             for (ptrdiff_t g = 0; g < groups; g++) {
                 ptrdiff_t k0 = g * w->block, len = w->k - k0 < w->block ? w->k - k0 : w->block;
                 const uint8_t *base = wp + p * pstride + g * half * FD_QPANEL;
-                const float *zb = w->zero ? w->zero + g * npad + p * FD_QPANEL : NULL;
+                const float *zb = w->zero ? w->zero + (p * groups + g) * FD_QPANEL : NULL;
                 float part[FD_QPANEL] = {0};
                 for (ptrdiff_t kk = 0; kk < len; kk++) {
                     float xv = x[r * ldx + k0 + kk];
@@ -208,7 +227,7 @@ static void q4_strip_c(int mr, const fd_qweights *w, const float *x, ptrdiff_t l
                     }
                 }
                 for (int col = 0; col < FD_QPANEL; col++)
-                    acc[col] = zb ? fmaf(part[col], w->scale[g * npad + p * FD_QPANEL + col], acc[col]) : part[col];
+                    acc[col] = zb ? fmaf(part[col], w->scale[(p * groups + g) * FD_QPANEL + col], acc[col]) : part[col];
             }
             for (int col = 0; col < FD_QPANEL && p * FD_QPANEL + col < w->n; col++) {
                 ptrdiff_t j = p * FD_QPANEL + col;
@@ -355,7 +374,7 @@ T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, cons
                              const float *x, ptrdiff_t ldx, ptrdiff_t p0, float *c, ptrdiff_t ldc)
 {
     ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2;
-    ptrdiff_t pstride = groups * half * FD_QPANEL, npad = q_panels(w->n) * FD_QPANEL;
+    ptrdiff_t pstride = groups * half * FD_QPANEL;
     const uint8_t *wp = (const uint8_t *)w->w + p0 * pstride;
     const __m512 magic = _mm512_set1_ps(8388608.0f);
     const __m512i lo_mask = _mm512_set1_epi32(0x0F), hi_mask = _mm512_set1_epi32(0xF0);
@@ -374,7 +393,7 @@ T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, cons
             for (int p = 0; p < NP; p++) part[r][p] = GROUPED ? _mm512_setzero_ps() : acc[r][p];
         if (GROUPED)
             for (int p = 0; p < NP; p++) {
-                __m512 zb = _mm512_loadu_ps(w->zero + g * npad + (p0 + p) * FD_QPANEL);
+                __m512 zb = _mm512_loadu_ps(w->zero + ((p0 + p) * groups + g) * FD_QPANEL);
                 zlo[p] = _mm512_add_ps(magic, zb);
                 zhi[p] = _mm512_fmadd_ps(zb, _mm512_set1_ps(16.0f), magic);   /* exact: integers < 2^24 */
             }
@@ -396,7 +415,7 @@ T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, cons
             }
         }
         for (int p = 0; p < NP; p++) {
-            __m512 sc = GROUPED ? _mm512_loadu_ps(w->scale + g * npad + (p0 + p) * FD_QPANEL) : magic;
+            __m512 sc = GROUPED ? _mm512_loadu_ps(w->scale + ((p0 + p) * groups + g) * FD_QPANEL) : magic;
             for (int r = 0; r < MR; r++)
                 acc[r][p] = GROUPED ? _mm512_fmadd_ps(part[r][p], sc, acc[r][p]) : part[r][p];
         }
@@ -652,7 +671,7 @@ T_AVX2 AI void q4_tile_256(const int MR, const int NP, const int GROUPED, const 
                            const float *x, ptrdiff_t ldx, ptrdiff_t p0, float *c, ptrdiff_t ldc)
 {
     ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2;
-    ptrdiff_t pstride = groups * half * FD_QPANEL, npad = q_panels(w->n) * FD_QPANEL;
+    ptrdiff_t pstride = groups * half * FD_QPANEL;
     const uint8_t *wp = (const uint8_t *)w->w + p0 * pstride;
     __m256 acc[4][4], part[4][4], zb[4];
     for (int r = 0; r < MR; r++)
@@ -664,7 +683,7 @@ T_AVX2 AI void q4_tile_256(const int MR, const int NP, const int GROUPED, const 
         for (int r = 0; r < MR; r++)
             for (int v = 0; v < 2 * NP; v++) part[r][v] = GROUPED ? _mm256_setzero_ps() : acc[r][v];
         if (GROUPED)
-            for (int v = 0; v < 2 * NP; v++) zb[v] = _mm256_loadu_ps(w->zero + g * npad + p0 * FD_QPANEL + 8 * v);
+            for (int v = 0; v < 2 * NP; v++) zb[v] = _mm256_loadu_ps(w->zero + ((p0 + v / 2) * groups + g) * FD_QPANEL + 8 * (v % 2));
         for (ptrdiff_t kk = 0; kk < len; kk += 2) {
             int two = len - kk >= 2;
             __m256 wlo[4], whi[4];
@@ -684,7 +703,7 @@ T_AVX2 AI void q4_tile_256(const int MR, const int NP, const int GROUPED, const 
             }
         }
         for (int v = 0; v < 2 * NP; v++) {
-            __m256 sc = GROUPED ? _mm256_loadu_ps(w->scale + g * npad + p0 * FD_QPANEL + 8 * v) : zb[v];
+            __m256 sc = GROUPED ? _mm256_loadu_ps(w->scale + ((p0 + v / 2) * groups + g) * FD_QPANEL + 8 * (v % 2)) : zb[v];
             for (int r = 0; r < MR; r++)
                 acc[r][v] = GROUPED ? _mm256_fmadd_ps(part[r][v], sc, acc[r][v]) : part[r][v];
         }

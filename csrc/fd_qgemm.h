@@ -53,8 +53,8 @@ typedef struct {
     const void *w;          /* int8: panels x ceil(k/4) x 16 x 4 bytes; int4: see fd_q4_pack */
     const int32_t *comp;    /* int8: 128 * sum_kk w[kk, j] per column (AVX-VNNI paths' shift) */
     const float *scale;     /* int8 and per-unit int4: kernel_scale per column (padded with 1);
-                               int4 blocks: groups x panels*16 floats */
-    const float *zero;      /* int4 blocks: groups x panels*16 zero points as floats, else NULL */
+                               int4 blocks: per panel, groups x 16 floats */
+    const float *zero;      /* int4 blocks: per panel, groups x 16 zero points + 8 as floats, else NULL */
 } fd_qweights;
 
 /* Bytes of the packed int8 weights (fd_q8_pack's wp). */
@@ -74,6 +74,10 @@ ptrdiff_t fd_q4_params_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block);
    one scale per unit (then block must be k). */
 void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
                 const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out);
+
+/* The columns of panels [p0, p1) (0 <= p0 < p1 <= ceil(n / 16)) as weights of their own: a
+   view into w, for splitting a layer's columns over threads (each column's sums are the same). */
+fd_qweights fd_qweights_panels(const fd_qweights *w, ptrdiff_t p0, ptrdiff_t p1);
 
 /* The best path this CPU runs (fd_cpu_has), lowered by FASTDENSE_CPU_PATH (baseline: C; avx2:
    AVX-VNNI when present, else AVX2; avx512: everything). */

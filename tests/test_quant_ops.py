@@ -186,3 +186,39 @@ def test_every_cpu_path_gives_the_same_bits():
         q, s = Q.quantize_int8(w)
         want = Q.int8_dense_reference(x, q, s, b)
         assert results["baseline"][f"{m}x{k}x{n}/int8/None"] == want.tobytes().hex()
+
+
+@pytest.mark.parametrize("activation", ["relu", "softmax", "glu"])
+def test_threads_split_rows_and_columns_without_changing_a_bit(activation):
+    """ops.dense splits a quantized call over the pool (columns for <= 4 rows, rows from 8 on):
+    every row is bit for bit the one-thread result, and int8 the int64 reference's."""
+    import fastdense
+
+    x, w, b = _data(m=40, k=300, n=512, seed=4)
+    kernels = [ops.quantize_kernel(w, "int8"), ops.quantize_kernel(w, "int4"),
+               ops.quantize_kernel(w, "int4", block_size=-1)]
+    before = fastdense.get_num_threads()
+    try:
+        for qk in kernels:
+            results = {}
+            for threads in (1, 2):
+                fastdense.set_num_threads(threads)
+                results[threads] = [ops.dense(x[:m], qk, b, activation) for m in (1, 3, 4, 8, 13, 40)]
+            for one, two in zip(results[1], results[2]):
+                np.testing.assert_array_equal(one, two)
+            if qk.mode == "int8" and activation == "relu":
+                want = np.maximum(Q.int8_dense_reference(x, qk.kernel, qk.kernel_scale, b), 0)
+                for got in results[2]:
+                    np.testing.assert_array_equal(got, want[: len(got)])
+    finally:
+        fastdense.set_num_threads(before)
+
+
+def test_int8_row_tiles_match_the_reference_at_every_batch():
+    """Batches 1..30 cover the kernels' row tiles (12-row strips cut 8 + rest, 6 and 4 rows on
+    256-bit paths) and their column tails (n = 70: 4 panels + 6 columns)."""
+    x, w, b = _data(m=30, k=37, n=70, seed=5)
+    qk = ops.quantize_kernel(w, "int8")
+    want = Q.int8_dense_reference(x, qk.kernel, qk.kernel_scale, b)
+    for m in range(1, 31):
+        np.testing.assert_array_equal(ops.dense(x[:m], qk, b), want[:m])
