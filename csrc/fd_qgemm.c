@@ -134,11 +134,27 @@ int fd_qisa_supported(fd_qisa isa)
     }
 }
 
+/* The highest path FASTDENSE_QUANT_PATH (a fd_qisa_name) allows, read once: it lowers the
+   quantized kernels alone, e.g. to time the AVX2 kernel on a CPU that also has AVX-VNNI. */
+static int q_env_top(void)
+{
+    static int top = -1;
+    int t = __atomic_load_n(&top, __ATOMIC_RELAXED);
+    if (t < 0) {
+        const char *want = getenv("FASTDENSE_QUANT_PATH");
+        t = FD_QISA_COUNT - 1;
+        for (int isa = 0; want != NULL && isa < FD_QISA_COUNT; isa++)
+            if (strcmp(want, fd_qisa_name((fd_qisa)isa)) == 0) t = isa;
+        __atomic_store_n(&top, t, __ATOMIC_RELAXED);
+    }
+    return t;
+}
+
 /* fd_cpu_has already drops what FASTDENSE_CPU_PATH forbids: avx2 keeps AVX-VNNI, baseline
-   keeps nothing. */
+   keeps nothing; FASTDENSE_QUANT_PATH may lower it further. */
 fd_qisa fd_qgemm_isa(void)
 {
-    for (int isa = FD_QISA_COUNT - 1; isa > FD_QISA_BASELINE; isa--)
+    for (int isa = q_env_top(); isa > FD_QISA_BASELINE; isa--)
         if (fd_qisa_supported((fd_qisa)isa)) return (fd_qisa)isa;
     return FD_QISA_BASELINE;
 }

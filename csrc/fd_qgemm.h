@@ -80,7 +80,8 @@ void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdif
 fd_qweights fd_qweights_panels(const fd_qweights *w, ptrdiff_t p0, ptrdiff_t p1);
 
 /* The best path this CPU runs (fd_cpu_has), lowered by FASTDENSE_CPU_PATH (baseline: C; avx2:
-   AVX-VNNI when present, else AVX2; avx512: everything). */
+   AVX-VNNI when present, else AVX2; avx512: everything) and by FASTDENSE_QUANT_PATH (a
+   fd_qisa_name: the quantized kernels alone, e.g. avx2 for the AVX2 kernel where AVX-VNNI is). */
 fd_qisa fd_qgemm_isa(void);
 /* 1 when the CPU runs `isa` and FASTDENSE_CPU_PATH allows it. */
 int fd_qisa_supported(fd_qisa isa);
