@@ -312,6 +312,7 @@ T_AVX512 AI void q8_tile_512(const int MR, const int NP, ptrdiff_t k4, const uin
     __m512i acc[24];
     for (int r = 0; r < MR; r++)
         for (int p = 0; p < NP; p++) acc[r * NP + p] = _mm512_setzero_si512();
+#pragma GCC unroll 2
     for (ptrdiff_t g = 0; g < k4; g++) {
         __m512i wv[8];
         for (int p = 0; p < NP; p++) wv[p] = _mm512_loadu_si512((const void *)(wp + p * pstride + g * 64));
@@ -587,6 +588,7 @@ T_AVX2 AI void q8_tile_avx2(const int MR, const int NP, ptrdiff_t k4, const uint
     __m256i acc[12];
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < 2 * NP; v++) acc[r * 2 * NP + v] = _mm256_setzero_si256();
+#pragma GCC unroll 2
     for (ptrdiff_t g = 0; g < k4; g++) {
         __m256i wv[8];
         for (int v = 0; v < 2 * NP; v++)
