@@ -14,10 +14,10 @@
  *
  * Paths (fd_qisa), picked by the caller (fd_qgemm_isa() is the best one the CPU and
  * FASTDENSE_CPU_PATH allow) and compiled with target attributes, so the default build runs on
- * any x86-64: AVX512-VNNI (vpdpbusd zmm), AVX-VNNI (vpdpbusd ymm), AVX2 (vpmaddubsw on |w| and
- * sign(q, w): pair sums <= 2 * 128 * 127, never saturated) and portable C.  Every path gives
+ * any x86-64: AVX512-VNNI (vpdpbusd zmm), AVX-VNNI (vpdpbusd ymm), AVX2 (vpmaddubsw on |q| and
+ * w ^ sign(q): pair sums <= 2 * 127 * 128, never saturated) and portable C.  Every path gives
  * the same int32 sums (int8) and the same float sums (int4, same FMA order), bit for bit, for
- * any number of rows.  Pure, thread-safe on disjoint outputs; scratch up to 16 KiB per call on
+ * any number of rows.  Pure, thread-safe on disjoint outputs; scratch up to 32 KiB per call on
  * the stack, more from malloc.
  */
 #ifndef FD_QGEMM_H
