@@ -9,7 +9,7 @@
 #include "fd_gather.h"
 #include "fd_norm.h"
 #include "fd_plan.h"
-#include "fd_qgemm.h"
+#include "fd_qdense.h"
 #include "fd_pool.h"
 #include "fd_tune.h"
 
@@ -129,28 +129,6 @@ static void merge(const plan_ctx *c, const fd_step *st, int dtype, ptrdiff_t r0,
     }
 }
 
-/* A quantized dense step's rows [t * chunk, (t + 1) * chunk), as one pool task. */
-typedef struct {
-    const fd_step *st;
-    const float *x;
-    float *out;
-    ptrdiff_t m, chunk;
-} qdense_job;
-
-static int qdense_task(void *ctx, ptrdiff_t t, void *scratch)
-{
-    const qdense_job *j = ctx;
-    const fd_step *st = j->st;
-    const fd_qweights *qw = (const fd_qweights *)st->w;
-    const ptrdiff_t r0 = t * j->chunk, rows = j->m - r0 < j->chunk ? j->m - r0 : j->chunk;
-    (void)scratch;
-    if (rows <= 0) return FD_OK;
-    const float *x = j->x + r0 * st->k;
-    float *out = j->out + r0 * st->n;
-    return qw->bits == 8 ? fd_q8_dense(fd_qgemm_isa(), qw, rows, x, st->k, &st->act, st->bias, out, st->n)
-                         : fd_q4_dense(fd_qgemm_isa(), qw, rows, x, st->k, &st->act, st->bias, out, st->n);
-}
-
 /* All steps for samples [r0, r0 + rows), intermediates in this task's scratch. */
 static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scratch)
 {
@@ -189,19 +167,12 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
             const ptrdiff_t m = rows * st->rows, half = st->n / 2;
             const int halves = fd_act_halves(st->act.code);
             float *out = halves ? (float *)(scratch + (size_t)p->glu_offset * c->block * es) : (float *)dst;
-            /* one block: split its rows over the free cores (rows are independent, so the
+            /* one block: split it over the free cores (rows, or columns for a few rows; the
                split changes no bit); several blocks already run one per thread */
-            qdense_job job = {st, (const float *)src0, out, m, m};
             const int threads = c->ntasks == 1 && c->nblocks == 1 ? fd_get_num_threads() : 1;
-            if (threads > 1 && m >= 8) {
-                job.chunk = ((m + threads - 1) / threads + 3) / 4 * 4;
-                const int rc = fd_pool_run(&(fd_tasks){qdense_task, &job, (m + job.chunk - 1) / job.chunk, 0},
-                                           threads - 1);
-                if (rc) return rc;
-            } else {
-                const int rc = qdense_task(&job, 0, NULL);
-                if (rc) return rc;
-            }
+            const int rc = fd_qdense(fd_qgemm_isa(), (const fd_qweights *)st->w, m, (const float *)src0, st->k,
+                                     &st->act, st->bias, out, st->n, threads);
+            if (rc) return rc;
             for (ptrdiff_t r = 0; halves && r < m; r++)   /* glu wrote n / 2 columns per row */
                 memcpy((float *)dst + r * half, out + r * st->n, (size_t)half * sizeof(float));
             break;

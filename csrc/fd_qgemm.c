@@ -1,15 +1,18 @@
 /* fd_qgemm.c -- Keras 3 int8 / int4 Dense kernels on packed weights (see fd_qgemm.h).
  *
- * int8: the layer works on strips of up to 4 rows: quantize the strip's rows into a small
+ * int8: the layer works on strips of up to 12 rows: quantize the strip's rows into a small
  * buffer (the only pass over x), run the strip against every panel of 16 columns with the
  * int32 sums in registers, de-scale them in registers into c, then run the float32 epilogue
  * (bias + activation) on the strip while it is in L1.  The packed kernel holds, per panel,
  * ceil(k/4) groups of 16 columns x 4 consecutive k: one 32-bit lane per column, the operand
- * layout of vpdpbusd.  vpdpbusd multiplies u8 by s8, so the VNNI paths store each quantized
- * input plus 128 and subtract 128 * sum_kk w[kk, j] (comp, computed at pack time) at the end:
- * exact in int32 arithmetic, which wraps consistently.  The AVX2 path keeps the inputs signed
- * and feeds vpmaddubsw |w| (u8, <= 128) and sign(q, w) (|q| <= 127), so a pair sum is at most
- * 2 * 128 * 127 = 32512 and never saturates; vpmaddwd by ones then sums 4 products to int32.
+ * layout of vpdpbusd.  Tiles: AVX-512 12 rows x 2 panels (24 zmm sums, each weight load used
+ * by 12 rows; 8 x 3, 6 x 4 ... for the strip's last rows), AVX-VNNI 6 rows x 1 panel, AVX2
+ * 4 x 1 (16 ymm registers).  vpdpbusd multiplies u8 by s8, so the VNNI paths store each
+ * quantized input plus 128 and subtract 128 * sum_kk w[kk, j] (comp, computed at pack time) at
+ * the end: exact in int32 arithmetic, which wraps consistently.  The AVX2 path splits each
+ * input into |q| (u8) and its sign and feeds vpmaddubsw |q| and w ^ sign (see q8_sign_split):
+ * a pair sum is at most 2 * 127 * 128 and never saturates; vpmaddwd by ones then sums 4
+ * products to int32.
  *
  * int4: per panel of 16 columns and per group of `block` rows, rows in pairs, one byte per
  * column holding the pair's two nibbles, each stored as q + 8 (0..15); vpmovzxbd widens 16 bytes
@@ -35,8 +38,9 @@
 #define FD_Q_X86 0
 #endif
 
-#define QROWS 4                  /* rows per strip */
-#define QSTACK (16 * 1024)       /* quantized-strip bytes kept on the stack */
+#define QROWS 12                 /* rows per strip: quantized together, then run against every panel */
+#define Q4ROWS 4                 /* int4 rows per strip */
+#define QSTACK (32 * 1024)       /* quantized-strip bytes kept on the stack */
 #define AI static inline __attribute__((always_inline))
 
 static ptrdiff_t q_panels(ptrdiff_t n) { return (n + FD_QPANEL - 1) / FD_QPANEL; }
@@ -90,9 +94,28 @@ void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdif
     for (ptrdiff_t g = 0; g < groups; g++)
         for (ptrdiff_t j = 0; j < npad; j++) {
             /* padded columns: scale 1 (a harmless divisor per unit) or 0 with zero 8 (weight 0) */
-            scale_out[g * npad + j] = j < n ? scale[g * n + j] : (zero ? 0.0f : 1.0f);
-            if (zero) zero_out[g * npad + j] = 8.0f + (j < n ? (float)zero[g * n + j] : 0.0f);
+            ptrdiff_t at = ((j / FD_QPANEL) * groups + g) * FD_QPANEL + j % FD_QPANEL;   /* panel-major */
+            scale_out[at] = j < n ? scale[g * n + j] : (zero ? 0.0f : 1.0f);
+            if (zero) zero_out[at] = 8.0f + (j < n ? (float)zero[g * n + j] : 0.0f);
         }
+}
+
+fd_qweights fd_qweights_panels(const fd_qweights *w, ptrdiff_t p0, ptrdiff_t p1)
+{
+    fd_qweights v = *w;
+    ptrdiff_t end = p1 * FD_QPANEL < w->n ? p1 * FD_QPANEL : w->n;
+    v.n = end - p0 * FD_QPANEL;
+    if (w->bits == 8) {
+        v.w = (const int8_t *)w->w + p0 * ((w->k + 3) / 4) * 64;
+        v.comp = w->comp + p0 * FD_QPANEL;
+        v.scale = w->scale + p0 * FD_QPANEL;
+    } else {
+        ptrdiff_t groups = q_groups(w->k, w->block);
+        v.w = (const uint8_t *)w->w + p0 * groups * ((w->block + 1) / 2) * FD_QPANEL;
+        v.scale = w->scale + p0 * groups * FD_QPANEL;
+        v.zero = w->zero ? w->zero + p0 * groups * FD_QPANEL : NULL;
+    }
+    return v;
 }
 
 /* ---------------------------------------------------------------- path choice */
@@ -115,11 +138,27 @@ int fd_qisa_supported(fd_qisa isa)
     }
 }
 
+/* The highest path FASTDENSE_QUANT_PATH (a fd_qisa_name) allows, read once: it lowers the
+   quantized kernels alone, e.g. to time the AVX2 kernel on a CPU that also has AVX-VNNI. */
+static int q_env_top(void)
+{
+    static int top = -1;
+    int t = __atomic_load_n(&top, __ATOMIC_RELAXED);
+    if (t < 0) {
+        const char *want = getenv("FASTDENSE_QUANT_PATH");
+        t = FD_QISA_COUNT - 1;
+        for (int isa = 0; want != NULL && isa < FD_QISA_COUNT; isa++)
+            if (strcmp(want, fd_qisa_name((fd_qisa)isa)) == 0) t = isa;
+        __atomic_store_n(&top, t, __ATOMIC_RELAXED);
+    }
+    return t;
+}
+
 /* fd_cpu_has already drops what FASTDENSE_CPU_PATH forbids: avx2 keeps AVX-VNNI, baseline
-   keeps nothing. */
+   keeps nothing; FASTDENSE_QUANT_PATH may lower it further. */
 fd_qisa fd_qgemm_isa(void)
 {
-    for (int isa = FD_QISA_COUNT - 1; isa > FD_QISA_BASELINE; isa--)
+    for (int isa = q_env_top(); isa > FD_QISA_BASELINE; isa--)
         if (fd_qisa_supported((fd_qisa)isa)) return (fd_qisa)isa;
     return FD_QISA_BASELINE;
 }
@@ -159,9 +198,10 @@ static float q8_row_c(ptrdiff_t k, const float *x, uint8_t *dst, ptrdiff_t kpad,
     return s;
 }
 
-static void q8_strip_c(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda, const float *is,
-                       void *c, ptrdiff_t ldc, int f32out)
+static void q8_strip_c(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda, const int32_t *fix,
+                       const float *is, void *c, ptrdiff_t ldc, int f32out)
 {
+    (void)fix;
     ptrdiff_t k4 = (w->k + 3) / 4, panels = q_panels(w->n);
     const int8_t *wp = (const int8_t *)w->w;
     for (int r = 0; r < mr; r++) {
@@ -188,7 +228,7 @@ static void q8_strip_c(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t
 static void q4_strip_c(int mr, const fd_qweights *w, const float *x, ptrdiff_t ldx, float *c, ptrdiff_t ldc)
 {
     ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2, panels = q_panels(w->n);
-    ptrdiff_t pstride = groups * half * FD_QPANEL, npad = panels * FD_QPANEL;
+    ptrdiff_t pstride = groups * half * FD_QPANEL;
     const uint8_t *wp = (const uint8_t *)w->w;
     for (int r = 0; r < mr; r++)
         for (ptrdiff_t p = 0; p < panels; p++) {
@@ -196,7 +236,7 @@ static void q4_strip_c(int mr, const fd_qweights *w, const float *x, ptrdiff_t l
             for (ptrdiff_t g = 0; g < groups; g++) {
                 ptrdiff_t k0 = g * w->block, len = w->k - k0 < w->block ? w->k - k0 : w->block;
                 const uint8_t *base = wp + p * pstride + g * half * FD_QPANEL;
-                const float *zb = w->zero ? w->zero + g * npad + p * FD_QPANEL : NULL;
+                const float *zb = w->zero ? w->zero + (p * groups + g) * FD_QPANEL : NULL;
                 float part[FD_QPANEL] = {0};
                 for (ptrdiff_t kk = 0; kk < len; kk++) {
                     float xv = x[r * ldx + k0 + kk];
@@ -207,7 +247,7 @@ static void q4_strip_c(int mr, const fd_qweights *w, const float *x, ptrdiff_t l
                     }
                 }
                 for (int col = 0; col < FD_QPANEL; col++)
-                    acc[col] = zb ? fmaf(part[col], w->scale[g * npad + p * FD_QPANEL + col], acc[col]) : part[col];
+                    acc[col] = zb ? fmaf(part[col], w->scale[(p * groups + g) * FD_QPANEL + col], acc[col]) : part[col];
             }
             for (int col = 0; col < FD_QPANEL && p * FD_QPANEL + col < w->n; col++) {
                 ptrdiff_t j = p * FD_QPANEL + col;
@@ -257,30 +297,44 @@ T_AVX512 static float q8_row_512(ptrdiff_t k, const float *x, uint8_t *dst, ptrd
     return s;
 }
 
-/* MR rows x NP panels of int32 sums over the whole k, then stored (F32: de-scaled). */
-T_AVX512 AI void q8_tile_512(const int MR, const int NP, const int F32, ptrdiff_t k4, const uint8_t *a,
-                             ptrdiff_t lda, const int8_t *wp, ptrdiff_t pstride, const int32_t *comp,
-                             const float *ks, const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols)
+/* acc += the 4-products of u8 a and s8 w.  In asm: gcc's register allocator, given the
+   intrinsic's separate input and output, copies and spills the sums of a 24-register tile
+   every step. */
+T_AVX512 AI void q_dpbusd_512(__m512i *acc, __m512i a, __m512i w)
 {
-    __m512i acc[4][8];
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(*acc) : "v"(a), "v"(w));
+}
+
+/* MR rows x NP panels of int32 sums over the whole k.  The large tile, 12 rows x 2 panels,
+   keeps 24 zmm sums: each weight load feeds 12 vpdpbusd and each input broadcast 2, so the
+   weights stream from L2 at ~11 bytes a cycle, and 24 independent chains cover vpdpbusd's
+   latency on its two ports. */
+T_AVX512 AI void q8_tile_512(const int MR, const int NP, ptrdiff_t k4, const uint8_t *a, ptrdiff_t lda,
+                             const int8_t *wp, ptrdiff_t pstride, const int32_t *comp, const float *ks,
+                             const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols, int f32)
+{
+    __m512i acc[24];
     for (int r = 0; r < MR; r++)
-        for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_si512();
+        for (int p = 0; p < NP; p++) acc[r * NP + p] = _mm512_setzero_si512();
+#pragma GCC unroll 2
     for (ptrdiff_t g = 0; g < k4; g++) {
         __m512i wv[8];
         for (int p = 0; p < NP; p++) wv[p] = _mm512_loadu_si512((const void *)(wp + p * pstride + g * 64));
         for (int r = 0; r < MR; r++) {
             __m512i av = _mm512_set1_epi32(load_i32(a + r * lda + 4 * g));
-            for (int p = 0; p < NP; p++) acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], av, wv[p]);
+            for (int p = 0; p < NP; p++) q_dpbusd_512(&acc[r * NP + p], av, wv[p]);
         }
     }
+#pragma GCC unroll 8
     for (int p = 0; p < NP; p++) {
         ptrdiff_t left = ncols - p * FD_QPANEL;
         __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
         __m512i cp = _mm512_loadu_si512((const void *)(comp + p * FD_QPANEL));
         __m512 kv = _mm512_loadu_ps(ks + p * FD_QPANEL);
+#pragma GCC unroll 12
         for (int r = 0; r < MR; r++) {
-            __m512i v = _mm512_sub_epi32(acc[r][p], cp);
-            if (F32) {
+            __m512i v = _mm512_sub_epi32(acc[r * NP + p], cp);
+            if (f32) {
                 __m512 f = _mm512_div_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(kv, _mm512_set1_ps(is[r])));
                 _mm512_mask_storeu_ps((float *)c + r * ldc + p * FD_QPANEL, m, f);
             } else {
@@ -290,31 +344,46 @@ T_AVX512 AI void q8_tile_512(const int MR, const int NP, const int F32, ptrdiff_
     }
 }
 
-T_AVX512 static void q8_strip_512(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda,
-                                  const float *is, void *c, ptrdiff_t ldc, int f32out)
+/* Panels per tile for mr rows: up to 24 sums (12 x 2, 8 x 3, 6 x 4), 8 panels for one row. */
+static int q8_np_512(int mr) { return mr == 1 ? 8 : mr <= 6 ? 4 : mr <= 8 ? 3 : 2; }
+
+/* mr <= 8 rows, or 12, against every panel. */
+T_AVX512 static void q8_rows_512(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda, const float *is,
+                                 void *c, ptrdiff_t ldc, int f32)
 {
     ptrdiff_t k4 = (w->k + 3) / 4, panels = q_panels(w->n), pstride = k4 * 64;
-    int npmax = mr == 1 ? 8 : 4;   /* one row: 8 independent vpdpbusd chains */
+    int npmax = q8_np_512(mr);
     for (ptrdiff_t p0 = 0; p0 < panels; p0 += npmax) {
         int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;
         const int8_t *wp = (const int8_t *)w->w + p0 * pstride;
-        const int32_t *comp = w->comp + p0 * FD_QPANEL;
-        const float *ks = w->scale + p0 * FD_QPANEL;
-        void *cp = f32out ? (void *)((float *)c + p0 * FD_QPANEL) : (void *)((int32_t *)c + p0 * FD_QPANEL);
-        ptrdiff_t ncols = w->n - p0 * FD_QPANEL;
-#define Q8_512(MR, NP)                                                                         \
-    case MR * 16 + NP:                                                                         \
-        if (f32out) q8_tile_512(MR, NP, 1, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols); \
-        else q8_tile_512(MR, NP, 0, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols);      \
+        void *cp = f32 ? (void *)((float *)c + p0 * FD_QPANEL) : (void *)((int32_t *)c + p0 * FD_QPANEL);
+#define Q8_512(MR, NP)                                                                                      \
+    case MR * 16 + NP:                                                                                      \
+        q8_tile_512(MR, NP, k4, a, lda, wp, pstride, w->comp + p0 * FD_QPANEL, w->scale + p0 * FD_QPANEL, is, \
+                    cp, ldc, w->n - p0 * FD_QPANEL, f32);                                                   \
         break;
         switch (mr * 16 + np) {
-            Q8_512(1, 1) Q8_512(1, 2) Q8_512(1, 3) Q8_512(1, 4)
-            Q8_512(1, 5) Q8_512(1, 6) Q8_512(1, 7) Q8_512(1, 8)
-            Q8_512(2, 1) Q8_512(2, 2) Q8_512(2, 3) Q8_512(2, 4)
-            Q8_512(3, 1) Q8_512(3, 2) Q8_512(3, 3) Q8_512(3, 4)
-            Q8_512(4, 1) Q8_512(4, 2) Q8_512(4, 3) Q8_512(4, 4)
+            Q8_512(1, 1) Q8_512(1, 2) Q8_512(1, 3) Q8_512(1, 4) Q8_512(1, 5) Q8_512(1, 6) Q8_512(1, 7) Q8_512(1, 8)
+            Q8_512(2, 1) Q8_512(2, 2) Q8_512(2, 3) Q8_512(2, 4) Q8_512(3, 1) Q8_512(3, 2) Q8_512(3, 3) Q8_512(3, 4)
+            Q8_512(4, 1) Q8_512(4, 2) Q8_512(4, 3) Q8_512(4, 4) Q8_512(5, 1) Q8_512(5, 2) Q8_512(5, 3) Q8_512(5, 4)
+            Q8_512(6, 1) Q8_512(6, 2) Q8_512(6, 3) Q8_512(6, 4) Q8_512(7, 1) Q8_512(7, 2) Q8_512(7, 3)
+            Q8_512(8, 1) Q8_512(8, 2) Q8_512(8, 3) Q8_512(12, 1) Q8_512(12, 2)
         }
 #undef Q8_512
+    }
+}
+
+/* A strip of up to QROWS = 12 rows: one tile of rows when it can (each pass reads every
+   weight), else 8 rows then the rest. */
+T_AVX512 static void q8_strip_512(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda,
+                                  const int32_t *fix, const float *is, void *c, ptrdiff_t ldc, int f32out)
+{
+    (void)fix;
+    size_t es = f32out ? sizeof(float) : sizeof(int32_t);
+    for (int r0 = 0; r0 < mr;) {
+        int rows = mr - r0 == 12 || mr - r0 <= 8 ? mr - r0 : 8;
+        q8_rows_512(rows, w, a + r0 * lda, lda, is + r0, (char *)c + r0 * ldc * es, ldc, f32out);
+        r0 += rows;
     }
 }
 
@@ -326,7 +395,7 @@ T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, cons
                              const float *x, ptrdiff_t ldx, ptrdiff_t p0, float *c, ptrdiff_t ldc)
 {
     ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2;
-    ptrdiff_t pstride = groups * half * FD_QPANEL, npad = q_panels(w->n) * FD_QPANEL;
+    ptrdiff_t pstride = groups * half * FD_QPANEL;
     const uint8_t *wp = (const uint8_t *)w->w + p0 * pstride;
     const __m512 magic = _mm512_set1_ps(8388608.0f);
     const __m512i lo_mask = _mm512_set1_epi32(0x0F), hi_mask = _mm512_set1_epi32(0xF0);
@@ -345,7 +414,7 @@ T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, cons
             for (int p = 0; p < NP; p++) part[r][p] = GROUPED ? _mm512_setzero_ps() : acc[r][p];
         if (GROUPED)
             for (int p = 0; p < NP; p++) {
-                __m512 zb = _mm512_loadu_ps(w->zero + g * npad + (p0 + p) * FD_QPANEL);
+                __m512 zb = _mm512_loadu_ps(w->zero + ((p0 + p) * groups + g) * FD_QPANEL);
                 zlo[p] = _mm512_add_ps(magic, zb);
                 zhi[p] = _mm512_fmadd_ps(zb, _mm512_set1_ps(16.0f), magic);   /* exact: integers < 2^24 */
             }
@@ -367,7 +436,7 @@ T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, cons
             }
         }
         for (int p = 0; p < NP; p++) {
-            __m512 sc = GROUPED ? _mm512_loadu_ps(w->scale + g * npad + (p0 + p) * FD_QPANEL) : magic;
+            __m512 sc = GROUPED ? _mm512_loadu_ps(w->scale + ((p0 + p) * groups + g) * FD_QPANEL) : magic;
             for (int r = 0; r < MR; r++)
                 acc[r][p] = GROUPED ? _mm512_fmadd_ps(part[r][p], sc, acc[r][p]) : part[r][p];
         }
@@ -446,30 +515,65 @@ T_AVX2 static float q8_row_256(ptrdiff_t k, const float *x, uint8_t *dst, ptrdif
     return s;
 }
 
-/* The 256-bit paths share everything but the 4-product step: VNNI multiplies u8 (q + 128) by
-   s8 in one vpdpbusd, AVX2 does |w| x sign(q, w) with vpmaddubsw and vpmaddwd. */
-T_AVX2 AI __m256i dot4_avx2(__m256i acc, __m256i av, __m256i wv, __m256i wabs)
+/* AVX2's operands for a strip row (q in [-127, 127], kpad a multiple of 4): q becomes |q| in
+   place, sign gets 0xFF where q < 0, and the row's fix is sum_{q<0} |q|.  Then
+   vpmaddubsw(|q|, w ^ sign) multiplies |q| by w, or by ~w = -w - 1 where q < 0: the products
+   sum to q.w - fix, each pair within 2 x 127 x 128 (never saturated), and the sign costs one
+   vpxor (any ALU port) instead of vpsignb + vpabsb on the two multiply ports. */
+T_AVX2 static int32_t q8_sign_split(ptrdiff_t kpad, uint8_t *a, uint8_t *sign)
 {
-    __m256i pairs = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(av, wv));
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i fix = zero;
+    ptrdiff_t kk = 0;
+    for (; kk + 32 <= kpad; kk += 32) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(a + kk)), s = _mm256_cmpgt_epi8(zero, q);
+        __m256i aq = _mm256_abs_epi8(q);
+        _mm256_storeu_si256((__m256i *)(a + kk), aq);
+        _mm256_storeu_si256((__m256i *)(sign + kk), s);
+        fix = _mm256_add_epi64(fix, _mm256_sad_epu8(_mm256_and_si256(aq, s), zero));
+    }
+    int64_t lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes, fix);
+    int32_t total = (int32_t)(lanes[0] + lanes[1] + lanes[2] + lanes[3]);
+    for (; kk < kpad; kk++) {
+        int q = (int8_t)a[kk];
+        sign[kk] = q < 0 ? 0xFF : 0;
+        a[kk] = (uint8_t)(q < 0 ? -q : q);
+        total += q < 0 ? -q : 0;
+    }
+    return total;
 }
 
-T_AVXVNNI AI __m256i dot4_avxvnni(__m256i acc, __m256i av, __m256i wv)
+/* acc += t, and acc += the 4-products of u8 a and s8 w (VEX: AVX-VNNI, not AVX512-VL), in asm
+   for the reason q_dpbusd_512 gives. */
+T_AVX2 AI void q_add_256(__m256i *acc, __m256i t)
 {
-    return _mm256_dpbusd_avx_epi32(acc, av, wv);
+    __asm__("vpaddd %1, %0, %0" : "+x"(*acc) : "x"(t));
 }
 
-T_AVX2 AI void q8_store_256(const int MR, const int NP, const int F32, __m256i acc[4][8], const int32_t *comp,
-                            const float *ks, const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols)
+T_AVXVNNI AI void q_dpbusd_256(__m256i *acc, __m256i a, __m256i w)
+{
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(*acc) : "x"(a), "x"(w));
+}
+
+/* The sums of MR rows x 2 NP vectors, stored: minus comp (VNNI's +128 on the inputs) or plus
+   fix[r] (AVX2's sign trick); f32: de-scaled as Keras does, a float32 product then a division. */
+T_AVX2 AI void q8_store_256(const int MR, const int NP, __m256i acc[12], const int32_t *comp, const int32_t *fix,
+                            const float *ks, const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols, int f32)
 {
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int v = 0; v < 2 * NP && 8 * v < ncols; v++) {
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(ncols - 8 * v < 8 ? ncols - 8 * v : 8)), iota);
+#pragma GCC unroll 8
+    for (int v = 0; v < 2 * NP; v++) {
+        ptrdiff_t left = ncols - 8 * v < 8 ? ncols - 8 * v : 8;
+        if (left <= 0) continue;   /* the tile's last panel holds 8 columns or fewer */
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)left), iota);
         __m256i cp = comp ? _mm256_loadu_si256((const __m256i *)(comp + 8 * v)) : _mm256_setzero_si256();
         __m256 kv = _mm256_loadu_ps(ks + 8 * v);
+#pragma GCC unroll 6
         for (int r = 0; r < MR; r++) {
-            __m256i s = _mm256_sub_epi32(acc[r][v], cp);
-            if (F32) {
+            __m256i s = _mm256_sub_epi32(acc[r * 2 * NP + v], cp);
+            if (fix) s = _mm256_add_epi32(s, _mm256_set1_epi32(fix[r]));
+            if (f32) {
                 __m256 f = _mm256_div_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(kv, _mm256_set1_ps(is[r])));
                 _mm256_maskstore_ps((float *)c + r * ldc + 8 * v, m, f);
             } else {
@@ -479,74 +583,117 @@ T_AVX2 AI void q8_store_256(const int MR, const int NP, const int F32, __m256i a
     }
 }
 
-#define Q8_TILE_256(NAME, TARGET, STEP, COMP)                                                          \
-    TARGET AI void NAME(const int MR, const int NP, const int F32, ptrdiff_t k4, const uint8_t *a,     \
-                        ptrdiff_t lda, const int8_t *wp, ptrdiff_t pstride, const int32_t *comp,       \
-                        const float *ks, const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols)     \
-    {                                                                                                  \
-        __m256i acc[4][8];                                                                             \
-        for (int r = 0; r < MR; r++)                                                                   \
-            for (int v = 0; v < 2 * NP; v++) acc[r][v] = _mm256_setzero_si256();                       \
-        for (ptrdiff_t g = 0; g < k4; g++) {                                                           \
-            __m256i wv[8], wabs[8];                                                                    \
-            for (int v = 0; v < 2 * NP; v++) {                                                         \
-                wv[v] = _mm256_loadu_si256((const __m256i *)(wp + (v / 2) * pstride + g * 64 + (v % 2) * 32)); \
-                wabs[v] = _mm256_abs_epi8(wv[v]);                                                      \
-            }                                                                                          \
-            for (int r = 0; r < MR; r++) {                                                             \
-                __m256i av = _mm256_set1_epi32(load_i32(a + r * lda + 4 * g));                         \
-                for (int v = 0; v < 2 * NP; v++) acc[r][v] = STEP;                                     \
-            }                                                                                          \
-            (void)wabs;                                                                                \
-        }                                                                                              \
-        (void)comp;                                                                                    \
-        q8_store_256(MR, NP, F32, acc, COMP, ks, is, c, ldc, ncols);                                \
+/* AVX2: MR <= 4 rows x NP panels (2 NP vectors of 8 columns), 16 ymm registers in all. */
+T_AVX2 AI void q8_tile_avx2(const int MR, const int NP, ptrdiff_t k4, const uint8_t *a, const uint8_t *sign,
+                            ptrdiff_t lda, const int8_t *wp, ptrdiff_t pstride, const int32_t *fix, const float *ks,
+                            const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols, int f32)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[12];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < 2 * NP; v++) acc[r * 2 * NP + v] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (ptrdiff_t g = 0; g < k4; g++) {
+        __m256i wv[8];
+        for (int v = 0; v < 2 * NP; v++)
+            wv[v] = _mm256_loadu_si256((const __m256i *)(wp + (v / 2) * pstride + g * 64 + (v % 2) * 32));
+        for (int r = 0; r < MR; r++) {
+            __m256i av = _mm256_set1_epi32(load_i32(a + r * lda + 4 * g));
+            __m256i sv = _mm256_set1_epi32(load_i32(sign + r * lda + 4 * g));
+            for (int v = 0; v < 2 * NP; v++) {
+                __m256i pairs = _mm256_maddubs_epi16(av, _mm256_xor_si256(wv[v], sv));
+                q_add_256(&acc[r * 2 * NP + v], _mm256_madd_epi16(pairs, ones));
+            }
+        }
+    }
+    q8_store_256(MR, NP, acc, NULL, fix, ks, is, c, ldc, ncols, f32);
+}
+
+/* AVX-VNNI: MR <= 6 rows x NP panels; 6 x 1 keeps 12 ymm sums, each weight load feeding 6
+   vpdpbusd. */
+T_AVXVNNI AI void q8_tile_avxvnni(const int MR, const int NP, ptrdiff_t k4, const uint8_t *a, ptrdiff_t lda,
+                                  const int8_t *wp, ptrdiff_t pstride, const int32_t *comp, const float *ks,
+                                  const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols, int f32)
+{
+    __m256i acc[12];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < 2 * NP; v++) acc[r * 2 * NP + v] = _mm256_setzero_si256();
+    for (ptrdiff_t g = 0; g < k4; g++) {
+        __m256i wv[8];
+        for (int v = 0; v < 2 * NP; v++)
+            wv[v] = _mm256_loadu_si256((const __m256i *)(wp + (v / 2) * pstride + g * 64 + (v % 2) * 32));
+        for (int r = 0; r < MR; r++) {
+            __m256i av = _mm256_set1_epi32(load_i32(a + r * lda + 4 * g));
+            for (int v = 0; v < 2 * NP; v++) q_dpbusd_256(&acc[r * 2 * NP + v], av, wv[v]);
+        }
+    }
+    q8_store_256(MR, NP, acc, comp, NULL, ks, is, c, ldc, ncols, f32);
+}
+
+/* mr rows (AVX2 <= 4, AVX-VNNI <= 6) against every panel, NP panels at a time. */
+T_AVX2 static void q8_rows_avx2(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda, const int32_t *fix,
+                                const float *is, void *c, ptrdiff_t ldc, int f32)
+{
+    ptrdiff_t k4 = (w->k + 3) / 4, panels = q_panels(w->n), pstride = k4 * 64;
+    int npmax = mr <= 2 ? 2 : 1;
+    for (ptrdiff_t p0 = 0; p0 < panels; p0 += npmax) {
+        int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;
+        const int8_t *wp = (const int8_t *)w->w + p0 * pstride;
+        void *cp = f32 ? (void *)((float *)c + p0 * FD_QPANEL) : (void *)((int32_t *)c + p0 * FD_QPANEL);
+#define Q8_AVX2(MR, NP)                                                                                       \
+    case MR * 16 + NP:                                                                                        \
+        q8_tile_avx2(MR, NP, k4, a, a + QROWS * lda, lda, wp, pstride, fix, w->scale + p0 * FD_QPANEL, is, cp, \
+                     ldc, w->n - p0 * FD_QPANEL, f32);                                                        \
+        break;
+        switch (mr * 16 + np) { Q8_AVX2(1, 1) Q8_AVX2(1, 2) Q8_AVX2(2, 1) Q8_AVX2(2, 2) Q8_AVX2(3, 1) Q8_AVX2(4, 1) }
+#undef Q8_AVX2
+    }
+}
+
+T_AVXVNNI static void q8_rows_avxvnni(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda,
+                                      const int32_t *fix, const float *is, void *c, ptrdiff_t ldc, int f32)
+{
+    ptrdiff_t k4 = (w->k + 3) / 4, panels = q_panels(w->n), pstride = k4 * 64;
+    int npmax = mr == 1 ? 4 : mr == 2 ? 2 : 1;
+    (void)fix;
+    for (ptrdiff_t p0 = 0; p0 < panels; p0 += npmax) {
+        int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;
+        const int8_t *wp = (const int8_t *)w->w + p0 * pstride;
+        void *cp = f32 ? (void *)((float *)c + p0 * FD_QPANEL) : (void *)((int32_t *)c + p0 * FD_QPANEL);
+#define Q8_VNNI(MR, NP)                                                                                      \
+    case MR * 16 + NP:                                                                                       \
+        q8_tile_avxvnni(MR, NP, k4, a, lda, wp, pstride, w->comp + p0 * FD_QPANEL, w->scale + p0 * FD_QPANEL, \
+                        is, cp, ldc, w->n - p0 * FD_QPANEL, f32);                                            \
+        break;
+        switch (mr * 16 + np) {
+            Q8_VNNI(1, 1) Q8_VNNI(1, 2) Q8_VNNI(1, 3) Q8_VNNI(1, 4) Q8_VNNI(2, 1) Q8_VNNI(2, 2)
+            Q8_VNNI(3, 1) Q8_VNNI(4, 1) Q8_VNNI(5, 1) Q8_VNNI(6, 1)
+        }
+#undef Q8_VNNI
+    }
+}
+
+/* A strip of up to QROWS rows in tiles of at most MRMAX rows. */
+#define Q8_STRIP_256(NAME, TARGET, ROWS, MRMAX)                                                            \
+    TARGET static void NAME(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda, const int32_t *fix, \
+                            const float *is, void *c, ptrdiff_t ldc, int f32out)                           \
+    {                                                                                                      \
+        size_t es = f32out ? sizeof(float) : sizeof(int32_t);                                             \
+        for (int r0 = 0; r0 < mr; r0 += MRMAX) {                                                           \
+            int rows = mr - r0 < MRMAX ? mr - r0 : MRMAX;                                                  \
+            ROWS(rows, w, a + r0 * lda, lda, fix ? fix + r0 : NULL, is + r0, (char *)c + r0 * ldc * es, ldc, \
+                 f32out);                                                                                  \
+        }                                                                                                  \
     }
 
-Q8_TILE_256(q8_tile_avx2, T_AVX2, dot4_avx2(acc[r][v], av, wv[v], wabs[v]), NULL)
-Q8_TILE_256(q8_tile_avxvnni, T_AVXVNNI, dot4_avxvnni(acc[r][v], av, wv[v]), comp)
-
-#define Q8_STRIP_256(NAME, TARGET, TILE, NPMAX1)                                                       \
-    TARGET static void NAME(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda,             \
-                            const float *is, void *c, ptrdiff_t ldc, int f32out)                       \
-    {                                                                                                  \
-        ptrdiff_t k4 = (w->k + 3) / 4, panels = q_panels(w->n), pstride = k4 * 64;                     \
-        int npmax = mr == 1 ? NPMAX1 : mr == 2 ? 2 : 1;                                                \
-        for (ptrdiff_t p0 = 0; p0 < panels; p0 += npmax) {                                             \
-            int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;                                 \
-            const int8_t *wp = (const int8_t *)w->w + p0 * pstride;                                    \
-            const int32_t *comp = w->comp + p0 * FD_QPANEL;                                            \
-            const float *ks = w->scale + p0 * FD_QPANEL;                                               \
-            void *cp = f32out ? (void *)((float *)c + p0 * FD_QPANEL) : (void *)((int32_t *)c + p0 * FD_QPANEL); \
-            ptrdiff_t ncols = w->n - p0 * FD_QPANEL;                                                   \
-            switch (mr * 8 + np) {                                                                     \
-            case 1 * 8 + 1: TILE##_CASE(1, 1); break;                                                  \
-            case 1 * 8 + 2: TILE##_CASE(1, 2); break;                                                  \
-            case 1 * 8 + 3: TILE##_CASE(1, 3); break;                                                  \
-            case 1 * 8 + 4: TILE##_CASE(1, 4); break;                                                  \
-            case 2 * 8 + 1: TILE##_CASE(2, 1); break;                                                  \
-            case 2 * 8 + 2: TILE##_CASE(2, 2); break;                                                  \
-            case 3 * 8 + 1: TILE##_CASE(3, 1); break;                                                  \
-            case 4 * 8 + 1: TILE##_CASE(4, 1); break;                                                  \
-            }                                                                                          \
-        }                                                                                              \
-    }
-
-#define q8_tile_avx2_CASE(MR, NP)                                                                      \
-    (f32out ? q8_tile_avx2(MR, NP, 1, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols)          \
-            : q8_tile_avx2(MR, NP, 0, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols))
-#define q8_tile_avxvnni_CASE(MR, NP)                                                                   \
-    (f32out ? q8_tile_avxvnni(MR, NP, 1, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols)       \
-            : q8_tile_avxvnni(MR, NP, 0, k4, a, lda, wp, pstride, comp, ks, is, cp, ldc, ncols))
-
-Q8_STRIP_256(q8_strip_avx2, T_AVX2, q8_tile_avx2, 2)
-Q8_STRIP_256(q8_strip_avxvnni, T_AVXVNNI, q8_tile_avxvnni, 4)
+Q8_STRIP_256(q8_strip_avx2, T_AVX2, q8_rows_avx2, 4)
+Q8_STRIP_256(q8_strip_avxvnni, T_AVXVNNI, q8_rows_avxvnni, 6)
 
 T_AVX2 AI void q4_tile_256(const int MR, const int NP, const int GROUPED, const fd_qweights *w,
                            const float *x, ptrdiff_t ldx, ptrdiff_t p0, float *c, ptrdiff_t ldc)
 {
     ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2;
-    ptrdiff_t pstride = groups * half * FD_QPANEL, npad = q_panels(w->n) * FD_QPANEL;
+    ptrdiff_t pstride = groups * half * FD_QPANEL;
     const uint8_t *wp = (const uint8_t *)w->w + p0 * pstride;
     __m256 acc[4][4], part[4][4], zb[4];
     for (int r = 0; r < MR; r++)
@@ -558,7 +705,7 @@ T_AVX2 AI void q4_tile_256(const int MR, const int NP, const int GROUPED, const 
         for (int r = 0; r < MR; r++)
             for (int v = 0; v < 2 * NP; v++) part[r][v] = GROUPED ? _mm256_setzero_ps() : acc[r][v];
         if (GROUPED)
-            for (int v = 0; v < 2 * NP; v++) zb[v] = _mm256_loadu_ps(w->zero + g * npad + p0 * FD_QPANEL + 8 * v);
+            for (int v = 0; v < 2 * NP; v++) zb[v] = _mm256_loadu_ps(w->zero + ((p0 + v / 2) * groups + g) * FD_QPANEL + 8 * (v % 2));
         for (ptrdiff_t kk = 0; kk < len; kk += 2) {
             int two = len - kk >= 2;
             __m256 wlo[4], whi[4];
@@ -578,7 +725,7 @@ T_AVX2 AI void q4_tile_256(const int MR, const int NP, const int GROUPED, const 
             }
         }
         for (int v = 0; v < 2 * NP; v++) {
-            __m256 sc = GROUPED ? _mm256_loadu_ps(w->scale + g * npad + p0 * FD_QPANEL + 8 * v) : zb[v];
+            __m256 sc = GROUPED ? _mm256_loadu_ps(w->scale + ((p0 + v / 2) * groups + g) * FD_QPANEL + 8 * (v % 2)) : zb[v];
             for (int r = 0; r < MR; r++)
                 acc[r][v] = GROUPED ? _mm256_fmadd_ps(part[r][v], sc, acc[r][v]) : part[r][v];
         }
@@ -617,24 +764,28 @@ T_AVX2 static void q4_strip_256(int mr, const fd_qweights *w, const float *x, pt
 /* ---------------------------------------------------------------- dispatch */
 
 typedef float (*q8_row_fn)(ptrdiff_t, const float *, uint8_t *, ptrdiff_t, int);
-typedef void (*q8_strip_fn)(int, const fd_qweights *, const uint8_t *, ptrdiff_t, const float *, void *, ptrdiff_t, int);
+typedef int32_t (*q8_split_fn)(ptrdiff_t, uint8_t *, uint8_t *);
+typedef void (*q8_strip_fn)(int, const fd_qweights *, const uint8_t *, ptrdiff_t, const int32_t *, const float *,
+                            void *, ptrdiff_t, int);
 typedef void (*q4_strip_fn)(int, const fd_qweights *, const float *, ptrdiff_t, float *, ptrdiff_t);
 
 typedef struct {
     q8_row_fn row;
+    q8_split_fn split;   /* AVX2: the strip's rows split into |q| and a sign plane (QROWS rows on) */
     q8_strip_fn strip;
     q4_strip_fn strip4;
-    int shift;   /* 128: the path multiplies u8 inputs (vpdpbusd) */
+    int shift;           /* 128: the path multiplies u8 inputs (vpdpbusd) */
 } q_path;
 
 static int q_path_of(fd_qisa isa, q_path *path)
 {
     if ((unsigned)isa >= FD_QISA_COUNT || !fd_qisa_supported(isa)) return FD_ERR_ARG;
-    *path = (q_path){q8_row_c, q8_strip_c, q4_strip_c, 0};
+    *path = (q_path){q8_row_c, NULL, q8_strip_c, q4_strip_c, 0};
 #if FD_Q_X86 && defined(__GNUC__)
-    if (isa == FD_QISA_AVX2) *path = (q_path){q8_row_256, q8_strip_avx2, q4_strip_256, 0};
-    if (isa == FD_QISA_AVX_VNNI) *path = (q_path){q8_row_256, q8_strip_avxvnni, q4_strip_256, 128};
-    if (isa == FD_QISA_AVX512_VNNI || isa == FD_QISA_AMX) *path = (q_path){q8_row_512, q8_strip_512, q4_strip_512, 128};
+    if (isa == FD_QISA_AVX2) *path = (q_path){q8_row_256, q8_sign_split, q8_strip_avx2, q4_strip_256, 0};
+    if (isa == FD_QISA_AVX_VNNI) *path = (q_path){q8_row_256, NULL, q8_strip_avxvnni, q4_strip_256, 128};
+    if (isa == FD_QISA_AVX512_VNNI || isa == FD_QISA_AMX)
+        *path = (q_path){q8_row_512, NULL, q8_strip_512, q4_strip_512, 128};
 #endif
     return FD_OK;
 }
@@ -668,10 +819,11 @@ static int q8_run(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x
     }
     ptrdiff_t lda = (w->k + 3) / 4 * 4;
     q_scratch s;
-    if (q_scratch_get(&s, QROWS * lda)) return FD_ERR_NOMEM;
+    if (q_scratch_get(&s, (path.split ? 2 : 1) * QROWS * lda)) return FD_ERR_NOMEM;
     for (ptrdiff_t i0 = tiled; i0 < m; i0 += QROWS) {
         int mr = m - i0 < QROWS ? (int)(m - i0) : QROWS;
         float is[QROWS];
+        int32_t fix[QROWS];
         for (int r = 0; r < mr; r++) {
             uint8_t *dst = s.bytes + r * lda;
             if (x) {
@@ -681,13 +833,15 @@ static int q8_run(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x
                     dst[kk] = (uint8_t)((kk < w->k ? q[(i0 + r) * ldq + kk] : 0) + path.shift);
                 is[r] = 1.0f;
             }
+            if (path.split) fix[r] = path.split(lda, dst, dst + QROWS * lda);
         }
+        const int32_t *fx = path.split ? fix : NULL;
         if (x) {
             float *cs = (float *)c + i0 * ldc;
-            path.strip(mr, w, s.bytes, lda, is, cs, ldc, 1);
+            path.strip(mr, w, s.bytes, lda, fx, is, cs, ldc, 1);
             fd_epilogue_f32(act, bias, cs, ldc, cs, ldc, mr, w->n);
         } else {
-            path.strip(mr, w, s.bytes, lda, is, (int32_t *)c + i0 * ldc, ldc, 0);
+            path.strip(mr, w, s.bytes, lda, fx, is, (int32_t *)c + i0 * ldc, ldc, 0);
         }
     }
     q_scratch_free(&s);
@@ -721,8 +875,8 @@ int fd_q4_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, 
 {
     q_path path;
     if (w->bits != 4 || w->k < 1 || w->block < 1 || q_path_of(isa, &path)) return FD_ERR_ARG;
-    for (ptrdiff_t i0 = 0; i0 < m; i0 += QROWS) {
-        int mr = m - i0 < QROWS ? (int)(m - i0) : QROWS;
+    for (ptrdiff_t i0 = 0; i0 < m; i0 += Q4ROWS) {
+        int mr = m - i0 < Q4ROWS ? (int)(m - i0) : Q4ROWS;
         float *cs = c + i0 * ldc;
         path.strip4(mr, w, x + i0 * ldx, ldx, cs, ldc);
         fd_epilogue_f32(act, bias, cs, ldc, cs, ldc, mr, w->n);

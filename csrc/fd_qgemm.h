@@ -14,10 +14,11 @@
  *
  * Paths (fd_qisa), picked by the caller (fd_qgemm_isa() is the best one the CPU and
  * FASTDENSE_CPU_PATH allow) and compiled with target attributes, so the default build runs on
- * any x86-64: AMX (int8 on tiles from 3 rows, fd_qgemm_amx.h), AVX512-VNNI (vpdpbusd zmm), AVX-VNNI (vpdpbusd ymm), AVX2 (vpmaddubsw on |w| and
- * sign(q, w): pair sums <= 2 * 128 * 127, never saturated) and portable C.  Every path gives
+ * any x86-64: AMX (int8 on tiles from 3 rows, fd_qgemm_amx.h), AVX512-VNNI (vpdpbusd zmm),
+ * AVX-VNNI (vpdpbusd ymm), AVX2 (vpmaddubsw on |q| and w ^ sign(q): pair sums <= 2 * 127 * 128,
+ * never saturated) and portable C.  Every path gives
  * the same int32 sums (int8) and the same float sums (int4, same FMA order), bit for bit, for
- * any number of rows.  Pure, thread-safe on disjoint outputs; scratch up to 16 KiB per call on
+ * any number of rows.  Pure, thread-safe on disjoint outputs; scratch up to 32 KiB per call on
  * the stack, more from malloc.
  */
 #ifndef FD_QGEMM_H
@@ -54,8 +55,8 @@ typedef struct {
     const void *w;          /* int8: panels x ceil(k/4) x 16 x 4 bytes; int4: see fd_q4_pack */
     const int32_t *comp;    /* int8: 128 * sum_kk w[kk, j] per column (AVX-VNNI paths' shift) */
     const float *scale;     /* int8 and per-unit int4: kernel_scale per column (padded with 1);
-                               int4 blocks: groups x panels*16 floats */
-    const float *zero;      /* int4 blocks: groups x panels*16 zero points as floats, else NULL */
+                               int4 blocks: per panel, groups x 16 floats */
+    const float *zero;      /* int4 blocks: per panel, groups x 16 zero points + 8 as floats, else NULL */
 } fd_qweights;
 
 /* Bytes of the packed int8 weights (fd_q8_pack's wp). */
@@ -76,8 +77,14 @@ ptrdiff_t fd_q4_params_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block);
 void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
                 const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out);
 
+/* The columns of panels [p0, p1) (0 <= p0 < p1 <= ceil(n / 16)) as weights of their own: a
+   view into w, for splitting a layer's columns over threads (each column's sums are the same). */
+fd_qweights fd_qweights_panels(const fd_qweights *w, ptrdiff_t p0, ptrdiff_t p1);
+
 /* The best path this CPU runs (fd_cpu_has), lowered by FASTDENSE_CPU_PATH (baseline: C; avx2:
-   AVX-VNNI when present, else AVX2; avx512: AVX512-VNNI; amx: everything). */
+   AVX-VNNI when present, else AVX2; avx512: AVX512-VNNI; amx: everything) and by
+   FASTDENSE_QUANT_PATH (a fd_qisa_name: the quantized kernels alone, e.g. avx2 for the AVX2
+   kernel where AVX-VNNI is). */
 fd_qisa fd_qgemm_isa(void);
 /* 1 when the CPU runs `isa` and FASTDENSE_CPU_PATH allows it. */
 int fd_qisa_supported(fd_qisa isa);

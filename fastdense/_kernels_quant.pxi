@@ -32,6 +32,14 @@ cdef extern from "fd_qgemm.h" nogil:
     int fd_q4_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx,
                     const fd_act *act, const float *bias, float *c, ptrdiff_t ldc)
 
+cdef extern from "fd_qdense.h" nogil:
+    int fd_qdense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx, const fd_act *act,
+                  const float *bias, float *c, ptrdiff_t ldc, int max_threads)
+
+cdef extern from "fd_pool.h" nogil:
+    void fd_busy_enter()
+    void fd_busy_leave()
+
 Q8_MAX_K = FD_Q8_MAX_K
 
 
@@ -205,13 +213,11 @@ def qdense(cnp.ndarray x, QuantizedKernel w, object bias, cnp.ndarray out, int c
     cdef const float *b = NULL if bias is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>bias)
     cdef fd_qisa isa = fd_qgemm_isa()
     cdef int rc
-    with nogil:
-        if w._w.bits == 8:
-            rc = fd_q8_dense(isa, &w._w, m, <const float *>cnp.PyArray_DATA(x), w.k, &act, b,
-                             <float *>cnp.PyArray_DATA(full), n)
-        else:
-            rc = fd_q4_dense(isa, &w._w, m, <const float *>cnp.PyArray_DATA(x), w.k, &act, b,
-                             <float *>cnp.PyArray_DATA(full), n)
+    with nogil:   # split over the pool as a plan's quantized step is (the same bits)
+        fd_busy_enter()
+        rc = fd_qdense(isa, &w._w, m, <const float *>cnp.PyArray_DATA(x), w.k, &act, b,
+                       <float *>cnp.PyArray_DATA(full), n, fd_get_num_threads())
+        fd_busy_leave()
     if rc == -1:
         raise MemoryError("fastdense: could not allocate scratch memory")
     if rc != 0:

@@ -138,9 +138,43 @@ def run_quant(
                             "other_load_cores": meter.other_cores()})
     bar.update(len(batches), "done")
     bar.close()
+    from fastdense import _kernels
+
     return {"job": "mlp-quantized", "mode": mode, "units": list(B.MLP_UNITS), "activations": list(B.MLP_ACTIVATIONS),
             "dtype": f"{mode} (fastdense), float32 and the peers' dynamic int8", "machine": B.machine_info(),
+            "paths": {"quantized": _kernels.quant_isa(), "float32": _kernels.cpu_path()},
             "other_load_cores": overall.other_cores(), "results": results}
+
+
+# Issue 14's targets: (contender the quantized model is compared with, batches, highest ratio).
+# int8 against float32 depends on the quantized path: VNNI CPUs, or an AVX2-only one.
+TARGETS: dict[str, list[tuple[str, str, float]]] = {
+    "int8 vnni": [("fastdense f32", "1", 0.6), ("fastdense f32", ">=32", 0.45),
+                  ("onnxruntime int8", "all", 0.8), ("torch int8", "all", 1.0)],
+    "int8 avx2": [("fastdense f32", ">=32", 0.7), ("onnxruntime int8", "all", 0.8), ("torch int8", "all", 1.0)],
+    "int4": [("fastdense f32", "1", 0.35)],
+}
+
+
+def _applies(batches: str, batch: int) -> bool:
+    return batches == "all" or (batches == "1" and batch == 1) or (batches == ">=32" and batch >= 32)
+
+
+def target_lines(report: Mapping[str, Any]) -> list[str]:
+    """One line per issue-14 target the run measured: the paired ratio, the bound, met or not."""
+    quant_path = report.get("paths", {}).get("quantized", "")
+    key = "int4" if report["mode"] == "int4" else ("int8 vnni" if "vnni" in quant_path or quant_path == "amx"
+                                                   else "int8 avx2")
+    lines = [f"targets ({key}, quantized path {quant_path or '?'}):"]
+    for other, batches, bound in TARGETS[key]:
+        for row in report["results"]:
+            if not _applies(batches, row["batch"]) or other not in row["times"]:
+                continue
+            ratio = B.paired_ratio(row["times"]["fastdense"], row["times"][other])
+            verdict = "met" if ratio <= bound else "NOT met"
+            lines.append(f"  batch {row['batch']}: fd {report['mode']} / {other} = {ratio:.2f}x "
+                         f"(target <= {bound}x): {verdict}")
+    return lines
 
 
 def quant_table(report: Mapping[str, Any]) -> str:
@@ -157,9 +191,11 @@ def quant_table(report: Mapping[str, Any]) -> str:
         cells += [B.format_ratio(B.paired_ratio(row["times"]["fastdense"], row["times"][n])
                                  if n in row["times"] else math.nan) for n in others]
         rows.append(cells)
+    paths = report.get("paths")
     title = (f"MLP {'-'.join(map(str, report['units']))} ({', '.join(report['activations'])}): fastdense "
              f"{report['mode']} (Model.quantize) against float32 and the peers' int8; median time per call; "
-             "ratios: median over rounds of the two times' ratio in a round (< 1: quantized fastdense is faster)")
+             "ratios: median over rounds of the two times' ratio in a round (< 1: quantized fastdense is faster)"
+             + (f"; kernels: quantized {paths['quantized']}, float32 {paths['float32']}" if paths else ""))
     acc_rows = []
     for name in names:
         errs = [row["accuracy"][name] for row in report["results"] if name in row["accuracy"]]
@@ -172,7 +208,7 @@ def quant_table(report: Mapping[str, Any]) -> str:
         notes.append(f"other processes kept {load:.1f} of {report['machine']['cpu_count']} cores busy "
                      "during the run (noise)")
     return "\n".join([title, B.format_table(headers, rows), "", "accuracy on the benchmark inputs:",
-                      accuracy_table] + notes)
+                      accuracy_table, ""] + target_lines(report) + notes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from fastdense import _kernels
 from fastdense import benchmark as B
 from fastdense import benchmark_quant as BQ
 
@@ -20,6 +21,23 @@ def test_quantized_report(mode):
     assert 0 < acc["fastdense"]["max_abs_error"] < 0.05  # quantized: close, not equal
     table = BQ.quant_table(json.loads(json.dumps(report)))
     assert f"fd {mode}/fastdense f32" in table and "top-1 agreement" in table
+    assert report["paths"]["quantized"] == _kernels.quant_isa() and "kernels: quantized" in table
+
+
+def test_target_lines_name_the_bound_and_the_verdict():
+    def row(batch, ratio):
+        def rec(t):
+            return {"median_s": t, "samples_s": [t] * 3, "sample_rounds": [0, 1, 2]}
+
+        return {"batch": batch, "times": {"fastdense": rec(ratio), "fastdense f32": rec(1.0)}}
+
+    report = {"mode": "int8", "paths": {"quantized": "avx2"}, "results": [row(1, 0.9), row(32, 0.65), row(256, 0.75)]}
+    lines = BQ.target_lines(report)
+    assert lines[0] == "targets (int8 avx2, quantized path avx2):"
+    assert lines[1:] == ["  batch 32: fd int8 / fastdense f32 = 0.65x (target <= 0.7x): met",
+                         "  batch 256: fd int8 / fastdense f32 = 0.75x (target <= 0.7x): NOT met"]
+    report["paths"]["quantized"] = "avx512_vnni"
+    assert "  batch 1: fd int8 / fastdense f32 = 0.90x (target <= 0.6x): NOT met" in BQ.target_lines(report)
 
 
 def test_accuracy_figures():

@@ -153,7 +153,7 @@ import numpy as np
 from fastdense import _kernels, ops
 rng = np.random.default_rng(3)
 out = {"isa": _kernels.quant_isa()}
-for (m, k, n) in [(1, 20, 64), (5, 784, 33), (17, 129, 130), (4, 3, 1)]:
+for (m, k, n) in [(1, 20, 64), (5, 784, 33), (17, 129, 130), (4, 3, 1), (29, 70, 300)]:
     x = (rng.standard_normal((m, k)) * 3).astype(np.float32)
     w = rng.standard_normal((k, n)).astype(np.float32)
     b = rng.standard_normal(n).astype(np.float32)
@@ -168,21 +168,63 @@ def test_every_cpu_path_gives_the_same_bits():
     """FASTDENSE_CPU_PATH=baseline / avx2 / avx512 in subprocesses: identical outputs (int8 sums are
     exact and int4 sums follow one order on every path), int8 equal to the int64 reference."""
     results = {}
-    for path in ("baseline", "avx2", "avx512"):
-        env = dict(os.environ, FASTDENSE_CPU_PATH=path)
+    # FASTDENSE_QUANT_PATH=avx2: the AVX2 kernel even where AVX-VNNI is (avx2 keeps AVX-VNNI)
+    for path, quant in (("baseline", None), ("avx2", None), ("avx2", "avx2"), ("avx512", None)):
+        env = {k: v for k, v in os.environ.items() if k != "FASTDENSE_QUANT_PATH"}
+        env["FASTDENSE_CPU_PATH"] = path
+        if quant:
+            env["FASTDENSE_QUANT_PATH"] = quant
         run = subprocess.run([sys.executable, "-c", _PATH_SCRIPT], env=env, capture_output=True, text=True,
                              timeout=120)
         assert run.returncode == 0, run.stderr
-        results[path] = json.loads(run.stdout)
+        results[f"{path}/{quant}"] = json.loads(run.stdout)
     isas = {path: r.pop("isa") for path, r in results.items()}
-    assert isas["baseline"] == "baseline"
-    assert results["baseline"] == results["avx2"] == results["avx512"], isas
+    assert isas["baseline/None"] == "baseline"
+    assert isas["avx2/avx2"] in ("avx2", "baseline"), isas
+    first = results["baseline/None"]
+    assert all(r == first for r in results.values()), isas
     # and the int8 ones are the integer reference's
     rng = np.random.default_rng(3)
-    for m, k, n in [(1, 20, 64), (5, 784, 33), (17, 129, 130), (4, 3, 1)]:
+    for m, k, n in [(1, 20, 64), (5, 784, 33), (17, 129, 130), (4, 3, 1), (29, 70, 300)]:
         x = (rng.standard_normal((m, k)) * 3).astype(np.float32)
         w = rng.standard_normal((k, n)).astype(np.float32)
         b = rng.standard_normal(n).astype(np.float32)
         q, s = Q.quantize_int8(w)
         want = Q.int8_dense_reference(x, q, s, b)
-        assert results["baseline"][f"{m}x{k}x{n}/int8/None"] == want.tobytes().hex()
+        assert first[f"{m}x{k}x{n}/int8/None"] == want.tobytes().hex()
+
+
+@pytest.mark.parametrize("activation", ["relu", "softmax", "glu"])
+def test_threads_split_rows_and_columns_without_changing_a_bit(activation):
+    """ops.dense splits a quantized call over the pool (columns for <= 4 rows, rows from 8 on):
+    every row is bit for bit the one-thread result, and int8 the int64 reference's."""
+    import fastdense
+
+    x, w, b = _data(m=40, k=300, n=512, seed=4)
+    kernels = [ops.quantize_kernel(w, "int8"), ops.quantize_kernel(w, "int4"),
+               ops.quantize_kernel(w, "int4", block_size=-1)]
+    before = fastdense.get_num_threads()
+    try:
+        for qk in kernels:
+            results = {}
+            for threads in (1, 2):
+                fastdense.set_num_threads(threads)
+                results[threads] = [ops.dense(x[:m], qk, b, activation) for m in (1, 3, 4, 8, 13, 40)]
+            for one, two in zip(results[1], results[2]):
+                np.testing.assert_array_equal(one, two)
+            if qk.mode == "int8" and activation == "relu":
+                want = np.maximum(Q.int8_dense_reference(x, qk.kernel, qk.kernel_scale, b), 0)
+                for got in results[2]:
+                    np.testing.assert_array_equal(got, want[: len(got)])
+    finally:
+        fastdense.set_num_threads(before)
+
+
+def test_int8_row_tiles_match_the_reference_at_every_batch():
+    """Batches 1..30 cover the kernels' row tiles (12-row strips cut 8 + rest, 6 and 4 rows on
+    256-bit paths) and their column tails (n = 70: 4 panels + 6 columns)."""
+    x, w, b = _data(m=30, k=37, n=70, seed=5)
+    qk = ops.quantize_kernel(w, "int8")
+    want = Q.int8_dense_reference(x, qk.kernel, qk.kernel_scale, b)
+    for m in range(1, 31):
+        np.testing.assert_array_equal(ops.dense(x[:m], qk, b), want[:m])
