@@ -127,6 +127,8 @@ GELU_A_MAX = 14.8      # float32 gelu: gelu(-14.8) rounds to -0
 GELU_SMALL = 0.8       # S fitted for |x| <= 0.8
 GELU_TAIL = 0.7        # N/D fitted for 0.7 <= a <= 14.8 (a margin below the split)
 GELU_G = float(np.float32(1 / np.sqrt(2 * np.pi)))   # g: G's limit, rounded to float
+TANH_SHRINK_TAYLOR_X = 0.0625   # float64 tanh_shrink: G's Taylor series below |x| = this
+TANH_SHRINK_TAYLOR_TERMS = 7
 
 
 def log1p_over(w):
@@ -242,6 +244,10 @@ def tables64():
     c = chebfit(tanh_shrink_g, 0, 1, 15)
     out.append(emit("FD_TANH_SHRINK_G64", c, "x - tanh x = x^3 G(2 x^2 - 1), |x| < 1; rel err "
                     f"{max_error(tanh_shrink_g, 0, 1, c, lambda u: 2 * u - 1, True):.1e}"))
+    # near x = 0 (w = 2 x^2 - 1 near -1) the fit above is 2-3 ulp off G: G's own series there
+    c = [L(g.numerator) / L(g.denominator) for g in _G[:TANH_SHRINK_TAYLOR_TERMS]]
+    out.append(emit("FD_TANH_SHRINK_T64", c, f"x - tanh x = x^3 T(x^2), |x| < {TANH_SHRINK_TAYLOR_X} (G's Taylor "
+                    f"series); rel err {max_error(tanh_shrink_g, 0, TANH_SHRINK_TAYLOR_X**2, c, lambda u: u, True):.1e}"))
     return out
 
 
