@@ -6,7 +6,7 @@
 
 /* tanh x = sum a_k x^(2k+1) with a_0 = 1, (2k+1) a_k = -sum_{i<k} a_i a_(k-1-i) (from
  * tanh' = 1 - tanh^2), so x - tanh x = x^3 sum_{k>=1} -a_k x^(2k-2): no cancellation near 0. */
-static R REF(tanh_shrink_small)(R x)
+static inline R REF(tanh_shrink_small)(R x)
 {
     enum { K = 40 };
     R a[K], y = x * x, s = 0;
@@ -25,7 +25,7 @@ static R REF(tanh_shrink_small)(R x)
 /* x Phi(x) = x erfc(z) / 2 with z = -x / sqrt2.  z is rounded, and erfc's relative sensitivity to
  * that is 2 z^2 ulp, so 1/sqrt2 is carried as c + c_lo and the rounding dz of z is put back to
  * first order: erfc(z + dz) = erfc(z) - (2 / sqrt(pi)) e^(-z^2) dz. */
-static R REF(gelu)(R x)
+static inline R REF(gelu)(R x)
 {
     const R c = sqrt((R)0.5), c_lo = fma(-c, c, (R)0.5) / (2 * c);
     R z = -x * c, dz = fma(-x, c, -z) - x * c_lo;
@@ -35,10 +35,10 @@ static R REF(gelu)(R x)
     return isinf(x) && x < 0 ? (R)-0.0 : x * e / 2;
 }
 
-static R REF(softplus)(R x) { return (x > 0 ? x : 0) + log1p(exp(-fabs(x))); }
+static inline R REF(softplus)(R x) { return (x > 0 ? x : 0) + log1p(exp(-fabs(x))); }
 
 /* act(x) for one element-wise activation with parameters p (the fd_act's, fd_act_list.h). */
-static R REF(elementwise)(int code, const double *p, R x)
+static inline R REF(elementwise)(int code, const double *p, R x)
 {
     const R alpha = (R)1.6732632423543772848170429916717L, scale = (R)1.0507009873554804934193349852946L;
     const R pi = (R)3.14159265358979323846264338327950288L;
@@ -91,14 +91,14 @@ static R REF(elementwise)(int code, const double *p, R x)
     }
 }
 
-static int REF(descending)(const void *a, const void *b)
+static inline int REF(descending)(const void *a, const void *b)
 {
     const R u = *(const R *)a, v = *(const R *)b;
     return (u < v) - (u > v);
 }
 
 /* One row of a row-wise activation, in place (n values; glu writes n / 2).  tmp: n values. */
-static void REF(rowwise)(int code, R *x, ptrdiff_t n, R *tmp)
+static inline void REF(rowwise)(int code, R *x, ptrdiff_t n, R *tmp)
 {
     R m = -INFINITY, s = 0;
     for (ptrdiff_t j = 0; j < n; j++)
