@@ -269,8 +269,23 @@ def header():
     return HEADER + "\n".join(tables64()) + "\n\n" + "\n".join(tables32()) + "\n\n#endif /* FD_ACT_COEFFS_H */\n"
 
 
+def not_reproducible_here():
+    """Why this machine cannot reproduce the checked-in header (None if it can): the fits are computed in
+    NumPy's long double, and turning the Chebyshev series into monomials is ill-conditioned enough that
+    their last digits depend on its width.  The header was written with x87's 64-bit mantissa (x86-64
+    Linux); IEEE quad (aarch64 Linux) or plain double (macOS arm64, MSVC) give other last digits."""
+    bits = np.finfo(L).nmant
+    if bits == 63:
+        return None
+    return (f"csrc/fd_act_coeffs.py fits in long double, which has {bits + 1} mantissa bits here, not x87's 64: "
+            "its coefficients would differ in their last digits from the checked-in ones (run it on x86-64)")
+
+
 def main(argv):
     out = Path(argv[1]) if len(argv) > 1 else Path(__file__).with_name("fd_act_coeffs.h")
+    reason = not_reproducible_here()
+    if reason:
+        sys.exit(reason)
     out.write_text(header())
 
 
