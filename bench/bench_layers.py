@@ -3,7 +3,7 @@
     bn      Dense(512) -> BatchNormalization -> ReLU  /  Dense(512, relu) with the BN folded by hand
             (target <= 1.05: the plan folds the BN into the kernel)
     ln      Dense(512) -> LayerNormalization  /  Dense(512) alone
-            (target <= 1.15: the normalization is a row-wise pass after the GEMM)
+            (target <= 1.15: the normalization runs fused in the Dense's epilogue)
     tab     a tabular model: 8 categorical ids -> Embedding(1000, 8) -> Flatten, 16 numbers ->
             Normalization, Concatenate -> Dense(256) -> BN -> ReLU -> Dense(128) -> BN -> ReLU ->
             Dense(1, sigmoid)  /  onnxruntime on the same graph (Gather, Sub/Div, Concat, Gemm,
@@ -25,7 +25,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness import format_ratio, format_table, format_time, import_peer, machine_info, paired_ratio, time_interleaved
+from harness import (
+    LoadMeter,
+    format_ratio,
+    format_table,
+    format_time,
+    import_peer,
+    machine_info,
+    paired_ratio,
+    time_interleaved,
+)
 
 import fastdense
 from fastdense.layers import (
@@ -162,12 +171,25 @@ def run_case(case: str, batch: int, rng: np.random.Generator, quick: bool) -> di
             raise SystemExit(f"tab: fastdense and onnxruntime disagree by {np.abs(ours - theirs).max():.3g}")
         ns = {"model": model, "xs": [ids, num], "sess": session, "feed": feed}
         stmts = {"fastdense": "model.predict(xs)", "onnxruntime": "sess.run(None, feed)"}
+    meter = LoadMeter()
     timings = time_interleaved(stmts, ns, min_time=0.1 if quick else 0.5, min_samples=9,
                                settle=0.0 if case != "tab" else 0.05)
     records = {k: t.to_dict() for k, t in timings.items()}
     a, b, target = TARGETS[case]
     return {"case": case, "batch": batch, "times": records, "ratio": paired_ratio(records[a], records[b]),
-            "target": target, "pair": [a, b]}
+            "target": target, "pair": [a, b], "other_cores": meter.other_cores()}
+
+
+def cpu_line() -> str:
+    """The CPU, its fastdense path and core count (the figures mean nothing without them)."""
+    name = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            name = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), name)
+    except OSError:
+        pass
+    info = fastdense.config_info()
+    return f"{name}, {os.cpu_count()} cores, fastdense {info['cpu_path']} path"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -179,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
     results, rows = [], []
+    overall = LoadMeter()
     for case in args.cases.split(","):
         for batch in batches:
             result = run_case(case, batch, np.random.default_rng(0), args.quick)
@@ -187,14 +210,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(result)
             a, b = result["pair"]
             met = result["ratio"] <= result["target"] if case != "tab" else result["ratio"] < 1.0
+            busy = result["other_cores"]
             rows.append([case, batch, f"{a} {format_time(result['times'][a]['median_s'])}",
                          f"{b} {format_time(result['times'][b]['median_s'])}", format_ratio(result["ratio"]),
-                         f"{'<=' if case != 'tab' else '<'} {result['target']:.2f}", "yes" if met else "NO"])
-    print("fastdense layers in compiled models (median per predict; ratio: paired, a / b)")
-    print(format_table(["case", "batch", "a", "b", "a / b", "target", "met"], rows))
+                         f"{'<=' if case != 'tab' else '<'} {result['target']:.2f}", "yes" if met else "NO",
+                         "?" if busy is None else f"{busy:.1f}"])
+    print(f"fastdense layers in compiled models on {cpu_line()}")
+    print("(median per predict; ratio: paired, a / b; busy: cores other processes kept busy meanwhile)")
+    print(format_table(["case", "batch", "a", "b", "a / b", "target", "met", "busy"], rows))
+    other = overall.other_cores()
+    if other is not None:
+        print(f"other processes kept {other:.2f} of {os.cpu_count()} cores busy on average during the run")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"job": "layers", "machine": machine_info(), "results": results}, fh, indent=1)
+            json.dump({"job": "layers", "machine": machine_info(), "cpu": cpu_line(), "other_cores": other,
+                       "results": results}, fh, indent=1)
         print(f"wrote {args.json}")
     return 0
 

@@ -9,8 +9,10 @@ falls back and is reported as not run), on one thread:
     plain     fd_gemm_kblocks_f32 on row-major weights packed per call (ops.dense on an ndarray)
 
 Times are this thread's CPU time (the best of several rounds), so time the host gives other
-processes is not counted; a hypervisor's steal time still is. Plain C, no Python in the timed
-loop: the kernel's own speed, to compare with the peak (issue 15's target: >= 90 %).
+processes is not counted; a hypervisor's steal time still is, and so are other processes'
+effects on the clock and the caches: the last line says how many cores they kept busy. Plain C,
+no Python in the timed loop: the kernel's own speed, to compare with the peak (issue 15's
+target: >= 90 %, marked per row).
 
     python bench/bench_paths.py                         # the default shapes
     python bench/bench_paths.py --shapes 288x1024x1024,64x784x512 --cc clang
@@ -23,12 +25,24 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["tests/c/gemm_bench.c", "csrc/fd_gemm.c", "csrc/fd_cpu.c"]
 PATHS = ["avx2", "avx512"]
 SHAPES = ["288x1024x1024", "1024x1024x1024", "32x512x512", "256x784x512", "4096x512x512"]
+TARGET = 0.90   # issue 15: GEMM GFLOP/s >= 90 % of the register-only FMA peak of its path
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU-seconds the whole machine has been busy (Linux /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as fh:
+            ticks = [int(v) for v in fh.readline().split()[1:9]]
+        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def build(cc: str, out: Path) -> Path:
@@ -62,13 +76,14 @@ def main() -> None:
     shapes = [s.split("x") for s in args.shapes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         exe = build(args.cc, Path(tmp))
+        wall0, busy0, kids0 = time.perf_counter(), busy_cpu_seconds(), os.times()
         peaks = {row[1]: float(row[2]) for row in run(exe, "avx512", "peak")}
         print(f"CPU: {cpu_name()} ({platform.machine()}), compiler {args.cc}, one thread, thread CPU time")
         for isa, gflops in peaks.items():
             print(f"FMA peak {isa:7s} {gflops:7.1f} GFLOP/s")
         best = max(peaks.values(), default=0.0)
         print(f"\n{'path':7s} {'kernel':13s} {'entry':6s} {'M x K x N':>16s} {'GFLOP/s':>8s} "
-              f"{'% path peak':>11s} {'% best peak':>11s}")
+              f"{'% path peak':>11s} {'% best peak':>11s}  target {TARGET:.0%} of path peak")
         for path in PATHS:
             rows = run(exe, path, "gemm", *(v for shape in shapes for v in shape))
             if rows and rows[0][:2] == ["gemm", "none"]:
@@ -81,8 +96,14 @@ def main() -> None:
             for row in rows:
                 entry, m, k, n, gflops = row[-5], row[-4], row[-3], row[-2], float(row[-1])
                 peak = peaks.get(path, 0.0)
+                met = "met" if peak and gflops >= TARGET * peak else "missed"
                 print(f"{path:7s} {kernel:13s} {entry:6s} {m + 'x' + k + 'x' + n:>16s} {gflops:8.1f} "
-                      f"{100 * gflops / peak if peak else 0:10.0f}% {100 * gflops / best if best else 0:10.0f}%")
+                      f"{100 * gflops / peak if peak else 0:10.0f}% {100 * gflops / best if best else 0:10.0f}%  {met}")
+        busy1, kids1 = busy_cpu_seconds(), os.times()
+        if busy0 is not None and busy1 is not None:
+            ours = kids1.children_user + kids1.children_system - kids0.children_user - kids0.children_system
+            others = max(0.0, (busy1 - busy0 - ours) / (time.perf_counter() - wall0))
+            print(f"\nother processes kept {others:.1f} of {os.cpu_count()} cores busy during the run (noise)")
 
 
 if __name__ == "__main__":

@@ -45,15 +45,23 @@ typedef struct {
 
 static size_t esize(const fd_dense_args *a) { return a->dtype == FD_F32 ? 4 : 8; }
 
+/* The epilogue needs whole rows (softmax and co., or a fused normalization). */
+static int rowwise(const fd_dense_args *a) { return fd_act_rowwise(a->act.code) || a->norm != NULL; }
+
+/* Bias + activation of a block, then the fused normalization (only ever given whole rows). */
 static void epilogue(const fd_dense_args *a, const char *src, ptrdiff_t ld_src, char *dst,
                      ptrdiff_t ld_dst, ptrdiff_t rows, ptrdiff_t col0, ptrdiff_t cols)
 {
     const size_t es = esize(a);
     const char *bias = a->bias ? (const char *)a->bias + col0 * es : NULL;
-    if (a->dtype == FD_F32)
+    const ptrdiff_t cols_out = fd_act_halves(a->act.code) ? cols / 2 : cols;
+    if (a->dtype == FD_F32) {
         fd_epilogue_f32(&a->act, (const float *)bias, (const float *)src, ld_src, (float *)dst, ld_dst, rows, cols);
-    else
+        if (a->norm) fd_norm_rows_f32(a->norm, (const float *)dst, ld_dst, (float *)dst, ld_dst, rows, cols_out);
+    } else {
         fd_epilogue_f64(&a->act, (const double *)bias, (const double *)src, ld_src, (double *)dst, ld_dst, rows, cols);
+        if (a->norm) fd_norm_rows_f64(a->norm, (const double *)dst, ld_dst, (double *)dst, ld_dst, rows, cols_out);
+    }
 }
 
 /* The packed kernel computes this call's product (see fd_gemm.c). */
@@ -156,12 +164,11 @@ static int task_cols(void *ctx, ptrdiff_t t, void *scratch)
     const size_t es = esize(a);
     ptrdiff_t c0 = t * job->cols_per_task, c1 = c0 + job->cols_per_task;
     if (c1 > a->n) c1 = a->n;
-    const int rowwise = fd_act_rowwise(a->act.code);
     char *C = job->shared ? (char *)job->shared + (size_t)c0 * es : (char *)a->out + (size_t)c0 * es;
     const ptrdiff_t ldc = job->shared ? a->n : a->ldo;
     const int rc = gemm_block(a, 0, a->m, c0, c1 - c0, C, ldc);
     if (rc) return rc;
-    if (!rowwise) epilogue(a, C, ldc, C, ldc, a->m, c0, c1 - c0);
+    if (!rowwise(a)) epilogue(a, C, ldc, C, ldc, a->m, c0, c1 - c0);
     return 0;
 }
 
@@ -249,7 +256,7 @@ static int dense_own_threads(const fd_dense_args *a, double work)
         && a->n >= FD_TUNE_COLS_SPLIT_MIN_COLS * parts) {
         /* few rows: split columns (each thread packs only its slice of the weights, multiples
            of 16 columns); a row-wise epilogue runs after the barrier */
-        const int halves = fd_act_halves(a->act.code), rowwise = fd_act_rowwise(a->act.code);
+        const int halves = fd_act_halves(a->act.code);
         /* a few rows pack nothing per task: cut finer (four parts per thread, 64 columns at
            least), so a thread slowed down by the machine takes fewer of them */
         const ptrdiff_t pieces = a->m < 6 && uses_own_kernel(a) ? 4 * (ptrdiff_t)parts : parts;
@@ -263,8 +270,8 @@ static int dense_own_threads(const fd_dense_args *a, double work)
             }
         }
         int rc = fd_pool_run_claimed(&(fd_tasks){task_cols, &job, ceil_div(a->n, job.cols_per_task), 0}, helpers);
-        if (rc == 0 && rowwise) {
-            /* softmax and co. need whole rows: spread them over the pool too, 16 rows at least
+        if (rc == 0 && rowwise(a)) {
+            /* softmax and co. (or a fused normalization) need whole rows: spread them over the pool too, 16 rows at least
                per part (a row's result does not depend on the part it is in) */
             job_t rows_job = {a, 0, 0, job.shared};
             rows_job.rows_per_task = ceil_div(a->m, parts);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include "fd_act.h"
 #include "fd_blas.h"
+#include "fd_norm.h"
 #include "fd_status.h"
 
 /* One fused dense call. Matrices are row-major with a leading dimension (row stride, in
@@ -25,6 +26,9 @@ typedef struct {
     /* f32 only, optional: w packed by fd_pack_f32 (then the packed kernel computes x @ w
        where the CPU has it; w itself is still needed for the BLAS path). */
     const float *wpack;
+    /* optional: each output row normalized after the activation (fd_norm.h: a LayerNormalization,
+       RMSNormalization or UnitNormalization after the Dense, fused as a row-wise epilogue), or NULL */
+    const fd_norm *norm;
 } fd_dense_args;
 
 /* FD_OK, or FD_ERR_NOMEM when scratch memory could not be allocated. */

@@ -11,7 +11,7 @@ ptrdiff_t fd_pack_f32_size(ptrdiff_t k, ptrdiff_t n);
 void fd_pack_f32(const float *w, ptrdiff_t ldw, int colmajor, ptrdiff_t k, ptrdiff_t n, float *dst);
 /* 1 when this CPU runs the packed kernel (AVX2 + FMA, or NEON, and not forced to the baseline). */
 int fd_packed_available(void);
-/* The float32 GEMM kernel this process runs and why, for `fastdense info`: "avx512 12x32 (...)",
+/* The float32 GEMM kernel this process runs and why, for `fastdense info`: "avx512 6x64 (...)",
    "avx2 6x16 (...)", "neon 6x16" or "BLAS (...)"; the first word is the path. */
 const char *fd_gemm_kernel_name(void);
 /* c[i, j] = sum_kk x[i * rsx + kk * csx] * w[kk, j] for i < m, j < n, with wp the packed w

@@ -28,6 +28,7 @@ class Isa(NamedTuple):
     row_panels: tuple    # panels per tile for x read in place, by rows 1, 2, ... MR
     tile_panels: int     # panels per tile for x packed by the path's pack_x (MR rows)
     target: str          # the fd_cpu.h target region the header is included in
+    prefetch: str = ""   # prefetch of one cache line of the output, "{}" the address, or ""
 
     @property
     def mr(self) -> int:
@@ -38,11 +39,12 @@ ISAS = [
     Isa("avx2", "__m256", 8, "_mm256_setzero_ps()", "_mm256_loadu_ps", "_mm256_fmadd_ps",
         "_mm256_broadcast_ss({})", "store_ymm", "buffer",
         (4, 3, 2, 1, 1, 1), 1, "AVX2 + FMA"),
-    # 12 rows x 2 panels: 24 accumulators + 2 weight vectors of the 32 zmm registers, the
-    # broadcasts folded into the FMAs as memory operands
+    # 6 rows x 4 panels: 24 accumulators + 4 weight vectors of the 32 zmm registers, and one
+    # broadcast of x per 4 FMAs (a 12 x 2-panel tile, one per 2, stayed below 88 % of the FMA
+    # peak with its data in L1; this one reaches 91-93 %: docs/cpu-paths.md)
     Isa("avx512", "__m512", 16, "_mm512_setzero_ps()", "_mm512_loadu_ps", "_mm512_fmadd_ps",
         "_mm512_set1_ps(*({}))", "store_zmm", "mask",
-        (4, 4, 4, 4, 4, 4, 3, 3, 2, 2, 2, 2), 2, "AVX-512"),
+        (4, 4, 4, 4, 4, 4), 4, "AVX-512", "_mm_prefetch((const char *)({}), _MM_HINT_T1)"),
     # aarch64: 6 rows x 1 panel, 24 q-register accumulators (of 32); vfmaq_f32 rounds once,
     # like the x86 FMAs, so the bits are the x86 paths' bits
     Isa("neon", "float32x4_t", 4, "vdupq_n_f32(0.0f)", "vld1q_f32", "neon_fma",
@@ -71,6 +73,12 @@ def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
     lines.append("    (void)rsx; (void)pstride;   /* unused by some shapes */")
     for row in acc:
         lines.append(f"    {isa.vec} " + ", ".join(f"{a} = {isa.zero}" for a in row) + ";")
+    if packed_x and isa.prefetch:   # the partial sums the tile adds to, on their way to L2 meanwhile
+        lines.append("    if (accumulate) {")
+        for r in range(r_count):
+            lines.append("        " + " ".join(isa.prefetch.format(f"c + {r} * ldc + {PANEL * p}") + ";"
+                                               for p in range(p_count)))
+        lines.append("    }")
     if packed_x:
         lines.append("#pragma GCC unroll 4")
     lines += [
@@ -83,11 +91,8 @@ def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
         lines.append(f"        const {isa.vec} b{v} = {isa.load}(bk + {offset});")
     for r, row in enumerate(acc):
         xr = f"xk + {r} * rsx" if r else "xk"
-        if isa.edge == "buffer":   # one broadcast register per row
-            lines.append(f"        const {isa.vec} x{r} = {isa.bcast.format(xr)};")
-            src = f"x{r}"
-        else:                      # broadcast folded into each FMA
-            src = isa.bcast.format(xr)
+        lines.append(f"        const {isa.vec} x{r} = {isa.bcast.format(xr)};")   # one broadcast per row
+        src = f"x{r}"
         for v, a in enumerate(row):
             lines.append(f"        {a} = {isa.fma}({src}, b{v}, {a});")
     lines.append("    }")
@@ -121,8 +126,9 @@ def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
 
 
 def widths(p: int) -> list:
-    """The tile widths in panels used with p: p, then 1 for the rest."""
-    return [p, 1] if p > 1 else [1]
+    """The tile widths in panels used with p: p, then for the rest p / 2, p / 4, ..., 1 (p a power
+    of two) or 1."""
+    return [p >> i for i in range(p.bit_length())] if p & (p - 1) == 0 else [p, 1]
 
 
 def row_tile(isa: Isa) -> str:
@@ -156,9 +162,20 @@ def tile_px(isa: Isa) -> str:
         "        float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
         "{",
     ]
+    # before width w (halving from tile_panels) cols <= (2 w - 1) * 16, so after it <= (w - 1) * 16
+    assert isa.tile_panels & (isa.tile_panels - 1) == 0, isa
     for w in widths(isa.tile_panels):
-        call = f"tile_{isa.name}_{isa.mr}x{w}_px(kc, xp, b, pstride, c, ldc, accumulate, cols);"
-        lines.append(f"    if (cols > {(w - 1) * PANEL}) {{ {call} return; }}" if w > 1 else f"    {call}")
+        call = f"tile_{isa.name}_{isa.mr}x{w}_px(kc, xp, b, pstride, c, ldc, accumulate, "
+        if w == isa.tile_panels and w > 1:
+            lines.append(f"    if (cols > {(w - 1) * PANEL}) {{ {call}cols); return; }}")
+        elif w > 1:
+            lines += [f"    if (cols > {(w - 1) * PANEL}) {{",
+                      f"        {call}cols < {w * PANEL} ? cols : {w * PANEL});",
+                      f"        if (cols <= {w * PANEL}) return;",
+                      f"        b += {w} * pstride, c += {w * PANEL}, cols -= {w * PANEL};",
+                      "    }"]
+        else:
+            lines.append(f"    {call}cols);")
     lines.append("}")
     return "\n".join(lines)
 

@@ -51,6 +51,38 @@ static void tile_avx2_1x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t
     partial_store(&edge[0][0], 1, 64, c, ldc, accumulate, cols);
 }
 
+static void tile_avx2_1x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
+        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+{
+    (void)rsx; (void)pstride;   /* unused by some shapes */
+    __m256 a0_0 = _mm256_setzero_ps(), a0_1 = _mm256_setzero_ps(), a0_2 = _mm256_setzero_ps(), a0_3 = _mm256_setzero_ps();
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
+        const __m256 b0 = _mm256_loadu_ps(bk + 0);
+        const __m256 b1 = _mm256_loadu_ps(bk + 8);
+        const __m256 b2 = _mm256_loadu_ps(bk + 1 * pstride);
+        const __m256 b3 = _mm256_loadu_ps(bk + 1 * pstride + 8);
+        const __m256 x0 = _mm256_broadcast_ss(xk);
+        a0_0 = _mm256_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm256_fmadd_ps(x0, b1, a0_1);
+        a0_2 = _mm256_fmadd_ps(x0, b2, a0_2);
+        a0_3 = _mm256_fmadd_ps(x0, b3, a0_3);
+    }
+    if (cols == 32) {
+        store_ymm(accumulate, c + 0 * ldc + 0, a0_0);
+        store_ymm(accumulate, c + 0 * ldc + 8, a0_1);
+        store_ymm(accumulate, c + 0 * ldc + 16, a0_2);
+        store_ymm(accumulate, c + 0 * ldc + 24, a0_3);
+        return;
+    }
+    float edge[1][32];
+    _mm256_storeu_ps(&edge[0][0], a0_0);
+    _mm256_storeu_ps(&edge[0][8], a0_1);
+    _mm256_storeu_ps(&edge[0][16], a0_2);
+    _mm256_storeu_ps(&edge[0][24], a0_3);
+    partial_store(&edge[0][0], 1, 32, c, ldc, accumulate, cols);
+}
+
 static void tile_avx2_1x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
         const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
@@ -511,6 +543,9 @@ static void row_tile_avx2(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx,
         for (; p + 4 <= np; p += 4)
             tile_avx2_1x4(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 64 ? n - p * PANEL : 64);
+        for (; p + 2 <= np; p += 2)
+            tile_avx2_1x2(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
+                n - p * PANEL < 32 ? n - p * PANEL : 32);
         for (; p + 1 <= np; p += 1)
             tile_avx2_1x1(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 16 ? n - p * PANEL : 16);

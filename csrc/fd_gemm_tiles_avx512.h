@@ -14,10 +14,11 @@ static void tile_avx512_1x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
         const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
         const __m512 b2 = _mm512_loadu_ps(bk + 2 * pstride);
         const __m512 b3 = _mm512_loadu_ps(bk + 3 * pstride);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a0_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b1, a0_1);
-        a0_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b2, a0_2);
-        a0_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b3, a0_3);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        a0_2 = _mm512_fmadd_ps(x0, b2, a0_2);
+        a0_3 = _mm512_fmadd_ps(x0, b3, a0_3);
     }
     if (cols == 64) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -32,6 +33,28 @@ static void tile_avx512_1x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
     store_zmm_part(accumulate, c + 0 * ldc + 48, a0_3, cols - 48);
 }
 
+static void tile_avx512_1x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
+        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+{
+    (void)rsx; (void)pstride;   /* unused by some shapes */
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
+        const __m512 b0 = _mm512_loadu_ps(bk + 0);
+        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+    }
+    if (cols == 32) {
+        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
+        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
+        return;
+    }
+    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
+    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
+}
+
 static void tile_avx512_1x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
         const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
@@ -40,7 +63,8 @@ static void tile_avx512_1x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
         const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
     }
     if (cols == 16) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -61,14 +85,16 @@ static void tile_avx512_2x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
         const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
         const __m512 b2 = _mm512_loadu_ps(bk + 2 * pstride);
         const __m512 b3 = _mm512_loadu_ps(bk + 3 * pstride);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a0_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b1, a0_1);
-        a0_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b2, a0_2);
-        a0_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b3, a0_3);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a1_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b1, a1_1);
-        a1_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b2, a1_2);
-        a1_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b3, a1_3);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        a0_2 = _mm512_fmadd_ps(x0, b2, a0_2);
+        a0_3 = _mm512_fmadd_ps(x0, b3, a0_3);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        a1_1 = _mm512_fmadd_ps(x1, b1, a1_1);
+        a1_2 = _mm512_fmadd_ps(x1, b2, a1_2);
+        a1_3 = _mm512_fmadd_ps(x1, b3, a1_3);
     }
     if (cols == 64) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -91,6 +117,36 @@ static void tile_avx512_2x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
     store_zmm_part(accumulate, c + 1 * ldc + 48, a1_3, cols - 48);
 }
 
+static void tile_avx512_2x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
+        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+{
+    (void)rsx; (void)pstride;   /* unused by some shapes */
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
+        const __m512 b0 = _mm512_loadu_ps(bk + 0);
+        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        a1_1 = _mm512_fmadd_ps(x1, b1, a1_1);
+    }
+    if (cols == 32) {
+        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
+        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
+        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
+        store_zmm(accumulate, c + 1 * ldc + 16, a1_1);
+        return;
+    }
+    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
+    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
+    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
+    store_zmm_part(accumulate, c + 1 * ldc + 16, a1_1, cols - 16);
+}
+
 static void tile_avx512_2x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
         const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
@@ -100,8 +156,10 @@ static void tile_avx512_2x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
         const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
     }
     if (cols == 16) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -125,18 +183,21 @@ static void tile_avx512_3x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
         const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
         const __m512 b2 = _mm512_loadu_ps(bk + 2 * pstride);
         const __m512 b3 = _mm512_loadu_ps(bk + 3 * pstride);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a0_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b1, a0_1);
-        a0_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b2, a0_2);
-        a0_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b3, a0_3);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a1_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b1, a1_1);
-        a1_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b2, a1_2);
-        a1_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b3, a1_3);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a2_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b1, a2_1);
-        a2_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b2, a2_2);
-        a2_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b3, a2_3);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        a0_2 = _mm512_fmadd_ps(x0, b2, a0_2);
+        a0_3 = _mm512_fmadd_ps(x0, b3, a0_3);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        a1_1 = _mm512_fmadd_ps(x1, b1, a1_1);
+        a1_2 = _mm512_fmadd_ps(x1, b2, a1_2);
+        a1_3 = _mm512_fmadd_ps(x1, b3, a1_3);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        a2_1 = _mm512_fmadd_ps(x2, b1, a2_1);
+        a2_2 = _mm512_fmadd_ps(x2, b2, a2_2);
+        a2_3 = _mm512_fmadd_ps(x2, b3, a2_3);
     }
     if (cols == 64) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -167,6 +228,44 @@ static void tile_avx512_3x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
     store_zmm_part(accumulate, c + 2 * ldc + 48, a2_3, cols - 48);
 }
 
+static void tile_avx512_3x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
+        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+{
+    (void)rsx; (void)pstride;   /* unused by some shapes */
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
+    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps();
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
+        const __m512 b0 = _mm512_loadu_ps(bk + 0);
+        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        a1_1 = _mm512_fmadd_ps(x1, b1, a1_1);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        a2_1 = _mm512_fmadd_ps(x2, b1, a2_1);
+    }
+    if (cols == 32) {
+        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
+        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
+        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
+        store_zmm(accumulate, c + 1 * ldc + 16, a1_1);
+        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
+        store_zmm(accumulate, c + 2 * ldc + 16, a2_1);
+        return;
+    }
+    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
+    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
+    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
+    store_zmm_part(accumulate, c + 1 * ldc + 16, a1_1, cols - 16);
+    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
+    store_zmm_part(accumulate, c + 2 * ldc + 16, a2_1, cols - 16);
+}
+
 static void tile_avx512_3x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
         const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
@@ -177,9 +276,12 @@ static void tile_avx512_3x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
         const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
     }
     if (cols == 16) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -206,22 +308,26 @@ static void tile_avx512_4x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
         const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
         const __m512 b2 = _mm512_loadu_ps(bk + 2 * pstride);
         const __m512 b3 = _mm512_loadu_ps(bk + 3 * pstride);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a0_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b1, a0_1);
-        a0_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b2, a0_2);
-        a0_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b3, a0_3);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a1_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b1, a1_1);
-        a1_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b2, a1_2);
-        a1_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b3, a1_3);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a2_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b1, a2_1);
-        a2_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b2, a2_2);
-        a2_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b3, a2_3);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a3_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b1, a3_1);
-        a3_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b2, a3_2);
-        a3_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b3, a3_3);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        a0_2 = _mm512_fmadd_ps(x0, b2, a0_2);
+        a0_3 = _mm512_fmadd_ps(x0, b3, a0_3);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        a1_1 = _mm512_fmadd_ps(x1, b1, a1_1);
+        a1_2 = _mm512_fmadd_ps(x1, b2, a1_2);
+        a1_3 = _mm512_fmadd_ps(x1, b3, a1_3);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        a2_1 = _mm512_fmadd_ps(x2, b1, a2_1);
+        a2_2 = _mm512_fmadd_ps(x2, b2, a2_2);
+        a2_3 = _mm512_fmadd_ps(x2, b3, a2_3);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
+        a3_1 = _mm512_fmadd_ps(x3, b1, a3_1);
+        a3_2 = _mm512_fmadd_ps(x3, b2, a3_2);
+        a3_3 = _mm512_fmadd_ps(x3, b3, a3_3);
     }
     if (cols == 64) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -260,6 +366,52 @@ static void tile_avx512_4x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
     store_zmm_part(accumulate, c + 3 * ldc + 48, a3_3, cols - 48);
 }
 
+static void tile_avx512_4x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
+        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+{
+    (void)rsx; (void)pstride;   /* unused by some shapes */
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
+    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps();
+    __m512 a3_0 = _mm512_setzero_ps(), a3_1 = _mm512_setzero_ps();
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
+        const __m512 b0 = _mm512_loadu_ps(bk + 0);
+        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        a1_1 = _mm512_fmadd_ps(x1, b1, a1_1);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        a2_1 = _mm512_fmadd_ps(x2, b1, a2_1);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
+        a3_1 = _mm512_fmadd_ps(x3, b1, a3_1);
+    }
+    if (cols == 32) {
+        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
+        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
+        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
+        store_zmm(accumulate, c + 1 * ldc + 16, a1_1);
+        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
+        store_zmm(accumulate, c + 2 * ldc + 16, a2_1);
+        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
+        store_zmm(accumulate, c + 3 * ldc + 16, a3_1);
+        return;
+    }
+    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
+    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
+    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
+    store_zmm_part(accumulate, c + 1 * ldc + 16, a1_1, cols - 16);
+    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
+    store_zmm_part(accumulate, c + 2 * ldc + 16, a2_1, cols - 16);
+    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
+    store_zmm_part(accumulate, c + 3 * ldc + 16, a3_1, cols - 16);
+}
+
 static void tile_avx512_4x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
         const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
@@ -271,10 +423,14 @@ static void tile_avx512_4x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
         const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
     }
     if (cols == 16) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -304,26 +460,31 @@ static void tile_avx512_5x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
         const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
         const __m512 b2 = _mm512_loadu_ps(bk + 2 * pstride);
         const __m512 b3 = _mm512_loadu_ps(bk + 3 * pstride);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a0_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b1, a0_1);
-        a0_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b2, a0_2);
-        a0_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b3, a0_3);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a1_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b1, a1_1);
-        a1_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b2, a1_2);
-        a1_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b3, a1_3);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a2_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b1, a2_1);
-        a2_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b2, a2_2);
-        a2_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b3, a2_3);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a3_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b1, a3_1);
-        a3_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b2, a3_2);
-        a3_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b3, a3_3);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a4_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b1, a4_1);
-        a4_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b2, a4_2);
-        a4_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b3, a4_3);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        a0_2 = _mm512_fmadd_ps(x0, b2, a0_2);
+        a0_3 = _mm512_fmadd_ps(x0, b3, a0_3);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        a1_1 = _mm512_fmadd_ps(x1, b1, a1_1);
+        a1_2 = _mm512_fmadd_ps(x1, b2, a1_2);
+        a1_3 = _mm512_fmadd_ps(x1, b3, a1_3);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        a2_1 = _mm512_fmadd_ps(x2, b1, a2_1);
+        a2_2 = _mm512_fmadd_ps(x2, b2, a2_2);
+        a2_3 = _mm512_fmadd_ps(x2, b3, a2_3);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
+        a3_1 = _mm512_fmadd_ps(x3, b1, a3_1);
+        a3_2 = _mm512_fmadd_ps(x3, b2, a3_2);
+        a3_3 = _mm512_fmadd_ps(x3, b3, a3_3);
+        const __m512 x4 = _mm512_set1_ps(*(xk + 4 * rsx));
+        a4_0 = _mm512_fmadd_ps(x4, b0, a4_0);
+        a4_1 = _mm512_fmadd_ps(x4, b1, a4_1);
+        a4_2 = _mm512_fmadd_ps(x4, b2, a4_2);
+        a4_3 = _mm512_fmadd_ps(x4, b3, a4_3);
     }
     if (cols == 64) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -370,6 +531,60 @@ static void tile_avx512_5x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
     store_zmm_part(accumulate, c + 4 * ldc + 48, a4_3, cols - 48);
 }
 
+static void tile_avx512_5x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
+        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+{
+    (void)rsx; (void)pstride;   /* unused by some shapes */
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
+    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps();
+    __m512 a3_0 = _mm512_setzero_ps(), a3_1 = _mm512_setzero_ps();
+    __m512 a4_0 = _mm512_setzero_ps(), a4_1 = _mm512_setzero_ps();
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
+        const __m512 b0 = _mm512_loadu_ps(bk + 0);
+        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        a1_1 = _mm512_fmadd_ps(x1, b1, a1_1);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        a2_1 = _mm512_fmadd_ps(x2, b1, a2_1);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
+        a3_1 = _mm512_fmadd_ps(x3, b1, a3_1);
+        const __m512 x4 = _mm512_set1_ps(*(xk + 4 * rsx));
+        a4_0 = _mm512_fmadd_ps(x4, b0, a4_0);
+        a4_1 = _mm512_fmadd_ps(x4, b1, a4_1);
+    }
+    if (cols == 32) {
+        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
+        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
+        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
+        store_zmm(accumulate, c + 1 * ldc + 16, a1_1);
+        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
+        store_zmm(accumulate, c + 2 * ldc + 16, a2_1);
+        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
+        store_zmm(accumulate, c + 3 * ldc + 16, a3_1);
+        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
+        store_zmm(accumulate, c + 4 * ldc + 16, a4_1);
+        return;
+    }
+    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
+    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
+    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
+    store_zmm_part(accumulate, c + 1 * ldc + 16, a1_1, cols - 16);
+    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
+    store_zmm_part(accumulate, c + 2 * ldc + 16, a2_1, cols - 16);
+    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
+    store_zmm_part(accumulate, c + 3 * ldc + 16, a3_1, cols - 16);
+    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
+    store_zmm_part(accumulate, c + 4 * ldc + 16, a4_1, cols - 16);
+}
+
 static void tile_avx512_5x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
         const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
@@ -382,11 +597,16 @@ static void tile_avx512_5x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
         const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
+        const __m512 x4 = _mm512_set1_ps(*(xk + 4 * rsx));
+        a4_0 = _mm512_fmadd_ps(x4, b0, a4_0);
     }
     if (cols == 16) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -419,30 +639,36 @@ static void tile_avx512_6x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
         const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
         const __m512 b2 = _mm512_loadu_ps(bk + 2 * pstride);
         const __m512 b3 = _mm512_loadu_ps(bk + 3 * pstride);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a0_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b1, a0_1);
-        a0_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b2, a0_2);
-        a0_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b3, a0_3);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a1_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b1, a1_1);
-        a1_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b2, a1_2);
-        a1_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b3, a1_3);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a2_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b1, a2_1);
-        a2_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b2, a2_2);
-        a2_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b3, a2_3);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a3_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b1, a3_1);
-        a3_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b2, a3_2);
-        a3_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b3, a3_3);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a4_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b1, a4_1);
-        a4_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b2, a4_2);
-        a4_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b3, a4_3);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a5_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b1, a5_1);
-        a5_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b2, a5_2);
-        a5_3 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b3, a5_3);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        a0_2 = _mm512_fmadd_ps(x0, b2, a0_2);
+        a0_3 = _mm512_fmadd_ps(x0, b3, a0_3);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        a1_1 = _mm512_fmadd_ps(x1, b1, a1_1);
+        a1_2 = _mm512_fmadd_ps(x1, b2, a1_2);
+        a1_3 = _mm512_fmadd_ps(x1, b3, a1_3);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        a2_1 = _mm512_fmadd_ps(x2, b1, a2_1);
+        a2_2 = _mm512_fmadd_ps(x2, b2, a2_2);
+        a2_3 = _mm512_fmadd_ps(x2, b3, a2_3);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
+        a3_1 = _mm512_fmadd_ps(x3, b1, a3_1);
+        a3_2 = _mm512_fmadd_ps(x3, b2, a3_2);
+        a3_3 = _mm512_fmadd_ps(x3, b3, a3_3);
+        const __m512 x4 = _mm512_set1_ps(*(xk + 4 * rsx));
+        a4_0 = _mm512_fmadd_ps(x4, b0, a4_0);
+        a4_1 = _mm512_fmadd_ps(x4, b1, a4_1);
+        a4_2 = _mm512_fmadd_ps(x4, b2, a4_2);
+        a4_3 = _mm512_fmadd_ps(x4, b3, a4_3);
+        const __m512 x5 = _mm512_set1_ps(*(xk + 5 * rsx));
+        a5_0 = _mm512_fmadd_ps(x5, b0, a5_0);
+        a5_1 = _mm512_fmadd_ps(x5, b1, a5_1);
+        a5_2 = _mm512_fmadd_ps(x5, b2, a5_2);
+        a5_3 = _mm512_fmadd_ps(x5, b3, a5_3);
     }
     if (cols == 64) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -497,6 +723,68 @@ static void tile_avx512_6x4(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
     store_zmm_part(accumulate, c + 5 * ldc + 48, a5_3, cols - 48);
 }
 
+static void tile_avx512_6x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
+        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+{
+    (void)rsx; (void)pstride;   /* unused by some shapes */
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
+    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps();
+    __m512 a3_0 = _mm512_setzero_ps(), a3_1 = _mm512_setzero_ps();
+    __m512 a4_0 = _mm512_setzero_ps(), a4_1 = _mm512_setzero_ps();
+    __m512 a5_0 = _mm512_setzero_ps(), a5_1 = _mm512_setzero_ps();
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
+        const __m512 b0 = _mm512_loadu_ps(bk + 0);
+        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        a1_1 = _mm512_fmadd_ps(x1, b1, a1_1);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        a2_1 = _mm512_fmadd_ps(x2, b1, a2_1);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
+        a3_1 = _mm512_fmadd_ps(x3, b1, a3_1);
+        const __m512 x4 = _mm512_set1_ps(*(xk + 4 * rsx));
+        a4_0 = _mm512_fmadd_ps(x4, b0, a4_0);
+        a4_1 = _mm512_fmadd_ps(x4, b1, a4_1);
+        const __m512 x5 = _mm512_set1_ps(*(xk + 5 * rsx));
+        a5_0 = _mm512_fmadd_ps(x5, b0, a5_0);
+        a5_1 = _mm512_fmadd_ps(x5, b1, a5_1);
+    }
+    if (cols == 32) {
+        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
+        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
+        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
+        store_zmm(accumulate, c + 1 * ldc + 16, a1_1);
+        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
+        store_zmm(accumulate, c + 2 * ldc + 16, a2_1);
+        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
+        store_zmm(accumulate, c + 3 * ldc + 16, a3_1);
+        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
+        store_zmm(accumulate, c + 4 * ldc + 16, a4_1);
+        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
+        store_zmm(accumulate, c + 5 * ldc + 16, a5_1);
+        return;
+    }
+    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
+    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
+    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
+    store_zmm_part(accumulate, c + 1 * ldc + 16, a1_1, cols - 16);
+    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
+    store_zmm_part(accumulate, c + 2 * ldc + 16, a2_1, cols - 16);
+    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
+    store_zmm_part(accumulate, c + 3 * ldc + 16, a3_1, cols - 16);
+    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
+    store_zmm_part(accumulate, c + 4 * ldc + 16, a4_1, cols - 16);
+    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
+    store_zmm_part(accumulate, c + 5 * ldc + 16, a5_1, cols - 16);
+}
+
 static void tile_avx512_6x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
         const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
@@ -510,12 +798,18 @@ static void tile_avx512_6x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
         const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
+        const __m512 x4 = _mm512_set1_ps(*(xk + 4 * rsx));
+        a4_0 = _mm512_fmadd_ps(x4, b0, a4_0);
+        const __m512 x5 = _mm512_set1_ps(*(xk + 5 * rsx));
+        a5_0 = _mm512_fmadd_ps(x5, b0, a5_0);
     }
     if (cols == 16) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -534,888 +828,158 @@ static void tile_avx512_6x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
     store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
 }
 
-static void tile_avx512_7x3(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
-{
-    (void)rsx; (void)pstride;   /* unused by some shapes */
-    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps(), a0_2 = _mm512_setzero_ps();
-    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps(), a1_2 = _mm512_setzero_ps();
-    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps(), a2_2 = _mm512_setzero_ps();
-    __m512 a3_0 = _mm512_setzero_ps(), a3_1 = _mm512_setzero_ps(), a3_2 = _mm512_setzero_ps();
-    __m512 a4_0 = _mm512_setzero_ps(), a4_1 = _mm512_setzero_ps(), a4_2 = _mm512_setzero_ps();
-    __m512 a5_0 = _mm512_setzero_ps(), a5_1 = _mm512_setzero_ps(), a5_2 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps(), a6_1 = _mm512_setzero_ps(), a6_2 = _mm512_setzero_ps();
-    for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
-        const __m512 b2 = _mm512_loadu_ps(bk + 2 * pstride);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a0_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b1, a0_1);
-        a0_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b2, a0_2);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a1_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b1, a1_1);
-        a1_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b2, a1_2);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a2_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b1, a2_1);
-        a2_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b2, a2_2);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a3_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b1, a3_1);
-        a3_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b2, a3_2);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a4_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b1, a4_1);
-        a4_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b2, a4_2);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a5_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b1, a5_1);
-        a5_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b2, a5_2);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-        a6_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b1, a6_1);
-        a6_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b2, a6_2);
-    }
-    if (cols == 48) {
-        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
-        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
-        store_zmm(accumulate, c + 0 * ldc + 32, a0_2);
-        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
-        store_zmm(accumulate, c + 1 * ldc + 16, a1_1);
-        store_zmm(accumulate, c + 1 * ldc + 32, a1_2);
-        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
-        store_zmm(accumulate, c + 2 * ldc + 16, a2_1);
-        store_zmm(accumulate, c + 2 * ldc + 32, a2_2);
-        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
-        store_zmm(accumulate, c + 3 * ldc + 16, a3_1);
-        store_zmm(accumulate, c + 3 * ldc + 32, a3_2);
-        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
-        store_zmm(accumulate, c + 4 * ldc + 16, a4_1);
-        store_zmm(accumulate, c + 4 * ldc + 32, a4_2);
-        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
-        store_zmm(accumulate, c + 5 * ldc + 16, a5_1);
-        store_zmm(accumulate, c + 5 * ldc + 32, a5_2);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        store_zmm(accumulate, c + 6 * ldc + 16, a6_1);
-        store_zmm(accumulate, c + 6 * ldc + 32, a6_2);
-        return;
-    }
-    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
-    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
-    store_zmm_part(accumulate, c + 0 * ldc + 32, a0_2, cols - 32);
-    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
-    store_zmm_part(accumulate, c + 1 * ldc + 16, a1_1, cols - 16);
-    store_zmm_part(accumulate, c + 1 * ldc + 32, a1_2, cols - 32);
-    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
-    store_zmm_part(accumulate, c + 2 * ldc + 16, a2_1, cols - 16);
-    store_zmm_part(accumulate, c + 2 * ldc + 32, a2_2, cols - 32);
-    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
-    store_zmm_part(accumulate, c + 3 * ldc + 16, a3_1, cols - 16);
-    store_zmm_part(accumulate, c + 3 * ldc + 32, a3_2, cols - 32);
-    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
-    store_zmm_part(accumulate, c + 4 * ldc + 16, a4_1, cols - 16);
-    store_zmm_part(accumulate, c + 4 * ldc + 32, a4_2, cols - 32);
-    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
-    store_zmm_part(accumulate, c + 5 * ldc + 16, a5_1, cols - 16);
-    store_zmm_part(accumulate, c + 5 * ldc + 32, a5_2, cols - 32);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 16, a6_1, cols - 16);
-    store_zmm_part(accumulate, c + 6 * ldc + 32, a6_2, cols - 32);
-}
-
-static void tile_avx512_7x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
-{
-    (void)rsx; (void)pstride;   /* unused by some shapes */
-    __m512 a0_0 = _mm512_setzero_ps();
-    __m512 a1_0 = _mm512_setzero_ps();
-    __m512 a2_0 = _mm512_setzero_ps();
-    __m512 a3_0 = _mm512_setzero_ps();
-    __m512 a4_0 = _mm512_setzero_ps();
-    __m512 a5_0 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps();
-    for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-    }
-    if (cols == 16) {
-        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
-        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
-        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
-        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
-        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
-        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        return;
-    }
-    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
-    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
-    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
-    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
-    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
-    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-}
-
-static void tile_avx512_8x3(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
-{
-    (void)rsx; (void)pstride;   /* unused by some shapes */
-    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps(), a0_2 = _mm512_setzero_ps();
-    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps(), a1_2 = _mm512_setzero_ps();
-    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps(), a2_2 = _mm512_setzero_ps();
-    __m512 a3_0 = _mm512_setzero_ps(), a3_1 = _mm512_setzero_ps(), a3_2 = _mm512_setzero_ps();
-    __m512 a4_0 = _mm512_setzero_ps(), a4_1 = _mm512_setzero_ps(), a4_2 = _mm512_setzero_ps();
-    __m512 a5_0 = _mm512_setzero_ps(), a5_1 = _mm512_setzero_ps(), a5_2 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps(), a6_1 = _mm512_setzero_ps(), a6_2 = _mm512_setzero_ps();
-    __m512 a7_0 = _mm512_setzero_ps(), a7_1 = _mm512_setzero_ps(), a7_2 = _mm512_setzero_ps();
-    for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
-        const __m512 b2 = _mm512_loadu_ps(bk + 2 * pstride);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a0_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b1, a0_1);
-        a0_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b2, a0_2);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a1_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b1, a1_1);
-        a1_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b2, a1_2);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a2_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b1, a2_1);
-        a2_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b2, a2_2);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a3_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b1, a3_1);
-        a3_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b2, a3_2);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a4_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b1, a4_1);
-        a4_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b2, a4_2);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a5_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b1, a5_1);
-        a5_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b2, a5_2);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-        a6_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b1, a6_1);
-        a6_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b2, a6_2);
-        a7_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b0, a7_0);
-        a7_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b1, a7_1);
-        a7_2 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b2, a7_2);
-    }
-    if (cols == 48) {
-        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
-        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
-        store_zmm(accumulate, c + 0 * ldc + 32, a0_2);
-        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
-        store_zmm(accumulate, c + 1 * ldc + 16, a1_1);
-        store_zmm(accumulate, c + 1 * ldc + 32, a1_2);
-        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
-        store_zmm(accumulate, c + 2 * ldc + 16, a2_1);
-        store_zmm(accumulate, c + 2 * ldc + 32, a2_2);
-        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
-        store_zmm(accumulate, c + 3 * ldc + 16, a3_1);
-        store_zmm(accumulate, c + 3 * ldc + 32, a3_2);
-        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
-        store_zmm(accumulate, c + 4 * ldc + 16, a4_1);
-        store_zmm(accumulate, c + 4 * ldc + 32, a4_2);
-        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
-        store_zmm(accumulate, c + 5 * ldc + 16, a5_1);
-        store_zmm(accumulate, c + 5 * ldc + 32, a5_2);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        store_zmm(accumulate, c + 6 * ldc + 16, a6_1);
-        store_zmm(accumulate, c + 6 * ldc + 32, a6_2);
-        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
-        store_zmm(accumulate, c + 7 * ldc + 16, a7_1);
-        store_zmm(accumulate, c + 7 * ldc + 32, a7_2);
-        return;
-    }
-    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
-    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
-    store_zmm_part(accumulate, c + 0 * ldc + 32, a0_2, cols - 32);
-    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
-    store_zmm_part(accumulate, c + 1 * ldc + 16, a1_1, cols - 16);
-    store_zmm_part(accumulate, c + 1 * ldc + 32, a1_2, cols - 32);
-    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
-    store_zmm_part(accumulate, c + 2 * ldc + 16, a2_1, cols - 16);
-    store_zmm_part(accumulate, c + 2 * ldc + 32, a2_2, cols - 32);
-    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
-    store_zmm_part(accumulate, c + 3 * ldc + 16, a3_1, cols - 16);
-    store_zmm_part(accumulate, c + 3 * ldc + 32, a3_2, cols - 32);
-    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
-    store_zmm_part(accumulate, c + 4 * ldc + 16, a4_1, cols - 16);
-    store_zmm_part(accumulate, c + 4 * ldc + 32, a4_2, cols - 32);
-    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
-    store_zmm_part(accumulate, c + 5 * ldc + 16, a5_1, cols - 16);
-    store_zmm_part(accumulate, c + 5 * ldc + 32, a5_2, cols - 32);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 16, a6_1, cols - 16);
-    store_zmm_part(accumulate, c + 6 * ldc + 32, a6_2, cols - 32);
-    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
-    store_zmm_part(accumulate, c + 7 * ldc + 16, a7_1, cols - 16);
-    store_zmm_part(accumulate, c + 7 * ldc + 32, a7_2, cols - 32);
-}
-
-static void tile_avx512_8x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
-{
-    (void)rsx; (void)pstride;   /* unused by some shapes */
-    __m512 a0_0 = _mm512_setzero_ps();
-    __m512 a1_0 = _mm512_setzero_ps();
-    __m512 a2_0 = _mm512_setzero_ps();
-    __m512 a3_0 = _mm512_setzero_ps();
-    __m512 a4_0 = _mm512_setzero_ps();
-    __m512 a5_0 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps();
-    __m512 a7_0 = _mm512_setzero_ps();
-    for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-        a7_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b0, a7_0);
-    }
-    if (cols == 16) {
-        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
-        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
-        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
-        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
-        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
-        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
-        return;
-    }
-    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
-    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
-    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
-    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
-    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
-    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
-}
-
-static void tile_avx512_9x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
-{
-    (void)rsx; (void)pstride;   /* unused by some shapes */
-    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
-    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
-    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps();
-    __m512 a3_0 = _mm512_setzero_ps(), a3_1 = _mm512_setzero_ps();
-    __m512 a4_0 = _mm512_setzero_ps(), a4_1 = _mm512_setzero_ps();
-    __m512 a5_0 = _mm512_setzero_ps(), a5_1 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps(), a6_1 = _mm512_setzero_ps();
-    __m512 a7_0 = _mm512_setzero_ps(), a7_1 = _mm512_setzero_ps();
-    __m512 a8_0 = _mm512_setzero_ps(), a8_1 = _mm512_setzero_ps();
-    for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a0_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b1, a0_1);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a1_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b1, a1_1);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a2_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b1, a2_1);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a3_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b1, a3_1);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a4_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b1, a4_1);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a5_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b1, a5_1);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-        a6_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b1, a6_1);
-        a7_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b0, a7_0);
-        a7_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b1, a7_1);
-        a8_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b0, a8_0);
-        a8_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b1, a8_1);
-    }
-    if (cols == 32) {
-        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
-        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
-        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
-        store_zmm(accumulate, c + 1 * ldc + 16, a1_1);
-        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
-        store_zmm(accumulate, c + 2 * ldc + 16, a2_1);
-        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
-        store_zmm(accumulate, c + 3 * ldc + 16, a3_1);
-        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
-        store_zmm(accumulate, c + 4 * ldc + 16, a4_1);
-        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
-        store_zmm(accumulate, c + 5 * ldc + 16, a5_1);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        store_zmm(accumulate, c + 6 * ldc + 16, a6_1);
-        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
-        store_zmm(accumulate, c + 7 * ldc + 16, a7_1);
-        store_zmm(accumulate, c + 8 * ldc + 0, a8_0);
-        store_zmm(accumulate, c + 8 * ldc + 16, a8_1);
-        return;
-    }
-    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
-    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
-    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
-    store_zmm_part(accumulate, c + 1 * ldc + 16, a1_1, cols - 16);
-    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
-    store_zmm_part(accumulate, c + 2 * ldc + 16, a2_1, cols - 16);
-    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
-    store_zmm_part(accumulate, c + 3 * ldc + 16, a3_1, cols - 16);
-    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
-    store_zmm_part(accumulate, c + 4 * ldc + 16, a4_1, cols - 16);
-    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
-    store_zmm_part(accumulate, c + 5 * ldc + 16, a5_1, cols - 16);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 16, a6_1, cols - 16);
-    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
-    store_zmm_part(accumulate, c + 7 * ldc + 16, a7_1, cols - 16);
-    store_zmm_part(accumulate, c + 8 * ldc + 0, a8_0, cols - 0);
-    store_zmm_part(accumulate, c + 8 * ldc + 16, a8_1, cols - 16);
-}
-
-static void tile_avx512_9x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
-{
-    (void)rsx; (void)pstride;   /* unused by some shapes */
-    __m512 a0_0 = _mm512_setzero_ps();
-    __m512 a1_0 = _mm512_setzero_ps();
-    __m512 a2_0 = _mm512_setzero_ps();
-    __m512 a3_0 = _mm512_setzero_ps();
-    __m512 a4_0 = _mm512_setzero_ps();
-    __m512 a5_0 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps();
-    __m512 a7_0 = _mm512_setzero_ps();
-    __m512 a8_0 = _mm512_setzero_ps();
-    for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-        a7_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b0, a7_0);
-        a8_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b0, a8_0);
-    }
-    if (cols == 16) {
-        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
-        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
-        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
-        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
-        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
-        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
-        store_zmm(accumulate, c + 8 * ldc + 0, a8_0);
-        return;
-    }
-    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
-    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
-    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
-    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
-    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
-    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
-    store_zmm_part(accumulate, c + 8 * ldc + 0, a8_0, cols - 0);
-}
-
-static void tile_avx512_10x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
-{
-    (void)rsx; (void)pstride;   /* unused by some shapes */
-    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
-    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
-    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps();
-    __m512 a3_0 = _mm512_setzero_ps(), a3_1 = _mm512_setzero_ps();
-    __m512 a4_0 = _mm512_setzero_ps(), a4_1 = _mm512_setzero_ps();
-    __m512 a5_0 = _mm512_setzero_ps(), a5_1 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps(), a6_1 = _mm512_setzero_ps();
-    __m512 a7_0 = _mm512_setzero_ps(), a7_1 = _mm512_setzero_ps();
-    __m512 a8_0 = _mm512_setzero_ps(), a8_1 = _mm512_setzero_ps();
-    __m512 a9_0 = _mm512_setzero_ps(), a9_1 = _mm512_setzero_ps();
-    for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a0_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b1, a0_1);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a1_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b1, a1_1);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a2_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b1, a2_1);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a3_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b1, a3_1);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a4_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b1, a4_1);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a5_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b1, a5_1);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-        a6_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b1, a6_1);
-        a7_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b0, a7_0);
-        a7_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b1, a7_1);
-        a8_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b0, a8_0);
-        a8_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b1, a8_1);
-        a9_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 9 * rsx)), b0, a9_0);
-        a9_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 9 * rsx)), b1, a9_1);
-    }
-    if (cols == 32) {
-        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
-        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
-        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
-        store_zmm(accumulate, c + 1 * ldc + 16, a1_1);
-        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
-        store_zmm(accumulate, c + 2 * ldc + 16, a2_1);
-        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
-        store_zmm(accumulate, c + 3 * ldc + 16, a3_1);
-        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
-        store_zmm(accumulate, c + 4 * ldc + 16, a4_1);
-        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
-        store_zmm(accumulate, c + 5 * ldc + 16, a5_1);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        store_zmm(accumulate, c + 6 * ldc + 16, a6_1);
-        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
-        store_zmm(accumulate, c + 7 * ldc + 16, a7_1);
-        store_zmm(accumulate, c + 8 * ldc + 0, a8_0);
-        store_zmm(accumulate, c + 8 * ldc + 16, a8_1);
-        store_zmm(accumulate, c + 9 * ldc + 0, a9_0);
-        store_zmm(accumulate, c + 9 * ldc + 16, a9_1);
-        return;
-    }
-    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
-    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
-    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
-    store_zmm_part(accumulate, c + 1 * ldc + 16, a1_1, cols - 16);
-    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
-    store_zmm_part(accumulate, c + 2 * ldc + 16, a2_1, cols - 16);
-    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
-    store_zmm_part(accumulate, c + 3 * ldc + 16, a3_1, cols - 16);
-    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
-    store_zmm_part(accumulate, c + 4 * ldc + 16, a4_1, cols - 16);
-    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
-    store_zmm_part(accumulate, c + 5 * ldc + 16, a5_1, cols - 16);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 16, a6_1, cols - 16);
-    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
-    store_zmm_part(accumulate, c + 7 * ldc + 16, a7_1, cols - 16);
-    store_zmm_part(accumulate, c + 8 * ldc + 0, a8_0, cols - 0);
-    store_zmm_part(accumulate, c + 8 * ldc + 16, a8_1, cols - 16);
-    store_zmm_part(accumulate, c + 9 * ldc + 0, a9_0, cols - 0);
-    store_zmm_part(accumulate, c + 9 * ldc + 16, a9_1, cols - 16);
-}
-
-static void tile_avx512_10x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
-{
-    (void)rsx; (void)pstride;   /* unused by some shapes */
-    __m512 a0_0 = _mm512_setzero_ps();
-    __m512 a1_0 = _mm512_setzero_ps();
-    __m512 a2_0 = _mm512_setzero_ps();
-    __m512 a3_0 = _mm512_setzero_ps();
-    __m512 a4_0 = _mm512_setzero_ps();
-    __m512 a5_0 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps();
-    __m512 a7_0 = _mm512_setzero_ps();
-    __m512 a8_0 = _mm512_setzero_ps();
-    __m512 a9_0 = _mm512_setzero_ps();
-    for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-        a7_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b0, a7_0);
-        a8_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b0, a8_0);
-        a9_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 9 * rsx)), b0, a9_0);
-    }
-    if (cols == 16) {
-        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
-        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
-        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
-        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
-        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
-        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
-        store_zmm(accumulate, c + 8 * ldc + 0, a8_0);
-        store_zmm(accumulate, c + 9 * ldc + 0, a9_0);
-        return;
-    }
-    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
-    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
-    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
-    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
-    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
-    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
-    store_zmm_part(accumulate, c + 8 * ldc + 0, a8_0, cols - 0);
-    store_zmm_part(accumulate, c + 9 * ldc + 0, a9_0, cols - 0);
-}
-
-static void tile_avx512_11x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
-{
-    (void)rsx; (void)pstride;   /* unused by some shapes */
-    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
-    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
-    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps();
-    __m512 a3_0 = _mm512_setzero_ps(), a3_1 = _mm512_setzero_ps();
-    __m512 a4_0 = _mm512_setzero_ps(), a4_1 = _mm512_setzero_ps();
-    __m512 a5_0 = _mm512_setzero_ps(), a5_1 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps(), a6_1 = _mm512_setzero_ps();
-    __m512 a7_0 = _mm512_setzero_ps(), a7_1 = _mm512_setzero_ps();
-    __m512 a8_0 = _mm512_setzero_ps(), a8_1 = _mm512_setzero_ps();
-    __m512 a9_0 = _mm512_setzero_ps(), a9_1 = _mm512_setzero_ps();
-    __m512 a10_0 = _mm512_setzero_ps(), a10_1 = _mm512_setzero_ps();
-    for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a0_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b1, a0_1);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a1_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b1, a1_1);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a2_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b1, a2_1);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a3_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b1, a3_1);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a4_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b1, a4_1);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a5_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b1, a5_1);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-        a6_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b1, a6_1);
-        a7_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b0, a7_0);
-        a7_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b1, a7_1);
-        a8_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b0, a8_0);
-        a8_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b1, a8_1);
-        a9_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 9 * rsx)), b0, a9_0);
-        a9_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 9 * rsx)), b1, a9_1);
-        a10_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 10 * rsx)), b0, a10_0);
-        a10_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 10 * rsx)), b1, a10_1);
-    }
-    if (cols == 32) {
-        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
-        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
-        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
-        store_zmm(accumulate, c + 1 * ldc + 16, a1_1);
-        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
-        store_zmm(accumulate, c + 2 * ldc + 16, a2_1);
-        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
-        store_zmm(accumulate, c + 3 * ldc + 16, a3_1);
-        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
-        store_zmm(accumulate, c + 4 * ldc + 16, a4_1);
-        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
-        store_zmm(accumulate, c + 5 * ldc + 16, a5_1);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        store_zmm(accumulate, c + 6 * ldc + 16, a6_1);
-        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
-        store_zmm(accumulate, c + 7 * ldc + 16, a7_1);
-        store_zmm(accumulate, c + 8 * ldc + 0, a8_0);
-        store_zmm(accumulate, c + 8 * ldc + 16, a8_1);
-        store_zmm(accumulate, c + 9 * ldc + 0, a9_0);
-        store_zmm(accumulate, c + 9 * ldc + 16, a9_1);
-        store_zmm(accumulate, c + 10 * ldc + 0, a10_0);
-        store_zmm(accumulate, c + 10 * ldc + 16, a10_1);
-        return;
-    }
-    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
-    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
-    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
-    store_zmm_part(accumulate, c + 1 * ldc + 16, a1_1, cols - 16);
-    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
-    store_zmm_part(accumulate, c + 2 * ldc + 16, a2_1, cols - 16);
-    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
-    store_zmm_part(accumulate, c + 3 * ldc + 16, a3_1, cols - 16);
-    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
-    store_zmm_part(accumulate, c + 4 * ldc + 16, a4_1, cols - 16);
-    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
-    store_zmm_part(accumulate, c + 5 * ldc + 16, a5_1, cols - 16);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 16, a6_1, cols - 16);
-    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
-    store_zmm_part(accumulate, c + 7 * ldc + 16, a7_1, cols - 16);
-    store_zmm_part(accumulate, c + 8 * ldc + 0, a8_0, cols - 0);
-    store_zmm_part(accumulate, c + 8 * ldc + 16, a8_1, cols - 16);
-    store_zmm_part(accumulate, c + 9 * ldc + 0, a9_0, cols - 0);
-    store_zmm_part(accumulate, c + 9 * ldc + 16, a9_1, cols - 16);
-    store_zmm_part(accumulate, c + 10 * ldc + 0, a10_0, cols - 0);
-    store_zmm_part(accumulate, c + 10 * ldc + 16, a10_1, cols - 16);
-}
-
-static void tile_avx512_11x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
-{
-    (void)rsx; (void)pstride;   /* unused by some shapes */
-    __m512 a0_0 = _mm512_setzero_ps();
-    __m512 a1_0 = _mm512_setzero_ps();
-    __m512 a2_0 = _mm512_setzero_ps();
-    __m512 a3_0 = _mm512_setzero_ps();
-    __m512 a4_0 = _mm512_setzero_ps();
-    __m512 a5_0 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps();
-    __m512 a7_0 = _mm512_setzero_ps();
-    __m512 a8_0 = _mm512_setzero_ps();
-    __m512 a9_0 = _mm512_setzero_ps();
-    __m512 a10_0 = _mm512_setzero_ps();
-    for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-        a7_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b0, a7_0);
-        a8_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b0, a8_0);
-        a9_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 9 * rsx)), b0, a9_0);
-        a10_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 10 * rsx)), b0, a10_0);
-    }
-    if (cols == 16) {
-        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
-        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
-        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
-        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
-        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
-        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
-        store_zmm(accumulate, c + 8 * ldc + 0, a8_0);
-        store_zmm(accumulate, c + 9 * ldc + 0, a9_0);
-        store_zmm(accumulate, c + 10 * ldc + 0, a10_0);
-        return;
-    }
-    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
-    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
-    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
-    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
-    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
-    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
-    store_zmm_part(accumulate, c + 8 * ldc + 0, a8_0, cols - 0);
-    store_zmm_part(accumulate, c + 9 * ldc + 0, a9_0, cols - 0);
-    store_zmm_part(accumulate, c + 10 * ldc + 0, a10_0, cols - 0);
-}
-
-static void tile_avx512_12x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
-{
-    (void)rsx; (void)pstride;   /* unused by some shapes */
-    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
-    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
-    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps();
-    __m512 a3_0 = _mm512_setzero_ps(), a3_1 = _mm512_setzero_ps();
-    __m512 a4_0 = _mm512_setzero_ps(), a4_1 = _mm512_setzero_ps();
-    __m512 a5_0 = _mm512_setzero_ps(), a5_1 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps(), a6_1 = _mm512_setzero_ps();
-    __m512 a7_0 = _mm512_setzero_ps(), a7_1 = _mm512_setzero_ps();
-    __m512 a8_0 = _mm512_setzero_ps(), a8_1 = _mm512_setzero_ps();
-    __m512 a9_0 = _mm512_setzero_ps(), a9_1 = _mm512_setzero_ps();
-    __m512 a10_0 = _mm512_setzero_ps(), a10_1 = _mm512_setzero_ps();
-    __m512 a11_0 = _mm512_setzero_ps(), a11_1 = _mm512_setzero_ps();
-    for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a0_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b1, a0_1);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a1_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b1, a1_1);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a2_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b1, a2_1);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a3_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b1, a3_1);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a4_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b1, a4_1);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a5_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b1, a5_1);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-        a6_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b1, a6_1);
-        a7_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b0, a7_0);
-        a7_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b1, a7_1);
-        a8_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b0, a8_0);
-        a8_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b1, a8_1);
-        a9_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 9 * rsx)), b0, a9_0);
-        a9_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 9 * rsx)), b1, a9_1);
-        a10_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 10 * rsx)), b0, a10_0);
-        a10_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 10 * rsx)), b1, a10_1);
-        a11_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 11 * rsx)), b0, a11_0);
-        a11_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 11 * rsx)), b1, a11_1);
-    }
-    if (cols == 32) {
-        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
-        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
-        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
-        store_zmm(accumulate, c + 1 * ldc + 16, a1_1);
-        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
-        store_zmm(accumulate, c + 2 * ldc + 16, a2_1);
-        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
-        store_zmm(accumulate, c + 3 * ldc + 16, a3_1);
-        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
-        store_zmm(accumulate, c + 4 * ldc + 16, a4_1);
-        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
-        store_zmm(accumulate, c + 5 * ldc + 16, a5_1);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        store_zmm(accumulate, c + 6 * ldc + 16, a6_1);
-        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
-        store_zmm(accumulate, c + 7 * ldc + 16, a7_1);
-        store_zmm(accumulate, c + 8 * ldc + 0, a8_0);
-        store_zmm(accumulate, c + 8 * ldc + 16, a8_1);
-        store_zmm(accumulate, c + 9 * ldc + 0, a9_0);
-        store_zmm(accumulate, c + 9 * ldc + 16, a9_1);
-        store_zmm(accumulate, c + 10 * ldc + 0, a10_0);
-        store_zmm(accumulate, c + 10 * ldc + 16, a10_1);
-        store_zmm(accumulate, c + 11 * ldc + 0, a11_0);
-        store_zmm(accumulate, c + 11 * ldc + 16, a11_1);
-        return;
-    }
-    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
-    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
-    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
-    store_zmm_part(accumulate, c + 1 * ldc + 16, a1_1, cols - 16);
-    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
-    store_zmm_part(accumulate, c + 2 * ldc + 16, a2_1, cols - 16);
-    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
-    store_zmm_part(accumulate, c + 3 * ldc + 16, a3_1, cols - 16);
-    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
-    store_zmm_part(accumulate, c + 4 * ldc + 16, a4_1, cols - 16);
-    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
-    store_zmm_part(accumulate, c + 5 * ldc + 16, a5_1, cols - 16);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 16, a6_1, cols - 16);
-    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
-    store_zmm_part(accumulate, c + 7 * ldc + 16, a7_1, cols - 16);
-    store_zmm_part(accumulate, c + 8 * ldc + 0, a8_0, cols - 0);
-    store_zmm_part(accumulate, c + 8 * ldc + 16, a8_1, cols - 16);
-    store_zmm_part(accumulate, c + 9 * ldc + 0, a9_0, cols - 0);
-    store_zmm_part(accumulate, c + 9 * ldc + 16, a9_1, cols - 16);
-    store_zmm_part(accumulate, c + 10 * ldc + 0, a10_0, cols - 0);
-    store_zmm_part(accumulate, c + 10 * ldc + 16, a10_1, cols - 16);
-    store_zmm_part(accumulate, c + 11 * ldc + 0, a11_0, cols - 0);
-    store_zmm_part(accumulate, c + 11 * ldc + 16, a11_1, cols - 16);
-}
-
-static void tile_avx512_12x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
-        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
-{
-    (void)rsx; (void)pstride;   /* unused by some shapes */
-    __m512 a0_0 = _mm512_setzero_ps();
-    __m512 a1_0 = _mm512_setzero_ps();
-    __m512 a2_0 = _mm512_setzero_ps();
-    __m512 a3_0 = _mm512_setzero_ps();
-    __m512 a4_0 = _mm512_setzero_ps();
-    __m512 a5_0 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps();
-    __m512 a7_0 = _mm512_setzero_ps();
-    __m512 a8_0 = _mm512_setzero_ps();
-    __m512 a9_0 = _mm512_setzero_ps();
-    __m512 a10_0 = _mm512_setzero_ps();
-    __m512 a11_0 = _mm512_setzero_ps();
-    for (ptrdiff_t kk = 0; kk < kc; kk++) {
-        const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-        a7_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b0, a7_0);
-        a8_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b0, a8_0);
-        a9_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 9 * rsx)), b0, a9_0);
-        a10_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 10 * rsx)), b0, a10_0);
-        a11_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 11 * rsx)), b0, a11_0);
-    }
-    if (cols == 16) {
-        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
-        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
-        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
-        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
-        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
-        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
-        store_zmm(accumulate, c + 8 * ldc + 0, a8_0);
-        store_zmm(accumulate, c + 9 * ldc + 0, a9_0);
-        store_zmm(accumulate, c + 10 * ldc + 0, a10_0);
-        store_zmm(accumulate, c + 11 * ldc + 0, a11_0);
-        return;
-    }
-    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
-    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
-    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
-    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
-    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
-    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
-    store_zmm_part(accumulate, c + 8 * ldc + 0, a8_0, cols - 0);
-    store_zmm_part(accumulate, c + 9 * ldc + 0, a9_0, cols - 0);
-    store_zmm_part(accumulate, c + 10 * ldc + 0, a10_0, cols - 0);
-    store_zmm_part(accumulate, c + 11 * ldc + 0, a11_0, cols - 0);
-}
-
-static void tile_avx512_12x2_px(ptrdiff_t kc, const float *x,
+static void tile_avx512_6x4_px(ptrdiff_t kc, const float *x,
         const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
-    const ptrdiff_t rsx = 1, csx = 12, ldb = PANEL;
+    const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL;
     (void)rsx; (void)pstride;   /* unused by some shapes */
-    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
-    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
-    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps();
-    __m512 a3_0 = _mm512_setzero_ps(), a3_1 = _mm512_setzero_ps();
-    __m512 a4_0 = _mm512_setzero_ps(), a4_1 = _mm512_setzero_ps();
-    __m512 a5_0 = _mm512_setzero_ps(), a5_1 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps(), a6_1 = _mm512_setzero_ps();
-    __m512 a7_0 = _mm512_setzero_ps(), a7_1 = _mm512_setzero_ps();
-    __m512 a8_0 = _mm512_setzero_ps(), a8_1 = _mm512_setzero_ps();
-    __m512 a9_0 = _mm512_setzero_ps(), a9_1 = _mm512_setzero_ps();
-    __m512 a10_0 = _mm512_setzero_ps(), a10_1 = _mm512_setzero_ps();
-    __m512 a11_0 = _mm512_setzero_ps(), a11_1 = _mm512_setzero_ps();
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps(), a0_2 = _mm512_setzero_ps(), a0_3 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps(), a1_2 = _mm512_setzero_ps(), a1_3 = _mm512_setzero_ps();
+    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps(), a2_2 = _mm512_setzero_ps(), a2_3 = _mm512_setzero_ps();
+    __m512 a3_0 = _mm512_setzero_ps(), a3_1 = _mm512_setzero_ps(), a3_2 = _mm512_setzero_ps(), a3_3 = _mm512_setzero_ps();
+    __m512 a4_0 = _mm512_setzero_ps(), a4_1 = _mm512_setzero_ps(), a4_2 = _mm512_setzero_ps(), a4_3 = _mm512_setzero_ps();
+    __m512 a5_0 = _mm512_setzero_ps(), a5_1 = _mm512_setzero_ps(), a5_2 = _mm512_setzero_ps(), a5_3 = _mm512_setzero_ps();
+    if (accumulate) {
+        _mm_prefetch((const char *)(c + 0 * ldc + 0), _MM_HINT_T1); _mm_prefetch((const char *)(c + 0 * ldc + 16), _MM_HINT_T1); _mm_prefetch((const char *)(c + 0 * ldc + 32), _MM_HINT_T1); _mm_prefetch((const char *)(c + 0 * ldc + 48), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 1 * ldc + 0), _MM_HINT_T1); _mm_prefetch((const char *)(c + 1 * ldc + 16), _MM_HINT_T1); _mm_prefetch((const char *)(c + 1 * ldc + 32), _MM_HINT_T1); _mm_prefetch((const char *)(c + 1 * ldc + 48), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 2 * ldc + 0), _MM_HINT_T1); _mm_prefetch((const char *)(c + 2 * ldc + 16), _MM_HINT_T1); _mm_prefetch((const char *)(c + 2 * ldc + 32), _MM_HINT_T1); _mm_prefetch((const char *)(c + 2 * ldc + 48), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 3 * ldc + 0), _MM_HINT_T1); _mm_prefetch((const char *)(c + 3 * ldc + 16), _MM_HINT_T1); _mm_prefetch((const char *)(c + 3 * ldc + 32), _MM_HINT_T1); _mm_prefetch((const char *)(c + 3 * ldc + 48), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 4 * ldc + 0), _MM_HINT_T1); _mm_prefetch((const char *)(c + 4 * ldc + 16), _MM_HINT_T1); _mm_prefetch((const char *)(c + 4 * ldc + 32), _MM_HINT_T1); _mm_prefetch((const char *)(c + 4 * ldc + 48), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 5 * ldc + 0), _MM_HINT_T1); _mm_prefetch((const char *)(c + 5 * ldc + 16), _MM_HINT_T1); _mm_prefetch((const char *)(c + 5 * ldc + 32), _MM_HINT_T1); _mm_prefetch((const char *)(c + 5 * ldc + 48), _MM_HINT_T1);
+    }
 #pragma GCC unroll 4
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
         const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m512 b0 = _mm512_loadu_ps(bk + 0);
         const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a0_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b1, a0_1);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a1_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b1, a1_1);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a2_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b1, a2_1);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a3_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b1, a3_1);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a4_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b1, a4_1);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a5_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b1, a5_1);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-        a6_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b1, a6_1);
-        a7_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b0, a7_0);
-        a7_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b1, a7_1);
-        a8_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b0, a8_0);
-        a8_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b1, a8_1);
-        a9_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 9 * rsx)), b0, a9_0);
-        a9_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 9 * rsx)), b1, a9_1);
-        a10_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 10 * rsx)), b0, a10_0);
-        a10_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 10 * rsx)), b1, a10_1);
-        a11_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 11 * rsx)), b0, a11_0);
-        a11_1 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 11 * rsx)), b1, a11_1);
+        const __m512 b2 = _mm512_loadu_ps(bk + 2 * pstride);
+        const __m512 b3 = _mm512_loadu_ps(bk + 3 * pstride);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        a0_2 = _mm512_fmadd_ps(x0, b2, a0_2);
+        a0_3 = _mm512_fmadd_ps(x0, b3, a0_3);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        a1_1 = _mm512_fmadd_ps(x1, b1, a1_1);
+        a1_2 = _mm512_fmadd_ps(x1, b2, a1_2);
+        a1_3 = _mm512_fmadd_ps(x1, b3, a1_3);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        a2_1 = _mm512_fmadd_ps(x2, b1, a2_1);
+        a2_2 = _mm512_fmadd_ps(x2, b2, a2_2);
+        a2_3 = _mm512_fmadd_ps(x2, b3, a2_3);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
+        a3_1 = _mm512_fmadd_ps(x3, b1, a3_1);
+        a3_2 = _mm512_fmadd_ps(x3, b2, a3_2);
+        a3_3 = _mm512_fmadd_ps(x3, b3, a3_3);
+        const __m512 x4 = _mm512_set1_ps(*(xk + 4 * rsx));
+        a4_0 = _mm512_fmadd_ps(x4, b0, a4_0);
+        a4_1 = _mm512_fmadd_ps(x4, b1, a4_1);
+        a4_2 = _mm512_fmadd_ps(x4, b2, a4_2);
+        a4_3 = _mm512_fmadd_ps(x4, b3, a4_3);
+        const __m512 x5 = _mm512_set1_ps(*(xk + 5 * rsx));
+        a5_0 = _mm512_fmadd_ps(x5, b0, a5_0);
+        a5_1 = _mm512_fmadd_ps(x5, b1, a5_1);
+        a5_2 = _mm512_fmadd_ps(x5, b2, a5_2);
+        a5_3 = _mm512_fmadd_ps(x5, b3, a5_3);
+    }
+    if (cols == 64) {
+        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
+        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
+        store_zmm(accumulate, c + 0 * ldc + 32, a0_2);
+        store_zmm(accumulate, c + 0 * ldc + 48, a0_3);
+        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
+        store_zmm(accumulate, c + 1 * ldc + 16, a1_1);
+        store_zmm(accumulate, c + 1 * ldc + 32, a1_2);
+        store_zmm(accumulate, c + 1 * ldc + 48, a1_3);
+        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
+        store_zmm(accumulate, c + 2 * ldc + 16, a2_1);
+        store_zmm(accumulate, c + 2 * ldc + 32, a2_2);
+        store_zmm(accumulate, c + 2 * ldc + 48, a2_3);
+        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
+        store_zmm(accumulate, c + 3 * ldc + 16, a3_1);
+        store_zmm(accumulate, c + 3 * ldc + 32, a3_2);
+        store_zmm(accumulate, c + 3 * ldc + 48, a3_3);
+        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
+        store_zmm(accumulate, c + 4 * ldc + 16, a4_1);
+        store_zmm(accumulate, c + 4 * ldc + 32, a4_2);
+        store_zmm(accumulate, c + 4 * ldc + 48, a4_3);
+        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
+        store_zmm(accumulate, c + 5 * ldc + 16, a5_1);
+        store_zmm(accumulate, c + 5 * ldc + 32, a5_2);
+        store_zmm(accumulate, c + 5 * ldc + 48, a5_3);
+        return;
+    }
+    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
+    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
+    store_zmm_part(accumulate, c + 0 * ldc + 32, a0_2, cols - 32);
+    store_zmm_part(accumulate, c + 0 * ldc + 48, a0_3, cols - 48);
+    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
+    store_zmm_part(accumulate, c + 1 * ldc + 16, a1_1, cols - 16);
+    store_zmm_part(accumulate, c + 1 * ldc + 32, a1_2, cols - 32);
+    store_zmm_part(accumulate, c + 1 * ldc + 48, a1_3, cols - 48);
+    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
+    store_zmm_part(accumulate, c + 2 * ldc + 16, a2_1, cols - 16);
+    store_zmm_part(accumulate, c + 2 * ldc + 32, a2_2, cols - 32);
+    store_zmm_part(accumulate, c + 2 * ldc + 48, a2_3, cols - 48);
+    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
+    store_zmm_part(accumulate, c + 3 * ldc + 16, a3_1, cols - 16);
+    store_zmm_part(accumulate, c + 3 * ldc + 32, a3_2, cols - 32);
+    store_zmm_part(accumulate, c + 3 * ldc + 48, a3_3, cols - 48);
+    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
+    store_zmm_part(accumulate, c + 4 * ldc + 16, a4_1, cols - 16);
+    store_zmm_part(accumulate, c + 4 * ldc + 32, a4_2, cols - 32);
+    store_zmm_part(accumulate, c + 4 * ldc + 48, a4_3, cols - 48);
+    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
+    store_zmm_part(accumulate, c + 5 * ldc + 16, a5_1, cols - 16);
+    store_zmm_part(accumulate, c + 5 * ldc + 32, a5_2, cols - 32);
+    store_zmm_part(accumulate, c + 5 * ldc + 48, a5_3, cols - 48);
+}
+
+static void tile_avx512_6x2_px(ptrdiff_t kc, const float *x,
+        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+{
+    const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL;
+    (void)rsx; (void)pstride;   /* unused by some shapes */
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
+    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps();
+    __m512 a3_0 = _mm512_setzero_ps(), a3_1 = _mm512_setzero_ps();
+    __m512 a4_0 = _mm512_setzero_ps(), a4_1 = _mm512_setzero_ps();
+    __m512 a5_0 = _mm512_setzero_ps(), a5_1 = _mm512_setzero_ps();
+    if (accumulate) {
+        _mm_prefetch((const char *)(c + 0 * ldc + 0), _MM_HINT_T1); _mm_prefetch((const char *)(c + 0 * ldc + 16), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 1 * ldc + 0), _MM_HINT_T1); _mm_prefetch((const char *)(c + 1 * ldc + 16), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 2 * ldc + 0), _MM_HINT_T1); _mm_prefetch((const char *)(c + 2 * ldc + 16), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 3 * ldc + 0), _MM_HINT_T1); _mm_prefetch((const char *)(c + 3 * ldc + 16), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 4 * ldc + 0), _MM_HINT_T1); _mm_prefetch((const char *)(c + 4 * ldc + 16), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 5 * ldc + 0), _MM_HINT_T1); _mm_prefetch((const char *)(c + 5 * ldc + 16), _MM_HINT_T1);
+    }
+#pragma GCC unroll 4
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
+        const __m512 b0 = _mm512_loadu_ps(bk + 0);
+        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        a1_1 = _mm512_fmadd_ps(x1, b1, a1_1);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        a2_1 = _mm512_fmadd_ps(x2, b1, a2_1);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
+        a3_1 = _mm512_fmadd_ps(x3, b1, a3_1);
+        const __m512 x4 = _mm512_set1_ps(*(xk + 4 * rsx));
+        a4_0 = _mm512_fmadd_ps(x4, b0, a4_0);
+        a4_1 = _mm512_fmadd_ps(x4, b1, a4_1);
+        const __m512 x5 = _mm512_set1_ps(*(xk + 5 * rsx));
+        a5_0 = _mm512_fmadd_ps(x5, b0, a5_0);
+        a5_1 = _mm512_fmadd_ps(x5, b1, a5_1);
     }
     if (cols == 32) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -1430,18 +994,6 @@ static void tile_avx512_12x2_px(ptrdiff_t kc, const float *x,
         store_zmm(accumulate, c + 4 * ldc + 16, a4_1);
         store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
         store_zmm(accumulate, c + 5 * ldc + 16, a5_1);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        store_zmm(accumulate, c + 6 * ldc + 16, a6_1);
-        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
-        store_zmm(accumulate, c + 7 * ldc + 16, a7_1);
-        store_zmm(accumulate, c + 8 * ldc + 0, a8_0);
-        store_zmm(accumulate, c + 8 * ldc + 16, a8_1);
-        store_zmm(accumulate, c + 9 * ldc + 0, a9_0);
-        store_zmm(accumulate, c + 9 * ldc + 16, a9_1);
-        store_zmm(accumulate, c + 10 * ldc + 0, a10_0);
-        store_zmm(accumulate, c + 10 * ldc + 16, a10_1);
-        store_zmm(accumulate, c + 11 * ldc + 0, a11_0);
-        store_zmm(accumulate, c + 11 * ldc + 16, a11_1);
         return;
     }
     store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
@@ -1456,24 +1008,12 @@ static void tile_avx512_12x2_px(ptrdiff_t kc, const float *x,
     store_zmm_part(accumulate, c + 4 * ldc + 16, a4_1, cols - 16);
     store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
     store_zmm_part(accumulate, c + 5 * ldc + 16, a5_1, cols - 16);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 16, a6_1, cols - 16);
-    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
-    store_zmm_part(accumulate, c + 7 * ldc + 16, a7_1, cols - 16);
-    store_zmm_part(accumulate, c + 8 * ldc + 0, a8_0, cols - 0);
-    store_zmm_part(accumulate, c + 8 * ldc + 16, a8_1, cols - 16);
-    store_zmm_part(accumulate, c + 9 * ldc + 0, a9_0, cols - 0);
-    store_zmm_part(accumulate, c + 9 * ldc + 16, a9_1, cols - 16);
-    store_zmm_part(accumulate, c + 10 * ldc + 0, a10_0, cols - 0);
-    store_zmm_part(accumulate, c + 10 * ldc + 16, a10_1, cols - 16);
-    store_zmm_part(accumulate, c + 11 * ldc + 0, a11_0, cols - 0);
-    store_zmm_part(accumulate, c + 11 * ldc + 16, a11_1, cols - 16);
 }
 
-static void tile_avx512_12x1_px(ptrdiff_t kc, const float *x,
+static void tile_avx512_6x1_px(ptrdiff_t kc, const float *x,
         const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
-    const ptrdiff_t rsx = 1, csx = 12, ldb = PANEL;
+    const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL;
     (void)rsx; (void)pstride;   /* unused by some shapes */
     __m512 a0_0 = _mm512_setzero_ps();
     __m512 a1_0 = _mm512_setzero_ps();
@@ -1481,28 +1021,30 @@ static void tile_avx512_12x1_px(ptrdiff_t kc, const float *x,
     __m512 a3_0 = _mm512_setzero_ps();
     __m512 a4_0 = _mm512_setzero_ps();
     __m512 a5_0 = _mm512_setzero_ps();
-    __m512 a6_0 = _mm512_setzero_ps();
-    __m512 a7_0 = _mm512_setzero_ps();
-    __m512 a8_0 = _mm512_setzero_ps();
-    __m512 a9_0 = _mm512_setzero_ps();
-    __m512 a10_0 = _mm512_setzero_ps();
-    __m512 a11_0 = _mm512_setzero_ps();
+    if (accumulate) {
+        _mm_prefetch((const char *)(c + 0 * ldc + 0), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 1 * ldc + 0), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 2 * ldc + 0), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 3 * ldc + 0), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 4 * ldc + 0), _MM_HINT_T1);
+        _mm_prefetch((const char *)(c + 5 * ldc + 0), _MM_HINT_T1);
+    }
 #pragma GCC unroll 4
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
         const float *bk = b + kk * ldb, *xk = x + kk * csx;
         const __m512 b0 = _mm512_loadu_ps(bk + 0);
-        a0_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk)), b0, a0_0);
-        a1_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 1 * rsx)), b0, a1_0);
-        a2_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 2 * rsx)), b0, a2_0);
-        a3_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 3 * rsx)), b0, a3_0);
-        a4_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 4 * rsx)), b0, a4_0);
-        a5_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 5 * rsx)), b0, a5_0);
-        a6_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 6 * rsx)), b0, a6_0);
-        a7_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 7 * rsx)), b0, a7_0);
-        a8_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 8 * rsx)), b0, a8_0);
-        a9_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 9 * rsx)), b0, a9_0);
-        a10_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 10 * rsx)), b0, a10_0);
-        a11_0 = _mm512_fmadd_ps(_mm512_set1_ps(*(xk + 11 * rsx)), b0, a11_0);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
+        const __m512 x4 = _mm512_set1_ps(*(xk + 4 * rsx));
+        a4_0 = _mm512_fmadd_ps(x4, b0, a4_0);
+        const __m512 x5 = _mm512_set1_ps(*(xk + 5 * rsx));
+        a5_0 = _mm512_fmadd_ps(x5, b0, a5_0);
     }
     if (cols == 16) {
         store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
@@ -1511,12 +1053,6 @@ static void tile_avx512_12x1_px(ptrdiff_t kc, const float *x,
         store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
         store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
         store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
-        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
-        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
-        store_zmm(accumulate, c + 8 * ldc + 0, a8_0);
-        store_zmm(accumulate, c + 9 * ldc + 0, a9_0);
-        store_zmm(accumulate, c + 10 * ldc + 0, a10_0);
-        store_zmm(accumulate, c + 11 * ldc + 0, a11_0);
         return;
     }
     store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
@@ -1525,12 +1061,6 @@ static void tile_avx512_12x1_px(ptrdiff_t kc, const float *x,
     store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
     store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
     store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
-    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
-    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
-    store_zmm_part(accumulate, c + 8 * ldc + 0, a8_0, cols - 0);
-    store_zmm_part(accumulate, c + 9 * ldc + 0, a9_0, cols - 0);
-    store_zmm_part(accumulate, c + 10 * ldc + 0, a10_0, cols - 0);
-    store_zmm_part(accumulate, c + 11 * ldc + 0, a11_0, cols - 0);
 }
 
 static void row_tile_avx512(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
@@ -1543,6 +1073,9 @@ static void row_tile_avx512(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rs
         for (; p + 4 <= np; p += 4)
             tile_avx512_1x4(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 64 ? n - p * PANEL : 64);
+        for (; p + 2 <= np; p += 2)
+            tile_avx512_1x2(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
+                n - p * PANEL < 32 ? n - p * PANEL : 32);
         for (; p + 1 <= np; p += 1)
             tile_avx512_1x1(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 16 ? n - p * PANEL : 16);
@@ -1551,6 +1084,9 @@ static void row_tile_avx512(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rs
         for (; p + 4 <= np; p += 4)
             tile_avx512_2x4(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 64 ? n - p * PANEL : 64);
+        for (; p + 2 <= np; p += 2)
+            tile_avx512_2x2(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
+                n - p * PANEL < 32 ? n - p * PANEL : 32);
         for (; p + 1 <= np; p += 1)
             tile_avx512_2x1(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 16 ? n - p * PANEL : 16);
@@ -1559,6 +1095,9 @@ static void row_tile_avx512(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rs
         for (; p + 4 <= np; p += 4)
             tile_avx512_3x4(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 64 ? n - p * PANEL : 64);
+        for (; p + 2 <= np; p += 2)
+            tile_avx512_3x2(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
+                n - p * PANEL < 32 ? n - p * PANEL : 32);
         for (; p + 1 <= np; p += 1)
             tile_avx512_3x1(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 16 ? n - p * PANEL : 16);
@@ -1567,6 +1106,9 @@ static void row_tile_avx512(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rs
         for (; p + 4 <= np; p += 4)
             tile_avx512_4x4(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 64 ? n - p * PANEL : 64);
+        for (; p + 2 <= np; p += 2)
+            tile_avx512_4x2(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
+                n - p * PANEL < 32 ? n - p * PANEL : 32);
         for (; p + 1 <= np; p += 1)
             tile_avx512_4x1(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 16 ? n - p * PANEL : 16);
@@ -1575,64 +1117,22 @@ static void row_tile_avx512(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rs
         for (; p + 4 <= np; p += 4)
             tile_avx512_5x4(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 64 ? n - p * PANEL : 64);
+        for (; p + 2 <= np; p += 2)
+            tile_avx512_5x2(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
+                n - p * PANEL < 32 ? n - p * PANEL : 32);
         for (; p + 1 <= np; p += 1)
             tile_avx512_5x1(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 16 ? n - p * PANEL : 16);
         break;
-    case 6:
+    default:
         for (; p + 4 <= np; p += 4)
             tile_avx512_6x4(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 64 ? n - p * PANEL : 64);
+        for (; p + 2 <= np; p += 2)
+            tile_avx512_6x2(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
+                n - p * PANEL < 32 ? n - p * PANEL : 32);
         for (; p + 1 <= np; p += 1)
             tile_avx512_6x1(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
-                n - p * PANEL < 16 ? n - p * PANEL : 16);
-        break;
-    case 7:
-        for (; p + 3 <= np; p += 3)
-            tile_avx512_7x3(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
-                n - p * PANEL < 48 ? n - p * PANEL : 48);
-        for (; p + 1 <= np; p += 1)
-            tile_avx512_7x1(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
-                n - p * PANEL < 16 ? n - p * PANEL : 16);
-        break;
-    case 8:
-        for (; p + 3 <= np; p += 3)
-            tile_avx512_8x3(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
-                n - p * PANEL < 48 ? n - p * PANEL : 48);
-        for (; p + 1 <= np; p += 1)
-            tile_avx512_8x1(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
-                n - p * PANEL < 16 ? n - p * PANEL : 16);
-        break;
-    case 9:
-        for (; p + 2 <= np; p += 2)
-            tile_avx512_9x2(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
-                n - p * PANEL < 32 ? n - p * PANEL : 32);
-        for (; p + 1 <= np; p += 1)
-            tile_avx512_9x1(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
-                n - p * PANEL < 16 ? n - p * PANEL : 16);
-        break;
-    case 10:
-        for (; p + 2 <= np; p += 2)
-            tile_avx512_10x2(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
-                n - p * PANEL < 32 ? n - p * PANEL : 32);
-        for (; p + 1 <= np; p += 1)
-            tile_avx512_10x1(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
-                n - p * PANEL < 16 ? n - p * PANEL : 16);
-        break;
-    case 11:
-        for (; p + 2 <= np; p += 2)
-            tile_avx512_11x2(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
-                n - p * PANEL < 32 ? n - p * PANEL : 32);
-        for (; p + 1 <= np; p += 1)
-            tile_avx512_11x1(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
-                n - p * PANEL < 16 ? n - p * PANEL : 16);
-        break;
-    default:
-        for (; p + 2 <= np; p += 2)
-            tile_avx512_12x2(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
-                n - p * PANEL < 32 ? n - p * PANEL : 32);
-        for (; p + 1 <= np; p += 1)
-            tile_avx512_12x1(kc, x, rsx, csx, b + p * pstride, PANEL, pstride, c + p * PANEL, ldc, accumulate,
                 n - p * PANEL < 16 ? n - p * PANEL : 16);
         break;
     }
@@ -1641,6 +1141,11 @@ static void row_tile_avx512(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rs
 static void tile_px_avx512(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,
         float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
-    if (cols > 16) { tile_avx512_12x2_px(kc, xp, b, pstride, c, ldc, accumulate, cols); return; }
-    tile_avx512_12x1_px(kc, xp, b, pstride, c, ldc, accumulate, cols);
+    if (cols > 48) { tile_avx512_6x4_px(kc, xp, b, pstride, c, ldc, accumulate, cols); return; }
+    if (cols > 16) {
+        tile_avx512_6x2_px(kc, xp, b, pstride, c, ldc, accumulate, cols < 32 ? cols : 32);
+        if (cols <= 32) return;
+        b += 2 * pstride, c += 32, cols -= 32;
+    }
+    tile_avx512_6x1_px(kc, xp, b, pstride, c, ldc, accumulate, cols);
 }

@@ -1,18 +1,31 @@
 /* fastdense row-wise normalizations (the epilogues of LayerNormalization, RMSNormalization and
-   UnitNormalization over a row's last axis), the same C on every CPU path.
+   UnitNormalization over a row's last axis), with run-time CPU dispatch like the activations.
 
-   Each row is read in float64: y = ((x - mean) or x) * inv * gamma + beta with
+   y = post(((x - mean) or x) * inv * gamma + beta), per row, with
      FD_NORM_LAYER        mean over the row, inv = 1 / sqrt(var + eps)
      FD_NORM_LAYER_RMS    Keras's deprecated LayerNormalization(rms_scaling=True): no centring,
                           inv = 1 / sqrt(var + eps) (the variance, not the mean square)
      FD_NORM_RMS          no centring, inv = 1 / sqrt(mean(x * x) + eps)
      FD_NORM_UNIT         no centring, inv = min(1 / sqrt(sum(x * x)), 1 / eps) (Keras: eps = 1e-12)
-   gamma and beta may be NULL (1 and 0). Results are the float64 values rounded once, so they
-   do not depend on the batch, the row's position or the CPU path. */
+   gamma and beta may be NULL (1 and 0); post is an element-wise activation (fd_act.h) applied to
+   the result (FD_ACT_LINEAR, code 0: none), e.g. the ReLU a model puts after its LayerNorm.
+
+   The statistics (mean, var, inv) are float64 sums in a fixed order. float64 rows: the output in
+   float64 (x - mean rounds too: the error has a term u |mean| * inv * |gamma| beside those of the
+   float32 bound, as in float64 NumPy). float32 rows: the output pass is float32 vector code,
+   d = (x - mean_hi) - mean_lo (the mean as two floats), y = d * inv32 * gamma + beta; every
+   output is within 2**-24 * (6 |xhat * gamma| + |y|) of the exact value (xhat = the exact
+   normalized value, y = the exact result; before post), see fd_norm.c. A row whose inv exceeds
+   2**60 (a nearly constant row with a tiny eps) takes the float64 output pass instead.
+   A row's bits do not depend on the batch, the row's position or the thread split; the AVX2
+   and AVX-512 copies fuse multiply-adds, the baseline copy cannot, so CPU paths may differ in
+   the last bit. */
 #ifndef FD_NORM_H
 #define FD_NORM_H
 
 #include <stddef.h>
+
+#include "fd_act.h"
 
 typedef enum { FD_NORM_LAYER = 0, FD_NORM_LAYER_RMS = 1, FD_NORM_RMS = 2, FD_NORM_UNIT = 3 } fd_norm_kind;
 
@@ -21,10 +34,12 @@ typedef struct {
     double eps;
     const void *gamma;   /* n values of the rows' dtype, or NULL */
     const void *beta;    /* n values of the rows' dtype, or NULL */
+    fd_act post;         /* element-wise activation after it (code FD_ACT_LINEAR: none) */
 } fd_norm;
 
 /* Normalize m rows of n values: row r of x starts at x + r * ldx, of y at y + r * ldy
-   (y == x allowed: the row is read completely before it is written). */
+   (y == x with ldy == ldx allowed: a row is read completely before it is written). Pure,
+   thread-safe, no allocation. */
 void fd_norm_rows_f32(const fd_norm *p, const float *x, ptrdiff_t ldx, float *y, ptrdiff_t ldy,
                       ptrdiff_t m, ptrdiff_t n);
 void fd_norm_rows_f64(const fd_norm *p, const double *x, ptrdiff_t ldx, double *y, ptrdiff_t ldy,

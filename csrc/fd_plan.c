@@ -11,6 +11,7 @@
 #include "fd_plan.h"
 #include "fd_qgemm.h"
 #include "fd_pool.h"
+#include "fd_tune.h"
 
 typedef struct {
     const fd_plan *p;
@@ -32,6 +33,59 @@ static char *buffer(const plan_ctx *c, int b, ptrdiff_t r0, char *scratch)
     if (bf->input_index >= 0) return (char *)c->inputs[bf->input_index] + (size_t)r0 * bf->width * es;
     if (bf->output_index >= 0) return (char *)c->outputs[bf->output_index] + (size_t)r0 * bf->width * es;
     return scratch + (size_t)bf->offset * c->block * es;
+}
+
+/* The fd_norm of a NORM step: LayerNormalization and co., then its element-wise activation. */
+static fd_norm norm_of(const fd_step *st)
+{
+    const fd_norm norm = {(fd_norm_kind)st->mode, st->eps, st->w, st->bias, st->act};
+    return norm;
+}
+
+/* The normalization fused into dense step s (a float Dense; after a quantized one it is a step
+   of its own): the NORM step right after it, in place on the rows it wrote (what the plan
+   builder emits for a Layer/RMS/UnitNormalization that alone reads a Dense's output). It then
+   runs in the Dense's epilogue, on each thread's rows while they are in cache, and the run
+   skips it. 1 with *norm filled, else 0. */
+static int fused_norm(const fd_plan *p, int s, fd_norm *norm)
+{
+    const fd_step *st = &p->steps[s], *next = &p->steps[s + 1];
+    if (s + 1 >= p->nsteps || next->kind != FD_STEP_NORM || next->src[0] != st->dst || next->dst != st->dst ||
+        next->n != (fd_act_halves(st->act.code) ? st->n / 2 : st->n))
+        return 0;
+    *norm = norm_of(next);
+    return 1;
+}
+
+/* A NORM step's rows [t * chunk, (t + 1) * chunk), as one pool task. */
+typedef struct {
+    const fd_norm *norm;
+    int dtype;
+    const char *x;
+    char *y;
+    ptrdiff_t m, n, chunk;
+} norm_job;
+
+static int norm_task(void *ctx, ptrdiff_t t, void *scratch)
+{
+    const norm_job *j = ctx;
+    const ptrdiff_t r0 = t * j->chunk, rows = j->m - r0 < j->chunk ? j->m - r0 : j->chunk;
+    (void)scratch;
+    if (rows <= 0) return FD_OK;
+    if (j->dtype == FD_F32)
+        fd_norm_rows_f32(j->norm, (const float *)j->x + r0 * j->n, j->n, (float *)j->y + r0 * j->n, j->n, rows, j->n);
+    else
+        fd_norm_rows_f64(j->norm, (const double *)j->x + r0 * j->n, j->n, (double *)j->y + r0 * j->n, j->n, rows,
+                         j->n);
+    return FD_OK;
+}
+
+/* Rows per task when one block's rows split over `threads` (0: do not split). Rows are
+   independent, so the split changes no bit; small steps stay on the caller. */
+static ptrdiff_t split_rows(ptrdiff_t m, ptrdiff_t n, int threads)
+{
+    if (threads < 2 || m < 8 || (double)m * (double)n < FD_TUNE_EPILOGUE_SPLIT_WORK) return 0;
+    return ((m + threads - 1) / threads + 3) / 4 * 4;
 }
 
 #define MERGE_LOOP(T, OP)                                                        \
@@ -106,8 +160,10 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
         const fd_step *st = &p->steps[s];
         const char *src0 = buffer(c, st->src[0], r0, scratch);
         char *dst = buffer(c, st->dst, r0, scratch);
+        fd_norm norm;
         switch (st->kind) {
         case FD_STEP_DENSE: {
+            const int fused = fused_norm(p, s, &norm);
             fd_dense_args a;
             memset(&a, 0, sizeof(a));
             a.dtype = p->dtype;
@@ -120,11 +176,13 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
             a.ldo = fd_act_halves(st->act.code) ? st->n / 2 : st->n;
             if (a.ldo < 1) a.ldo = 1;
             a.act = st->act;
+            a.norm = fused ? &norm : NULL;
             /* one block: the layer itself may use every free core (fd_dense's policy);
                several blocks already run in parallel, one per thread */
             const int rc = c->ntasks == 1 && c->nblocks == 1
                 ? fd_dense(&a) : fd_dense_serial(&a, scratch + (size_t)p->glu_offset * c->block * es, c->lock);
             if (rc) return rc;
+            s += fused;
             break;
         }
         case FD_STEP_QDENSE: {
@@ -173,12 +231,19 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
         case FD_STEP_COPY:
             memcpy(dst, src0, (size_t)rows * st->n * es);
             break;
-        case FD_STEP_NORM: {
-            const fd_norm norm = {(fd_norm_kind)st->mode, st->eps, st->w, st->bias};
-            if (p->dtype == FD_F32)
-                fd_norm_rows_f32(&norm, (const float *)src0, st->n, (float *)dst, st->n, rows * st->rows, st->n);
-            else
-                fd_norm_rows_f64(&norm, (const double *)src0, st->n, (double *)dst, st->n, rows * st->rows, st->n);
+        case FD_STEP_NORM: {   /* one not fused into a Dense: split one block's rows over the pool */
+            norm = norm_of(st);
+            const ptrdiff_t m = rows * st->rows;
+            norm_job job = {&norm, p->dtype, src0, dst, m, st->n, m};
+            const ptrdiff_t chunk = split_rows(m, st->n, c->ntasks == 1 && c->nblocks == 1 ? fd_get_num_threads() : 1);
+            if (chunk > 0) {
+                job.chunk = chunk;
+                const int rc = fd_pool_run(&(fd_tasks){norm_task, &job, (m + chunk - 1) / chunk, 0},
+                                           fd_get_num_threads() - 1);
+                if (rc) return rc;
+            } else {
+                norm_task(&job, 0, NULL);
+            }
             break;
         }
         case FD_STEP_AFFINE:
@@ -283,7 +348,8 @@ int fd_plan_check(const fd_plan *p)
         case FD_STEP_NORM: case FD_STEP_AFFINE: case FD_STEP_PRELU:
             if (st->nsrc != 1 || in_width != out_width ||
                 !is_product(out_width, st->kind == FD_STEP_PRELU ? 1 : st->rows, st->n) ||
-                (st->kind == FD_STEP_NORM ? st->mode < FD_NORM_LAYER || st->mode > FD_NORM_UNIT || !(st->eps >= 0)
+                (st->kind == FD_STEP_NORM ? st->mode < FD_NORM_LAYER || st->mode > FD_NORM_UNIT || !(st->eps >= 0) ||
+                                                fd_act_rowwise(st->act.code)
                                           : st->w == NULL || (st->kind == FD_STEP_AFFINE && st->bias == NULL)))
                 return FD_ERR_ARG;
             break;

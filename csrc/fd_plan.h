@@ -11,7 +11,10 @@ typedef enum fd_step_kind {
     FD_STEP_MAX, FD_STEP_MIN, FD_STEP_CONCAT, FD_STEP_COPY,
     /* issue 13: the other layers of Dense networks (docs/layers.md) */
     FD_STEP_NORM,     /* row-wise normalization of rows x n per sample (fd_norm.h): mode = its
-                         fd_norm_kind, eps; w = gamma, bias = beta (n values, or NULL) */
+                         fd_norm_kind, eps; w = gamma, bias = beta (n values, or NULL); act = an
+                         element-wise activation after it. In place (src = dst) on the buffer of
+                         the DENSE step right before it, it runs fused in that step's epilogue
+                         (fd_dense_args.norm); otherwise one block's rows split over the pool */
     FD_STEP_AFFINE,   /* y = x * w + bias per column of rows x n: w and bias n float64 values */
     FD_STEP_PRELU,    /* y = x >= 0 ? x : w[j] * x over a sample's n values */
     FD_STEP_GATHER,   /* rows ids per sample (int32 bits in a float32 plan, int64 in a float64 one)
@@ -32,7 +35,7 @@ typedef struct {
     const ptrdiff_t *cols;           /* concat: columns of each source (nsrc), else unused */
     const void *w, *bias;            /* dense: row-major (k, n) kernel and (n,) bias or NULL */
     const float *wpack;              /* dense, f32: w packed by fd_pack_f32, or NULL */
-    fd_act act;                      /* dense, act */
+    fd_act act;                      /* dense, act; norm: the activation after it */
     int mode;                        /* norm: fd_norm_kind */
     double eps;                      /* norm: epsilon */
 } fd_step;

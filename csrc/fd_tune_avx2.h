@@ -8,6 +8,9 @@
                                every path, so every path's KC must be this one) */
 #define FD_AVX2_MC 144      /* most rows per block of packed x (MC x KC floats: 144 KiB, in L2) */
 #define FD_AVX2_C_BLOCK_BYTES (64 * 1024)   /* output bytes per row block in the packed path */
+/* packed weights larger than this run K blocks outermost (each K block of weights stays in L2
+   for all rows); never here: row blocks outermost, their output kept near the core */
+#define FD_AVX2_K_OUTER_BYTES SIZE_MAX
 #define FD_AVX2_KB_COLS 1024   /* columns per slice of weights packed per call, in K blocks */
 /* floats between the panels of a K block packed per call: kc * 16 floats apart (a multiple of
    4 KiB) the 16 panels one row of w is written to would share one L1 set */

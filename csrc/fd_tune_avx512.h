@@ -3,13 +3,18 @@
 #ifndef FD_TUNE_AVX512_H
 #define FD_TUNE_AVX512_H
 
-#define FD_AVX512_MR 12     /* rows per packed-x tile: 12 x 32 outputs in 24 zmm accumulators */
+#define FD_AVX512_MR 6      /* rows per packed-x tile: 6 x 64 outputs in 24 zmm accumulators */
 #define FD_AVX512_KC 256    /* = FD_AVX2_KC (checked): the K blocks decide the bits */
 #ifndef FD_AVX512_MC
 #define FD_AVX512_MC 144    /* most rows per block of packed x */
 #endif
 #ifndef FD_AVX512_C_BLOCK_BYTES
 #define FD_AVX512_C_BLOCK_BYTES (64 * 1024)   /* output bytes per row block (packed path) */
+#endif
+#ifndef FD_AVX512_K_OUTER_BYTES
+/* packed weights larger than this run K blocks outermost: each K block of weights (up to 1 MiB
+   at 1024 columns) stays in L2 for every row, the output goes out once per K block */
+#define FD_AVX512_K_OUTER_BYTES (1024 * 1024)
 #endif
 
 #endif

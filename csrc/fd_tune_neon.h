@@ -7,5 +7,6 @@
 #define FD_NEON_KC 256      /* = FD_AVX2_KC (checked): the K blocks decide the bits */
 #define FD_NEON_MC 144      /* most rows per block of packed x */
 #define FD_NEON_C_BLOCK_BYTES (64 * 1024)   /* output bytes per row block (packed path) */
+#define FD_NEON_K_OUTER_BYTES SIZE_MAX   /* K blocks never outermost (as AVX2) */
 
 #endif

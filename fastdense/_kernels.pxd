@@ -84,6 +84,7 @@ cdef extern from "fd_dense.h" nogil:
         ptrdiff_t ldo
         fd_act act
         const float *wpack
+        const void *norm      # a fused fd_norm (fd_norm.h): set by plans in C, NULL from Python
     int fd_dense(const fd_dense_args *a)
     int fd_own_threading()
     void fd_set_own_threading(int v)

@@ -90,6 +90,7 @@ def dense2d(cnp.ndarray x, cnp.ndarray w, object bias, cnp.ndarray out,
     cdef int rc
     a.dtype = _dtype_code(w)
     a.wpack = NULL
+    a.norm = NULL
     if packed is not None and packed.packed is not None and packed.kernel.shape == (<object>w).shape:
         a.wpack = <const float *>cnp.PyArray_DATA(<cnp.ndarray>packed.packed)
     a.m = cnp.PyArray_DIM(x, 0)
@@ -383,6 +384,7 @@ def dense_fast(object x, object w, object bias, object spec, object out=None):
     a.ldw = a.n if a.n > 0 else 1
     a.w_colmajor = 0
     a.wpack = NULL
+    a.norm = NULL
     if packed is not None:
         a.wpack = <const float *>cnp.PyArray_DATA(<cnp.ndarray>packed)
     a.out = cnp.PyArray_DATA(res)

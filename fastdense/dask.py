@@ -155,10 +155,18 @@ def _run(payload: ModelPayload, arrays: list[np.ndarray], input_names: Sequence[
     return flat_outputs(model.predict(x, batch_size=batch_size), output_keys)
 
 
-def _predict_block(payload: ModelPayload, *blocks: np.ndarray, input_names: Sequence[str] | None,
+def _only_block(blocks: Any) -> np.ndarray:
+    """The one block of an input along its feature axes (blockwise hands a contracted axis in as a
+    list, here of one block: the feature axes are one chunk)."""
+    while isinstance(blocks, list):
+        (blocks,) = blocks
+    return blocks
+
+
+def _predict_block(payload: ModelPayload, *blocks: Any, input_names: Sequence[str] | None,
                    output_keys: Sequence[str] | None, batch_size: int | None, threads: int | None,
                    several: bool) -> Any:
-    outputs = _run(payload, list(blocks), input_names, output_keys, batch_size, threads)
+    outputs = _run(payload, [_only_block(b) for b in blocks], input_names, output_keys, batch_size, threads)
     return tuple(outputs) if several else outputs[0]
 
 
@@ -172,8 +180,8 @@ def _predict_partition(part: Any, payload: ModelPayload, *, spec: ColumnSpec, dt
     import pandas as pd  # noqa: PLC0415
 
     outputs = _run(payload, spec.arrays(part, dtypes), None, output_keys, batch_size, threads)
-    if len(outputs) == 1:
-        return pd.DataFrame(outputs[0], index=part.index, columns=list(columns))
+    if len(outputs) == 1:      # the frame takes predict's fresh array as it is (pandas 3 copies by default)
+        return pd.DataFrame(outputs[0], index=part.index, columns=list(columns), copy=False)
     values = [y[:, j] for y in outputs for j in range(y.shape[1])]
     return pd.DataFrame(dict(zip(columns, values)), index=part.index, columns=list(columns))
 
@@ -279,8 +287,10 @@ def _predict_arrays(model: Any, data: Any, batch_size: int | None, threads: int 
         if a.chunks[0] != row_chunks or any(len(c) > 1 for c in a.chunks[1:]):
             a = a.rechunk(wanted)
         argpairs += [a, "r" + "".join(next(letters) for _ in range(a.ndim - 1))]
+    # concatenate=False: Dask's concatenation of a contracted axis copies the block even when there
+    # is only one (a 78 MB copy per 25k-row chunk of 784 features, a fifth of the predict time)
     options = dict(input_names=names, output_keys=io.output_keys, batch_size=batch_size, threads=threads,
-                   concatenate=True)
+                   concatenate=False)
 
     def output(func: Any, args: list, shape: tuple[int, ...], dtype: np.dtype, **kwargs: Any) -> Any:
         axes = "".join(next(letters) for _ in shape)

@@ -210,6 +210,27 @@ def test_a_worker_killed_mid_computation_gives_the_same_result(client, tmp_path)
     np.testing.assert_array_equal(got, model.predict(x))
 
 
+def test_each_chunk_reaches_predict_as_the_block_itself(monkeypatch):
+    """No per-task copy of the input: Dask's concatenation of the feature axes (one chunk) would
+    copy every block (a fifth of the predict time at 784 features, measured in bench_dask)."""
+    model = two_input_model()
+    rng = np.random.default_rng(16)
+    blocks_a = [rng.standard_normal((n, 6)).astype(np.float32) for n in (40, 25)]
+    blocks_b = [rng.standard_normal((n, 3, 2)).astype(np.float32) for n in (40, 25)]
+
+    def from_blocks(blocks):
+        return da.concatenate([da.from_delayed(dask.delayed(b), b.shape, b.dtype) for b in blocks])
+
+    seen = []
+    run = fdd._run
+    monkeypatch.setattr(fdd, "_run", lambda payload, arrays, *rest: seen.append(arrays) or run(payload, arrays, *rest))
+    got = fdd.predict(model, [from_blocks(blocks_a), from_blocks(blocks_b)])
+    got = dask.compute(got, scheduler="sync")[0]
+    assert sorted(map(id, blocks_a + blocks_b)) == sorted(id(a) for arrays in seen for a in arrays)
+    want = model.predict([np.concatenate(blocks_a), np.concatenate(blocks_b)])
+    np.testing.assert_array_equal(got["score"], want["score"])
+
+
 def test_bad_input_is_refused_before_anything_runs():
     model = mlp()
     with pytest.raises(ValueError, match=r"shape \(24,\), got \(23,\)"):
@@ -241,18 +262,10 @@ def test_unsafe_payload_is_refused_on_the_worker_side():
         fdd.model_from_payload(payload._replace(key="lambda", config=config))
 
 
-# ---------------------------------------------------------------------------------------------
-# LEAD NOTE (issue 16): models from issues 13 (BatchNormalization, Embedding) and 14 (int8) go
-# here. The tests below run as soon as those layers / Model.quantize exist on main and skip
-# until then; if they fail after the merge, the new layers' get_config/get_weights do not
-# round-trip through fastdense.dask.model_payload (config + weights) -- fix it there, not here.
-# ---------------------------------------------------------------------------------------------
-
-
 def test_batchnorm_and_embedding_model(client):
-    layers = pytest.importorskip("fastdense.layers")
-    if not all(hasattr(layers, n) for n in ("BatchNormalization", "Embedding")):
-        pytest.skip("BatchNormalization / Embedding are not in fastdense.layers yet (issue 13)")
+    """The payload (config + weights) round-trips the layers of issue 13 (a failure here means a
+    layer's get_config/get_weights does not: fix it there)."""
+    from fastdense import layers
     rng = np.random.default_rng(13)
     tokens = Input((5,), dtype="int32", name="tokens")
     h = layers.Flatten()(layers.Embedding(50, 4)(tokens))
@@ -268,8 +281,6 @@ def test_batchnorm_and_embedding_model(client):
 
 def test_int8_model(client):
     model = mlp(seed=14)
-    if not hasattr(model, "quantize"):
-        pytest.skip("Model.quantize('int8') is not in fastdense yet (issue 14)")
     model.quantize("int8")
     x = np.random.default_rng(15).standard_normal((500, 24)).astype(np.float32)
     got = fdd.predict(model, da.from_array(x, chunks=(120, 24))).compute()

@@ -221,6 +221,8 @@ class _PlanBuilder:
         # issue 13 (folding and fusing, docs/layers.md):
         self.sole_reader = False                # the step being emitted is its sources' only reader
         self.linear_dense: dict[int, int] = {}  # buffer -> index of the linear Dense step that wrote it
+        self.dense_out: dict[int, int] = {}     # buffer -> index of the Dense step that wrote it
+        self.norm_out: dict[int, int] = {}      # buffer -> index of the NORM step that wrote it
         self.pending: dict[int, Any] = {}       # buffer -> FeatureAffine it waits for (not written yet)
         self.pending_src: dict[int, int] = {}   # such a buffer -> the buffer the map applies to
         self.id_inputs: dict[int, int] = {}     # buffer of an integer model input -> input index
@@ -235,12 +237,24 @@ class _PlanBuilder:
         """Append ``step`` writing a new buffer of per-sample ``out_shape``; (buffer, shape)."""
         dst = self.new_buffer(out_shape)
         self.steps.append(step._replace(dst=dst))
+        if step.kind in (_DENSE, _kernels.FD_STEP_QDENSE):
+            self.dense_out[dst] = len(self.steps) - 1
         return dst, out_shape
 
     def absorbing_dense(self, src: int) -> int | None:
         """The step of a linear Dense that wrote ``src`` for the step being emitted alone, which
         can take that step's elementwise work into its own weights or epilogue; else None."""
         return self.linear_dense.get(src) if self.sole_reader else None
+
+    def into_norm(self, src: int, function: Any) -> bool:
+        """Give the element-wise activation ``function`` of the step being emitted alone to the
+        NORM step that wrote ``src`` (it then writes ``function(norm(x))``); False when it cannot."""
+        i = self.norm_out.get(src) if self.sole_reader else None
+        if i is None or self.steps[i].act is not None or activations.resolve(function).rowwise:
+            return False
+        self.steps[i] = self.steps[i]._replace(act=_kernel_activation(function))
+        del self.norm_out[src]
+        return True
 
     def pend(self, src: int, affine: Any, shape: tuple) -> tuple[int, tuple]:
         """A buffer that will hold ``affine(src)``: folded into the Dense that reads it, or
@@ -342,6 +356,8 @@ def _emit_activation(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shap
     act = _kernel_activation(layer.activation)
     if not shape or (act.halves and shape[-1] % 2):
         raise _Unsupported("activation shape")
+    if b.into_norm(srcs[0], layer.activation):
+        return srcs[0], shape
     step = PlanStep(_ACT, srcs, -1, rows=math.prod(shape[:-1]), n=shape[-1], act=act)
     return b.add(step, shape[:-1] + (shape[-1] // 2 if act.halves else shape[-1],))
 
@@ -388,6 +404,8 @@ def _emit_activation_layer(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], i
     if function is None:
         raise _Unsupported(f"{type(layer).__name__} off the last axis")
     act = _kernel_activation(function)
+    if b.into_norm(srcs[0], function):
+        return srcs[0], in_shapes[0]
     i = b.absorbing_dense(srcs[0])
     if i is None or act.halves:
         (shape,) = in_shapes
@@ -413,18 +431,24 @@ def _emit_affine(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: 
 
 
 def _emit_norm(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:
-    """Layer/RMS/UnitNormalization over the last axis: a row-wise step, in place after a Dense."""
+    """Layer/RMS/UnitNormalization over the last axis (or the last few): a row-wise step. In place
+    on the rows of the Dense before it when nothing else reads them: right after that Dense, the
+    kernel runs it as the Dense's epilogue (csrc/fd_plan.c ``fused_norm``)."""
     (shape,) = in_shapes
     norm = plan_layers.norm_step(layer, shape, b.dtype)
     if norm is None:
-        raise _Unsupported("a normalization over axes other than the last")
+        raise _Unsupported("a normalization over axes other than the last ones")
     step = PlanStep(_NORM, srcs, -1, rows=norm.rows, n=norm.n, w=norm.gamma, bias=norm.beta, mode=norm.kind,
                     eps=norm.eps)
-    if b.absorbing_dense(srcs[0]) is not None:   # the rows the Dense just wrote, still in cache
-        del b.linear_dense[srcs[0]]
+    if b.sole_reader and srcs[0] in b.dense_out:
+        del b.dense_out[srcs[0]]
+        b.linear_dense.pop(srcs[0], None)
         b.steps.append(step._replace(dst=srcs[0]))
-        return srcs[0], shape
-    return b.add(step, shape)
+        dst = srcs[0]
+    else:
+        dst, shape = b.add(step, shape)
+    b.norm_out[dst] = len(b.steps) - 1
+    return dst, shape
 
 
 def _emit_prelu(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]) -> tuple[int, tuple]:

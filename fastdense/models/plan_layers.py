@@ -6,7 +6,8 @@ per-sample shape it sees) to what a plan step needs. :mod:`fastdense.models.plan
   Dense's epilogue when that Dense is linear and feeds nothing else);
 - BatchNormalization / Normalization / Rescaling are per-feature affine maps, folded into a
   neighbouring Dense (:mod:`fastdense.models.plan_fold`) or run as an affine step;
-- Layer/RMS/UnitNormalization over the last axis are a row-wise step (csrc/fd_norm.c);
+- Layer/RMS/UnitNormalization over the last axis are a row-wise step (csrc/fd_norm.c), fused
+  into the epilogue of the Dense before them when nothing else reads that Dense's output;
 - Dense with LoRA and EinsumDense are Dense steps on their merged / rearranged kernels;
 - Embedding is a gather step (csrc/fd_gather.c).
 """
@@ -65,16 +66,19 @@ class NormStep(NamedTuple):
 
 
 def norm_step(layer: Any, shape: tuple, dtype: np.dtype) -> NormStep | None:
-    """``layer`` as a row-wise step on a per-sample ``shape``, when it normalizes the last axis
-    alone (None otherwise: other axes run layer by layer)."""
+    """``layer`` as a row-wise step on a per-sample ``shape``, when it normalizes the last axis or
+    the last few axes together (a row is then those axes' values, in memory order; the weights
+    have those axes' shape, so they flatten the same way). None otherwise: other axes run layer
+    by layer."""
     if not isinstance(layer, (LayerNormalization, RMSNormalization, UnitNormalization)) or not shape:
         return None
     rank = len(shape) + 1
-    axes = layer.axis if isinstance(layer.axis, list) else [layer.axis]
-    if sorted(a % rank for a in axes) != [rank - 1]:
+    axes = sorted(a % rank for a in (layer.axis if isinstance(layer.axis, list) else [layer.axis]))
+    k = len(axes)
+    if k > len(shape) or axes != list(range(rank - k, rank)):
         return None
     named = dict(zip(layer.weight_names, layer._values))
-    n, rows = shape[-1], math.prod(shape[:-1])
+    n, rows = math.prod(shape[len(shape) - k:]), math.prod(shape[:len(shape) - k])
 
     def vec(name: str) -> np.ndarray | None:
         value = named.get(name)

@@ -33,7 +33,7 @@ class PlanStep(NamedTuple):
     cols: tuple[int, ...] = ()     # concat: columns of each source
     w: Any = None                  # dense: ndarray or PackedKernel
     bias: Any = None               # dense: ndarray or None
-    act: KernelActivation | None = None
+    act: KernelActivation | None = None   # dense, act; norm: an element-wise activation after it
     mode: int = 0                  # norm: the fd_norm_kind (csrc/fd_norm.h)
     eps: float = 0.0               # norm: epsilon
 

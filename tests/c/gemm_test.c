@@ -1,6 +1,7 @@
 /* gemm_test: the float32 GEMM (csrc/fd_gemm.c) on the path FASTDENSE_CPU_PATH selects, against
  * a double-precision reference and against itself, over many shapes (m 1..20 and a few large,
- * k 0..700, n 1..1030, edges around the 16-column panels and the 256-long K blocks).
+ * k 0..700, n 1..1030, edges around the 16-column panels and the 256-long K blocks, row
+ * blocks ending in a part tile).
  *
  * Checks, per shape: every element within the float32 FMA-chain bound of the reference; the
  * same bits from the packed kernel, the per-call K-block kernel (row- and column-major
@@ -130,7 +131,10 @@ int main(int argc, char **argv)
                 shapes++;
             }
     /* row blocks, several K blocks, whole packing of plain weights (512+ rows) */
-    static const ptrdiff_t big[][3] = {{37, 300, 129}, {150, 513, 200}, {600, 700, 100}, {288, 1024, 160}};
+    /* ... and the K-block order of large packed weights (K blocks outermost on avx512) with row
+       blocks ending in a padded tile (1-5 rows past the last whole tile of 6) */
+    static const ptrdiff_t big[][3] = {{37, 300, 129}, {150, 513, 200}, {600, 700, 100}, {288, 1024, 160},
+                                       {32, 512, 512}, {151, 600, 1030}, {149, 257, 600}};
     for (size_t s = 0; s < (quick ? 1 : sizeof big / sizeof *big); s++, shapes++) check_shape(big[s][0], big[s][1], big[s][2], seed++);
     printf("path %s\n", fd_gemm_kernel_name());
     printf("digest %016llx\n", (unsigned long long)digest);

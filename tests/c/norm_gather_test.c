@@ -1,10 +1,12 @@
-/* C-level checks of csrc/fd_norm.c and csrc/fd_gather.c (built and run by tests/test_layers_c.py).
+/* C-level checks of csrc/fd_norm.c and csrc/fd_gather.c (built and run by tests/test_layers_c.py, once
+   per CPU path through FASTDENSE_CPU_PATH).
    References are written here in long double; exit status 0 when every check passes. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fd_cpu.h"
 #include "fd_gather.h"
 #include "fd_norm.h"
 
@@ -25,8 +27,9 @@ static double uniform(void) { /* xorshift64: deterministic, in [-1, 1) */
     return (double)(state >> 11) / 4503599627370496.0 - 1.0;
 }
 
-/* long double reference of one row; returns the value for column j */
-static long double ref(fd_norm_kind kind, const float *x, int n, const float *g, const float *b, double eps, int j) {
+/* long double reference of one row; returns the value for column j (and *scaled = xhat * gamma) */
+static long double ref(fd_norm_kind kind, const float *x, int n, const float *g, const float *b, double eps, int j,
+                       long double *scaled) {
     long double mean = 0, var = 0, sq = 0, inv;
     for (int i = n - 1; i >= 0; i--) mean += x[i];   /* reverse order: a different summation */
     mean /= n;
@@ -40,6 +43,7 @@ static long double ref(fd_norm_kind kind, const float *x, int n, const float *g,
     default: inv = sq > 0 ? 1.0L / sqrtl(sq) : 1.0L / eps; if (inv > 1.0L / eps) inv = 1.0L / eps; v = x[j] * inv;
     }
     if (g) v *= g[j];
+    *scaled = v;
     if (b) v += b[j];
     return v;
 }
@@ -57,12 +61,12 @@ static void test_norm(void) {
             double worst = 0;
             for (int r = 0; r < M; r++)
                 for (int j = 0; j < N; j++) {
-                    long double want = ref((fd_norm_kind)kind, x + r * LD, N, p.gamma, p.beta, eps, j);
-                    double err = fabs((double)(y[r * LD + j] - want)) / (fabsl(want) > 1e-3L ? (double)fabsl(want) : 1e-3);
+                    long double scaled, want = ref((fd_norm_kind)kind, x + r * LD, N, p.gamma, p.beta, eps, j, &scaled);
+                    /* fd_norm.c's bound: u (6 |xhat * gamma| + |y|), u = 2**-24 */
+                    double err = (double)(fabsl(y[r * LD + j] - want) / (6 * fabsl(scaled) + fabsl(want) + 1e-30L));
                     if (err > worst) worst = err;
                 }
-            /* one rounding to float32 after float64 arithmetic: within 1 ulp of the exact value */
-            CHECK(worst <= 1.2e-7, "kind %d affine %d: relative error %.3g", kind, affine, worst);
+            CHECK(worst <= 0x1p-24, "kind %d affine %d: error %.3g u of the bound", kind, affine, worst * 0x1p24);
             /* in place gives the same bits; each row alone gives the same bits */
             float z[M * LD], one[LD];
             for (int i = 0; i < M * LD; i++) z[i] = x[i];
@@ -84,6 +88,37 @@ static void test_norm(void) {
     fd_norm layer = {FD_NORM_LAYER, 1e-3, NULL, beta};
     fd_norm_rows_f32(&layer, flat, 4, out, 4, 1, 4);
     for (int j = 0; j < 4; j++) CHECK(out[j] == beta[j], "layer norm of a constant row: %g", out[j]);
+    /* a row far from zero with a small spread: the mean's low part keeps x - mean accurate */
+    float far[16], farout[16];
+    for (int j = 0; j < 16; j++) far[j] = 1000.0f + (float)j * 0x1p-10f;
+    fd_norm centre = {FD_NORM_LAYER, 0.0, NULL, NULL};
+    fd_norm_rows_f32(&centre, far, 16, farout, 16, 1, 16);
+    for (int j = 0; j < 16; j++) {
+        long double scaled, want = ref(FD_NORM_LAYER, far, 16, NULL, NULL, 0.0, j, &scaled);
+        CHECK(fabsl(farout[j] - want) <= 0x1p-24L * 7 * fabsl(want), "far row %d: %.9g vs %.9Lg", j, farout[j], want);
+    }
+    /* nearly constant with eps 0: one ulp apart (inv about 2**24), and tiny values one ulp apart
+       (subnormal: inv about 2**150, beyond float32; the float64 output pass) */
+    float tiny[2][4] = {{1.0f, 1.0f + 0x1p-23f, 1.0f, 1.0f}, {0x1p-140f, 0x1p-140f + 0x1p-149f, 0x1p-140f, 0x1p-140f}};
+    for (int t = 0; t < 2; t++) {
+        float tinyout[4];
+        fd_norm_rows_f32(&centre, tiny[t], 4, tinyout, 4, 1, 4);
+        for (int j = 0; j < 4; j++) {
+            long double scaled, want = ref(FD_NORM_LAYER, tiny[t], 4, NULL, NULL, 0.0, j, &scaled);
+            CHECK(fabsl(tinyout[j] - want) <= 0x1p-23L * fabsl(want), "tiny row %d %d: %.9g vs %.9Lg", t, j,
+                  tinyout[j], want);
+        }
+    }
+    /* an activation after the normalization */
+    fd_norm relu = {FD_NORM_LAYER, 1e-3, g, b, {FD_ACT_RELU, {0, NAN, 0}}};
+    float plain[M * LD], act[M * LD];
+    fd_norm unfused = relu;
+    unfused.post.code = FD_ACT_LINEAR;
+    fd_norm_rows_f32(&unfused, x, LD, plain, LD, M, N);
+    fd_norm_rows_f32(&relu, x, LD, act, LD, M, N);
+    for (int r = 0; r < M; r++)
+        for (int j = 0; j < N; j++)
+            CHECK(act[r * LD + j] == (plain[r * LD + j] > 0 ? plain[r * LD + j] : 0.0f), "relu after norm %d,%d", r, j);
     /* float64 rows */
     double xd[3] = {1, 2, 3}, yd[3];
     fd_norm rms = {FD_NORM_RMS, 0.0, NULL, NULL};
@@ -129,6 +164,6 @@ int main(void) {
     test_norm();
     test_gather();
     if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
-    else printf("norm_gather: all checks passed\n");
+    else printf("norm_gather: all checks passed on the %s path\n", fd_cpu_path());
     return failures != 0;
 }
