@@ -1,8 +1,15 @@
-/* fd_act.c -- activation names and flags, and run-time CPU dispatch of the epilogue.
+/* fd_act.c -- activation names and flags, and CPU dispatch of the epilogue.
  *
- * fd_act_impl.h is compiled three times: portable baseline (x86-64 = SSE2), AVX2+FMA and
- * AVX-512 (F/DQ/VL/BW).  fd_cpu_level() (fd_cpu.c) picks the one the CPU and OS support, or the
- * lower one FASTDENSE_CPU_PATH asks for.
+ * x86-64: fd_act_impl.h is compiled three times: portable baseline (SSE2), AVX2+FMA and AVX-512
+ * (F/DQ/VL/BW).  fd_cpu_level() (fd_cpu.c) picks the one the CPU and OS support at run time, or
+ * the lower one FASTDENSE_CPU_PATH asks for.
+ * AArch64: once, the NEON copy.  AdvSIMD is part of the base architecture (every AArch64 CPU has
+ * it, and the compiler's default target uses it), so the choice is made at compile time and
+ * FASTDENSE_CPU_PATH=baseline, which takes the NEON GEMM away, leaves it in place: it is the
+ * architecture's baseline, as SSE2 is x86-64's.  gcc 12 vectorizes every loop with 128-bit
+ * vectors there that it vectorizes in the SSE2 copy (and gelu's float64 tanh form besides, with
+ * NEON's FMA); tests/c/act_test.c checks the bounds under qemu-aarch64 (.ci/arm64-c).
+ * Elsewhere: one baseline copy.
  */
 /* One code-generation choice for this file only: no jump threading.  It duplicates the code after
  * a clamp such as `x < -14.8 ? -14.8 : x` for the constant branch, and if-conversion then computes
@@ -38,9 +45,15 @@ const char *fd_act_id(int code) { return known(code) ? fd_table[code].id : NULL;
 int fd_act_rowwise(int code) { return known(code) && fd_table[code].rowwise; }
 int fd_act_halves(int code) { return known(code) && fd_table[code].halves; }
 
-/* ------------------------------------------------------------------ the three copies */
+/* ------------------------------------------------------------------ the copies */
 
-#define FD_SFX(name) name##_baseline
+/* the first copy: the architecture's baseline */
+#if defined(__aarch64__)
+#define FD_BASE(name) name##_neon
+#else
+#define FD_BASE(name) name##_baseline
+#endif
+#define FD_SFX(name) FD_BASE(name)
 #include "fd_act_impl.h"
 #undef FD_SFX
 
@@ -65,12 +78,12 @@ typedef void (*fd_epi_f32)(const fd_act *, const float *, const float *, ptrdiff
 typedef void (*fd_epi_f64)(const fd_act *, const double *, const double *, ptrdiff_t, double *,
                            ptrdiff_t, ptrdiff_t, ptrdiff_t);
 
-/* indexed by fd_cpu_level() */
+/* indexed by fd_cpu_level() (always 0 off x86) */
 static const struct {
     fd_epi_f32 f32;
     fd_epi_f64 f64;
 } fd_paths[] = {
-    {epilogue_f32_baseline, epilogue_f64_baseline},
+    {FD_BASE(epilogue_f32), FD_BASE(epilogue_f64)},
 #if FD_X86_DISPATCH
     {epilogue_f32_avx2, epilogue_f64_avx2},
     {epilogue_f32_avx512, epilogue_f64_avx512},

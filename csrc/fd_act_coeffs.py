@@ -127,6 +127,8 @@ GELU_A_MAX = 14.8      # float32 gelu: gelu(-14.8) rounds to -0
 GELU_SMALL = 0.8       # S fitted for |x| <= 0.8
 GELU_TAIL = 0.7        # N/D fitted for 0.7 <= a <= 14.8 (a margin below the split)
 GELU_G = float(np.float32(1 / np.sqrt(2 * np.pi)))   # g: G's limit, rounded to float
+TANH_SHRINK_TAYLOR_X = 0.0625   # float64 tanh_shrink: G's Taylor series below |x| = this
+TANH_SHRINK_TAYLOR_TERMS = 7
 
 
 def log1p_over(w):
@@ -242,6 +244,10 @@ def tables64():
     c = chebfit(tanh_shrink_g, 0, 1, 15)
     out.append(emit("FD_TANH_SHRINK_G64", c, "x - tanh x = x^3 G(2 x^2 - 1), |x| < 1; rel err "
                     f"{max_error(tanh_shrink_g, 0, 1, c, lambda u: 2 * u - 1, True):.1e}"))
+    # near x = 0 (w = 2 x^2 - 1 near -1) the fit above is 2-3 ulp off G: G's own series there
+    c = [L(g.numerator) / L(g.denominator) for g in _G[:TANH_SHRINK_TAYLOR_TERMS]]
+    out.append(emit("FD_TANH_SHRINK_T64", c, f"x - tanh x = x^3 T(x^2), |x| < {TANH_SHRINK_TAYLOR_X} (G's Taylor "
+                    f"series); rel err {max_error(tanh_shrink_g, 0, TANH_SHRINK_TAYLOR_X**2, c, lambda u: u, True):.1e}"))
     return out
 
 
@@ -263,8 +269,23 @@ def header():
     return HEADER + "\n".join(tables64()) + "\n\n" + "\n".join(tables32()) + "\n\n#endif /* FD_ACT_COEFFS_H */\n"
 
 
+def not_reproducible_here():
+    """Why this machine cannot reproduce the checked-in header (None if it can): the fits are computed in
+    NumPy's long double, and turning the Chebyshev series into monomials is ill-conditioned enough that
+    their last digits depend on its width.  The header was written with x87's 64-bit mantissa (x86-64
+    Linux); IEEE quad (aarch64 Linux) or plain double (macOS arm64, MSVC) give other last digits."""
+    bits = np.finfo(L).nmant
+    if bits == 63:
+        return None
+    return (f"csrc/fd_act_coeffs.py fits in long double, which has {bits + 1} mantissa bits here, not x87's 64: "
+            "its coefficients would differ in their last digits from the checked-in ones (run it on x86-64)")
+
+
 def main(argv):
     out = Path(argv[1]) if len(argv) > 1 else Path(__file__).with_name("fd_act_coeffs.h")
+    reason = not_reproducible_here()
+    if reason:
+        sys.exit(reason)
     out.write_text(header())
 
 

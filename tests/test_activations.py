@@ -455,10 +455,10 @@ def test_property_rowwise(x, name):
 # ------------------------------------------------------------------------------------------
 
 def test_cpu_path_reported():
-    assert _kernels.cpu_path() in ("avx512", "avx2", "baseline")
+    assert _kernels.cpu_path() in ("avx512", "avx2", "neon", "baseline")
 
 
-@pytest.mark.parametrize("path", ["baseline", "avx2", "avx512"])
+@pytest.mark.parametrize("path", ["baseline", "avx2", "avx512", "neon"])
 def test_every_cpu_path_within_bound(tmp_path, path):
     """Force one CPU path in a child process.  The paths need not give the same bits (the AVX2 and
     AVX-512 copies fuse multiply-adds, the baseline cannot; numpy's SIMD paths differ too), but
