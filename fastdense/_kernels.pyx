@@ -297,7 +297,7 @@ def packed_available():
 
 
 def gemm_kernel_name():
-    """The float32 GEMM path in use and why it was chosen (e.g. 'avx512 12x32 (...)')."""
+    """The float32 GEMM path in use and why it was chosen (e.g. 'avx512 6x64 (...)')."""
     return fd_gemm_kernel_name().decode()
 
 
