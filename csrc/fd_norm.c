@@ -83,37 +83,27 @@ static const struct {
 /* The post activation follows every few rows, while they are still in L1. */
 enum { FD_NORM_POST_ROWS = 8 };
 
-void fd_norm_rows_f32(const fd_norm *p, const float *x, ptrdiff_t ldx, float *y, ptrdiff_t ldy, ptrdiff_t m,
-                      ptrdiff_t n)
-{
-    if (m <= 0 || n <= 0) return;
-    const fd_norm_f32 rows = fd_norm_paths[fd_cpu_level()].f32;
-    if (p->post.code == FD_ACT_LINEAR) {
-        rows(p, x, ldx, y, ldy, m, n);
-        return;
+/* fd_norm_rows_f32 and fd_norm_rows_f64: one body for both dtypes. */
+#define FD_NORM_ROWS(T, SFX)                                                                          \
+    void fd_norm_rows_##SFX(const fd_norm *p, const T *x, ptrdiff_t ldx, T *y, ptrdiff_t ldy, ptrdiff_t m, \
+                            ptrdiff_t n)                                                              \
+    {                                                                                                 \
+        if (m <= 0 || n <= 0) return;                                                                 \
+        const fd_norm_##SFX rows = fd_norm_paths[fd_cpu_level()].SFX;                                 \
+        if (p->post.code == FD_ACT_LINEAR) {                                                          \
+            rows(p, x, ldx, y, ldy, m, n);                                                            \
+            return;                                                                                   \
+        }                                                                                             \
+        for (ptrdiff_t r = 0; r < m; r += FD_NORM_POST_ROWS) {                                        \
+            const ptrdiff_t k = m - r < FD_NORM_POST_ROWS ? m - r : FD_NORM_POST_ROWS;                \
+            rows(p, x + r * ldx, ldx, y + r * ldy, ldy, k, n);                                        \
+            fd_epilogue_##SFX(&p->post, NULL, y + r * ldy, ldy, y + r * ldy, ldy, k, n);              \
+        }                                                                                             \
     }
-    for (ptrdiff_t r = 0; r < m; r += FD_NORM_POST_ROWS) {
-        const ptrdiff_t k = m - r < FD_NORM_POST_ROWS ? m - r : FD_NORM_POST_ROWS;
-        rows(p, x + r * ldx, ldx, y + r * ldy, ldy, k, n);
-        fd_epilogue_f32(&p->post, NULL, y + r * ldy, ldy, y + r * ldy, ldy, k, n);
-    }
-}
 
-void fd_norm_rows_f64(const fd_norm *p, const double *x, ptrdiff_t ldx, double *y, ptrdiff_t ldy, ptrdiff_t m,
-                      ptrdiff_t n)
-{
-    if (m <= 0 || n <= 0) return;
-    const fd_norm_f64 rows = fd_norm_paths[fd_cpu_level()].f64;
-    if (p->post.code == FD_ACT_LINEAR) {
-        rows(p, x, ldx, y, ldy, m, n);
-        return;
-    }
-    for (ptrdiff_t r = 0; r < m; r += FD_NORM_POST_ROWS) {
-        const ptrdiff_t k = m - r < FD_NORM_POST_ROWS ? m - r : FD_NORM_POST_ROWS;
-        rows(p, x + r * ldx, ldx, y + r * ldy, ldy, k, n);
-        fd_epilogue_f64(&p->post, NULL, y + r * ldy, ldy, y + r * ldy, ldy, k, n);
-    }
-}
+FD_NORM_ROWS(float, f32)
+FD_NORM_ROWS(double, f64)
+#undef FD_NORM_ROWS
 
 typedef float f32;
 typedef double f64;
