@@ -583,10 +583,13 @@ T_AVX2 AI void q8_store_256(const int MR, const int NP, __m256i acc[12], const i
     }
 }
 
-/* AVX2: MR <= 4 rows x NP panels (2 NP vectors of 8 columns), 16 ymm registers in all. */
-T_AVX2 AI void q8_tile_avx2(const int MR, const int NP, ptrdiff_t k4, const uint8_t *a, const uint8_t *sign,
-                            ptrdiff_t lda, const int8_t *wp, ptrdiff_t pstride, const int32_t *fix, const float *ks,
-                            const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols, int f32)
+/* AVX2: MR <= 4 rows x NP panels (2 NP vectors of 8 columns), 16 ymm registers in all.
+   SIGNED 0: the tile's rows hold no negative q (all their fix are 0: inputs after a relu, or
+   images), so |q| = q and the sign xor, one of the 4 vector operations per 32 products, goes. */
+T_AVX2 AI void q8_tile_avx2(const int MR, const int NP, const int SIGNED, ptrdiff_t k4, const uint8_t *a,
+                            const uint8_t *sign, ptrdiff_t lda, const int8_t *wp, ptrdiff_t pstride,
+                            const int32_t *fix, const float *ks, const float *is, void *c, ptrdiff_t ldc,
+                            ptrdiff_t ncols, int f32)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i acc[12];
@@ -599,9 +602,9 @@ T_AVX2 AI void q8_tile_avx2(const int MR, const int NP, ptrdiff_t k4, const uint
             wv[v] = _mm256_loadu_si256((const __m256i *)(wp + (v / 2) * pstride + g * 64 + (v % 2) * 32));
         for (int r = 0; r < MR; r++) {
             __m256i av = _mm256_set1_epi32(load_i32(a + r * lda + 4 * g));
-            __m256i sv = _mm256_set1_epi32(load_i32(sign + r * lda + 4 * g));
+            __m256i sv = SIGNED ? _mm256_set1_epi32(load_i32(sign + r * lda + 4 * g)) : _mm256_setzero_si256();
             for (int v = 0; v < 2 * NP; v++) {
-                __m256i pairs = _mm256_maddubs_epi16(av, _mm256_xor_si256(wv[v], sv));
+                __m256i pairs = _mm256_maddubs_epi16(av, SIGNED ? _mm256_xor_si256(wv[v], sv) : wv[v]);
                 q_add_256(&acc[r * 2 * NP + v], _mm256_madd_epi16(pairs, ones));
             }
         }
@@ -635,15 +638,20 @@ T_AVX2 static void q8_rows_avx2(int mr, const fd_qweights *w, const uint8_t *a, 
                                 const float *is, void *c, ptrdiff_t ldc, int f32)
 {
     ptrdiff_t k4 = (w->k + 3) / 4, panels = q_panels(w->n), pstride = k4 * 64;
-    int npmax = mr <= 2 ? 2 : 1;
+    int npmax = mr <= 2 ? 2 : 1, negative = 0;
+    for (int r = 0; r < mr; r++) negative |= fix[r] != 0;
     for (ptrdiff_t p0 = 0; p0 < panels; p0 += npmax) {
         int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;
         const int8_t *wp = (const int8_t *)w->w + p0 * pstride;
         void *cp = f32 ? (void *)((float *)c + p0 * FD_QPANEL) : (void *)((int32_t *)c + p0 * FD_QPANEL);
-#define Q8_AVX2(MR, NP)                                                                                       \
-    case MR * 16 + NP:                                                                                        \
-        q8_tile_avx2(MR, NP, k4, a, a + QROWS * lda, lda, wp, pstride, fix, w->scale + p0 * FD_QPANEL, is, cp, \
-                     ldc, w->n - p0 * FD_QPANEL, f32);                                                        \
+#define Q8_AVX2(MR, NP)                                                                                         \
+    case MR * 16 + NP:                                                                                          \
+        if (negative)                                                                                           \
+            q8_tile_avx2(MR, NP, 1, k4, a, a + QROWS * lda, lda, wp, pstride, fix, w->scale + p0 * FD_QPANEL, is, \
+                         cp, ldc, w->n - p0 * FD_QPANEL, f32);                                                  \
+        else                                                                                                    \
+            q8_tile_avx2(MR, NP, 0, k4, a, NULL, lda, wp, pstride, fix, w->scale + p0 * FD_QPANEL, is, cp, ldc, \
+                         w->n - p0 * FD_QPANEL, f32);                                                           \
         break;
         switch (mr * 16 + np) { Q8_AVX2(1, 1) Q8_AVX2(1, 2) Q8_AVX2(2, 1) Q8_AVX2(2, 2) Q8_AVX2(3, 1) Q8_AVX2(4, 1) }
 #undef Q8_AVX2
