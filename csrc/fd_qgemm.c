@@ -475,36 +475,43 @@ T_AVX512 static void q4_strip_512(int mr, const fd_qweights *w, const float *x, 
 
 T_AVX2 static float q8_row_256(ptrdiff_t k, const float *x, uint8_t *dst, ptrdiff_t kpad, int shift)
 {
-    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
-    __m256 vmax = zero, vbad = zero;
+    /* |x| as integers orders like the floats, and NaN / inf (>= 0x7F800000) above them all */
+    const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF);
+    __m256i vmax = _mm256_setzero_si256();
     ptrdiff_t kk = 0;
+    for (; kk + 8 <= k; kk += 8)
+        vmax = _mm256_max_epi32(vmax, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + kk)), abs_mask));
+    int32_t lanes[8], bits = 0;
+    _mm256_storeu_si256((__m256i *)lanes, vmax);
+    for (int l = 0; l < 8; l++) bits = lanes[l] > bits ? lanes[l] : bits;
+    for (; kk < k; kk++) {
+        int32_t b;
+        memcpy(&b, x + kk, 4);
+        b &= 0x7FFFFFFF;
+        bits = b > bits ? b : bits;
+    }
+    float amax;
+    memcpy(&amax, &bits, 4);
+    float s = q_row_scale(amax, bits >= 0x7F800000 ? 1.0f : 0.0f);
+    /* |x * s| <= 127 (+ rounding) for a finite row, so the int8 packs need only the clamp to
+       -127 (a NaN row's INT_MIN packs to -128, then -127 as before; its outputs are NaN) */
+    const __m256 vs = _mm256_set1_ps(s);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), lo8 = _mm256_set1_epi8(-127);
+    const __m256i flip = _mm256_set1_epi8((char)(shift ? 0x80 : 0));   /* + 128 as u8 */
+#define Q8_ROUND(off) \
+    _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + kk + (off)), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+    for (kk = 0; kk + 32 <= k; kk += 32) {
+        __m256i q16a = _mm256_packs_epi32(Q8_ROUND(0), Q8_ROUND(8)), q16b = _mm256_packs_epi32(Q8_ROUND(16), Q8_ROUND(24));
+        __m256i q8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q16a, q16b), order);
+        _mm256_storeu_si256((__m256i *)(dst + kk), _mm256_xor_si256(_mm256_max_epi8(q8, lo8), flip));
+    }
     for (; kk + 8 <= k; kk += 8) {
-        __m256 v = _mm256_loadu_ps(x + kk);
-        vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, v));
-        vbad = _mm256_add_ps(vbad, _mm256_mul_ps(v, zero));
+        __m256i q32 = Q8_ROUND(0);
+        __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q32), _mm256_extracti128_si256(q32, 1));
+        __m128i w8 = _mm_max_epi8(_mm_packs_epi16(w16, w16), _mm256_castsi256_si128(lo8));
+        _mm_storel_epi64((__m128i *)(dst + kk), _mm_xor_si128(w8, _mm256_castsi256_si128(flip)));
     }
-    float lanes[8], bad[8], amax = 0.0f, nonfinite = 0.0f;
-    _mm256_storeu_ps(lanes, vmax);
-    _mm256_storeu_ps(bad, vbad);
-    for (int l = 0; l < 8; l++) {
-        amax = lanes[l] > amax ? lanes[l] : amax;
-        nonfinite += bad[l];
-    }
-    for (ptrdiff_t t = kk; t < k; t++) {
-        float a = fabsf(x[t]);
-        amax = a > amax ? a : amax;
-        nonfinite += x[t] * 0.0f;
-    }
-    float s = q_row_scale(amax, nonfinite);
-    const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-    const __m256i vshift = _mm256_set1_epi32(shift);
-    for (kk = 0; kk + 8 <= k; kk += 8) {
-        __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + kk), vs), lo), hi);
-        __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), vshift);
-        __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-        __m128i w8 = shift ? _mm_packus_epi16(w16, w16) : _mm_packs_epi16(w16, w16);
-        _mm_storel_epi64((__m128i *)(dst + kk), w8);
-    }
+#undef Q8_ROUND
     for (; kk < k; kk++) {
         float v = x[kk] * s;
         v = v > -127.0f ? v : -127.0f;

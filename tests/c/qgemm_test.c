@@ -144,7 +144,7 @@ static void check_q8_shape(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, i
 
 static void check_q8_quantizer(fd_qisa isa)
 {
-    const ptrdiff_t ks_[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 784, 1029};
+    const ptrdiff_t ks_[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 40, 47, 64, 95, 100, 784, 1029};
     for (size_t t = 0; t < sizeof ks_ / sizeof ks_[0]; t++) {
         ptrdiff_t k = ks_[t], m = 6;
         float *x = malloc(sizeof(float) * (size_t)(m * k));
