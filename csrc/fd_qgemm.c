@@ -593,6 +593,50 @@ T_AVX2 AI void q8_store_256(const int MR, const int NP, __m256i acc[12], const i
 /* AVX2: MR <= 4 rows x NP panels (2 NP vectors of 8 columns), 16 ymm registers in all.
    SIGNED 0: the tile's rows hold no negative q (all their fix are 0: inputs after a relu, or
    images), so |q| = q and the sign xor, one of the 4 vector operations per 32 products, goes. */
+/* One k group of the 4 x 1 tile, in asm so that the 8 sums stay in registers: given the
+   intrinsics, gcc copies and spills some of them every step. */
+#define Q8_ROW_SIGNED(R)                                   \
+    "vpbroadcastd %[a" #R "], %[av]\n\t"                 \
+    "vpbroadcastd %[s" #R "], %[t1]\n\t"                 \
+    "vpxor %[w0], %[t1], %[t0]\n\t"                      \
+    "vpxor %[w1], %[t1], %[t1]\n\t"                      \
+    "vpmaddubsw %[t0], %[av], %[t0]\n\t"                 \
+    "vpmaddubsw %[t1], %[av], %[t1]\n\t"                 \
+    "vpmaddwd %[ones], %[t0], %[t0]\n\t"                 \
+    "vpmaddwd %[ones], %[t1], %[t1]\n\t"                 \
+    "vpaddd %[t0], %[c" #R "0], %[c" #R "0]\n\t"         \
+    "vpaddd %[t1], %[c" #R "1], %[c" #R "1]\n\t"
+#define Q8_ROW_UNSIGNED(R)                                 \
+    "vpbroadcastd %[a" #R "], %[av]\n\t"                 \
+    "vpmaddubsw %[w0], %[av], %[t0]\n\t"                 \
+    "vpmaddubsw %[w1], %[av], %[t1]\n\t"                 \
+    "vpmaddwd %[ones], %[t0], %[t0]\n\t"                 \
+    "vpmaddwd %[ones], %[t1], %[t1]\n\t"                 \
+    "vpaddd %[t0], %[c" #R "0], %[c" #R "0]\n\t"         \
+    "vpaddd %[t1], %[c" #R "1], %[c" #R "1]\n\t"
+
+T_AVX2 AI void q8_step_4x1(const int SIGNED, __m256i acc[8], __m256i ones, const int8_t *wg, const uint8_t *a,
+                           const uint8_t *sign, ptrdiff_t lda)
+{
+    __m256i av, t0, t1;
+    const __m256i w0 = _mm256_loadu_si256((const __m256i *)wg), w1 = _mm256_loadu_si256((const __m256i *)(wg + 32));
+#define Q8_OPERANDS                                                                                              \
+    : [c00] "+x"(acc[0]), [c01] "+x"(acc[1]), [c10] "+x"(acc[2]), [c11] "+x"(acc[3]), [c20] "+x"(acc[4]),       \
+      [c21] "+x"(acc[5]), [c30] "+x"(acc[6]), [c31] "+x"(acc[7]), [av] "=&x"(av), [t0] "=&x"(t0), [t1] "=&x"(t1) \
+    : [ones] "x"(ones), [w0] "x"(w0), [w1] "x"(w1), [a0] "m"(*(const int32_t *)a),                              \
+      [a1] "m"(*(const int32_t *)(a + lda)), [a2] "m"(*(const int32_t *)(a + 2 * lda)),                         \
+      [a3] "m"(*(const int32_t *)(a + 3 * lda))
+    if (SIGNED)
+        __asm__(Q8_ROW_SIGNED(0) Q8_ROW_SIGNED(1) Q8_ROW_SIGNED(2) Q8_ROW_SIGNED(3)
+                Q8_OPERANDS, [s0] "m"(*(const int32_t *)sign), [s1] "m"(*(const int32_t *)(sign + lda)),
+                [s2] "m"(*(const int32_t *)(sign + 2 * lda)), [s3] "m"(*(const int32_t *)(sign + 3 * lda)));
+    else
+        __asm__(Q8_ROW_UNSIGNED(0) Q8_ROW_UNSIGNED(1) Q8_ROW_UNSIGNED(2) Q8_ROW_UNSIGNED(3) Q8_OPERANDS);
+#undef Q8_OPERANDS
+}
+#undef Q8_ROW_SIGNED
+#undef Q8_ROW_UNSIGNED
+
 T_AVX2 AI void q8_tile_avx2(const int MR, const int NP, const int SIGNED, ptrdiff_t k4, const uint8_t *a,
                             const uint8_t *sign, ptrdiff_t lda, const int8_t *wp, ptrdiff_t pstride,
                             const int32_t *fix, const float *ks, const float *is, void *c, ptrdiff_t ldc,
@@ -602,6 +646,12 @@ T_AVX2 AI void q8_tile_avx2(const int MR, const int NP, const int SIGNED, ptrdif
     __m256i acc[12];
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < 2 * NP; v++) acc[r * 2 * NP + v] = _mm256_setzero_si256();
+    if (MR == 4 && NP == 1) {
+#pragma GCC unroll 2
+        for (ptrdiff_t g = 0; g < k4; g++) q8_step_4x1(SIGNED, acc, ones, wp + g * 64, a + 4 * g, sign + 4 * g, lda);
+        q8_store_256(MR, NP, acc, NULL, fix, ks, is, c, ldc, ncols, f32);
+        return;
+    }
 #pragma GCC unroll 2
     for (ptrdiff_t g = 0; g < k4; g++) {
         __m256i wv[8];
@@ -651,14 +701,14 @@ T_AVX2 static void q8_rows_avx2(int mr, const fd_qweights *w, const uint8_t *a, 
         int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;
         const int8_t *wp = (const int8_t *)w->w + p0 * pstride;
         void *cp = f32 ? (void *)((float *)c + p0 * FD_QPANEL) : (void *)((int32_t *)c + p0 * FD_QPANEL);
-#define Q8_AVX2(MR, NP)                                                                                         \
-    case MR * 16 + NP:                                                                                          \
-        if (negative)                                                                                           \
-            q8_tile_avx2(MR, NP, 1, k4, a, a + QROWS * lda, lda, wp, pstride, fix, w->scale + p0 * FD_QPANEL, is, \
-                         cp, ldc, w->n - p0 * FD_QPANEL, f32);                                                  \
-        else                                                                                                    \
-            q8_tile_avx2(MR, NP, 0, k4, a, NULL, lda, wp, pstride, fix, w->scale + p0 * FD_QPANEL, is, cp, ldc, \
-                         w->n - p0 * FD_QPANEL, f32);                                                           \
+#define Q8_AVX2(MR, NP)                                                                                          \
+    case MR * 16 + NP:                                                                                           \
+        if (negative)                                                                                            \
+            q8_tile_avx2(MR, NP, 1, k4, a, a + QROWS * lda, lda, wp, pstride, fix, w->scale + p0 * FD_QPANEL, is,  \
+                         cp, ldc, w->n - p0 * FD_QPANEL, f32);                                                   \
+        else                                                                                                     \
+            q8_tile_avx2(MR, NP, 0, k4, a, a + QROWS * lda, lda, wp, pstride, fix, w->scale + p0 * FD_QPANEL, is,  \
+                         cp, ldc, w->n - p0 * FD_QPANEL, f32);                                                   \
         break;
         switch (mr * 16 + np) { Q8_AVX2(1, 1) Q8_AVX2(1, 2) Q8_AVX2(2, 1) Q8_AVX2(2, 2) Q8_AVX2(3, 1) Q8_AVX2(4, 1) }
 #undef Q8_AVX2
