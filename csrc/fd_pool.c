@@ -54,6 +54,7 @@ typedef struct job {
 typedef struct {
     _Alignas(64) _Atomic(job_t *) job;   /* written by the caller */
     int slot;                            /* the worker's participant number in that job */
+    atomic_ulong posts;                  /* jobs posted, taken back ones included */
     atomic_int sleeping;                 /* the worker waits on cv */
     atomic_int waiter;                   /* the caller waits on done_cv */
     _Alignas(64) atomic_ulong done;      /* written by the worker: jobs finished */
@@ -137,17 +138,29 @@ static void *worker_main(void *arg)
            is given away by the host, which can take milliseconds to give it back -- the caller
            would then run every part itself, at half speed */
         job_t *job = NULL;
+        unsigned long seen = atomic_load_explicit(&w->posts, memory_order_relaxed);
         for (int spin = 0; spin < FD_TUNE_WORKER_SPIN; spin++) {
             if (atomic_load_explicit(&w->job, memory_order_relaxed) != NULL && (job = atomic_exchange(&w->job, NULL)))
                 break;
+            const unsigned long posts = atomic_load_explicit(&w->posts, memory_order_relaxed);
+            if (posts != seen) {   /* a job came and was taken back: calls are still coming */
+                seen = posts;
+                spin = 0;
+            }
             fd_spin_pause(spin);
         }
         if (job == NULL) {
+            /* sleep until a job is posted, then spin again: the caller may have taken it
+               back while this thread woke up, and the next one likely follows soon */
             pthread_mutex_lock(&w->mu);
             atomic_store(&w->sleeping, 1);
-            while ((job = atomic_exchange(&w->job, NULL)) == NULL) pthread_cond_wait(&w->cv, &w->mu);
+            if ((job = atomic_exchange(&w->job, NULL)) == NULL) {
+                pthread_cond_wait(&w->cv, &w->mu);
+                job = atomic_exchange(&w->job, NULL);
+            }
             atomic_store(&w->sleeping, 0);
             pthread_mutex_unlock(&w->mu);
+            if (job == NULL) continue;
         }
         run_tasks(job, w->slot);
         /* the job lives on the caller's stack: after this store it may be gone */
@@ -259,6 +272,7 @@ int fd_pool_run_claimed(const fd_tasks *tasks, unsigned long helpers)
         posted[slot - 1] = w;
         base[slot - 1] = atomic_load(&w->done);   /* the worker is idle: no job of its own */
         w->slot = slot++;
+        atomic_fetch_add_explicit(&w->posts, 1, memory_order_relaxed);
         atomic_store(&w->job, &job);
         if (atomic_load(&w->sleeping)) {
             pthread_mutex_lock(&w->mu);
