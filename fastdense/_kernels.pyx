@@ -226,6 +226,16 @@ def set_own_threading(int v):
     fd_set_own_threading(v)
 
 
+def plan_split_policy():
+    """How one block's dense steps are threaded: -1 by estimated cost, 0 never split, 1 always."""
+    return fd_plan_get_split_policy()
+
+
+def set_plan_split_policy(int mode):
+    """Testing and benchmarking hook: force plan_split_policy() (-1 restores the default)."""
+    fd_plan_set_split_policy(mode)
+
+
 def set_blas_int_max(ptrdiff_t v):
     """Testing hook: the largest dimension handed to one BLAS call (<= 0 restores INT_MAX)."""
     fd_set_blas_int_max(v)
@@ -538,6 +548,12 @@ cdef class Plan:
         free(self.c_bufs)
         free(self.c_src)
         free(self.c_cols)
+
+    def step_costs(self, ptrdiff_t rows):
+        """(estimated ns on one core, weights beyond one core's L2) of each step for one block of
+        `rows` samples (0.0 for steps other than dense ones): what the thread policy reads."""
+        cdef int far = fd_plan_weights_far(&self.plan)
+        return [fd_plan_step_cost_ns(&self.plan, i, rows, far) for i in range(self.plan.nsteps)], bool(far)
 
     def run(self, list inputs, list outputs, ptrdiff_t m, ptrdiff_t block, cnp.ndarray scratch,
             int max_tasks):
