@@ -555,6 +555,23 @@ cdef class Plan:
         cdef int far = fd_plan_weights_far(&self.plan)
         return [fd_plan_step_cost_ns(&self.plan, i, rows, far) for i in range(self.plan.nsteps)], bool(far)
 
+    def run_one(self, cnp.ndarray x, cnp.ndarray y, ptrdiff_t m, ptrdiff_t block, cnp.ndarray scratch,
+                int max_tasks):
+        """run([x], [y], ...) for a plan of one input and one output, with fewer steps (the
+        shortcut of predict and calls); the same checks by the caller."""
+        cdef const void *ins[1]
+        cdef void *outs[1]
+        cdef void *s = cnp.PyArray_DATA(scratch)
+        cdef int rc
+        if self.n_inputs != 1 or self.n_outputs != 1:
+            raise ValueError(f"fastdense plan: run_one needs 1 input and 1 output, the plan has "
+                             f"{self.n_inputs} and {self.n_outputs}")
+        ins[0] = cnp.PyArray_DATA(x)
+        outs[0] = cnp.PyArray_DATA(y)
+        with nogil:
+            rc = fd_plan_run(&self.plan, ins, outs, m, block, s, max_tasks)
+        _check(rc, "plan")
+
     def run(self, list inputs, list outputs, ptrdiff_t m, ptrdiff_t block, cnp.ndarray scratch,
             int max_tasks):
         """Run on m samples in blocks: C-contiguous inputs/outputs of the plan dtype and shapes and

@@ -114,3 +114,32 @@ def test_concurrent_callers_over_a_small_pool_give_the_same_bits(restore):
     for t in threads:
         t.join()
     assert not errors, errors[0]
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_calls_take_predicts_plan_unless_a_layer_records_losses(functional):
+    # the shortcut of calls (PlanCache.shortcut): never for a model whose layers record losses
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 8)).astype(np.float32)
+    if functional:
+        inputs = fastdense.Input((8,))
+        first = Dense(4, activation="relu")
+        model = fastdense.models.Model(inputs, Dense(3)(first(inputs)))
+    else:
+        first = Dense(4, activation="relu", input_shape=(8,))
+        model = Sequential([first, Dense(3)])
+    model.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in model.get_weights()])
+    kernel, bias, head, head_bias = (w.astype(np.float64) for w in model.get_weights())
+    hidden = np.maximum(x @ kernel + bias, 0)
+    expected = hidden @ head + head_bias
+    model.predict(x)
+    np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-5)
+    assert model._plan_cache.shortcut(x, call=True) is not None
+    first.activity_regularizer = "l1"            # invalidates the plans
+    for _ in range(2):
+        model.predict(x)                         # predict records nothing ...
+        assert model._plan_cache.shortcut(x, call=True) is None
+        first._activity_loss = None
+        np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-5)
+        # ... a call does: l1 (0.01 * sum |h|) of the first layer's outputs
+        np.testing.assert_allclose(model.losses, [0.01 * np.abs(hidden).sum()], rtol=1e-5)
