@@ -162,8 +162,7 @@ static double step_weights(const fd_plan *p, const fd_step *st, double *ps_byte,
     return kn * (f32 ? 4 : 8);
 }
 
-/* One core's L2 in bytes: the OS's figure where it gives one, else FD_TUNE_L2_BYTES. */
-static double l2_bytes(void)
+double fd_plan_l2_bytes(void)
 {
     static atomic_long cached;
     long b = atomic_load_explicit(&cached, memory_order_relaxed);
@@ -181,7 +180,7 @@ int fd_plan_weights_far(const fd_plan *p)
 {
     double bytes = 0, ps_byte, ps_mac;
     for (int s = 0; s < p->nsteps; s++) bytes += step_weights(p, &p->steps[s], &ps_byte, &ps_mac);
-    return bytes > l2_bytes();
+    return bytes > fd_plan_l2_bytes();
 }
 
 double fd_plan_step_cost_ns(const fd_plan *p, int s, ptrdiff_t m, int far)

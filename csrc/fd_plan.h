@@ -80,5 +80,7 @@ int fd_plan_get_split_policy(void);
    and whether the policy splits it; `far`: the plan's weights do not fit one core's L2. */
 double fd_plan_step_cost_ns(const fd_plan *p, int s, ptrdiff_t m, int far);
 int fd_plan_weights_far(const fd_plan *p);
+/* One core's L2 in bytes: the OS's figure where it gives one, else FD_TUNE_L2_BYTES. */
+double fd_plan_l2_bytes(void);
 
 #endif

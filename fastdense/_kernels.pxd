@@ -174,3 +174,4 @@ cdef extern from "fd_plan.h" nogil:
     int fd_plan_get_split_policy()
     double fd_plan_step_cost_ns(const fd_plan *p, int s, ptrdiff_t m, int far)
     int fd_plan_weights_far(const fd_plan *p)
+    double fd_plan_l2_bytes()

@@ -231,6 +231,11 @@ def plan_split_policy():
     return fd_plan_get_split_policy()
 
 
+def plan_l2_bytes():
+    """One core's L2 in bytes as the plan's thread policy counts it."""
+    return int(fd_plan_l2_bytes())
+
+
 def set_plan_split_policy(int mode):
     """Testing and benchmarking hook: force plan_split_policy() (-1 restores the default)."""
     fd_plan_set_split_policy(mode)
