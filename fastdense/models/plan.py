@@ -130,15 +130,16 @@ class CompiledPlan:
 
     def run_one(self, x: np.ndarray) -> np.ndarray:
         """``run([x])[0]`` for a plan with one input and one output, with fewer Python steps
-        (the shortcut of predict and calls): this thread's last (m, block, tasks, scratch) is
-        reused while m stays the same."""
+        (the shortcut of predict and calls): a packed plan reuses this thread's last (m, block,
+        tasks, scratch) while m stays the same (its layout depends on m alone)."""
         m = x.shape[0]
         y = np.empty((m,) + self.out_shapes[0], self.dtype)
         last = getattr(self._local, "last", None)
         if last is None or last.m != m:
             if m:
                 self._execute([x], [y], m)   # grows this thread's scratch as needed
-                self._local.last = _LastRun(m, *self._layout(m), self._local.scratch)
+                if self._packed:
+                    self._local.last = _LastRun(m, *self._layout(m), self._local.scratch)
             return y
         self._plan.run_one(x, y, m, last.block, last.scratch, last.tasks)
         return y
