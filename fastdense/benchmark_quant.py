@@ -173,8 +173,8 @@ def _applies(batches: str, batch: int) -> bool:
 def target_lines(report: Mapping[str, Any]) -> list[str]:
     """One line per issue-14 target the run measured: the paired ratio, the bound, met or not."""
     quant_path = report.get("paths", {}).get("quantized", "")
-    key = report["mode"] if report["mode"] in ("int4", "int4-act") else ("int8 vnni" if "vnni" in quant_path or quant_path == "amx"
-                                                   else "int8 avx2")
+    vnni = "vnni" in quant_path or quant_path == "amx"
+    key = report["mode"] if report["mode"] in ("int4", "int4-act") else ("int8 vnni" if vnni else "int8 avx2")
     lines = [f"targets ({key}, quantized path {quant_path or '?'}):"]
     for other, batches, bound in TARGETS[key]:
         for row in report["results"]:
