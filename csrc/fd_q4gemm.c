@@ -254,8 +254,8 @@ T_AVX512 static void q4_strip_512(int mr, const fd_qweights *w, const float *x, 
 /* The same table value, (u - zero - 8) * scale, computed per weight: 8 lanes of one view. */
 T_AVX2 AI __m256 q4_weights_256(const uint8_t *b, int t, __m256 zc, __m256 sc, int grouped)
 {
-    __m256i v = _mm256_loadu_si256((const __m256i *)b);
-    v = _mm256_and_si256(_mm256_srli_epi32(v, 4 * t), _mm256_set1_epi32(15));
+    __m256i v = _mm256_loadu_si256((const __m256i *)(b + t / 2));
+    v = _mm256_and_si256(t % 2 ? _mm256_srli_epi32(v, 4) : v, _mm256_set1_epi32(15));
     __m256 d = _mm256_sub_ps(_mm256_cvtepi32_ps(v), zc);
     return grouped ? _mm256_mul_ps(d, sc) : d;
 }
@@ -268,13 +268,13 @@ T_AVX2 AI float q4_tree_256(__m256 lo, __m256 hi)
     return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
 }
 
-/* MR rows x NC columns; lanes 0-7 and 8-15 of a column's sum in two ymm. */
+/* MR <= 2 rows x NC columns; lanes 0-7 and 8-15 of a column's sum in two ymm. */
 T_AVX2 AI void q4_tile_256(const int MR, const int NC, const int GROUPED, const fd_qweights *w, const q4_shape *sh,
                            const float *x, ptrdiff_t ldx, ptrdiff_t p0, int c0, float *c, ptrdiff_t ldc)
 {
     const uint8_t *wp = (const uint8_t *)w->w + p0 * sh->blocks * Q4BLOCK + c0 * 64;
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256 acc[2][2][2], zc[2], sc[2];
+    __m256 acc[2][4][2], zc[4], sc[4];
     for (int r = 0; r < MR; r++)
         for (int j = 0; j < NC; j++) acc[r][j][0] = acc[r][j][1] = _mm256_setzero_ps();
     for (int j = 0; j < NC; j++) zc[j] = sc[j] = _mm256_set1_ps(8.0f);
@@ -290,26 +290,12 @@ T_AVX2 AI void q4_tile_256(const int MR, const int NC, const int GROUPED, const 
             const uint8_t *b = wp + q4_group_at(sh, g) + (1 + ch) * Q4BLOCK;
             const float *xc = x + k0 + ch * Q4CHUNK;
             ptrdiff_t left = len - ch * Q4CHUNK;
-            if (left >= Q4CHUNK) {   /* a whole chunk: t constant, immediate shifts */
-#pragma GCC unroll 8
-                for (int t = 0; t < 8; t++)
-                    for (int j = 0; j < NC; j++)
-                        for (int h = 0; h < 2; h++) {
-                            __m256 wv = q4_weights_256(b + j * 64 + 32 * h, t, zc[j], sc[j], GROUPED);
-                            for (int r = 0; r < MR; r++)
-                                acc[r][j][h] = _mm256_fmadd_ps(_mm256_loadu_ps(xc + r * ldx + 16 * t + 8 * h), wv,
-                                                               acc[r][j][h]);
-                        }
-                continue;
-            }
             for (int t = 0; t < 8 && 16 * t < left; t++) {
                 __m256 xv[2][2];
                 for (int h = 0; h < 2; h++) {
                     ptrdiff_t in = left - 16 * t - 8 * h;
                     __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(in < 8 ? in : 8)), iota);
-                    for (int r = 0; r < MR; r++)   /* vmaskmovps only where the group ends */
-                        xv[r][h] = in >= 8 ? _mm256_loadu_ps(xc + r * ldx + 16 * t + 8 * h)
-                                           : _mm256_maskload_ps(xc + r * ldx + 16 * t + 8 * h, m);
+                    for (int r = 0; r < MR; r++) xv[r][h] = _mm256_maskload_ps(xc + r * ldx + 16 * t + 8 * h, m);
                 }
                 for (int j = 0; j < NC; j++)
                     for (int h = 0; h < 2; h++) {
@@ -327,23 +313,21 @@ T_AVX2 AI void q4_tile_256(const int MR, const int NC, const int GROUPED, const 
         }
 }
 
-/* Tiles of 2 rows x 1 column or 1 x 2 (4 ymm sums): larger ones (4 x 1, 1 x 4) measured slower,
-   gcc spilling their sums among the decoded weights it keeps. */
 T_AVX2 static void q4_strip_256(int mr, const fd_qweights *w, const float *x, ptrdiff_t ldx, float *c, ptrdiff_t ldc)
 {
     q4_shape sh = q4_shape_of(w->k, w->block);
     for (int r0 = 0; r0 < mr; r0 += 2) {
-        int rows = mr - r0 < 2 ? mr - r0 : 2, nc = rows == 1 ? 2 : 1;
-        const float *xr = x + r0 * ldx;
-        float *cr = c + r0 * ldc;
+        int rows = mr - r0 < 2 ? mr - r0 : 2, nc = rows == 1 ? 4 : 2;
         for (ptrdiff_t p0 = 0; p0 < q_panels(w->n); p0++)
             for (int c0 = 0; c0 < FD_QPANEL && p0 * FD_QPANEL + c0 < w->n; c0 += nc) {
+                const float *xr = x + r0 * ldx;
+                float *cr = c + r0 * ldc;
                 if (rows == 1) {
-                    if (w->zero) q4_tile_256(1, 2, 1, w, &sh, xr, ldx, p0, c0, cr, ldc);
-                    else q4_tile_256(1, 2, 0, w, &sh, xr, ldx, p0, c0, cr, ldc);
+                    if (w->zero) q4_tile_256(1, 4, 1, w, &sh, xr, ldx, p0, c0, cr, ldc);
+                    else q4_tile_256(1, 4, 0, w, &sh, xr, ldx, p0, c0, cr, ldc);
                 } else {
-                    if (w->zero) q4_tile_256(2, 1, 1, w, &sh, xr, ldx, p0, c0, cr, ldc);
-                    else q4_tile_256(2, 1, 0, w, &sh, xr, ldx, p0, c0, cr, ldc);
+                    if (w->zero) q4_tile_256(2, 2, 1, w, &sh, xr, ldx, p0, c0, cr, ldc);
+                    else q4_tile_256(2, 2, 0, w, &sh, xr, ldx, p0, c0, cr, ldc);
                 }
             }
     }
