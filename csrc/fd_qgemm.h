@@ -7,12 +7,10 @@
  * with the de-scale in Keras's order (a float32 product, then a float32 division), so the
  * values before the activation equal Keras's bit for bit.  A row holding NaN or +-inf gives NaN.
  *
- * int4 (Keras "int4", inputs left float as Keras's default; fd_q4gemm.c): the kernel Keras rebuilds,
+ * int4 (Keras "int4", inputs left float as Keras's default): the kernel Keras rebuilds,
  *     w[kk, j] = (q[kk, j] - zero[g, j]) * scale[g, j]   (g = kk / block, float32)
  * or w = q with one kernel_scale per unit (block = -1: c = act(x @ w / kernel_scale + bias)),
- * each weight looked up from its nibble (the same float32 value as Keras's) and summed with
- * float32 FMAs, 16 lane sums per column added in a fixed tree (see fd_q4gemm.c).  (int4 with
- * Keras's activation quantizer is an int8 product: the caller packs it with fd_q8_pack.)
+ * unpacked from nibbles in registers and summed with float32 FMAs in k order.
  *
  * Paths (fd_qisa), picked by the caller (fd_qgemm_isa() is the best one the CPU and
  * FASTDENSE_CPU_PATH allow) and compiled with target attributes, so the default build runs on
@@ -73,9 +71,9 @@ ptrdiff_t fd_q4_packed_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block);
 /* Floats of each of fd_q4_pack's scale_out and zero_out. */
 ptrdiff_t fd_q4_params_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block);
 /* Pack q[kk * ldq + j] (k x n, int8 values in [-8, 7]) into wp: per panel of 16 columns and per
-   group, each column's table of the 16 weights a nibble stands for, then the group's rows in
-   chunks of 128, 64 bytes per column (layout: fd_q4gemm.c).  scale: groups x n (or n per
-   unit); zero: groups x n int8, or NULL for one scale per unit (then block must be k). */
+   group, rows in pairs, byte c of a pair = (row0 & 15) | row1 << 4 (an odd group's last pair has
+   a zero high nibble).  scale: groups x n (or n per unit); zero: groups x n int8, or NULL for
+   one scale per unit (then block must be k). */
 void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
                 const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out);
 
