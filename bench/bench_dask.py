@@ -12,27 +12,37 @@ round gives a paired ratio against plain predict measured moments apart:
                    policy: one Dask thread, fastdense's pool of every core)
     2w x 1t        LocalCluster(2 worker processes, 1 thread each), threads=1
 
-What a turn times (the issue's question: is anything lost to overhead?). By default neither
-side makes its input inside the turn: plain predict gets a ready array, and the Dask input is
-made on the workers and persisted in their memory before the turn (row i is row i % 4096 of a
-fixed random block on both sides). A Dask turn then times ``client.compute(predict(...))``
-until the NumPy result is in this process: building the graph, the model's trip to the
-workers, scheduling, the predict tasks, and gathering the outputs. ``--with-input`` makes both
+What a turn times (the issue's question: is anything lost to overhead?). Both sides end with
+the full NumPy result in this process's memory -- what ``y.compute()`` gives a user, and what
+plain ``predict`` returns -- so both pay for materializing the 40 MB of outputs here. By default
+neither side makes its input inside the turn: plain predict gets a ready array, and the Dask
+input is made on the workers and persisted in their memory before the turn (row i is row
+i % 4096 of a fixed random block on both sides). A Dask turn then times
+``client.compute(predict(...)).result()``: building the graph, the model's trip to the workers,
+scheduling, the predict tasks, the concatenation of the chunks on a worker (Dask's finalize
+task, the same one ``y.compute()`` runs) and fetching the result. ``--with-input`` makes both
 sides include making the input instead (plain: the NumPy array, 3 GB of fresh pages; Dask: the
-chunks, made inside the predict tasks). Every round starts each cluster afresh, with only that
-cluster alive (an idle cluster's event loops and heartbeats would slow every other turn), and
-reports separately what a turn does not include: starting the cluster, and a first predict of
-1000 rows on each worker in turn (imports, the model rebuilt, its plan compiled). Every Dask
-result is compared bit for bit with plain predict.
+chunks, made inside the predict tasks). Both sides are warm: plain predict ran the full job
+once (``expected``) before its first timed call, and each cluster runs one untimed full-size
+turn before its timed one (``--no-warm-turn`` skips it). Every round starts each cluster afresh,
+with only that cluster alive (an idle cluster's event loops and heartbeats would slow every
+other turn), and reports separately what a turn does not include: starting the cluster, and a
+first predict of 1000 rows on each worker in turn (imports, the model rebuilt, its plan
+compiled). ``--gather`` picks how the client fetches the result: through the scheduler (Dask's
+default: two hops when the client is not on a worker), straight from the workers
+(``Client(direct_to_workers=True)``), or both, on the same cluster in alternating order. Every
+Dask result is compared bit for bit with plain predict.
 
 Columns: "CPU" is the CPU time of this process and the cluster's during the turn: the wall-time
 ratio is the target, the CPU ratio asks the same question (what did Dask add?) without the other
 processes' noise. "busy" is the predict tasks' compute time over the turn's wall time times the
 cluster's threads; "first task" the time from the call to the first task's start; "tail" from
-the last predict task's end to the result in hand.
+the last predict task's end to the result in hand, split into "finalize" (to the end of the
+concatenation task) and "fetch" (from there to the NumPy array in this process).
 
     python bench/bench_dask.py                 # 1M rows, 3 rounds
     python bench/bench_dask.py --rows 200000 --rounds 2 --json out.json
+    python bench/bench_dask.py --gather both --setups "2w x 1t"
     flock /work/coord/bench.lock python bench/bench_dask.py
 """
 
@@ -178,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="both sides make their input inside the timed turn")
     parser.add_argument("--quiet-wait", type=float, default=30.0,
                         help="before each round, wait up to this many seconds for other processes to go quiet")
+    parser.add_argument("--no-warm-turn", dest="warm_turn", action="store_false",
+                        help="skip the untimed full-size Dask turn before the timed one")
     parser.add_argument("--gather", choices=["scheduler", "direct", "both"], default="scheduler",
                         help="how the client fetches the result: through the scheduler (Dask's default), "
                              "straight from the workers (Client(direct_to_workers=True)), or both in each round")
@@ -246,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
                     data = client.persist(xd)
                     with client.as_current():
                         distributed.wait(data)
+                if args.warm_turn:          # as plain predict made `expected` before its first timed call
+                    for c in clients.values():
+                        c.compute(fastdense.dask.predict(model, data, threads=setup.fastdense_threads)).result()
                 mine = [label for label, (name, _) in contenders.items() if name == setup_label]
                 if round_index % 2:
                     mine.reverse()                      # the gather modes take turns going first
@@ -264,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                     c.close()
                 cluster.close()
 
-    report: dict[str, Any] = {"rows": args.rows, "chunk": args.chunk, "rounds": args.rounds, "gather": args.gather,
+    report: dict[str, Any] = {"rows": args.rows, "chunk": args.chunk, "rounds": args.rounds,
+                              "gather": args.gather, "warm_turn": args.warm_turn,
                               "with_input": args.with_input, "same_bits": same, "other_cores_busy": meter.other_cores(),
                               "machine": machine_info(), "dask": dask.__version__, "results": {}}
     rows, verdicts = [], []
