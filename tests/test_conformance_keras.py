@@ -47,7 +47,9 @@ def test_keras_loads_what_fastdense_saves(tmp_path, filename, ext):
             # a .keras file keeps a LoRA Dense's merged kernel; Keras zeroes the LoRA matrices
             np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer_theirs.kernel), layer.kernel)
             continue
-        for a, b in zip(layer_theirs.get_weights(), layer.get_weights()):
+        if hasattr(layer, "weight_names"):   # the same variables in the same order (Layer.weights)
+            assert layer.weight_names == [v.name for v in layer_theirs.weights]
+        for a, b in zip(layer_theirs.get_weights(), layer.get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
     y_theirs = keras_predict(theirs, xs)
     tolerance = 1e-5 if data["y"].dtype == np.float32 else 1e-6  # Keras computes f64 matmuls in f32

@@ -126,7 +126,7 @@ def test_model_quantize_takes_the_keras_config(as_object):
     # by hand: each layer's inputs quantized per row, int64 products, de-scaled, biased, relu
     h = x
     for layer, act in zip(model.layers, (lambda v: np.maximum(v, 0), lambda v: v)):
-        packed, bias, scale = layer.get_weights()
+        bias, packed, scale = layer.get_weights()   # Keras's order: the trainable bias first
         q = Q.unpack_int4(packed, scale.shape[0])
         h = act(Q.int8_dense_reference(h, q, scale, bias))
     np.testing.assert_array_equal(model.predict(x), h)

@@ -2,7 +2,9 @@
 int4), against fastdense.quantizers (checked bit for bit against Keras in test_quantizers.py)
 and, when keras is installed, against Keras reading what fastdense wrote."""
 
+import io
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -35,23 +37,29 @@ def _reference(model, x):
     a = x
     for layer in model.layers:
         policy = layer.dtype_policy
-        values = layer.get_weights()
+        values = dict(zip(layer.weight_names, layer.get_weights()))
         if policy.mode == "int8":
-            z = Q.int8_dense_reference(a, values[0], values[2], values[1])
+            z = Q.int8_dense_reference(a, values["kernel"], values["kernel_scale"], values["bias"])
         else:
-            zero = values[3] if policy.block_size > 0 else None
-            z = Q.int4_dense_reference(a, Q.Int4Weights(layer.kernel, values[2], zero, policy.block_size), values[1])
+            weights = Q.Int4Weights(layer.kernel, values["kernel_scale"], values.get("kernel_zero"), policy.block_size)
+            z = Q.int4_dense_reference(a, weights, values["bias"])
         a = acts[layer.get_config()["activation"]](z.astype(np.float64)).astype(np.float32)
     return a
 
 
+# Keras's Layer.weights lists the trainable variables first: the bias, then the non-trainable
+# quantized variables in the order Dense._int8_build / _int4_build add them (keras/src/layers/
+# core/dense.py); without a bias the list just drops it.
+@pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize("mode, block, names", [
-    ("int8", None, ["kernel", "bias", "kernel_scale"]),
-    ("int4", None, ["kernel", "bias", "kernel_scale", "kernel_zero", "g_idx"]),
-    ("int4", -1, ["kernel", "bias", "kernel_scale"]),
+    ("int8", None, ["bias", "kernel", "kernel_scale"]),
+    ("int4", None, ["bias", "kernel", "kernel_scale", "kernel_zero", "g_idx"]),
+    ("int4", -1, ["bias", "kernel", "kernel_scale"]),
 ])
-def test_dense_quantize_stores_keras_variables(mode, block, names):
-    layer = Dense(10)
+def test_dense_quantize_stores_keras_variables(mode, block, names, use_bias):
+    if not use_bias:
+        names = names[1:]
+    layer = Dense(10, use_bias=use_bias)
     layer.build((None, 300))
     kernel = np.array(layer.get_weights()[0])
     config = None if block is None else {"module": "keras.quantizers", "class_name": "Int4QuantizationConfig",
@@ -61,21 +69,35 @@ def test_dense_quantize_stores_keras_variables(mode, block, names):
     assert layer.weight_names == names
     assert layer.quantization_mode == mode
     values = layer.get_weights()
+    at = names.index("kernel")   # the arrays sit where the names say
+    if use_bias:
+        np.testing.assert_array_equal(values[0], np.zeros(10, np.float32))   # the bias, kept
+        assert layer.bias is layer.weights[0]
+    else:
+        assert layer.bias is None
     if mode == "int8":
         q, scale = Q.quantize_int8(kernel)
-        np.testing.assert_array_equal(values[0], q)
-        np.testing.assert_array_equal(values[2], scale)
+        np.testing.assert_array_equal(values[at], q)
+        np.testing.assert_array_equal(layer.kernel, q)
+        np.testing.assert_array_equal(values[at + 1], scale)
         assert layer.dtype_policy.name == "int8_from_float32"
     else:
         w = Q.quantize_int4(kernel, 128 if block is None else block)
-        np.testing.assert_array_equal(values[0], Q.pack_int4(w.q))
+        np.testing.assert_array_equal(values[at], Q.pack_int4(w.q))
         np.testing.assert_array_equal(layer.kernel, w.q)
-        np.testing.assert_array_equal(values[2], w.scale)
+        np.testing.assert_array_equal(values[at + 1], w.scale)
         assert layer.dtype_policy.name == f"int4/{128 if block is None else -1}_from_float32"
         if block is None:
-            np.testing.assert_array_equal(values[3], w.zero)
-            np.testing.assert_array_equal(values[4], Q.group_index(300, 128))
-    assert [layer._weight_specs[i].trainable for i in range(len(names))] == [n == "bias" for n in names]
+            np.testing.assert_array_equal(values[at + 2], w.zero)
+            np.testing.assert_array_equal(values[at + 3], Q.group_index(300, 128))
+    assert [spec.trainable for spec in layer._weight_specs] == [n == "bias" for n in names]
+    # a layer built from the policy lists the same variables in the same order
+    built = Dense.from_config(layer.get_config())
+    built.build((None, 300))
+    assert built.weight_names == names
+    built.set_weights(values)
+    x = np.random.default_rng(1).standard_normal((3, 300)).astype(np.float32)
+    np.testing.assert_array_equal(built(x), layer(x))
 
 
 def test_quantize_refuses_what_keras_refuses():
@@ -142,6 +164,60 @@ def test_config_and_file_round_trips(tmp_path, mode):
         back = load_model(tmp_path / name)
         assert [layer.dtype_policy.name for layer in back.layers] == [layer.dtype_policy.name for layer in model.layers]
         np.testing.assert_array_equal(back.predict(x), y)
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_files_keep_keras_store_orders_with_and_without_bias(tmp_path, mode):
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(3)
+    model = Sequential([Dense(8, use_bias=False, input_shape=(6,)), Dense(4)])
+    model.build((None, 6))
+    model.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in model.get_weights()])
+    model.quantize(mode)
+    x = rng.standard_normal((5, 6)).astype(np.float32)
+    y = model.predict(x)
+    for name in ("m.keras", "m.h5"):
+        save_model(model, tmp_path / name)
+        back = load_model(tmp_path / name)
+        for ours, theirs in zip(back.layers, model.layers, strict=True):
+            assert ours.weight_names == theirs.weight_names
+            for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+                np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(back.predict(x), y)
+    with h5py.File(tmp_path / "m.h5", "r") as f:   # legacy .h5: trainable first
+        assert [n.rsplit("/", 1)[-1] for n in f["model_weights/dense_1"].attrs["weight_names"]][:2] == ["bias", "kernel"]
+        assert [n.rsplit("/", 1)[-1] for n in f["model_weights/dense"].attrs["weight_names"]][0] == "kernel"
+    with zipfile.ZipFile(tmp_path / "m.keras") as archive, \
+            h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:   # .keras: kernel, bias, ...
+        store = f["layers/dense_1/vars"]
+        np.testing.assert_array_equal(store["0"][()], model.layers[1].get_weights()[1])   # kernel
+        np.testing.assert_array_equal(store["1"][()], model.layers[1].bias)
+        np.testing.assert_array_equal(f["layers/dense/vars/0"][()], model.layers[0].get_weights()[0])
+    with pytest.raises(ValueError, match="LoRA on float Dense layers only"):
+        model.layers[0].enable_lora(2)
+
+
+@pytest.mark.parametrize("name", ["int8_mlp", "int4_mlp"])
+def test_weights_are_in_the_order_keras_wrote(name):
+    """A Keras legacy .h5 lists each layer's trainable_weights + non_trainable_weights, which
+    for a trainable quantized Dense is its Layer.weights order (bias, kernel, kernel_scale, ...);
+    the .keras file of the same model stores kernel, bias, kernel_scale, ... (save_own_variables).
+    get_weights follows the first, whichever file was loaded."""
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(FIXTURES / f"{name}.h5", "r") as f:
+        group = f["model_weights"]
+        written = {layer: [(n.decode() if isinstance(n, bytes) else n) for n in group[layer].attrs["weight_names"]]
+                   for layer in group.attrs["layer_names"] if isinstance(layer, str)}
+        arrays = {layer: [group[layer][n][()] for n in names] for layer, names in written.items()}
+    for ext in ("keras", "h5"):
+        model = load_model(FIXTURES / f"{name}.{ext}")
+        dense = [layer for layer in model.layers if isinstance(layer, Dense)]
+        assert dense
+        for layer in dense:
+            assert layer.weight_names == [n.rsplit("/", 1)[-1] for n in written[layer.name]]
+            assert layer.weight_names[:2] == ["bias", "kernel"]
+            for ours, theirs in zip(layer.get_weights(), arrays[layer.name], strict=True):
+                np.testing.assert_array_equal(ours, theirs)
 
 
 @pytest.mark.parametrize("name", ["int8_mlp", "int4_mlp"])

@@ -178,8 +178,11 @@ class Dense(Layer):
         if not self.built:
             raise AttributeError(f"Dense '{self.name}' has no kernel yet: it is not built")
         values = self._values
-        if self._quant is not None and self._quant.mode == "int4":
-            return quantizers.unpack_int4(values[0], self.units)   # as Keras: int8 in [-8, 7]
+        if self._quant is not None:
+            kernel = values[self._quantized_kernel_at()]
+            if self._quant.mode == "int4":
+                return quantizers.unpack_int4(kernel, self.units)   # as Keras: int8 in [-8, 7]
+            return kernel
         return self._merged_kernel(values) if self.lora_enabled else values[0]
 
     @property
@@ -187,7 +190,17 @@ class Dense(Layer):
         """The bias, shape ``(units,)``, or ``None`` when ``use_bias=False``."""
         if not self.built:
             raise AttributeError(f"Dense '{self.name}' has no bias yet: it is not built")
-        return self._values[1] if self.use_bias else None
+        return self._bias_of(self._values)
+
+    def _bias_of(self, values: tuple) -> np.ndarray | None:
+        """The bias in ``values`` (one read of ``_values``), or None without one."""
+        if not self.use_bias:
+            return None
+        return values[0] if self._quant is not None else values[1]
+
+    def _quantized_kernel_at(self) -> int:
+        """Where a quantized Dense keeps its int8 kernel: after the bias, as Keras lists them."""
+        return 1 if self.use_bias else 0
 
     def build(self, input_shape: Any) -> None:
         input_shape = standardize_shape(input_shape, "input_shape")
@@ -227,16 +240,18 @@ class Dense(Layer):
     # ------------------------------------------------------------------ quantization
 
     def _add_quantized_weights(self, input_dim: int, policy: quantizers.QuantizedPolicy) -> None:
-        """The variables of a quantized Dense, in the order Keras saves them: kernel, bias,
-        kernel_scale, then (int4 blocks) kernel_zero and g_idx. Only the bias is trainable."""
+        """The variables of a quantized Dense, in the order of Keras's ``weights``: bias, kernel,
+        kernel_scale, then (int4 blocks) kernel_zero and g_idx. Only the bias is trainable, and a
+        Keras layer lists its trainable variables first (``Layer.weights``), so the bias leads;
+        a .keras file stores them in another order (see _keras_store_values)."""
         n = self.units
+        if self.use_bias:
+            self.add_weight("bias", (n,), initializer=self.bias_initializer, regularizer=self.bias_regularizer,
+                            constraint=self.bias_constraint)
         if policy.mode == "int8":
             self.add_weight("kernel", (input_dim, n), initializer="zeros", trainable=False, dtype="int8")
         else:
             self.add_weight("kernel", (input_dim, (n + 1) // 2), initializer="zeros", trainable=False, dtype="int8")
-        if self.use_bias:
-            self.add_weight("bias", (n,), initializer=self.bias_initializer, regularizer=self.bias_regularizer,
-                            constraint=self.bias_constraint)
         groups = -(-input_dim // policy.block_size) if policy.block_size > 0 else 0
         self.add_weight("kernel_scale", (groups, n) if groups else (n,), initializer="ones", trainable=False)
         if groups:
@@ -272,7 +287,7 @@ class Dense(Layer):
         >>> layer.set_weights([np.array([[0.5, 0.75], [0.25, 0.5]]), np.zeros(2)])
         >>> layer.quantize("int8")
         >>> layer.dtype_policy.name, layer.weight_names
-        ('int8_from_float32', ['kernel', 'bias', 'kernel_scale'])
+        ('int8_from_float32', ['bias', 'kernel', 'kernel_scale'])
         """
         if type_check and type(self) is not Dense:
             raise NotImplementedError(f"{type(self).__name__} does not support quantize(); only Dense does")
@@ -309,14 +324,14 @@ class Dense(Layer):
             raise
         self._quant = policy
         self.quantization_config = policy.config()
-        self._swap_values(self._validate_weights(new[:1] + ([bias] if bias is not None else []) + new[1:]))
+        self._swap_values(self._validate_weights(([bias] if bias is not None else []) + new))
 
     def _quantized_kernel(self, values: tuple) -> Any:
         """The QuantizedKernel for these weights (Keras's variables, packed for the kernels)."""
         policy = self._quant
-        bias_at = 1 if self.use_bias else 0
-        kernel, scale = values[0], values[1 + bias_at]
-        zero = values[2 + bias_at] if policy.block_size > 0 else None
+        at = self._quantized_kernel_at()
+        kernel, scale = values[at], values[at + 1]
+        zero = values[at + 2] if policy.block_size > 0 else None
         return ops.QuantizedKernel(policy.mode, kernel, scale, zero, policy.block_size, policy.quantize_inputs)
 
     def _refresh_cache(self) -> None:
@@ -370,7 +385,7 @@ class Dense(Layer):
 
     def call(self, inputs: np.ndarray) -> np.ndarray:
         values = self._values
-        out = ops.dense(inputs, self._pack(values), values[1] if self.use_bias else None, self._op_activation)
+        out = ops.dense(inputs, self._pack(values), self._bias_of(values), self._op_activation)
         post = self._post_activation
         return out if post is None else post(out)
 
@@ -429,6 +444,9 @@ class Dense(Layer):
             raise ValueError("Cannot enable lora on a layer that isn't yet built.")
         if self.lora_enabled:
             raise ValueError("lora is already enabled. This can only be done once per layer.")
+        if self._quant is not None:
+            raise ValueError(f"fastdense serves LoRA on float Dense layers only; Dense '{self.name}' has "
+                             f"dtype policy '{self._quant.name}'")
         rank = _positive_int(rank, "rank")
         input_dim, units = self._values[0].shape
         self.add_weight("lora_kernel_a", (input_dim, rank), a_initializer, self.kernel_regularizer, dtype="float32")
@@ -448,7 +466,11 @@ class Dense(Layer):
         return merged
 
     def _keras_store_values(self) -> list[np.ndarray]:
-        """The arrays Keras keeps in a .keras file for this layer: the merged kernel, then the bias."""
+        """The arrays Keras keeps in a .keras file for this layer (``Dense.save_own_variables``):
+        the kernel (LoRA: merged), then the bias, then a quantized layer's other variables."""
+        if self._quant is not None:
+            weights = self.get_weights()
+            return weights[1:2] + weights[:1] + weights[2:] if self.use_bias else weights
         if not self.lora_enabled:
             return self.get_weights()
         values = self._values
@@ -456,6 +478,11 @@ class Dense(Layer):
 
     def _weights_from_keras_store(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """``set_weights`` arguments for the arrays of a .keras file (LoRA matrices zeroed, as Keras)."""
+        if self._quant is not None:
+            # the store's kernel, bias, ... back to weights order bias, kernel, ...; a wrong
+            # count is left to set_weights, which names the weights it expects
+            arrays = list(arrays)
+            return arrays[1:2] + arrays[:1] + arrays[2:] if self.use_bias and len(arrays) > 1 else arrays
         if not self.lora_enabled or len(arrays) != 1 + self.use_bias:
             return arrays
         a, b = self._values[-2], self._values[-1]

@@ -351,7 +351,7 @@ def _emit_quantized_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in
     (shape,) = in_shapes
     values = layer._values          # one read: consistent weights
     qkernel = layer._pack(values)   # the layer's QuantizedKernel for these weights
-    bias = values[1] if layer.use_bias else None
+    bias = layer._bias_of(values)
     if b.dtype != np.float32 or not qkernel.native:
         raise _Unsupported("quantized Dense outside a float32 plan or without an integer kernel")
     k, n = qkernel.shape
