@@ -80,8 +80,10 @@ typedef struct {
     /* x[rows, 0:kc] (rows a multiple of mr) -> dst, tile after tile: dst[t*kc*mr + kk*mr + r];
        dst needs 8 floats of slack past its end */
     void (*pack_x)(const float *x, ptrdiff_t rsx, ptrdiff_t csx, ptrdiff_t rows, ptrdiff_t kc, float *dst);
-    /* mr rows of packed x against tile_panels panels (or fewer: cols valid columns from b) */
-    void (*tile_px)(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride, float *c,
+    /* mr rows of packed x against tile_panels panels (or fewer: cols valid columns from b);
+       meanwhile (on paths that prefetch) the kc lines of the two panels at pf and pf + pstride
+       are brought towards the core */
+    void (*tile_px)(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride, const float *pf, float *c,
                     ptrdiff_t ldc, int accumulate, ptrdiff_t cols);
     /* rows (< mr, or any up to mr for few columns) of x in place against panels [0, np) */
     void (*row_tile)(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx, const float *b,
@@ -124,8 +126,12 @@ static void block_tiles(const gemm_path *g, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_
     g->pack_x(x + i0 * rsx + k0 * csx, rsx, csx, full - i0, kc, xbuf);
     for (ptrdiff_t p = 0; p < np; p += tp) {
         const ptrdiff_t cols = n - p * PANEL < tp * PANEL ? n - p * PANEL : tp * PANEL;
-        for (ptrdiff_t i = i0; i < full; i += mr)
-            g->tile_px(kc, xbuf + (i - i0) * kc, b + p * pstride, pstride, c + i * ldc + p * PANEL, ldc, k0 > 0, cols);
+        /* the panels of the next group (or of the next K block), two per tile, so that they
+           come from L3 while this group is multiplied, not when their turn comes */
+        const float *next = p + tp < np ? b + (p + tp) * pstride : b + kc * PANEL;
+        for (ptrdiff_t i = i0, t = 0; i < full; i += mr, t += 2)
+            g->tile_px(kc, xbuf + (i - i0) * kc, b + p * pstride, pstride,
+                       t < tp ? next + t * pstride : b + p * pstride, c + i * ldc + p * PANEL, ldc, k0 > 0, cols);
     }
     if (full < i1)
         g->row_tile((int)(i1 - full), kc, x + full * rsx + k0 * csx, rsx, csx, b, pstride, c + full * ldc, ldc,

@@ -29,6 +29,7 @@ class Isa(NamedTuple):
     tile_panels: int     # panels per tile for x packed by the path's pack_x (MR rows)
     target: str          # the fd_cpu.h target region the header is included in
     prefetch: str = ""   # prefetch of one cache line of the output, "{}" the address, or ""
+    prefetch_next: str = ""  # packed-x tiles: prefetch of one line of the panels to come, or ""
 
     @property
     def mr(self) -> int:
@@ -44,7 +45,8 @@ ISAS = [
     # peak with its data in L1; this one reaches 91-93 %: docs/cpu-paths.md)
     Isa("avx512", "__m512", 16, "_mm512_setzero_ps()", "_mm512_loadu_ps", "_mm512_fmadd_ps",
         "_mm512_set1_ps(*({}))", "store_zmm", "mask",
-        (4, 4, 4, 4, 4, 4), 4, "AVX-512", "_mm_prefetch((const char *)({}), _MM_HINT_T1)"),
+        (4, 4, 4, 4, 4, 4), 4, "AVX-512", "_mm_prefetch((const char *)({}), _MM_HINT_T1)",
+        "_mm_prefetch((const char *)({}), _MM_HINT_T1)"),
     # aarch64: 6 rows x 1 panel, 24 q-register accumulators (of 32); vfmaq_f32 rounds once,
     # like the x86 FMAs, so the bits are the x86 paths' bits
     Isa("neon", "float32x4_t", 4, "vdupq_n_f32(0.0f)", "vld1q_f32", "neon_fma",
@@ -63,14 +65,17 @@ def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
     name = f"tile_{isa.name}_{r_count}x{p_count}" + ("_px" if packed_x else "")
     strides = "" if packed_x else " ptrdiff_t rsx, ptrdiff_t csx,"
     ldb = "" if packed_x else " ptrdiff_t ldb,"
+    pf = " const float *pf," if packed_x else ""
     lines = [
         f"static void {name}(ptrdiff_t kc, const float *x,{strides}",
-        f"        const float *b,{ldb} ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
+        f"        const float *b,{ldb} ptrdiff_t pstride,{pf} float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
         "{",
     ]
     if packed_x:
         lines.append(f"    const ptrdiff_t rsx = 1, csx = {r_count}, ldb = PANEL;")
     lines.append("    (void)rsx; (void)pstride;   /* unused by some shapes */")
+    if packed_x and not isa.prefetch_next:
+        lines.append("    (void)pf;")
     for row in acc:
         lines.append(f"    {isa.vec} " + ", ".join(f"{a} = {isa.zero}" for a in row) + ";")
     if packed_x and isa.prefetch:   # the partial sums the tile adds to, on their way to L2 meanwhile
@@ -85,6 +90,9 @@ def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
         "    for (ptrdiff_t kk = 0; kk < kc; kk++) {",
         "        const float *bk = b + kk * ldb, *xk = x + kk * csx;",
     ]
+    if packed_x and isa.prefetch_next:   # two panels to come, one line of each per k
+        lines.append("        " + isa.prefetch_next.format("pf + kk * PANEL") + "; "
+                     + isa.prefetch_next.format("pf + pstride + kk * PANEL") + ";")
     for v in range(vecs):
         offset = " + ".join(t for t in (f"{v // vp} * pstride" if v // vp else "",
                                         f"{isa.lanes * (v % vp)}" if v % vp else "") if t) or "0"
@@ -159,13 +167,13 @@ def tile_px(isa: Isa) -> str:
     ends sooner (the last panels of n)."""
     lines = [
         f"static void tile_px_{isa.name}(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,",
-        "        float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
+        "        const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
         "{",
     ]
     # before width w (halving from tile_panels) cols <= (2 w - 1) * 16, so after it <= (w - 1) * 16
     assert isa.tile_panels & (isa.tile_panels - 1) == 0, isa
     for w in widths(isa.tile_panels):
-        call = f"tile_{isa.name}_{isa.mr}x{w}_px(kc, xp, b, pstride, c, ldc, accumulate, "
+        call = f"tile_{isa.name}_{isa.mr}x{w}_px(kc, xp, b, pstride, pf, c, ldc, accumulate, "
         if w == isa.tile_panels and w > 1:
             lines.append(f"    if (cols > {(w - 1) * PANEL}) {{ {call}cols); return; }}")
         elif w > 1:
