@@ -85,6 +85,13 @@ typedef struct {
        are brought towards the core */
     void (*tile_px)(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride, const float *pf, float *c,
                     ptrdiff_t ldc, int accumulate, ptrdiff_t cols);
+    /* few rows (few_rows to few_max_rows rows in whole x tiles per block; 0: never): tiles of few_rows rows
+       (few_rows / mr consecutive packed x tiles) against few_panels panels, so that a group of
+       panels stays in L1 while fewer row tiles than its size pays for take it from L2 */
+    ptrdiff_t few_max_rows;
+    int few_rows, few_panels;
+    void (*tile_px_few)(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride, const float *pf,
+                        float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols);
     /* rows (< mr, or any up to mr for few columns) of x in place against panels [0, np) */
     void (*row_tile)(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx, const float *b,
                      ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t n);
@@ -124,6 +131,22 @@ static void block_tiles(const gemm_path *g, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_
     const ptrdiff_t np = (n + PANEL - 1) / PANEL, mr = g->mr, tp = g->tile_panels;
     const ptrdiff_t full = i0 + (i1 - i0) / mr * mr;          /* rows in whole tiles */
     g->pack_x(x + i0 * rsx + k0 * csx, rsx, csx, full - i0, kc, xbuf);
+    if (g->tile_px_few && full - i0 >= g->few_rows && full - i0 <= g->few_max_rows) {
+        const ptrdiff_t fp = g->few_panels, fr = g->few_rows;
+        for (ptrdiff_t p = 0; p < np; p += fp) {
+            const ptrdiff_t cols = n - p * PANEL < fp * PANEL ? n - p * PANEL : fp * PANEL;
+            const float *bp = b + p * pstride, *next = p + fp < np ? b + (p + fp) * pstride : b + kc * PANEL;
+            ptrdiff_t i = i0;
+            for (; i + fr <= full; i += fr, next = bp)
+                g->tile_px_few(kc, xbuf + (i - i0) * kc, bp, pstride, next, c + i * ldc + p * PANEL, ldc, k0 > 0, cols);
+            for (; i < full; i += mr, next = bp)
+                g->tile_px(kc, xbuf + (i - i0) * kc, bp, pstride, next, c + i * ldc + p * PANEL, ldc, k0 > 0, cols);
+        }
+        if (full < i1)
+            g->row_tile((int)(i1 - full), kc, x + full * rsx + k0 * csx, rsx, csx, b, pstride, c + full * ldc, ldc,
+                        k0 > 0, n);
+        return;
+    }
     for (ptrdiff_t p = 0; p < np; p += tp) {
         const ptrdiff_t cols = n - p * PANEL < tp * PANEL ? n - p * PANEL : tp * PANEL;
         /* the panels of the next group (or of the next K block), two per tile, so that they
@@ -328,6 +351,7 @@ _Static_assert(FD_AVX512_MR == FD_AVX2_MR, "the AVX-512 tiles take x as pack_x6 
 static const gemm_path path_avx512 = {
     .name = "avx512 6x64", .mr = FD_AVX512_MR, .tile_panels = 4, .mc = FD_AVX512_MC,
     .c_block_bytes = FD_AVX512_C_BLOCK_BYTES, .k_outer_bytes = FD_AVX512_K_OUTER_BYTES,
+    .few_max_rows = FD_AVX512_FEW_MAX_ROWS, .few_rows = 12, .few_panels = 2, .tile_px_few = tile_px_few_avx512,
     .pack_x = pack_x6, .tile_px = tile_px_avx512, .row_tile = row_tile_avx512};
 
 #elif defined(__aarch64__) && defined(__ARM_NEON)

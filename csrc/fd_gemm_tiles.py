@@ -30,6 +30,7 @@ class Isa(NamedTuple):
     target: str          # the fd_cpu.h target region the header is included in
     prefetch: str = ""   # prefetch of one cache line of the output, "{}" the address, or ""
     prefetch_next: str = ""  # packed-x tiles: prefetch of one line of the panels to come, or ""
+    few_rows_tile: tuple = ()   # (rows, panels) of a packed-x tile over several x tiles for few rows, or ()
 
     @property
     def mr(self) -> int:
@@ -46,7 +47,7 @@ ISAS = [
     Isa("avx512", "__m512", 16, "_mm512_setzero_ps()", "_mm512_loadu_ps", "_mm512_fmadd_ps",
         "_mm512_set1_ps(*({}))", "store_zmm", "mask",
         (4, 4, 4, 4, 4, 4), 4, "AVX-512", "_mm_prefetch((const char *)({}), _MM_HINT_T1)",
-        "_mm_prefetch((const char *)({}), _MM_HINT_T1)"),
+        "_mm_prefetch((const char *)({}), _MM_HINT_T1)", (12, 2)),
     # aarch64: 6 rows x 1 panel, 24 q-register accumulators (of 32); vfmaq_f32 rounds once,
     # like the x86 FMAs, so the bits are the x86 paths' bits
     Isa("neon", "float32x4_t", 4, "vdupq_n_f32(0.0f)", "vld1q_f32", "neon_fma",
@@ -58,7 +59,8 @@ ISAS = [
 def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
     """b[kk * ldb + p * pstride + j] is the weight of column p * 16 + j at k = kk (packed
     panels: ldb = 16, pstride = 16 k or a little more). packed_x: x is a row tile packed by
-    pack_x (R values per k, contiguous), so the strides are constants and the loop unrolled."""
+    pack_x (MR values per k, contiguous; R a multiple of MR: R / MR consecutive x tiles, kc * MR
+    floats apart), so the strides are constants and the loop unrolled."""
     vp = PANEL // isa.lanes                     # vectors per panel
     vecs = vp * p_count
     acc = [[f"a{r}_{v}" for v in range(vecs)] for r in range(r_count)]
@@ -72,7 +74,9 @@ def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
         "{",
     ]
     if packed_x:
-        lines.append(f"    const ptrdiff_t rsx = 1, csx = {r_count}, ldb = PANEL;")
+        assert r_count % isa.mr == 0, (isa, r_count)
+        lines.append(f"    const ptrdiff_t rsx = 1, csx = {isa.mr}, ldb = PANEL, xt = kc * {isa.mr};")
+        lines.append("    (void)xt;")
     lines.append("    (void)rsx; (void)pstride;   /* unused by some shapes */")
     if packed_x and not isa.prefetch_next:
         lines.append("    (void)pf;")
@@ -99,6 +103,8 @@ def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
         lines.append(f"        const {isa.vec} b{v} = {isa.load}(bk + {offset});")
     for r, row in enumerate(acc):
         xr = f"xk + {r} * rsx" if r else "xk"
+        if packed_x and r >= isa.mr:
+            xr = f"xk + {r // isa.mr} * xt" + (f" + {r % isa.mr}" if r % isa.mr else "")
         lines.append(f"        const {isa.vec} x{r} = {isa.bcast.format(xr)};")   # one broadcast per row
         src = f"x{r}"
         for v, a in enumerate(row):
@@ -188,6 +194,32 @@ def tile_px(isa: Isa) -> str:
     return "\n".join(lines)
 
 
+def tile_px_few(isa: Isa) -> str:
+    """tile_px_few_<isa>: R = few_rows_tile[0] rows of packed x (R / MR consecutive x tiles) against
+    few_rows_tile[1] panels, or fewer when `cols` ends sooner."""
+    rows, panels = isa.few_rows_tile
+    lines = [
+        f"static void tile_px_few_{isa.name}(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,",
+        "        const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
+        "{",
+    ]
+    assert panels & (panels - 1) == 0, isa
+    for w in widths(panels):
+        call = f"tile_{isa.name}_{rows}x{w}_px(kc, xp, b, pstride, pf, c, ldc, accumulate, "
+        if w == panels and w > 1:
+            lines.append(f"    if (cols > {(w - 1) * PANEL}) {{ {call}cols); return; }}")
+        elif w > 1:
+            lines += [f"    if (cols > {(w - 1) * PANEL}) {{",
+                      f"        {call}cols < {w * PANEL} ? cols : {w * PANEL});",
+                      f"        if (cols <= {w * PANEL}) return;",
+                      f"        b += {w} * pstride, c += {w * PANEL}, cols -= {w * PANEL};",
+                      "    }"]
+        else:
+            lines.append(f"    {call}cols);")
+    lines.append("}")
+    return "\n".join(lines)
+
+
 def main(argv: list | None = None) -> None:
     """Write the headers next to this file, or into the directory argv[1]."""
     argv = sys.argv if argv is None else argv
@@ -199,7 +231,9 @@ def main(argv: list | None = None) -> None:
                   f"   row_tile_{isa.name} and tile_px_{isa.name} are its entry points. */\n")
         body = "\n\n".join([tile(isa, r, w) for r, p in enumerate(isa.row_panels, start=1) for w in widths(p)]
                            + [tile(isa, isa.mr, w, packed_x=True) for w in widths(isa.tile_panels)]
-                           + [row_tile(isa), tile_px(isa)])
+                           + [row_tile(isa), tile_px(isa)]
+                           + ([tile(isa, isa.few_rows_tile[0], w, packed_x=True) for w in widths(isa.few_rows_tile[1])]
+                              + [tile_px_few(isa)] if isa.few_rows_tile else []))
         (out_dir / f"fd_gemm_tiles_{isa.name}.h").write_text(header + "\n" + body + "\n")
 
 
