@@ -80,14 +80,13 @@ typedef struct {
     /* x[rows, 0:kc] (rows a multiple of mr) -> dst, tile after tile: dst[t*kc*mr + kk*mr + r];
        dst needs 8 floats of slack past its end */
     void (*pack_x)(const float *x, ptrdiff_t rsx, ptrdiff_t csx, ptrdiff_t rows, ptrdiff_t kc, float *dst);
-    /* mr rows of packed x against tile_panels panels (or fewer: cols valid columns from b);
-       meanwhile (on paths that prefetch) the kc lines of the two panels at pf and pf + pstride
-       are brought towards the core */
-    void (*tile_px)(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride, const float *pf, float *c,
+    /* mr rows of packed x against tile_panels panels (or fewer: cols valid columns from b) */
+    void (*tile_px)(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride, float *c,
                     ptrdiff_t ldc, int accumulate, ptrdiff_t cols);
     /* few rows (few_rows to few_max_rows rows in whole x tiles per block; 0: never): tiles of few_rows rows
        (few_rows / mr consecutive packed x tiles) against few_panels panels, so that a group of
-       panels stays in L1 while fewer row tiles than its size pays for take it from L2 */
+       panels stays in L1 while fewer row tiles than its size pays for take it from L2; meanwhile
+       the kc lines of the two panels at pf and pf + pstride come into L2 */
     ptrdiff_t few_max_rows;
     int few_rows, few_panels;
     void (*tile_px_few)(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride, const float *pf,
@@ -135,12 +134,16 @@ static void block_tiles(const gemm_path *g, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_
         const ptrdiff_t fp = g->few_panels, fr = g->few_rows;
         for (ptrdiff_t p = 0; p < np; p += fp) {
             const ptrdiff_t cols = n - p * PANEL < fp * PANEL ? n - p * PANEL : fp * PANEL;
+            /* the first tile brings the next group (or the first of the next K block) from L3
+               while this one is multiplied: with few rows per group, a group's lines arriving
+               when their turn comes stalled the tiles (the MLP's 2.6 MiB of weights per call at
+               batch 32 do not fit the 2 MiB L2); the others prefetch their own group, in L1 */
             const float *bp = b + p * pstride, *next = p + fp < np ? b + (p + fp) * pstride : b + kc * PANEL;
             ptrdiff_t i = i0;
             for (; i + fr <= full; i += fr, next = bp)
                 g->tile_px_few(kc, xbuf + (i - i0) * kc, bp, pstride, next, c + i * ldc + p * PANEL, ldc, k0 > 0, cols);
-            for (; i < full; i += mr, next = bp)
-                g->tile_px(kc, xbuf + (i - i0) * kc, bp, pstride, next, c + i * ldc + p * PANEL, ldc, k0 > 0, cols);
+            for (; i < full; i += mr)
+                g->tile_px(kc, xbuf + (i - i0) * kc, bp, pstride, c + i * ldc + p * PANEL, ldc, k0 > 0, cols);
         }
         if (full < i1)
             g->row_tile((int)(i1 - full), kc, x + full * rsx + k0 * csx, rsx, csx, b, pstride, c + full * ldc, ldc,
@@ -149,12 +152,8 @@ static void block_tiles(const gemm_path *g, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_
     }
     for (ptrdiff_t p = 0; p < np; p += tp) {
         const ptrdiff_t cols = n - p * PANEL < tp * PANEL ? n - p * PANEL : tp * PANEL;
-        /* the panels of the next group (or of the next K block), two per tile, so that they
-           come from L3 while this group is multiplied, not when their turn comes */
-        const float *next = p + tp < np ? b + (p + tp) * pstride : b + kc * PANEL;
-        for (ptrdiff_t i = i0, t = 0; i < full; i += mr, t += 2)
-            g->tile_px(kc, xbuf + (i - i0) * kc, b + p * pstride, pstride,
-                       t < tp ? next + t * pstride : b + p * pstride, c + i * ldc + p * PANEL, ldc, k0 > 0, cols);
+        for (ptrdiff_t i = i0; i < full; i += mr)
+            g->tile_px(kc, xbuf + (i - i0) * kc, b + p * pstride, pstride, c + i * ldc + p * PANEL, ldc, k0 > 0, cols);
     }
     if (full < i1)
         g->row_tile((int)(i1 - full), kc, x + full * rsx + k0 * csx, rsx, csx, b, pstride, c + full * ldc, ldc,

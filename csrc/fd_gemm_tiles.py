@@ -30,7 +30,10 @@ class Isa(NamedTuple):
     target: str          # the fd_cpu.h target region the header is included in
     prefetch: str = ""   # prefetch of one cache line of the output, "{}" the address, or ""
     prefetch_next: str = ""  # packed-x tiles: prefetch of one line of the panels to come, or ""
-    few_rows_tile: tuple = ()   # (rows, panels) of a packed-x tile over several x tiles for few rows, or ()
+    # (rows, panels) of a packed-x tile over several x tiles for few rows, or (); it prefetches
+    # the next panels with prefetch_next (the 6-row tiles do not: with the weights in L2 the
+    # prefetches slowed the 6 x 64 tile by 3-5 %, their L2 requests competing with its own)
+    few_rows_tile: tuple = ()
 
     @property
     def mr(self) -> int:
@@ -56,18 +59,19 @@ ISAS = [
 ]
 
 
-def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
+def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False, prefetch_next: bool = False) -> str:
     """b[kk * ldb + p * pstride + j] is the weight of column p * 16 + j at k = kk (packed
     panels: ldb = 16, pstride = 16 k or a little more). packed_x: x is a row tile packed by
     pack_x (MR values per k, contiguous; R a multiple of MR: R / MR consecutive x tiles, kc * MR
-    floats apart), so the strides are constants and the loop unrolled."""
+    floats apart), so the strides are constants and the loop unrolled. prefetch_next: the tile
+    also brings the two panels at pf and pf + pstride into L2, one line of each per k."""
     vp = PANEL // isa.lanes                     # vectors per panel
     vecs = vp * p_count
     acc = [[f"a{r}_{v}" for v in range(vecs)] for r in range(r_count)]
     name = f"tile_{isa.name}_{r_count}x{p_count}" + ("_px" if packed_x else "")
     strides = "" if packed_x else " ptrdiff_t rsx, ptrdiff_t csx,"
     ldb = "" if packed_x else " ptrdiff_t ldb,"
-    pf = " const float *pf," if packed_x else ""
+    pf = " const float *pf," if prefetch_next else ""
     lines = [
         f"static void {name}(ptrdiff_t kc, const float *x,{strides}",
         f"        const float *b,{ldb} ptrdiff_t pstride,{pf} float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
@@ -78,8 +82,6 @@ def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
         lines.append(f"    const ptrdiff_t rsx = 1, csx = {isa.mr}, ldb = PANEL, xt = kc * {isa.mr};")
         lines.append("    (void)xt;")
     lines.append("    (void)rsx; (void)pstride;   /* unused by some shapes */")
-    if packed_x and not isa.prefetch_next:
-        lines.append("    (void)pf;")
     for row in acc:
         lines.append(f"    {isa.vec} " + ", ".join(f"{a} = {isa.zero}" for a in row) + ";")
     if packed_x and isa.prefetch:   # the partial sums the tile adds to, on their way to L2 meanwhile
@@ -94,7 +96,7 @@ def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
         "    for (ptrdiff_t kk = 0; kk < kc; kk++) {",
         "        const float *bk = b + kk * ldb, *xk = x + kk * csx;",
     ]
-    if packed_x and isa.prefetch_next:   # two panels to come, one line of each per k
+    if prefetch_next:
         lines.append("        " + isa.prefetch_next.format("pf + kk * PANEL") + "; "
                      + isa.prefetch_next.format("pf + pstride + kk * PANEL") + ";")
     for v in range(vecs):
@@ -173,13 +175,13 @@ def tile_px(isa: Isa) -> str:
     ends sooner (the last panels of n)."""
     lines = [
         f"static void tile_px_{isa.name}(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,",
-        "        const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
+        "        float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
         "{",
     ]
     # before width w (halving from tile_panels) cols <= (2 w - 1) * 16, so after it <= (w - 1) * 16
     assert isa.tile_panels & (isa.tile_panels - 1) == 0, isa
     for w in widths(isa.tile_panels):
-        call = f"tile_{isa.name}_{isa.mr}x{w}_px(kc, xp, b, pstride, pf, c, ldc, accumulate, "
+        call = f"tile_{isa.name}_{isa.mr}x{w}_px(kc, xp, b, pstride, c, ldc, accumulate, "
         if w == isa.tile_panels and w > 1:
             lines.append(f"    if (cols > {(w - 1) * PANEL}) {{ {call}cols); return; }}")
         elif w > 1:
@@ -196,7 +198,8 @@ def tile_px(isa: Isa) -> str:
 
 def tile_px_few(isa: Isa) -> str:
     """tile_px_few_<isa>: R = few_rows_tile[0] rows of packed x (R / MR consecutive x tiles) against
-    few_rows_tile[1] panels, or fewer when `cols` ends sooner."""
+    few_rows_tile[1] panels, or fewer when `cols` ends sooner; meanwhile the two panels at pf and
+    pf + pstride come into L2 (prefetch_next)."""
     rows, panels = isa.few_rows_tile
     lines = [
         f"static void tile_px_few_{isa.name}(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,",
@@ -232,7 +235,8 @@ def main(argv: list | None = None) -> None:
         body = "\n\n".join([tile(isa, r, w) for r, p in enumerate(isa.row_panels, start=1) for w in widths(p)]
                            + [tile(isa, isa.mr, w, packed_x=True) for w in widths(isa.tile_panels)]
                            + [row_tile(isa), tile_px(isa)]
-                           + ([tile(isa, isa.few_rows_tile[0], w, packed_x=True) for w in widths(isa.few_rows_tile[1])]
+                           + ([tile(isa, isa.few_rows_tile[0], w, packed_x=True, prefetch_next=True)
+                               for w in widths(isa.few_rows_tile[1])]
                               + [tile_px_few(isa)] if isa.few_rows_tile else []))
         (out_dir / f"fd_gemm_tiles_{isa.name}.h").write_text(header + "\n" + body + "\n")
 

@@ -468,12 +468,11 @@ static void tile_avx2_6x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t
 }
 
 static void tile_avx2_6x1_px(ptrdiff_t kc, const float *x,
-        const float *b, ptrdiff_t pstride, const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
     const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL, xt = kc * 6;
     (void)xt;
     (void)rsx; (void)pstride;   /* unused by some shapes */
-    (void)pf;
     __m256 a0_0 = _mm256_setzero_ps(), a0_1 = _mm256_setzero_ps();
     __m256 a1_0 = _mm256_setzero_ps(), a1_1 = _mm256_setzero_ps();
     __m256 a2_0 = _mm256_setzero_ps(), a2_1 = _mm256_setzero_ps();
@@ -587,7 +586,7 @@ static void row_tile_avx2(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx,
 }
 
 static void tile_px_avx2(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,
-        const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+        float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
-    tile_avx2_6x1_px(kc, xp, b, pstride, pf, c, ldc, accumulate, cols);
+    tile_avx2_6x1_px(kc, xp, b, pstride, c, ldc, accumulate, cols);
 }

@@ -829,7 +829,7 @@ static void tile_avx512_6x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
 }
 
 static void tile_avx512_6x4_px(ptrdiff_t kc, const float *x,
-        const float *b, ptrdiff_t pstride, const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
     const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL, xt = kc * 6;
     (void)xt;
@@ -851,7 +851,6 @@ static void tile_avx512_6x4_px(ptrdiff_t kc, const float *x,
 #pragma GCC unroll 4
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
         const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        _mm_prefetch((const char *)(pf + kk * PANEL), _MM_HINT_T1); _mm_prefetch((const char *)(pf + pstride + kk * PANEL), _MM_HINT_T1);
         const __m512 b0 = _mm512_loadu_ps(bk + 0);
         const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
         const __m512 b2 = _mm512_loadu_ps(bk + 2 * pstride);
@@ -941,7 +940,7 @@ static void tile_avx512_6x4_px(ptrdiff_t kc, const float *x,
 }
 
 static void tile_avx512_6x2_px(ptrdiff_t kc, const float *x,
-        const float *b, ptrdiff_t pstride, const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
     const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL, xt = kc * 6;
     (void)xt;
@@ -963,7 +962,6 @@ static void tile_avx512_6x2_px(ptrdiff_t kc, const float *x,
 #pragma GCC unroll 4
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
         const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        _mm_prefetch((const char *)(pf + kk * PANEL), _MM_HINT_T1); _mm_prefetch((const char *)(pf + pstride + kk * PANEL), _MM_HINT_T1);
         const __m512 b0 = _mm512_loadu_ps(bk + 0);
         const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
         const __m512 x0 = _mm512_set1_ps(*(xk));
@@ -1015,7 +1013,7 @@ static void tile_avx512_6x2_px(ptrdiff_t kc, const float *x,
 }
 
 static void tile_avx512_6x1_px(ptrdiff_t kc, const float *x,
-        const float *b, ptrdiff_t pstride, const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
     const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL, xt = kc * 6;
     (void)xt;
@@ -1037,7 +1035,6 @@ static void tile_avx512_6x1_px(ptrdiff_t kc, const float *x,
 #pragma GCC unroll 4
     for (ptrdiff_t kk = 0; kk < kc; kk++) {
         const float *bk = b + kk * ldb, *xk = x + kk * csx;
-        _mm_prefetch((const char *)(pf + kk * PANEL), _MM_HINT_T1); _mm_prefetch((const char *)(pf + pstride + kk * PANEL), _MM_HINT_T1);
         const __m512 b0 = _mm512_loadu_ps(bk + 0);
         const __m512 x0 = _mm512_set1_ps(*(xk));
         a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
@@ -1145,15 +1142,15 @@ static void row_tile_avx512(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rs
 }
 
 static void tile_px_avx512(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,
-        const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+        float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
-    if (cols > 48) { tile_avx512_6x4_px(kc, xp, b, pstride, pf, c, ldc, accumulate, cols); return; }
+    if (cols > 48) { tile_avx512_6x4_px(kc, xp, b, pstride, c, ldc, accumulate, cols); return; }
     if (cols > 16) {
-        tile_avx512_6x2_px(kc, xp, b, pstride, pf, c, ldc, accumulate, cols < 32 ? cols : 32);
+        tile_avx512_6x2_px(kc, xp, b, pstride, c, ldc, accumulate, cols < 32 ? cols : 32);
         if (cols <= 32) return;
         b += 2 * pstride, c += 32, cols -= 32;
     }
-    tile_avx512_6x1_px(kc, xp, b, pstride, pf, c, ldc, accumulate, cols);
+    tile_avx512_6x1_px(kc, xp, b, pstride, c, ldc, accumulate, cols);
 }
 
 static void tile_avx512_12x2_px(ptrdiff_t kc, const float *x,

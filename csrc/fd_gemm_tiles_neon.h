@@ -454,12 +454,11 @@ static void tile_neon_6x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t
 }
 
 static void tile_neon_6x1_px(ptrdiff_t kc, const float *x,
-        const float *b, ptrdiff_t pstride, const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
     const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL, xt = kc * 6;
     (void)xt;
     (void)rsx; (void)pstride;   /* unused by some shapes */
-    (void)pf;
     float32x4_t a0_0 = vdupq_n_f32(0.0f), a0_1 = vdupq_n_f32(0.0f), a0_2 = vdupq_n_f32(0.0f), a0_3 = vdupq_n_f32(0.0f);
     float32x4_t a1_0 = vdupq_n_f32(0.0f), a1_1 = vdupq_n_f32(0.0f), a1_2 = vdupq_n_f32(0.0f), a1_3 = vdupq_n_f32(0.0f);
     float32x4_t a2_0 = vdupq_n_f32(0.0f), a2_1 = vdupq_n_f32(0.0f), a2_2 = vdupq_n_f32(0.0f), a2_3 = vdupq_n_f32(0.0f);
@@ -602,7 +601,7 @@ static void row_tile_neon(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx,
 }
 
 static void tile_px_neon(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,
-        const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+        float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
-    tile_neon_6x1_px(kc, xp, b, pstride, pf, c, ldc, accumulate, cols);
+    tile_neon_6x1_px(kc, xp, b, pstride, c, ldc, accumulate, cols);
 }
