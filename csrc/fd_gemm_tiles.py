@@ -79,8 +79,8 @@ def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False, prefetch_
     ]
     if packed_x:
         assert r_count % isa.mr == 0, (isa, r_count)
-        lines.append(f"    const ptrdiff_t rsx = 1, csx = {isa.mr}, ldb = PANEL, xt = kc * {isa.mr};")
-        lines.append("    (void)xt;")
+        xt = f", xt = kc * {isa.mr}" if r_count > isa.mr else ""   # the next x tile
+        lines.append(f"    const ptrdiff_t rsx = 1, csx = {isa.mr}, ldb = PANEL{xt};")
     lines.append("    (void)rsx; (void)pstride;   /* unused by some shapes */")
     for row in acc:
         lines.append(f"    {isa.vec} " + ", ".join(f"{a} = {isa.zero}" for a in row) + ";")

@@ -470,8 +470,7 @@ static void tile_avx2_6x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t
 static void tile_avx2_6x1_px(ptrdiff_t kc, const float *x,
         const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
-    const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL, xt = kc * 6;
-    (void)xt;
+    const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL;
     (void)rsx; (void)pstride;   /* unused by some shapes */
     __m256 a0_0 = _mm256_setzero_ps(), a0_1 = _mm256_setzero_ps();
     __m256 a1_0 = _mm256_setzero_ps(), a1_1 = _mm256_setzero_ps();

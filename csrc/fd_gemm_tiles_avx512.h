@@ -831,8 +831,7 @@ static void tile_avx512_6x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff
 static void tile_avx512_6x4_px(ptrdiff_t kc, const float *x,
         const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
-    const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL, xt = kc * 6;
-    (void)xt;
+    const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL;
     (void)rsx; (void)pstride;   /* unused by some shapes */
     __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps(), a0_2 = _mm512_setzero_ps(), a0_3 = _mm512_setzero_ps();
     __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps(), a1_2 = _mm512_setzero_ps(), a1_3 = _mm512_setzero_ps();
@@ -942,8 +941,7 @@ static void tile_avx512_6x4_px(ptrdiff_t kc, const float *x,
 static void tile_avx512_6x2_px(ptrdiff_t kc, const float *x,
         const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
-    const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL, xt = kc * 6;
-    (void)xt;
+    const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL;
     (void)rsx; (void)pstride;   /* unused by some shapes */
     __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
     __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
@@ -1015,8 +1013,7 @@ static void tile_avx512_6x2_px(ptrdiff_t kc, const float *x,
 static void tile_avx512_6x1_px(ptrdiff_t kc, const float *x,
         const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
-    const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL, xt = kc * 6;
-    (void)xt;
+    const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL;
     (void)rsx; (void)pstride;   /* unused by some shapes */
     __m512 a0_0 = _mm512_setzero_ps();
     __m512 a1_0 = _mm512_setzero_ps();
@@ -1157,7 +1154,6 @@ static void tile_avx512_12x2_px(ptrdiff_t kc, const float *x,
         const float *b, ptrdiff_t pstride, const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
     const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL, xt = kc * 6;
-    (void)xt;
     (void)rsx; (void)pstride;   /* unused by some shapes */
     __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
     __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
@@ -1285,7 +1281,6 @@ static void tile_avx512_12x1_px(ptrdiff_t kc, const float *x,
         const float *b, ptrdiff_t pstride, const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
     const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL, xt = kc * 6;
-    (void)xt;
     (void)rsx; (void)pstride;   /* unused by some shapes */
     __m512 a0_0 = _mm512_setzero_ps();
     __m512 a1_0 = _mm512_setzero_ps();

@@ -456,8 +456,7 @@ static void tile_neon_6x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t
 static void tile_neon_6x1_px(ptrdiff_t kc, const float *x,
         const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
 {
-    const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL, xt = kc * 6;
-    (void)xt;
+    const ptrdiff_t rsx = 1, csx = 6, ldb = PANEL;
     (void)rsx; (void)pstride;   /* unused by some shapes */
     float32x4_t a0_0 = vdupq_n_f32(0.0f), a0_1 = vdupq_n_f32(0.0f), a0_2 = vdupq_n_f32(0.0f), a0_3 = vdupq_n_f32(0.0f);
     float32x4_t a1_0 = vdupq_n_f32(0.0f), a1_1 = vdupq_n_f32(0.0f), a1_2 = vdupq_n_f32(0.0f), a1_3 = vdupq_n_f32(0.0f);
