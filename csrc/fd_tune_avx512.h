@@ -12,8 +12,9 @@
 #define FD_AVX512_C_BLOCK_BYTES (64 * 1024)   /* output bytes per row block (packed path) */
 #endif
 #ifndef FD_AVX512_FEW_MAX_ROWS
-/* row blocks of 12 to this many rows in whole x tiles take 12 x 32 tiles (two panels, in L1)
-   instead of 6 x 64 (four panels, read from L2 by each of their few tiles) */
+/* a call's first row block of 12 to this many rows in whole x tiles (packed weights) takes
+   12 x 32 tiles (two panels, in L1) instead of 6 x 64 (four panels, read from L2 by each of its
+   few tiles) */
 #define FD_AVX512_FEW_MAX_ROWS 24
 #endif
 #ifndef FD_AVX512_K_OUTER_BYTES
