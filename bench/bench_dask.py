@@ -12,27 +12,37 @@ round gives a paired ratio against plain predict measured moments apart:
                    policy: one Dask thread, fastdense's pool of every core)
     2w x 1t        LocalCluster(2 worker processes, 1 thread each), threads=1
 
-What a turn times (the issue's question: is anything lost to overhead?). By default neither
-side makes its input inside the turn: plain predict gets a ready array, and the Dask input is
-made on the workers and persisted in their memory before the turn (row i is row i % 4096 of a
-fixed random block on both sides). A Dask turn then times ``client.compute(predict(...))``
-until the NumPy result is in this process: building the graph, the model's trip to the
-workers, scheduling, the predict tasks, and gathering the outputs. ``--with-input`` makes both
+What a turn times (the issue's question: is anything lost to overhead?). Both sides end with
+the full NumPy result in this process's memory -- what ``y.compute()`` gives a user, and what
+plain ``predict`` returns -- so both pay for materializing the 40 MB of outputs here. By default
+neither side makes its input inside the turn: plain predict gets a ready array, and the Dask
+input is made on the workers and persisted in their memory before the turn (row i is row
+i % 4096 of a fixed random block on both sides). A Dask turn then times
+``client.compute(predict(...)).result()``: building the graph, the model's trip to the workers,
+scheduling, the predict tasks, the concatenation of the chunks on a worker (Dask's finalize
+task, the same one ``y.compute()`` runs) and fetching the result. ``--with-input`` makes both
 sides include making the input instead (plain: the NumPy array, 3 GB of fresh pages; Dask: the
-chunks, made inside the predict tasks). Every round starts each cluster afresh, with only that
-cluster alive (an idle cluster's event loops and heartbeats would slow every other turn), and
-reports separately what a turn does not include: starting the cluster, and a first predict of
-1000 rows on each worker in turn (imports, the model rebuilt, its plan compiled). Every Dask
-result is compared bit for bit with plain predict.
+chunks, made inside the predict tasks). Both sides are warm: plain predict ran the full job
+once (``expected``) before its first timed call, and each cluster runs one untimed full-size
+turn before its timed one (``--no-warm-turn`` skips it). Every round starts each cluster afresh,
+with only that cluster alive (an idle cluster's event loops and heartbeats would slow every
+other turn), and reports separately what a turn does not include: starting the cluster, and a
+first predict of 1000 rows on each worker in turn (imports, the model rebuilt, its plan
+compiled). ``--gather`` picks how the client fetches the result: through the scheduler (Dask's
+default: two hops when the client is not on a worker), straight from the workers
+(``Client(direct_to_workers=True)``), or both, on the same cluster in alternating order. Every
+Dask result is compared bit for bit with plain predict.
 
 Columns: "CPU" is the CPU time of this process and the cluster's during the turn: the wall-time
 ratio is the target, the CPU ratio asks the same question (what did Dask add?) without the other
 processes' noise. "busy" is the predict tasks' compute time over the turn's wall time times the
 cluster's threads; "first task" the time from the call to the first task's start; "tail" from
-the last predict task's end to the result in hand.
+the last predict task's end to the result in hand, split into "finalize" (to the end of the
+concatenation task) and "fetch" (from there to the NumPy array in this process).
 
     python bench/bench_dask.py                 # 1M rows, 3 rounds
     python bench/bench_dask.py --rows 200000 --rounds 2 --json out.json
+    python bench/bench_dask.py --gather both --setups "2w x 1t"
     flock /work/coord/bench.lock python bench/bench_dask.py
 """
 
@@ -69,6 +79,8 @@ class Turn(NamedTuple):
     busy: float           # predict tasks' compute time / (wall x cluster threads)
     first_task: float     # seconds from the call to the first task's start
     tail: float           # seconds from the last predict task's end to the result in hand
+    finalize: float       # of the tail: the concatenation task on a worker (and its input transfers)
+    fetch: float          # of the tail: from the concatenation's end to the NumPy result in this process
     tasks: int
 
 
@@ -157,10 +169,13 @@ def timed_dask_turn(client: Any, model: Any, data: Any, fastdense_threads: int, 
         done = time.time()
     spans = [(s["start"], s["stop"]) for task in stream.data if "fastdense-predict" in str(task["key"])
              for s in task["startstops"] if s["action"] == "compute"]
+    final = [(s["start"], s["stop"]) for task in stream.data if "finalize" in str(task["key"])
+             for s in task["startstops"]]
     busy = sum(stop - begin for begin, stop in spans) / (seconds * cores)
     first = min(begin for begin, _ in spans) - called
-    tail = done - max(stop for _, stop in spans)
-    return Turn(seconds, busy, first, tail, len(spans)), got
+    last = max(stop for _, stop in spans)
+    final_end = max((stop for _, stop in final), default=last)
+    return Turn(seconds, busy, first, done - last, final_end - last, done - final_end, len(spans)), got
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="both sides make their input inside the timed turn")
     parser.add_argument("--quiet-wait", type=float, default=30.0,
                         help="before each round, wait up to this many seconds for other processes to go quiet")
+    parser.add_argument("--no-warm-turn", dest="warm_turn", action="store_false",
+                        help="skip the untimed full-size Dask turn before the timed one")
+    parser.add_argument("--gather", choices=["scheduler", "direct", "both"], default="scheduler",
+                        help="how the client fetches the result: through the scheduler (Dask's default), "
+                             "straight from the workers (Client(direct_to_workers=True)), or both in each round")
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args(argv)
 
@@ -201,50 +221,66 @@ def main(argv: list[str] | None = None) -> int:
     x = None if args.with_input else numpy_input(args.rows, base)
     xd = dask_input(args.rows, args.chunk)
     meter = CpuMeter()
-    cpu: dict[str, list[float]] = {label: [] for label in ["plain", *setups]}
-
-    times: dict[str, list[float]] = {label: [] for label in ["plain", *setups]}
-    turns: dict[str, list[Turn]] = {label: [] for label in setups}
+    # contenders: every setup with each way of fetching the result (label -> setup, direct gather)
+    gathers = ["scheduler", "direct"] if args.gather == "both" else [args.gather]
+    contenders = {label if mode == gathers[0] and len(gathers) == 1 else f"{label}, {mode}": (label, mode == "direct")
+                  for label in setups for mode in gathers}
+    labels = ["plain", *contenders]
+    cpu: dict[str, list[float]] = {label: [] for label in labels}
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    turns: dict[str, list[Turn]] = {label: [] for label in contenders}
     started: dict[str, list[float]] = {label: [] for label in setups}
     first: dict[str, list[float]] = {label: [] for label in setups}
     same = True
-    for _ in range(args.rounds):
+    for round_index in range(args.rounds):
         wait_for_quiet(args.quiet_wait)
         with meter.measure():
             start = time.perf_counter()
             model.predict(numpy_input(args.rows, base) if x is None else x)
             times["plain"].append(time.perf_counter() - start)
         cpu["plain"].append(meter.last or 0.0)
-        for label, setup in setups.items():
+        for setup_label, setup in setups.items():
             start = time.perf_counter()
             cluster = distributed.LocalCluster(n_workers=setup.workers, threads_per_worker=setup.threads_per_worker,
                                                processes=True, dashboard_address=":0", silence_logs=50)
-            client = distributed.Client(cluster, set_as_default=False)
-            started[label].append(time.perf_counter() - start)
+            clients = {direct: distributed.Client(cluster, set_as_default=False, direct_to_workers=direct)
+                       for direct in sorted({d for name, d in contenders.values() if name == setup_label})}
+            client = next(iter(clients.values()))
+            started[setup_label].append(time.perf_counter() - start)
             try:
                 start = time.perf_counter()              # the model rebuilt, its plan compiled, per worker
                 warm = fastdense.dask.predict(model, dask_input(1000, 1000), threads=setup.fastdense_threads)
                 for worker in client.scheduler_info()["workers"]:      # each worker, whatever the scheduler prefers
                     client.compute(warm, workers=[worker]).result()
-                first[label].append(time.perf_counter() - start)
+                first[setup_label].append(time.perf_counter() - start)
                 data = xd
                 if x is not None:
                     data = client.persist(xd)
                     with client.as_current():
                         distributed.wait(data)
-                with meter.measure():
-                    turn, got = timed_dask_turn(client, model, data, setup.fastdense_threads,
-                                                setup.workers * setup.threads_per_worker)
-                cpu[label].append(meter.last or 0.0)
+                if args.warm_turn:          # as plain predict made `expected` before its first timed call
+                    for c in clients.values():
+                        c.compute(fastdense.dask.predict(model, data, threads=setup.fastdense_threads)).result()
+                mine = [label for label, (name, _) in contenders.items() if name == setup_label]
+                if round_index % 2:
+                    mine.reverse()                      # the gather modes take turns going first
+                for label in mine:
+                    with meter.measure():
+                        turn, got = timed_dask_turn(clients[contenders[label][1]], model, data,
+                                                    setup.fastdense_threads, setup.workers * setup.threads_per_worker)
+                    cpu[label].append(meter.last or 0.0)
+                    turns[label].append(turn)
+                    times[label].append(turn.seconds)
+                    same = same and np.array_equal(got, expected)
+                    del got
                 del data
-                turns[label].append(turn)
-                times[label].append(turn.seconds)
-                same = same and np.array_equal(got, expected)
             finally:
-                client.close()
+                for c in clients.values():
+                    c.close()
                 cluster.close()
 
     report: dict[str, Any] = {"rows": args.rows, "chunk": args.chunk, "rounds": args.rounds,
+                              "gather": args.gather, "warm_turn": args.warm_turn,
                               "with_input": args.with_input, "same_bits": same, "other_cores_busy": meter.other_cores(),
                               "machine": machine_info(), "dask": dask.__version__, "results": {}}
     rows, verdicts = [], []
@@ -260,14 +296,15 @@ def main(argv: list[str] | None = None) -> int:
             ratios = [v / p for v, p in zip(values, times["plain"])]
             ratio = statistics.median(ratios)
             med = {field: statistics.median(getattr(t, field) for t in turns[label])
-                   for field in ("busy", "first_task", "tail")}
+                   for field in ("busy", "first_task", "tail", "finalize", "fetch")}
             cpu_ratio = statistics.median(c / p for c, p in zip(cpu[label], cpu["plain"]))
             result.update(paired_ratios=ratios, paired_ratio_to_plain=ratio, cpu_ratio_to_plain=cpu_ratio,
-                          cluster_start_s=started[label],
-                          first_predict_s=first[label], tasks=turns[label][0].tasks, **med)
+                          cluster_start_s=started[contenders[label][0]],
+                          first_predict_s=first[contenders[label][0]], tasks=turns[label][0].tasks, **med)
             row += [f"{cpu_ratio:.2f}x", " ".join(f"{r:.2f}" for r in ratios), f"{ratio:.2f}x", f"{med['busy']:.0%}",
-                    f"{med['first_task']:.2f} s / {med['tail']:.2f} s",
-                    f"{statistics.median(started[label]):.1f} s", f"{statistics.median(first[label]):.2f} s"]
+                    f"{med['first_task']:.2f} s / {med['tail']:.2f} s ({med['finalize']:.2f} + {med['fetch']:.2f})",
+                    f"{statistics.median(started[contenders[label][0]]):.1f} s",
+                    f"{statistics.median(first[contenders[label][0]]):.2f} s"]
             verdicts.append(f"{label} {ratio:.2f}x {'met' if ratio <= TARGET else 'MISSED'}")
         report["results"][label] = result
         rows.append(row)
@@ -275,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fastdense {fastdense.__version__}, dask {dask.__version__}, {cores} cores; {args.rows} rows of "
           f"784-512-512-10 float32, {args.chunk} rows per chunk, {made}; {args.rounds} rounds, medians")
     print(format_table(["contender", "time", "rows/s", "CPU", "CPU / plain", "time / plain per round", "median", "busy",
-                        "first task / tail", "cluster start", "first predict"], rows))
+                        "first task / tail (finalize + fetch)", "cluster start", "first predict"], rows))
     print(f"Dask results bit-identical to plain predict: {'yes' if same else 'NO'}")
     other = meter.other_cores()
     if other is not None:

@@ -8,6 +8,7 @@ layer's Python path. Timed interleaved (round-robin, medians):
     layer       layer(x)                   the Keras-style call
     layer.call  layer.call(x)              the body without __call__'s checks
     model       Sequential([layer]).predict(x), for comparison
+    model(x)    the same model called (the predict shortcut, PlanCache.shortcut)
 
     python bench/bench_layer_overhead.py [--quick] [--shape 1x16x16] [--acts relu,linear] [--json P]
 """
@@ -45,8 +46,11 @@ def contenders(shape: tuple[int, int, int], act: str) -> tuple[dict[str, str], d
     model = Sequential([layer])
     if not np.array_equal(model.predict(x), expected):
         raise SystemExit(f"Sequential([Dense({n}, activation={act!r})]).predict(x) differs from ops.dense")
+    if not np.array_equal(model(x), expected):
+        raise SystemExit(f"Sequential([Dense({n}, activation={act!r})])(x) differs from ops.dense")
     ns["model"] = model
     stmts["model"] = "model.predict(x)"
+    stmts["model(x)"] = "model(x)"
     return stmts, ns
 
 

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fd_gather.h"
 #include "fd_norm.h"
@@ -20,6 +21,8 @@ typedef struct {
     ptrdiff_t m, block, nblocks, ntasks;
     char *scratch;
     int lock;
+    int policy;                      /* fd_plan_get_split_policy() for this run */
+    int far;                         /* one block: the plan's weights do not fit one core's L2 */
     atomic_long next_block;          /* blocks are claimed as threads get free */
     atomic_int bad_index;            /* a gather step met an id outside its table */
 } plan_ctx;
@@ -129,6 +132,75 @@ static void merge(const plan_ctx *c, const fd_step *st, int dtype, ptrdiff_t r0,
     }
 }
 
+/* ---- the thread policy of one block's dense steps (a small batch in one block) ----
+   Splitting a step over the pool costs a fork/join (about 0.8 us on a 2-core KVM Xeon), so a
+   cheap step runs on the caller alone; a costly one splits (columns for a few rows), and at
+   batch 1 the pool's home ranges keep each core on the same columns call after call, so a plan
+   whose weights overflow one core's L2 still runs from the L2s of all the cores. The cost is
+   estimated from what bounds a step at a few rows: reading its weights, or its multiply-adds.
+   Whatever runs where, the bits are the same (the kernels' promise). */
+static atomic_int split_policy = -1;
+
+void fd_plan_set_split_policy(int mode) { atomic_store(&split_policy, mode < 0 ? -1 : mode > 0); }
+int fd_plan_get_split_policy(void) { return atomic_load(&split_policy); }
+
+/* Bytes of weights dense step st reads per block, and its kernel's picoseconds per byte and per
+   multiply-add (fd_tune.h); 0 for other kinds. */
+static double step_weights(const fd_plan *p, const fd_step *st, double *ps_byte, double *ps_mac)
+{
+    const double kn = (double)st->k * (double)st->n;
+    if (st->kind == FD_STEP_QDENSE) {
+        const int q8 = ((const fd_qweights *)st->w)->bits == 8;
+        *ps_byte = q8 ? FD_TUNE_STEP_PS_PER_BYTE_Q8 : FD_TUNE_STEP_PS_PER_BYTE_Q4;
+        *ps_mac = q8 ? FD_TUNE_STEP_PS_PER_MAC_Q8 : FD_TUNE_STEP_PS_PER_MAC_Q4;
+        return q8 ? kn : kn / 2;
+    }
+    if (st->kind != FD_STEP_DENSE) return 0;
+    const int f32 = p->dtype == FD_F32;
+    *ps_byte = f32 ? FD_TUNE_STEP_PS_PER_BYTE_F32 : FD_TUNE_STEP_PS_PER_BYTE_F64;
+    *ps_mac = f32 ? FD_TUNE_STEP_PS_PER_MAC_F32 : FD_TUNE_STEP_PS_PER_MAC_F64;
+    return kn * (f32 ? 4 : 8);
+}
+
+double fd_plan_l2_bytes(void)
+{
+    static atomic_long cached;
+    long b = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (b == 0) {
+#ifdef _SC_LEVEL2_CACHE_SIZE
+        b = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+        if (b <= 0) b = FD_TUNE_L2_BYTES;
+        atomic_store_explicit(&cached, b, memory_order_relaxed);
+    }
+    return (double)b;
+}
+
+int fd_plan_weights_far(const fd_plan *p)
+{
+    double bytes = 0, ps_byte, ps_mac;
+    for (int s = 0; s < p->nsteps; s++) bytes += step_weights(p, &p->steps[s], &ps_byte, &ps_mac);
+    return bytes > fd_plan_l2_bytes();
+}
+
+double fd_plan_step_cost_ns(const fd_plan *p, int s, ptrdiff_t m, int far)
+{
+    const fd_step *st = &p->steps[s];
+    double ps_byte = 0, ps_mac = 0;
+    const double bytes = step_weights(p, st, &ps_byte, &ps_mac);
+    const double read = bytes * ps_byte * (far ? FD_TUNE_STEP_FAR : 1);
+    const double arith = (double)m * (double)st->rows * (double)st->k * (double)st->n * ps_mac;
+    return (read > arith ? read : arith) / 1000;
+}
+
+/* Whether step s of one block of `rows` samples may split over the pool. */
+static int split_step(const plan_ctx *c, int s, ptrdiff_t rows)
+{
+    if (c->ntasks != 1 || c->nblocks != 1) return 0;   /* blocks already run one per thread */
+    if (c->policy >= 0) return c->policy;
+    return fd_plan_step_cost_ns(c->p, s, rows, c->far) > FD_TUNE_STEP_SPLIT_NS;
+}
+
 /* All steps for samples [r0, r0 + rows), intermediates in this task's scratch. */
 static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scratch)
 {
@@ -155,9 +227,8 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
             if (a.ldo < 1) a.ldo = 1;
             a.act = st->act;
             a.norm = fused ? &norm : NULL;
-            /* one block: the layer itself may use every free core (fd_dense's policy);
-               several blocks already run in parallel, one per thread */
-            const int rc = c->ntasks == 1 && c->nblocks == 1
+            /* a costly step of one block may use every free core (fd_dense's own split) */
+            const int rc = split_step(c, s, rows)
                 ? fd_dense(&a) : fd_dense_serial(&a, scratch + (size_t)p->glu_offset * c->block * es, c->lock);
             if (rc) return rc;
             s += fused;
@@ -167,9 +238,9 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
             const ptrdiff_t m = rows * st->rows, half = st->n / 2;
             const int halves = fd_act_halves(st->act.code);
             float *out = halves ? (float *)(scratch + (size_t)p->glu_offset * c->block * es) : (float *)dst;
-            /* one block: split it over the free cores (rows, or columns for a few rows; the
-               split changes no bit); several blocks already run one per thread */
-            const int threads = c->ntasks == 1 && c->nblocks == 1 ? fd_get_num_threads() : 1;
+            /* a costly step of one block splits over the free cores (rows, or columns for a
+               few rows; the split changes no bit) */
+            const int threads = split_step(c, s, rows) ? fd_get_num_threads() : 1;
             const int rc = fd_qdense(fd_qgemm_isa(), (const fd_qweights *)st->w, m, (const float *)src0, st->k,
                                      &st->act, st->bias, out, st->n, threads);
             if (rc) return rc;
@@ -206,7 +277,8 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
             norm = norm_of(st);
             const ptrdiff_t m = rows * st->rows;
             norm_job job = {&norm, p->dtype, src0, dst, m, st->n, m};
-            const ptrdiff_t chunk = split_rows(m, st->n, c->ntasks == 1 && c->nblocks == 1 ? fd_get_num_threads() : 1);
+            const int one_block = c->ntasks == 1 && c->nblocks == 1 && c->policy != 0;
+            const ptrdiff_t chunk = split_rows(m, st->n, one_block ? fd_get_num_threads() : 1);
             if (chunk > 0) {
                 job.chunk = chunk;
                 const int rc = fd_pool_run(&(fd_tasks){norm_task, &job, (m + chunk - 1) / chunk, 0},
@@ -366,6 +438,8 @@ int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *output
     /* the caller asks for several tasks only where fastdense's pool threads the plan (its own
        thread policy, or every dense step on the packed kernel) */
     c.lock = !fd_own_threading();
+    c.policy = fd_plan_get_split_policy();
+    c.far = 0;
     c.ntasks = 1;
     if (max_tasks > 1) {
         c.ntasks = fd_get_num_threads();
@@ -373,7 +447,10 @@ int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *output
         if (c.ntasks > c.nblocks) c.ntasks = c.nblocks;
         if (c.ntasks < 1) c.ntasks = 1;
     }
-    if (c.ntasks == 1) return run_task(&c, 0, NULL);   /* each fd_dense call counts its own cores */
+    if (c.ntasks == 1) {   /* each fd_dense call counts its own cores */
+        if (c.nblocks == 1 && c.policy < 0) c.far = fd_plan_weights_far(p);
+        return run_task(&c, 0, NULL);
+    }
     fd_busy_enter();
     int rc = fd_pool_run(&(fd_tasks){run_task, &c, c.ntasks, 0}, (int)c.ntasks - 1);
     fd_busy_leave();

@@ -69,4 +69,18 @@ int fd_plan_check(const fd_plan *p);
 int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
                 ptrdiff_t block, void *scratch, int max_tasks);
 
+/* How a run of one block (a small batch) threads its dense steps: -1 by their estimated cost
+   (the default: a step cheaper than FD_TUNE_STEP_SPLIT_NS on one core runs on the caller
+   alone, a costlier one splits over the pool), 0 never split, 1 split every step the dense
+   kernels would split. Results are the same bits in every mode. */
+void fd_plan_set_split_policy(int mode);
+int fd_plan_get_split_policy(void);
+
+/* The estimated nanoseconds of dense step s of p on one core for m rows (0 for other kinds),
+   and whether the policy splits it; `far`: the plan's weights do not fit one core's L2. */
+double fd_plan_step_cost_ns(const fd_plan *p, int s, ptrdiff_t m, int far);
+int fd_plan_weights_far(const fd_plan *p);
+/* One core's L2 in bytes: the OS's figure where it gives one, else FD_TUNE_L2_BYTES. */
+double fd_plan_l2_bytes(void);
+
 #endif

@@ -1,4 +1,5 @@
-/* fd_qgemm.c -- Keras 3 int8 / int4 Dense kernels on packed weights (see fd_qgemm.h).
+/* fd_qgemm.c -- Keras 3 int8 Dense kernels on packed weights, and the path choice (see fd_qgemm.h;
+ * int4: fd_q4gemm.c).
  *
  * int8: the layer works on strips of up to 12 rows: quantize the strip's rows into a small
  * buffer (the only pass over x), run the strip against every panel of 16 columns with the
@@ -12,14 +13,8 @@
  * the end: exact in int32 arithmetic, which wraps consistently.  The AVX2 path splits each
  * input into |q| (u8) and its sign and feeds vpmaddubsw |q| and w ^ sign (see q8_sign_split):
  * a pair sum is at most 2 * 127 * 128 and never saturates; vpmaddwd by ones then sums 4
- * products to int32.
- *
- * int4: per panel of 16 columns and per group of `block` rows, rows in pairs, one byte per
- * column holding the pair's two nibbles, each stored as q + 8 (0..15); vpmovzxbd widens 16 bytes
- * to 16 lanes.  Per group, x * (q - zero) is summed with one FMA per k (q - zero exact), and
- * the group's sum times its scale added to the row's: one multiply per group instead of one
- * per weight (Keras rounds each weight (q - zero) * scale first; both are within float
- * rounding of the exact product).  Same order, so same bits, on every path (fmaf in C).
+ * products to int32.  A tile whose rows hold no negative q (inputs after a relu) skips the
+ * xor: 3 vector operations per 32 products instead of 4.
  */
 #include "fd_qgemm.h"
 
@@ -39,12 +34,10 @@
 #endif
 
 #define QROWS 12                 /* rows per strip: quantized together, then run against every panel */
-#define Q4ROWS 4                 /* int4 rows per strip */
 #define QSTACK (32 * 1024)       /* quantized-strip bytes kept on the stack */
 #define AI static inline __attribute__((always_inline))
 
 static ptrdiff_t q_panels(ptrdiff_t n) { return (n + FD_QPANEL - 1) / FD_QPANEL; }
-static ptrdiff_t q_groups(ptrdiff_t k, ptrdiff_t block) { return (k + block - 1) / block; }
 
 /* ---------------------------------------------------------------- packing */
 
@@ -67,39 +60,6 @@ void fd_q8_pack(const int8_t *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, const 
         }
 }
 
-ptrdiff_t fd_q4_packed_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
-{
-    return q_panels(n) * q_groups(k, block) * ((block + 1) / 2) * FD_QPANEL;
-}
-
-ptrdiff_t fd_q4_params_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
-{
-    return q_groups(k, block) * q_panels(n) * FD_QPANEL;
-}
-
-void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
-                const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out)
-{
-    ptrdiff_t groups = q_groups(k, block), half = (block + 1) / 2, npad = q_panels(n) * FD_QPANEL;
-    ptrdiff_t pstride = groups * half * FD_QPANEL;
-    memset(wp, 0x88, (size_t)fd_q4_packed_size(k, n, block));   /* biased zeros */
-    for (ptrdiff_t kk = 0; kk < k; kk++) {
-        ptrdiff_t g = kk / block, t = (kk % block) / 2, high = (kk % block) % 2;
-        for (ptrdiff_t j = 0; j < n; j++) {
-            uint8_t *byte = wp + (j / FD_QPANEL) * pstride + (g * half + t) * FD_QPANEL + j % FD_QPANEL;
-            uint8_t nib = (uint8_t)((q[kk * ldq + j] + 8) & 15);
-            *byte = (uint8_t)(high ? (*byte & 0x0F) | (nib << 4) : (*byte & 0xF0) | nib);
-        }
-    }
-    for (ptrdiff_t g = 0; g < groups; g++)
-        for (ptrdiff_t j = 0; j < npad; j++) {
-            /* padded columns: scale 1 (a harmless divisor per unit) or 0 with zero 8 (weight 0) */
-            ptrdiff_t at = ((j / FD_QPANEL) * groups + g) * FD_QPANEL + j % FD_QPANEL;   /* panel-major */
-            scale_out[at] = j < n ? scale[g * n + j] : (zero ? 0.0f : 1.0f);
-            if (zero) zero_out[at] = 8.0f + (j < n ? (float)zero[g * n + j] : 0.0f);
-        }
-}
-
 fd_qweights fd_qweights_panels(const fd_qweights *w, ptrdiff_t p0, ptrdiff_t p1)
 {
     fd_qweights v = *w;
@@ -110,10 +70,7 @@ fd_qweights fd_qweights_panels(const fd_qweights *w, ptrdiff_t p0, ptrdiff_t p1)
         v.comp = w->comp + p0 * FD_QPANEL;
         v.scale = w->scale + p0 * FD_QPANEL;
     } else {
-        ptrdiff_t groups = q_groups(w->k, w->block);
-        v.w = (const uint8_t *)w->w + p0 * groups * ((w->block + 1) / 2) * FD_QPANEL;
-        v.scale = w->scale + p0 * groups * FD_QPANEL;
-        v.zero = w->zero ? w->zero + p0 * groups * FD_QPANEL : NULL;
+        fd_q4_panels_view(w, p0, &v);
     }
     return v;
 }
@@ -221,39 +178,6 @@ static void q8_strip_c(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t
             }
         }
     }
-}
-
-/* int4 sums, the same on every path: per group, acc_g = sum x * (q - zero) with one FMA per k,
-   then acc = fma(acc_g, scale, acc); one scale per unit: acc = sum x * q, divided at the end. */
-static void q4_strip_c(int mr, const fd_qweights *w, const float *x, ptrdiff_t ldx, float *c, ptrdiff_t ldc)
-{
-    ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2, panels = q_panels(w->n);
-    ptrdiff_t pstride = groups * half * FD_QPANEL;
-    const uint8_t *wp = (const uint8_t *)w->w;
-    for (int r = 0; r < mr; r++)
-        for (ptrdiff_t p = 0; p < panels; p++) {
-            float acc[FD_QPANEL] = {0};
-            for (ptrdiff_t g = 0; g < groups; g++) {
-                ptrdiff_t k0 = g * w->block, len = w->k - k0 < w->block ? w->k - k0 : w->block;
-                const uint8_t *base = wp + p * pstride + g * half * FD_QPANEL;
-                const float *zb = w->zero ? w->zero + (p * groups + g) * FD_QPANEL : NULL;
-                float part[FD_QPANEL] = {0};
-                for (ptrdiff_t kk = 0; kk < len; kk++) {
-                    float xv = x[r * ldx + k0 + kk];
-                    const uint8_t *row = base + (kk / 2) * FD_QPANEL;
-                    for (int col = 0; col < FD_QPANEL; col++) {
-                        float u = (float)(kk % 2 ? row[col] >> 4 : row[col] & 15);
-                        part[col] = fmaf(xv, u - (zb ? zb[col] : 8.0f), part[col]);   /* x * (q - zero) */
-                    }
-                }
-                for (int col = 0; col < FD_QPANEL; col++)
-                    acc[col] = zb ? fmaf(part[col], w->scale[(p * groups + g) * FD_QPANEL + col], acc[col]) : part[col];
-            }
-            for (int col = 0; col < FD_QPANEL && p * FD_QPANEL + col < w->n; col++) {
-                ptrdiff_t j = p * FD_QPANEL + col;
-                c[r * ldc + j] = w->zero ? acc[col] : acc[col] / w->scale[j];
-            }
-        }
 }
 
 #if FD_Q_X86 && defined(__GNUC__)
@@ -387,124 +311,47 @@ T_AVX512 static void q8_strip_512(int mr, const fd_qweights *w, const uint8_t *a
     }
 }
 
-/* Nibble u (= q + 8) to float without a conversion: (u | 2^23 bits) is the float 2^23 + u, so
-   (2^23 + u) - (2^23 + zero + 8) = q - zero exactly.  The high nibble is masked in place, giving
-   16 (q - zero), and multiplied by x / 16: the same product as x (q - zero), so the same sums as
-   the other paths (for |x| >= 2^-122, where x / 16 is exact). */
-T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, const fd_qweights *w,
-                             const float *x, ptrdiff_t ldx, ptrdiff_t p0, float *c, ptrdiff_t ldc)
-{
-    ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2;
-    ptrdiff_t pstride = groups * half * FD_QPANEL;
-    const uint8_t *wp = (const uint8_t *)w->w + p0 * pstride;
-    const __m512 magic = _mm512_set1_ps(8388608.0f);
-    const __m512i lo_mask = _mm512_set1_epi32(0x0F), hi_mask = _mm512_set1_epi32(0xF0);
-    const __m512i mi = _mm512_castps_si512(magic);
-    __m512 acc[4][4], part[4][4], zlo[4], zhi[4];
-    for (int r = 0; r < MR; r++)
-        for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
-    for (int p = 0; p < NP; p++) {   /* one scale per unit: q = u - 8 */
-        zlo[p] = _mm512_set1_ps(8388608.0f + 8.0f);
-        zhi[p] = _mm512_set1_ps(8388608.0f + 128.0f);
-    }
-    for (ptrdiff_t g = 0; g < groups; g++) {
-        ptrdiff_t k0 = g * w->block, len = w->k - k0 < w->block ? w->k - k0 : w->block;
-        const uint8_t *base = wp + g * half * FD_QPANEL;
-        for (int r = 0; r < MR; r++)
-            for (int p = 0; p < NP; p++) part[r][p] = GROUPED ? _mm512_setzero_ps() : acc[r][p];
-        if (GROUPED)
-            for (int p = 0; p < NP; p++) {
-                __m512 zb = _mm512_loadu_ps(w->zero + ((p0 + p) * groups + g) * FD_QPANEL);
-                zlo[p] = _mm512_add_ps(magic, zb);
-                zhi[p] = _mm512_fmadd_ps(zb, _mm512_set1_ps(16.0f), magic);   /* exact: integers < 2^24 */
-            }
-        for (ptrdiff_t kk = 0; kk < len; kk += 2) {
-            int two = len - kk >= 2;
-            __m512 wlo[4], whi[4];
-            for (int p = 0; p < NP; p++) {
-                __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(base + p * pstride + kk / 2 * FD_QPANEL)));
-                wlo[p] = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(v, lo_mask, mi, 0xEA)), zlo[p]);
-                whi[p] = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(v, hi_mask, mi, 0xEA)), zhi[p]);
-            }
-            for (int r = 0; r < MR; r++) {
-                __m512 x0 = _mm512_set1_ps(x[r * ldx + k0 + kk]);
-                for (int p = 0; p < NP; p++) part[r][p] = _mm512_fmadd_ps(x0, wlo[p], part[r][p]);
-                if (two) {
-                    __m512 x1 = _mm512_set1_ps(x[r * ldx + k0 + kk + 1] * 0.0625f);
-                    for (int p = 0; p < NP; p++) part[r][p] = _mm512_fmadd_ps(x1, whi[p], part[r][p]);
-                }
-            }
-        }
-        for (int p = 0; p < NP; p++) {
-            __m512 sc = GROUPED ? _mm512_loadu_ps(w->scale + ((p0 + p) * groups + g) * FD_QPANEL) : magic;
-            for (int r = 0; r < MR; r++)
-                acc[r][p] = GROUPED ? _mm512_fmadd_ps(part[r][p], sc, acc[r][p]) : part[r][p];
-        }
-    }
-    for (int p = 0; p < NP; p++) {
-        ptrdiff_t left = w->n - (p0 + p) * FD_QPANEL;
-        __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-        for (int r = 0; r < MR; r++) {
-            __m512 v = acc[r][p];
-            if (!GROUPED) v = _mm512_div_ps(v, _mm512_loadu_ps(w->scale + (p0 + p) * FD_QPANEL));
-            _mm512_mask_storeu_ps(c + r * ldc + (p0 + p) * FD_QPANEL, m, v);
-        }
-    }
-}
-
-T_AVX512 static void q4_strip_512(int mr, const fd_qweights *w, const float *x, ptrdiff_t ldx, float *c, ptrdiff_t ldc)
-{
-    ptrdiff_t panels = q_panels(w->n);
-    int npmax = mr == 1 ? 4 : mr == 2 ? 2 : 1;
-    for (ptrdiff_t p0 = 0; p0 < panels; p0 += npmax) {
-        int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;
-#define Q4_512(MR, NP)                                                        \
-    case MR * 8 + NP:                                                         \
-        if (w->zero) q4_tile_512(MR, NP, 1, w, x, ldx, p0, c, ldc);           \
-        else q4_tile_512(MR, NP, 0, w, x, ldx, p0, c, ldc);                   \
-        break;
-        switch (mr * 8 + np) {
-            Q4_512(1, 1) Q4_512(1, 2) Q4_512(1, 3) Q4_512(1, 4)
-            Q4_512(2, 1) Q4_512(2, 2) Q4_512(3, 1) Q4_512(4, 1)
-        }
-#undef Q4_512
-    }
-}
-
 /* ---------------------------------------------------------------- AVX2 and AVX-VNNI (256 bits) */
 
 T_AVX2 static float q8_row_256(ptrdiff_t k, const float *x, uint8_t *dst, ptrdiff_t kpad, int shift)
 {
-    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
-    __m256 vmax = zero, vbad = zero;
+    /* |x| as integers orders like the floats, and NaN / inf (>= 0x7F800000) above them all */
+    const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF);
+    __m256i vmax = _mm256_setzero_si256();
     ptrdiff_t kk = 0;
+    for (; kk + 8 <= k; kk += 8)
+        vmax = _mm256_max_epi32(vmax, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + kk)), abs_mask));
+    int32_t lanes[8], bits = 0;
+    _mm256_storeu_si256((__m256i *)lanes, vmax);
+    for (int l = 0; l < 8; l++) bits = lanes[l] > bits ? lanes[l] : bits;
+    for (; kk < k; kk++) {
+        int32_t b;
+        memcpy(&b, x + kk, 4);
+        b &= 0x7FFFFFFF;
+        bits = b > bits ? b : bits;
+    }
+    float amax;
+    memcpy(&amax, &bits, 4);
+    float s = q_row_scale(amax, bits >= 0x7F800000 ? 1.0f : 0.0f);
+    /* |x * s| <= 127 (+ rounding) for a finite row, so the int8 packs need only the clamp to
+       -127 (a NaN row's INT_MIN packs to -128, then -127 as before; its outputs are NaN) */
+    const __m256 vs = _mm256_set1_ps(s);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), lo8 = _mm256_set1_epi8(-127);
+    const __m256i flip = _mm256_set1_epi8((char)(shift ? 0x80 : 0));   /* + 128 as u8 */
+#define Q8_ROUND(off) \
+    _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + kk + (off)), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+    for (kk = 0; kk + 32 <= k; kk += 32) {
+        __m256i q16a = _mm256_packs_epi32(Q8_ROUND(0), Q8_ROUND(8)), q16b = _mm256_packs_epi32(Q8_ROUND(16), Q8_ROUND(24));
+        __m256i q8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q16a, q16b), order);
+        _mm256_storeu_si256((__m256i *)(dst + kk), _mm256_xor_si256(_mm256_max_epi8(q8, lo8), flip));
+    }
     for (; kk + 8 <= k; kk += 8) {
-        __m256 v = _mm256_loadu_ps(x + kk);
-        vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, v));
-        vbad = _mm256_add_ps(vbad, _mm256_mul_ps(v, zero));
+        __m256i q32 = Q8_ROUND(0);
+        __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q32), _mm256_extracti128_si256(q32, 1));
+        __m128i w8 = _mm_max_epi8(_mm_packs_epi16(w16, w16), _mm256_castsi256_si128(lo8));
+        _mm_storel_epi64((__m128i *)(dst + kk), _mm_xor_si128(w8, _mm256_castsi256_si128(flip)));
     }
-    float lanes[8], bad[8], amax = 0.0f, nonfinite = 0.0f;
-    _mm256_storeu_ps(lanes, vmax);
-    _mm256_storeu_ps(bad, vbad);
-    for (int l = 0; l < 8; l++) {
-        amax = lanes[l] > amax ? lanes[l] : amax;
-        nonfinite += bad[l];
-    }
-    for (ptrdiff_t t = kk; t < k; t++) {
-        float a = fabsf(x[t]);
-        amax = a > amax ? a : amax;
-        nonfinite += x[t] * 0.0f;
-    }
-    float s = q_row_scale(amax, nonfinite);
-    const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-    const __m256i vshift = _mm256_set1_epi32(shift);
-    for (kk = 0; kk + 8 <= k; kk += 8) {
-        __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + kk), vs), lo), hi);
-        __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), vshift);
-        __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-        __m128i w8 = shift ? _mm_packus_epi16(w16, w16) : _mm_packs_epi16(w16, w16);
-        _mm_storel_epi64((__m128i *)(dst + kk), w8);
-    }
+#undef Q8_ROUND
     for (; kk < k; kk++) {
         float v = x[kk] * s;
         v = v > -127.0f ? v : -127.0f;
@@ -583,15 +430,68 @@ T_AVX2 AI void q8_store_256(const int MR, const int NP, __m256i acc[12], const i
     }
 }
 
-/* AVX2: MR <= 4 rows x NP panels (2 NP vectors of 8 columns), 16 ymm registers in all. */
-T_AVX2 AI void q8_tile_avx2(const int MR, const int NP, ptrdiff_t k4, const uint8_t *a, const uint8_t *sign,
-                            ptrdiff_t lda, const int8_t *wp, ptrdiff_t pstride, const int32_t *fix, const float *ks,
-                            const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols, int f32)
+/* AVX2: MR <= 4 rows x NP panels (2 NP vectors of 8 columns), 16 ymm registers in all.
+   SIGNED 0: the tile's rows hold no negative q (all their fix are 0: inputs after a relu, or
+   images), so |q| = q and the sign xor, one of the 4 vector operations per 32 products, goes. */
+/* One k group of the 4 x 1 tile, in asm so that the 8 sums stay in registers: given the
+   intrinsics, gcc copies and spills some of them every step. */
+#define Q8_ROW_SIGNED(R)                                   \
+    "vpbroadcastd %[a" #R "], %[av]\n\t"                 \
+    "vpbroadcastd %[s" #R "], %[t1]\n\t"                 \
+    "vpxor %[w0], %[t1], %[t0]\n\t"                      \
+    "vpxor %[w1], %[t1], %[t1]\n\t"                      \
+    "vpmaddubsw %[t0], %[av], %[t0]\n\t"                 \
+    "vpmaddubsw %[t1], %[av], %[t1]\n\t"                 \
+    "vpmaddwd %[ones], %[t0], %[t0]\n\t"                 \
+    "vpmaddwd %[ones], %[t1], %[t1]\n\t"                 \
+    "vpaddd %[t0], %[c" #R "0], %[c" #R "0]\n\t"         \
+    "vpaddd %[t1], %[c" #R "1], %[c" #R "1]\n\t"
+#define Q8_ROW_UNSIGNED(R)                                 \
+    "vpbroadcastd %[a" #R "], %[av]\n\t"                 \
+    "vpmaddubsw %[w0], %[av], %[t0]\n\t"                 \
+    "vpmaddubsw %[w1], %[av], %[t1]\n\t"                 \
+    "vpmaddwd %[ones], %[t0], %[t0]\n\t"                 \
+    "vpmaddwd %[ones], %[t1], %[t1]\n\t"                 \
+    "vpaddd %[t0], %[c" #R "0], %[c" #R "0]\n\t"         \
+    "vpaddd %[t1], %[c" #R "1], %[c" #R "1]\n\t"
+
+T_AVX2 AI void q8_step_4x1(const int SIGNED, __m256i acc[8], __m256i ones, const int8_t *wg, const uint8_t *a,
+                           const uint8_t *sign, ptrdiff_t lda)
+{
+    __m256i av, t0, t1;
+    const __m256i w0 = _mm256_loadu_si256((const __m256i *)wg), w1 = _mm256_loadu_si256((const __m256i *)(wg + 32));
+#define Q8_OPERANDS                                                                                              \
+    : [c00] "+x"(acc[0]), [c01] "+x"(acc[1]), [c10] "+x"(acc[2]), [c11] "+x"(acc[3]), [c20] "+x"(acc[4]),       \
+      [c21] "+x"(acc[5]), [c30] "+x"(acc[6]), [c31] "+x"(acc[7]), [av] "=&x"(av), [t0] "=&x"(t0), [t1] "=&x"(t1) \
+    : [ones] "x"(ones), [w0] "x"(w0), [w1] "x"(w1), [a0] "m"(*(const int32_t *)a),                              \
+      [a1] "m"(*(const int32_t *)(a + lda)), [a2] "m"(*(const int32_t *)(a + 2 * lda)),                         \
+      [a3] "m"(*(const int32_t *)(a + 3 * lda))
+    if (SIGNED)
+        __asm__(Q8_ROW_SIGNED(0) Q8_ROW_SIGNED(1) Q8_ROW_SIGNED(2) Q8_ROW_SIGNED(3)
+                Q8_OPERANDS, [s0] "m"(*(const int32_t *)sign), [s1] "m"(*(const int32_t *)(sign + lda)),
+                [s2] "m"(*(const int32_t *)(sign + 2 * lda)), [s3] "m"(*(const int32_t *)(sign + 3 * lda)));
+    else
+        __asm__(Q8_ROW_UNSIGNED(0) Q8_ROW_UNSIGNED(1) Q8_ROW_UNSIGNED(2) Q8_ROW_UNSIGNED(3) Q8_OPERANDS);
+#undef Q8_OPERANDS
+}
+#undef Q8_ROW_SIGNED
+#undef Q8_ROW_UNSIGNED
+
+T_AVX2 AI void q8_tile_avx2(const int MR, const int NP, const int SIGNED, ptrdiff_t k4, const uint8_t *a,
+                            const uint8_t *sign, ptrdiff_t lda, const int8_t *wp, ptrdiff_t pstride,
+                            const int32_t *fix, const float *ks, const float *is, void *c, ptrdiff_t ldc,
+                            ptrdiff_t ncols, int f32)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i acc[12];
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < 2 * NP; v++) acc[r * 2 * NP + v] = _mm256_setzero_si256();
+    if (MR == 4 && NP == 1) {
+#pragma GCC unroll 2
+        for (ptrdiff_t g = 0; g < k4; g++) q8_step_4x1(SIGNED, acc, ones, wp + g * 64, a + 4 * g, sign + 4 * g, lda);
+        q8_store_256(MR, NP, acc, NULL, fix, ks, is, c, ldc, ncols, f32);
+        return;
+    }
 #pragma GCC unroll 2
     for (ptrdiff_t g = 0; g < k4; g++) {
         __m256i wv[8];
@@ -599,9 +499,9 @@ T_AVX2 AI void q8_tile_avx2(const int MR, const int NP, ptrdiff_t k4, const uint
             wv[v] = _mm256_loadu_si256((const __m256i *)(wp + (v / 2) * pstride + g * 64 + (v % 2) * 32));
         for (int r = 0; r < MR; r++) {
             __m256i av = _mm256_set1_epi32(load_i32(a + r * lda + 4 * g));
-            __m256i sv = _mm256_set1_epi32(load_i32(sign + r * lda + 4 * g));
+            __m256i sv = SIGNED ? _mm256_set1_epi32(load_i32(sign + r * lda + 4 * g)) : _mm256_setzero_si256();
             for (int v = 0; v < 2 * NP; v++) {
-                __m256i pairs = _mm256_maddubs_epi16(av, _mm256_xor_si256(wv[v], sv));
+                __m256i pairs = _mm256_maddubs_epi16(av, SIGNED ? _mm256_xor_si256(wv[v], sv) : wv[v]);
                 q_add_256(&acc[r * 2 * NP + v], _mm256_madd_epi16(pairs, ones));
             }
         }
@@ -635,15 +535,20 @@ T_AVX2 static void q8_rows_avx2(int mr, const fd_qweights *w, const uint8_t *a, 
                                 const float *is, void *c, ptrdiff_t ldc, int f32)
 {
     ptrdiff_t k4 = (w->k + 3) / 4, panels = q_panels(w->n), pstride = k4 * 64;
-    int npmax = mr <= 2 ? 2 : 1;
+    int npmax = mr <= 2 ? 2 : 1, negative = 0;
+    for (int r = 0; r < mr; r++) negative |= fix[r] != 0;
     for (ptrdiff_t p0 = 0; p0 < panels; p0 += npmax) {
         int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;
         const int8_t *wp = (const int8_t *)w->w + p0 * pstride;
         void *cp = f32 ? (void *)((float *)c + p0 * FD_QPANEL) : (void *)((int32_t *)c + p0 * FD_QPANEL);
-#define Q8_AVX2(MR, NP)                                                                                       \
-    case MR * 16 + NP:                                                                                        \
-        q8_tile_avx2(MR, NP, k4, a, a + QROWS * lda, lda, wp, pstride, fix, w->scale + p0 * FD_QPANEL, is, cp, \
-                     ldc, w->n - p0 * FD_QPANEL, f32);                                                        \
+#define Q8_AVX2(MR, NP)                                                                                          \
+    case MR * 16 + NP:                                                                                           \
+        if (negative)                                                                                            \
+            q8_tile_avx2(MR, NP, 1, k4, a, a + QROWS * lda, lda, wp, pstride, fix, w->scale + p0 * FD_QPANEL, is,  \
+                         cp, ldc, w->n - p0 * FD_QPANEL, f32);                                                   \
+        else                                                                                                     \
+            q8_tile_avx2(MR, NP, 0, k4, a, a + QROWS * lda, lda, wp, pstride, fix, w->scale + p0 * FD_QPANEL, is,  \
+                         cp, ldc, w->n - p0 * FD_QPANEL, f32);                                                   \
         break;
         switch (mr * 16 + np) { Q8_AVX2(1, 1) Q8_AVX2(1, 2) Q8_AVX2(2, 1) Q8_AVX2(2, 2) Q8_AVX2(3, 1) Q8_AVX2(4, 1) }
 #undef Q8_AVX2
@@ -689,76 +594,6 @@ T_AVXVNNI static void q8_rows_avxvnni(int mr, const fd_qweights *w, const uint8_
 Q8_STRIP_256(q8_strip_avx2, T_AVX2, q8_rows_avx2, 4)
 Q8_STRIP_256(q8_strip_avxvnni, T_AVXVNNI, q8_rows_avxvnni, 6)
 
-T_AVX2 AI void q4_tile_256(const int MR, const int NP, const int GROUPED, const fd_qweights *w,
-                           const float *x, ptrdiff_t ldx, ptrdiff_t p0, float *c, ptrdiff_t ldc)
-{
-    ptrdiff_t groups = q_groups(w->k, w->block), half = (w->block + 1) / 2;
-    ptrdiff_t pstride = groups * half * FD_QPANEL;
-    const uint8_t *wp = (const uint8_t *)w->w + p0 * pstride;
-    __m256 acc[4][4], part[4][4], zb[4];
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < 2 * NP; v++) acc[r][v] = _mm256_setzero_ps();
-    for (int v = 0; v < 2 * NP; v++) zb[v] = _mm256_set1_ps(8.0f);
-    for (ptrdiff_t g = 0; g < groups; g++) {
-        ptrdiff_t k0 = g * w->block, len = w->k - k0 < w->block ? w->k - k0 : w->block;
-        const uint8_t *base = wp + g * half * FD_QPANEL;
-        for (int r = 0; r < MR; r++)
-            for (int v = 0; v < 2 * NP; v++) part[r][v] = GROUPED ? _mm256_setzero_ps() : acc[r][v];
-        if (GROUPED)
-            for (int v = 0; v < 2 * NP; v++) zb[v] = _mm256_loadu_ps(w->zero + ((p0 + v / 2) * groups + g) * FD_QPANEL + 8 * (v % 2));
-        for (ptrdiff_t kk = 0; kk < len; kk += 2) {
-            int two = len - kk >= 2;
-            __m256 wlo[4], whi[4];
-            for (int v = 0; v < 2 * NP; v++) {
-                const uint8_t *src = base + (v / 2) * pstride + kk / 2 * FD_QPANEL + (v % 2) * 8;
-                __m256i u = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)src));
-                wlo[v] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(u, _mm256_set1_epi32(15))), zb[v]);
-                whi[v] = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(u, 4)), zb[v]);
-            }
-            for (int r = 0; r < MR; r++) {
-                __m256 x0 = _mm256_set1_ps(x[r * ldx + k0 + kk]);
-                for (int v = 0; v < 2 * NP; v++) part[r][v] = _mm256_fmadd_ps(x0, wlo[v], part[r][v]);
-                if (two) {
-                    __m256 x1 = _mm256_set1_ps(x[r * ldx + k0 + kk + 1]);
-                    for (int v = 0; v < 2 * NP; v++) part[r][v] = _mm256_fmadd_ps(x1, whi[v], part[r][v]);
-                }
-            }
-        }
-        for (int v = 0; v < 2 * NP; v++) {
-            __m256 sc = GROUPED ? _mm256_loadu_ps(w->scale + ((p0 + v / 2) * groups + g) * FD_QPANEL + 8 * (v % 2)) : zb[v];
-            for (int r = 0; r < MR; r++)
-                acc[r][v] = GROUPED ? _mm256_fmadd_ps(part[r][v], sc, acc[r][v]) : part[r][v];
-        }
-    }
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int v = 0; v < 2 * NP; v++) {
-        ptrdiff_t left = w->n - p0 * FD_QPANEL - 8 * v;
-        if (left <= 0) break;
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 8 ? left : 8)), iota);
-        for (int r = 0; r < MR; r++) {
-            __m256 y = acc[r][v];
-            if (!GROUPED) y = _mm256_div_ps(y, _mm256_loadu_ps(w->scale + p0 * FD_QPANEL + 8 * v));
-            _mm256_maskstore_ps(c + r * ldc + p0 * FD_QPANEL + 8 * v, m, y);
-        }
-    }
-}
-
-T_AVX2 static void q4_strip_256(int mr, const fd_qweights *w, const float *x, ptrdiff_t ldx, float *c, ptrdiff_t ldc)
-{
-    ptrdiff_t panels = q_panels(w->n);
-    int npmax = mr == 1 ? 2 : 1;
-    for (ptrdiff_t p0 = 0; p0 < panels; p0 += npmax) {
-        int np = panels - p0 < npmax ? (int)(panels - p0) : npmax;
-#define Q4_256(MR, NP)                                                      \
-    case MR * 8 + NP:                                                       \
-        if (w->zero) q4_tile_256(MR, NP, 1, w, x, ldx, p0, c, ldc);         \
-        else q4_tile_256(MR, NP, 0, w, x, ldx, p0, c, ldc);                 \
-        break;
-        switch (mr * 8 + np) { Q4_256(1, 1) Q4_256(1, 2) Q4_256(2, 1) Q4_256(3, 1) Q4_256(4, 1) }
-#undef Q4_256
-    }
-}
-
 #endif /* FD_Q_X86 */
 
 /* ---------------------------------------------------------------- dispatch */
@@ -767,25 +602,23 @@ typedef float (*q8_row_fn)(ptrdiff_t, const float *, uint8_t *, ptrdiff_t, int);
 typedef int32_t (*q8_split_fn)(ptrdiff_t, uint8_t *, uint8_t *);
 typedef void (*q8_strip_fn)(int, const fd_qweights *, const uint8_t *, ptrdiff_t, const int32_t *, const float *,
                             void *, ptrdiff_t, int);
-typedef void (*q4_strip_fn)(int, const fd_qweights *, const float *, ptrdiff_t, float *, ptrdiff_t);
 
 typedef struct {
     q8_row_fn row;
     q8_split_fn split;   /* AVX2: the strip's rows split into |q| and a sign plane (QROWS rows on) */
     q8_strip_fn strip;
-    q4_strip_fn strip4;
     int shift;           /* 128: the path multiplies u8 inputs (vpdpbusd) */
 } q_path;
 
 static int q_path_of(fd_qisa isa, q_path *path)
 {
     if ((unsigned)isa >= FD_QISA_COUNT || !fd_qisa_supported(isa)) return FD_ERR_ARG;
-    *path = (q_path){q8_row_c, NULL, q8_strip_c, q4_strip_c, 0};
+    *path = (q_path){q8_row_c, NULL, q8_strip_c, 0};
 #if FD_Q_X86 && defined(__GNUC__)
-    if (isa == FD_QISA_AVX2) *path = (q_path){q8_row_256, q8_sign_split, q8_strip_avx2, q4_strip_256, 0};
-    if (isa == FD_QISA_AVX_VNNI) *path = (q_path){q8_row_256, NULL, q8_strip_avxvnni, q4_strip_256, 128};
+    if (isa == FD_QISA_AVX2) *path = (q_path){q8_row_256, q8_sign_split, q8_strip_avx2, 0};
+    if (isa == FD_QISA_AVX_VNNI) *path = (q_path){q8_row_256, NULL, q8_strip_avxvnni, 128};
     if (isa == FD_QISA_AVX512_VNNI || isa == FD_QISA_AMX)
-        *path = (q_path){q8_row_512, NULL, q8_strip_512, q4_strip_512, 128};
+        *path = (q_path){q8_row_512, NULL, q8_strip_512, 128};
 #endif
     return FD_OK;
 }
@@ -867,19 +700,5 @@ int fd_q8_quantize_rows(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, const float *x, p
     if (q_path_of(isa, &path)) return FD_ERR_ARG;
     for (ptrdiff_t i = 0; i < m; i++)   /* unshifted: the int8 values themselves */
         scale[i] = path.row(k, x + i * ldx, (uint8_t *)(q + i * ldq), k, 0);
-    return FD_OK;
-}
-
-int fd_q4_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx,
-                const fd_act *act, const float *bias, float *c, ptrdiff_t ldc)
-{
-    q_path path;
-    if (w->bits != 4 || w->k < 1 || w->block < 1 || q_path_of(isa, &path)) return FD_ERR_ARG;
-    for (ptrdiff_t i0 = 0; i0 < m; i0 += Q4ROWS) {
-        int mr = m - i0 < Q4ROWS ? (int)(m - i0) : Q4ROWS;
-        float *cs = c + i0 * ldc;
-        path.strip4(mr, w, x + i0 * ldx, ldx, cs, ldc);
-        fd_epilogue_f32(act, bias, cs, ldc, cs, ldc, mr, w->n);
-    }
     return FD_OK;
 }

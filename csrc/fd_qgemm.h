@@ -77,6 +77,9 @@ ptrdiff_t fd_q4_params_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block);
 void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
                 const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out);
 
+/* int4 part of fd_qweights_panels: v's weights, scales and zeros from panel p0 on (fd_q4gemm.c). */
+void fd_q4_panels_view(const fd_qweights *w, ptrdiff_t p0, fd_qweights *v);
+
 /* The columns of panels [p0, p1) (0 <= p0 < p1 <= ceil(n / 16)) as weights of their own: a
    view into w, for splitting a layer's columns over threads (each column's sums are the same). */
 fd_qweights fd_qweights_panels(const fd_qweights *w, ptrdiff_t p0, ptrdiff_t p1);

@@ -34,7 +34,20 @@ typedef enum fd_tune {
     FD_TUNE_PLAN_BLOCK_BYTES = 2 << 20,  /* intermediates of one block: about L2 + a slice of L3 */
     FD_TUNE_PLAN_BLAS_BLOCK_BYTES = 64 << 20, /* multi-threaded BLAS: whole batches up to this scratch */
     FD_TUNE_PLAN_SMALL_BATCH = 48,       /* packed plans: batches up to this size split by samples ... */
-    FD_TUNE_PLAN_SMALL_BATCH_WORK = 1 << 20 /* ... when they are at least this many multiply-adds */
+    FD_TUNE_PLAN_SMALL_BATCH_WORK = 1 << 20, /* ... when they are at least this many multiply-adds */
+
+    /* ---- one block's dense steps (fd_plan.c step_cost_ns): a step splits over the pool when
+       its estimated time on one core exceeds this (a fork/join costs about 0.8 us) ... */
+    FD_TUNE_STEP_SPLIT_NS = 3000,
+    /* ... estimated as the larger of its weights' bytes read and its multiply-adds, at these
+       picoseconds each per kernel (one row, weights in L2), times FAR when the plan's weights
+       do not fit one core's L2 (FD_TUNE_L2_BYTES where the OS does not say) */
+    FD_TUNE_STEP_PS_PER_BYTE_F32 = 12, FD_TUNE_STEP_PS_PER_MAC_F32 = 11,
+    FD_TUNE_STEP_PS_PER_BYTE_F64 = 12, FD_TUNE_STEP_PS_PER_MAC_F64 = 22,
+    FD_TUNE_STEP_PS_PER_BYTE_Q8 = 7, FD_TUNE_STEP_PS_PER_MAC_Q8 = 3,
+    FD_TUNE_STEP_PS_PER_BYTE_Q4 = 7, FD_TUNE_STEP_PS_PER_MAC_Q4 = 32,
+    FD_TUNE_STEP_FAR = 2,
+    FD_TUNE_L2_BYTES = 1 << 20
 } fd_tune;
 
 #endif

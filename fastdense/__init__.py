@@ -55,6 +55,10 @@ def config_info() -> dict:
         "thread_policy": "fastdense pool (BLAS single-threaded)" if _kernels.own_threading()
                          else "BLAS-threaded, concurrent GEMMs take turns (fastdense's own kernels: its pool)",
         "cpu_count": _kernels.cpu_count(),
+        # csrc/fd_plan.c split_step: small batches (one block) thread each Dense by its cost
+        "small_batch_steps": (f"a Dense estimated under {_kernels.FD_TUNE_STEP_SPLIT_NS / 1000:g} us on one core runs "
+                              f"on the caller, a costlier one splits over the pool (L2 per core: "
+                              f"{_kernels.plan_l2_bytes() >> 10} KiB)"),
     }
 
 

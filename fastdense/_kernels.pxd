@@ -112,6 +112,7 @@ cdef extern from "fd_tune.h" nogil:
         FD_TUNE_PLAN_BLAS_BLOCK_BYTES
         FD_TUNE_PLAN_SMALL_BATCH
         FD_TUNE_PLAN_SMALL_BATCH_WORK
+        FD_TUNE_STEP_SPLIT_NS
 
 
 cdef extern from "fd_gemm.h" nogil:
@@ -169,3 +170,8 @@ cdef extern from "fd_plan.h" nogil:
     int fd_plan_check(const fd_plan *p)
     int fd_plan_run(const fd_plan *p, const void *const *inputs, void *const *outputs, ptrdiff_t m,
                     ptrdiff_t block, void *scratch, int max_tasks)
+    void fd_plan_set_split_policy(int mode)
+    int fd_plan_get_split_policy()
+    double fd_plan_step_cost_ns(const fd_plan *p, int s, ptrdiff_t m, int far)
+    int fd_plan_weights_far(const fd_plan *p)
+    double fd_plan_l2_bytes()

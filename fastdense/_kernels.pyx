@@ -226,6 +226,21 @@ def set_own_threading(int v):
     fd_set_own_threading(v)
 
 
+def plan_split_policy():
+    """How one block's dense steps are threaded: -1 by estimated cost, 0 never split, 1 always."""
+    return fd_plan_get_split_policy()
+
+
+def plan_l2_bytes():
+    """One core's L2 in bytes as the plan's thread policy counts it."""
+    return int(fd_plan_l2_bytes())
+
+
+def set_plan_split_policy(int mode):
+    """Testing and benchmarking hook: force plan_split_policy() (-1 restores the default)."""
+    fd_plan_set_split_policy(mode)
+
+
 def set_blas_int_max(ptrdiff_t v):
     """Testing hook: the largest dimension handed to one BLAS call (<= 0 restores INT_MAX)."""
     fd_set_blas_int_max(v)
@@ -538,6 +553,29 @@ cdef class Plan:
         free(self.c_bufs)
         free(self.c_src)
         free(self.c_cols)
+
+    def step_costs(self, ptrdiff_t rows):
+        """(estimated ns on one core, weights beyond one core's L2) of each step for one block of
+        `rows` samples (0.0 for steps other than dense ones): what the thread policy reads."""
+        cdef int far = fd_plan_weights_far(&self.plan)
+        return [fd_plan_step_cost_ns(&self.plan, i, rows, far) for i in range(self.plan.nsteps)], bool(far)
+
+    def run_one(self, cnp.ndarray x, cnp.ndarray y, ptrdiff_t m, ptrdiff_t block, cnp.ndarray scratch,
+                int max_tasks):
+        """run([x], [y], ...) for a plan of one input and one output, with fewer steps (the
+        shortcut of predict and calls); the same checks by the caller."""
+        cdef const void *ins[1]
+        cdef void *outs[1]
+        cdef void *s = cnp.PyArray_DATA(scratch)
+        cdef int rc
+        if self.n_inputs != 1 or self.n_outputs != 1:
+            raise ValueError(f"fastdense plan: run_one needs 1 input and 1 output, the plan has "
+                             f"{self.n_inputs} and {self.n_outputs}")
+        ins[0] = cnp.PyArray_DATA(x)
+        outs[0] = cnp.PyArray_DATA(y)
+        with nogil:
+            rc = fd_plan_run(&self.plan, ins, outs, m, block, s, max_tasks)
+        _check(rc, "plan")
 
     def run(self, list inputs, list outputs, ptrdiff_t m, ptrdiff_t block, cnp.ndarray scratch,
             int max_tasks):

@@ -130,7 +130,10 @@ cdef class QuantizedKernel:
         self.kernel = _read_only(np.array(kernel, order="C", copy=True))
         self.kernel_scale = _read_only(scale)
         self.kernel_zero = None if zero is None else _read_only(zero)
-        self._native = self.n > 0 and (mode == "int4" and not quantize_inputs or mode == "int8" and quantize_inputs)
+        # int4 with quantized inputs (Keras: per unit only) is an int8 product of int4 values:
+        # packed as int8 it runs every int8 path, exact int32 sums de-scaled as Keras does
+        self._native = self.n > 0 and (mode == "int4" and (not quantize_inputs or self.block_size == -1 and self.k <= FD_Q8_MAX_K)
+                                       or mode == "int8" and quantize_inputs)
         if self._native:
             self._pack(quantizers)
 
@@ -139,7 +142,10 @@ cdef class QuantizedKernel:
         cdef ptrdiff_t block = self.block_size if self.block_size > 0 else k
         cdef cnp.ndarray kern = <cnp.ndarray>self.kernel, sc = <cnp.ndarray>self.kernel_scale, q, zero
         cdef cnp.ndarray wp, comp, scale_out, zero_out
-        if self.mode == "int8":
+        cdef bint as_int8 = self.mode == "int8" or self.quantize_inputs
+        if as_int8:
+            if self.mode == "int4":
+                kern = np.ascontiguousarray(quantizers.unpack_int4(self.kernel, n, axis=-1))
             wp = _aligned_empty(fd_q8_packed_size(k, n), cnp.NPY_INT8, 1)
             comp = _aligned_empty(npad, cnp.NPY_INT32, 4)
             scale_out = _aligned_empty(npad, cnp.NPY_FLOAT32, 4)
@@ -165,7 +171,7 @@ cdef class QuantizedKernel:
         self._zero = None if zero_out is None else _read_only(zero_out)
         self._w.k = k
         self._w.n = n
-        self._w.bits = 8 if self.mode == "int8" else 4
+        self._w.bits = 8 if as_int8 else 4
         self._w.block = block
         self._w.w = cnp.PyArray_DATA(<cnp.ndarray>self._packed)
         self._w.comp = NULL if self._comp is None else <const int32_t *>cnp.PyArray_DATA(<cnp.ndarray>self._comp)

@@ -23,7 +23,15 @@ import numpy as np
 
 from fastdense import benchmark as B
 
-MODES = ("int8", "int4")
+MODES = ("int8", "int4", "int4-act")
+# Model.quantize's arguments per bench mode: "int4-act" is Keras's int4 with its activation
+# quantizer, Int4QuantizationConfig(block_size=-1, activation_quantizer=AbsMaxQuantizer(axis=-1)):
+# int4 weights, one scale per unit, inputs quantized per row (the int8 kernels run it)
+INT4_ACT_CONFIG = {"class_name": "Int4QuantizationConfig",
+                   "config": {"block_size": -1, "weight_quantizer": None,
+                              "activation_quantizer": {"class_name": "AbsMaxQuantizer", "config": {"axis": -1}}}}
+QUANTIZE_ARGS: dict[str, tuple[str, Any]] = {"int8": ("int8", None), "int4": ("int4", None),
+                                             "int4-act": ("int4", INT4_ACT_CONFIG)}
 
 
 def _fastdense_models(layers: Sequence[tuple[np.ndarray, np.ndarray, str]], mode: str) -> tuple[Any, Any]:
@@ -36,7 +44,8 @@ def _fastdense_models(layers: Sequence[tuple[np.ndarray, np.ndarray, str]], mode
         model.build((None, layers[0][0].shape[0]))
         model.set_weights([w for kernel, bias, _ in layers for w in (kernel, bias)])
         if quantize:
-            model.quantize(mode)
+            quant_mode, config = QUANTIZE_ARGS[mode]
+            model.quantize(quant_mode, config=config)
         models.append(model)
     return models[0], models[1]
 
@@ -153,6 +162,7 @@ TARGETS: dict[str, list[tuple[str, str, float]]] = {
                   ("onnxruntime int8", "all", 0.8), ("torch int8", "all", 1.0)],
     "int8 avx2": [("fastdense f32", ">=32", 0.7), ("onnxruntime int8", "all", 0.8), ("torch int8", "all", 1.0)],
     "int4": [("fastdense f32", "1", 0.35)],
+    "int4-act": [("fastdense f32", "1", 0.35)],
 }
 
 
@@ -163,8 +173,8 @@ def _applies(batches: str, batch: int) -> bool:
 def target_lines(report: Mapping[str, Any]) -> list[str]:
     """One line per issue-14 target the run measured: the paired ratio, the bound, met or not."""
     quant_path = report.get("paths", {}).get("quantized", "")
-    key = "int4" if report["mode"] == "int4" else ("int8 vnni" if "vnni" in quant_path or quant_path == "amx"
-                                                   else "int8 avx2")
+    vnni = "vnni" in quant_path or quant_path == "amx"
+    key = report["mode"] if report["mode"] in ("int4", "int4-act") else ("int8 vnni" if vnni else "int8 avx2")
     lines = [f"targets ({key}, quantized path {quant_path or '?'}):"]
     for other, batches, bound in TARGETS[key]:
         for row in report["results"]:
@@ -216,7 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastdense bench --quantize",
                                      description="Time the 784-512-512-10 MLP quantized by fastdense against "
                                      "its float32 self and the peers' dynamic int8 models.")
-    parser.add_argument("--quantize", default="int8", choices=MODES, help="fastdense's mode (default: int8)")
+    parser.add_argument("--quantize", default="int8", choices=MODES,
+                        help="fastdense's mode (default: int8; int4-act: int4 weights with Keras's activation "
+                        "quantizer, block_size -1)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a few seconds, noisier)")
     parser.add_argument("--batches", default=",".join(map(str, B.MLP_BATCHES)),
                         help="comma-separated batch sizes (default: %(default)s)")

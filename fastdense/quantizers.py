@@ -294,6 +294,19 @@ def read_policy(dtype: Any, quantization_config: Any = None) -> QuantizedPolicy:
     return QuantizedPolicy(base, block, _read_config(base, block, quantization_config), source)
 
 
+def config_dict(config: Any) -> Any:
+    """A quantization config as Keras serializes it: None and dicts as they are, a Keras
+    ``Int8QuantizationConfig`` / ``Int4QuantizationConfig`` object (anything with ``get_config``)
+    as ``{"class_name": its class name, "config": config.get_config()}``."""
+    if config is None or isinstance(config, Mapping):
+        return config
+    get_config = getattr(config, "get_config", None)
+    if not callable(get_config):
+        raise ValueError("quantization config must be None, a Keras Int8QuantizationConfig / "
+                         f"Int4QuantizationConfig or its config dict, got {type(config).__name__}")
+    return {"class_name": type(config).__name__, "config": dict(get_config())}
+
+
 def check_config(config: Any) -> str:
     """The mode (``"int8"`` / ``"int4"``) of a Keras quantization config dict, after checking it
     is one fastdense runs; ValueError otherwise."""

@@ -11,7 +11,7 @@ from fastdense import benchmark as B
 from fastdense import benchmark_quant as BQ
 
 
-@pytest.mark.parametrize("mode", ["int8", "int4"])
+@pytest.mark.parametrize("mode", ["int8", "int4", "int4-act"])
 def test_quantized_report(mode):
     report = BQ.run_quant([3], mode, quick=True, peers=False, progress=False)
     (row,) = report["results"]

@@ -77,8 +77,10 @@ def test_non_native_configurations_use_the_reference():
     weight_only = _kernels.QuantizedKernel("int8", q, s, None, -1, False)
     assert not weight_only.native
     np.testing.assert_array_equal(ops.dense(x, weight_only, b), Q.int8_dense_reference(x, q, s, b, quantize=False))
+    # per-unit int4 with quantized inputs runs natively on the int8 kernels (tests/test_q4_inputs.py)
     w4 = Q.quantize_int4(w, -1)
     w4a8 = _kernels.QuantizedKernel("int4", Q.pack_int4(w4.q), w4.scale, None, -1, True)
+    assert w4a8.native
     np.testing.assert_array_equal(ops.dense(x, w4a8, b), Q.int8_dense_reference(x, w4.q, w4.scale, b))
 
 

@@ -261,8 +261,10 @@ class Dense(Layer):
 
         ``mode`` is ``"int8"`` (inputs quantized per row, exact integer products) or
         ``"int4"`` (Keras's default: blocks of 128 input rows with zero points, float inputs);
-        ``config`` a Keras ``Int8QuantizationConfig`` / ``Int4QuantizationConfig`` config dict
-        (``block_size``, ``activation_quantizer``). See docs/quantization.md.
+        ``config`` a Keras ``Int8QuantizationConfig`` / ``Int4QuantizationConfig`` or its config
+        dict (``block_size``, ``activation_quantizer``): int4 with ``block_size=-1`` and
+        ``activation_quantizer=AbsMaxQuantizer(axis=-1)`` quantizes the inputs per row and runs
+        the int8 kernels on the int4 values. See docs/quantization.md.
 
         >>> import numpy as np
         >>> layer = Dense(2, input_shape=(2,))
@@ -284,6 +286,7 @@ class Dense(Layer):
         if mode not in ("int8", "int4"):
             raise ValueError(f"Invalid quantization mode for Dense '{self.name}': expected 'int8' or 'int4', "
                              f"got {mode!r}")
+        config = quantizers.config_dict(config)
         policy = quantizers.read_policy(f"{mode if mode == 'int8' else 'int4/' + str(_int4_block(config))}"
                                         "_from_float32", config)
         values = self._values

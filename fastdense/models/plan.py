@@ -60,13 +60,24 @@ class _Unsupported(Exception):
     """The model has something the plan does not cover: run it layer by layer."""
 
 
+class _LastRun:
+    """A thread's last run_one layout: m samples in blocks of ``block`` over ``tasks`` tasks."""
+
+    __slots__ = ("m", "block", "tasks", "scratch")
+
+    def __init__(self, m: int, block: int, tasks: int, scratch: np.ndarray) -> None:
+        self.m, self.block, self.tasks, self.scratch = m, block, tasks, scratch
+
+
 class CompiledPlan:
     """A model compiled for one dtype and one set of per-sample input shapes."""
 
     def __init__(self, plan: Any, dtype: np.dtype, out_shapes: list[tuple], sample_elems: int,
                  block: int, packed: bool = False, macs_per_sample: int = 0,
-                 ids: dict[int, tuple[int, str]] | None = None) -> None:
+                 ids: dict[int, tuple[int, str]] | None = None, records_losses: bool = False) -> None:
         self._plan = plan
+        # a layer records activity losses on calls: a call (not predict) must run layer by layer
+        self.records_losses = records_losses
         self._ids = ids or {}                    # input index -> (table rows, embedding) for gathers
         self._id_type = np.dtype(np.int32) if dtype == _F32 else np.dtype(np.int64)   # the gathers' ids
         self._packed = packed                    # every Dense runs the packed kernel
@@ -114,15 +125,23 @@ class CompiledPlan:
         if scratch is None or scratch.size < need:
             scratch = np.empty(need, self.dtype)
             self._local.scratch = scratch
+            self._local.last = None
         self._plan.run(arrays, outputs, m, block, scratch, tasks)
 
     def run_one(self, x: np.ndarray) -> np.ndarray:
         """``run([x])[0]`` for a plan with one input and one output, with fewer Python steps
-        (predict's shortcut)."""
+        (the shortcut of predict and calls): a packed plan reuses this thread's last (m, block,
+        tasks, scratch) while m stays the same (its layout depends on m alone)."""
         m = x.shape[0]
         y = np.empty((m,) + self.out_shapes[0], self.dtype)
-        if m:
-            self._execute([x], [y], m)
+        last = getattr(self._local, "last", None)
+        if last is None or last.m != m:
+            if m:
+                self._execute([x], [y], m)   # grows this thread's scratch as needed
+                if self._packed:
+                    self._local.last = _LastRun(m, *self._layout(m), self._local.scratch)
+            return y
+        self._plan.run_one(x, y, m, last.block, last.scratch, last.tasks)
         return y
 
     def run(self, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
@@ -600,7 +619,8 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     packed = bool(dense) and all((type(step.w) is ops.PackedKernel and step.w.packed is not None)
                                  or type(step.w) is ops.QuantizedKernel for step in dense)
     macs = sum(step.rows * step.k * step.n for step in dense)
-    return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed, macs, b.ids)
+    records = any(getattr(step.layer, "_activity_regularizer", None) is not None for step in steps)
+    return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed, macs, b.ids, records)
 
 
 def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,
@@ -620,7 +640,8 @@ def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,
 
 
 class LastPlan:
-    """The plan of a model's last one-input, one-output call, for predict's shortcut."""
+    """The plan of a model's last one-input, one-output run, for the shortcut of ``predict`` and
+    of calls (:meth:`PlanCache.shortcut`)."""
 
     __slots__ = ("generation", "dtype", "ndim", "tail", "plan")
 
@@ -651,6 +672,18 @@ class PlanCache:
         self.plans: dict[tuple, CompiledPlan | bool] = {}   # False: run layer by layer
         self.last: LastPlan | None = None
         self.generation = 0
+
+    def shortcut(self, x: Any, call: bool) -> CompiledPlan | None:
+        """The plan of the last run when ``x`` is an array like its input and no layer of the
+        model changed since (see the class docstring), so ``predict(x)`` (or, ``call``, the model
+        called on ``x``) can run it with no other Python step; else None. The caller checks
+        that the model has a single output."""
+        last = self.last
+        if (last is not None and type(x) is np.ndarray and x.dtype is last.dtype and x.ndim == last.ndim
+                and x.shape[1:] == last.tail and x.flags.c_contiguous and last.generation == self.generation
+                and not (call and last.plan.records_losses)):
+            return last.plan
+        return None
 
     def invalidate(self) -> None:
         """Forget every plan (a layer the plans were compiled from changed)."""
@@ -725,8 +758,8 @@ def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndar
             entry = cache.compile(model, key, dtype, record_losses)
     if entry is False:
         return None
-    if len(arrays) == 1 and len(entry.out_shapes) == 1 and not record_losses:
-        # for predict's shortcut (Functional.predict): the plan of the last one-input call
+    if len(arrays) == 1 and len(entry.out_shapes) == 1:
+        # for the shortcut of predict and calls (PlanCache.shortcut): the plan of the last one-input run
         cache.last = LastPlan(generation, dtype, first.ndim, first.shape[1:], entry)
     if out is not None:
         m = first.shape[0]

@@ -172,6 +172,10 @@ class Sequential(Model):
     # ---------------------------------------------------------------- calling
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        if not args and not kwargs and self.built and self._single_output:
+            plan = self._plan_cache.shortcut(inputs, call=True)   # as Functional.__call__
+            if plan is not None:
+                return plan.run_one(inputs)
         if not self.built:
             if isinstance(inputs, SymbolicTensor):
                 self.build(inputs.shape)
@@ -183,6 +187,10 @@ class Sequential(Model):
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto",
                 steps: Any = None, callbacks: Any = None, *, out: Any = None) -> Any:
+        if out is None and batch_size is None and self.built and self._single_output:
+            plan = self._plan_cache.shortcut(x, call=False)   # as Functional.predict
+            if plan is not None:
+                return plan.run_one(x)
         if not self.built:
             import numpy as np
 

@@ -23,7 +23,7 @@ def build(out: str) -> None:
     helpers_opt = os.environ.get("HELPERS_OPT", "-O3")
     with tempfile.TemporaryDirectory() as tmp:
         objects = []
-        for unit in ("fd_qgemm", "fd_qgemm_amx"):   # the kernels under test, with CC
+        for unit in ("fd_qgemm", "fd_q4gemm", "fd_qgemm_amx"):   # the kernels under test, with CC
             objects.append(f"{tmp}/{unit}.o")
             subprocess.run([cc, "-O3", *FLAGS, "-c", str(ROOT / f"csrc/{unit}.c"), "-o", objects[-1]], check=True)
         for unit in ("fd_act", "fd_gemm", "fd_cpu"):

@@ -9,6 +9,7 @@
  *                           m 1..40 too, below the rows fd_q8_dense hands it).
  *   qgemm_test bench        GOPS on one thread of the int8 / int4 layers and the float32
  *                           packed GEMM + epilogue at MLP shapes.
+ *   qgemm_test bench-mlp [ISA]  the MLP alone, batches 1 to 4096, one path or every one.
  *   qgemm_test bench-amx    AMX tiles against the AVX512-VNNI strips per number of rows: the
  *                           crossover behind FD_QAMX_MIN_ROWS.
  *
@@ -116,6 +117,12 @@ static void check_q8_shape(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, i
     int32_t *c = malloc(sizeof(int32_t) * (size_t)(m * (n + 3)));
     for (ptrdiff_t i = 0; i < k * n; i++) w[i] = extreme == 1 ? -128 : extreme == 2 ? 127 : (int8_t)rnd_int(-128, 127);
     for (ptrdiff_t i = 0; i < m * k; i++) q[i] = extreme == 1 ? 127 : extreme == 2 ? (i % 2 ? 127 : -127) : (int8_t)rnd_int(-127, 127);
+    if (extreme == 3)   /* no negative q (after a relu): AVX2's unsigned tiles */
+        for (ptrdiff_t i = 0; i < m * k; i++) q[i] = (int8_t)rnd_int(0, 127);
+    if (extreme == 4)   /* rows without negatives, except every fifth row's one: tiles of both kinds */
+        for (ptrdiff_t i = 0; i < m; i++)
+            for (ptrdiff_t kk = 0; kk < k; kk++)
+                q[i * k + kk] = (int8_t)(i % 5 == 3 && kk == (i * 7) % k ? -rnd_int(1, 127) : rnd_int(0, 127));
     for (ptrdiff_t j = 0; j < n; j++) ks[j] = 1.0f;
     q8_packed p = q8_make(w, k, n, ks);
     ptrdiff_t ldc = n + 3;
@@ -137,7 +144,7 @@ static void check_q8_shape(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, i
 
 static void check_q8_quantizer(fd_qisa isa)
 {
-    const ptrdiff_t ks_[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 784, 1029};
+    const ptrdiff_t ks_[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 40, 47, 64, 95, 100, 784, 1029};
     for (size_t t = 0; t < sizeof ks_ / sizeof ks_[0]; t++) {
         ptrdiff_t k = ks_[t], m = 6;
         float *x = malloc(sizeof(float) * (size_t)(m * k));
@@ -168,14 +175,14 @@ static void check_q8_quantizer(fd_qisa isa)
 }
 
 /* The whole layer: bias and de-scale bit for bit, relu applied, rows independent. */
-static void check_q8_dense(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n)
+static void check_q8_dense(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, int nonneg)
 {
     int8_t *w = malloc((size_t)(k * n)), *q = malloc((size_t)k);
     float *x = malloc(sizeof(float) * (size_t)(m * k)), *ks = malloc(sizeof(float) * (size_t)n);
     float *bias = malloc(sizeof(float) * (size_t)n), *c = malloc(sizeof(float) * (size_t)(m * n));
     float *one = malloc(sizeof(float) * (size_t)n);
     for (ptrdiff_t i = 0; i < k * n; i++) w[i] = (int8_t)rnd_int(-127, 127);
-    for (ptrdiff_t i = 0; i < m * k; i++) x[i] = rnd_float() * 3.0f;
+    for (ptrdiff_t i = 0; i < m * k; i++) x[i] = nonneg ? fabsf(rnd_float()) * 3.0f : rnd_float() * 3.0f;
     for (ptrdiff_t j = 0; j < n; j++) {
         ks[j] = 127.0f / (0.01f + fabsf(rnd_float()));
         bias[j] = rnd_float();
@@ -328,6 +335,9 @@ static int check(fd_qisa isa)
             shapes++;
         }
     for (ptrdiff_t m = 1; m <= 20; m++) check_q8_shape(isa, m, 37, 70, 0), shapes++;
+    const ptrdiff_t signs[][2] = {{1, 1}, {4, 17}, {37, 70}, {64, 512}, {129, 33}, {784, 512}, {1023, 16}};
+    for (size_t t = 0; t < sizeof signs / sizeof signs[0]; t++)
+        for (int e = 3; e <= 4; e++, shapes++) check_q8_shape(isa, rnd_int(1, 26), signs[t][0], signs[t][1], e);
     check_q8_shape(isa, 33, 300, 130, 0);
     check_q8_shape(isa, 64, 512, 64, 0);
     for (int e = 1; e <= 2; e++) {
@@ -337,7 +347,8 @@ static int check(fd_qisa isa)
     }
     check_q8_quantizer(isa);
     const ptrdiff_t dense[][3] = {{1, 20, 64}, {5, 64, 32}, {7, 33, 5}, {4, 784, 48}, {13, 129, 130}, {3, 1, 1}};
-    for (size_t t = 0; t < sizeof dense / sizeof dense[0]; t++) check_q8_dense(isa, dense[t][0], dense[t][1], dense[t][2]);
+    for (size_t t = 0; t < sizeof dense / sizeof dense[0]; t++)
+        for (int nonneg = 0; nonneg < 2; nonneg++) check_q8_dense(isa, dense[t][0], dense[t][1], dense[t][2], nonneg);
     const ptrdiff_t q4[][4] = {{1, 20, 64, 128}, {5, 64, 6, 128}, {3, 300, 33, 128}, {9, 257, 70, 7}, {2, 33, 17, 1},
                                {4, 40, 100, 3}, {1, 784, 512, 128}, {6, 129, 40, -1}, {1, 1, 1, -1}, {11, 64, 31, 64}};
     for (size_t t = 0; t < sizeof q4 / sizeof q4[0]; t++) check_q4_dense(isa, q4[t][0], q4[t][1], q4[t][2], q4[t][3]);
@@ -378,9 +389,9 @@ static double now(void)
 
 /* The 784-512-512-10 MLP (relu, relu, linear) layer after layer, as a model runs it: all
    weights in use, so float32's 2.7 MB do not stay in a 2 MB L2 while int8's 0.67 MB do. */
-static void mlp_bench(void)
+static void mlp_bench(const char *only, int big)
 {
-    const ptrdiff_t dims[4] = {784, 512, 512, 10}, batches[] = {1, 32, 256};
+    const ptrdiff_t dims[4] = {784, 512, 512, 10}, batches[] = {1, 32, 256, 4096};
     fd_act relu = {FD_ACT_RELU, {0.0, NAN, 0.0}}, linear = {FD_ACT_LINEAR, {0, 0, 0}};
     float *wp[3], *bias[3], *s4[3];
     int8_t *w8[3], *w4[3], *z4[3];
@@ -411,9 +422,10 @@ static void mlp_bench(void)
     printf("\nMLP 784-512-512-10 (relu, relu, linear), one thread, microseconds per call (ratio to float32)\n");
     printf("%5s %9s", "m", "f32");
     for (int isa = 1; isa < FD_QISA_COUNT; isa++)
-        if (fd_qisa_supported((fd_qisa)isa)) printf(" %15s %15s", fd_qisa_name((fd_qisa)isa), "int4");
+        if (fd_qisa_supported((fd_qisa)isa) && (!only || strcmp(only, fd_qisa_name((fd_qisa)isa)) == 0))
+            printf(" %15s %15s", fd_qisa_name((fd_qisa)isa), "int4");
     printf("\n");
-    for (size_t b = 0; b < 3; b++) {
+    for (size_t b = 0; b < (big ? 4u : 3u); b++) {
         ptrdiff_t m = batches[b];
         float *x = malloc(sizeof(float) * (size_t)(m * 784)), *h1 = malloc(sizeof(float) * (size_t)(m * 512));
         float *h2 = malloc(sizeof(float) * (size_t)(m * 512)), *y = malloc(sizeof(float) * (size_t)(m * 10));
@@ -425,11 +437,13 @@ static void mlp_bench(void)
         printf("%5td %9.1f", m, tf * 1e6);
         for (int isa = 1; isa < FD_QISA_COUNT; isa++) {
             fd_qisa q = (fd_qisa)isa;
-            if (!fd_qisa_supported(q)) continue;
+            if (!fd_qisa_supported(q) || (only && strcmp(only, fd_qisa_name(q)) != 0)) continue;
             TIME(t8, fd_q8_dense(q, &p8[0].w, m, x, 784, &relu, bias[0], h1, 512);
                      fd_q8_dense(q, &p8[1].w, m, h1, 512, &relu, bias[1], h2, 512);
                      fd_q8_dense(q, &p8[2].w, m, h2, 512, &linear, bias[2], y, 10));
-            TIME(t4, fd_q4_dense(q, &p4[0].w, m, x, 784, &relu, bias[0], h1, 512);
+            t4 = NAN;   /* bench-mlp: int8 alone */
+            if (!big)
+                TIME(t4, fd_q4_dense(q, &p4[0].w, m, x, 784, &relu, bias[0], h1, 512);
                      fd_q4_dense(q, &p4[1].w, m, h1, 512, &relu, bias[1], h2, 512);
                      fd_q4_dense(q, &p4[2].w, m, h2, 512, &linear, bias[2], y, 10));
             printf(" %7.1f (%4.2fx) %7.1f (%4.2fx)", t8 * 1e6, t8 / tf, t4 * 1e6, t4 / tf);
@@ -487,7 +501,7 @@ static int bench(void)
             q4_free(&p4);
             free(wf); free(x); free(c); free(ks); free(bias); free(s4); free(w8); free(w4); free(z4); free(wp);
         }
-    mlp_bench();
+    mlp_bench(NULL, 0);
     return 0;
 }
 
@@ -540,6 +554,10 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "bench") == 0) return bench();
     if (argc >= 2 && strcmp(argv[1], "bench-amx") == 0) return bench_amx();
+    if (argc >= 2 && strcmp(argv[1], "bench-mlp") == 0) {   /* [ISA]: that path alone, batches to 4096 */
+        mlp_bench(argc >= 3 ? argv[2] : NULL, 1);
+        return 0;
+    }
     if (argc >= 3 && strcmp(argv[1], "check") == 0) {
         for (int isa = 0; isa < FD_QISA_COUNT; isa++)
             if (strcmp(argv[2], fd_qisa_name((fd_qisa)isa)) == 0) return check((fd_qisa)isa);
