@@ -83,6 +83,14 @@ typedef struct {
     /* mr rows of packed x against tile_panels panels (or fewer: cols valid columns from b) */
     void (*tile_px)(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride, float *c,
                     ptrdiff_t ldc, int accumulate, ptrdiff_t cols);
+    /* few rows (few_rows to few_max_rows rows in whole x tiles per block; 0: never): tiles of few_rows rows
+       (few_rows / mr consecutive packed x tiles) against few_panels panels, so that a group of
+       panels stays in L1 while fewer row tiles than its size pays for take it from L2; meanwhile
+       the kc lines of the two panels at pf and pf + pstride come into L2 */
+    ptrdiff_t few_max_rows;
+    int few_rows, few_panels;
+    void (*tile_px_few)(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride, const float *pf,
+                        float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols);
     /* rows (< mr, or any up to mr for few columns) of x in place against panels [0, np) */
     void (*row_tile)(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx, const float *b,
                      ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t n);
@@ -114,14 +122,37 @@ static ptrdiff_t block_end(const gemm_path *g, ptrdiff_t i0, ptrdiff_t mc, ptrdi
 
 /* Rows [i0, i1) (whole tiles of at most mc rows, and fewer than mr more) of x against one K block [k0, k0 + kc) of packed panels b (panel
    p at b + p * pstride): x packed into xbuf for the whole row tiles, the last few rows as wide
-   tiles over every panel. */
+   tiles over every panel. cold: the call's first row block against packed weights, which come
+   from L3 or L2 for it (the path's few-rows tiles may run); later row blocks, and weights packed
+   per call, find them in L2, where the 6-row tiles are as fast or faster (18-row last block of
+   288 x 512 x 512 in 12 x 32 tiles: the product 3 % slower). */
 static void block_tiles(const gemm_path *g, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t n,
                         const float *x, ptrdiff_t rsx, ptrdiff_t csx, const float *b, ptrdiff_t pstride, float *c,
-                        ptrdiff_t ldc, float *xbuf)
+                        ptrdiff_t ldc, float *xbuf, int cold)
 {
     const ptrdiff_t np = (n + PANEL - 1) / PANEL, mr = g->mr, tp = g->tile_panels;
     const ptrdiff_t full = i0 + (i1 - i0) / mr * mr;          /* rows in whole tiles */
     g->pack_x(x + i0 * rsx + k0 * csx, rsx, csx, full - i0, kc, xbuf);
+    if (cold && g->tile_px_few && full - i0 >= g->few_rows && full - i0 <= g->few_max_rows) {
+        const ptrdiff_t fp = g->few_panels, fr = g->few_rows;
+        for (ptrdiff_t p = 0; p < np; p += fp) {
+            const ptrdiff_t cols = n - p * PANEL < fp * PANEL ? n - p * PANEL : fp * PANEL;
+            /* the first tile brings the next group (or the first of the next K block) from L3
+               while this one is multiplied: with few rows per group, a group's lines arriving
+               when their turn comes stalled the tiles (the MLP's 2.6 MiB of weights per call at
+               batch 32 do not fit the 2 MiB L2); the others prefetch their own group, in L1 */
+            const float *bp = b + p * pstride, *next = p + fp < np ? b + (p + fp) * pstride : b + kc * PANEL;
+            ptrdiff_t i = i0;
+            for (; i + fr <= full; i += fr, next = bp)
+                g->tile_px_few(kc, xbuf + (i - i0) * kc, bp, pstride, next, c + i * ldc + p * PANEL, ldc, k0 > 0, cols);
+            for (; i < full; i += mr)
+                g->tile_px(kc, xbuf + (i - i0) * kc, bp, pstride, c + i * ldc + p * PANEL, ldc, k0 > 0, cols);
+        }
+        if (full < i1)
+            g->row_tile((int)(i1 - full), kc, x + full * rsx + k0 * csx, rsx, csx, b, pstride, c + full * ldc, ldc,
+                        k0 > 0, n);
+        return;
+    }
     for (ptrdiff_t p = 0; p < np; p += tp) {
         const ptrdiff_t cols = n - p * PANEL < tp * PANEL ? n - p * PANEL : tp * PANEL;
         for (ptrdiff_t i = i0; i < full; i += mr)
@@ -158,14 +189,14 @@ static void gemm_packed(const gemm_path *g, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
         for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb)
             for (ptrdiff_t i0 = 0; i0 < m; i0 = block_end(g, i0, g->mc, m))
                 block_tiles(g, i0, block_end(g, i0, g->mc, m), k0, k - k0 < kcb ? k - k0 : kcb, n, x, rsx, csx,
-                            wp + k0 * PANEL, k * PANEL, c, ldc, xbuf);
+                            wp + k0 * PANEL, k * PANEL, c, ldc, xbuf, i0 == 0);
         return;
     }
     const ptrdiff_t mc = row_block(g, n);
     for (ptrdiff_t i0 = 0; i0 < m; i0 = block_end(g, i0, mc, m))
         for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb)
             block_tiles(g, i0, block_end(g, i0, mc, m), k0, k - k0 < kcb ? k - k0 : kcb, n, x, rsx, csx,
-                        wp + k0 * PANEL, k * PANEL, c, ldc, xbuf);
+                        wp + k0 * PANEL, k * PANEL, c, ldc, xbuf, i0 == 0);
 }
 
 /* The edge of a tile: the first `cols` of each row of `edge` (rows x width) go to c. */
@@ -322,6 +353,7 @@ _Static_assert(FD_AVX512_MR == FD_AVX2_MR, "the AVX-512 tiles take x as pack_x6 
 static const gemm_path path_avx512 = {
     .name = "avx512 6x64", .mr = FD_AVX512_MR, .tile_panels = 4, .mc = FD_AVX512_MC,
     .c_block_bytes = FD_AVX512_C_BLOCK_BYTES, .k_outer_bytes = FD_AVX512_K_OUTER_BYTES,
+    .few_max_rows = FD_AVX512_FEW_MAX_ROWS, .few_rows = 12, .few_panels = 2, .tile_px_few = tile_px_few_avx512,
     .pack_x = pack_x6, .tile_px = tile_px_avx512, .row_tile = row_tile_avx512};
 
 #elif defined(__aarch64__) && defined(__ARM_NEON)
@@ -409,7 +441,7 @@ static void gemm_kblocks(const gemm_path *g, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
             else
                 for (ptrdiff_t i0 = 0; i0 < m; i0 = block_end(g, i0, g->mc, m))
                     block_tiles(g, i0, block_end(g, i0, g->mc, m), k0, kc, cols, x, rsx, csx, wbuf, pstride,
-                                c + j0, ldc, xbuf);
+                                c + j0, ldc, xbuf, 0);
         }
     }
 }

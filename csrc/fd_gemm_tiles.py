@@ -29,6 +29,11 @@ class Isa(NamedTuple):
     tile_panels: int     # panels per tile for x packed by the path's pack_x (MR rows)
     target: str          # the fd_cpu.h target region the header is included in
     prefetch: str = ""   # prefetch of one cache line of the output, "{}" the address, or ""
+    prefetch_next: str = ""  # packed-x tiles: prefetch of one line of the panels to come, or ""
+    # (rows, panels) of a packed-x tile over several x tiles for few rows, or (); it prefetches
+    # the next panels with prefetch_next (the 6-row tiles do not: with the weights in L2 the
+    # prefetches slowed the 6 x 64 tile by 3-5 %, their L2 requests competing with its own)
+    few_rows_tile: tuple = ()
 
     @property
     def mr(self) -> int:
@@ -44,7 +49,8 @@ ISAS = [
     # peak with its data in L1; this one reaches 91-93 %: docs/cpu-paths.md)
     Isa("avx512", "__m512", 16, "_mm512_setzero_ps()", "_mm512_loadu_ps", "_mm512_fmadd_ps",
         "_mm512_set1_ps(*({}))", "store_zmm", "mask",
-        (4, 4, 4, 4, 4, 4), 4, "AVX-512", "_mm_prefetch((const char *)({}), _MM_HINT_T1)"),
+        (4, 4, 4, 4, 4, 4), 4, "AVX-512", "_mm_prefetch((const char *)({}), _MM_HINT_T1)",
+        "_mm_prefetch((const char *)({}), _MM_HINT_T1)", (12, 2)),
     # aarch64: 6 rows x 1 panel, 24 q-register accumulators (of 32); vfmaq_f32 rounds once,
     # like the x86 FMAs, so the bits are the x86 paths' bits
     Isa("neon", "float32x4_t", 4, "vdupq_n_f32(0.0f)", "vld1q_f32", "neon_fma",
@@ -53,23 +59,28 @@ ISAS = [
 ]
 
 
-def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
+def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False, prefetch_next: bool = False) -> str:
     """b[kk * ldb + p * pstride + j] is the weight of column p * 16 + j at k = kk (packed
     panels: ldb = 16, pstride = 16 k or a little more). packed_x: x is a row tile packed by
-    pack_x (R values per k, contiguous), so the strides are constants and the loop unrolled."""
+    pack_x (MR values per k, contiguous; R a multiple of MR: R / MR consecutive x tiles, kc * MR
+    floats apart), so the strides are constants and the loop unrolled. prefetch_next: the tile
+    also brings the two panels at pf and pf + pstride into L2, one line of each per k."""
     vp = PANEL // isa.lanes                     # vectors per panel
     vecs = vp * p_count
     acc = [[f"a{r}_{v}" for v in range(vecs)] for r in range(r_count)]
     name = f"tile_{isa.name}_{r_count}x{p_count}" + ("_px" if packed_x else "")
     strides = "" if packed_x else " ptrdiff_t rsx, ptrdiff_t csx,"
     ldb = "" if packed_x else " ptrdiff_t ldb,"
+    pf = " const float *pf," if prefetch_next else ""
     lines = [
         f"static void {name}(ptrdiff_t kc, const float *x,{strides}",
-        f"        const float *b,{ldb} ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
+        f"        const float *b,{ldb} ptrdiff_t pstride,{pf} float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
         "{",
     ]
     if packed_x:
-        lines.append(f"    const ptrdiff_t rsx = 1, csx = {r_count}, ldb = PANEL;")
+        assert r_count % isa.mr == 0, (isa, r_count)
+        xt = f", xt = kc * {isa.mr}" if r_count > isa.mr else ""   # the next x tile
+        lines.append(f"    const ptrdiff_t rsx = 1, csx = {isa.mr}, ldb = PANEL{xt};")
     lines.append("    (void)rsx; (void)pstride;   /* unused by some shapes */")
     for row in acc:
         lines.append(f"    {isa.vec} " + ", ".join(f"{a} = {isa.zero}" for a in row) + ";")
@@ -85,12 +96,17 @@ def tile(isa: Isa, r_count: int, p_count: int, packed_x: bool = False) -> str:
         "    for (ptrdiff_t kk = 0; kk < kc; kk++) {",
         "        const float *bk = b + kk * ldb, *xk = x + kk * csx;",
     ]
+    if prefetch_next:
+        lines.append("        " + isa.prefetch_next.format("pf + kk * PANEL") + "; "
+                     + isa.prefetch_next.format("pf + pstride + kk * PANEL") + ";")
     for v in range(vecs):
         offset = " + ".join(t for t in (f"{v // vp} * pstride" if v // vp else "",
                                         f"{isa.lanes * (v % vp)}" if v % vp else "") if t) or "0"
         lines.append(f"        const {isa.vec} b{v} = {isa.load}(bk + {offset});")
     for r, row in enumerate(acc):
         xr = f"xk + {r} * rsx" if r else "xk"
+        if packed_x and r >= isa.mr:
+            xr = f"xk + {r // isa.mr} * xt" + (f" + {r % isa.mr}" if r % isa.mr else "")
         lines.append(f"        const {isa.vec} x{r} = {isa.bcast.format(xr)};")   # one broadcast per row
         src = f"x{r}"
         for v, a in enumerate(row):
@@ -180,6 +196,33 @@ def tile_px(isa: Isa) -> str:
     return "\n".join(lines)
 
 
+def tile_px_few(isa: Isa) -> str:
+    """tile_px_few_<isa>: R = few_rows_tile[0] rows of packed x (R / MR consecutive x tiles) against
+    few_rows_tile[1] panels, or fewer when `cols` ends sooner; meanwhile the two panels at pf and
+    pf + pstride come into L2 (prefetch_next)."""
+    rows, panels = isa.few_rows_tile
+    lines = [
+        f"static void tile_px_few_{isa.name}(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,",
+        "        const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
+        "{",
+    ]
+    assert panels & (panels - 1) == 0, isa
+    for w in widths(panels):
+        call = f"tile_{isa.name}_{rows}x{w}_px(kc, xp, b, pstride, pf, c, ldc, accumulate, "
+        if w == panels and w > 1:
+            lines.append(f"    if (cols > {(w - 1) * PANEL}) {{ {call}cols); return; }}")
+        elif w > 1:
+            lines += [f"    if (cols > {(w - 1) * PANEL}) {{",
+                      f"        {call}cols < {w * PANEL} ? cols : {w * PANEL});",
+                      f"        if (cols <= {w * PANEL}) return;",
+                      f"        b += {w} * pstride, c += {w * PANEL}, cols -= {w * PANEL};",
+                      "    }"]
+        else:
+            lines.append(f"    {call}cols);")
+    lines.append("}")
+    return "\n".join(lines)
+
+
 def main(argv: list | None = None) -> None:
     """Write the headers next to this file, or into the directory argv[1]."""
     argv = sys.argv if argv is None else argv
@@ -191,7 +234,10 @@ def main(argv: list | None = None) -> None:
                   f"   row_tile_{isa.name} and tile_px_{isa.name} are its entry points. */\n")
         body = "\n\n".join([tile(isa, r, w) for r, p in enumerate(isa.row_panels, start=1) for w in widths(p)]
                            + [tile(isa, isa.mr, w, packed_x=True) for w in widths(isa.tile_panels)]
-                           + [row_tile(isa), tile_px(isa)])
+                           + [row_tile(isa), tile_px(isa)]
+                           + ([tile(isa, isa.few_rows_tile[0], w, packed_x=True, prefetch_next=True)
+                               for w in widths(isa.few_rows_tile[1])]
+                              + [tile_px_few(isa)] if isa.few_rows_tile else []))
         (out_dir / f"fd_gemm_tiles_{isa.name}.h").write_text(header + "\n" + body + "\n")
 
 

@@ -11,6 +11,12 @@
 #ifndef FD_AVX512_C_BLOCK_BYTES
 #define FD_AVX512_C_BLOCK_BYTES (64 * 1024)   /* output bytes per row block (packed path) */
 #endif
+#ifndef FD_AVX512_FEW_MAX_ROWS
+/* a call's first row block of 12 to this many rows in whole x tiles (packed weights) takes
+   12 x 32 tiles (two panels, in L1) instead of 6 x 64 (four panels, read from L2 by each of its
+   few tiles) */
+#define FD_AVX512_FEW_MAX_ROWS 24
+#endif
 #ifndef FD_AVX512_K_OUTER_BYTES
 /* packed weights larger than this run K blocks outermost: each K block of weights (up to 1 MiB
    at 1024 columns) stays in L2 for every row, the output goes out once per K block */

@@ -7,7 +7,7 @@ USAGE = """usage: fastdense COMMAND [ARGS]
 
 commands:
   info                          version, CPU path, BLAS library and threads
-  bench [--quick] [--quantize int8|int4] [--json P] [--plot P.png]
+  bench [--quick] [--quantize int8|int4|int4-act] [--json P] [--plot P.png]
                                 time a built-in 784-512-512-10 MLP against numpy (and torch,
                                 onnxruntime, keras when installed); no files needed
   predict MODEL INPUT -o OUTPUT [--columns ...] [--batch-size ROWS]

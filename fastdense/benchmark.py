@@ -782,7 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fastdense bench",
         description="Time a 784-512-512-10 MLP in fastdense against numpy, torch, "
-        "onnxruntime and Keras (those installed). With --quantize int8|int4: the MLP quantized "
+        "onnxruntime and Keras (those installed). With --quantize int8|int4|int4-act: the MLP quantized "
         "by Model.quantize against its float32 self and the peers' dynamic int8 models.",
     )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a few seconds, noisier)")

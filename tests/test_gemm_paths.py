@@ -20,13 +20,16 @@ _CHILD = textwrap.dedent("""
 
     rng = np.random.default_rng(7)
     out = {"path": np.array(_kernels.cpu_path())}
-    for m, k, n in [(1, 784, 512), (3, 300, 129), (5, 64, 1030), (12, 257, 48), (32, 512, 512),
-                    (37, 700, 33), (100, 17, 100), (600, 513, 96)]:
+    # 12-29 rows: the avx512 path's 12 x 32 tiles (one or two of them, a 6-row tile, row tiles)
+    for m, k, n in [(1, 784, 512), (3, 300, 129), (5, 64, 1030), (12, 257, 48), (14, 300, 70), (18, 784, 512),
+                    (29, 513, 100), (32, 512, 512), (37, 700, 33), (100, 17, 100), (600, 513, 96)]:
         x = rng.standard_normal((m, k)).astype(np.float32)
         w = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)
         b = rng.standard_normal(n).astype(np.float32)
         tag = f"{m}x{k}x{n}"
         out["packed_" + tag] = ops.dense(x, ops.pack_kernel(w), b, "relu")
+        out["rows_" + tag] = np.concatenate([ops.dense(x[i:i + 1], ops.pack_kernel(w), b, "relu")
+                                             for i in range(0, m, 1 + m // 8)])
         out["plain_" + tag] = ops.dense(x, w, b, "tanh")
         out["fortran_" + tag] = ops.dense(x, np.asfortranarray(w), b)
         out["x_" + tag], out["w_" + tag], out["b_" + tag] = x, w, b
@@ -57,7 +60,12 @@ def test_avx2_and_avx512_paths_give_the_same_bits(tmp_path):
     assert avx2.keys() == avx512.keys()
     mismatched = [key for key in avx2 if key != "path" and not np.array_equal(avx2[key], avx512[key])]
     assert not mismatched
-    for tag in ("1x784x512", "12x257x48", "600x513x96"):   # and right: within the float32 bound of float64
+    for key in avx512:   # a row alone: the bits it has in the batch
+        if key.startswith("rows_"):
+            m = int(key.split("_")[1].split("x")[0])
+            assert np.array_equal(avx512[key], avx512["packed_" + key[5:]][::1 + m // 8]), key
+    # and right: within the float32 bound of float64
+    for tag in ("1x784x512", "12x257x48", "18x784x512", "29x513x100", "600x513x96"):
         x, w, b = (avx512[f"{v}_{tag}"].astype(np.float64) for v in "xwb")
         ref, mag = x @ w + b, np.abs(x) @ np.abs(w) + np.abs(b)
         bound = (x.shape[1] + 3) * 2.0 ** -24 * mag

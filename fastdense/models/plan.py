@@ -105,8 +105,10 @@ class CompiledPlan:
                 block, cores = min(self.block, m), _kernels.cpu_count()
                 if cores > 1 and 6 * cores <= m <= _SMALL_BATCH and m * self._macs >= _SMALL_BATCH_WORK:
                     # a small batch: each core takes its samples through every layer (one join
-                    # per call instead of one per layer), in multiples of the kernel's 6 rows
-                    block = -(-(-(-m // cores)) // 6) * 6
+                    # per call instead of one per layer), in equal shares: at batch 32 on avx512
+                    # 16 rows a core take 120-130 us against 137-150 us for 18 (multiples of
+                    # the 6-row tile), on avx2 238 against 250 us (see docs/gemm.md)
+                    block = -(-m // cores)
                 layout = block, max(1, min(cores, -(-m // block)))
                 if len(self._layouts) < 64:
                     self._layouts[m] = layout

@@ -5,6 +5,9 @@
  *   gemm_bench gemm M K N [M K N ...]  -> "gemm <kernel> <entry> M K N <GFLOP/s>" per shape and
  *                                         entry: packed, plain (K blocks packed per call), direct
  *                                         (2-5 rows)
+ *   gemm_bench paired M K N [...]      -> "paired <kernel> <entry> M K N <GFLOP/s> <peak> <ratio>":
+ *                                         pairs of (FMA loop of the path's width, 10 ms, then
+ *                                         the GEMM, 10 ms or one call), back to back; medians
  *
  * Built and run by bench/bench_paths.py (which sets the path); plain C, no Python. */
 #include <stdio.h>
@@ -129,6 +132,77 @@ static double time_gemm(int entry, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, const 
     return best;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return v[n / 2];
+}
+
+/* One entry point at m x k x n, timed right after the FMA loop of the path's vector width, PAIRS
+   times: a change of clock speed (turbo shared with other tenants, another process on the
+   other core) between the two halves of a pair is rarer than over a whole run. Medians of the
+   GEMM's GFLOP/s, the loop's, and of their ratio per pair. */
+#define PAIRS 21
+static void time_paired(int entry, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, const float *x, const float *w,
+                        const float *wp, float *c, double out[3])
+{
+    double gemm[PAIRS], peak[PAIRS], ratio[PAIRS];
+#if FD_X86_DISPATCH
+    double (*loop)(long) = fd_cpu_level() >= 2 ? peak_avx512 : peak_avx2;
+    const long iters = fd_cpu_level() >= 2 ? 400000 : 800000;   /* about 1 ms at the peak */
+#endif
+    for (int pair = -1; pair < PAIRS; pair++) {   /* pair -1 warms up */
+        double p = 0;
+#if FD_X86_DISPATCH
+        for (int r = 0; r < 10; r++) p += loop(iters) / 10;
+#endif
+        int calls = 0;
+        const double t0 = now();
+        double t;
+        do {
+            int rc = entry == 0 ? fd_gemm_packed_f32(m, n, k, x, k, 1, wp, c, n)
+                                : fd_gemm_kblocks_f32(m, n, k, x, k, 1, w, n, 0, c, n);
+            if (rc) { fprintf(stderr, "gemm failed\n"); exit(1); }
+            calls++;
+            t = now() - t0;
+        } while (t < 0.01);
+        if (pair < 0) continue;
+        gemm[pair] = 2.0 * (double)m * (double)k * (double)n * calls / t * 1e-9;
+        peak[pair] = p;
+        ratio[pair] = p > 0 ? gemm[pair] / p : 0;
+    }
+    out[0] = median(gemm, PAIRS), out[1] = median(peak, PAIRS), out[2] = median(ratio, PAIRS);
+}
+
+static int cmd_paired(int argc, char **argv)
+{
+    if (!fd_packed_available()) { printf("paired none\n"); return 0; }
+    for (int a = 0; a + 2 < argc; a += 3) {
+        const ptrdiff_t m = atol(argv[a]), k = atol(argv[a + 1]), n = atol(argv[a + 2]);
+        float *x = malloc(sizeof(float) * (size_t)(m * k)), *w = malloc(sizeof(float) * (size_t)(k * n));
+        float *wp = aligned_alloc(64, (sizeof(float) * (size_t)fd_pack_f32_size(k, n) + 64) / 64 * 64);
+        float *c = malloc(sizeof(float) * (size_t)(m * n));
+        for (ptrdiff_t i = 0; i < m * k; i++) x[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
+        for (ptrdiff_t i = 0; i < k * n; i++) w[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
+        fd_pack_f32(w, n, 0, k, n, wp);
+        for (int entry = 0; entry < 2; entry++) {
+            double r[3];
+            time_paired(entry, m, k, n, x, w, wp, c, r);
+            printf("paired %s %s %td %td %td %.1f %.1f %.3f\n", fd_gemm_kernel_name(), entry ? "plain" : "packed",
+                   m, k, n, r[0], r[1], r[2]);
+            fflush(stdout);
+        }
+        free(x); free(w); free(wp); free(c);
+    }
+    return 0;
+}
+
 static int cmd_gemm(int argc, char **argv)
 {
     if (!fd_packed_available()) { printf("gemm none\n"); return 0; }
@@ -154,6 +228,7 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "peak")) return cmd_peak();
     if (argc >= 5 && !strcmp(argv[1], "gemm")) return cmd_gemm(argc - 2, argv + 2);
-    fprintf(stderr, "usage: gemm_bench peak | gemm M K N [M K N ...]\n");
+    if (argc >= 5 && !strcmp(argv[1], "paired")) return cmd_paired(argc - 2, argv + 2);
+    fprintf(stderr, "usage: gemm_bench peak | gemm M K N [M K N ...] | paired M K N [M K N ...]\n");
     return 2;
 }
