@@ -170,6 +170,27 @@ def row_tile(isa: Isa) -> str:
     return "\n".join(lines)
 
 
+def _panel_widths_dispatch(call: str, panels: int) -> list:
+    """The body that runs `call` (a tile call without its last argument, `cols`) on the widest
+    tile first, then narrower ones: before width w (halving from `panels`) cols <= (2 w - 1) * 16,
+    so after it <= (w - 1) * 16."""
+    assert panels & (panels - 1) == 0, panels
+    lines = []
+    for w in widths(panels):
+        wcall = call.format(w=w)
+        if w == panels and w > 1:
+            lines.append(f"    if (cols > {(w - 1) * PANEL}) {{ {wcall}cols); return; }}")
+        elif w > 1:
+            lines += [f"    if (cols > {(w - 1) * PANEL}) {{",
+                      f"        {wcall}cols < {w * PANEL} ? cols : {w * PANEL});",
+                      f"        if (cols <= {w * PANEL}) return;",
+                      f"        b += {w} * pstride, c += {w * PANEL}, cols -= {w * PANEL};",
+                      "    }"]
+        else:
+            lines.append(f"    {wcall}cols);")
+    return lines
+
+
 def tile_px(isa: Isa) -> str:
     """tile_px_<isa>: MR rows of packed x against tile_panels panels, or fewer when `cols`
     ends sooner (the last panels of n)."""
@@ -178,20 +199,8 @@ def tile_px(isa: Isa) -> str:
         "        float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
         "{",
     ]
-    # before width w (halving from tile_panels) cols <= (2 w - 1) * 16, so after it <= (w - 1) * 16
-    assert isa.tile_panels & (isa.tile_panels - 1) == 0, isa
-    for w in widths(isa.tile_panels):
-        call = f"tile_{isa.name}_{isa.mr}x{w}_px(kc, xp, b, pstride, c, ldc, accumulate, "
-        if w == isa.tile_panels and w > 1:
-            lines.append(f"    if (cols > {(w - 1) * PANEL}) {{ {call}cols); return; }}")
-        elif w > 1:
-            lines += [f"    if (cols > {(w - 1) * PANEL}) {{",
-                      f"        {call}cols < {w * PANEL} ? cols : {w * PANEL});",
-                      f"        if (cols <= {w * PANEL}) return;",
-                      f"        b += {w} * pstride, c += {w * PANEL}, cols -= {w * PANEL};",
-                      "    }"]
-        else:
-            lines.append(f"    {call}cols);")
+    call = f"tile_{isa.name}_{isa.mr}x{{w}}_px(kc, xp, b, pstride, c, ldc, accumulate, "
+    lines += _panel_widths_dispatch(call, isa.tile_panels)
     lines.append("}")
     return "\n".join(lines)
 
@@ -206,19 +215,8 @@ def tile_px_few(isa: Isa) -> str:
         "        const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
         "{",
     ]
-    assert panels & (panels - 1) == 0, isa
-    for w in widths(panels):
-        call = f"tile_{isa.name}_{rows}x{w}_px(kc, xp, b, pstride, pf, c, ldc, accumulate, "
-        if w == panels and w > 1:
-            lines.append(f"    if (cols > {(w - 1) * PANEL}) {{ {call}cols); return; }}")
-        elif w > 1:
-            lines += [f"    if (cols > {(w - 1) * PANEL}) {{",
-                      f"        {call}cols < {w * PANEL} ? cols : {w * PANEL});",
-                      f"        if (cols <= {w * PANEL}) return;",
-                      f"        b += {w} * pstride, c += {w * PANEL}, cols -= {w * PANEL};",
-                      "    }"]
-        else:
-            lines.append(f"    {call}cols);")
+    call = f"tile_{isa.name}_{rows}x{{w}}_px(kc, xp, b, pstride, pf, c, ldc, accumulate, "
+    lines += _panel_widths_dispatch(call, panels)
     lines.append("}")
     return "\n".join(lines)
 
