@@ -34,6 +34,10 @@ class Isa(NamedTuple):
     # the next panels with prefetch_next (the 6-row tiles do not: with the weights in L2 the
     # prefetches slowed the 6 x 64 tile by 3-5 %, their L2 requests competing with its own)
     few_rows_tile: tuple = ()
+    # (rows, panels) of a tile reading x in place for outputs of at most that many panels (a
+    # softmax layer's 10 columns) over many rows, or (): more FMA chains in flight than an MR-row
+    # tile of one or two panels has
+    narrow_tile: tuple = ()
 
     @property
     def mr(self) -> int:
@@ -50,7 +54,7 @@ ISAS = [
     Isa("avx512", "__m512", 16, "_mm512_setzero_ps()", "_mm512_loadu_ps", "_mm512_fmadd_ps",
         "_mm512_set1_ps(*({}))", "store_zmm", "mask",
         (4, 4, 4, 4, 4, 4), 4, "AVX-512", "_mm_prefetch((const char *)({}), _MM_HINT_T1)",
-        "_mm_prefetch((const char *)({}), _MM_HINT_T1)", (12, 2)),
+        "_mm_prefetch((const char *)({}), _MM_HINT_T1)", (12, 2), (12, 2)),
     # aarch64: 6 rows x 1 panel, 24 q-register accumulators (of 32); vfmaq_f32 rounds once,
     # like the x86 FMAs, so the bits are the x86 paths' bits
     Isa("neon", "float32x4_t", 4, "vdupq_n_f32(0.0f)", "vld1q_f32", "neon_fma",
@@ -221,6 +225,21 @@ def tile_px_few(isa: Isa) -> str:
     return "\n".join(lines)
 
 
+def narrow_tile(isa: Isa) -> str:
+    """narrow_tile_<isa>: R = narrow_tile[0] rows of x read in place against the first (at most
+    narrow_tile[1]) panels, `cols` columns of them."""
+    rows, panels = isa.narrow_tile
+    lines = [
+        f"static void narrow_tile_{isa.name}(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,",
+        "        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
+        "{",
+    ]
+    call = f"tile_{isa.name}_{rows}x{{w}}(kc, x, rsx, csx, b, PANEL, pstride, c, ldc, accumulate, "
+    lines += _panel_widths_dispatch(call, panels)
+    lines.append("}")
+    return "\n".join(lines)
+
+
 def main(argv: list | None = None) -> None:
     """Write the headers next to this file, or into the directory argv[1]."""
     argv = sys.argv if argv is None else argv
@@ -235,7 +254,9 @@ def main(argv: list | None = None) -> None:
                            + [row_tile(isa), tile_px(isa)]
                            + ([tile(isa, isa.few_rows_tile[0], w, packed_x=True, prefetch_next=True)
                                for w in widths(isa.few_rows_tile[1])]
-                              + [tile_px_few(isa)] if isa.few_rows_tile else []))
+                              + [tile_px_few(isa)] if isa.few_rows_tile else [])
+                           + ([tile(isa, isa.narrow_tile[0], w) for w in widths(isa.narrow_tile[1])]
+                              + [narrow_tile(isa)] if isa.narrow_tile else []))
         (out_dir / f"fd_gemm_tiles_{isa.name}.h").write_text(header + "\n" + body + "\n")
 
 

@@ -1373,3 +1373,193 @@ static void tile_px_few_avx512(ptrdiff_t kc, const float *xp, const float *b, pt
     if (cols > 16) { tile_avx512_12x2_px(kc, xp, b, pstride, pf, c, ldc, accumulate, cols); return; }
     tile_avx512_12x1_px(kc, xp, b, pstride, pf, c, ldc, accumulate, cols);
 }
+
+static void tile_avx512_12x2(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
+        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+{
+    (void)rsx; (void)pstride;   /* unused by some shapes */
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
+    __m512 a2_0 = _mm512_setzero_ps(), a2_1 = _mm512_setzero_ps();
+    __m512 a3_0 = _mm512_setzero_ps(), a3_1 = _mm512_setzero_ps();
+    __m512 a4_0 = _mm512_setzero_ps(), a4_1 = _mm512_setzero_ps();
+    __m512 a5_0 = _mm512_setzero_ps(), a5_1 = _mm512_setzero_ps();
+    __m512 a6_0 = _mm512_setzero_ps(), a6_1 = _mm512_setzero_ps();
+    __m512 a7_0 = _mm512_setzero_ps(), a7_1 = _mm512_setzero_ps();
+    __m512 a8_0 = _mm512_setzero_ps(), a8_1 = _mm512_setzero_ps();
+    __m512 a9_0 = _mm512_setzero_ps(), a9_1 = _mm512_setzero_ps();
+    __m512 a10_0 = _mm512_setzero_ps(), a10_1 = _mm512_setzero_ps();
+    __m512 a11_0 = _mm512_setzero_ps(), a11_1 = _mm512_setzero_ps();
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
+        const __m512 b0 = _mm512_loadu_ps(bk + 0);
+        const __m512 b1 = _mm512_loadu_ps(bk + 1 * pstride);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        a0_1 = _mm512_fmadd_ps(x0, b1, a0_1);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        a1_1 = _mm512_fmadd_ps(x1, b1, a1_1);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        a2_1 = _mm512_fmadd_ps(x2, b1, a2_1);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
+        a3_1 = _mm512_fmadd_ps(x3, b1, a3_1);
+        const __m512 x4 = _mm512_set1_ps(*(xk + 4 * rsx));
+        a4_0 = _mm512_fmadd_ps(x4, b0, a4_0);
+        a4_1 = _mm512_fmadd_ps(x4, b1, a4_1);
+        const __m512 x5 = _mm512_set1_ps(*(xk + 5 * rsx));
+        a5_0 = _mm512_fmadd_ps(x5, b0, a5_0);
+        a5_1 = _mm512_fmadd_ps(x5, b1, a5_1);
+        const __m512 x6 = _mm512_set1_ps(*(xk + 6 * rsx));
+        a6_0 = _mm512_fmadd_ps(x6, b0, a6_0);
+        a6_1 = _mm512_fmadd_ps(x6, b1, a6_1);
+        const __m512 x7 = _mm512_set1_ps(*(xk + 7 * rsx));
+        a7_0 = _mm512_fmadd_ps(x7, b0, a7_0);
+        a7_1 = _mm512_fmadd_ps(x7, b1, a7_1);
+        const __m512 x8 = _mm512_set1_ps(*(xk + 8 * rsx));
+        a8_0 = _mm512_fmadd_ps(x8, b0, a8_0);
+        a8_1 = _mm512_fmadd_ps(x8, b1, a8_1);
+        const __m512 x9 = _mm512_set1_ps(*(xk + 9 * rsx));
+        a9_0 = _mm512_fmadd_ps(x9, b0, a9_0);
+        a9_1 = _mm512_fmadd_ps(x9, b1, a9_1);
+        const __m512 x10 = _mm512_set1_ps(*(xk + 10 * rsx));
+        a10_0 = _mm512_fmadd_ps(x10, b0, a10_0);
+        a10_1 = _mm512_fmadd_ps(x10, b1, a10_1);
+        const __m512 x11 = _mm512_set1_ps(*(xk + 11 * rsx));
+        a11_0 = _mm512_fmadd_ps(x11, b0, a11_0);
+        a11_1 = _mm512_fmadd_ps(x11, b1, a11_1);
+    }
+    if (cols == 32) {
+        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
+        store_zmm(accumulate, c + 0 * ldc + 16, a0_1);
+        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
+        store_zmm(accumulate, c + 1 * ldc + 16, a1_1);
+        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
+        store_zmm(accumulate, c + 2 * ldc + 16, a2_1);
+        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
+        store_zmm(accumulate, c + 3 * ldc + 16, a3_1);
+        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
+        store_zmm(accumulate, c + 4 * ldc + 16, a4_1);
+        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
+        store_zmm(accumulate, c + 5 * ldc + 16, a5_1);
+        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
+        store_zmm(accumulate, c + 6 * ldc + 16, a6_1);
+        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
+        store_zmm(accumulate, c + 7 * ldc + 16, a7_1);
+        store_zmm(accumulate, c + 8 * ldc + 0, a8_0);
+        store_zmm(accumulate, c + 8 * ldc + 16, a8_1);
+        store_zmm(accumulate, c + 9 * ldc + 0, a9_0);
+        store_zmm(accumulate, c + 9 * ldc + 16, a9_1);
+        store_zmm(accumulate, c + 10 * ldc + 0, a10_0);
+        store_zmm(accumulate, c + 10 * ldc + 16, a10_1);
+        store_zmm(accumulate, c + 11 * ldc + 0, a11_0);
+        store_zmm(accumulate, c + 11 * ldc + 16, a11_1);
+        return;
+    }
+    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
+    store_zmm_part(accumulate, c + 0 * ldc + 16, a0_1, cols - 16);
+    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
+    store_zmm_part(accumulate, c + 1 * ldc + 16, a1_1, cols - 16);
+    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
+    store_zmm_part(accumulate, c + 2 * ldc + 16, a2_1, cols - 16);
+    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
+    store_zmm_part(accumulate, c + 3 * ldc + 16, a3_1, cols - 16);
+    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
+    store_zmm_part(accumulate, c + 4 * ldc + 16, a4_1, cols - 16);
+    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
+    store_zmm_part(accumulate, c + 5 * ldc + 16, a5_1, cols - 16);
+    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
+    store_zmm_part(accumulate, c + 6 * ldc + 16, a6_1, cols - 16);
+    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
+    store_zmm_part(accumulate, c + 7 * ldc + 16, a7_1, cols - 16);
+    store_zmm_part(accumulate, c + 8 * ldc + 0, a8_0, cols - 0);
+    store_zmm_part(accumulate, c + 8 * ldc + 16, a8_1, cols - 16);
+    store_zmm_part(accumulate, c + 9 * ldc + 0, a9_0, cols - 0);
+    store_zmm_part(accumulate, c + 9 * ldc + 16, a9_1, cols - 16);
+    store_zmm_part(accumulate, c + 10 * ldc + 0, a10_0, cols - 0);
+    store_zmm_part(accumulate, c + 10 * ldc + 16, a10_1, cols - 16);
+    store_zmm_part(accumulate, c + 11 * ldc + 0, a11_0, cols - 0);
+    store_zmm_part(accumulate, c + 11 * ldc + 16, a11_1, cols - 16);
+}
+
+static void tile_avx512_12x1(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
+        const float *b, ptrdiff_t ldb, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+{
+    (void)rsx; (void)pstride;   /* unused by some shapes */
+    __m512 a0_0 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps();
+    __m512 a2_0 = _mm512_setzero_ps();
+    __m512 a3_0 = _mm512_setzero_ps();
+    __m512 a4_0 = _mm512_setzero_ps();
+    __m512 a5_0 = _mm512_setzero_ps();
+    __m512 a6_0 = _mm512_setzero_ps();
+    __m512 a7_0 = _mm512_setzero_ps();
+    __m512 a8_0 = _mm512_setzero_ps();
+    __m512 a9_0 = _mm512_setzero_ps();
+    __m512 a10_0 = _mm512_setzero_ps();
+    __m512 a11_0 = _mm512_setzero_ps();
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * ldb, *xk = x + kk * csx;
+        const __m512 b0 = _mm512_loadu_ps(bk + 0);
+        const __m512 x0 = _mm512_set1_ps(*(xk));
+        a0_0 = _mm512_fmadd_ps(x0, b0, a0_0);
+        const __m512 x1 = _mm512_set1_ps(*(xk + 1 * rsx));
+        a1_0 = _mm512_fmadd_ps(x1, b0, a1_0);
+        const __m512 x2 = _mm512_set1_ps(*(xk + 2 * rsx));
+        a2_0 = _mm512_fmadd_ps(x2, b0, a2_0);
+        const __m512 x3 = _mm512_set1_ps(*(xk + 3 * rsx));
+        a3_0 = _mm512_fmadd_ps(x3, b0, a3_0);
+        const __m512 x4 = _mm512_set1_ps(*(xk + 4 * rsx));
+        a4_0 = _mm512_fmadd_ps(x4, b0, a4_0);
+        const __m512 x5 = _mm512_set1_ps(*(xk + 5 * rsx));
+        a5_0 = _mm512_fmadd_ps(x5, b0, a5_0);
+        const __m512 x6 = _mm512_set1_ps(*(xk + 6 * rsx));
+        a6_0 = _mm512_fmadd_ps(x6, b0, a6_0);
+        const __m512 x7 = _mm512_set1_ps(*(xk + 7 * rsx));
+        a7_0 = _mm512_fmadd_ps(x7, b0, a7_0);
+        const __m512 x8 = _mm512_set1_ps(*(xk + 8 * rsx));
+        a8_0 = _mm512_fmadd_ps(x8, b0, a8_0);
+        const __m512 x9 = _mm512_set1_ps(*(xk + 9 * rsx));
+        a9_0 = _mm512_fmadd_ps(x9, b0, a9_0);
+        const __m512 x10 = _mm512_set1_ps(*(xk + 10 * rsx));
+        a10_0 = _mm512_fmadd_ps(x10, b0, a10_0);
+        const __m512 x11 = _mm512_set1_ps(*(xk + 11 * rsx));
+        a11_0 = _mm512_fmadd_ps(x11, b0, a11_0);
+    }
+    if (cols == 16) {
+        store_zmm(accumulate, c + 0 * ldc + 0, a0_0);
+        store_zmm(accumulate, c + 1 * ldc + 0, a1_0);
+        store_zmm(accumulate, c + 2 * ldc + 0, a2_0);
+        store_zmm(accumulate, c + 3 * ldc + 0, a3_0);
+        store_zmm(accumulate, c + 4 * ldc + 0, a4_0);
+        store_zmm(accumulate, c + 5 * ldc + 0, a5_0);
+        store_zmm(accumulate, c + 6 * ldc + 0, a6_0);
+        store_zmm(accumulate, c + 7 * ldc + 0, a7_0);
+        store_zmm(accumulate, c + 8 * ldc + 0, a8_0);
+        store_zmm(accumulate, c + 9 * ldc + 0, a9_0);
+        store_zmm(accumulate, c + 10 * ldc + 0, a10_0);
+        store_zmm(accumulate, c + 11 * ldc + 0, a11_0);
+        return;
+    }
+    store_zmm_part(accumulate, c + 0 * ldc + 0, a0_0, cols - 0);
+    store_zmm_part(accumulate, c + 1 * ldc + 0, a1_0, cols - 0);
+    store_zmm_part(accumulate, c + 2 * ldc + 0, a2_0, cols - 0);
+    store_zmm_part(accumulate, c + 3 * ldc + 0, a3_0, cols - 0);
+    store_zmm_part(accumulate, c + 4 * ldc + 0, a4_0, cols - 0);
+    store_zmm_part(accumulate, c + 5 * ldc + 0, a5_0, cols - 0);
+    store_zmm_part(accumulate, c + 6 * ldc + 0, a6_0, cols - 0);
+    store_zmm_part(accumulate, c + 7 * ldc + 0, a7_0, cols - 0);
+    store_zmm_part(accumulate, c + 8 * ldc + 0, a8_0, cols - 0);
+    store_zmm_part(accumulate, c + 9 * ldc + 0, a9_0, cols - 0);
+    store_zmm_part(accumulate, c + 10 * ldc + 0, a10_0, cols - 0);
+    store_zmm_part(accumulate, c + 11 * ldc + 0, a11_0, cols - 0);
+}
+
+static void narrow_tile_avx512(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,
+        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)
+{
+    if (cols > 16) { tile_avx512_12x2(kc, x, rsx, csx, b, PANEL, pstride, c, ldc, accumulate, cols); return; }
+    tile_avx512_12x1(kc, x, rsx, csx, b, PANEL, pstride, c, ldc, accumulate, cols);
+}

@@ -20,9 +20,11 @@ _CHILD = textwrap.dedent("""
 
     rng = np.random.default_rng(7)
     out = {"path": np.array(_kernels.cpu_path())}
-    # 12-29 rows: the avx512 path's 12 x 32 tiles (one or two of them, a 6-row tile, row tiles)
+    # 12-29 rows: the avx512 path's 12 x 32 tiles (one or two of them, a 6-row tile, row tiles);
+    # at most 32 columns over many rows: its narrow 12-row tiles, x read in place in row blocks
     for m, k, n in [(1, 784, 512), (3, 300, 129), (5, 64, 1030), (12, 257, 48), (14, 300, 70), (18, 784, 512),
-                    (29, 513, 100), (32, 512, 512), (37, 700, 33), (100, 17, 100), (600, 513, 96)]:
+                    (29, 513, 100), (32, 512, 512), (37, 700, 33), (100, 17, 100), (600, 513, 96),
+                    (203, 512, 10), (1100, 513, 26), (130, 300, 32)]:
         x = rng.standard_normal((m, k)).astype(np.float32)
         w = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)
         b = rng.standard_normal(n).astype(np.float32)
@@ -36,7 +38,7 @@ _CHILD = textwrap.dedent("""
     model = Sequential([Dense(512, activation="relu", input_shape=(784,)), Dense(512, activation="relu"),
                         Dense(10, activation="softmax")])
     model.set_weights([(rng.standard_normal(a.shape) / 20).astype(np.float32) for a in model.get_weights()])
-    for batch in (1, 32, 256):
+    for batch in (1, 32, 256, 4096):
         out[f"mlp_{batch}"] = model.predict(rng.standard_normal((batch, 784)).astype(np.float32))
     np.savez(sys.argv[1], **out)
 """)
@@ -65,7 +67,7 @@ def test_avx2_and_avx512_paths_give_the_same_bits(tmp_path):
             m = int(key.split("_")[1].split("x")[0])
             assert np.array_equal(avx512[key], avx512["packed_" + key[5:]][::1 + m // 8]), key
     # and right: within the float32 bound of float64
-    for tag in ("1x784x512", "12x257x48", "18x784x512", "29x513x100", "600x513x96"):
+    for tag in ("1x784x512", "12x257x48", "18x784x512", "29x513x100", "600x513x96", "203x512x10", "1100x513x26"):
         x, w, b = (avx512[f"{v}_{tag}"].astype(np.float64) for v in "xwb")
         ref, mag = x @ w + b, np.abs(x) @ np.abs(w) + np.abs(b)
         bound = (x.shape[1] + 3) * 2.0 ** -24 * mag
