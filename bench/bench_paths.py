@@ -20,6 +20,7 @@ much less the paired one.
 
     python bench/bench_paths.py                         # the default shapes
     python bench/bench_paths.py --shapes 288x1024x1024,64x784x512 --cc clang
+    python bench/bench_paths.py --mlp                   # the default shapes and the MLP's layers at 4096
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["tests/c/gemm_bench.c", "csrc/fd_gemm.c", "csrc/fd_cpu.c"]
 PATHS = ["avx2", "avx512"]
 SHAPES = ["288x1024x1024", "1024x1024x1024", "32x512x512", "256x784x512", "4096x512x512"]
+# the 784-512-512-10 MLP's three layers at batch 4096 (`fastdense bench`): --mlp
+MLP_SHAPES = ["4096x784x512", "4096x512x512", "4096x512x10"]
 TARGET = 0.90   # issue 15: GEMM GFLOP/s >= 90 % of the register-only FMA peak of its path
 
 
@@ -75,9 +78,11 @@ def cpu_name() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated MxKxN")
+    parser.add_argument("--mlp", action="store_true",
+                        help=f"also the MLP's layers at batch 4096 ({', '.join(MLP_SHAPES)})")
     parser.add_argument("--cc", default=os.environ.get("CC") or shutil.which("cc") or "gcc")
     args = parser.parse_args()
-    shapes = [s.split("x") for s in args.shapes.split(",")]
+    shapes = [s.split("x") for s in args.shapes.split(",") + (MLP_SHAPES if args.mlp else [])]
     with tempfile.TemporaryDirectory() as tmp:
         exe = build(args.cc, Path(tmp))
         wall0, busy0, kids0 = time.perf_counter(), busy_cpu_seconds(), os.times()
