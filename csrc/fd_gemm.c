@@ -98,6 +98,11 @@ typedef struct {
     int narrow_rows, narrow_panels;
     void (*narrow_tile)(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx, const float *b, ptrdiff_t pstride,
                         float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols);
+    /* at most column_cols columns (0: none): column_rows rows (x at rsx, k contiguous) against every K
+       block of one panel in column tiles (rows in the vector lanes), into c */
+    int column_rows, column_cols;
+    void (*column_group)(ptrdiff_t k, ptrdiff_t kcb, const float *x, ptrdiff_t rsx, const float *b, float *c,
+                         ptrdiff_t ldc, ptrdiff_t n, float *xt);
     /* rows (< mr, or any up to mr for few columns) of x in place against panels [0, np) */
     void (*row_tile)(int rows, ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx, const float *b,
                      ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t n);
@@ -194,12 +199,19 @@ static void gemm_packed(const gemm_path *g, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
     if (use_direct(g, m, n)) {
         /* rows outermost: a block's x is read from memory once, in order, and its output stays
            in L1 across the K blocks (the panels, at most 2 x 16 columns, stay in L1 or L2) */
+        float *xt = n <= g->column_cols && csx == 1 && m >= g->column_rows
+                        ? aligned_alloc(64, (size_t)KC_MAX * (size_t)g->column_rows * sizeof(float)) : NULL;
         for (ptrdiff_t i0 = 0; i0 < m; i0 += DIRECT_ROW_BLOCK) {
             const ptrdiff_t rows = m - i0 < DIRECT_ROW_BLOCK ? m - i0 : DIRECT_ROW_BLOCK;
-            for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb)
-                block_direct(g, rows, k0, k - k0 < kcb ? k - k0 : kcb, n, x + i0 * rsx, rsx, csx, wp + k0 * PANEL,
-                             k * PANEL, c + i0 * ldc, ldc);
+            ptrdiff_t i = i0;
+            if (xt)   /* (without it, the row tiles: the same bits) */
+                for (; i + g->column_rows <= i0 + rows; i += g->column_rows)
+                    g->column_group(k, kcb, x + i * rsx, rsx, wp, c + i * ldc, ldc, n, xt);
+            for (ptrdiff_t k0 = 0; k0 < k && i < i0 + rows; k0 += kcb)
+                block_direct(g, i0 + rows - i, k0, k - k0 < kcb ? k - k0 : kcb, n, x + i * rsx, rsx, csx,
+                             wp + k0 * PANEL, k * PANEL, c + i * ldc, ldc);
         }
+        free(xt);
         return;
     }
     if ((size_t)fd_pack_f32_size(k, n) * sizeof(float) > g->k_outer_bytes) {
@@ -349,6 +361,65 @@ static inline __attribute__((always_inline)) void store_zmm_part(int accumulate,
 /* the same for 16-float vectors: row_tile_avx512, tile_px_avx512 */
 #include "fd_gemm_tiles_avx512.h"
 
+/* r[0..15] (16 x 16 floats) transposed in place: r[i][j] <- r[j][i] */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {   /* 2 x 2 blocks of the 128-bit lanes' elements */
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {   /* 4 x 4 blocks within each 128-bit lane */
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {       /* then the 128-bit lanes: 4 x 4 of them */
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    }
+}
+
+/* 32 rows of x (k contiguous, rows rsx apart) against every K block of one packed panel b in
+   column tiles: each K block of x packed transposed (xt[kk * 32 + r], 32 KiB), the chains' sums
+   added up per K block in ct as the row tiles add them in c (same order, same bits), then ct
+   transposed into c once. For outputs of at most 12 columns, where a row tile uses 12 or fewer
+   of a vector's 16 lanes and broadcasts one x per FMA: 4096 x 512 x 10, one thread, ... */
+static void column_group_avx512(ptrdiff_t k, ptrdiff_t kcb, const float *x, ptrdiff_t rsx, const float *b, float *c,
+                                ptrdiff_t ldc, ptrdiff_t n, float *xt)
+{
+    enum { ROWS = 32 };
+    _Alignas(64) float ct[2 * PANEL * 16] = {0};
+    for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb) {
+        const ptrdiff_t kc = k - k0 < kcb ? k - k0 : kcb;
+        ptrdiff_t kk = 0;
+        for (; kk + 16 <= kc; kk += 16)
+            for (int half = 0; half < 2; half++) {
+                __m512 r[16];
+                for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(x + (half * 16 + i) * rsx + k0 + kk);
+                transpose16(r);
+                for (int i = 0; i < 16; i++) _mm512_store_ps(xt + (kk + i) * ROWS + half * 16, r[i]);
+            }
+        for (; kk < kc; kk++)
+            for (int i = 0; i < ROWS; i++) xt[kk * ROWS + i] = x[i * rsx + k0 + kk];
+        column_tile_avx512(n, kc, xt, b + k0 * PANEL, ct, k0 > 0);
+    }
+    const __mmask16 mask = (__mmask16)((1u << n) - 1);
+    for (int half = 0; half < 2; half++) {
+        __m512 r[16];
+        for (int j = 0; j < 16; j++) r[j] = _mm512_load_ps(ct + (half * PANEL + j) * 16);
+        transpose16(r);
+        for (int i = 0; i < 16; i++) _mm512_mask_storeu_ps(c + (half * 16 + i) * ldc, mask, r[i]);
+    }
+}
+
 /* the direct kernel, 16 floats per vector: direct_rows_R_avx512 */
 #define FD_DSFX avx512
 #define FD_DVEC __m512
@@ -372,6 +443,7 @@ static const gemm_path path_avx512 = {
     .c_block_bytes = FD_AVX512_C_BLOCK_BYTES, .k_outer_bytes = FD_AVX512_K_OUTER_BYTES,
     .few_max_rows = FD_AVX512_FEW_MAX_ROWS, .few_rows = 12, .few_panels = 2, .tile_px_few = tile_px_few_avx512,
     .narrow_rows = 12, .narrow_panels = 2, .narrow_tile = narrow_tile_avx512,
+    .column_rows = 32, .column_cols = 8, .column_group = column_group_avx512,
     .pack_x = pack_x6, .tile_px = tile_px_avx512, .row_tile = row_tile_avx512};
 
 #elif defined(__aarch64__) && defined(__ARM_NEON)

@@ -38,6 +38,10 @@ class Isa(NamedTuple):
     # softmax layer's 10 columns) over many rows, or (): more FMA chains in flight than an MR-row
     # tile of one or two panels has
     narrow_tile: tuple = ()
+    # most columns of a column tile (0: none): 2 vectors of rows (2 * lanes rows of x packed
+    # transposed, rows in the lanes) x that many columns, one broadcast weight per 2 FMAs and
+    # every lane useful, for outputs narrower than a panel
+    column_tile_cols: int = 0
 
     @property
     def mr(self) -> int:
@@ -54,7 +58,7 @@ ISAS = [
     Isa("avx512", "__m512", 16, "_mm512_setzero_ps()", "_mm512_loadu_ps", "_mm512_fmadd_ps",
         "_mm512_set1_ps(*({}))", "store_zmm", "mask",
         (4, 4, 4, 4, 4, 4), 4, "AVX-512", "_mm_prefetch((const char *)({}), _MM_HINT_T1)",
-        "_mm_prefetch((const char *)({}), _MM_HINT_T1)", (12, 2), (12, 2)),
+        "_mm_prefetch((const char *)({}), _MM_HINT_T1)", (12, 2), (12, 2), 8),
     # aarch64: 6 rows x 1 panel, 24 q-register accumulators (of 32); vfmaq_f32 rounds once,
     # like the x86 FMAs, so the bits are the x86 paths' bits
     Isa("neon", "float32x4_t", 4, "vdupq_n_f32(0.0f)", "vld1q_f32", "neon_fma",
@@ -240,6 +244,53 @@ def narrow_tile(isa: Isa) -> str:
     return "\n".join(lines)
 
 
+def column_tile(isa: Isa, n: int) -> str:
+    """tile_<isa>_cols<n>: 2 * lanes rows x n columns, rows in the lanes: x packed transposed
+    (xt[kk * 2 lanes + r]), the weight of column j at k = kk broadcast from the panel (b[kk * 16 + j]).
+    Each output is the same FMA chain in k order as in a row tile (x * w + acc rounds once,
+    whichever factor is the vector). The chains' sums go to ct[(v * 16 + j) * lanes + lane] (row
+    v * lanes + lane), or are added to what is there (accumulate: the next K block), in
+    the order store(accumulate, c, v) adds them."""
+    rows = 2 * isa.lanes
+    acc = [[f"a{v}_{j}" for j in range(n)] for v in range(2)]
+    lines = [
+        f"static void tile_{isa.name}_cols{n}(ptrdiff_t kc, const float *xt, const float *b, float *ct, int accumulate)",
+        "{",
+    ]
+    for row in acc:
+        lines.append(f"    {isa.vec} " + ", ".join(f"{a} = {isa.zero}" for a in row) + ";")
+    lines += [
+        "#pragma GCC unroll 4",
+        "    for (ptrdiff_t kk = 0; kk < kc; kk++) {",
+        f"        const float *bk = b + kk * PANEL, *xk = xt + kk * {rows};",
+        f"        const {isa.vec} x0 = {isa.load}(xk), x1 = {isa.load}(xk + {isa.lanes});",
+    ]
+    for j in range(n):
+        lines.append(f"        const {isa.vec} w{j} = {isa.bcast.format(f'bk + {j}')};")
+        lines.append(f"        {acc[0][j]} = {isa.fma}(x0, w{j}, {acc[0][j]}); {acc[1][j]} = {isa.fma}(x1, w{j}, {acc[1][j]});")
+    lines.append("    }")
+    for v, row in enumerate(acc):
+        for j, a in enumerate(row):
+            lines.append(f"    {isa.store}(accumulate, ct + {(v * PANEL + j) * isa.lanes}, {a});")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def column_tiles(isa: Isa) -> str:
+    """column_tile_<isa>: the column tile for n (1 to column_tile_cols) columns."""
+    lines = [
+        f"static void column_tile_{isa.name}(ptrdiff_t n, ptrdiff_t kc, const float *xt, const float *b, float *ct,",
+        "        int accumulate)",
+        "{",
+        "    switch (n) {",
+    ]
+    for n in range(1, isa.column_tile_cols + 1):
+        lines.append(f"    {'default' if n == isa.column_tile_cols else f'case {n}'}: "
+                     f"tile_{isa.name}_cols{n}(kc, xt, b, ct, accumulate); break;")
+    lines += ["    }", "}"]
+    return "\n".join(lines)
+
+
 def main(argv: list | None = None) -> None:
     """Write the headers next to this file, or into the directory argv[1]."""
     argv = sys.argv if argv is None else argv
@@ -256,7 +307,9 @@ def main(argv: list | None = None) -> None:
                                for w in widths(isa.few_rows_tile[1])]
                               + [tile_px_few(isa)] if isa.few_rows_tile else [])
                            + ([tile(isa, isa.narrow_tile[0], w) for w in widths(isa.narrow_tile[1])]
-                              + [narrow_tile(isa)] if isa.narrow_tile else []))
+                              + [narrow_tile(isa)] if isa.narrow_tile else [])
+                           + ([column_tile(isa, n) for n in range(1, isa.column_tile_cols + 1)]
+                              + [column_tiles(isa)] if isa.column_tile_cols else []))
         (out_dir / f"fd_gemm_tiles_{isa.name}.h").write_text(header + "\n" + body + "\n")
 
 

@@ -1563,3 +1563,250 @@ static void narrow_tile_avx512(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrd
     if (cols > 16) { tile_avx512_12x2(kc, x, rsx, csx, b, PANEL, pstride, c, ldc, accumulate, cols); return; }
     tile_avx512_12x1(kc, x, rsx, csx, b, PANEL, pstride, c, ldc, accumulate, cols);
 }
+
+static void tile_avx512_cols1(ptrdiff_t kc, const float *xt, const float *b, float *ct, int accumulate)
+{
+    __m512 a0_0 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * PANEL, *xk = xt + kk * 32;
+        const __m512 x0 = _mm512_loadu_ps(xk), x1 = _mm512_loadu_ps(xk + 16);
+        const __m512 w0 = _mm512_set1_ps(*(bk + 0));
+        a0_0 = _mm512_fmadd_ps(x0, w0, a0_0); a1_0 = _mm512_fmadd_ps(x1, w0, a1_0);
+    }
+    store_zmm(accumulate, ct + 0, a0_0);
+    store_zmm(accumulate, ct + 256, a1_0);
+}
+
+static void tile_avx512_cols2(ptrdiff_t kc, const float *xt, const float *b, float *ct, int accumulate)
+{
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * PANEL, *xk = xt + kk * 32;
+        const __m512 x0 = _mm512_loadu_ps(xk), x1 = _mm512_loadu_ps(xk + 16);
+        const __m512 w0 = _mm512_set1_ps(*(bk + 0));
+        a0_0 = _mm512_fmadd_ps(x0, w0, a0_0); a1_0 = _mm512_fmadd_ps(x1, w0, a1_0);
+        const __m512 w1 = _mm512_set1_ps(*(bk + 1));
+        a0_1 = _mm512_fmadd_ps(x0, w1, a0_1); a1_1 = _mm512_fmadd_ps(x1, w1, a1_1);
+    }
+    store_zmm(accumulate, ct + 0, a0_0);
+    store_zmm(accumulate, ct + 16, a0_1);
+    store_zmm(accumulate, ct + 256, a1_0);
+    store_zmm(accumulate, ct + 272, a1_1);
+}
+
+static void tile_avx512_cols3(ptrdiff_t kc, const float *xt, const float *b, float *ct, int accumulate)
+{
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps(), a0_2 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps(), a1_2 = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * PANEL, *xk = xt + kk * 32;
+        const __m512 x0 = _mm512_loadu_ps(xk), x1 = _mm512_loadu_ps(xk + 16);
+        const __m512 w0 = _mm512_set1_ps(*(bk + 0));
+        a0_0 = _mm512_fmadd_ps(x0, w0, a0_0); a1_0 = _mm512_fmadd_ps(x1, w0, a1_0);
+        const __m512 w1 = _mm512_set1_ps(*(bk + 1));
+        a0_1 = _mm512_fmadd_ps(x0, w1, a0_1); a1_1 = _mm512_fmadd_ps(x1, w1, a1_1);
+        const __m512 w2 = _mm512_set1_ps(*(bk + 2));
+        a0_2 = _mm512_fmadd_ps(x0, w2, a0_2); a1_2 = _mm512_fmadd_ps(x1, w2, a1_2);
+    }
+    store_zmm(accumulate, ct + 0, a0_0);
+    store_zmm(accumulate, ct + 16, a0_1);
+    store_zmm(accumulate, ct + 32, a0_2);
+    store_zmm(accumulate, ct + 256, a1_0);
+    store_zmm(accumulate, ct + 272, a1_1);
+    store_zmm(accumulate, ct + 288, a1_2);
+}
+
+static void tile_avx512_cols4(ptrdiff_t kc, const float *xt, const float *b, float *ct, int accumulate)
+{
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps(), a0_2 = _mm512_setzero_ps(), a0_3 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps(), a1_2 = _mm512_setzero_ps(), a1_3 = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * PANEL, *xk = xt + kk * 32;
+        const __m512 x0 = _mm512_loadu_ps(xk), x1 = _mm512_loadu_ps(xk + 16);
+        const __m512 w0 = _mm512_set1_ps(*(bk + 0));
+        a0_0 = _mm512_fmadd_ps(x0, w0, a0_0); a1_0 = _mm512_fmadd_ps(x1, w0, a1_0);
+        const __m512 w1 = _mm512_set1_ps(*(bk + 1));
+        a0_1 = _mm512_fmadd_ps(x0, w1, a0_1); a1_1 = _mm512_fmadd_ps(x1, w1, a1_1);
+        const __m512 w2 = _mm512_set1_ps(*(bk + 2));
+        a0_2 = _mm512_fmadd_ps(x0, w2, a0_2); a1_2 = _mm512_fmadd_ps(x1, w2, a1_2);
+        const __m512 w3 = _mm512_set1_ps(*(bk + 3));
+        a0_3 = _mm512_fmadd_ps(x0, w3, a0_3); a1_3 = _mm512_fmadd_ps(x1, w3, a1_3);
+    }
+    store_zmm(accumulate, ct + 0, a0_0);
+    store_zmm(accumulate, ct + 16, a0_1);
+    store_zmm(accumulate, ct + 32, a0_2);
+    store_zmm(accumulate, ct + 48, a0_3);
+    store_zmm(accumulate, ct + 256, a1_0);
+    store_zmm(accumulate, ct + 272, a1_1);
+    store_zmm(accumulate, ct + 288, a1_2);
+    store_zmm(accumulate, ct + 304, a1_3);
+}
+
+static void tile_avx512_cols5(ptrdiff_t kc, const float *xt, const float *b, float *ct, int accumulate)
+{
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps(), a0_2 = _mm512_setzero_ps(), a0_3 = _mm512_setzero_ps(), a0_4 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps(), a1_2 = _mm512_setzero_ps(), a1_3 = _mm512_setzero_ps(), a1_4 = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * PANEL, *xk = xt + kk * 32;
+        const __m512 x0 = _mm512_loadu_ps(xk), x1 = _mm512_loadu_ps(xk + 16);
+        const __m512 w0 = _mm512_set1_ps(*(bk + 0));
+        a0_0 = _mm512_fmadd_ps(x0, w0, a0_0); a1_0 = _mm512_fmadd_ps(x1, w0, a1_0);
+        const __m512 w1 = _mm512_set1_ps(*(bk + 1));
+        a0_1 = _mm512_fmadd_ps(x0, w1, a0_1); a1_1 = _mm512_fmadd_ps(x1, w1, a1_1);
+        const __m512 w2 = _mm512_set1_ps(*(bk + 2));
+        a0_2 = _mm512_fmadd_ps(x0, w2, a0_2); a1_2 = _mm512_fmadd_ps(x1, w2, a1_2);
+        const __m512 w3 = _mm512_set1_ps(*(bk + 3));
+        a0_3 = _mm512_fmadd_ps(x0, w3, a0_3); a1_3 = _mm512_fmadd_ps(x1, w3, a1_3);
+        const __m512 w4 = _mm512_set1_ps(*(bk + 4));
+        a0_4 = _mm512_fmadd_ps(x0, w4, a0_4); a1_4 = _mm512_fmadd_ps(x1, w4, a1_4);
+    }
+    store_zmm(accumulate, ct + 0, a0_0);
+    store_zmm(accumulate, ct + 16, a0_1);
+    store_zmm(accumulate, ct + 32, a0_2);
+    store_zmm(accumulate, ct + 48, a0_3);
+    store_zmm(accumulate, ct + 64, a0_4);
+    store_zmm(accumulate, ct + 256, a1_0);
+    store_zmm(accumulate, ct + 272, a1_1);
+    store_zmm(accumulate, ct + 288, a1_2);
+    store_zmm(accumulate, ct + 304, a1_3);
+    store_zmm(accumulate, ct + 320, a1_4);
+}
+
+static void tile_avx512_cols6(ptrdiff_t kc, const float *xt, const float *b, float *ct, int accumulate)
+{
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps(), a0_2 = _mm512_setzero_ps(), a0_3 = _mm512_setzero_ps(), a0_4 = _mm512_setzero_ps(), a0_5 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps(), a1_2 = _mm512_setzero_ps(), a1_3 = _mm512_setzero_ps(), a1_4 = _mm512_setzero_ps(), a1_5 = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * PANEL, *xk = xt + kk * 32;
+        const __m512 x0 = _mm512_loadu_ps(xk), x1 = _mm512_loadu_ps(xk + 16);
+        const __m512 w0 = _mm512_set1_ps(*(bk + 0));
+        a0_0 = _mm512_fmadd_ps(x0, w0, a0_0); a1_0 = _mm512_fmadd_ps(x1, w0, a1_0);
+        const __m512 w1 = _mm512_set1_ps(*(bk + 1));
+        a0_1 = _mm512_fmadd_ps(x0, w1, a0_1); a1_1 = _mm512_fmadd_ps(x1, w1, a1_1);
+        const __m512 w2 = _mm512_set1_ps(*(bk + 2));
+        a0_2 = _mm512_fmadd_ps(x0, w2, a0_2); a1_2 = _mm512_fmadd_ps(x1, w2, a1_2);
+        const __m512 w3 = _mm512_set1_ps(*(bk + 3));
+        a0_3 = _mm512_fmadd_ps(x0, w3, a0_3); a1_3 = _mm512_fmadd_ps(x1, w3, a1_3);
+        const __m512 w4 = _mm512_set1_ps(*(bk + 4));
+        a0_4 = _mm512_fmadd_ps(x0, w4, a0_4); a1_4 = _mm512_fmadd_ps(x1, w4, a1_4);
+        const __m512 w5 = _mm512_set1_ps(*(bk + 5));
+        a0_5 = _mm512_fmadd_ps(x0, w5, a0_5); a1_5 = _mm512_fmadd_ps(x1, w5, a1_5);
+    }
+    store_zmm(accumulate, ct + 0, a0_0);
+    store_zmm(accumulate, ct + 16, a0_1);
+    store_zmm(accumulate, ct + 32, a0_2);
+    store_zmm(accumulate, ct + 48, a0_3);
+    store_zmm(accumulate, ct + 64, a0_4);
+    store_zmm(accumulate, ct + 80, a0_5);
+    store_zmm(accumulate, ct + 256, a1_0);
+    store_zmm(accumulate, ct + 272, a1_1);
+    store_zmm(accumulate, ct + 288, a1_2);
+    store_zmm(accumulate, ct + 304, a1_3);
+    store_zmm(accumulate, ct + 320, a1_4);
+    store_zmm(accumulate, ct + 336, a1_5);
+}
+
+static void tile_avx512_cols7(ptrdiff_t kc, const float *xt, const float *b, float *ct, int accumulate)
+{
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps(), a0_2 = _mm512_setzero_ps(), a0_3 = _mm512_setzero_ps(), a0_4 = _mm512_setzero_ps(), a0_5 = _mm512_setzero_ps(), a0_6 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps(), a1_2 = _mm512_setzero_ps(), a1_3 = _mm512_setzero_ps(), a1_4 = _mm512_setzero_ps(), a1_5 = _mm512_setzero_ps(), a1_6 = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * PANEL, *xk = xt + kk * 32;
+        const __m512 x0 = _mm512_loadu_ps(xk), x1 = _mm512_loadu_ps(xk + 16);
+        const __m512 w0 = _mm512_set1_ps(*(bk + 0));
+        a0_0 = _mm512_fmadd_ps(x0, w0, a0_0); a1_0 = _mm512_fmadd_ps(x1, w0, a1_0);
+        const __m512 w1 = _mm512_set1_ps(*(bk + 1));
+        a0_1 = _mm512_fmadd_ps(x0, w1, a0_1); a1_1 = _mm512_fmadd_ps(x1, w1, a1_1);
+        const __m512 w2 = _mm512_set1_ps(*(bk + 2));
+        a0_2 = _mm512_fmadd_ps(x0, w2, a0_2); a1_2 = _mm512_fmadd_ps(x1, w2, a1_2);
+        const __m512 w3 = _mm512_set1_ps(*(bk + 3));
+        a0_3 = _mm512_fmadd_ps(x0, w3, a0_3); a1_3 = _mm512_fmadd_ps(x1, w3, a1_3);
+        const __m512 w4 = _mm512_set1_ps(*(bk + 4));
+        a0_4 = _mm512_fmadd_ps(x0, w4, a0_4); a1_4 = _mm512_fmadd_ps(x1, w4, a1_4);
+        const __m512 w5 = _mm512_set1_ps(*(bk + 5));
+        a0_5 = _mm512_fmadd_ps(x0, w5, a0_5); a1_5 = _mm512_fmadd_ps(x1, w5, a1_5);
+        const __m512 w6 = _mm512_set1_ps(*(bk + 6));
+        a0_6 = _mm512_fmadd_ps(x0, w6, a0_6); a1_6 = _mm512_fmadd_ps(x1, w6, a1_6);
+    }
+    store_zmm(accumulate, ct + 0, a0_0);
+    store_zmm(accumulate, ct + 16, a0_1);
+    store_zmm(accumulate, ct + 32, a0_2);
+    store_zmm(accumulate, ct + 48, a0_3);
+    store_zmm(accumulate, ct + 64, a0_4);
+    store_zmm(accumulate, ct + 80, a0_5);
+    store_zmm(accumulate, ct + 96, a0_6);
+    store_zmm(accumulate, ct + 256, a1_0);
+    store_zmm(accumulate, ct + 272, a1_1);
+    store_zmm(accumulate, ct + 288, a1_2);
+    store_zmm(accumulate, ct + 304, a1_3);
+    store_zmm(accumulate, ct + 320, a1_4);
+    store_zmm(accumulate, ct + 336, a1_5);
+    store_zmm(accumulate, ct + 352, a1_6);
+}
+
+static void tile_avx512_cols8(ptrdiff_t kc, const float *xt, const float *b, float *ct, int accumulate)
+{
+    __m512 a0_0 = _mm512_setzero_ps(), a0_1 = _mm512_setzero_ps(), a0_2 = _mm512_setzero_ps(), a0_3 = _mm512_setzero_ps(), a0_4 = _mm512_setzero_ps(), a0_5 = _mm512_setzero_ps(), a0_6 = _mm512_setzero_ps(), a0_7 = _mm512_setzero_ps();
+    __m512 a1_0 = _mm512_setzero_ps(), a1_1 = _mm512_setzero_ps(), a1_2 = _mm512_setzero_ps(), a1_3 = _mm512_setzero_ps(), a1_4 = _mm512_setzero_ps(), a1_5 = _mm512_setzero_ps(), a1_6 = _mm512_setzero_ps(), a1_7 = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {
+        const float *bk = b + kk * PANEL, *xk = xt + kk * 32;
+        const __m512 x0 = _mm512_loadu_ps(xk), x1 = _mm512_loadu_ps(xk + 16);
+        const __m512 w0 = _mm512_set1_ps(*(bk + 0));
+        a0_0 = _mm512_fmadd_ps(x0, w0, a0_0); a1_0 = _mm512_fmadd_ps(x1, w0, a1_0);
+        const __m512 w1 = _mm512_set1_ps(*(bk + 1));
+        a0_1 = _mm512_fmadd_ps(x0, w1, a0_1); a1_1 = _mm512_fmadd_ps(x1, w1, a1_1);
+        const __m512 w2 = _mm512_set1_ps(*(bk + 2));
+        a0_2 = _mm512_fmadd_ps(x0, w2, a0_2); a1_2 = _mm512_fmadd_ps(x1, w2, a1_2);
+        const __m512 w3 = _mm512_set1_ps(*(bk + 3));
+        a0_3 = _mm512_fmadd_ps(x0, w3, a0_3); a1_3 = _mm512_fmadd_ps(x1, w3, a1_3);
+        const __m512 w4 = _mm512_set1_ps(*(bk + 4));
+        a0_4 = _mm512_fmadd_ps(x0, w4, a0_4); a1_4 = _mm512_fmadd_ps(x1, w4, a1_4);
+        const __m512 w5 = _mm512_set1_ps(*(bk + 5));
+        a0_5 = _mm512_fmadd_ps(x0, w5, a0_5); a1_5 = _mm512_fmadd_ps(x1, w5, a1_5);
+        const __m512 w6 = _mm512_set1_ps(*(bk + 6));
+        a0_6 = _mm512_fmadd_ps(x0, w6, a0_6); a1_6 = _mm512_fmadd_ps(x1, w6, a1_6);
+        const __m512 w7 = _mm512_set1_ps(*(bk + 7));
+        a0_7 = _mm512_fmadd_ps(x0, w7, a0_7); a1_7 = _mm512_fmadd_ps(x1, w7, a1_7);
+    }
+    store_zmm(accumulate, ct + 0, a0_0);
+    store_zmm(accumulate, ct + 16, a0_1);
+    store_zmm(accumulate, ct + 32, a0_2);
+    store_zmm(accumulate, ct + 48, a0_3);
+    store_zmm(accumulate, ct + 64, a0_4);
+    store_zmm(accumulate, ct + 80, a0_5);
+    store_zmm(accumulate, ct + 96, a0_6);
+    store_zmm(accumulate, ct + 112, a0_7);
+    store_zmm(accumulate, ct + 256, a1_0);
+    store_zmm(accumulate, ct + 272, a1_1);
+    store_zmm(accumulate, ct + 288, a1_2);
+    store_zmm(accumulate, ct + 304, a1_3);
+    store_zmm(accumulate, ct + 320, a1_4);
+    store_zmm(accumulate, ct + 336, a1_5);
+    store_zmm(accumulate, ct + 352, a1_6);
+    store_zmm(accumulate, ct + 368, a1_7);
+}
+
+static void column_tile_avx512(ptrdiff_t n, ptrdiff_t kc, const float *xt, const float *b, float *ct,
+        int accumulate)
+{
+    switch (n) {
+    case 1: tile_avx512_cols1(kc, xt, b, ct, accumulate); break;
+    case 2: tile_avx512_cols2(kc, xt, b, ct, accumulate); break;
+    case 3: tile_avx512_cols3(kc, xt, b, ct, accumulate); break;
+    case 4: tile_avx512_cols4(kc, xt, b, ct, accumulate); break;
+    case 5: tile_avx512_cols5(kc, xt, b, ct, accumulate); break;
+    case 6: tile_avx512_cols6(kc, xt, b, ct, accumulate); break;
+    case 7: tile_avx512_cols7(kc, xt, b, ct, accumulate); break;
+    default: tile_avx512_cols8(kc, xt, b, ct, accumulate); break;
+    }
+}

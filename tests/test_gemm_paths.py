@@ -21,10 +21,11 @@ _CHILD = textwrap.dedent("""
     rng = np.random.default_rng(7)
     out = {"path": np.array(_kernels.cpu_path())}
     # 12-29 rows: the avx512 path's 12 x 32 tiles (one or two of them, a 6-row tile, row tiles);
-    # at most 32 columns over many rows: its narrow 12-row tiles, x read in place in row blocks
+    # at most 32 columns over many rows: its narrow 12-row tiles, x read in place in row blocks;
+    # at most 8: its column tiles (32 rows in the lanes)
     for m, k, n in [(1, 784, 512), (3, 300, 129), (5, 64, 1030), (12, 257, 48), (14, 300, 70), (18, 784, 512),
                     (29, 513, 100), (32, 512, 512), (37, 700, 33), (100, 17, 100), (600, 513, 96),
-                    (203, 512, 10), (1100, 513, 26), (130, 300, 32)]:
+                    (203, 512, 10), (1100, 513, 26), (130, 300, 32), (101, 513, 8), (70, 200, 1)]:
         x = rng.standard_normal((m, k)).astype(np.float32)
         w = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)
         b = rng.standard_normal(n).astype(np.float32)
@@ -67,7 +68,8 @@ def test_avx2_and_avx512_paths_give_the_same_bits(tmp_path):
             m = int(key.split("_")[1].split("x")[0])
             assert np.array_equal(avx512[key], avx512["packed_" + key[5:]][::1 + m // 8]), key
     # and right: within the float32 bound of float64
-    for tag in ("1x784x512", "12x257x48", "18x784x512", "29x513x100", "600x513x96", "203x512x10", "1100x513x26"):
+    for tag in ("1x784x512", "12x257x48", "18x784x512", "29x513x100", "600x513x96", "203x512x10", "1100x513x26",
+                "101x513x8"):
         x, w, b = (avx512[f"{v}_{tag}"].astype(np.float64) for v in "xwb")
         ref, mag = x @ w + b, np.abs(x) @ np.abs(w) + np.abs(b)
         bound = (x.shape[1] + 3) * 2.0 ** -24 * mag

@@ -133,11 +133,13 @@ int main(int argc, char **argv)
     /* row blocks, several K blocks, whole packing of plain weights (512+ rows) */
     /* ... and the K-block order of large packed weights (K blocks outermost on avx512) with row
        blocks ending in a padded tile (1-5 rows past the last whole tile of 6); few columns over
-       more rows than a block of x read in place, in narrow tiles and row tiles */
+       more rows than a block of x read in place, in narrow, column and row tiles */
     static const ptrdiff_t big[][3] = {{37, 300, 129}, {150, 513, 200}, {600, 700, 100}, {288, 1024, 160},
                                        {32, 512, 512}, {151, 600, 1030}, {149, 257, 600},
                                        /* few columns over many rows: narrow tiles, row blocks of x in place */
-                                       {211, 700, 10}, {150, 513, 26}, {97, 256, 32}, {203, 300, 16}};
+                                       {211, 700, 10}, {150, 513, 26}, {97, 256, 32}, {203, 300, 16},
+                                       /* at most 8 columns: avx512 column tiles, 32 rows at a time */
+                                       {100, 513, 5}, {67, 300, 1}, {64, 17, 8}, {130, 700, 8}};
     for (size_t s = 0; s < (quick ? 1 : sizeof big / sizeof *big); s++, shapes++) check_shape(big[s][0], big[s][1], big[s][2], seed++);
     printf("path %s\n", fd_gemm_kernel_name());
     printf("digest %016llx\n", (unsigned long long)digest);
