@@ -390,8 +390,9 @@ static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
 /* 32 rows of x (k contiguous, rows rsx apart) against every K block of one packed panel b in
    column tiles: each K block of x packed transposed (xt[kk * 32 + r], 32 KiB), the chains' sums
    added up per K block in ct as the row tiles add them in c (same order, same bits), then ct
-   transposed into c once. For outputs of at most 12 columns, where a row tile uses 12 or fewer
-   of a vector's 16 lanes and broadcasts one x per FMA: 4096 x 512 x 10, one thread, ... */
+   transposed into c once (xt: KC_MAX x 32 floats, 64-byte aligned). For outputs of at most
+   column_cols columns, where a row tile uses at most half of a vector's lanes and broadcasts one
+   x per FMA; from about 10 columns the transposes cost what the full lanes gain (docs/gemm.md). */
 static void column_group_avx512(ptrdiff_t k, ptrdiff_t kcb, const float *x, ptrdiff_t rsx, const float *b, float *c,
                                 ptrdiff_t ldc, ptrdiff_t n, float *xt)
 {
