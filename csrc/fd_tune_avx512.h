@@ -18,11 +18,11 @@
 #define FD_AVX512_FEW_MAX_ROWS 24
 #endif
 #ifndef FD_AVX512_K_OUTER_BYTES
-/* packed weights larger than one core's 2 MiB L2 run K blocks outermost: each K block of weights
-   (up to 1 MiB at 1024 columns) stays in L2 for every row, the output goes out once per K block;
-   weights that fit stay in L2 with row blocks outermost, the output of a block in L2 across K
-   blocks (784 x 512, 1.6 MB: 2-3 % faster at 2048 rows than K blocks outermost) */
-#define FD_AVX512_K_OUTER_BYTES (2 * 1024 * 1024)
+/* packed weights larger than this run K blocks outermost: each K block of weights (up to 1 MiB
+   at 1024 columns) stays in L2 for every row, the output goes out once per K block (2 MiB, so
+   784 x 512 rows-outer: 2-3 % faster alone at 2048 rows, 1-2 % slower in the MLP's 256-row
+   blocks: docs/gemm.md) */
+#define FD_AVX512_K_OUTER_BYTES (1024 * 1024)
 #endif
 
 #endif
