@@ -20,7 +20,7 @@ much less the paired one.
 
     python bench/bench_paths.py                         # the default shapes
     python bench/bench_paths.py --shapes 288x1024x1024,64x784x512 --cc clang
-    python bench/bench_paths.py --mlp                   # the default shapes and the MLP's layers at 4096
+    python bench/bench_paths.py --mlp                   # and the MLP's layers (batch 4096, plan blocks)
 """
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["tests/c/gemm_bench.c", "csrc/fd_gemm.c", "csrc/fd_cpu.c"]
 PATHS = ["avx2", "avx512"]
 SHAPES = ["288x1024x1024", "1024x1024x1024", "32x512x512", "256x784x512", "4096x512x512"]
-# the 784-512-512-10 MLP's three layers at batch 4096 (`fastdense bench`): --mlp
-MLP_SHAPES = ["4096x784x512", "4096x512x512", "4096x512x10"]
+# the 784-512-512-10 MLP's three layers (`fastdense bench`) at batch 4096 (ops.dense on the whole
+# batch) and in the 512-sample blocks its compiled plan runs them in at that batch: --mlp
+MLP_SHAPES = ["4096x784x512", "4096x512x512", "4096x512x10", "512x784x512", "512x512x512", "512x512x10"]
 TARGET = 0.90   # issue 15: GEMM GFLOP/s >= 90 % of the register-only FMA peak of its path
 
 
@@ -79,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated MxKxN")
     parser.add_argument("--mlp", action="store_true",
-                        help=f"also the MLP's layers at batch 4096 ({', '.join(MLP_SHAPES)})")
+                        help=f"also the MLP's layers at batch 4096 and in its plan's blocks ({', '.join(MLP_SHAPES)})")
     parser.add_argument("--cc", default=os.environ.get("CC") or shutil.which("cc") or "gcc")
     args = parser.parse_args()
     shapes = [s.split("x") for s in args.shapes.split(",") + (MLP_SHAPES if args.mlp else [])]
