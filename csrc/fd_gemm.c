@@ -79,7 +79,9 @@ typedef struct {
     int tile_panels;            /* panels per packed-x tile */
     ptrdiff_t mc;               /* most rows per block of packed x */
     size_t c_block_bytes;       /* output bytes per row block (packed path) */
-    size_t k_outer_bytes;       /* packed weights larger than this: K blocks outermost (packed path) */
+    size_t k_outer_bytes;       /* packed weights larger than this: K blocks outermost (packed path) ... */
+    ptrdiff_t rows_outer_min_rows;  /* ... except from this many rows when they take at most */
+    size_t rows_outer_max_bytes;    /* this many bytes (0: no exception) */
     /* x[rows, 0:kc] (rows a multiple of mr) -> dst, tile after tile: dst[t*kc*mr + kk*mr + r];
        dst needs 8 floats of slack past its end */
     void (*pack_x)(const float *x, ptrdiff_t rsx, ptrdiff_t csx, ptrdiff_t rows, ptrdiff_t kc, float *dst);
@@ -214,7 +216,8 @@ static void gemm_packed(const gemm_path *g, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
         free(xt);
         return;
     }
-    if ((size_t)fd_pack_f32_size(k, n) * sizeof(float) > g->k_outer_bytes) {
+    const size_t wbytes = (size_t)fd_pack_f32_size(k, n) * sizeof(float);
+    if (wbytes > g->k_outer_bytes && !(m >= g->rows_outer_min_rows && wbytes <= g->rows_outer_max_bytes)) {
         for (ptrdiff_t k0 = 0; k0 < k; k0 += kcb)
             for (ptrdiff_t i0 = 0; i0 < m; i0 = block_end(g, i0, g->mc, m))
                 block_tiles(g, i0, block_end(g, i0, g->mc, m), k0, k - k0 < kcb ? k - k0 : kcb, n, x, rsx, csx,
@@ -442,6 +445,7 @@ _Static_assert(FD_AVX512_MR == FD_AVX2_MR, "the AVX-512 tiles take x as pack_x6 
 static const gemm_path path_avx512 = {
     .name = "avx512 6x64", .mr = FD_AVX512_MR, .tile_panels = 4, .mc = FD_AVX512_MC,
     .c_block_bytes = FD_AVX512_C_BLOCK_BYTES, .k_outer_bytes = FD_AVX512_K_OUTER_BYTES,
+    .rows_outer_min_rows = FD_AVX512_ROWS_OUTER_MIN_ROWS, .rows_outer_max_bytes = FD_AVX512_ROWS_OUTER_MAX_BYTES,
     .few_max_rows = FD_AVX512_FEW_MAX_ROWS, .few_rows = 12, .few_panels = 2, .tile_px_few = tile_px_few_avx512,
     .narrow_rows = 12, .narrow_panels = 2, .narrow_tile = narrow_tile_avx512,
     .column_rows = 32, .column_cols = 8, .column_group = column_group_avx512,

@@ -19,10 +19,19 @@
 #endif
 #ifndef FD_AVX512_K_OUTER_BYTES
 /* packed weights larger than this run K blocks outermost: each K block of weights (up to 1 MiB
-   at 1024 columns) stays in L2 for every row, the output goes out once per K block (2 MiB, so
-   784 x 512 rows-outer: 2-3 % faster alone at 2048 rows, 1-2 % slower in the MLP's 256-row
-   blocks: docs/gemm.md) */
+   at 1024 columns) stays in L2 for every row, the output goes out once per K block ... */
 #define FD_AVX512_K_OUTER_BYTES (1024 * 1024)
+#endif
+/* ... except for a call of this many rows or more against weights of at most one core's 2 MiB
+   L2: row blocks outermost, the weights staying in L2 and each block's output in L2 across the K
+   blocks, instead of the whole output out to L3 and back per K block (784 x 512, 1.6 MB packed,
+   one thread: 4096 rows 6 %, 2048 rows 2.5 %, 1024 rows 1.5 % faster; not below: in the MLP
+   plan's 256-row blocks 1-2 % slower, docs/gemm.md) */
+#ifndef FD_AVX512_ROWS_OUTER_MIN_ROWS
+#define FD_AVX512_ROWS_OUTER_MIN_ROWS 1024
+#endif
+#ifndef FD_AVX512_ROWS_OUTER_MAX_BYTES
+#define FD_AVX512_ROWS_OUTER_MAX_BYTES (2 * 1024 * 1024)
 #endif
 
 #endif

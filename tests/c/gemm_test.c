@@ -139,7 +139,9 @@ int main(int argc, char **argv)
                                        /* few columns over many rows: narrow tiles, row blocks of x in place */
                                        {211, 700, 10}, {150, 513, 26}, {97, 256, 32}, {203, 300, 16},
                                        /* at most 8 columns: avx512 column tiles, 32 rows at a time */
-                                       {100, 513, 5}, {67, 300, 1}, {64, 17, 8}, {130, 700, 8}};
+                                       {100, 513, 5}, {67, 300, 1}, {64, 17, 8}, {130, 700, 8},
+                                       /* 1024+ rows, 1-2 MiB of weights: row blocks outermost on avx512 */
+                                       {1025, 520, 520}};
     for (size_t s = 0; s < (quick ? 1 : sizeof big / sizeof *big); s++, shapes++) check_shape(big[s][0], big[s][1], big[s][2], seed++);
     printf("path %s\n", fd_gemm_kernel_name());
     printf("digest %016llx\n", (unsigned long long)digest);
