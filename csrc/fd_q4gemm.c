@@ -342,6 +342,11 @@ T_AVX512 AI void q4_dp_512(__m512i *acc, __m512i u, const uint8_t *d)
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(*acc) : "v"(u), "m"(*(const int32_t *)d));
 }
 
+T_AVX512 AI void q4_dpr_512(__m512i *acc, __m512i u, __m512i d)
+{
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(*acc) : "v"(u), "v"(d));
+}
+
 /* float(R) for 16 columns' digit sums, exactly: int32 halves, a double, one rounding. */
 T_AVX512 AI __m512 q4_value_512(const __m512i t[4])
 {
@@ -386,11 +391,17 @@ T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, cons
             }
             for (int r = 0; r < MR; r++) {
                 const uint8_t *d = dc + r * a->ldd + pr * 32;
-                for (int q = 0; q < 4; q++)
-                    for (int p = 0; p < NP; p++) {
-                        q4_dp_512(&t[r][p][q], lo[p], d + 4 * q);
-                        q4_dp_512(&t[r][p][q], hi[p], d + 16 + 4 * q);
+                for (int q = 0; q < 4; q++) {
+                    if (NP == 1) {
+                        q4_dp_512(&t[r][0][q], lo[0], d + 4 * q);
+                        q4_dp_512(&t[r][0][q], hi[0], d + 16 + 4 * q);
+                        continue;
                     }
+                    const __m512i dl = _mm512_set1_epi32(*(const int32_t *)(d + 4 * q));
+                    const __m512i dh = _mm512_set1_epi32(*(const int32_t *)(d + 16 + 4 * q));
+                    for (int p = 0; p < NP; p++) q4_dpr_512(&t[r][p][q], lo[p], dl);
+                    for (int p = 0; p < NP; p++) q4_dpr_512(&t[r][p][q], hi[p], dh);
+                }
             }
         }
         for (int r = 0; r < MR; r++) {
@@ -486,71 +497,81 @@ T_AVX2 AI __m256 q4_value_256(const __m256i t[4])
     return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
 }
 
-/* One row x NH halves of a panel (8 columns each, byte offset 32 h in a pair's 64 bytes).
-   VNNI: vpdpbusd.  AVX2: vpmaddubsw pair sums (|.| <= 2 * 15 * 128) summed in int16 over 4 quad
-   pairs (<= 30720), then vpmaddwd by ones into the int32 sums. */
+/* MR rows x NH halves of a panel (8 columns each, byte offset 32 h in a pair's 64 bytes), MR NH
+   <= 2.  VNNI: vpdpbusd.  AVX2: vpmaddubsw pair sums (|.| <= 2 * 15 * 128) summed in int16 over 4
+   quad pairs (<= 30720), then vpmaddwd by ones into the int32 sums. */
 #define Q4_TILE_256(NAME, TARGET, VNNI)                                                                              \
-    TARGET AI void NAME(const int NH, const int GROUPED, const fd_qweights *w, const q4_rows *a, int r, ptrdiff_t h0, \
-                        float *c)                                                                                 \
+    TARGET AI void NAME(const int MR, const int NH, const int GROUPED, const fd_qweights *w, const q4_rows *a,     \
+                        int r0, ptrdiff_t h0, float *c, ptrdiff_t ldc)                                             \
     {                                                                                                             \
         ptrdiff_t groups = q_groups(w->k, w->block), pstride = q4_pairs(w->k, w->block) * 64;                     \
-        const uint8_t *wp = (const uint8_t *)w->w + (h0 / 2) * pstride + (h0 % 2) * 32;                           \
         const __m256i nib = _mm256_set1_epi8(15), ones16 = _mm256_set1_epi16(1);                                  \
-        __m256 acc[2];                                                                                            \
-        __m256i t[2][4], z[2];                                                                                    \
-        for (int h = 0; h < NH; h++) acc[h] = _mm256_setzero_ps(), z[h] = _mm256_set1_epi32(8);                  \
+        __m256 acc[2][2];                                                                                         \
+        __m256i t[2][2][4], z[2];                                                                                 \
+        const uint8_t *wh[2];                                                                                     \
+        for (int h = 0; h < NH; h++) {                                                                            \
+            wh[h] = (const uint8_t *)w->w + ((h0 + h) / 2) * pstride + ((h0 + h) % 2) * 32;                        \
+            z[h] = _mm256_set1_epi32(8);                                                                          \
+            for (int r = 0; r < MR; r++) acc[r][h] = _mm256_setzero_ps();                                         \
+        }                                                                                                         \
         q4_chunk ch;                                                                                              \
         q4_chunk_first(w, &ch);                                                                                   \
         do {                                                                                                      \
-            const q4_info *in = a->info + r * a->ldi + ch.index;                                                  \
             if (GROUPED)                                                                                          \
                 for (int h = 0; h < NH; h++)                                                                      \
                     z[h] = _mm256_cvttps_epi32(_mm256_loadu_ps(w->zero + (((h0 + h) / 2) * groups + ch.g) * FD_QPANEL + \
                                                                ((h0 + h) % 2) * 8));                              \
-            for (int q = 0; q < 4; q++)                                                                           \
-                for (int h = 0; h < NH; h++) t[h][q] = _mm256_madd_epi16(z[h], _mm256_set1_epi32(in->negd[q]));   \
-            const uint8_t *wc = wp + ch.pair * 64, *dc = a->dig + r * a->ldd + ch.pair * 32;                      \
+            for (int r = 0; r < MR; r++)                                                                          \
+                for (int q = 0; q < 4; q++)                                                                       \
+                    for (int h = 0; h < NH; h++)                                                                  \
+                        t[r][h][q] = _mm256_madd_epi16(z[h], _mm256_set1_epi32(a->info[(r0 + r) * a->ldi + ch.index].negd[q])); \
+            const uint8_t *dc = a->dig + ch.pair * 32;                                                            \
             for (ptrdiff_t pr0 = 0; pr0 < ch.pairs; pr0 += 4) {                                                   \
                 ptrdiff_t pend = ch.pairs - pr0 < 4 ? ch.pairs : pr0 + 4;                                          \
-                __m256i s16[2][4];                                                                                \
+                __m256i s16[2][2][4];                                                                             \
                 if (!VNNI)                                                                                        \
-                    for (int h = 0; h < NH; h++)                                                                  \
-                        for (int q = 0; q < 4; q++) s16[h][q] = _mm256_setzero_si256();                          \
+                    for (int r = 0; r < MR; r++)                                                                  \
+                        for (int h = 0; h < NH; h++)                                                              \
+                            for (int q = 0; q < 4; q++) s16[r][h][q] = _mm256_setzero_si256();                    \
                 for (ptrdiff_t pr = pr0; pr < pend; pr++) {                                                       \
                     __m256i lo[2], hi[2];                                                                         \
                     for (int h = 0; h < NH; h++) {                                                                \
-                        __m256i v = _mm256_loadu_si256((const __m256i *)(wc + ((h0 % 2 + h) / 2) * pstride +       \
-                                                                         ((h0 % 2 + h) % 2 - h0 % 2) * 32 + pr * 64)); \
+                        __m256i v = _mm256_loadu_si256((const __m256i *)(wh[h] + (ch.pair + pr) * 64));            \
                         lo[h] = _mm256_and_si256(v, nib);                                                         \
                         hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);                                   \
                     }                                                                                             \
-                    const uint8_t *d = dc + pr * 32;                                                              \
-                    for (int q = 0; q < 4; q++) {                                                                 \
-                        __m256i dl = _mm256_set1_epi32(*(const int32_t *)(d + 4 * q));                            \
-                        __m256i dh = _mm256_set1_epi32(*(const int32_t *)(d + 16 + 4 * q));                       \
-                        for (int h = 0; h < NH; h++) {                                                            \
-                            if (VNNI) {                                                                           \
-                                Q4_DP_VNNI(&t[h][q], lo[h], dl);                                                  \
-                                Q4_DP_VNNI(&t[h][q], hi[h], dh);                                                  \
-                            } else {                                                                              \
-                                s16[h][q] = _mm256_add_epi16(s16[h][q], _mm256_maddubs_epi16(lo[h], dl));         \
-                                s16[h][q] = _mm256_add_epi16(s16[h][q], _mm256_maddubs_epi16(hi[h], dh));         \
+                    for (int r = 0; r < MR; r++) {                                                                \
+                        const uint8_t *d = dc + (r0 + r) * a->ldd + pr * 32;                                      \
+                        for (int q = 0; q < 4; q++) {                                                             \
+                            __m256i dl = _mm256_set1_epi32(*(const int32_t *)(d + 4 * q));                        \
+                            __m256i dh = _mm256_set1_epi32(*(const int32_t *)(d + 16 + 4 * q));                   \
+                            for (int h = 0; h < NH; h++) {                                                        \
+                                if (VNNI) {                                                                       \
+                                    Q4_DP_VNNI(&t[r][h][q], lo[h], dl);                                           \
+                                    Q4_DP_VNNI(&t[r][h][q], hi[h], dh);                                           \
+                                } else {                                                                          \
+                                    s16[r][h][q] = _mm256_add_epi16(s16[r][h][q], _mm256_maddubs_epi16(lo[h], dl)); \
+                                    s16[r][h][q] = _mm256_add_epi16(s16[r][h][q], _mm256_maddubs_epi16(hi[h], dh)); \
+                                }                                                                                 \
                             }                                                                                     \
                         }                                                                                         \
                     }                                                                                             \
                 }                                                                                                 \
                 if (!VNNI)                                                                                        \
-                    for (int h = 0; h < NH; h++)                                                                  \
-                        for (int q = 0; q < 4; q++)                                                               \
-                            t[h][q] = _mm256_add_epi32(t[h][q], _mm256_madd_epi16(s16[h][q], ones16));           \
+                    for (int r = 0; r < MR; r++)                                                                  \
+                        for (int h = 0; h < NH; h++)                                                              \
+                            for (int q = 0; q < 4; q++)                                                           \
+                                t[r][h][q] = _mm256_add_epi32(t[r][h][q], _mm256_madd_epi16(s16[r][h][q], ones16)); \
             }                                                                                                     \
-            const __m256 inv = _mm256_set1_ps(in->inv);                                                           \
-            for (int h = 0; h < NH; h++) {                                                                        \
-                __m256 v = _mm256_mul_ps(q4_value_256(t[h]), inv);                                                \
-                acc[h] = GROUPED ? _mm256_fmadd_ps(v, _mm256_loadu_ps(w->scale + (((h0 + h) / 2) * groups + ch.g) *  \
-                                                                                  FD_QPANEL + ((h0 + h) % 2) * 8), \
-                                                   acc[h])                                                        \
-                                 : _mm256_add_ps(acc[h], v);                                                      \
+            for (int r = 0; r < MR; r++) {                                                                        \
+                const __m256 inv = _mm256_set1_ps(a->info[(r0 + r) * a->ldi + ch.index].inv);                     \
+                for (int h = 0; h < NH; h++) {                                                                    \
+                    __m256 v = _mm256_mul_ps(q4_value_256(t[r][h]), inv);                                         \
+                    acc[r][h] = GROUPED ? _mm256_fmadd_ps(v, _mm256_loadu_ps(w->scale + (((h0 + h) / 2) * groups + ch.g) * \
+                                                                                         FD_QPANEL + ((h0 + h) % 2) * 8), \
+                                                          acc[r][h])                                              \
+                                        : _mm256_add_ps(acc[r][h], v);                                            \
+                }                                                                                                 \
             }                                                                                                     \
         } while (q4_chunk_next(w, &ch));                                                                          \
         const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);                                           \
@@ -558,10 +579,12 @@ T_AVX2 AI __m256 q4_value_256(const __m256i t[4])
             ptrdiff_t left = w->n - (h0 + h) * 8;                                                                 \
             if (left <= 0) break;                                                                                 \
             __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 8 ? left : 8)), iota);                 \
-            __m256 y = acc[h];                                                                                    \
-            if (!GROUPED)                                                                                         \
-                y = _mm256_div_ps(y, _mm256_loadu_ps(w->scale + ((h0 + h) / 2) * FD_QPANEL + ((h0 + h) % 2) * 8)); \
-            _mm256_maskstore_ps(c + (h0 + h) * 8, m, y);                                                         \
+            for (int r = 0; r < MR; r++) {                                                                        \
+                __m256 y = acc[r][h];                                                                             \
+                if (!GROUPED)                                                                                     \
+                    y = _mm256_div_ps(y, _mm256_loadu_ps(w->scale + ((h0 + h) / 2) * FD_QPANEL + ((h0 + h) % 2) * 8)); \
+                _mm256_maskstore_ps(c + (r0 + r) * ldc + (h0 + h) * 8, m, y);                                    \
+            }                                                                                                     \
         }                                                                                                         \
     }
 
@@ -572,26 +595,293 @@ Q4_TILE_256(q4_tile_avxvnni, T_AVXVNNI, 1)
 Q4_TILE_256(q4_tile_avx2, T_AVX2, 0)
 #undef Q4_DP_VNNI
 
-/* Row by row, a panel (two halves) at a time; a last odd half alone. */
-#define Q4_STRIP_256(NAME, TARGET, TILE)                                                                  \
+/* Rows in pairs against one half panel at a time (each weight load feeds two rows); a last
+   single row against a whole panel at a time.  TWO_ROWS 0: one row at a time (AVX2: its int16
+   and int32 sums of two rows would not fit 16 registers). */
+#define Q4_STRIP_256(NAME, TARGET, TILE, TWO_ROWS)                                                        \
     TARGET static void NAME(int mr, const fd_qweights *w, const q4_rows *a, float *c, ptrdiff_t ldc)       \
     {                                                                                                     \
         ptrdiff_t halves = (w->n + 7) / 8;                                                                \
-        for (int r = 0; r < mr; r++)                                                                      \
+        int r = 0;                                                                                        \
+        for (; TWO_ROWS && r + 2 <= mr; r += 2)                                                           \
+            for (ptrdiff_t h0 = 0; h0 < halves; h0++) {                                                   \
+                if (w->zero) TILE(2, 1, 1, w, a, r, h0, c, ldc);                                          \
+                else TILE(2, 1, 0, w, a, r, h0, c, ldc);                                                  \
+            }                                                                                             \
+        for (; r < mr; r++)                                                                               \
             for (ptrdiff_t h0 = 0; h0 < halves; h0 += 2) {                                                \
                 int two = halves - h0 >= 2;                                                               \
                 if (w->zero) {                                                                            \
-                    if (two) TILE(2, 1, w, a, r, h0, c + r * ldc);                                        \
-                    else TILE(1, 1, w, a, r, h0, c + r * ldc);                                            \
+                    if (two) TILE(1, 2, 1, w, a, r, h0, c, ldc);                                          \
+                    else TILE(1, 1, 1, w, a, r, h0, c, ldc);                                              \
                 } else {                                                                                  \
-                    if (two) TILE(2, 0, w, a, r, h0, c + r * ldc);                                        \
-                    else TILE(1, 0, w, a, r, h0, c + r * ldc);                                            \
+                    if (two) TILE(1, 2, 0, w, a, r, h0, c, ldc);                                          \
+                    else TILE(1, 1, 0, w, a, r, h0, c, ldc);                                              \
                 }                                                                                         \
             }                                                                                             \
     }
 
-Q4_STRIP_256(q4_strip_avxvnni, T_AVXVNNI, q4_tile_avxvnni)
-Q4_STRIP_256(q4_strip_avx2, T_AVX2, q4_tile_avx2)
+Q4_STRIP_256(q4_strip_avxvnni, T_AVXVNNI, q4_tile_avxvnni, 1)
+Q4_STRIP_256(q4_strip_avx2, T_AVX2, q4_tile_avx2, 0)
+
+/* ---------------------------------------------------------------- AMX (TDPBSUD) */
+
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11)
+#define FD_Q4_AMX 1
+#define T_AMX __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8")))
+#define Q4_AMX_MIN_ROWS 4   /* fewer rows: the VNNI strips are faster (docs/quantization.md) */
+#define Q4_AMX_NP 2   /* panels per pass: C tiles 0-1 and 2-3 (chunks in turn), A tile 4, B tiles 5-6 */
+
+/* The tiles take the digits as planes: A tile row 4 r + p is digit p of row r over 64 k (each
+   chunk starts a new 64-k step; its padding is zero), B tile row t is quad t of the step
+   (16 columns x 4 k, u8), unpacked from the nibbles into a 1 KiB buffer per panel; C[4 r + p]
+   is the sum T_p + z' D_p of row r (the VNNI paths' integers, so the same bits after it). */
+static ptrdiff_t q4_amx_steps(const fd_qweights *w)
+{
+    q4_chunk ch;
+    ptrdiff_t steps = 0;
+    q4_chunk_first(w, &ch);
+    do steps += (ch.len + 63) / 64;
+    while (q4_chunk_next(w, &ch));
+    return steps;
+}
+
+/* Row x as digit planes a[p * lda + position] (lda = steps * 64, zero padded) and its info. */
+T_AMX static int q4_row_amx(const fd_qweights *w, const float *x, uint8_t *a, ptrdiff_t lda, q4_info *info)
+{
+    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF), bias = _mm512_set1_epi32((int)0x80808080u);
+    const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(Q4_TRANSPOSE)), ones = _mm512_set1_epi8(1);
+    ptrdiff_t pos = 0;
+    q4_chunk ch;
+    q4_chunk_first(w, &ch);
+    do {
+        const float *xc = x + ch.k0;
+        __m512i vmax = _mm512_setzero_si512();
+        for (ptrdiff_t kk = 0; kk < ch.len; kk += 16) {
+            __mmask16 m = ch.len - kk >= 16 ? 0xFFFF : (__mmask16)((1u << (ch.len - kk)) - 1);
+            vmax = _mm512_max_epi32(vmax, _mm512_and_si512(_mm512_maskz_loadu_epi32(m, xc + kk), abs_mask));
+        }
+        float f, inv;
+        if (q4_chunk_scale(_mm512_reduce_max_epi32(vmax), &f, &inv)) return 1;
+        const __m512 vf = _mm512_set1_ps(f);
+        __m512i dsum = _mm512_setzero_si512();
+        for (ptrdiff_t kk = 0; kk < (ch.len + 63) / 64 * 64; kk += 16) {
+            __mmask16 m = ch.len - kk >= 16 ? 0xFFFF : ch.len > kk ? (__mmask16)((1u << (ch.len - kk)) - 1) : 0;
+            __m512i X = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, xc + kk), vf));
+            __m512i W = _mm512_xor_si512(_mm512_add_epi32(X, bias), bias);
+            dsum = _mm512_dpbusd_epi32(dsum, ones, _mm512_shuffle_epi8(W, tr));
+            for (int p = 0; p < 4; p++)
+                _mm_storeu_si128((__m128i *)(a + p * lda + pos + kk), _mm512_cvtepi32_epi8(_mm512_srli_epi32(W, 8 * p)));
+        }
+        __m128i s4 = _mm_add_epi32(_mm_add_epi32(_mm512_castsi512_si128(dsum), _mm512_extracti32x4_epi32(dsum, 1)),
+                                   _mm_add_epi32(_mm512_extracti32x4_epi32(dsum, 2), _mm512_extracti32x4_epi32(dsum, 3)));
+        info[ch.index].inv = inv;
+        _mm_storeu_si128((__m128i *)info[ch.index].negd, _mm_sub_epi32(_mm_setzero_si128(), s4));
+        pos += (ch.len + 63) / 64 * 64;
+    } while (q4_chunk_next(w, &ch));
+    return 0;
+}
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} q4_tile_config;
+
+/* C tiles 0-3 and A tile 4: 4 mr rows; B tiles 5-6: 16 rows; all 64 bytes wide. */
+T_AMX static void q4_amx_configure(int mr)
+{
+    q4_tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 7; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = (uint8_t)(t < 5 ? 4 * mr : 16);
+    }
+    __asm__ volatile("" ::: "memory");   /* gcc's ldtilecfg asm names only 8 of the 64 bytes it reads */
+    _tile_loadconfig(&cfg);
+}
+
+/* Pairs [t0, t1) of a chunk's packed nibbles into B rows 2t, 2t + 1 (u8). */
+T_AMX AI void q4_amx_unpack(const uint8_t *wc, ptrdiff_t t0, ptrdiff_t t1, uint8_t *b)
+{
+    const __m512i nib = _mm512_set1_epi8(15);
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        __m512i v = _mm512_loadu_si512((const void *)(wc + t * 64));
+        _mm512_store_si512((void *)(b + (t - t0) * 128), _mm512_and_si512(v, nib));
+        _mm512_store_si512((void *)(b + (t - t0) * 128 + 64), _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+    }
+}
+
+/* One 64-k step of the tiles: where its digits start in the planes, its quad pairs [t0, t1) of
+   chunk `chunk` (whose first pair is `pair`), and whether it ends the chunk. */
+typedef struct {
+    ptrdiff_t apos, pair, t0, t1;
+    int chunk, last;
+} q4_step;
+
+/* The chunk's sums (C tiles in cbuf) finished as the VNNI paths finish theirs: acc += ... */
+T_AMX AI void q4_amx_finish(const int NP, const int GROUPED, int mr, const fd_qweights *w, const q4_chunk *ch,
+                            const q4_info *info, ptrdiff_t ldi, ptrdiff_t p0, const int32_t *cbuf,
+                            __m512 acc[Q4ROWS][Q4_AMX_NP])
+{
+    ptrdiff_t groups = q_groups(w->k, w->block);
+    for (int p = 0; p < NP; p++) {
+        __m512i z = GROUPED ? _mm512_cvttps_epi32(_mm512_loadu_ps(w->zero + ((p0 + p) * groups + ch->g) * FD_QPANEL))
+                            : _mm512_set1_epi32(8);
+        __m512 sc = GROUPED ? _mm512_loadu_ps(w->scale + ((p0 + p) * groups + ch->g) * FD_QPANEL) : _mm512_setzero_ps();
+        for (int r = 0; r < mr; r++) {
+            const q4_info *in = info + r * ldi + ch->index;
+            __m512i t[4];
+            for (int q = 0; q < 4; q++)
+                t[q] = _mm512_add_epi32(_mm512_loadu_si512((const void *)(cbuf + p * 256 + (4 * r + q) * 16)),
+                                        _mm512_madd_epi16(z, _mm512_set1_epi32(in->negd[q])));
+            __m512 v = _mm512_mul_ps(q4_value_512(t), _mm512_set1_ps(in->inv));
+            acc[r][p] = GROUPED ? _mm512_fmadd_ps(v, sc, acc[r][p]) : _mm512_add_ps(acc[r][p], v);
+        }
+    }
+}
+
+/* mr rows x NP (<= 2) panels from panel p0.  Software-pipelined so that the tile unit never
+   waits: the B buffers of step j + 1 are unpacked while step j's TDPBSUDs run, and each chunk's
+   C tiles (0-1 for even chunks, 2-3 for odd ones) are stored and finished while the next
+   chunk's steps run.  A: tile 4, B: tiles 5-6. */
+T_AMX AI void q4_amx_panels(const int NP, const int GROUPED, int mr, const fd_qweights *w, const q4_step *steps,
+                            ptrdiff_t nsteps, const q4_chunk *chunks, const uint8_t *a, ptrdiff_t lda,
+                            const q4_info *info, ptrdiff_t ldi, ptrdiff_t p0, float *c, ptrdiff_t ldc, uint8_t *bbuf,
+                            int32_t *cbuf)
+{
+    ptrdiff_t pstride = q4_pairs(w->k, w->block) * 64;
+    const uint8_t *wp = (const uint8_t *)w->w + p0 * pstride;
+    __m512 acc[Q4ROWS][Q4_AMX_NP];
+    for (int r = 0; r < mr; r++)
+        for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
+    for (int p = 0; p < NP; p++) q4_amx_unpack(wp + p * pstride + steps[0].pair * 64, steps[0].t0, steps[0].t1, bbuf + p * 1024);
+    for (ptrdiff_t j = 0; j < nsteps; j++) {
+        const q4_step *st = steps + j;
+        uint8_t *bj = bbuf + (j % 2) * 2048, *bn = bbuf + ((j + 1) % 2) * 2048;
+        int odd = st->chunk % 2;
+        __asm__ volatile("" ::: "memory");   /* the tile loads read the buffers (their asm names no memory) */
+        if (st->t0 == 0) {
+            if (odd) {
+                _tile_zero(2);
+                if (NP > 1) _tile_zero(3);
+            } else {
+                _tile_zero(0);
+                if (NP > 1) _tile_zero(1);
+            }
+        }
+        _tile_loadd(4, a + st->apos, lda);
+        _tile_loadd(5, bj, 64);
+        if (NP > 1) _tile_loadd(6, bj + 1024, 64);
+        if (odd) {
+            _tile_dpbsud(2, 4, 5);
+            if (NP > 1) _tile_dpbsud(3, 4, 6);
+        } else {
+            _tile_dpbsud(0, 4, 5);
+            if (NP > 1) _tile_dpbsud(1, 4, 6);
+        }
+        if (j + 1 < nsteps)
+            for (int p = 0; p < NP; p++) q4_amx_unpack(wp + p * pstride + st[1].pair * 64, st[1].t0, st[1].t1, bn + p * 1024);
+        if (st->last && st->chunk > 0) {   /* the previous chunk's tiles are done: finish them */
+            if (odd) {
+                _tile_stored(0, cbuf, 64);
+                if (NP > 1) _tile_stored(1, cbuf + 256, 64);
+            } else {
+                _tile_stored(2, cbuf, 64);
+                if (NP > 1) _tile_stored(3, cbuf + 256, 64);
+            }
+            __asm__ volatile("" ::: "memory");
+            q4_amx_finish(NP, GROUPED, mr, w, &chunks[st->chunk - 1], info, ldi, p0, cbuf, acc);
+        }
+    }
+    int lastc = steps[nsteps - 1].chunk;
+    if (lastc % 2) {
+        _tile_stored(2, cbuf, 64);
+        if (NP > 1) _tile_stored(3, cbuf + 256, 64);
+    } else {
+        _tile_stored(0, cbuf, 64);
+        if (NP > 1) _tile_stored(1, cbuf + 256, 64);
+    }
+    __asm__ volatile("" ::: "memory");
+    q4_amx_finish(NP, GROUPED, mr, w, &chunks[lastc], info, ldi, p0, cbuf, acc);
+    for (int p = 0; p < NP; p++) {
+        ptrdiff_t left = w->n - (p0 + p) * FD_QPANEL;
+        __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+        for (int r = 0; r < mr; r++) {
+            __m512 v = acc[r][p];
+            if (!GROUPED) v = _mm512_div_ps(v, _mm512_loadu_ps(w->scale + (p0 + p) * FD_QPANEL));
+            _mm512_mask_storeu_ps(c + r * ldc + (p0 + p) * FD_QPANEL, m, v);
+        }
+    }
+}
+
+/* The whole call on tiles: strips of up to Q4ROWS rows, tiles configured per call (and for the
+   last strip's rows) and released at the end.  Returns FD_OK or FD_ERR_NOMEM. */
+T_AMX static int q4_dense_amx(const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx, const fd_act *act,
+                              const float *bias, float *c, ptrdiff_t ldc)
+{
+    ptrdiff_t nchunks = q4_chunks(w->k, w->block), nsteps = q4_amx_steps(w), lda = nsteps * 64, panels = q_panels(w->n);
+    size_t abytes = (size_t)(4 * Q4ROWS * lda), ibytes = sizeof(q4_info) * (size_t)(Q4ROWS * nchunks);
+    size_t tbytes = sizeof(q4_step) * (size_t)nsteps + sizeof(q4_chunk) * (size_t)nchunks;
+    size_t bytes = 64 + 4 * 1024 + 2 * 1024 + abytes + ibytes + tbytes;
+    _Alignas(64) uint8_t local[Q4STACK];
+    uint8_t *raw = bytes <= sizeof local ? local : (uint8_t *)malloc(bytes);
+    if (!raw) return FD_ERR_NOMEM;
+    uint8_t *bbuf = (uint8_t *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+    int32_t *cbuf = (int32_t *)(bbuf + 4 * 1024);
+    uint8_t *a = (uint8_t *)cbuf + 2 * 1024;
+    q4_info *info = (q4_info *)(a + abytes);
+    q4_step *steps = (q4_step *)(info + Q4ROWS * nchunks);
+    q4_chunk *chunks = (q4_chunk *)(steps + nsteps);
+    {
+        q4_chunk ch;
+        ptrdiff_t j = 0, pos = 0;
+        q4_chunk_first(w, &ch);
+        do {
+            chunks[ch.index] = ch;
+            for (ptrdiff_t t0 = 0; t0 < ch.pairs; t0 += 8, j++) {
+                steps[j] = (q4_step){pos + t0 * 8, ch.pair, t0, ch.pairs - t0 < 8 ? ch.pairs : t0 + 8, (int)ch.index,
+                                     t0 + 8 >= ch.pairs};
+            }
+            pos += (ch.len + 63) / 64 * 64;
+        } while (q4_chunk_next(w, &ch));
+    }
+    int configured = 0;
+    for (ptrdiff_t i0 = 0; i0 < m; i0 += Q4ROWS) {
+        int mr = m - i0 < Q4ROWS ? (int)(m - i0) : Q4ROWS, float_row[Q4ROWS];
+        memset(a, 0, (size_t)(4 * mr * lda));
+        for (int r = 0; r < mr; r++) {
+            float_row[r] = q4_row_amx(w, x + (i0 + r) * ldx, a + 4 * r * lda, lda, info + r * nchunks);
+            if (float_row[r]) {   /* the tiles run it on zeros; q4_row_float writes it */
+                memset(a + 4 * r * lda, 0, (size_t)(4 * lda));
+                memset(info + r * nchunks, 0, sizeof(q4_info) * (size_t)nchunks);
+            }
+        }
+        if (configured != mr) q4_amx_configure(configured = mr);
+        float *cs = c + i0 * ldc;
+        for (ptrdiff_t p0 = 0; p0 < panels; p0 += Q4_AMX_NP) {
+#define Q4_AMX(NP, G) q4_amx_panels(NP, G, mr, w, steps, nsteps, chunks, a, lda, info, nchunks, p0, cs, ldc, bbuf, cbuf)
+            if (panels - p0 >= 2) {
+                if (w->zero) Q4_AMX(2, 1);
+                else Q4_AMX(2, 0);
+            } else {
+                if (w->zero) Q4_AMX(1, 1);
+                else Q4_AMX(1, 0);
+            }
+#undef Q4_AMX
+        }
+        for (int r = 0; r < mr; r++)
+            if (float_row[r]) q4_row_float_fma(w, x + (i0 + r) * ldx, cs + r * ldc);
+        fd_epilogue_f32(act, bias, cs, ldc, cs, ldc, mr, w->n);
+    }
+    _tile_release();
+    if (raw != local) free(raw);
+    return FD_OK;
+}
+#else
+#define FD_Q4_AMX 0
+#endif
 
 #endif /* FD_Q4_X86 */
 
@@ -623,6 +913,9 @@ int fd_q4_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, 
 {
     if (w->bits != 4 || w->k < 1 || w->block < 1 || (unsigned)isa >= FD_QISA_COUNT || !fd_qisa_supported(isa))
         return FD_ERR_ARG;
+#if FD_Q4_X86 && defined(__GNUC__) && FD_Q4_AMX
+    if (isa == FD_QISA_AMX && m >= Q4_AMX_MIN_ROWS) return q4_dense_amx(w, m, x, ldx, act, bias, c, ldc);
+#endif
     q4_path path = q4_path_of(isa);
     ptrdiff_t chunks = q4_chunks(w->k, w->block);
     q4_rows a;
