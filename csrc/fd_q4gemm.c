@@ -596,9 +596,9 @@ Q4_TILE_256(q4_tile_avx2, T_AVX2, 0)
 #undef Q4_DP_VNNI
 
 /* Rows in pairs against one half panel at a time (each weight load feeds two rows); a last
-   single row against a whole panel at a time.  TWO_ROWS 0: one row at a time (AVX2: its int16
-   and int32 sums of two rows would not fit 16 registers). */
-#define Q4_STRIP_256(NAME, TARGET, TILE, TWO_ROWS)                                                        \
+   single row against a whole panel at a time (WIDE; else half a panel).  TWO_ROWS 0: one row at
+   a time (AVX2: its int16 and int32 sums of two rows would not fit 16 registers). */
+#define Q4_STRIP_256(NAME, TARGET, TILE, TWO_ROWS, WIDE)                                                        \
     TARGET static void NAME(int mr, const fd_qweights *w, const q4_rows *a, float *c, ptrdiff_t ldc)       \
     {                                                                                                     \
         ptrdiff_t halves = (w->n + 7) / 8;                                                                \
@@ -610,7 +610,11 @@ Q4_TILE_256(q4_tile_avx2, T_AVX2, 0)
             }                                                                                             \
         for (; r < mr; r++)                                                                               \
             for (ptrdiff_t h0 = 0; h0 < halves; h0 += 2) {                                                \
-                int two = halves - h0 >= 2;                                                               \
+                int two = WIDE && halves - h0 >= 2;                                                       \
+                if (!two && halves - h0 >= 2) { /* two halves, one at a time */                           \
+                    if (w->zero) TILE(1, 1, 1, w, a, r, h0 + 1, c, ldc);                                  \
+                    else TILE(1, 1, 0, w, a, r, h0 + 1, c, ldc);                                          \
+                }                                                                                         \
                 if (w->zero) {                                                                            \
                     if (two) TILE(1, 2, 1, w, a, r, h0, c, ldc);                                          \
                     else TILE(1, 1, 1, w, a, r, h0, c, ldc);                                              \
@@ -621,8 +625,8 @@ Q4_TILE_256(q4_tile_avx2, T_AVX2, 0)
             }                                                                                             \
     }
 
-Q4_STRIP_256(q4_strip_avxvnni, T_AVXVNNI, q4_tile_avxvnni, 1)
-Q4_STRIP_256(q4_strip_avx2, T_AVX2, q4_tile_avx2, 0)
+Q4_STRIP_256(q4_strip_avxvnni, T_AVXVNNI, q4_tile_avxvnni, 1, 1)
+Q4_STRIP_256(q4_strip_avx2, T_AVX2, q4_tile_avx2, 0, 1)
 
 /* ---------------------------------------------------------------- AMX (TDPBSUD) */
 

@@ -10,14 +10,19 @@
  * int4 (Keras "int4", inputs left float as Keras's default): the kernel Keras rebuilds,
  *     w[kk, j] = (q[kk, j] - zero[g, j]) * scale[g, j]   (g = kk / block, float32)
  * or w = q with one kernel_scale per unit (block = -1: c = act(x @ w / kernel_scale + bias)),
- * unpacked from nibbles in registers and summed with float32 FMAs in k order.
+ * computed with exact integer products: per row and chunk of <= 128 k inside a group, the
+ * inputs become X = rint(x 2^s) (max|x| 2^s in [2^29, 2^30)) written as four signed base-256
+ * digits, the digit-by-nibble sums are exact int32 (vpdpbusd / vpmaddubsw / TDPBSUD), combined
+ * exactly and rounded once per chunk, v = float(R) 2^-s, then acc = fma(v, scale, acc) in chunk
+ * order (fd_q4gemm.c; error bound in docs/quantization.md).  Rows holding NaN / inf or chunks
+ * whose maxima leave 2^[-97, 115] take Keras's float32 formula instead.
  *
  * Paths (fd_qisa), picked by the caller (fd_qgemm_isa() is the best one the CPU and
  * FASTDENSE_CPU_PATH allow) and compiled with target attributes, so the default build runs on
  * any x86-64: AMX (int8 on tiles from 3 rows, fd_qgemm_amx.h), AVX512-VNNI (vpdpbusd zmm),
  * AVX-VNNI (vpdpbusd ymm), AVX2 (vpmaddubsw on |q| and w ^ sign(q): pair sums <= 2 * 127 * 128,
  * never saturated) and portable C.  Every path gives
- * the same int32 sums (int8) and the same float sums (int4, same FMA order), bit for bit, for
+ * the same int32 sums (int8, int4) and the same float operations after them, bit for bit, for
  * any number of rows.  Pure, thread-safe on disjoint outputs; scratch up to 32 KiB per call on
  * the stack, more from malloc.
  */
@@ -70,10 +75,10 @@ void fd_q8_pack(const int8_t *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, const 
 ptrdiff_t fd_q4_packed_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block);
 /* Floats of each of fd_q4_pack's scale_out and zero_out. */
 ptrdiff_t fd_q4_params_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block);
-/* Pack q[kk * ldq + j] (k x n, int8 values in [-8, 7]) into wp: per panel of 16 columns and per
-   group, rows in pairs, byte c of a pair = (row0 & 15) | row1 << 4 (an odd group's last pair has
-   a zero high nibble).  scale: groups x n (or n per unit); zero: groups x n int8, or NULL for
-   one scale per unit (then block must be k). */
+/* Pack q[kk * ldq + j] (k x n, int8 values in [-8, 7]) into wp as u = q + 8: per panel of 16
+   columns, per chunk (<= 128 k inside a group), per pair of k-quads 64 bytes, byte 4 col + b =
+   u(8t + b) | u(8t + 4 + b) << 4 (zero past the chunk's end).  scale: groups x n (or n per
+   unit); zero: groups x n int8, or NULL for one scale per unit (then block must be k). */
 void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
                 const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out);
 
