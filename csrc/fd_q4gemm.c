@@ -300,21 +300,28 @@ T_AVX2 static void q4_row_float_fma(const fd_qweights *w, const float *x, float 
 
 /* ---------------------------------------------------------------- AVX-512 */
 
+/* The bits of max |x_k| over len inputs (|x| as integers orders like the floats, NaN / inf above). */
+T_AVX512 static int32_t q4_amax_512(const float *x, ptrdiff_t len)
+{
+    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+    __m512i vmax = _mm512_setzero_si512();
+    for (ptrdiff_t kk = 0; kk < len; kk += 16) {
+        __mmask16 m = len - kk >= 16 ? 0xFFFF : (__mmask16)((1u << (len - kk)) - 1);
+        vmax = _mm512_max_epi32(vmax, _mm512_and_si512(_mm512_maskz_loadu_epi32(m, x + kk), abs_mask));
+    }
+    return _mm512_reduce_max_epi32(vmax);
+}
+
 T_AVX512 static int q4_row_512(const fd_qweights *w, const float *x, uint8_t *dig, q4_info *info)
 {
-    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF), bias = _mm512_set1_epi32((int)0x80808080u);
+    const __m512i bias = _mm512_set1_epi32((int)0x80808080u);
     const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(Q4_TRANSPOSE)), ones = _mm512_set1_epi8(1);
     q4_chunk ch;
     q4_chunk_first(w, &ch);
     do {
         const float *xc = x + ch.k0;
-        __m512i vmax = _mm512_setzero_si512();
-        for (ptrdiff_t kk = 0; kk < ch.len; kk += 16) {
-            __mmask16 m = ch.len - kk >= 16 ? 0xFFFF : (__mmask16)((1u << (ch.len - kk)) - 1);
-            vmax = _mm512_max_epi32(vmax, _mm512_and_si512(_mm512_maskz_loadu_epi32(m, xc + kk), abs_mask));
-        }
         float f, inv;
-        if (q4_chunk_scale(_mm512_reduce_max_epi32(vmax), &f, &inv)) return 1;
+        if (q4_chunk_scale(q4_amax_512(xc, ch.len), &f, &inv)) return 1;
         const __m512 vf = _mm512_set1_ps(f);
         __m512i dsum = _mm512_setzero_si512();
         uint8_t *d = dig + ch.pair * 32;
@@ -356,6 +363,13 @@ T_AVX512 AI __m512 q4_value_512(const __m512i t[4])
     __m512d hi = _mm512_fmadd_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(b, 1)), k16,
                                  _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(a, 1)));
     return _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1);
+}
+
+/* acc += one chunk's value: v = float(R) 2^-s, then fma(v, scale, acc) (per unit: acc + v). */
+T_AVX512 AI __m512 q4_accumulate_512(const int GROUPED, const __m512i t[4], float inv, const float *scale, __m512 acc)
+{
+    __m512 v = _mm512_mul_ps(q4_value_512(t), _mm512_set1_ps(inv));
+    return GROUPED ? _mm512_fmadd_ps(v, _mm512_loadu_ps(scale), acc) : _mm512_add_ps(acc, v);
 }
 
 /* MR rows x NP panels (4 MR NP <= 16 int32 sums). */
@@ -404,15 +418,10 @@ T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, cons
                 }
             }
         }
-        for (int r = 0; r < MR; r++) {
-            const __m512 inv = _mm512_set1_ps(a->info[r * a->ldi + ch.index].inv);
-            for (int p = 0; p < NP; p++) {
-                __m512 v = _mm512_mul_ps(q4_value_512(t[r][p]), inv);
-                acc[r][p] = GROUPED ? _mm512_fmadd_ps(v, _mm512_loadu_ps(w->scale + ((p0 + p) * groups + ch.g) * FD_QPANEL),
-                                                      acc[r][p])
-                                    : _mm512_add_ps(acc[r][p], v);
-            }
-        }
+        for (int r = 0; r < MR; r++)
+            for (int p = 0; p < NP; p++)
+                acc[r][p] = q4_accumulate_512(GROUPED, t[r][p], a->info[r * a->ldi + ch.index].inv,
+                                              w->scale + ((p0 + p) * groups + ch.g) * FD_QPANEL, acc[r][p]);
     } while (q4_chunk_next(w, &ch));
     for (int p = 0; p < NP; p++) {
         ptrdiff_t left = w->n - (p0 + p) * FD_QPANEL;
@@ -653,20 +662,15 @@ static ptrdiff_t q4_amx_steps(const fd_qweights *w)
 /* Row x as digit planes a[p * lda + position] (lda = steps * 64, zero padded) and its info. */
 T_AMX static int q4_row_amx(const fd_qweights *w, const float *x, uint8_t *a, ptrdiff_t lda, q4_info *info)
 {
-    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF), bias = _mm512_set1_epi32((int)0x80808080u);
+    const __m512i bias = _mm512_set1_epi32((int)0x80808080u);
     const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(Q4_TRANSPOSE)), ones = _mm512_set1_epi8(1);
     ptrdiff_t pos = 0;
     q4_chunk ch;
     q4_chunk_first(w, &ch);
     do {
         const float *xc = x + ch.k0;
-        __m512i vmax = _mm512_setzero_si512();
-        for (ptrdiff_t kk = 0; kk < ch.len; kk += 16) {
-            __mmask16 m = ch.len - kk >= 16 ? 0xFFFF : (__mmask16)((1u << (ch.len - kk)) - 1);
-            vmax = _mm512_max_epi32(vmax, _mm512_and_si512(_mm512_maskz_loadu_epi32(m, xc + kk), abs_mask));
-        }
         float f, inv;
-        if (q4_chunk_scale(_mm512_reduce_max_epi32(vmax), &f, &inv)) return 1;
+        if (q4_chunk_scale(q4_amax_512(xc, ch.len), &f, &inv)) return 1;
         const __m512 vf = _mm512_set1_ps(f);
         __m512i dsum = _mm512_setzero_si512();
         for (ptrdiff_t kk = 0; kk < (ch.len + 63) / 64 * 64; kk += 16) {
@@ -733,15 +737,14 @@ T_AMX AI void q4_amx_finish(const int NP, const int GROUPED, int mr, const fd_qw
     for (int p = 0; p < NP; p++) {
         __m512i z = GROUPED ? _mm512_cvttps_epi32(_mm512_loadu_ps(w->zero + ((p0 + p) * groups + ch->g) * FD_QPANEL))
                             : _mm512_set1_epi32(8);
-        __m512 sc = GROUPED ? _mm512_loadu_ps(w->scale + ((p0 + p) * groups + ch->g) * FD_QPANEL) : _mm512_setzero_ps();
         for (int r = 0; r < mr; r++) {
             const q4_info *in = info + r * ldi + ch->index;
             __m512i t[4];
             for (int q = 0; q < 4; q++)
                 t[q] = _mm512_add_epi32(_mm512_loadu_si512((const void *)(cbuf + p * 256 + (4 * r + q) * 16)),
                                         _mm512_madd_epi16(z, _mm512_set1_epi32(in->negd[q])));
-            __m512 v = _mm512_mul_ps(q4_value_512(t), _mm512_set1_ps(in->inv));
-            acc[r][p] = GROUPED ? _mm512_fmadd_ps(v, sc, acc[r][p]) : _mm512_add_ps(acc[r][p], v);
+            acc[r][p] = q4_accumulate_512(GROUPED, t, in->inv, w->scale + ((p0 + p) * groups + ch->g) * FD_QPANEL,
+                                          acc[r][p]);
         }
     }
 }
