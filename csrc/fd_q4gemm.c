@@ -642,7 +642,7 @@ Q4_STRIP_256(q4_strip_avx2, T_AVX2, q4_tile_avx2, 0, 1)
 #if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11)
 #define FD_Q4_AMX 1
 #define T_AMX __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8")))
-#define Q4_AMX_MIN_ROWS 4   /* fewer rows: the VNNI strips are faster (docs/quantization.md) */
+#define Q4_AMX_MIN_ROWS 2   /* one row: the VNNI strips are faster (docs/quantization.md) */
 #define Q4_AMX_NP 2   /* panels per pass: C tiles 0-1 and 2-3 (chunks in turn), A tile 4, B tiles 5-6 */
 
 /* The tiles take the digits as planes: A tile row 4 r + p is digit p of row r over 64 k (each
