@@ -11,9 +11,10 @@
  *     R = (T0 + 2^8 T1) + 2^16 (T2 + 2^8 T3)   (exact: int32 halves, then a double, |R| < 2^42),
  *     v = float(R) * 2^-s   (the one rounding; the power of two is exact),
  *     acc = fma(v, scale_g, acc) per chunk in k order (per unit: acc + v, then acc / kernel_scale).
- * Every path (AVX512-VNNI, AVX-VNNI, AVX2 with vpmaddubsw pair sums <= 2 * 15 * 128 summed 8 deep
- * in int16, C) forms the same integers and the same float operations in the same order, so the
- * results agree bit for bit whatever the path, batch or thread split.  Error against exact
+ * Every path (AMX TDPBSUD from 2 rows, AVX512-VNNI, AVX-VNNI, AVX2 with vpmaddubsw pair sums
+ * <= 2 * 15 * 128 summed 8 deep in int16, C) forms the same integers and the same float
+ * operations in the same order, so the results agree bit for bit whatever the path, batch or
+ * thread split (tests/test_q4_digits.py holds the int64 NumPy transcription).  Error against exact
  * arithmetic on Keras's weights: |x_k - X_k 2^-s| <= 2^-s / 2 <= max_chunk|x| 2^-30 per input, one
  * rounding of v and one of each fma (docs/quantization.md).
  *
