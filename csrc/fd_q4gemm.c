@@ -1,4 +1,6 @@
-/* fd_q4gemm.c -- the Keras 3 int4 Dense kernel with float inputs, on the int8 units (see fd_qgemm.h).
+/* fd_q4gemm.c -- the Keras 3 int4 Dense kernel with float inputs: the fd_q4_* entry points, and
+ * the "digits" recipe (FD_Q4_DIGITS) on the int8 units (see fd_qgemm.h); weights packed for the
+ * "float" recipe run fd_q4gemm_float.c's kernels instead.
  *
  * Keras computes x @ w with w = (q - zero) * scale in float32.  Here the products are exact
  * integers: a row's inputs are cut into chunks of at most Q4CH = 128 k that never straddle a
@@ -27,6 +29,7 @@
  * and an AND give one quad's vpdpbusd operand, a 16-bit shift and the AND the next one's.
  */
 #include "fd_qgemm.h"
+#include "fd_q4gemm_float.h"
 
 #include "fd_status.h"
 
@@ -99,8 +102,16 @@ static int q4_chunk_next(const fd_qweights *w, q4_chunk *ch)
     return 1;
 }
 
-ptrdiff_t fd_q4_packed_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
+fd_q4_recipe fd_q4_recipe_of(fd_qisa isa)
 {
+    /* digits where 512-bit VNNI / AMX make four byte products per weight cheaper than one float
+       FMA; on 256-bit units the float recipe wins from a few rows on (docs/quantization.md) */
+    return isa == FD_QISA_AVX512_VNNI || isa == FD_QISA_AMX ? FD_Q4_DIGITS : FD_Q4_FLOAT;
+}
+
+ptrdiff_t fd_q4_packed_size(fd_q4_recipe recipe, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
+{
+    if (recipe == FD_Q4_FLOAT) return fd_q4f_packed_size(k, n, block);
     return q_panels(n) * q4_pairs(k, block) * 64;
 }
 
@@ -109,14 +120,18 @@ ptrdiff_t fd_q4_params_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
     return q_groups(k, block) * q_panels(n) * FD_QPANEL;
 }
 
-void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
+void fd_q4_pack(fd_q4_recipe recipe, const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
                 const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out)
 {
+    if (recipe == FD_Q4_FLOAT) {
+        fd_q4f_pack(q, ldq, k, n, block, scale, zero, wp, scale_out, zero_out);
+        return;
+    }
     ptrdiff_t groups = q_groups(k, block), npad = q_panels(n) * FD_QPANEL;
     ptrdiff_t pstride = q4_pairs(k, block) * 64;
-    fd_qweights w = {k, n, 4, block, NULL, NULL, NULL, NULL};
+    fd_qweights w = {k, n, 4, block, NULL, NULL, NULL, NULL, FD_Q4_DIGITS};
     q4_chunk ch;
-    memset(wp, 0, (size_t)fd_q4_packed_size(k, n, block));   /* padding: u = 0 meets digits 0 */
+    memset(wp, 0, (size_t)fd_q4_packed_size(FD_Q4_DIGITS, k, n, block));   /* padding: u = 0 meets digits 0 */
     q4_chunk_first(&w, &ch);
     do {
         for (ptrdiff_t kk = 0; kk < ch.len; kk++) {
@@ -139,6 +154,10 @@ void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdif
 
 void fd_q4_panels_view(const fd_qweights *w, ptrdiff_t p0, fd_qweights *v)
 {
+    if (w->recipe == FD_Q4_FLOAT) {
+        fd_q4f_panels_view(w, p0, v);
+        return;
+    }
     ptrdiff_t groups = q_groups(w->k, w->block);
     v->w = (const uint8_t *)w->w + p0 * q4_pairs(w->k, w->block) * 64;
     v->scale = w->scale + p0 * groups * FD_QPANEL;
@@ -919,7 +938,9 @@ static q4_path q4_path_of(fd_qisa isa)
 int fd_q4_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, ptrdiff_t ldx,
                 const fd_act *act, const float *bias, float *c, ptrdiff_t ldc)
 {
-    if (w->bits != 4 || w->k < 1 || w->block < 1 || (unsigned)isa >= FD_QISA_COUNT || !fd_qisa_supported(isa))
+    if (w->recipe == FD_Q4_FLOAT) return fd_q4f_dense(isa, w, m, x, ldx, act, bias, c, ldc);
+    if (w->bits != 4 || w->recipe != FD_Q4_DIGITS || w->k < 1 || w->block < 1 || (unsigned)isa >= FD_QISA_COUNT ||
+        !fd_qisa_supported(isa))
         return FD_ERR_ARG;
 #if FD_Q4_X86 && defined(__GNUC__) && FD_Q4_AMX
     if (isa == FD_QISA_AMX && m >= Q4_AMX_MIN_ROWS) return q4_dense_amx(w, m, x, ldx, act, bias, c, ldc);

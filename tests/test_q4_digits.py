@@ -1,7 +1,10 @@
-"""Keras's weight-only int4 (float inputs) on the integer kernels (csrc/fd_q4gemm.c): the inputs
-written per chunk as 2^-s times four signed base-256 digits, exact integer products, one rounding
-per chunk.  Every path must equal the int64 NumPy transcription of that recipe (below) bit for bit,
-and Keras's formula in float64 within the recipe's stated bound (docs/quantization.md)."""
+"""Keras's weight-only int4 (float inputs), the "digits" recipe on the integer kernels
+(csrc/fd_q4gemm.c): the inputs written per chunk as 2^-s times four signed base-256 digits, exact
+integer products, one rounding per chunk.  Every path must equal the int64 NumPy transcription of
+that recipe (below) bit for bit, and Keras's formula in float64 within the recipe's stated bound
+(docs/quantization.md).  Kernels are packed for it explicitly (_kernels._q4_repacked): packing
+picks it only where the path is AVX512-VNNI or AMX; the "float" recipe (main's kernel) elsewhere,
+checked in test_quant_ops.py and, across paths, here."""
 
 import json
 import os
@@ -132,7 +135,7 @@ def _kernel(k, n, block, seed):
     wf = (rng.standard_normal((k, n)) * rng.uniform(0.01, 1, size=n)).astype(np.float32)
     w = Q.quantize_int4(wf, block)
     qk = _kernels.QuantizedKernel("int4", Q.pack_int4(w.q), w.scale, w.zero, block, False)
-    return w, qk
+    return w, _kernels._q4_repacked(qk, "digits")
 
 
 def _inputs(m, k, seed):
@@ -248,7 +251,7 @@ import numpy as np
 from fastdense import _kernels, ops
 from fastdense import quantizers as Q
 rng = np.random.default_rng(3)
-out = {"isa": _kernels.quant_isa()}
+out = {"isa": _kernels.quant_isa(), "recipe": None}
 special = np.array([np.nan, np.inf, 1e37, 1e-33, 0.0], np.float32)
 for (m, k, n, block) in [(1, 20, 64, 128), (5, 784, 33, 128), (17, 129, 130, 32), (4, 3, 1, -1), (3, 300, 70, -1),
                          (2, 77, 250, 7), (6, 257, 31, 64)]:
@@ -256,29 +259,35 @@ for (m, k, n, block) in [(1, 20, 64, 128), (5, 784, 33, 128), (17, 129, 130, 32)
     x[m // 2, k // 2] = special[m % 5]
     w = Q.quantize_int4(rng.standard_normal((k, n)).astype(np.float32), block)
     qk = _kernels.QuantizedKernel("int4", Q.pack_int4(w.q), w.scale, w.zero, block, False)
-    out[f"{m}x{k}x{n}/{block}"] = ops.dense(x, qk).tobytes().hex()
+    out["recipe"] = qk.int4_recipe   # the one this path packs for
+    out[f"{m}x{k}x{n}/{block}"] = ops.dense(x, _kernels._q4_repacked(qk, sys.argv[1])).tobytes().hex()
 json.dump(out, sys.stdout)
 """
 
 
+@pytest.mark.parametrize("recipe", ["digits", "float"])
 @pytest.mark.parametrize("path,quant,isa_needed", [("baseline", None, "baseline"), ("avx2", "avx2", "avx2"),
                                                    ("avx2", None, "avx_vnni"), ("avx512", None, "avx512_vnni")])
-def test_every_path_gives_the_same_bits(path, quant, isa_needed):
-    """FASTDENSE_CPU_PATH / FASTDENSE_QUANT_PATH force each path in a subprocess: the bits of this
-    process's path (checked against the int64 recipe above), NaN / inf / huge / tiny rows included."""
+def test_every_path_gives_the_same_bits(path, quant, isa_needed, recipe):
+    """FASTDENSE_CPU_PATH / FASTDENSE_QUANT_PATH force each path in a subprocess: for kernels packed
+    under one recipe, the bits of this process's path (digits: checked against the int64 recipe
+    above), NaN / inf / huge / tiny rows included; and the recipe each path packs for."""
     env = {k: v for k, v in os.environ.items() if k != "FASTDENSE_QUANT_PATH"}
     env["FASTDENSE_CPU_PATH"] = path
     if quant:
         env["FASTDENSE_QUANT_PATH"] = quant
-    run = subprocess.run([sys.executable, "-c", _PATH_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-c", _PATH_SCRIPT, recipe], env=env, capture_output=True, text=True,
+                         timeout=120)
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
     isa = got.pop("isa")
     if isa != isa_needed:
         pytest.skip(f"this CPU does not run the {isa_needed} int4 kernel (got {isa})")
-    here = subprocess.run([sys.executable, "-c", _PATH_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert got.pop("recipe") == ("digits" if isa in ("avx512_vnni", "amx") else "float")
+    here = subprocess.run([sys.executable, "-c", _PATH_SCRIPT, recipe], capture_output=True, text=True, timeout=120)
+    assert here.returncode == 0, here.stderr
     want = json.loads(here.stdout)
-    want.pop("isa")
+    assert want.pop("recipe") == ("digits" if want.pop("isa") in ("avx512_vnni", "amx") else "float")
     assert got == want
 
 
