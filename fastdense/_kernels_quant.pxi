@@ -54,6 +54,15 @@ def quant_isa():
     return fd_qisa_name(fd_qgemm_isa()).decode()
 
 
+def q4_recipe():
+    """The int4 recipe float-input int4 kernels packed here get: 'digits' (AVX512-VNNI, AMX) or 'float'."""
+    return _q4_recipe_name(fd_q4_recipe_of(fd_qgemm_isa()))
+
+
+cdef str _q4_recipe_name(fd_q4_recipe recipe):
+    return next(name for name, code in _Q4_RECIPES.items() if code == recipe)
+
+
 cdef cnp.ndarray _aligned_empty(cnp.npy_intp count, int typenum, cnp.npy_intp itemsize):
     """A read-only-to-be 1-D array of `count` items starting on a 64-byte boundary."""
     cdef cnp.npy_intp size = count + 64 // itemsize
@@ -176,7 +185,7 @@ cdef class QuantizedKernel:
                        <uint8_t *>cnp.PyArray_DATA(wp), <float *>cnp.PyArray_DATA(scale_out),
                        NULL if zero_out is None else <float *>cnp.PyArray_DATA(zero_out))
             self._comp = None
-            self.int4_recipe = next(name for name, code in _Q4_RECIPES.items() if code == recipe)
+            self.int4_recipe = _q4_recipe_name(recipe)
         self._packed = _read_only(wp)
         self._scale = _read_only(scale_out)
         self._zero = None if zero_out is None else _read_only(zero_out)
