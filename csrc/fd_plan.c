@@ -150,9 +150,11 @@ static double step_weights(const fd_plan *p, const fd_step *st, double *ps_byte,
 {
     const double kn = (double)st->k * (double)st->n;
     if (st->kind == FD_STEP_QDENSE) {
-        const int q8 = ((const fd_qweights *)st->w)->bits == 8;
+        const fd_qweights *qw = (const fd_qweights *)st->w;
+        const int q8 = qw->bits == 8;
         *ps_byte = q8 ? FD_TUNE_STEP_PS_PER_BYTE_Q8 : FD_TUNE_STEP_PS_PER_BYTE_Q4;
-        *ps_mac = q8 ? FD_TUNE_STEP_PS_PER_MAC_Q8 : FD_TUNE_STEP_PS_PER_MAC_Q4;
+        *ps_mac = q8 ? FD_TUNE_STEP_PS_PER_MAC_Q8
+                     : qw->recipe == FD_Q4_DIGITS ? FD_TUNE_STEP_PS_PER_MAC_Q4_DIGITS : FD_TUNE_STEP_PS_PER_MAC_Q4_FLOAT;
         return q8 ? kn : kn / 2;
     }
     if (st->kind != FD_STEP_DENSE) return 0;

@@ -15,12 +15,16 @@ cdef extern from "fd_qgemm.h" nogil:
         const int32_t *comp
         const float *scale
         const float *zero
+        int recipe
+    ctypedef enum fd_q4_recipe:
+        FD_Q4_FLOAT, FD_Q4_DIGITS
     ptrdiff_t fd_q8_packed_size(ptrdiff_t k, ptrdiff_t n)
     void fd_q8_pack(const int8_t *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, const float *kernel_scale,
                     int8_t *wp, int32_t *comp, float *scale_out)
-    ptrdiff_t fd_q4_packed_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
+    fd_q4_recipe fd_q4_recipe_of(fd_qisa isa)
+    ptrdiff_t fd_q4_packed_size(fd_q4_recipe recipe, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
     ptrdiff_t fd_q4_params_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
-    void fd_q4_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
+    void fd_q4_pack(fd_q4_recipe recipe, const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
                     const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out)
     fd_qisa fd_qgemm_isa()
     int fd_qisa_supported(fd_qisa isa)
@@ -41,11 +45,22 @@ cdef extern from "fd_pool.h" nogil:
     void fd_busy_leave()
 
 Q8_MAX_K = FD_Q8_MAX_K
+# the int4 recipes (csrc/fd_qgemm.h), by the names QuantizedKernel.int4_recipe reports
+_Q4_RECIPES = {"float": FD_Q4_FLOAT, "digits": FD_Q4_DIGITS}
 
 
 def quant_isa():
     """The quantized kernels' path here: 'amx', 'avx512_vnni', 'avx_vnni', 'avx2' or 'baseline'."""
     return fd_qisa_name(fd_qgemm_isa()).decode()
+
+
+def q4_recipe():
+    """The int4 recipe float-input int4 kernels packed here get: 'digits' (AVX512-VNNI, AMX) or 'float'."""
+    return _q4_recipe_name(fd_q4_recipe_of(fd_qgemm_isa()))
+
+
+cdef str _q4_recipe_name(fd_q4_recipe recipe):
+    return next(name for name, code in _Q4_RECIPES.items() if code == recipe)
 
 
 cdef cnp.ndarray _aligned_empty(cnp.npy_intp count, int typenum, cnp.npy_intp itemsize):
@@ -64,7 +79,9 @@ cdef class QuantizedKernel:
     ``kernel``, ``kernel_scale`` and ``kernel_zero`` are Keras's variables (int8 (K, N) or int4
     packed two per byte along N; one scale per unit or per block of ``block_size`` input rows),
     read-only copies; ``quantize_inputs`` says whether inputs are quantized per row (Keras's
-    int8 default) or stay float (Keras's int4 default).
+    int8 default) or stay float (Keras's int4 default).  ``int4_recipe`` is how float-input
+    int4 runs (``"digits"`` or ``"float"``, chosen for this machine's path when packed; the bits
+    are the same on every path for one recipe), else None.
     """
     cdef readonly str mode
     cdef readonly object kernel
@@ -73,6 +90,7 @@ cdef class QuantizedKernel:
     cdef readonly ptrdiff_t block_size
     cdef readonly bint quantize_inputs
     cdef readonly ptrdiff_t k, n
+    cdef readonly str int4_recipe
     cdef object _packed, _comp, _scale, _zero
     cdef fd_qweights _w
     cdef bint _native
@@ -135,9 +153,9 @@ cdef class QuantizedKernel:
         self._native = self.n > 0 and (mode == "int4" and (not quantize_inputs or self.block_size == -1 and self.k <= FD_Q8_MAX_K)
                                        or mode == "int8" and quantize_inputs)
         if self._native:
-            self._pack(quantizers)
+            self._pack(quantizers, fd_q4_recipe_of(fd_qgemm_isa()))
 
-    cdef _pack(self, quantizers):
+    cdef _pack(self, quantizers, fd_q4_recipe recipe):
         cdef ptrdiff_t k = self.k, n = self.n, npad = (n + FD_QPANEL - 1) // FD_QPANEL * FD_QPANEL
         cdef ptrdiff_t block = self.block_size if self.block_size > 0 else k
         cdef cnp.ndarray kern = <cnp.ndarray>self.kernel, sc = <cnp.ndarray>self.kernel_scale, q, zero
@@ -155,17 +173,19 @@ cdef class QuantizedKernel:
                            <float *>cnp.PyArray_DATA(scale_out))
             self._comp = _read_only(comp)
             zero_out = None
+            self.int4_recipe = None
         else:
             q = np.ascontiguousarray(quantizers.unpack_int4(self.kernel, n, axis=-1))
-            wp = _aligned_empty(fd_q4_packed_size(k, n, block), cnp.NPY_UINT8, 1)
+            wp = _aligned_empty(fd_q4_packed_size(recipe, k, n, block), cnp.NPY_UINT8, 1)
             scale_out = _aligned_empty(fd_q4_params_size(k, n, block), cnp.NPY_FLOAT32, 4)
             zero = self.kernel_zero if self.kernel_zero is not None else None
             zero_out = _aligned_empty(fd_q4_params_size(k, n, block), cnp.NPY_FLOAT32, 4) if zero is not None else None
-            fd_q4_pack(<const int8_t *>cnp.PyArray_DATA(q), n, k, n, block, <const float *>cnp.PyArray_DATA(sc),
+            fd_q4_pack(recipe, <const int8_t *>cnp.PyArray_DATA(q), n, k, n, block, <const float *>cnp.PyArray_DATA(sc),
                        NULL if zero is None else <const int8_t *>cnp.PyArray_DATA(zero),
                        <uint8_t *>cnp.PyArray_DATA(wp), <float *>cnp.PyArray_DATA(scale_out),
                        NULL if zero_out is None else <float *>cnp.PyArray_DATA(zero_out))
             self._comp = None
+            self.int4_recipe = _q4_recipe_name(recipe)
         self._packed = _read_only(wp)
         self._scale = _read_only(scale_out)
         self._zero = None if zero_out is None else _read_only(zero_out)
@@ -177,6 +197,7 @@ cdef class QuantizedKernel:
         self._w.comp = NULL if self._comp is None else <const int32_t *>cnp.PyArray_DATA(<cnp.ndarray>self._comp)
         self._w.scale = <const float *>cnp.PyArray_DATA(<cnp.ndarray>self._scale)
         self._w.zero = NULL if self._zero is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>self._zero)
+        self._w.recipe = recipe
 
     def __reduce__(self):
         return (QuantizedKernel, (self.mode, self.kernel, self.kernel_scale, self.kernel_zero,
@@ -196,6 +217,21 @@ cdef class QuantizedKernel:
         block = "" if self.mode == "int8" else f" block_size={self.block_size}"
         inputs = "inputs quantized" if self.quantize_inputs else "float inputs"
         return f"<QuantizedKernel {self.mode} shape=({self.k}, {self.n}){block} ({inputs})>"
+
+
+def _q4_repacked(QuantizedKernel w, str recipe):
+    """A copy of float-input int4 kernel w packed for `recipe` ("digits" or "float") whatever this
+    machine's path would pick: for tests to run both recipes on every path."""
+    from fastdense import quantizers
+
+    if w.int4_recipe is None:
+        raise ValueError(f"only float-input int4 kernels have a recipe, got {w!r}")
+    if recipe not in _Q4_RECIPES:
+        raise ValueError(f"int4 recipe must be one of {sorted(_Q4_RECIPES)}, got {recipe!r}")
+    cdef QuantizedKernel out = QuantizedKernel(w.mode, w.kernel, w.kernel_scale, w.kernel_zero, w.block_size,
+                                               w.quantize_inputs)
+    out._pack(quantizers, _Q4_RECIPES[recipe])
+    return out
 
 
 cdef object _read_only(cnp.ndarray a):

@@ -151,7 +151,8 @@ def run_quant(
 
     return {"job": "mlp-quantized", "mode": mode, "units": list(B.MLP_UNITS), "activations": list(B.MLP_ACTIVATIONS),
             "dtype": f"{mode} (fastdense), float32 and the peers' dynamic int8", "machine": B.machine_info(),
-            "paths": {"quantized": _kernels.quant_isa(), "float32": _kernels.cpu_path()},
+            "paths": {"quantized": _kernels.quant_isa(), "float32": _kernels.cpu_path(),
+                      "int4_recipe": _kernels.q4_recipe() if mode == "int4" else None},
             "other_load_cores": overall.other_cores(), "results": results}
 
 
@@ -205,7 +206,9 @@ def quant_table(report: Mapping[str, Any]) -> str:
     title = (f"MLP {'-'.join(map(str, report['units']))} ({', '.join(report['activations'])}): fastdense "
              f"{report['mode']} (Model.quantize) against float32 and the peers' int8; median time per call; "
              "ratios: median over rounds of the two times' ratio in a round (< 1: quantized fastdense is faster)"
-             + (f"; kernels: quantized {paths['quantized']}, float32 {paths['float32']}" if paths else ""))
+             + (f"; kernels: quantized {paths['quantized']}"
+                + (f" (int4 {paths['int4_recipe']} recipe)" if paths.get("int4_recipe") else "")
+                + f", float32 {paths['float32']}" if paths else ""))
     acc_rows = []
     for name in names:
         errs = [row["accuracy"][name] for row in report["results"] if name in row["accuracy"]]

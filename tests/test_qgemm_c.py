@@ -3,7 +3,8 @@
 Each instruction set is its own test; on a CPU without it the test skips and names it. The
 harness checks the int8 products bit for bit against an int64 reference over 550+ shapes
 (k to 1100 and FD_Q8_MAX_K, n to 1030, m to 64, -128 weights), Keras's row quantizer and the
-layer's de-scale bit for bit, and the int4 layers against a float64 reference and the C path.
+layer's de-scale bit for bit, and the int4 layers (both recipes) against a float64 reference
+and the C path of their recipe.
 """
 
 import os

@@ -22,6 +22,9 @@ def test_quantized_report(mode):
     table = BQ.quant_table(json.loads(json.dumps(report)))
     assert f"fd {mode}/fastdense f32" in table and "top-1 agreement" in table
     assert report["paths"]["quantized"] == _kernels.quant_isa() and "kernels: quantized" in table
+    recipe = report["paths"]["int4_recipe"]
+    assert recipe == (("digits" if _kernels.quant_isa() in ("avx512_vnni", "amx") else "float") if mode == "int4" else None)
+    assert (f"(int4 {recipe} recipe)" in table) == (mode == "int4")
 
 
 def test_target_lines_name_the_bound_and_the_verdict():

@@ -48,10 +48,12 @@ def test_int8_fused_activations_follow_the_float_epilogue():
     np.testing.assert_allclose(glu, a / (1 + np.exp(-g)), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("recipe", ["float", "digits"])
 @pytest.mark.parametrize("block", [128, 7, -1])
-def test_int4_matches_the_float_reference(block):
+def test_int4_matches_the_float_reference(block, recipe):
     x, w, b = _data()
-    qk = ops.quantize_kernel(w, "int4", block_size=block)
+    qk = _kernels._q4_repacked(ops.quantize_kernel(w, "int4", block_size=block), recipe)
+    assert qk.int4_recipe == recipe
     wq = Q.quantize_int4(w, block)
     np.testing.assert_array_equal(qk.kernel, Q.pack_int4(wq.q))
     want = Q.int4_dense_reference(x, wq, b)
@@ -64,7 +66,8 @@ def test_int4_matches_the_float_reference(block):
 
 def test_rows_are_independent_of_the_batch():
     x, w, b = _data(m=37)
-    for qk in (ops.quantize_kernel(w, "int8"), ops.quantize_kernel(w, "int4")):
+    int4 = ops.quantize_kernel(w, "int4")
+    for qk in (ops.quantize_kernel(w, "int8"), _kernels._q4_repacked(int4, "float"), _kernels._q4_repacked(int4, "digits")):
         whole = ops.dense(x, qk, b, "relu")
         for i in (0, 5, 36):
             np.testing.assert_array_equal(ops.dense(x[i], qk, b, "relu"), whole[i])
@@ -160,15 +163,19 @@ for (m, k, n) in [(1, 20, 64), (5, 784, 33), (17, 129, 130), (4, 3, 1), (29, 70,
     w = rng.standard_normal((k, n)).astype(np.float32)
     b = rng.standard_normal(n).astype(np.float32)
     for mode, block in [("int8", None), ("int4", 128), ("int4", 5), ("int4", -1)]:
-        y = ops.dense(x, ops.quantize_kernel(w, mode, block_size=block), b)
-        out[f"{m}x{k}x{n}/{mode}/{block}"] = y.tobytes().hex()
+        qk = ops.quantize_kernel(w, mode, block_size=block)
+        # int4: both recipes, whichever this path would pack for (their bits differ)
+        for recipe in ("float", "digits") if mode == "int4" else (None,):
+            y = ops.dense(x, _kernels._q4_repacked(qk, recipe) if recipe else qk, b)
+            out[f"{m}x{k}x{n}/{mode}/{block}/{recipe}"] = y.tobytes().hex()
 json.dump(out, sys.stdout)
 """
 
 
 def test_every_cpu_path_gives_the_same_bits():
     """FASTDENSE_CPU_PATH=baseline / avx2 / avx512 in subprocesses: identical outputs (int8 sums are
-    exact and int4 sums follow one order on every path), int8 equal to the int64 reference."""
+    exact; int4 sums follow one order on every path for weights packed under one recipe), int8
+    equal to the int64 reference."""
     results = {}
     # FASTDENSE_QUANT_PATH=avx2: the AVX2 kernel even where AVX-VNNI is (avx2 keeps AVX-VNNI)
     for path, quant in (("baseline", None), ("avx2", None), ("avx2", "avx2"), ("avx512", None)):
@@ -193,18 +200,20 @@ def test_every_cpu_path_gives_the_same_bits():
         b = rng.standard_normal(n).astype(np.float32)
         q, s = Q.quantize_int8(w)
         want = Q.int8_dense_reference(x, q, s, b)
-        assert first[f"{m}x{k}x{n}/int8/None"] == want.tobytes().hex()
+        assert first[f"{m}x{k}x{n}/int8/None/None"] == want.tobytes().hex()
 
 
 @pytest.mark.parametrize("activation", ["relu", "softmax", "glu"])
 def test_threads_split_rows_and_columns_without_changing_a_bit(activation):
     """ops.dense splits a quantized call over the pool (columns for <= 4 rows, rows from 8 on):
-    every row is bit for bit the one-thread result, and int8 the int64 reference's."""
+    every row is bit for bit the one-thread result at any batch size (int4: under either recipe),
+    and int8 the int64 reference's."""
     import fastdense
 
     x, w, b = _data(m=40, k=300, n=512, seed=4)
-    kernels = [ops.quantize_kernel(w, "int8"), ops.quantize_kernel(w, "int4"),
-               ops.quantize_kernel(w, "int4", block_size=-1)]
+    kernels = [ops.quantize_kernel(w, "int8")] + [
+        _kernels._q4_repacked(ops.quantize_kernel(w, "int4", block_size=block), recipe)
+        for block in (128, -1) for recipe in ("float", "digits")]
     before = fastdense.get_num_threads()
     try:
         for qk in kernels:
@@ -214,6 +223,7 @@ def test_threads_split_rows_and_columns_without_changing_a_bit(activation):
                 results[threads] = [ops.dense(x[:m], qk, b, activation) for m in (1, 3, 4, 8, 13, 40)]
             for one, two in zip(results[1], results[2]):
                 np.testing.assert_array_equal(one, two)
+                np.testing.assert_array_equal(one, results[1][-1][: len(one)])
             if qk.mode == "int8" and activation == "relu":
                 want = np.maximum(Q.int8_dense_reference(x, qk.kernel, qk.kernel_scale, b), 0)
                 for got in results[2]:
@@ -230,3 +240,19 @@ def test_int8_row_tiles_match_the_reference_at_every_batch():
     want = Q.int8_dense_reference(x, qk.kernel, qk.kernel_scale, b)
     for m in range(1, 31):
         np.testing.assert_array_equal(ops.dense(x[:m], qk, b), want[:m])
+
+
+def test_int4_recipe_is_reported_and_only_float_input_int4_has_one():
+    x, w, b = _data()
+    int4 = ops.quantize_kernel(w, "int4")
+    want = "digits" if _kernels.quant_isa() in ("avx512_vnni", "amx") else "float"
+    assert int4.int4_recipe == want
+    assert ops.quantize_kernel(w, "int8").int4_recipe is None
+    w4 = Q.quantize_int4(w, -1)
+    assert _kernels.QuantizedKernel("int4", Q.pack_int4(w4.q), w4.scale, None, -1, True).int4_recipe is None
+    with pytest.raises(ValueError, match="only float-input int4 kernels have a recipe"):
+        _kernels._q4_repacked(ops.quantize_kernel(w, "int8"), "float")
+    with pytest.raises(ValueError, match="int4 recipe must be one of"):
+        _kernels._q4_repacked(int4, "fast")
+    # pickling packs again for the loading machine's path (here: the same recipe)
+    assert pickle.loads(pickle.dumps(_kernels._q4_repacked(int4, "float"))).int4_recipe == want

@@ -2,9 +2,10 @@
 
     python tests/c/qgemm_build.py OUT [check ISA | bench]
 
-CC=clang works too (HELPERS_CC=gcc builds the other units with gcc). fd_qgemm{,_amx}.c get setup.py's
-flags (a portable build: the paths come from target attributes); HELPERS_OPT (default -O3) is
-for the units it calls, e.g. -O1 to build the activation epilogue quickly when only checking.
+CC=clang works too (HELPERS_CC=gcc builds the other units with gcc). fd_qgemm{,_amx}.c and
+fd_q4gemm{,_float}.c get setup.py's flags (a portable build: the paths come from target
+attributes); HELPERS_OPT (default -O3) is for the units it calls, e.g. -O1 to build the
+activation epilogue quickly when only checking.
 """
 
 import os
@@ -23,7 +24,7 @@ def build(out: str) -> None:
     helpers_opt = os.environ.get("HELPERS_OPT", "-O3")
     with tempfile.TemporaryDirectory() as tmp:
         objects = []
-        for unit in ("fd_qgemm", "fd_q4gemm", "fd_qgemm_amx"):   # the kernels under test, with CC
+        for unit in ("fd_qgemm", "fd_q4gemm", "fd_q4gemm_float", "fd_qgemm_amx"):   # the kernels under test, with CC
             objects.append(f"{tmp}/{unit}.o")
             subprocess.run([cc, "-O3", *FLAGS, "-c", str(ROOT / f"csrc/{unit}.c"), "-o", objects[-1]], check=True)
         for unit in ("fd_act", "fd_gemm", "fd_cpu"):

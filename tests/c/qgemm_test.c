@@ -2,14 +2,16 @@
  *
  *   qgemm_test check ISA    int8: integer products bit for bit against an int64 reference over
  *                           many shapes and extreme values, Keras's row quantizer bit for bit,
- *                           the layer's de-scale + bias bit for bit; int4: within a float bound
- *                           of a double reference and bit for bit against the portable C path.
+ *                           the layer's de-scale + bias bit for bit; int4, both recipes (float,
+ *                           digits): within a float bound of a double reference and bit for
+ *                           bit against the portable C path of the same recipe.
  *                           Exit 0 on success, 1 on a mismatch, 77 when the CPU lacks ISA.
  *                           amx: also the AMX kernel called directly (tiles for any m, so
  *                           m 1..40 too, below the rows fd_q8_dense hands it).
  *   qgemm_test bench        GOPS on one thread of the int8 / int4 layers and the float32
  *                           packed GEMM + epilogue at MLP shapes.
- *   qgemm_test bench-mlp [ISA]  the MLP alone, batches 1 to 4096, one path or every one.
+ *   qgemm_test bench-mlp [ISA]  the MLP alone, batches 1 to 4096, one path or every one
+ *                           (int4 under both recipes, batches up to 256).
  *   qgemm_test bench-amx    AMX tiles against the AVX512-VNNI strips per number of rows: the
  *                           crossover behind FD_QAMX_MIN_ROWS.
  *
@@ -76,17 +78,20 @@ typedef struct {
     float *scale, *zero;
 } q4_packed;
 
-static q4_packed q4_make(const int8_t *q, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block, const float *s, const int8_t *z)
+static q4_packed q4_make(fd_q4_recipe recipe, const int8_t *q, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
+                         const float *s, const int8_t *z)
 {
     q4_packed p;
     ptrdiff_t params = fd_q4_params_size(k, n, block);
-    p.wp = malloc((size_t)fd_q4_packed_size(k, n, block));
+    p.wp = malloc((size_t)fd_q4_packed_size(recipe, k, n, block));
     p.scale = malloc(sizeof(float) * (size_t)params);
     p.zero = z ? malloc(sizeof(float) * (size_t)params) : NULL;
-    fd_q4_pack(q, n, k, n, block, s, z, p.wp, p.scale, p.zero);
-    p.w = (fd_qweights){k, n, 4, block, p.wp, NULL, p.scale, p.zero};
+    fd_q4_pack(recipe, q, n, k, n, block, s, z, p.wp, p.scale, p.zero);
+    p.w = (fd_qweights){k, n, 4, block, p.wp, NULL, p.scale, p.zero, recipe};
     return p;
 }
+
+static const char *const q4_recipe_names[] = {"float", "digits"};
 static void q4_free(q4_packed *p) { free(p->wp); free(p->scale); free(p->zero); }
 
 /* Keras's AbsMaxQuantizer on one row, written out in float32 without SIMD. */
@@ -213,7 +218,7 @@ static void check_q8_dense(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, i
 
 /* ------------------------------------------------------------------ int4 checks */
 
-static void check_q4_dense(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
+static void check_q4_dense(fd_qisa isa, fd_q4_recipe recipe, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
 {
     int grouped = block > 0;
     if (!grouped) block = k;
@@ -229,7 +234,7 @@ static void check_q4_dense(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, p
     }
     for (ptrdiff_t i = 0; i < m * k; i++) x[i] = rnd_float();
     for (ptrdiff_t j = 0; j < n; j++) bias[j] = rnd_float();
-    q4_packed p = q4_make(q, k, n, block, s, grouped ? z : NULL);
+    q4_packed p = q4_make(recipe, q, k, n, block, s, grouped ? z : NULL);
     fd_act linear = {FD_ACT_LINEAR, {0, 0, 0}};
     CHECK(fd_q4_dense(isa, &p.w, m, x, k, &linear, bias, c, n) == 0, "fd_q4_dense failed");
     CHECK(fd_q4_dense(FD_QISA_BASELINE, &p.w, m, x, k, &linear, bias, cb, n) == 0, "fd_q4_dense baseline failed");
@@ -244,10 +249,10 @@ static void check_q4_dense(fd_qisa isa, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, p
             }
             double ref = (grouped ? acc : acc / s[j]) + bias[j];
             double bound = 1.2e-7 * (k + 2) * (grouped ? mag : mag / s[j]) + 1.2e-7 * fabs(bias[j]) + 1e-30;
-            CHECK(fabs(c[i * n + j] - ref) <= bound, "%s q4 m=%td k=%td n=%td block=%td: c[%td,%td] = %.9g, reference %.9g",
-                  fd_qisa_name(isa), m, k, n, block, i, j, c[i * n + j], ref);
-            CHECK(memcmp(&c[i * n + j], &cb[i * n + j], 4) == 0, "%s q4 m=%td k=%td n=%td block=%td: c[%td,%td] = %.9g, C path %.9g",
-                  fd_qisa_name(isa), m, k, n, block, i, j, c[i * n + j], cb[i * n + j]);
+            CHECK(fabs(c[i * n + j] - ref) <= bound, "%s q4 %s m=%td k=%td n=%td block=%td: c[%td,%td] = %.9g, reference %.9g",
+                  fd_qisa_name(isa), q4_recipe_names[recipe], m, k, n, block, i, j, c[i * n + j], ref);
+            CHECK(memcmp(&c[i * n + j], &cb[i * n + j], 4) == 0, "%s q4 %s m=%td k=%td n=%td block=%td: c[%td,%td] = %.9g, C path %.9g",
+                  fd_qisa_name(isa), q4_recipe_names[recipe], m, k, n, block, i, j, c[i * n + j], cb[i * n + j]);
         }
     q4_free(&p);
     free(q); free(z); free(s); free(x); free(c); free(cb); free(bias);
@@ -351,9 +356,11 @@ static int check(fd_qisa isa)
         for (int nonneg = 0; nonneg < 2; nonneg++) check_q8_dense(isa, dense[t][0], dense[t][1], dense[t][2], nonneg);
     const ptrdiff_t q4[][4] = {{1, 20, 64, 128}, {5, 64, 6, 128}, {3, 300, 33, 128}, {9, 257, 70, 7}, {2, 33, 17, 1},
                                {4, 40, 100, 3}, {1, 784, 512, 128}, {6, 129, 40, -1}, {1, 1, 1, -1}, {11, 64, 31, 64}};
-    for (size_t t = 0; t < sizeof q4 / sizeof q4[0]; t++) check_q4_dense(isa, q4[t][0], q4[t][1], q4[t][2], q4[t][3]);
+    for (size_t t = 0; t < sizeof q4 / sizeof q4[0]; t++)
+        for (int recipe = FD_Q4_FLOAT; recipe <= FD_Q4_DIGITS; recipe++)
+            check_q4_dense(isa, (fd_q4_recipe)recipe, q4[t][0], q4[t][1], q4[t][2], q4[t][3]);
     if (isa == FD_QISA_AMX) printf("amx: %ld shapes on AMX tiles at any m (1..70)\n", check_amx_shapes());
-    printf("%s: %ld int8 GEMM shapes, quantizer, layers, int4 layers: %s\n", fd_qisa_name(isa), shapes,
+    printf("%s: %ld int8 GEMM shapes, quantizer, layers, int4 layers (both recipes): %s\n", fd_qisa_name(isa), shapes,
            failures ? "FAILED" : "ok");
     return failures ? 1 : 0;
 }
@@ -396,7 +403,7 @@ static void mlp_bench(const char *only, int big)
     float *wp[3], *bias[3], *s4[3];
     int8_t *w8[3], *w4[3], *z4[3];
     q8_packed p8[3];
-    q4_packed p4[3];
+    q4_packed p4[2][3];   /* per recipe */
     float ks[512];
     for (int j = 0; j < 512; j++) ks[j] = 100.0f;
     for (int l = 0; l < 3; l++) {
@@ -416,21 +423,21 @@ static void mlp_bench(const char *only, int big)
         wp[l] = malloc(sizeof(float) * (size_t)fd_pack_f32_size(k, n));
         fd_pack_f32(wf, n, 0, k, n, wp[l]);
         p8[l] = q8_make(w8[l], k, n, ks);
-        p4[l] = q4_make(w4[l], k, n, 128, s4[l], z4[l]);
+        for (int r = FD_Q4_FLOAT; r <= FD_Q4_DIGITS; r++) p4[r][l] = q4_make((fd_q4_recipe)r, w4[l], k, n, 128, s4[l], z4[l]);
         free(wf);
     }
     printf("\nMLP 784-512-512-10 (relu, relu, linear), one thread, microseconds per call (ratio to float32)\n");
     printf("%5s %9s", "m", "f32");
     for (int isa = 1; isa < FD_QISA_COUNT; isa++)
         if (fd_qisa_supported((fd_qisa)isa) && (!only || strcmp(only, fd_qisa_name((fd_qisa)isa)) == 0))
-            printf(" %15s %15s", fd_qisa_name((fd_qisa)isa), "int4");
+            printf(" %15s %15s %15s", fd_qisa_name((fd_qisa)isa), "int4 float", "int4 digits");
     printf("\n");
     for (size_t b = 0; b < (big ? 4u : 3u); b++) {
         ptrdiff_t m = batches[b];
         float *x = malloc(sizeof(float) * (size_t)(m * 784)), *h1 = malloc(sizeof(float) * (size_t)(m * 512));
         float *h2 = malloc(sizeof(float) * (size_t)(m * 512)), *y = malloc(sizeof(float) * (size_t)(m * 10));
         for (ptrdiff_t i = 0; i < m * 784; i++) x[i] = rnd_float();
-        double tf, t8, t4;
+        double tf, t8, t4[2];
         TIME(tf, fd_gemm_packed_f32(m, 512, 784, x, 784, 1, wp[0], h1, 512); fd_epilogue_f32(&relu, bias[0], h1, 512, h1, 512, m, 512);
                  fd_gemm_packed_f32(m, 512, 512, h1, 512, 1, wp[1], h2, 512); fd_epilogue_f32(&relu, bias[1], h2, 512, h2, 512, m, 512);
                  fd_gemm_packed_f32(m, 10, 512, h2, 512, 1, wp[2], y, 10); fd_epilogue_f32(&linear, bias[2], y, 10, y, 10, m, 10));
@@ -441,19 +448,22 @@ static void mlp_bench(const char *only, int big)
             TIME(t8, fd_q8_dense(q, &p8[0].w, m, x, 784, &relu, bias[0], h1, 512);
                      fd_q8_dense(q, &p8[1].w, m, h1, 512, &relu, bias[1], h2, 512);
                      fd_q8_dense(q, &p8[2].w, m, h2, 512, &linear, bias[2], y, 10));
-            t4 = NAN;   /* bench-mlp: int8 alone */
-            if (!big)
-                TIME(t4, fd_q4_dense(q, &p4[0].w, m, x, 784, &relu, bias[0], h1, 512);
-                     fd_q4_dense(q, &p4[1].w, m, h1, 512, &relu, bias[1], h2, 512);
-                     fd_q4_dense(q, &p4[2].w, m, h2, 512, &linear, bias[2], y, 10));
-            printf(" %7.1f (%4.2fx) %7.1f (%4.2fx)", t8 * 1e6, t8 / tf, t4 * 1e6, t4 / tf);
+            printf(" %7.1f (%4.2fx)", t8 * 1e6, t8 / tf);
+            for (int r = FD_Q4_FLOAT; r <= FD_Q4_DIGITS; r++) {
+                t4[r] = NAN;   /* batch 4096: int8 alone */
+                if (m <= 256)
+                    TIME(t4[r], fd_q4_dense(q, &p4[r][0].w, m, x, 784, &relu, bias[0], h1, 512);
+                         fd_q4_dense(q, &p4[r][1].w, m, h1, 512, &relu, bias[1], h2, 512);
+                         fd_q4_dense(q, &p4[r][2].w, m, h2, 512, &linear, bias[2], y, 10));
+                printf(" %7.1f (%4.2fx)", t4[r] * 1e6, t4[r] / tf);
+            }
         }
         printf("\n");
         free(x); free(h1); free(h2); free(y);
     }
     for (int l = 0; l < 3; l++) {
         q8_free(&p8[l]);
-        q4_free(&p4[l]);
+        for (int r = FD_Q4_FLOAT; r <= FD_Q4_DIGITS; r++) q4_free(&p4[r][l]);
         free(wp[l]); free(bias[l]); free(s4[l]); free(w8[l]); free(w4[l]); free(z4[l]);
     }
 }
@@ -486,19 +496,20 @@ static int bench(void)
             float *wp = malloc(sizeof(float) * (size_t)fd_pack_f32_size(k, n));
             fd_pack_f32(wf, n, 0, k, n, wp);
             q8_packed p8 = q8_make(w8, k, n, ks);
-            q4_packed p4 = q4_make(w4, k, n, 128, s4, z4);
+            q4_packed p4[2];   /* per recipe; each path runs the one it packs for */
+            for (int r = FD_Q4_FLOAT; r <= FD_Q4_DIGITS; r++) p4[r] = q4_make((fd_q4_recipe)r, w4, k, n, 128, s4, z4);
             double tf, t8, t4, ops = 2.0 * m * k * n;
             TIME(tf, fd_gemm_packed_f32(m, n, k, x, k, 1, wp, c, n); fd_epilogue_f32(&relu, bias, c, n, c, n, m, n));
             printf("%4tdx%-4td %5td %9.1f", k, n, m, ops / tf * 1e-9);
             for (int isa = 0; isa < FD_QISA_COUNT; isa++) {
                 if (!fd_qisa_supported((fd_qisa)isa)) continue;
                 TIME(t8, fd_q8_dense((fd_qisa)isa, &p8.w, m, x, k, &relu, bias, c, n));
-                TIME(t4, fd_q4_dense((fd_qisa)isa, &p4.w, m, x, k, &relu, bias, c, n));
+                TIME(t4, fd_q4_dense((fd_qisa)isa, &p4[fd_q4_recipe_of((fd_qisa)isa)].w, m, x, k, &relu, bias, c, n));
                 printf(" %6.1f %5.2fx %4.1f %4.2fx", ops / t8 * 1e-9, t8 / tf, ops / t4 * 1e-9, t4 / tf);
             }
             printf("\n");
             q8_free(&p8);
-            q4_free(&p4);
+            for (int r = FD_Q4_FLOAT; r <= FD_Q4_DIGITS; r++) q4_free(&p4[r]);
             free(wf); free(x); free(c); free(ks); free(bias); free(s4); free(w8); free(w4); free(z4); free(wp);
         }
     mlp_bench(NULL, 0);
