@@ -127,7 +127,6 @@ void fd_q4_pack(fd_q4_recipe recipe, const int8_t *q, ptrdiff_t ldq, ptrdiff_t k
         fd_q4f_pack(q, ldq, k, n, block, scale, zero, wp, scale_out, zero_out);
         return;
     }
-    ptrdiff_t groups = q_groups(k, block), npad = q_panels(n) * FD_QPANEL;
     ptrdiff_t pstride = q4_pairs(k, block) * 64;
     fd_qweights w = {k, n, 4, block, NULL, NULL, NULL, NULL, FD_Q4_DIGITS};
     q4_chunk ch;
@@ -143,13 +142,7 @@ void fd_q4_pack(fd_q4_recipe recipe, const int8_t *q, ptrdiff_t ldq, ptrdiff_t k
             }
         }
     } while (q4_chunk_next(&w, &ch));
-    for (ptrdiff_t g = 0; g < groups; g++)
-        for (ptrdiff_t j = 0; j < npad; j++) {
-            /* padded columns: scale 1 (a harmless divisor per unit) or 0 with zero 8 (weight 0) */
-            ptrdiff_t at = ((j / FD_QPANEL) * groups + g) * FD_QPANEL + j % FD_QPANEL;   /* panel-major */
-            scale_out[at] = j < n ? scale[g * n + j] : (zero ? 0.0f : 1.0f);
-            if (zero) zero_out[at] = 8.0f + (j < n ? (float)zero[g * n + j] : 0.0f);
-        }
+    fd_q4_pack_params(k, n, block, scale, zero, scale_out, zero_out);
 }
 
 void fd_q4_panels_view(const fd_qweights *w, ptrdiff_t p0, fd_qweights *v)

@@ -39,7 +39,7 @@ ptrdiff_t fd_q4f_packed_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
 void fd_q4f_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdiff_t block,
                  const float *scale, const int8_t *zero, uint8_t *wp, float *scale_out, float *zero_out)
 {
-    ptrdiff_t groups = q_groups(k, block), half = (block + 1) / 2, npad = q_panels(n) * FD_QPANEL;
+    ptrdiff_t groups = q_groups(k, block), half = (block + 1) / 2;
     ptrdiff_t pstride = groups * half * FD_QPANEL;
     memset(wp, 0x88, (size_t)fd_q4f_packed_size(k, n, block));   /* biased zeros */
     for (ptrdiff_t kk = 0; kk < k; kk++) {
@@ -50,6 +50,13 @@ void fd_q4f_pack(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, ptrdi
             *byte = (uint8_t)(high ? (*byte & 0x0F) | (nib << 4) : (*byte & 0xF0) | nib);
         }
     }
+    fd_q4_pack_params(k, n, block, scale, zero, scale_out, zero_out);
+}
+
+void fd_q4_pack_params(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block, const float *scale, const int8_t *zero,
+                       float *scale_out, float *zero_out)
+{
+    ptrdiff_t groups = q_groups(k, block), npad = q_panels(n) * FD_QPANEL;
     for (ptrdiff_t g = 0; g < groups; g++)
         for (ptrdiff_t j = 0; j < npad; j++) {
             /* padded columns: scale 1 (a harmless divisor per unit) or 0 with zero 8 (weight 0) */
