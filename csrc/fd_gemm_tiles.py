@@ -178,12 +178,12 @@ def row_tile(isa: Isa) -> str:
     return "\n".join(lines)
 
 
-def _panel_widths_dispatch(call: str, panels: int) -> list:
-    """The body that runs `call` (a tile call without its last argument, `cols`) on the widest
-    tile first, then narrower ones: before width w (halving from `panels`) cols <= (2 w - 1) * 16,
-    so after it <= (w - 1) * 16."""
+def _width_dispatcher(signature: str, call: str, panels: int) -> str:
+    """A C function `signature` (its last parameter `cols`) that runs `call` (a tile call without
+    its last argument) on the widest tile first, then narrower ones: before width w (halving from
+    `panels`) cols <= (2 w - 1) * 16, so after it <= (w - 1) * 16."""
     assert panels & (panels - 1) == 0, panels
-    lines = []
+    lines = [*signature.split("\n"), "{"]
     for w in widths(panels):
         wcall = call.format(w=w)
         if w == panels and w > 1:
@@ -196,21 +196,17 @@ def _panel_widths_dispatch(call: str, panels: int) -> list:
                       "    }"]
         else:
             lines.append(f"    {wcall}cols);")
-    return lines
+    lines.append("}")
+    return "\n".join(lines)
 
 
 def tile_px(isa: Isa) -> str:
     """tile_px_<isa>: MR rows of packed x against tile_panels panels, or fewer when `cols`
     ends sooner (the last panels of n)."""
-    lines = [
-        f"static void tile_px_{isa.name}(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,",
+    return _width_dispatcher(
+        f"static void tile_px_{isa.name}(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,\n"
         "        float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
-        "{",
-    ]
-    call = f"tile_{isa.name}_{isa.mr}x{{w}}_px(kc, xp, b, pstride, c, ldc, accumulate, "
-    lines += _panel_widths_dispatch(call, isa.tile_panels)
-    lines.append("}")
-    return "\n".join(lines)
+        f"tile_{isa.name}_{isa.mr}x{{w}}_px(kc, xp, b, pstride, c, ldc, accumulate, ", isa.tile_panels)
 
 
 def tile_px_few(isa: Isa) -> str:
@@ -218,30 +214,20 @@ def tile_px_few(isa: Isa) -> str:
     few_rows_tile[1] panels, or fewer when `cols` ends sooner; meanwhile the two panels at pf and
     pf + pstride come into L2 (prefetch_next)."""
     rows, panels = isa.few_rows_tile
-    lines = [
-        f"static void tile_px_few_{isa.name}(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,",
+    return _width_dispatcher(
+        f"static void tile_px_few_{isa.name}(ptrdiff_t kc, const float *xp, const float *b, ptrdiff_t pstride,\n"
         "        const float *pf, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
-        "{",
-    ]
-    call = f"tile_{isa.name}_{rows}x{{w}}_px(kc, xp, b, pstride, pf, c, ldc, accumulate, "
-    lines += _panel_widths_dispatch(call, panels)
-    lines.append("}")
-    return "\n".join(lines)
+        f"tile_{isa.name}_{rows}x{{w}}_px(kc, xp, b, pstride, pf, c, ldc, accumulate, ", panels)
 
 
 def narrow_tile(isa: Isa) -> str:
     """narrow_tile_<isa>: R = narrow_tile[0] rows of x read in place against the first (at most
     narrow_tile[1]) panels, `cols` columns of them."""
     rows, panels = isa.narrow_tile
-    lines = [
-        f"static void narrow_tile_{isa.name}(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,",
+    return _width_dispatcher(
+        f"static void narrow_tile_{isa.name}(ptrdiff_t kc, const float *x, ptrdiff_t rsx, ptrdiff_t csx,\n"
         "        const float *b, ptrdiff_t pstride, float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t cols)",
-        "{",
-    ]
-    call = f"tile_{isa.name}_{rows}x{{w}}(kc, x, rsx, csx, b, PANEL, pstride, c, ldc, accumulate, "
-    lines += _panel_widths_dispatch(call, panels)
-    lines.append("}")
-    return "\n".join(lines)
+        f"tile_{isa.name}_{rows}x{{w}}(kc, x, rsx, csx, b, PANEL, pstride, c, ldc, accumulate, ", panels)
 
 
 def column_tile(isa: Isa, n: int) -> str:
