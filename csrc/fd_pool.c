@@ -29,35 +29,46 @@
    threads call after call, so a thread finds its part of the weights still in its core's
    cache (at batch 1 a Dense reads every weight: with 2.7 MB of weights and 2 MiB of L2 per
    core, two cores keep their halves cached, one alone cannot), and a thread slowed down by
-   the machine still leaves its tasks to the others. Each range's counter has its own cache
-   line, so a participant taking its own tasks writes to no line that the others read. */
+   the machine still leaves its tasks to the others. A range's counter is written by its owner
+   alone unless someone steals, so it lives on a cache line its owner writes anyway. */
 typedef struct {
-    _Alignas(64) atomic_long next;   /* next task of this range to take */
+    atomic_long next;   /* next task of this range to take */
     ptrdiff_t end;
 } range_t;
 
 typedef struct job {
-    const fd_tasks *tasks;
-    int nparts;                   /* participants: the caller and its helpers */
-    atomic_int failed;            /* the first failure's status, or 0 */
-    range_t *ranges;              /* nparts home ranges */
+    atomic_int failed;                   /* the first failure's status, or 0 */
+    int nparts;                          /* participants: the caller and its helpers */
+    _Alignas(64) range_t own;            /* the caller's home range */
+    range_t *ranges[FD_MAX_THREADS];     /* every participant's home range, by participant */
 } job_t;
 
-/* A worker and its mailbox. The caller that claimed it (fd_pool_claim) posts a job in `job`;
-   the worker takes it with an exchange, so a caller whose tasks were all taken before an idle
-   worker woke up can take the job back (a compare-exchange) instead of waiting for it: on a
-   loaded machine or a host that parked the virtual CPU, that wait would be the whole wake-up
-   latency. The worker reports completion by counting `done` in its own static record (never
-   touching the job, which lives on the caller's stack, after its last task). Sleeping on
-   either side is announced (`sleeping`, `waiter`) so that the other side signals only then:
-   a spinning worker or caller costs no mutex and no system call. */
+/* A worker and its mailbox. The caller that claimed it (fd_pool_claim) writes the job's task
+   function, context and the worker's home range into the mailbox line, then posts the job in
+   `job`: a spinning worker thus gets everything it needs to start in the one cache line that
+   carries the post (each line that moves between cores costs ~100 ns on these virtual machines,
+   and a fork/join used to move about ten). The worker takes the job with an exchange, so a
+   caller whose tasks were all taken before an idle worker woke up can take the job back (a
+   compare-exchange) instead of waiting for it: on a loaded machine or a host that parked the
+   virtual CPU, that wait would be the whole wake-up latency. Posting is plain stores: a caller
+   that misses a worker that has just gone to sleep takes its job back, and wakes it at the
+   next post. The worker reports completion by counting `done` on its own line (never touching
+   the job, which lives on the caller's stack, after its last task). Sleeping on either side is
+   announced (`sleeping`, `waiter`) so that the other side signals only then: a spinning worker
+   or caller costs no mutex and no system call. */
 typedef struct {
-    _Alignas(64) _Atomic(job_t *) job;   /* written by the caller */
-    int slot;                            /* the worker's participant number in that job */
+    _Alignas(64) _Atomic(job_t *) job;   /* written by the caller, with the fields below */
+    fd_task_fn run;
+    void *ctx;
+    size_t scratch_bytes;
+    range_t home;                        /* the worker's home range in that job */
+    int slot, nparts;                    /* the worker's participant number, and the job's count */
     atomic_ulong posts;                  /* jobs posted, taken back ones included */
-    atomic_int sleeping;                 /* the worker waits on cv */
-    atomic_int waiter;                   /* the caller waits on done_cv */
     _Alignas(64) atomic_ulong done;      /* written by the worker: jobs finished */
+    atomic_int waiter;                   /* the caller waits on done_cv */
+    _Alignas(64) atomic_int sleeping;    /* the worker waits on cv (written only as it sleeps or wakes) */
+    _Alignas(64) unsigned long done_seen; /* the claimers' count of `done`: posting reads no line the
+                                            worker just wrote */
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv, done_cv;
@@ -101,19 +112,21 @@ static void fail(job_t *job, int rc)
 }
 
 /* Participant `slot`'s share of the job: its home range, then what is left of the others'. */
-static void run_tasks(job_t *job, int slot)
+static void run_tasks(job_t *job, int slot, int nparts, fd_task_fn run, void *ctx, size_t scratch_bytes,
+                      range_t *home)
 {
-    const fd_tasks *tasks = job->tasks;
     void *scratch = NULL;
-    if (tasks->scratch_bytes) {
-        scratch = malloc(tasks->scratch_bytes);
+    if (scratch_bytes) {
+        scratch = malloc(scratch_bytes);
         if (!scratch) { fail(job, FD_ERR_NOMEM); return; }
     }
-    for (int i = 0; i < job->nparts; i++) {
-        range_t *r = &job->ranges[(slot + i) % job->nparts];
+    for (int i = 0; i < nparts; i++) {
+        const int part = (slot + i) % nparts;
+        /* the caller's range found without reading the ranges: one line fewer to fetch */
+        range_t *r = i == 0 ? home : part == 0 ? &job->own : job->ranges[part];
         if (atomic_load_explicit(&r->next, memory_order_relaxed) >= r->end) continue;
         for (ptrdiff_t t; (t = atomic_fetch_add(&r->next, 1)) < r->end;) {
-            const int rc = tasks->run(tasks->ctx, t, scratch);
+            const int rc = run(ctx, t, scratch);
             if (rc) fail(job, rc);
         }
     }
@@ -162,7 +175,7 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&w->mu);
             if (job == NULL) continue;
         }
-        run_tasks(job, w->slot);
+        run_tasks(job, w->slot, w->nparts, w->run, w->ctx, w->scratch_bytes, &w->home);
         /* the job lives on the caller's stack: after this store it may be gone */
         atomic_fetch_add(&w->done, 1);
         if (atomic_load(&w->waiter)) {
@@ -248,7 +261,7 @@ void fd_pool_release(unsigned long helpers)
 int fd_pool_run_claimed(const fd_tasks *tasks, unsigned long helpers)
 {
     /* on this stack: a worker touches it only until it counts the job done */
-    range_t ranges[FD_MAX_THREADS];
+    job_t job;
     worker_t *posted[FD_MAX_THREADS];
     unsigned long base[FD_MAX_THREADS];
     while (helpers && __builtin_popcountl(helpers) >= tasks->ntasks) {   /* more helpers than tasks */
@@ -257,35 +270,52 @@ int fd_pool_run_claimed(const fd_tasks *tasks, unsigned long helpers)
         helpers &= ~top;
     }
     const int nh = __builtin_popcountl(helpers);
-    job_t job = {tasks, 1 + nh, 0, ranges};
-    for (int r = 0; r < job.nparts; r++) {
-        atomic_init(&ranges[r].next, tasks->ntasks * r / job.nparts);
-        ranges[r].end = tasks->ntasks * (r + 1) / job.nparts;
-    }
+    atomic_init(&job.failed, 0);
+    job.nparts = 1 + nh;
+    atomic_init(&job.own.next, 0);
+    job.own.end = tasks->ntasks / job.nparts;
+    job.ranges[0] = &job.own;
     if (job.nparts == 1) {
-        run_tasks(&job, 0);
+        run_tasks(&job, 0, job.nparts, tasks->run, tasks->ctx, tasks->scratch_bytes, &job.own);
         return atomic_load(&job.failed);
     }
+    /* every mailbox and range first: a helper may steal from any range as soon as it starts */
     for (int i = 0, slot = 1; i < FD_MAX_THREADS; i++) {
         if (!(helpers & (1UL << i))) continue;
         worker_t *w = &workers[i];
         posted[slot - 1] = w;
-        base[slot - 1] = atomic_load(&w->done);   /* the worker is idle: no job of its own */
-        w->slot = slot++;
-        atomic_fetch_add_explicit(&w->posts, 1, memory_order_relaxed);
-        atomic_store(&w->job, &job);
-        if (atomic_load(&w->sleeping)) {
+        base[slot - 1] = w->done_seen;
+        w->run = tasks->run;
+        w->ctx = tasks->ctx;
+        w->scratch_bytes = tasks->scratch_bytes;
+        atomic_store_explicit(&w->home.next, tasks->ntasks * slot / job.nparts, memory_order_relaxed);
+        w->home.end = tasks->ntasks * (slot + 1) / job.nparts;
+        w->slot = slot;
+        w->nparts = job.nparts;
+        job.ranges[slot++] = &w->home;
+    }
+    for (int h = 0; h < nh; h++) {
+        worker_t *w = posted[h];
+        atomic_store_explicit(&w->posts, atomic_load_explicit(&w->posts, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&w->job, &job, memory_order_release);
+        if (atomic_load_explicit(&w->sleeping, memory_order_relaxed)) {
             pthread_mutex_lock(&w->mu);
             pthread_cond_signal(&w->cv);
             pthread_mutex_unlock(&w->mu);
         }
     }
-    run_tasks(&job, 0);
+    run_tasks(&job, 0, job.nparts, tasks->run, tasks->ctx, tasks->scratch_bytes, &job.own);
     /* every task is taken: a helper that has not picked the job up yet is not needed */
     for (int h = 0; h < nh; h++) {
         worker_t *w = posted[h];
+        if (atomic_load(&w->done) != base[h]) {   /* it took the job and finished */
+            w->done_seen = base[h] + 1;
+            continue;
+        }
         job_t *expected = &job;
         if (atomic_compare_exchange_strong(&w->job, &expected, NULL)) continue;
+        w->done_seen = base[h] + 1;
         for (int spin = 0; spin < FD_TUNE_JOIN_SPIN && atomic_load(&w->done) == base[h]; spin++) fd_spin_pause(spin);
         if (atomic_load(&w->done) == base[h]) {
             pthread_mutex_lock(&w->mu);

@@ -240,8 +240,26 @@ T_AVX512 AI void q8_tile_512(const int MR, const int NP, ptrdiff_t k4, const uin
     __m512i acc[24];
     for (int r = 0; r < MR; r++)
         for (int p = 0; p < NP; p++) acc[r * NP + p] = _mm512_setzero_si512();
+    ptrdiff_t g0 = 0;
+    if (MR == 1 && NP <= 4) {
+        /* one row against a few panels (a layer's last few columns, a narrow output layer): NP
+           chains alone would wait on vpdpbusd's latency, so 8 / NP chains per panel take
+           alternate k-quads; integer sums, so the same bits */
+        const int CH = 8 / NP;
+        __m512i part[8];
+        for (int i = 0; i < 8; i++) part[i] = _mm512_setzero_si512();
+        for (; g0 + CH <= k4; g0 += CH)
+            for (int h = 0; h < CH; h++) {
+                __m512i av = _mm512_set1_epi32(load_i32(a + 4 * (g0 + h)));
+                for (int p = 0; p < NP; p++)
+                    q_dpbusd_512(&part[p * CH + h], av,
+                                 _mm512_loadu_si512((const void *)(wp + p * pstride + (g0 + h) * 64)));
+            }
+        for (int p = 0; p < NP; p++)
+            for (int h = 0; h < CH; h++) acc[p] = _mm512_add_epi32(acc[p], part[p * CH + h]);
+    }
 #pragma GCC unroll 2
-    for (ptrdiff_t g = 0; g < k4; g++) {
+    for (ptrdiff_t g = g0; g < k4; g++) {
         __m512i wv[8];
         for (int p = 0; p < NP; p++) wv[p] = _mm512_loadu_si512((const void *)(wp + p * pstride + g * 64));
         for (int r = 0; r < MR; r++) {
