@@ -316,7 +316,7 @@ def gemm_kernel_name():
     return fd_gemm_kernel_name().decode()
 
 
-cdef object _fast_operands(object x, int t, object w, object bias, object spec, object out,
+cdef object _fast_operands(object x, int t, cnp.ndarray w, object bias, object spec, object out,
                            fd_dense_args *a):
     """The result array (new, or `out`) when x, bias, spec and out are in kernel form for a kernel
     of dtype t and shape (a.k, a.n) whose memory is the ndarray w, else None; fills a's m, x, ldx,
@@ -373,8 +373,7 @@ cdef object _fast_operands(object x, int t, object w, object bias, object spec, 
         for i in range(nd):
             if cnp.PyArray_DIM(res, i) != dims[i]:
                 return None
-        if not _disjoint(res, xa) or not _disjoint(res, <cnp.ndarray>w) \
-                or (bias is not None and not _disjoint(res, ba)):
+        if not _disjoint(res, xa) or not _disjoint(res, w) or (bias is not None and not _disjoint(res, ba)):
             return None
     a.x = cnp.PyArray_DATA(xa)
     a.ldx = a.k
