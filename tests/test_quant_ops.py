@@ -56,11 +56,18 @@ def test_int4_matches_the_float_reference(block, recipe):
     assert qk.int4_recipe == recipe
     wq = Q.quantize_int4(w, block)
     np.testing.assert_array_equal(qk.kernel, Q.pack_int4(wq.q))
+    _assert_near_the_int4_reference(ops.dense(x, qk, b), x, wq, b)
+
+
+def _assert_near_the_int4_reference(got, x, wq, b):
+    """got (float-input int4, before the activation or after relu) within the float32 rounding of
+    its sums of Q.int4_dense_reference (float64 products of the kernel Keras rebuilds)."""
+    x = x.reshape(-1, x.shape[-1])
     want = Q.int4_dense_reference(x, wq, b)
-    got = ops.dense(x, qk, b)
     mag = np.abs(x).astype(np.float64) @ np.abs(Q.dequantize_int4(wq)).astype(np.float64)
     if wq.zero is None:
         mag /= wq.scale
+    got = got.reshape(want.shape)
     assert np.all(np.abs(got - want) <= 4e-7 * (x.shape[1] + 2) ** 0.5 * mag + 1e-6 * np.abs(want))
 
 
@@ -260,10 +267,13 @@ def test_int4_recipe_is_reported_and_only_float_input_int4_has_one():
 
 # --- the op's fast path (_kernels.dense_fast) for a native QuantizedKernel --------------------
 
+_W_FAST = _data(k=40, n=18, seed=6)[1]
+
+
 def _fast_path_kernels():
-    """name -> native QuantizedKernel over one float kernel (k=40, n=18): int8, int4 per unit and
-    blocked under both recipes, per-unit int4 with quantized inputs (int8 kernels)."""
-    _, w, _ = _data(k=40, n=18, seed=6)
+    """name -> native QuantizedKernel of _W_FAST (k=40, n=18): int8, int4 per unit and blocked
+    under both recipes, per-unit int4 with quantized inputs (int8 kernels)."""
+    w = _W_FAST
     kernels = {"int8": ops.quantize_kernel(w, "int8")}
     for block in (-1, 16):
         for recipe in ("float", "digits"):
@@ -278,8 +288,8 @@ _FAST_KERNELS = _fast_path_kernels()
 
 
 def _reference(x, qk, bias, activation):
-    """float64 act(z) over the integer references' pre-activation z (None for float-input int4,
-    which has no exact reference: tests/test_q4_* bound it); z keeps x's leading axes."""
+    """float64 act(z) over the integer references' pre-activation z, keeping x's leading axes (None
+    for float-input int4, which has no exact reference: _assert_near_the_int4_reference)."""
     x2 = x.reshape(-1, qk.k)
     if qk.mode == "int4" and not qk.quantize_inputs:
         return None
@@ -322,6 +332,11 @@ def test_fast_path_gives_the_validating_paths_bits(name, activation):
             want = _reference(xs, qk, bias, activation)
             if want is not None:
                 np.testing.assert_allclose(fast, want, rtol=tol, atol=tol * 1e-3)
+            elif activation in ("linear", "relu"):   # relu keeps the bound of its input
+                wq = Q.quantize_int4(_W_FAST, qk.block_size)
+                z = ops.dense(xs, qk, bias)
+                _assert_near_the_int4_reference(z, xs, wq, bias)
+                np.testing.assert_array_equal(fast, z if activation == "linear" else np.maximum(z, 0))
 
 
 @pytest.mark.parametrize("name", ["int8", "int4/16/float", "int4/-1/inputs"])
@@ -344,7 +359,7 @@ def test_fast_path_writes_out(name):
 def test_fast_path_falls_back_where_the_float_fast_path_does():
     """dense_fast answers for a QuantizedKernel exactly where it answers for a float32 kernel of
     the same shape: the validating path casts (float64 x or bias) and raises the same errors."""
-    qk, w = _FAST_KERNELS["int8"], _data(k=40, n=18, seed=6)[1]
+    qk, w = _FAST_KERNELS["int8"], _W_FAST
     x, _, b = _data(m=4, k=40, n=18, seed=9)
     relu, glu = ops._spec("relu"), ops._spec("glu")
     odd = ops.quantize_kernel(w[:, :17])
