@@ -316,33 +316,17 @@ def gemm_kernel_name():
     return fd_gemm_kernel_name().decode()
 
 
-def dense_fast(object x, object w, object bias, object spec, object out=None):
-    """act(x @ w + bias) when every operand is already in kernel form, else None.
-
-    The common case of fastdense.ops.dense: ndarrays of one float dtype, x C-contiguous
-    with rank >= 1, w C-contiguous 2-D, bias None or contiguous (N,), out None or a
-    C-contiguous writeable array of the result's shape whose memory is disjoint from the
-    inputs. Anything else (including every error) goes through the validating path in
-    fastdense.ops, which also gives the error messages. w may be a PackedKernel.
-    """
-    cdef object packed = None
-    if type(w) is PackedKernel:
-        packed = (<PackedKernel>w).packed
-        w = (<PackedKernel>w).kernel
-    if type(x) is not np.ndarray or type(w) is not np.ndarray:
+cdef object _fast_operands(object x, int t, cnp.ndarray w, object bias, object spec, object out,
+                           fd_dense_args *a):
+    """The result array (new, or `out`) when x, bias, spec and out are in kernel form for a kernel
+    of dtype t and shape (a.k, a.n) whose memory is the ndarray w, else None; fills a's m, x, ldx,
+    x_colmajor, bias, act, out and ldo. What both fast paths accept (dense_fast)."""
+    if type(x) is not np.ndarray:
         return None
-    cdef cnp.ndarray xa = <cnp.ndarray>x, wa = <cnp.ndarray>w, ba
-    cdef int t = cnp.PyArray_TYPE(wa)
-    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_TYPE(xa) != t:
-        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x, ba
     cdef int nd = cnp.PyArray_NDIM(xa)
-    if nd < 1 or cnp.PyArray_NDIM(wa) != 2 or not cnp.PyArray_IS_C_CONTIGUOUS(xa) \
-            or not cnp.PyArray_IS_C_CONTIGUOUS(wa):
-        return None
-    cdef fd_dense_args a
-    a.k = cnp.PyArray_DIM(wa, 0)
-    a.n = cnp.PyArray_DIM(wa, 1)
-    if cnp.PyArray_DIM(xa, nd - 1) != a.k or a.k == 0:
+    if cnp.PyArray_TYPE(xa) != t or nd < 1 or not cnp.PyArray_IS_C_CONTIGUOUS(xa) \
+            or cnp.PyArray_DIM(xa, nd - 1) != a.k:
         return None
     a.bias = NULL
     if bias is not None:
@@ -389,12 +373,48 @@ def dense_fast(object x, object w, object bias, object spec, object out=None):
         for i in range(nd):
             if cnp.PyArray_DIM(res, i) != dims[i]:
                 return None
-        if not _disjoint(res, xa) or not _disjoint(res, wa) or (bias is not None and not _disjoint(res, ba)):
+        if not _disjoint(res, xa) or not _disjoint(res, w) or (bias is not None and not _disjoint(res, ba)):
             return None
-    a.dtype = FD_F32 if t == cnp.NPY_FLOAT32 else FD_F64
     a.x = cnp.PyArray_DATA(xa)
     a.ldx = a.k
     a.x_colmajor = 0
+    a.out = cnp.PyArray_DATA(res)
+    a.ldo = nout if nout > 0 else 1
+    return res
+
+
+def dense_fast(object x, object w, object bias, object spec, object out=None):
+    """act(x @ w + bias) when every operand is already in kernel form, else None.
+
+    The common case of fastdense.ops.dense: ndarrays of one float dtype, x C-contiguous
+    with rank >= 1, w C-contiguous 2-D, bias None or contiguous (N,), out None or a
+    C-contiguous writeable array of the result's shape whose memory is disjoint from the
+    inputs. Anything else (including every error) goes through the validating path in
+    fastdense.ops, which also gives the error messages. w may be a PackedKernel, or a
+    QuantizedKernel the integer kernels run (float32 x, bias and out; see _qdense_fast).
+    """
+    if type(w) is QuantizedKernel:
+        return _qdense_fast(x, <QuantizedKernel>w, bias, spec, out)
+    cdef object packed = None
+    if type(w) is PackedKernel:
+        packed = (<PackedKernel>w).packed
+        w = (<PackedKernel>w).kernel
+    if type(w) is not np.ndarray:
+        return None
+    cdef cnp.ndarray wa = <cnp.ndarray>w
+    cdef int t = cnp.PyArray_TYPE(wa)
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(wa) != 2 \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(wa):
+        return None
+    cdef fd_dense_args a
+    a.k = cnp.PyArray_DIM(wa, 0)
+    a.n = cnp.PyArray_DIM(wa, 1)
+    if a.k == 0:
+        return None
+    cdef object res = _fast_operands(x, t, wa, bias, spec, out, &a)
+    if res is None or cnp.PyArray_SIZE(<cnp.ndarray>res) == 0:
+        return res
+    a.dtype = FD_F32 if t == cnp.NPY_FLOAT32 else FD_F64
     a.w = cnp.PyArray_DATA(wa)
     a.ldw = a.n if a.n > 0 else 1
     a.w_colmajor = 0
@@ -402,11 +422,7 @@ def dense_fast(object x, object w, object bias, object spec, object out=None):
     a.norm = NULL
     if packed is not None:
         a.wpack = <const float *>cnp.PyArray_DATA(<cnp.ndarray>packed)
-    a.out = cnp.PyArray_DATA(res)
-    a.ldo = nout if nout > 0 else 1
     cdef int rc
-    if a.m == 0 or nout == 0:
-        return res
     with nogil:
         rc = fd_dense(&a)
     _check(rc, "dense")

@@ -1,6 +1,7 @@
 # Included by _kernels.pyx: the quantized Dense kernels (csrc/fd_qgemm.h) as a packed object.
 
 from libc.stdint cimport int8_t, uint8_t, int32_t
+from libc.string cimport memcpy
 
 cdef extern from "fd_qgemm.h" nogil:
     ctypedef enum fd_qisa:
@@ -239,6 +240,36 @@ cdef object _read_only(cnp.ndarray a):
     return a.view()   # a view of a read-only base can never be made writeable
 
 
+cdef int _qdense_run(QuantizedKernel w, ptrdiff_t m, const float *x, const float *bias, const fd_act *act,
+                     float *out) except -1:
+    """out := act(x @ w + bias): x (m, K) and out (m, N) (or (m, N / 2) for glu) C-contiguous float32,
+    w native, bias NULL or (N,); the GIL released, split over the pool as a plan's quantized step
+    is (the same bits). The one call sequence of qdense and the op's fast path."""
+    cdef ptrdiff_t n = w.n, nout = n // 2, i
+    cdef bint halves = fd_act_halves(act.code)
+    cdef float *full = out
+    cdef fd_qisa isa = fd_qgemm_isa()
+    cdef int rc
+    if halves:   # the epilogue halves rows of n columns in place: whole rows go to a scratch
+        full = <float *>malloc(<size_t>m * <size_t>n * sizeof(float))
+        if full == NULL:
+            raise MemoryError("fastdense: could not allocate scratch memory")
+    with nogil:
+        fd_busy_enter()
+        rc = fd_qdense(isa, &w._w, m, x, w.k, act, bias, full, n, fd_get_num_threads())
+        fd_busy_leave()
+        if halves:
+            if rc == FD_OK:
+                for i in range(m):
+                    memcpy(out + i * nout, full + i * n, <size_t>nout * sizeof(float))
+            free(full)
+    if rc == FD_ERR_NOMEM:
+        raise MemoryError("fastdense: could not allocate scratch memory")
+    if rc != FD_OK:
+        raise ValueError(f"fastdense: the quantized kernel refused its arguments (code {rc})")
+    return 0
+
+
 def qdense(cnp.ndarray x, QuantizedKernel w, object bias, cnp.ndarray out, int code,
            double p0, double p1, double p2):
     """out := act(x @ w + bias) for a validated C-contiguous float32 x (M, K), w native, bias
@@ -248,25 +279,25 @@ def qdense(cnp.ndarray x, QuantizedKernel w, object bias, cnp.ndarray out, int c
     act.p[0] = p0
     act.p[1] = p1
     act.p[2] = p2
-    cdef ptrdiff_t m = cnp.PyArray_DIM(x, 0), n = w.n
-    cdef cnp.ndarray full = out
-    if fd_act_halves(code):   # the epilogue halves rows of n columns in place
-        full = np.empty((m, n), np.float32)
-    cdef const float *b = NULL if bias is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>bias)
-    cdef fd_qisa isa = fd_qgemm_isa()
-    cdef int rc
-    with nogil:   # split over the pool as a plan's quantized step is (the same bits)
-        fd_busy_enter()
-        rc = fd_qdense(isa, &w._w, m, <const float *>cnp.PyArray_DATA(x), w.k, &act, b,
-                       <float *>cnp.PyArray_DATA(full), n, fd_get_num_threads())
-        fd_busy_leave()
-    if rc == -1:
-        raise MemoryError("fastdense: could not allocate scratch memory")
-    if rc != 0:
-        raise ValueError(f"fastdense: the quantized kernel refused its arguments (code {rc})")
-    if full is not out:
-        out[...] = full[:, : n // 2]
+    _qdense_run(w, cnp.PyArray_DIM(x, 0), <const float *>cnp.PyArray_DATA(x),
+                NULL if bias is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>bias), &act,
+                <float *>cnp.PyArray_DATA(out))
     return out
+
+
+cdef object _qdense_fast(object x, QuantizedKernel w, object bias, object spec, object out):
+    """dense_fast for a QuantizedKernel: the result when w is native and x, bias, spec and out are
+    in kernel form in float32 (as _fast_operands accepts them; out disjoint from w.kernel too, as
+    ops checks it), else None (the validating path: casts, the NumPy reference, every error)."""
+    if not w._native:
+        return None
+    cdef fd_dense_args a
+    a.k = w.k
+    a.n = w.n
+    cdef object res = _fast_operands(x, cnp.NPY_FLOAT32, w.kernel, bias, spec, out, &a)
+    if res is not None and cnp.PyArray_SIZE(<cnp.ndarray>res) != 0:
+        _qdense_run(w, a.m, <const float *>a.x, <const float *>a.bias, &a.act, <float *>a.out)
+    return res
 
 
 def quantize_rows(cnp.ndarray x):

@@ -134,7 +134,9 @@ def dense(x: Any, kernel: Any, bias: Any = None, activation: Any = "linear", *,
     Args:
         x: array of shape ``(..., K)``; rank 1 means one sample. Any memory layout.
         kernel: array of shape ``(K, N)``, or a :class:`PackedKernel` from
-            :func:`pack_kernel` (faster for weights used in many calls).
+            :func:`pack_kernel` (faster for weights used in many calls), or a
+            :class:`QuantizedKernel` from :func:`quantize_kernel` (int8 / int4, computed in
+            float32 as Keras computes a quantized Dense).
         bias: array of shape ``(N,)`` or None.
         activation: a Keras activation name (``"relu"``, ``"gelu"``, ``"softmax"``, ...), a
             function from :mod:`fastdense.activations`, or ``functools.partial`` of one with

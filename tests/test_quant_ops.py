@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from _helpers import FIXTURES, INDEX_ALL
+from _helpers import FIXTURES, INDEX_ALL, softmax64
 
 from fastdense import _kernels, ops
 from fastdense import quantizers as Q
@@ -56,11 +56,18 @@ def test_int4_matches_the_float_reference(block, recipe):
     assert qk.int4_recipe == recipe
     wq = Q.quantize_int4(w, block)
     np.testing.assert_array_equal(qk.kernel, Q.pack_int4(wq.q))
+    _assert_near_the_int4_reference(ops.dense(x, qk, b), x, wq, b)
+
+
+def _assert_near_the_int4_reference(got, x, wq, b):
+    """got (float-input int4, before the activation or after relu) within the float32 rounding of
+    its sums of Q.int4_dense_reference (float64 products of the kernel Keras rebuilds)."""
+    x = x.reshape(-1, x.shape[-1])
     want = Q.int4_dense_reference(x, wq, b)
-    got = ops.dense(x, qk, b)
     mag = np.abs(x).astype(np.float64) @ np.abs(Q.dequantize_int4(wq)).astype(np.float64)
     if wq.zero is None:
         mag /= wq.scale
+    got = got.reshape(want.shape)
     assert np.all(np.abs(got - want) <= 4e-7 * (x.shape[1] + 2) ** 0.5 * mag + 1e-6 * np.abs(want))
 
 
@@ -256,3 +263,180 @@ def test_int4_recipe_is_reported_and_only_float_input_int4_has_one():
         _kernels._q4_repacked(int4, "fast")
     # pickling packs again for the loading machine's path (here: the same recipe)
     assert pickle.loads(pickle.dumps(_kernels._q4_repacked(int4, "float"))).int4_recipe == want
+
+
+# --- the op's fast path (_kernels.dense_fast) for a native QuantizedKernel --------------------
+
+_W_FAST = _data(k=40, n=18, seed=6)[1]
+
+
+def _fast_path_kernels():
+    """name -> native QuantizedKernel of _W_FAST (k=40, n=18): int8, int4 per unit and blocked
+    under both recipes, per-unit int4 with quantized inputs (int8 kernels)."""
+    w = _W_FAST
+    kernels = {"int8": ops.quantize_kernel(w, "int8")}
+    for block in (-1, 16):
+        for recipe in ("float", "digits"):
+            kernels[f"int4/{block}/{recipe}"] = _kernels._q4_repacked(
+                ops.quantize_kernel(w, "int4", block_size=block), recipe)
+    w4 = Q.quantize_int4(w, -1)
+    kernels["int4/-1/inputs"] = _kernels.QuantizedKernel("int4", Q.pack_int4(w4.q), w4.scale, None, -1, True)
+    return kernels
+
+
+_FAST_KERNELS = _fast_path_kernels()
+
+
+def _reference(x, qk, bias, activation):
+    """float64 act(z) over the integer references' pre-activation z, keeping x's leading axes (None
+    for float-input int4, which has no exact reference: _assert_near_the_int4_reference)."""
+    x2 = x.reshape(-1, qk.k)
+    if qk.mode == "int4" and not qk.quantize_inputs:
+        return None
+    q = qk.kernel if qk.mode == "int8" else Q.unpack_int4(qk.kernel, qk.n)
+    z = Q.int8_dense_reference(x2, q, qk.kernel_scale, bias).astype(np.float64)
+    if activation == "relu":
+        z = np.maximum(z, 0)
+    elif activation == "softmax":
+        z = softmax64(z)
+    elif activation == "glu":
+        z = z[:, : qk.n // 2] / (1 + np.exp(-z[:, qk.n // 2:]))
+    return z.reshape(x.shape[:-1] + (z.shape[-1],))
+
+
+def _strided(x):
+    """x's values in a non-C-contiguous array (dense_fast refuses it: the validating path runs)."""
+    wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
+    wide[..., ::2] = x
+    return wide[..., ::2]
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "softmax", "glu"])
+@pytest.mark.parametrize("name", sorted(_FAST_KERNELS))
+def test_fast_path_gives_the_validating_paths_bits(name, activation):
+    """Ranks 1..3, with and without bias: the fast path (taken: dense_fast answers) returns bit for
+    bit what ops._dense_checked and a non-contiguous x (the validating path) return, and the
+    integer reference's values."""
+    qk = _FAST_KERNELS[name]
+    spec = ops._spec(activation)
+    x, _, b = _data(m=6, k=40, n=18, seed=7)
+    tol = {"linear": 0, "relu": 0, "softmax": 1e-6, "glu": 1e-6}[activation]
+    for xs in (x[0], x, x.reshape(2, 3, 40)):
+        for bias in (None, b):
+            fast = _kernels.dense_fast(xs, qk, bias, spec)
+            assert fast is not None and fast.dtype == np.float32 and fast.flags.c_contiguous
+            assert fast.shape == xs.shape[:-1] + (9 if activation == "glu" else 18,)
+            np.testing.assert_array_equal(ops.dense(xs, qk, bias, activation), fast)
+            np.testing.assert_array_equal(ops._dense_checked(xs, qk, bias, spec, activation, None), fast)
+            np.testing.assert_array_equal(ops.dense(_strided(xs), qk, bias, activation), fast)
+            want = _reference(xs, qk, bias, activation)
+            if want is not None:
+                np.testing.assert_allclose(fast, want, rtol=tol, atol=tol * 1e-3)
+            elif activation in ("linear", "relu"):   # relu keeps the bound of its input
+                wq = Q.quantize_int4(_W_FAST, qk.block_size)
+                z = ops.dense(xs, qk, bias)
+                _assert_near_the_int4_reference(z, xs, wq, bias)
+                np.testing.assert_array_equal(fast, z if activation == "linear" else np.maximum(z, 0))
+
+
+@pytest.mark.parametrize("name", ["int8", "int4/16/float", "int4/-1/inputs"])
+def test_fast_path_writes_out(name):
+    qk = _FAST_KERNELS[name]
+    x, _, b = _data(m=6, k=40, n=18, seed=8)
+    x3 = x.reshape(3, 2, 40)
+    for activation, width in (("relu", 18), ("glu", 9)):
+        want = ops._dense_checked(x3, qk, b, ops._spec(activation), activation, None)
+        out = np.full((3, 2, width), np.nan, np.float32)
+        assert ops.dense(x3, qk, b, activation, out=out) is out
+        np.testing.assert_array_equal(out, want)
+        assert _kernels.dense_fast(x3, qk, b, ops._spec(activation), out) is out
+        # an empty batch: the empty result (or out), no kernel call
+        empty = np.empty((0, width), np.float32)
+        assert ops.dense(x[:0], qk, b, activation, out=empty) is empty
+        assert ops.dense(x[:0], qk, b, activation).shape == (0, width)
+
+
+def test_fast_path_falls_back_where_the_float_fast_path_does():
+    """dense_fast answers for a QuantizedKernel exactly where it answers for a float32 kernel of
+    the same shape: the validating path casts (float64 x or bias) and raises the same errors."""
+    qk, w = _FAST_KERNELS["int8"], _W_FAST
+    x, _, b = _data(m=4, k=40, n=18, seed=9)
+    relu, glu = ops._spec("relu"), ops._spec("glu")
+    odd = ops.quantize_kernel(w[:, :17])
+    buffer = np.zeros(300, np.float32)
+    read_only = np.empty((4, 18), np.float32)
+    read_only.flags.writeable = False
+    cases = {
+        "plain": (x, b, relu, None),
+        "float64 x": (x.astype(np.float64), b, relu, None),
+        "list x": (x.tolist(), b, relu, None),
+        "strided x": (_strided(x), b, relu, None),
+        "scalar x": (np.float32(1), b, relu, None),
+        "wrong K": (x[:, :39].copy(), b, relu, None),
+        "float64 bias": (x, b.astype(np.float64), relu, None),
+        "strided bias": (x, np.repeat(b, 2)[::2], relu, None),
+        "bias shape": (x, b[:5].copy(), relu, None),
+        "out": (x, b, relu, np.empty((4, 18), np.float32)),
+        "out shape": (x, b, relu, np.empty((4, 17), np.float32)),
+        "out dtype": (x, b, relu, np.empty((4, 18), np.float64)),
+        "out strided": (x, b, relu, np.empty((4, 36), np.float32)[:, ::2]),
+        "out read-only": (x, b, relu, read_only),
+        "out list": (x, b, relu, [[0.0] * 18] * 4),
+        "out overlaps x": (buffer[:160].reshape(4, 40), b, relu, buffer[100:172].reshape(4, 18)),
+        "out beside x": (buffer[:160].reshape(4, 40), b, relu, buffer[160:232].reshape(4, 18)),
+        "out overlaps bias": (x, buffer[:18], relu, buffer[10:82].reshape(4, 18)),
+    }
+    answers = {case: _kernels.dense_fast(xs, qk, bias, spec, out) is not None
+               for case, (xs, bias, spec, out) in cases.items()}
+    assert answers == {case: _kernels.dense_fast(xs, w, bias, spec, out) is not None
+                       for case, (xs, bias, spec, out) in cases.items()}
+    assert sorted(case for case, yes in answers.items() if yes) == ["out", "out beside x", "plain"]
+    assert _kernels.dense_fast(x, odd, b[:17].copy(), glu) is None
+    # non-native kernels (the NumPy reference) always take the validating path
+    q, s = Q.quantize_int8(w)
+    assert _kernels.dense_fast(x, _kernels.QuantizedKernel("int8", q, s, None, -1, False), b, relu) is None
+    # the validating path casts: float64 x and bias give the float32 inputs' bits
+    want = ops.dense(x, qk, b, "relu")
+    np.testing.assert_array_equal(ops.dense(x.astype(np.float64), qk, b, "relu"), want)
+    np.testing.assert_array_equal(ops.dense(x, qk, b.astype(np.float64), "relu"), want)
+    np.testing.assert_array_equal(ops.dense(x.tolist(), qk, list(b), "relu"), want)
+
+
+def test_errors_of_the_quantized_op_are_unchanged():
+    """Every error of ops.dense on a QuantizedKernel, message for message (the fast path raises none
+    of its own: it hands these calls to the validating path)."""
+    qk = _FAST_KERNELS["int8"]
+    x, w, b = _data(m=4, k=40, n=18, seed=10)
+    odd = ops.quantize_kernel(w[:, :17])
+    shared = np.zeros(200, np.float32)
+    read_only = np.empty((4, 18), np.float32)
+    read_only.flags.writeable = False
+    cases = [
+        ((np.float32(1), qk), {}, ValueError, "dense: x must have at least 1 dimension (..., 40), got a scalar"),
+        ((x[:, :39], qk), {}, ValueError, "dense: x must have last dimension 40 to match the quantized kernel "
+                                          "of shape (40, 18), got x of shape (4, 39)"),
+        ((x.astype(np.complex64), qk), {}, TypeError, "dense: x must be a real numeric array (float32, float64, "
+                                                      "integer), got dtype complex64"),
+        ((x, qk, b[:5]), {}, ValueError, "dense: bias must have shape (18,) to match the quantized kernel of "
+                                         "shape (40, 18), got shape (5,)"),
+        ((x, qk, b > 0), {}, TypeError, "dense: bias must be a real numeric array; bool bias is refused (cast it "
+                                        "explicitly if you mean 0/1 weights), got dtype bool"),
+        ((x, odd, None, "glu"), {}, ValueError, "dense: activation 'glu' halves the last axis, which needs an even "
+                                                "number of units, got a quantized kernel of shape (40, 17)"),
+        ((x, qk, b), {"out": [0.0]}, ValueError, "dense: out must be a numpy array, got list"),
+        ((x, qk, b), {"out": np.empty((4, 17), np.float32)}, ValueError,
+         "dense: out must have shape (4, 18) and dtype float32, got shape (4, 17) and dtype float32"),
+        ((x, qk, b), {"out": np.empty((4, 18), np.float64)}, ValueError,
+         "dense: out must have shape (4, 18) and dtype float32, got shape (4, 18) and dtype float64"),
+        ((x, qk, b), {"out": np.empty((4, 36), np.float32)[:, ::2]}, ValueError,
+         "dense: out must be C-contiguous, got a non-contiguous array"),
+        ((x, qk, b), {"out": read_only}, ValueError, "dense: out must be writeable, got a read-only array"),
+        ((shared[:160].reshape(4, 40), qk, b), {"out": shared[100:172].reshape(4, 18)}, ValueError,
+         "dense: out must not overlap the inputs, but it shares memory with x"),
+        ((x, qk, shared[:18]), {"out": shared[10:82].reshape(4, 18)}, ValueError,
+         "dense: out must not overlap the inputs, but it shares memory with bias"),
+    ]
+    for args, kwargs, error, message in cases:
+        with pytest.raises(error) as info:
+            ops.dense(*args, **kwargs)
+        assert str(info.value) == message
