@@ -3,9 +3,10 @@
  * Rows: a batch of 8 rows or more is cut into one part per thread (multiples of 4 rows), each
  * part a whole fd_q*_dense call with its epilogue.  Columns: a call of at most
  * FD_TUNE_SPLIT_FEW_ROWS rows reads every weight for little arithmetic (batch 1), so it is cut
- * by panels instead, into a few more parts than threads so that a thread slowed down by the
- * machine takes fewer of them; each part writes its columns before the activation, which then
- * runs on whole rows after the join (softmax and glu need them).
+ * by panels instead, one part per thread: the pool's home ranges then keep each thread on the
+ * same columns call after call, and every part costs a quantization of the input rows and its
+ * share of the fork/join (two parts per thread measured slower).  An element-wise activation
+ * runs inside each part; a row-wise one (softmax, glu) on whole rows after the join.
  */
 #include "fd_qdense.h"
 

@@ -143,3 +143,45 @@ def test_calls_take_predicts_plan_unless_a_layer_records_losses(functional):
         np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-5)
         # ... a call does: l1 (0.01 * sum |h|) of the first layer's outputs
         np.testing.assert_allclose(model.losses, [0.01 * np.abs(hidden).sum()], rtol=1e-5)
+
+
+def quantized_stack(mode, acts, units, seed=7):
+    """Dense layers on 700 features with the given activations, an Activation and a
+    LayerNormalization between the first two, quantized."""
+    from fastdense.layers import Activation, LayerNormalization
+    rng = np.random.default_rng(seed)
+    layers = [Dense(units[0], activation=acts[0]), Activation("tanh"), LayerNormalization()]
+    layers += [Dense(n, activation=a) for n, a in zip(units[1:], acts[1:])]
+    model = Sequential(layers)
+    model.build((None, 700))
+    model.set_weights([rng.standard_normal(w.shape).astype(np.float32) * (0.05 if w.ndim == 2 else 0.1)
+                       for w in model.get_weights()])
+    model.quantize(mode)
+    return model
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+@pytest.mark.parametrize("acts", [("relu", "gelu", "softmax"), ("silu", "elu", "log_softmax"),
+                                  ("softplus", "selu", "tanh"), ("hard_sigmoid", "mish", "linear")])
+def test_column_parts_give_the_bits_of_one_thread(mode, acts, restore):
+    # the first two steps have enough weights to split by columns at a few rows (fd_qdense.c),
+    # into parts that are not whole panels of 16 columns; the 37-unit head stays whole
+    model = quantized_stack(mode, acts, (300, 450, 37))
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal((m, 700)).astype(np.float32) for m in (1, 2, 3, 4)]
+    _kernels.set_plan_split_policy(0)
+    expected = [model.predict(x) for x in xs]
+    _kernels.set_plan_split_policy(1)   # every quantized step split by columns, one part per thread
+    for threads in (2, 3):
+        fastdense.set_num_threads(threads)
+        for x, want in zip(xs, expected):
+            for _ in range(5):
+                np.testing.assert_array_equal(model.predict(x), want, err_msg=f"{threads} threads, batch {len(x)}")
+    # and the numbers are the layers' own: the quantized ops one after the other
+    from fastdense.layers import Activation
+    h = xs[3]
+    for layer in model.layers:
+        h = layer(h)
+    np.testing.assert_allclose(expected[3], h, rtol=1e-6, atol=1e-6)
+    assert not isinstance(model.layers[1], Dense) and isinstance(model.layers[1], Activation)
+
