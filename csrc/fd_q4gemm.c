@@ -31,28 +31,19 @@
 #include "fd_qgemm.h"
 #include "fd_q4gemm_float.h"
 
+#include "fd_qsimd.h"
 #include "fd_status.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#define FD_Q4_X86 1
-#include <immintrin.h>
-#else
-#define FD_Q4_X86 0
-#endif
-
 #define Q4ROWS 4                 /* int4 rows per strip */
 #define Q4CH 128                 /* k per digit chunk (within one weight group) */
 #define Q4STACK (32 * 1024)      /* digit bytes kept on the stack */
 #define Q4E_MIN (-97)            /* chunk maxima exponents the integer form takes */
 #define Q4E_MAX 115
-#define AI static inline __attribute__((always_inline))
 
-static ptrdiff_t q_panels(ptrdiff_t n) { return (n + FD_QPANEL - 1) / FD_QPANEL; }
-static ptrdiff_t q_groups(ptrdiff_t k, ptrdiff_t block) { return (k + block - 1) / block; }
 
 /* Quad pairs of a run of len k cut into chunks of Q4CH. */
 static ptrdiff_t q4_pairs_of(ptrdiff_t len) { return len / Q4CH * (Q4CH / 8) + (len % Q4CH + 7) / 8; }
@@ -298,11 +289,8 @@ static void q4_strip_c(int mr, const fd_qweights *w, const q4_rows *a, float *c,
 
 static void q4_row_float_c(const fd_qweights *w, const float *x, float *c) { Q4_ROW_FLOAT_BODY }
 
-#if FD_Q4_X86 && defined(__GNUC__)
+#if FD_Q_X86 && defined(__GNUC__)
 
-#define T_AVX2 __attribute__((target("avx2,fma")))
-#define T_AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
-#define T_AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 
 /* The same operations compiled with FMA (fmaf is exact either way): the same bits, faster. */
 T_AVX2 static void q4_row_float_fma(const fd_qweights *w, const float *x, float *c) { Q4_ROW_FLOAT_BODY }
@@ -314,7 +302,7 @@ T_AVX2 static void q4_row_float_fma(const fd_qweights *w, const float *x, float 
 /* ---------------------------------------------------------------- AVX-512 */
 
 /* The bits of max |x_k| over len inputs (|x| as integers orders like the floats, NaN / inf above). */
-T_AVX512 static int32_t q4_amax_512(const float *x, ptrdiff_t len)
+T_AVX512VNNI static int32_t q4_amax_512(const float *x, ptrdiff_t len)
 {
     const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
     __m512i vmax = _mm512_setzero_si512();
@@ -325,7 +313,7 @@ T_AVX512 static int32_t q4_amax_512(const float *x, ptrdiff_t len)
     return _mm512_reduce_max_epi32(vmax);
 }
 
-T_AVX512 static int q4_row_512(const fd_qweights *w, const float *x, uint8_t *dig, q4_info *info)
+T_AVX512VNNI static int q4_row_512(const fd_qweights *w, const float *x, uint8_t *dig, q4_info *info)
 {
     const __m512i bias = _mm512_set1_epi32((int)0x80808080u);
     const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(Q4_TRANSPOSE)), ones = _mm512_set1_epi8(1);
@@ -357,18 +345,18 @@ T_AVX512 static int q4_row_512(const fd_qweights *w, const float *x, uint8_t *di
 
 /* acc += the 4-products of u8 u and the s8 digits at d broadcast.  In asm: given the
    intrinsic's separate input and output, gcc copies and spills a tile's sums. */
-T_AVX512 AI void q4_dp_512(__m512i *acc, __m512i u, const uint8_t *d)
+T_AVX512VNNI AI void q4_dp_512(__m512i *acc, __m512i u, const uint8_t *d)
 {
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(*acc) : "v"(u), "m"(*(const int32_t *)d));
 }
 
-T_AVX512 AI void q4_dpr_512(__m512i *acc, __m512i u, __m512i d)
+T_AVX512VNNI AI void q4_dpr_512(__m512i *acc, __m512i u, __m512i d)
 {
     __asm__("vpdpbusd %2, %1, %0" : "+v"(*acc) : "v"(u), "v"(d));
 }
 
 /* float(R) for 16 columns' digit sums, exactly: int32 halves, a double, one rounding. */
-T_AVX512 AI __m512 q4_value_512(const __m512i t[4])
+T_AVX512VNNI AI __m512 q4_value_512(const __m512i t[4])
 {
     __m512i a = _mm512_add_epi32(t[0], _mm512_slli_epi32(t[1], 8)), b = _mm512_add_epi32(t[2], _mm512_slli_epi32(t[3], 8));
     const __m512d k16 = _mm512_set1_pd(65536.0);
@@ -379,14 +367,14 @@ T_AVX512 AI __m512 q4_value_512(const __m512i t[4])
 }
 
 /* acc += one chunk's value: v = float(R) 2^-s, then fma(v, scale, acc) (per unit: acc + v). */
-T_AVX512 AI __m512 q4_accumulate_512(const int GROUPED, const __m512i t[4], float inv, const float *scale, __m512 acc)
+T_AVX512VNNI AI __m512 q4_accumulate_512(const int GROUPED, const __m512i t[4], float inv, const float *scale, __m512 acc)
 {
     __m512 v = _mm512_mul_ps(q4_value_512(t), _mm512_set1_ps(inv));
     return GROUPED ? _mm512_fmadd_ps(v, _mm512_loadu_ps(scale), acc) : _mm512_add_ps(acc, v);
 }
 
 /* MR rows x NP panels (4 MR NP <= 16 int32 sums). */
-T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, const fd_qweights *w, const q4_rows *a,
+T_AVX512VNNI AI void q4_tile_512(const int MR, const int NP, const int GROUPED, const fd_qweights *w, const q4_rows *a,
                              ptrdiff_t p0, float *c, ptrdiff_t ldc)
 {
     ptrdiff_t groups = q_groups(w->k, w->block), pstride = q4_pairs(w->k, w->block) * 64;
@@ -447,7 +435,7 @@ T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, cons
     }
 }
 
-T_AVX512 static void q4_strip_512(int mr, const fd_qweights *w, const q4_rows *a, float *c, ptrdiff_t ldc)
+T_AVX512VNNI static void q4_strip_512(int mr, const fd_qweights *w, const q4_rows *a, float *c, ptrdiff_t ldc)
 {
     ptrdiff_t panels = q_panels(w->n);
     int npmax = mr == 1 ? 4 : mr == 2 ? 2 : 1;
@@ -903,7 +891,7 @@ T_AMX static int q4_dense_amx(const fd_qweights *w, ptrdiff_t m, const float *x,
 #define FD_Q4_AMX 0
 #endif
 
-#endif /* FD_Q4_X86 */
+#endif /* FD_Q_X86 */
 
 /* ---------------------------------------------------------------- dispatch */
 
@@ -919,7 +907,7 @@ typedef struct {
 
 static q4_path q4_path_of(fd_qisa isa)
 {
-#if FD_Q4_X86 && defined(__GNUC__)
+#if FD_Q_X86 && defined(__GNUC__)
     if (isa == FD_QISA_AVX2) return (q4_path){q4_row_256, q4_strip_avx2, q4_row_float_fma};
     if (isa == FD_QISA_AVX_VNNI) return (q4_path){q4_row_256, q4_strip_avxvnni, q4_row_float_fma};
     if (isa == FD_QISA_AVX512_VNNI || isa == FD_QISA_AMX) return (q4_path){q4_row_512, q4_strip_512, q4_row_float_fma};
@@ -935,7 +923,7 @@ int fd_q4_dense(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x, 
     if (w->bits != 4 || w->recipe != FD_Q4_DIGITS || w->k < 1 || w->block < 1 || (unsigned)isa >= FD_QISA_COUNT ||
         !fd_qisa_supported(isa))
         return FD_ERR_ARG;
-#if FD_Q4_X86 && defined(__GNUC__) && FD_Q4_AMX
+#if FD_Q_X86 && defined(__GNUC__) && FD_Q4_AMX
     if (isa == FD_QISA_AMX && m >= Q4_AMX_MIN_ROWS) return q4_dense_amx(w, m, x, ldx, act, bias, c, ldc);
 #endif
     q4_path path = q4_path_of(isa);

@@ -13,23 +13,13 @@
  */
 #include "fd_q4gemm_float.h"
 
+#include "fd_qsimd.h"
 #include "fd_status.h"
 
 #include <math.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#define FD_Q4_X86 1
-#include <immintrin.h>
-#else
-#define FD_Q4_X86 0
-#endif
-
 #define Q4ROWS 4                 /* int4 rows per strip */
-#define AI static inline __attribute__((always_inline))
-
-static ptrdiff_t q_panels(ptrdiff_t n) { return (n + FD_QPANEL - 1) / FD_QPANEL; }
-static ptrdiff_t q_groups(ptrdiff_t k, ptrdiff_t block) { return (k + block - 1) / block; }
 
 ptrdiff_t fd_q4f_packed_size(ptrdiff_t k, ptrdiff_t n, ptrdiff_t block)
 {
@@ -107,10 +97,8 @@ static void q4_strip_c(int mr, const fd_qweights *w, const float *x, ptrdiff_t l
         }
 }
 
-#if FD_Q4_X86 && defined(__GNUC__)
+#if FD_Q_X86 && defined(__GNUC__)
 
-#define T_AVX2 __attribute__((target("avx2,fma")))
-#define T_AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
 
 /* Nibble u (= q + 8) to float without a conversion: (u | 2^23 bits) is the float 2^23 + u, so
    (2^23 + u) - (2^23 + zero + 8) = q - zero exactly.  The high nibble is masked in place, giving
@@ -266,13 +254,13 @@ T_AVX2 static void q4_strip_256(int mr, const fd_qweights *w, const float *x, pt
     }
 }
 
-#endif /* FD_Q4_X86 */
+#endif /* FD_Q_X86 */
 
 typedef void (*q4_strip_fn)(int, const fd_qweights *, const float *, ptrdiff_t, float *, ptrdiff_t);
 
 static q4_strip_fn q4_strip_of(fd_qisa isa)
 {
-#if FD_Q4_X86 && defined(__GNUC__)
+#if FD_Q_X86 && defined(__GNUC__)
     if (isa == FD_QISA_AVX2 || isa == FD_QISA_AVX_VNNI) return q4_strip_256;
     if (isa == FD_QISA_AVX512_VNNI || isa == FD_QISA_AMX) return q4_strip_512;
 #endif

@@ -20,24 +20,16 @@
 
 #include "fd_cpu.h"
 #include "fd_qgemm_amx.h"
+#include "fd_qsimd.h"
 #include "fd_status.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#define FD_Q_X86 1
-#include <immintrin.h>
-#else
-#define FD_Q_X86 0
-#endif
-
 #define QROWS 12                 /* rows per strip: quantized together, then run against every panel */
 #define QSTACK (32 * 1024)       /* quantized-strip bytes kept on the stack */
-#define AI static inline __attribute__((always_inline))
 
-static ptrdiff_t q_panels(ptrdiff_t n) { return (n + FD_QPANEL - 1) / FD_QPANEL; }
 
 /* ---------------------------------------------------------------- packing */
 
@@ -79,7 +71,9 @@ fd_qweights fd_qweights_panels(const fd_qweights *w, ptrdiff_t p0, ptrdiff_t p1)
 
 int fd_qisa_supported(fd_qisa isa)
 {
-    int avx2 = fd_cpu_has(FD_CPU_AVX2) && fd_cpu_has(FD_CPU_FMA);
+#if FD_Q_X86 && defined(__GNUC__)
+    const int avx2 = fd_cpu_has(FD_CPU_AVX2) && fd_cpu_has(FD_CPU_FMA);
+#endif
     switch (isa) {
     case FD_QISA_BASELINE: return 1;
 #if FD_Q_X86 && defined(__GNUC__)
@@ -182,9 +176,6 @@ static void q8_strip_c(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t
 
 #if FD_Q_X86 && defined(__GNUC__)
 
-#define T_AVX2 __attribute__((target("avx2,fma")))
-#define T_AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
-#define T_AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 
 static int32_t load_i32(const uint8_t *p)
 {
@@ -195,7 +186,7 @@ static int32_t load_i32(const uint8_t *p)
 
 /* ---------------------------------------------------------------- AVX-512 */
 
-T_AVX512 static float q8_row_512(ptrdiff_t k, const float *x, uint8_t *dst, ptrdiff_t kpad, int shift)
+T_AVX512VNNI static float q8_row_512(ptrdiff_t k, const float *x, uint8_t *dst, ptrdiff_t kpad, int shift)
 {
     /* |x| as integers orders like the floats, and NaN / inf (>= 0x7F800000) above them all */
     const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
@@ -224,7 +215,7 @@ T_AVX512 static float q8_row_512(ptrdiff_t k, const float *x, uint8_t *dst, ptrd
 /* acc += the 4-products of u8 a and s8 w.  In asm: gcc's register allocator, given the
    intrinsic's separate input and output, copies and spills the sums of a 24-register tile
    every step. */
-T_AVX512 AI void q_dpbusd_512(__m512i *acc, __m512i a, __m512i w)
+T_AVX512VNNI AI void q_dpbusd_512(__m512i *acc, __m512i a, __m512i w)
 {
     __asm__("vpdpbusd %2, %1, %0" : "+v"(*acc) : "v"(a), "v"(w));
 }
@@ -233,7 +224,7 @@ T_AVX512 AI void q_dpbusd_512(__m512i *acc, __m512i a, __m512i w)
    keeps 24 zmm sums: each weight load feeds 12 vpdpbusd and each input broadcast 2, so the
    weights stream from L2 at ~11 bytes a cycle, and 24 independent chains cover vpdpbusd's
    latency on its two ports. */
-T_AVX512 AI void q8_tile_512(const int MR, const int NP, ptrdiff_t k4, const uint8_t *a, ptrdiff_t lda,
+T_AVX512VNNI AI void q8_tile_512(const int MR, const int NP, ptrdiff_t k4, const uint8_t *a, ptrdiff_t lda,
                              const int8_t *wp, ptrdiff_t pstride, const int32_t *comp, const float *ks,
                              const float *is, void *c, ptrdiff_t ldc, ptrdiff_t ncols, int f32)
 {
@@ -290,7 +281,7 @@ T_AVX512 AI void q8_tile_512(const int MR, const int NP, ptrdiff_t k4, const uin
 static int q8_np_512(int mr) { return mr == 1 ? 8 : mr <= 6 ? 4 : mr <= 8 ? 3 : 2; }
 
 /* mr <= 8 rows, or 12, against every panel. */
-T_AVX512 static void q8_rows_512(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda, const float *is,
+T_AVX512VNNI static void q8_rows_512(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda, const float *is,
                                  void *c, ptrdiff_t ldc, int f32)
 {
     ptrdiff_t k4 = (w->k + 3) / 4, panels = q_panels(w->n), pstride = k4 * 64;
@@ -317,7 +308,7 @@ T_AVX512 static void q8_rows_512(int mr, const fd_qweights *w, const uint8_t *a,
 
 /* A strip of up to QROWS = 12 rows: one tile of rows when it can (each pass reads every
    weight), else 8 rows then the rest. */
-T_AVX512 static void q8_strip_512(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda,
+T_AVX512VNNI static void q8_strip_512(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda,
                                   const int32_t *fix, const float *is, void *c, ptrdiff_t ldc, int f32out)
 {
     (void)fix;
