@@ -580,6 +580,10 @@ cdef class Plan:
                 int max_tasks):
         """run([x], [y], ...) for a plan of one input and one output, with fewer steps (the
         shortcut of predict and calls); the same checks by the caller."""
+        self._run_one(x, y, m, block, scratch, max_tasks)
+
+    cdef int _run_one(self, cnp.ndarray x, cnp.ndarray y, ptrdiff_t m, ptrdiff_t block, cnp.ndarray scratch,
+                      int max_tasks) except -1:
         cdef const void *ins[1]
         cdef void *outs[1]
         cdef void *s = cnp.PyArray_DATA(scratch)
@@ -592,6 +596,7 @@ cdef class Plan:
         with nogil:
             rc = fd_plan_run(&self.plan, ins, outs, m, block, s, max_tasks)
         _check(rc, "plan")
+        return 0
 
     def run(self, list inputs, list outputs, ptrdiff_t m, ptrdiff_t block, cnp.ndarray scratch,
             int max_tasks):
@@ -625,3 +630,60 @@ cdef class Plan:
             if outs != outs_stack:
                 free(outs)
         _check(rc, "plan")
+
+
+# ---- the shortcut of predict and calls (fastdense/models/plan.py PlanCache.shortcut and
+# CompiledPlan.run_one), in C where a batch-1 call spends most of its Python time
+
+cdef object _shortcut_plan(object cache, object x, bint call):
+    """The plan of the cache's last run when x is an ndarray like that run's input (the same dtype
+    object, rank and per-sample shape, C order) and no layer changed since, and (a call) the
+    plan records no losses; else None."""
+    cdef object last = cache.last
+    if last is None or type(x) is not np.ndarray:
+        return None
+    cdef cnp.ndarray a = <cnp.ndarray>x
+    cdef tuple tail = last.tail
+    cdef int nd = cnp.PyArray_NDIM(a), i
+    if <object>cnp.PyArray_DESCR(a) is not last.dtype or nd != last.ndim or nd != len(tail) + 1 \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        return None
+    for i in range(1, nd):
+        if cnp.PyArray_DIM(a, i) != <cnp.npy_intp>tail[i - 1]:
+            return None
+    if last.generation != cache.generation:
+        return None
+    cdef object plan = last.plan
+    if call and plan.records_losses:
+        return None
+    return plan
+
+
+def plan_shortcut(object cache, object x, bint call):
+    """PlanCache.shortcut: see _shortcut_plan."""
+    return _shortcut_plan(cache, x, call)
+
+
+def plan_shortcut_run(object cache, object x, bint call):
+    """``cache.shortcut(x, call).run_one(x)``, or None when there is no shortcut: this thread's
+    last layout for as many samples is reused here, anything else goes to CompiledPlan.run_one."""
+    cdef object plan = _shortcut_plan(cache, x, call)
+    if plan is None:
+        return None
+    cdef cnp.ndarray a = <cnp.ndarray>x
+    cdef cnp.npy_intp m = cnp.PyArray_DIM(a, 0)
+    cdef object run = getattr(plan._local, "last", None)
+    if run is None or run.m != m:
+        return plan.run_one(x)
+    cdef tuple shape = plan.out_shapes[0]
+    cdef int nd = len(shape) + 1, i
+    cdef cnp.npy_intp dims[32]
+    if nd > 32:
+        return plan.run_one(x)
+    dims[0] = m
+    for i in range(nd - 1):
+        dims[i + 1] = <cnp.npy_intp>shape[i]
+    cdef cnp.dtype dtype = plan.dtype   # x's own: the shortcut's inputs are in the plan dtype
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(nd, dims, dtype.type_num, 0)
+    (<Plan>plan._plan)._run_one(a, y, m, run.block, run.scratch, run.tasks)
+    return y

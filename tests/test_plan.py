@@ -9,6 +9,7 @@ from _helpers import FIXTURES, INDEX
 import fastdense
 from fastdense.layers import Activation, Add, Concatenate, Dense, Dropout, Flatten, Layer, Reshape
 from fastdense.models import Model, Sequential, load_model
+from fastdense import Input
 from fastdense.models.plan import compile_plan, run_compiled
 
 
@@ -391,3 +392,44 @@ def test_a_real_memory_error_while_compiling_propagates(monkeypatch):
     monkeypatch.setattr(plan._kernels, "Plan", no_memory)
     with pytest.raises(MemoryError, match="could not allocate a plan"):
         model.predict(np.ones((2, 20), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_native_shortcut_of_predict_and_calls(dtype):
+    # run_shortcut (the C form of PlanCache.shortcut + CompiledPlan.run_one): the same numbers as
+    # the full path, fresh output arrays, and no shortcut for inputs unlike the last run's
+    from fastdense.models.plan import run_shortcut
+    rng = np.random.default_rng(11)
+    name = np.dtype(dtype).name
+    model = Sequential([Input((5, 8), dtype=name), Dense(4, activation="tanh", dtype=name), Dense(3, dtype=name)])
+    model.set_weights([rng.standard_normal(w.shape) for w in model.get_weights()])
+    kernel, bias, head, head_bias = (w.astype(np.float64) for w in model.get_weights())
+
+    def reference(x):
+        return np.tanh(x.astype(np.float64) @ kernel + bias) @ head + head_bias
+
+    x = rng.standard_normal((3, 5, 8)).astype(dtype)
+    first = model.predict(x)                                   # compiles, records the last plan
+    cache = model._plan_cache
+    y = run_shortcut(cache, x, False)
+    assert y is not None and y.dtype == dtype and y.shape == (3, 5, 3) and y.flags.c_contiguous
+    np.testing.assert_array_equal(y, first)
+    np.testing.assert_array_equal(model(x), first)
+    np.testing.assert_allclose(y, reference(x), rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+    again = model.predict(x * 2)                               # a new array each time
+    assert again is not y and not np.shares_memory(again, y)
+    np.testing.assert_array_equal(y, first)
+    for m in (1, 7, 3):                                        # other batch sizes: run_one's layout
+        xm = rng.standard_normal((m, 5, 8)).astype(dtype)
+        np.testing.assert_allclose(model.predict(xm), reference(xm), rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(run_shortcut(cache, xm, False), model.predict(xm, batch_size=m))
+    other = np.float64 if dtype == np.float32 else np.float32
+    assert run_shortcut(cache, x.astype(other), False) is None          # another dtype
+    assert run_shortcut(cache, x[:, :, ::-1], False) is None            # not C-contiguous
+    assert run_shortcut(cache, x.reshape(3, 40), False) is None         # another rank
+    assert run_shortcut(cache, x[:, :4].copy(), False) is None          # another per-sample shape
+    assert run_shortcut(cache, list(x), False) is None                  # not an array
+    model.set_weights([w * 2 for w in model.get_weights()])             # a layer changed
+    assert run_shortcut(cache, x, False) is None
+    assert cache.shortcut(x, call=False) is None
+    np.testing.assert_allclose(model.predict(x)[0, 0], model.predict(x, batch_size=1)[0, 0])

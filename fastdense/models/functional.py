@@ -32,7 +32,7 @@ from fastdense.models.execution import ModelInputs, predict_batches, run_model
 from fastdense.models.functional_config import deserialize_layer, functional_config, functional_from_config
 from fastdense.models.graph import map_graph
 from fastdense.models.node_steps import compile_steps, run_steps
-from fastdense.models.plan import PlanCache
+from fastdense.models.plan import PlanCache, run_shortcut
 from fastdense.models.structure import flatten_struct, pack_struct
 from fastdense.models.summary import print_summary
 from fastdense.saving.serialization import register_builtin, serialize_keras_object
@@ -146,9 +146,9 @@ class Model(Layer):
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         if not args and not kwargs and self._single_output:
             # the run before was a plan for inputs like these, and no layer changed since
-            plan = self._plan_cache.shortcut(inputs, call=True)
-            if plan is not None:
-                return plan.run_one(inputs)
+            y = run_shortcut(self._plan_cache, inputs, True)
+            if y is not None:
+                return y
         if any(isinstance(t, SymbolicTensor) for t in flatten_struct(inputs)):
             return self._symbolic_call(inputs, args, kwargs)
         kwargs.pop("training", None)
@@ -176,9 +176,9 @@ class Model(Layer):
         """
         if out is None and batch_size is None and self._single_output:
             # the run before was a plan for inputs like x, and no layer changed since
-            plan = self._plan_cache.shortcut(x, call=False)
-            if plan is not None:
-                return plan.run_one(x)
+            y = run_shortcut(self._plan_cache, x, False)
+            if y is not None:
+                return y
         arrays = self._model_inputs.standardize(x)
         outs = None if out is None else (list(out) if isinstance(out, (list, tuple)) else [out])
         return self._pack_outputs(predict_batches(self, arrays, batch_size, outs))

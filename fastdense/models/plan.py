@@ -655,6 +655,12 @@ class LastPlan:
         self.plan = plan
 
 
+# ``cache.shortcut(x, call).run_one(x)`` in one native step, or None when there is no shortcut:
+# what ``predict(x)`` and calls try first (a batch-1 call spent most of its Python time in those
+# two methods: 0.97 us a call of a 4 x 4 Dense before, see docs/models.md)
+run_shortcut: Callable[[Any, Any, bool], np.ndarray | None] = _kernels.plan_shortcut_run
+
+
 class PlanCache:
     """One model's compiled plans, by (dtype, record_losses, per-sample input shapes).
 
@@ -680,12 +686,7 @@ class PlanCache:
         model changed since (see the class docstring), so ``predict(x)`` (or, ``call``, the model
         called on ``x``) can run it with no other Python step; else None. The caller checks
         that the model has a single output."""
-        last = self.last
-        if (last is not None and type(x) is np.ndarray and x.dtype is last.dtype and x.ndim == last.ndim
-                and x.shape[1:] == last.tail and x.flags.c_contiguous and last.generation == self.generation
-                and not (call and last.plan.records_losses)):
-            return last.plan
-        return None
+        return _kernels.plan_shortcut(self, x, call)   # in C, with run_shortcut's test
 
     def invalidate(self) -> None:
         """Forget every plan (a layer the plans were compiled from changed)."""

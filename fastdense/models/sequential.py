@@ -29,7 +29,7 @@ from fastdense.layers.input_layer import InputLayer
 from fastdense.layers.node import Node, SymbolicTensor
 from fastdense.models.functional import Model
 from fastdense.models.functional_config import deserialize_layer
-from fastdense.models.plan import PlanCache
+from fastdense.models.plan import PlanCache, run_shortcut
 from fastdense.saving.serialization import register_builtin, serialize_dtype, serialize_keras_object
 
 __all__ = ["Sequential"]
@@ -173,9 +173,9 @@ class Sequential(Model):
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         if not args and not kwargs and self.built and self._single_output:
-            plan = self._plan_cache.shortcut(inputs, call=True)   # as Functional.__call__
-            if plan is not None:
-                return plan.run_one(inputs)
+            y = run_shortcut(self._plan_cache, inputs, True)   # as Functional.__call__
+            if y is not None:
+                return y
         if not self.built:
             if isinstance(inputs, SymbolicTensor):
                 self.build(inputs.shape)
@@ -188,9 +188,9 @@ class Sequential(Model):
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto",
                 steps: Any = None, callbacks: Any = None, *, out: Any = None) -> Any:
         if out is None and batch_size is None and self.built and self._single_output:
-            plan = self._plan_cache.shortcut(x, call=False)   # as Functional.predict
-            if plan is not None:
-                return plan.run_one(x)
+            y = run_shortcut(self._plan_cache, x, False)   # as Functional.predict
+            if y is not None:
+                return y
         if not self.built:
             import numpy as np
 
