@@ -424,15 +424,8 @@ T_AVX512VNNI AI void q4_tile_512(const int MR, const int NP, const int GROUPED, 
                 acc[r][p] = q4_accumulate_512(GROUPED, t[r][p], a->info[r * a->ldi + ch.index].inv,
                                               w->scale + ((p0 + p) * groups + ch.g) * FD_QPANEL, acc[r][p]);
     } while (q4_chunk_next(w, &ch));
-    for (int p = 0; p < NP; p++) {
-        ptrdiff_t left = w->n - (p0 + p) * FD_QPANEL;
-        __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-        for (int r = 0; r < MR; r++) {
-            __m512 v = acc[r][p];
-            if (!GROUPED) v = _mm512_div_ps(v, _mm512_loadu_ps(w->scale + (p0 + p) * FD_QPANEL));
-            _mm512_mask_storeu_ps(c + r * ldc + (p0 + p) * FD_QPANEL, m, v);
-        }
-    }
+    for (int p = 0; p < NP; p++)
+        for (int r = 0; r < MR; r++) q4_store_512(w, p0 + p, GROUPED, acc[r][p], c + r * ldc);
 }
 
 T_AVX512VNNI static void q4_strip_512(int mr, const fd_qweights *w, const q4_rows *a, float *c, ptrdiff_t ldc)
@@ -813,15 +806,8 @@ T_AMX AI void q4_amx_panels(const int NP, const int GROUPED, int mr, const fd_qw
     }
     __asm__ volatile("" ::: "memory");
     q4_amx_finish(NP, GROUPED, mr, w, &chunks[lastc], info, ldi, p0, cbuf, acc);
-    for (int p = 0; p < NP; p++) {
-        ptrdiff_t left = w->n - (p0 + p) * FD_QPANEL;
-        __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-        for (int r = 0; r < mr; r++) {
-            __m512 v = acc[r][p];
-            if (!GROUPED) v = _mm512_div_ps(v, _mm512_loadu_ps(w->scale + (p0 + p) * FD_QPANEL));
-            _mm512_mask_storeu_ps(c + r * ldc + (p0 + p) * FD_QPANEL, m, v);
-        }
-    }
+    for (int p = 0; p < NP; p++)
+        for (int r = 0; r < mr; r++) q4_store_512(w, p0 + p, GROUPED, acc[r][p], c + r * ldc);
 }
 
 /* The whole call on tiles: strips of up to Q4ROWS rows, tiles configured per call (and for the

@@ -154,15 +154,8 @@ T_AVX512 AI void q4_tile_512(const int MR, const int NP, const int GROUPED, cons
                 acc[r][p] = GROUPED ? _mm512_fmadd_ps(part[r][p], sc, acc[r][p]) : part[r][p];
         }
     }
-    for (int p = 0; p < NP; p++) {
-        ptrdiff_t left = w->n - (p0 + p) * FD_QPANEL;
-        __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-        for (int r = 0; r < MR; r++) {
-            __m512 v = acc[r][p];
-            if (!GROUPED) v = _mm512_div_ps(v, _mm512_loadu_ps(w->scale + (p0 + p) * FD_QPANEL));
-            _mm512_mask_storeu_ps(c + r * ldc + (p0 + p) * FD_QPANEL, m, v);
-        }
-    }
+    for (int p = 0; p < NP; p++)
+        for (int r = 0; r < MR; r++) q4_store_512(w, p0 + p, GROUPED, acc[r][p], c + r * ldc);
 }
 
 T_AVX512 static void q4_strip_512(int mr, const fd_qweights *w, const float *x, ptrdiff_t ldx, float *c, ptrdiff_t ldc)
