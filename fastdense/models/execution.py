@@ -124,7 +124,7 @@ def run_model(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray
     outputs = run_steps(model._program, arrays)
     if out is None:
         return outputs
-    check_out(out, [o.shape for o in outputs], outputs[0].dtype, arrays)
+    check_out(out, [o.shape for o in outputs], [o.dtype for o in outputs], arrays)
     for target, value in zip(out, outputs):
         target[...] = value
     return list(out)
@@ -140,7 +140,17 @@ def predict_batches(model: Any, arrays: list[np.ndarray], batch_size: int | None
     if batch_size is None or total <= batch_size:
         return run_model(model, arrays, outs, record_losses=False)
     chunks = []
-    for start in range(0, total, batch_size):
+    rest = 0   # the first row of the chunks below
+    if outs is not None:
+        # out is checked whole (its length, and no overlap with any input row: a chunk's check sees
+        # only its own rows, and an earlier chunk's results could overwrite later inputs) before
+        # anything is written: the first chunk goes into new arrays, then into out
+        first = run_model(model, [a[:batch_size] for a in arrays], None, record_losses=False)
+        check_out(outs, [(total,) + f.shape[1:] for f in first], [f.dtype for f in first], arrays)
+        for target, value in zip(outs, first):
+            target[:batch_size] = value
+        rest = batch_size
+    for start in range(rest, total, batch_size):
         part = [a[start:start + batch_size] for a in arrays]
         chunks.append(run_model(model, part, None if outs is None else [o[start:start + batch_size] for o in outs],
                                 record_losses=False))
