@@ -217,7 +217,7 @@ def test_threads_share_a_model_bit_for_bit(kind, restore_threads):
                     for mode, built in models.items() for i, x in enumerate(xs)}
         failures = []
 
-        def work(seed):
+        def work(seed, expected=expected, failures=failures):
             order = np.random.default_rng(seed).integers(len(xs), size=120)
             for j, i in enumerate(order):
                 mode = MODES[(seed + j) % len(MODES)]
@@ -351,3 +351,20 @@ def test_predict_out_takes_each_outputs_own_dtype():
         with pytest.raises(ValueError, match=r"shape \(5, 2\) and dtype float32, got shape \(5, 2\), dtype float64"):
             model.predict(x, batch_size=batch_size, out=[first, wrong])
         assert not wrong.any()
+
+
+def test_a_variable_axis_of_every_length_including_zero():
+    """Input((None, 4)): the per-sample shape changes from call to call, so the shortcut's plan
+    must be rejected each time; a length of 0 gives the empty result (it raised 'fastdense: plan:
+    invalid argument' from the kernel's plan, which refuses steps of zero rows)."""
+    rng = np.random.default_rng(13)
+    inputs = fastdense.Input((None, 4))
+    model = Model(inputs, Dense(2, activation="relu")(Dense(5)(inputs)))
+    model.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in model.get_weights()])
+    k1, b1, k2, b2 = (w.astype(np.float64) for w in model.get_weights())
+    for length in (3, 5, 3, 0, 1, 0, 3):
+        x = rng.standard_normal((2, length, 4)).astype(np.float32)
+        for run in (model.predict, model):
+            got = run(x)
+            assert got.shape == (2, length, 2) and got.dtype == np.float32
+            np.testing.assert_allclose(got, np.maximum((x @ k1 + b1) @ k2 + b2, 0), rtol=1e-5, atol=1e-5)

@@ -546,6 +546,10 @@ _EMITTERS: dict[type, Callable[[_PlanBuilder, Any, tuple[int, ...], list[tuple]]
 
 
 def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_losses: bool) -> CompiledPlan:
+    if any(0 in shape for shape in sample_shapes):
+        # empty samples (a variable axis of length 0: Input((None, 4)) given (m, 0, 4)) have
+        # nothing to run; the kernel's plan refuses steps of zero rows
+        raise _Unsupported("samples of zero elements")
     steps, input_slots, output_slots = _layer_steps(model)
     b = _PlanBuilder(dtype)
     slot_buf: dict[int, int] = {}       # slot -> buffer
