@@ -368,3 +368,18 @@ def test_a_variable_axis_of_every_length_including_zero():
             got = run(x)
             assert got.shape == (2, length, 2) and got.dtype == np.float32
             np.testing.assert_allclose(got, np.maximum((x @ k1 + b1) @ k2 + b2, 0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_nan_and_inf_inputs_of_quantized_models(kind, mode):
+    """A sample with NaN or inf gives NaN outputs (as Keras), through the plan and the shortcut
+    alike; the other samples keep the reference's values."""
+    built = Built(kind, mode, seed=14)
+    x = np.random.default_rng(15).standard_normal((5,) + built.shape).astype(np.float32)
+    flat = x.reshape(5, 8)
+    flat[1, 3], flat[2, 0], flat[3, :] = np.nan, np.inf, -np.inf
+    for run in (built.model.predict, built.model, built.model.predict):
+        got = run(x)
+        assert np.isnan(got[1:4]).all()
+        built.check(got[[0, 4]], x[[0, 4]])
