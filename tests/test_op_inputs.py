@@ -98,6 +98,7 @@ def _inputs(tmp):
         "negative columns": (X[:, ::-1].copy()[:, ::-1], X),
         "every other row": (np.repeat(X, 2, axis=0)[::2], X),
         "unaligned": (_unaligned(X), X),
+        "broadcast row": (np.broadcast_to(X[:1], X.shape), np.broadcast_to(X[:1], X.shape)),
         "rank 1": (X[2], X[2]),
         "rank 3": (X.reshape(2, 3, K), X.reshape(2, 3, K)),
         "rank 3 transposed": (X.reshape(3, 2, K).transpose(1, 0, 2), X.reshape(3, 2, K).transpose(1, 0, 2)),

@@ -106,6 +106,7 @@ def _inputs(shape, dtype, tmp):
         "negative strides": (x[::-1], x[::-1]),
         "every other sample": (np.repeat(x, 2, axis=0)[::2], x),
         "unaligned": (_unaligned(x), x),
+        "broadcast sample": (np.broadcast_to(x[:1], x.shape), np.broadcast_to(x[:1], x.shape)),
         "one sample": (x[:1], x[:1]),
         "empty batch": (x[:0], x[:0]),
         "read-only": (read_only, x),
