@@ -384,3 +384,25 @@ def test_nan_and_inf_inputs_of_quantized_models(kind, mode):
         got = run(x)
         assert np.isnan(got[1:4]).all()
         built.check(got[[0, 4]], x[[0, 4]])
+
+
+def test_a_bad_id_in_a_later_batch_leaves_out_untouched():
+    """predict(ids, batch_size=..., out=...): an id outside the table in a later batch raised after
+    the earlier batches were written into out (half-written); good ids fill out with the values."""
+    rng = np.random.default_rng(16)
+    ids = fastdense.Input((3,), dtype="int32")
+    model = Model(ids, Dense(2)(Flatten()(Embedding(10, 4)(ids))))
+    table, kernel, bias = (rng.standard_normal(w.shape).astype(np.float32) for w in model.get_weights())
+    model.set_weights([table, kernel, bias])
+    good = rng.integers(0, 10, size=(7, 3)).astype(np.int32)
+    want = table[good].reshape(7, 12).astype(np.float64) @ kernel + bias
+    for batch_size in (None, 2, 3):
+        out = np.zeros((7, 2), np.float32)
+        assert model.predict(good, batch_size=batch_size, out=out) is out
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+        bad = good.copy()
+        bad[6, 1] = 10
+        out = np.zeros((7, 2), np.float32)
+        with pytest.raises(ValueError, match=r"expects ids in \[0, 10\), got 10"):
+            model.predict(bad, batch_size=batch_size, out=out)
+        assert not out.any()
