@@ -16,19 +16,26 @@ Two tables: "unpaired" (the peak measured once, best of 5, at the start; each GE
 rounds, later) and "paired" (the target's rule: the path's FMA loop timed right before each GEMM
 sample, 10 ms each, 21 pairs; medians of the GEMM's GFLOP/s, of the loop's and of the ratio per
 pair). A clock that drifts over the run (shared turbo, other tenants) moves the unpaired ratio,
-much less the paired one.
+much less the paired one. A third table, "peers", pairs the same loop with the single-threaded
+float32 GEMM of the BLAS libraries a user has at hand, on the same shapes: numpy's matmul
+(OpenBLAS in numpy's wheels) and torch's (oneMKL in torch's x86 wheels), each skipped when not
+installed. They show what the best-tuned GEMMs reach of the same loop on this CPU.
 
     python bench/bench_paths.py                         # the default shapes
     python bench/bench_paths.py --shapes 288x1024x1024,64x784x512 --cc clang
     python bench/bench_paths.py --mlp                   # and the MLP's layers (batch 4096, plan blocks)
+    python bench/bench_paths.py --no-peers              # without numpy's and torch's GEMMs
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import platform
 import shutil
+import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,11 +60,72 @@ def busy_cpu_seconds() -> float | None:
         return None
 
 
-def build(cc: str, out: Path) -> Path:
-    exe = out / "gemm_bench"
+PAIRS = 21           # as tests/c/gemm_bench.c's time_paired
+PEER_SECONDS = 0.01  # each peer sample: calls for at least this much of the thread's CPU time
+# the peers run in a child process started with these set, so each library's GEMM is single-threaded
+# from its first import (OPENBLAS_CORETYPE, if the machine sets it, is left alone)
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def build(cc: str, out: Path, shared: bool = False) -> Path:
+    """gemm_bench, or with shared=True the same sources as a library (its gemm_bench_loop, for the peers)."""
+    target = out / ("libgemm_bench.so" if shared else "gemm_bench")
     subprocess.run([cc, "-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", f"-I{ROOT / 'csrc'}",
-                    *(str(ROOT / s) for s in SOURCES), "-o", str(exe), "-lpthread", "-lm"], check=True)
-    return exe
+                    *(["-shared", "-fPIC"] if shared else []),
+                    *(str(ROOT / s) for s in SOURCES), "-o", str(target), "-lpthread", "-lm"], check=True)
+    return target
+
+
+def peer_gemms() -> dict[str, object]:
+    """name -> a function (x, w) -> x @ w for each installed peer, single-threaded (child process only)."""
+    peers: dict[str, object] = {}
+    try:
+        import numpy as np
+        peers[f"numpy {np.__version__}"] = np.matmul
+    except ImportError:
+        pass
+    try:
+        import torch
+        torch.set_num_threads(1)
+        peers[f"torch {torch.__version__.split('+')[0]}"] = lambda x, w: torch.mm(x, w)
+    except ImportError:
+        pass
+    return peers
+
+
+def peer_worker(lib_path: str, shapes: list[list[str]]) -> None:
+    """Child process: per peer and shape, PAIRS pairs of (gemm_bench_loop, then the peer's GEMM for
+    PEER_SECONDS of thread CPU time) after one warm-up pair; prints "peer <name> M K N <GFLOP/s> <loop>
+    <ratio>" with the medians, as gemm_bench's paired command does."""
+    import numpy as np
+    loop = ctypes.CDLL(lib_path).gemm_bench_loop
+    loop.restype = ctypes.c_double
+    rng = np.random.default_rng(0)
+    for name, gemm in peer_gemms().items():
+        for m, k, n in ((int(v) for v in shape) for shape in shapes):
+            x = rng.uniform(-0.5, 0.5, (m, k)).astype(np.float32)
+            w = rng.uniform(-0.5, 0.5, (k, n)).astype(np.float32)
+            if name.startswith("torch"):
+                import torch
+                x, w = torch.from_numpy(x), torch.from_numpy(w)
+            gflops, loops, ratios = [], [], []
+            for pair in range(-1, PAIRS):
+                peak = loop()
+                calls, t0 = 0, time.thread_time()
+                while True:
+                    gemm(x, w)
+                    calls += 1
+                    t = time.thread_time() - t0
+                    if t >= PEER_SECONDS:
+                        break
+                if pair < 0:
+                    continue
+                g = 2.0 * m * k * n * calls / t * 1e-9
+                gflops.append(g)
+                loops.append(peak)
+                ratios.append(g / peak if peak else 0.0)
+            print(f"peer {name.replace(' ', '_')} {m} {k} {n} {statistics.median(gflops):.1f} "
+                  f"{statistics.median(loops):.1f} {statistics.median(ratios):.3f}", flush=True)
 
 
 def run(exe: Path, path: str, *args: str) -> list[list[str]]:
@@ -82,7 +150,12 @@ def main() -> None:
     parser.add_argument("--mlp", action="store_true",
                         help=f"also the MLP's layers at batch 4096 and in its plan's blocks ({', '.join(MLP_SHAPES)})")
     parser.add_argument("--cc", default=os.environ.get("CC") or shutil.which("cc") or "gcc")
+    parser.add_argument("--no-peers", action="store_true", help="skip numpy's and torch's GEMMs")
+    parser.add_argument("--peer-worker", metavar="LIB", help=argparse.SUPPRESS)   # the peers' child process
     args = parser.parse_args()
+    if args.peer_worker:
+        peer_worker(args.peer_worker, [s.split("x") for s in args.shapes.split(",")])
+        return
     shapes = [s.split("x") for s in args.shapes.split(",") + (MLP_SHAPES if args.mlp else [])]
     with tempfile.TemporaryDirectory() as tmp:
         exe = build(args.cc, Path(tmp))
@@ -123,11 +196,34 @@ def main() -> None:
                 met = "met" if ratio >= TARGET else "missed"
                 print(f"{path:7s} {entry:6s} {m + 'x' + k + 'x' + n:>16s} {gflops:8.1f} {loop:7.1f} "
                       f"{100 * ratio:5.0f}%  {met}")
+        if not args.no_peers:
+            print_peers(args.cc, Path(tmp), shapes)
         busy1, kids1 = busy_cpu_seconds(), os.times()
         if busy0 is not None and busy1 is not None:
             ours = kids1.children_user + kids1.children_system - kids0.children_user - kids0.children_system
             others = max(0.0, (busy1 - busy0 - ours) / (time.perf_counter() - wall0))
             print(f"\nother processes kept {others:.1f} of {os.cpu_count()} cores busy during the run (noise)")
+
+
+def print_peers(cc: str, tmp: Path, shapes: list[list[str]]) -> None:
+    """The peers' table: their GEMMs paired with the same FMA loop, in a single-threaded child process."""
+    print("\npeers: the same loop right before each sample of another library's float32 GEMM, one thread")
+    lib = build(cc, tmp, shared=True)
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--peer-worker", str(lib),
+                           "--shapes", ",".join("x".join(shape) for shape in shapes)],
+                          env=dict(os.environ, **ONE_THREAD), capture_output=True, text=True)
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("peer ")]
+    if done.returncode != 0:
+        print(f"  failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+    elif not rows:
+        print("  not run: neither numpy nor torch is installed")
+    if not rows:
+        return
+    print(f"{'library':16s} {'M x K x N':>16s} {'GFLOP/s':>8s} {'loop':>7s} {'ratio':>6s}")
+    for row in rows:
+        name, m, k, n, gflops, loop, ratio = row[1:8]
+        print(f"{name.replace('_', ' '):16s} {m + 'x' + k + 'x' + n:>16s} {float(gflops):8.1f} {float(loop):7.1f} "
+              f"{100 * float(ratio):5.0f}%")
 
 
 if __name__ == "__main__":

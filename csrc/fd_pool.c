@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -81,15 +82,39 @@ static atomic_int busy_cores;         /* cores running fastdense work now */
 static atomic_int threads_cfg;        /* pool size incl. the caller; 0 = not yet set */
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* The cores the calling thread may run on: its affinity mask on Linux, the online CPUs elsewhere
+   (macOS has no affinity masks). sched_getaffinity is a system call, about 120 ns on the 2-core
+   KVM Xeon, and a batch-1 predict whose plan splits its steps asked for the count 4 times per
+   call, so each thread keeps the answer for FD_TUNE_AFFINITY_TTL_MS: a new mask (taskset,
+   os.sched_setaffinity, which sets the calling thread's) is seen within that time, and until
+   then only how a call splits differs, never a result. */
+static int cpu_count_now(void)
+{
+    long c = 0;
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) c = CPU_COUNT(&set);
+#endif
+    if (c < 1) c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c < 1 ? 1 : (c > FD_MAX_THREADS ? FD_MAX_THREADS : (int)c);
+}
+
 int fd_cpu_count(void)
 {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-        int c = CPU_COUNT(&set);
-        if (c > 0) return c > FD_MAX_THREADS ? FD_MAX_THREADS : c;
+    static _Thread_local int count;           /* 0: not read yet on this thread */
+    static _Thread_local long long read_ms;
+    struct timespec ts;
+#if defined(CLOCK_MONOTONIC_COARSE)
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);   /* the kernel's tick, read without a system call */
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+    const long long now_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (count == 0 || now_ms - read_ms >= FD_TUNE_AFFINITY_TTL_MS || now_ms < read_ms) {
+        count = cpu_count_now();
+        read_ms = now_ms;
     }
-    long c = sysconf(_SC_NPROCESSORS_ONLN);
-    return c < 1 ? 1 : (c > FD_MAX_THREADS ? FD_MAX_THREADS : (int)c);
+    return count;
 }
 
 int fd_get_num_threads(void)

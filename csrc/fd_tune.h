@@ -12,6 +12,7 @@ typedef enum fd_tune {
     /* ---- threads (fd_pool.c) */
     FD_TUNE_WORKER_SPIN = 32768,         /* pauses (~30 ns) an idle worker spins before it sleeps */
     FD_TUNE_JOIN_SPIN = 4000,            /* pauses the caller spins for its helpers before it sleeps */
+    FD_TUNE_AFFINITY_TTL_MS = 10,        /* a thread's count of its allowed cores is read again after this */
 
     /* ---- splitting one dense call (fd_dense.c); work counts multiply-adds */
     FD_TUNE_BLAS_MT_WORK = 1 << 18,      /* below: one block on the caller, no bookkeeping; above:

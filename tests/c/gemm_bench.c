@@ -224,6 +224,21 @@ static int cmd_gemm(int argc, char **argv)
     return 0;
 }
 
+/* The paired loop alone, for bench/bench_paths.py's peers (this file built as a shared library and
+   called through ctypes right before each sample of another library's GEMM): GFLOP/s of ten
+   1 ms rounds of the widest FMA loop this CPU runs, as each pair of time_paired starts; 0
+   without one. */
+double gemm_bench_loop(void)
+{
+    double p = 0;
+#if FD_X86_DISPATCH
+    double (*loop)(long) = fd_cpu_level() >= 2 ? peak_avx512 : fd_cpu_level() >= 1 ? peak_avx2 : NULL;
+    const long iters = fd_cpu_level() >= 2 ? 400000 : 800000;
+    for (int r = 0; loop && r < 10; r++) p += loop(iters) / 10;
+#endif
+    return p;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "peak")) return cmd_peak();
