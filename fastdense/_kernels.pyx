@@ -325,8 +325,10 @@ cdef object _fast_operands(object x, int t, cnp.ndarray w, object bias, object s
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x, ba
     cdef int nd = cnp.PyArray_NDIM(xa)
+    # (a byte-swapped array, '>f4' here, has the native type number: the kernels would read its
+    # bytes as native numbers, so it goes through the validating path, which converts it)
     if cnp.PyArray_TYPE(xa) != t or nd < 1 or not cnp.PyArray_IS_C_CONTIGUOUS(xa) \
-            or cnp.PyArray_DIM(xa, nd - 1) != a.k:
+            or not cnp.PyArray_ISNOTSWAPPED(xa) or cnp.PyArray_DIM(xa, nd - 1) != a.k:
         return None
     a.bias = NULL
     if bias is not None:
@@ -334,7 +336,7 @@ cdef object _fast_operands(object x, int t, cnp.ndarray w, object bias, object s
             return None
         ba = <cnp.ndarray>bias
         if cnp.PyArray_TYPE(ba) != t or cnp.PyArray_NDIM(ba) != 1 or cnp.PyArray_DIM(ba, 0) != a.n \
-                or not cnp.PyArray_IS_C_CONTIGUOUS(ba):
+                or not cnp.PyArray_IS_C_CONTIGUOUS(ba) or not cnp.PyArray_ISNOTSWAPPED(ba):
             return None
         a.bias = cnp.PyArray_DATA(ba)
     # spec is a fastdense.activations.KernelActivation (code, p0, p1, p2, halves), a tuple: read
@@ -368,7 +370,7 @@ cdef object _fast_operands(object x, int t, cnp.ndarray w, object bias, object s
             return None
         res = <cnp.ndarray>out
         if cnp.PyArray_TYPE(res) != t or cnp.PyArray_NDIM(res) != nd or not cnp.PyArray_IS_C_CONTIGUOUS(res) \
-                or not cnp.PyArray_ISWRITEABLE(res):
+                or not cnp.PyArray_ISWRITEABLE(res) or not cnp.PyArray_ISNOTSWAPPED(res):
             return None
         for i in range(nd):
             if cnp.PyArray_DIM(res, i) != dims[i]:
@@ -404,7 +406,7 @@ def dense_fast(object x, object w, object bias, object spec, object out=None):
     cdef cnp.ndarray wa = <cnp.ndarray>w
     cdef int t = cnp.PyArray_TYPE(wa)
     if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(wa) != 2 \
-            or not cnp.PyArray_IS_C_CONTIGUOUS(wa):
+            or not cnp.PyArray_IS_C_CONTIGUOUS(wa) or not cnp.PyArray_ISNOTSWAPPED(wa):
         return None
     cdef fd_dense_args a
     a.k = cnp.PyArray_DIM(wa, 0)

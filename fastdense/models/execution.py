@@ -124,7 +124,7 @@ def run_model(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray
     outputs = run_steps(model._program, arrays)
     if out is None:
         return outputs
-    check_out(out, [o.shape for o in outputs], outputs[0].dtype, arrays)
+    check_out(out, [o.shape for o in outputs], [o.dtype for o in outputs], arrays)
     for target, value in zip(out, outputs):
         target[...] = value
     return list(out)
@@ -139,11 +139,27 @@ def predict_batches(model: Any, arrays: list[np.ndarray], batch_size: int | None
     total = arrays[0].shape[0] if arrays[0].ndim else 0
     if batch_size is None or total <= batch_size:
         return run_model(model, arrays, outs, record_losses=False)
-    chunks = []
-    for start in range(0, total, batch_size):
-        part = [a[start:start + batch_size] for a in arrays]
-        chunks.append(run_model(model, part, None if outs is None else [o[start:start + batch_size] for o in outs],
-                                record_losses=False))
-    if outs is not None:
-        return outs
-    return [np.concatenate([chunk[i] for chunk in chunks], axis=0) for i in range(len(chunks[0]))]
+    starts = range(0, total, batch_size)
+    if outs is None:
+        chunks = [run_model(model, [a[i:i + batch_size] for a in arrays], None, record_losses=False)
+                  for i in starts]
+        return [np.concatenate([chunk[j] for chunk in chunks], axis=0) for j in range(len(chunks[0]))]
+    # out is checked whole (its length, and no overlap with any input row: a chunk's check sees only
+    # its own rows, and an earlier chunk's results could overwrite later inputs) before anything is
+    # written: the first chunk goes into new arrays, then into out. Integer ids are checked chunk
+    # by chunk (an id outside its table in a later chunk), so with integer inputs every chunk runs
+    # into new arrays before out is written: never half-written.
+    first = run_model(model, [a[:batch_size] for a in arrays], None, record_losses=False)
+    check_out(outs, [(total,) + f.shape[1:] for f in first], [f.dtype for f in first], arrays)
+    staged = [(0, first)]
+    ids = any(a.dtype.kind in "iub" for a in arrays)
+    for i in starts[1:]:
+        part = [a[i:i + batch_size] for a in arrays]
+        if ids:
+            staged.append((i, run_model(model, part, None, record_losses=False)))
+        else:
+            run_model(model, part, [o[i:i + batch_size] for o in outs], record_losses=False)
+    for i, values in staged:
+        for target, value in zip(outs, values):
+            target[i:i + batch_size] = value
+    return outs

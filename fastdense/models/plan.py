@@ -546,6 +546,10 @@ _EMITTERS: dict[type, Callable[[_PlanBuilder, Any, tuple[int, ...], list[tuple]]
 
 
 def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_losses: bool) -> CompiledPlan:
+    if any(0 in shape for shape in sample_shapes):
+        # empty samples (a variable axis of length 0: Input((None, 4)) given (m, 0, 4)) have
+        # nothing to run; the kernel's plan refuses steps of zero rows
+        raise _Unsupported("samples of zero elements")
     steps, input_slots, output_slots = _layer_steps(model)
     b = _PlanBuilder(dtype)
     slot_buf: dict[int, int] = {}       # slot -> buffer
@@ -625,12 +629,13 @@ def _compile(model: Any, sample_shapes: list[tuple], dtype: np.dtype, record_los
     return CompiledPlan(plan, dtype, out_shapes, sample_elems, block, packed, macs, b.ids, records)
 
 
-def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtype: np.dtype,
+def check_out(out: Sequence[Any], shapes: Sequence[tuple], dtypes: Sequence[np.dtype],
               arrays: Sequence[np.ndarray]) -> None:
-    """Validate ``predict(out=...)`` buffers before anything is written."""
+    """Validate ``predict(out=...)`` buffers (one per output, of these shapes and dtypes) before
+    anything is written."""
     if len(out) != len(shapes):
         raise ValueError(f"predict: out must hold {len(shapes)} arrays (one per output), got {len(out)}")
-    for o, expected in zip(out, shapes):
+    for o, expected, dtype in zip(out, shapes, dtypes):
         if not isinstance(o, np.ndarray) or o.shape != tuple(expected) or o.dtype != dtype \
                 or not o.flags.c_contiguous or not o.flags.writeable:
             got = f"shape {o.shape}, dtype {o.dtype}" if isinstance(o, np.ndarray) else type(o).__name__
@@ -761,10 +766,12 @@ def run_compiled(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndar
             entry = cache.compile(model, key, dtype, record_losses)
     if entry is False:
         return None
-    if len(arrays) == 1 and len(entry.out_shapes) == 1:
-        # for the shortcut of predict and calls (PlanCache.shortcut): the plan of the last one-input run
+    if len(arrays) == 1 and len(entry.out_shapes) == 1 and first.dtype is dtype:
+        # for the shortcut of predict and calls (PlanCache.shortcut): the plan of the last one-input
+        # run whose input was in the plan dtype (integer ids, which the plan reads as its elements
+        # after _ids_as_plan_elements, never are: float ids must then be converted, not read as ids)
         cache.last = LastPlan(generation, dtype, first.ndim, first.shape[1:], entry)
     if out is not None:
         m = first.shape[0]
-        check_out(out, [(m,) + shape for shape in entry.out_shapes], dtype, arrays)
+        check_out(out, [(m,) + shape for shape in entry.out_shapes], [dtype] * len(entry.out_shapes), arrays)
     return entry.run(arrays, out)
