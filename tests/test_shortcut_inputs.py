@@ -403,6 +403,15 @@ def test_a_bad_id_in_a_later_batch_leaves_out_untouched():
         bad = good.copy()
         bad[6, 1] = 10
         out = np.zeros((7, 2), np.float32)
-        with pytest.raises(ValueError, match=r"expects ids in \[0, 10\), got 10"):
+        with pytest.raises(ValueError, match=r"expects ids in \[0, 10\), got 10") as raised:
             model.predict(bad, batch_size=batch_size, out=out)
         assert not out.any()
+        # the index is the batch's, so the message names the batch (sample 6 is its last)
+        if batch_size is not None:
+            first = 6 // batch_size * batch_size
+            assert f"(in the batch of samples {first} to 6, batch_size={batch_size})" in str(raised.value)
+            assert f"at index ({6 - first}, 1)" in str(raised.value)
+        else:
+            assert "at index (6, 1)" in str(raised.value) and "in the batch" not in str(raised.value)
+        with pytest.raises(ValueError, match=r"in the batch of samples 6 to 6, batch_size=3\)"):
+            model.predict(bad, batch_size=3)

@@ -130,6 +130,19 @@ def run_model(model: Any, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray
     return list(out)
 
 
+def _run_batch(model: Any, arrays: list[np.ndarray], start: int, batch_size: int,
+               out: list[np.ndarray] | None) -> list[np.ndarray]:
+    """One batch of ``predict(batch_size=)``: samples [start, start + batch_size). A bad input the
+    batch meets (an id outside its table) is reported at its index in the batch, so the message
+    also says which samples the batch holds."""
+    stop = min(start + batch_size, arrays[0].shape[0])
+    try:
+        return run_model(model, [a[start:stop] for a in arrays], out, record_losses=False)
+    except ValueError as error:
+        raise ValueError(f"{error} (in the batch of samples {start} to {stop - 1}, "
+                         f"batch_size={batch_size})") from error
+
+
 def predict_batches(model: Any, arrays: list[np.ndarray], batch_size: int | None,
                     outs: list[np.ndarray] | None) -> list[np.ndarray]:
     """``predict``'s flat outputs: all samples at once, or in chunks of ``batch_size``."""
@@ -141,24 +154,22 @@ def predict_batches(model: Any, arrays: list[np.ndarray], batch_size: int | None
         return run_model(model, arrays, outs, record_losses=False)
     starts = range(0, total, batch_size)
     if outs is None:
-        chunks = [run_model(model, [a[i:i + batch_size] for a in arrays], None, record_losses=False)
-                  for i in starts]
+        chunks = [_run_batch(model, arrays, i, batch_size, None) for i in starts]
         return [np.concatenate([chunk[j] for chunk in chunks], axis=0) for j in range(len(chunks[0]))]
     # out is checked whole (its length, and no overlap with any input row: a chunk's check sees only
     # its own rows, and an earlier chunk's results could overwrite later inputs) before anything is
     # written: the first chunk goes into new arrays, then into out. Integer ids are checked chunk
     # by chunk (an id outside its table in a later chunk), so with integer inputs every chunk runs
     # into new arrays before out is written: never half-written.
-    first = run_model(model, [a[:batch_size] for a in arrays], None, record_losses=False)
+    first = _run_batch(model, arrays, 0, batch_size, None)
     check_out(outs, [(total,) + f.shape[1:] for f in first], [f.dtype for f in first], arrays)
     staged = [(0, first)]
     ids = any(a.dtype.kind in "iub" for a in arrays)
     for i in starts[1:]:
-        part = [a[i:i + batch_size] for a in arrays]
         if ids:
-            staged.append((i, run_model(model, part, None, record_losses=False)))
+            staged.append((i, _run_batch(model, arrays, i, batch_size, None)))
         else:
-            run_model(model, part, [o[i:i + batch_size] for o in outs], record_losses=False)
+            _run_batch(model, arrays, i, batch_size, [o[i:i + batch_size] for o in outs])
     for i, values in staged:
         for target, value in zip(outs, values):
             target[i:i + batch_size] = value
