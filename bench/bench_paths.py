@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import os
 import platform
 import shutil
@@ -38,7 +39,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["tests/c/gemm_bench.c", "csrc/fd_gemm.c", "csrc/fd_cpu.c"]
@@ -76,18 +79,20 @@ def build(cc: str, out: Path, shared: bool = False) -> Path:
     return target
 
 
-def peer_gemms() -> dict[str, object]:
-    """name -> a function (x, w) -> x @ w for each installed peer, single-threaded (child process only)."""
-    peers: dict[str, object] = {}
+def peer_gemms() -> dict[str, Callable[[Any, Any], Callable[[], object]]]:
+    """name -> prepare(x, w) for each installed peer: prepare takes float32 NumPy operands and
+    returns the call that multiplies them in that library, single-threaded (child process only)."""
+    peers: dict[str, Callable[[Any, Any], Callable[[], object]]] = {}
     try:
         import numpy as np
-        peers[f"numpy {np.__version__}"] = np.matmul
+        peers[f"numpy {np.__version__}"] = lambda x, w: lambda: np.matmul(x, w)
     except ImportError:
         pass
     try:
         import torch
         torch.set_num_threads(1)
-        peers[f"torch {torch.__version__.split('+')[0]}"] = lambda x, w: torch.mm(x, w)
+        peers[f"torch {torch.__version__.split('+')[0]}"] = (
+            lambda x, w: functools.partial(torch.mm, torch.from_numpy(x), torch.from_numpy(w)))
     except ImportError:
         pass
     return peers
@@ -101,19 +106,16 @@ def peer_worker(lib_path: str, shapes: list[list[str]]) -> None:
     loop = ctypes.CDLL(lib_path).gemm_bench_loop
     loop.restype = ctypes.c_double
     rng = np.random.default_rng(0)
-    for name, gemm in peer_gemms().items():
+    for name, prepare in peer_gemms().items():
         for m, k, n in ((int(v) for v in shape) for shape in shapes):
-            x = rng.uniform(-0.5, 0.5, (m, k)).astype(np.float32)
-            w = rng.uniform(-0.5, 0.5, (k, n)).astype(np.float32)
-            if name.startswith("torch"):
-                import torch
-                x, w = torch.from_numpy(x), torch.from_numpy(w)
+            gemm = prepare(rng.uniform(-0.5, 0.5, (m, k)).astype(np.float32),
+                           rng.uniform(-0.5, 0.5, (k, n)).astype(np.float32))
             gflops, loops, ratios = [], [], []
             for pair in range(-1, PAIRS):
                 peak = loop()
                 calls, t0 = 0, time.thread_time()
                 while True:
-                    gemm(x, w)
+                    gemm()
                     calls += 1
                     t = time.thread_time() - t0
                     if t >= PEER_SECONDS:

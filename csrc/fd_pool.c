@@ -110,7 +110,7 @@ int fd_cpu_count(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
 #endif
     const long long now_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    if (count == 0 || now_ms - read_ms >= FD_TUNE_AFFINITY_TTL_MS || now_ms < read_ms) {
+    if (count == 0 || now_ms - read_ms >= FD_TUNE_AFFINITY_TTL_MS) {
         count = cpu_count_now();
         read_ms = now_ms;
     }

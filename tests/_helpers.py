@@ -8,7 +8,9 @@ check whichever fastdense ``import fastdense`` finds.
 from __future__ import annotations
 
 import json
+import threading
 import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,16 @@ NOT_YET_SUPPORTED: frozenset[str] = frozenset()
 INDEX = {name: info for name, info in INDEX_ALL.items() if name not in NOT_YET_SUPPORTED}
 KERAS3 = sorted(name for name, info in INDEX.items() if info.get("only") != "h5")
 FIXTURE_FILES = [f"{n}.keras" for n in KERAS3] + [f"{n}.h5" for n in sorted(INDEX)]  # every model file
+
+
+def run_in_threads(work: Callable[..., Any], args: Iterable[Any]) -> None:
+    """``work(a)`` for each ``a`` of ``args``, each on its own thread, all started before any is
+    joined (the concurrency tests: ``work`` records its own failures for the test to assert)."""
+    threads = [threading.Thread(target=work, args=(a,)) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def softmax64(z: Any) -> Any:

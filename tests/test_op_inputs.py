@@ -6,13 +6,13 @@ values against the int64 NumPy reference (int8) or the float64 one (float kernel
 
 import os
 import tempfile
-import threading
 
 import numpy as np
 import pytest
 
 from fastdense import _kernels, ops
 from fastdense import quantizers as Q
+from _helpers import run_in_threads
 
 K, N, M = 40, 18, 6
 _RNG = np.random.default_rng(2026)
@@ -261,9 +261,5 @@ def test_threads_share_a_kernel_bit_for_bit(name):
             if not np.array_equal(ops.dense(xs[i], kernel, B, "relu"), single[i]):
                 failures.append(i)
 
-    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work, range(4))
     assert failures == []

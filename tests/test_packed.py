@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from _helpers import softmax64
+from _helpers import run_in_threads, softmax64
 
 import fastdense
 from fastdense import _kernels, ops
@@ -333,8 +333,6 @@ def test_row_results_do_not_depend_on_batch_position_or_threads(m, k, n, act, re
 
 @needs_packed
 def test_concurrent_calls_give_the_same_bits(restore_threads):
-    import threading
-
     x, w, b = data(300, 257, 130, 7)
     pk = ops.pack_kernel(w)
     expected = ops.dense(x, pk, b, "relu")
@@ -347,11 +345,7 @@ def test_concurrent_calls_give_the_same_bits(restore_threads):
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work, range(8))
     assert not errors
     for i, ys in results.items():
         for y in ys:

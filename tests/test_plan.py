@@ -4,7 +4,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from _helpers import FIXTURES, INDEX
+from _helpers import FIXTURES, INDEX, run_in_threads
 
 import fastdense
 from fastdense.layers import Activation, Add, Concatenate, Dense, Dropout, Flatten, Layer, Reshape
@@ -161,11 +161,7 @@ def test_eight_threads_thousand_predicts(own_pool):
     try:
         if own_pool:
             fastdense.set_num_threads(2)
-        threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_in_threads(work, range(8))
     finally:
         fastdense.set_num_threads(None)
     assert not errors, errors[0]

@@ -1,6 +1,5 @@
 """The plan's thread policy for small batches (csrc/fd_plan.c ``split_step``) and the pool it
 uses (csrc/fd_pool.c): the same bits whatever runs where, and the policy's own choices."""
-import threading
 
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ import fastdense
 from fastdense import _kernels
 from fastdense.layers import Dense
 from fastdense.models import Sequential
+from _helpers import run_in_threads
 
 POLICIES = (-1, 0, 1)   # by cost (default), never split, split what the kernels would split
 
@@ -108,11 +108,7 @@ def test_concurrent_callers_over_a_small_pool_give_the_same_bits(restore):
         except Exception as exc:  # noqa: BLE001 -- reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work, range(6))
     assert not errors, errors[0]
 
 

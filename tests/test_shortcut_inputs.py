@@ -8,7 +8,6 @@ integer references of fastdense.quantizers (quantized ones), and bit for bit aga
 
 import os
 import tempfile
-import threading
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from fastdense import quantizers as Q
 from fastdense.layers import Dense, Embedding, Flatten
 from fastdense.models import Model, Sequential
 from fastdense.models.plan import run_shortcut
+from _helpers import run_in_threads
 
 # np.matrix is one of the inputs: NumPy warns on creating one
 pytestmark = pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
@@ -227,11 +227,7 @@ def test_threads_share_a_model_bit_for_bit(kind, restore_threads):
                 if not np.array_equal(got, expected[mode, i]):
                     failures.append((mode, xs[i].shape, xs[i].dtype))
 
-        pool = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join()
+        run_in_threads(work, range(4))
         assert failures == [], (threads, failures[:5])
     for mode, built in models.items():
         built.check(expected[mode, 0], xs[0])
