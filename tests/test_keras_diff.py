@@ -1,0 +1,76 @@
+"""Regressions found by differential fuzzing against Keras 3.15.1 (random Keras models saved as
+.keras / .h5, loaded and run by fastdense, saved back and run by Keras). Each test states the
+Keras semantics it holds fastdense to with a float64 NumPy reference written here (or
+fastdense.quantizers' references, checked bit for bit against Keras in test_quantizers.py), so
+none of them needs Keras."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastdense
+from fastdense import quantizers as Q
+from fastdense.layers import BatchNormalization, Concatenate, Dense, Normalization, Rescaling
+from fastdense.models import Model, Sequential
+
+pytestmark = pytest.mark.usefixtures("fresh_names")
+
+
+# ---- an affine layer (BatchNormalization, Normalization, Rescaling) before an int8 / int4 Dense
+
+def _affine_reference(kind, layer, x):
+    """The affine layer in float64 from its weights and arguments alone."""
+    x = x.astype(np.float64)
+    if kind == "bn":
+        gamma, beta, mean, var = (w.astype(np.float64) for w in layer.get_weights())
+        return (x - mean) / np.sqrt(var + layer.epsilon) * gamma + beta
+    if kind == "norm":
+        return (x - layer.input_mean) / np.maximum(np.sqrt(layer.input_variance), 1e-7)
+    return x * layer.scale + layer.offset
+
+
+def _quantized_reference(layer, x):
+    values = dict(zip(layer.weight_names, layer.get_weights()))
+    if layer.dtype_policy.mode == "int8":
+        return Q.int8_dense_reference(x, values["kernel"], values["kernel_scale"], values["bias"])
+    weights = Q.Int4Weights(layer.kernel, values["kernel_scale"], values.get("kernel_zero"),
+                            layer.dtype_policy.block_size)
+    return Q.int4_dense_reference(x, weights, values["bias"])
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+@pytest.mark.parametrize("kind", ["bn", "norm", "rescale"])
+def test_affine_layer_before_a_quantized_dense(kind, mode):
+    # The compiled plan folds an affine layer into the Dense after it; for a quantized Dense it
+    # left the map pending and the integer kernel read a buffer nothing had written (outputs off
+    # by 2 to 1e35).
+    rng = np.random.default_rng(0)
+    affine = {"bn": lambda: BatchNormalization(epsilon=0.01),
+              "norm": lambda: Normalization(mean=rng.normal(size=6).tolist(), variance=(rng.random(6) + .5).tolist()),
+              "rescale": lambda: Rescaling(2.0, offset=0.5)}[kind]()
+    model = Sequential([fastdense.Input((6,)), affine, Dense(5, name="q")])
+    model.set_weights([(rng.random(w.shape) + .5).astype(np.float32) if "variance" in name
+                       else rng.normal(size=w.shape).astype(np.float32)
+                       for w, name in zip(model.get_weights(), [n for layer in model.layers for n in layer.weight_names])])
+    model.quantize(mode)
+    x = rng.normal(size=(7, 6)).astype(np.float32)
+    got = model.predict(x)   # first: the references' kernel calls leave their operands in the scratch
+    expected = _quantized_reference(model.get_layer("q"), _affine_reference(kind, affine, x).astype(np.float32))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_concatenated_affine_branches_before_a_quantized_dense():
+    # a Concatenate carries its branches' pending maps to the Dense after it (docs/layers.md)
+    rng = np.random.default_rng(1)
+    a, b = fastdense.Input((3,), name="a"), fastdense.Input((2,), name="b")
+    norm = Normalization(mean=[0.5, -1.0, 2.0], variance=[4.0, 0.25, 1.0])
+    out = Dense(4, name="q")(Concatenate()([norm(a), Rescaling(-3.0)(b)]))
+    model = Model([a, b], out)
+    model.get_layer("q").set_weights([rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)])
+    model.quantize("int8")
+    xa, xb = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(4, 2)).astype(np.float32)
+    got = model.predict({"a": xa, "b": xb})
+    joined = np.concatenate([_affine_reference("norm", norm, xa), -3.0 * xb.astype(np.float64)], -1)
+    expected = _quantized_reference(model.get_layer("q"), joined.astype(np.float32))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
