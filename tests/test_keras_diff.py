@@ -74,3 +74,22 @@ def test_concatenated_affine_branches_before_a_quantized_dense():
     joined = np.concatenate([_affine_reference("norm", norm, xa), -3.0 * xb.astype(np.float64)], -1)
     expected = _quantized_reference(model.get_layer("q"), joined.astype(np.float32))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+# ---- quantizing a Dense with LoRA
+
+def test_quantize_refuses_a_lora_dense_before_changing_anything():
+    # Dense.quantize dropped the LoRA matrices but kept lora_enabled: predict then failed inside
+    # NumPy ("operands could not be broadcast together"). fastdense serves LoRA on float kernels
+    # only (the loader refuses quantized LoRA layers too), so quantize says so up front.
+    model = Sequential([fastdense.Input((3,)), Dense(4, name="plain"), Dense(2, lora_rank=2, name="adapted")])
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"LoRA on float Dense layers only.*'adapted'"):
+        model.quantize("int8")
+    assert model.get_layer("plain").quantization_mode is None    # not half-quantized
+    for a, b in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"Dense 'adapted'.*expected a layer without LoRA, got lora_rank=2"):
+        model.get_layer("adapted").quantize("int4")
+    model.quantize("int8", filters="plain")    # the other layers still quantize
+    assert model.get_layer("plain").quantization_mode == "int8"

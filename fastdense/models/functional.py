@@ -368,12 +368,17 @@ class Model(Layer):
                 found.extend(leaves(layer) if isinstance(layer, Model) else [layer])
             return found
 
-        for layer in leaves(self):
-            if isinstance(layer, Dense) and chosen(layer):
-                try:
-                    layer.quantize(mode, type_check=type_check, config=config)
-                except NotImplementedError as error:
-                    warnings.warn(str(error), stacklevel=2)
+        targets = [layer for layer in leaves(self) if isinstance(layer, Dense) and chosen(layer)]
+        # (subclasses are skipped with a warning when type_check: Dense.quantize refuses them)
+        lora = [layer.name for layer in targets if layer.lora_enabled and (type(layer) is Dense or not type_check)]
+        if lora:    # refused before any layer changes: no half-quantized model
+            raise ValueError(f"Cannot quantize model '{self.name}': fastdense serves LoRA on float Dense layers only; "
+                             f"expected Dense layers without LoRA, got LoRA on {', '.join(map(repr, lora))}")
+        for layer in targets:
+            try:
+                layer.quantize(mode, type_check=type_check, config=config)
+            except NotImplementedError as error:
+                warnings.warn(str(error), stacklevel=2)
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of all weights, layer by layer (see :attr:`weights`)."""
