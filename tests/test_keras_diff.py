@@ -93,3 +93,20 @@ def test_quantize_refuses_a_lora_dense_before_changing_anything():
         model.get_layer("adapted").quantize("int4")
     model.quantize("int8", filters="plain")    # the other layers still quantize
     assert model.get_layer("plain").quantization_mode == "int8"
+
+
+# ---- NaN through UnitNormalization in a compiled plan
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unit_normalization_keeps_nan_rows_nan(dtype):
+    # Keras: x / max(||x||, 1e-12), NaN for a row holding NaN. The plan's NORM step took
+    # min(1 / ||x||, 1e12) with comparisons that turned a NaN norm into the 1e12 cap:
+    # [nan, 1, 2, 3] came out [nan, 1e12, 2e12, 3e12]. (After a Dense the row is NaN throughout.)
+    from fastdense.layers import UnitNormalization
+    x = np.array([[np.nan, 1.0, 2.0, 3.0], [3.0, 0.0, 4.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1e-20, 0.0, 0.0, 0.0]], dtype)
+    model = Sequential([fastdense.Input((4,), dtype=dtype), UnitNormalization(dtype=dtype)])
+    x64 = x.astype(np.float64)
+    expected = x64 / np.maximum(np.sqrt((x64 ** 2).sum(-1, keepdims=True)), 1e-12)
+    got = model.predict(x)
+    assert np.isnan(got[0]).all()
+    np.testing.assert_allclose(got[1:], expected[1:], rtol=1e-6, atol=0)
