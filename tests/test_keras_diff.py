@@ -110,3 +110,27 @@ def test_unit_normalization_keeps_nan_rows_nan(dtype):
     got = model.predict(x)
     assert np.isnan(got[0]).all()
     np.testing.assert_allclose(got[1:], expected[1:], rtol=1e-6, atol=0)
+
+
+# ---- a model whose outputs are a one-element list
+
+def test_one_element_output_list_returns_the_array():
+    # Keras 3's Functional.call unpacks a one-element output list or tuple (unpack_singleton), so
+    # predict and eager calls return the array; a symbolic call keeps the list. fastdense returned
+    # [array] (Keras writes output_layers as [["dense", 0, 0]] for such models).
+    x = np.array([[1.0, 2.0]], np.float32)
+    kernel = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]], np.float32)
+    for wrap in (list, tuple):
+        fastdense.layers.clear_session()
+        inp = fastdense.Input((2,))
+        model = Model(inp, wrap([Dense(3, use_bias=False)(inp)]))
+        model.set_weights([kernel])
+        expected = x.astype(np.float64) @ kernel
+        for got in (model.predict(x), model.predict(x, batch_size=1), model(x)):
+            assert isinstance(got, np.ndarray)
+            np.testing.assert_allclose(got, expected, rtol=1e-6)
+        symbolic = model(fastdense.Input((2,)))
+        assert isinstance(symbolic, (list, tuple)) and len(symbolic) == 1
+    nested = Model(inp, [[Dense(3)(inp)]])     # one level only, as Keras: [[y]] gives [y]
+    got = nested.predict(x)
+    assert isinstance(got, list) and len(got) == 1 and isinstance(got[0], np.ndarray)
