@@ -134,3 +134,81 @@ def test_one_element_output_list_returns_the_array():
     nested = Model(inp, [[Dense(3)(inp)]])     # one level only, as Keras: [[y]] gives [y]
     got = nested.predict(x)
     assert isinstance(got, list) and len(got) == 1 and isinstance(got[0], np.ndarray)
+
+
+# ---- a functional model nested in another and called more than once
+
+# Written by Keras 3.15.1 (keras.saving.serialize_keras_object, initializers and other defaults
+# dropped): outer = Model([a, b], [Add()([inner(a), inner(b)]), inner(b)]). In call arguments Keras
+# numbers inner's calls 0, 1 (serialize_node); in output_layers from 1 (["inner", 3, 0] is the third).
+NESTED_KERAS_CONFIG = (
+    '{"module":"keras.src.models.functional","class_name":"Functional","config":{"name":"outer","trai'
+    'nable":true,"layers":[{"module":"keras.layers","class_name":"InputLayer","config":{"batch_shape"'
+    ':[null,2],"dtype":"float32","name":"a"},"name":"a","inbound_nodes":[]},{"module":"keras.layers",'
+    '"class_name":"InputLayer","config":{"batch_shape":[null,2],"dtype":"float32","name":"b"},"name":'
+    '"b","inbound_nodes":[]},{"module":"keras.src.models.functional","class_name":"Functional","confi'
+    'g":{"name":"inner","trainable":true,"layers":[{"module":"keras.layers","class_name":"InputLayer"'
+    ',"config":{"batch_shape":[null,2],"dtype":"float32","name":"inner_in"},"name":"inner_in","inboun'
+    'd_nodes":[]},{"module":"keras.layers","class_name":"Dense","config":{"name":"inner_dense","train'
+    'able":true,"dtype":{"module":"keras","class_name":"DTypePolicy","config":{"name":"float32"}},"un'
+    'its":2,"activation":"tanh","use_bias":true},"name":"inner_dense","inbound_nodes":[{"args":[{"cla'
+    'ss_name":"__keras_tensor__","config":{"shape":[null,2],"dtype":"float32","keras_history":["inner'
+    '_in",0,0]}}],"kwargs":{}}]}],"input_layers":["inner_in",0,0],"output_layers":["inner_dense",0,0]'
+    '},"name":"inner","inbound_nodes":[{"args":[{"class_name":"__keras_tensor__","config":{"shape":[n'
+    'ull,2],"dtype":"float32","keras_history":["a",0,0]}}],"kwargs":{"mask":null}},{"args":[{"class_n'
+    'ame":"__keras_tensor__","config":{"shape":[null,2],"dtype":"float32","keras_history":["b",0,0]}}'
+    '],"kwargs":{"mask":null}},{"args":[{"class_name":"__keras_tensor__","config":{"shape":[null,2],"'
+    'dtype":"float32","keras_history":["b",0,0]}}],"kwargs":{"mask":null}}]},{"module":"keras.layers"'
+    ',"class_name":"Add","config":{"name":"add","trainable":true,"dtype":{"module":"keras","class_nam'
+    'e":"DTypePolicy","config":{"name":"float32"}}},"name":"add","inbound_nodes":[{"args":[[{"class_n'
+    'ame":"__keras_tensor__","config":{"shape":[null,2],"dtype":"float32","keras_history":["inner",0,'
+    '0]}},{"class_name":"__keras_tensor__","config":{"shape":[null,2],"dtype":"float32","keras_histor'
+    'y":["inner",1,0]}}]],"kwargs":{}}]}],"input_layers":[["a",0,0],["b",0,0]],"output_layers":[["add'
+    '",0,0],["inner",3,0]]}}'
+)
+
+
+def _nested_reference(kernel, bias, a, b):
+    def inner(x):
+        return np.tanh(x.astype(np.float64) @ kernel + bias)
+    return inner(a) + inner(b), inner(b)
+
+
+def test_nested_functional_model_from_a_keras_config():
+    # fastdense read call-argument indices as if Keras counted a functional model's own node
+    # (tf.keras 2 did): inner's first call resolved to inner's own graph and loading failed with
+    # "Graph disconnected" (the second call took the first call's tensor).
+    import json
+
+    from fastdense.models.config import model_from_config
+    model = model_from_config(json.loads(NESTED_KERAS_CONFIG))
+    kernel = np.array([[0.5, -1.0], [2.0, 0.25]], np.float32)
+    bias = np.array([0.1, -0.2], np.float32)
+    model.get_layer("inner").get_layer("inner_dense").set_weights([kernel, bias])
+    a = np.array([[1.0, 2.0], [-1.0, 0.5]], np.float32)
+    b = np.array([[0.0, -3.0], [2.0, 1.0]], np.float32)
+    for got, want in zip(model.predict([a, b]), _nested_reference(kernel, bias, a, b), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_nested_functional_model_config_numbers_calls_as_keras():
+    # what fastdense writes: the same indices as the Keras config above (Keras could not load
+    # fastdense's files: it looked for inner's node 1 when inner had been called once)
+    import json
+
+    from fastdense.layers import Add
+    inner_in = fastdense.Input((2,), name="inner_in")
+    inner = Model(inner_in, Dense(2, activation="tanh", name="inner_dense")(inner_in), name="inner")
+    a, b = fastdense.Input((2,), name="a"), fastdense.Input((2,), name="b")
+    outer = Model([a, b], [Add(name="add")([inner(a), inner(b)]), inner(b)], name="outer")
+    ours, keras_config = outer.get_config(), json.loads(NESTED_KERAS_CONFIG)["config"]
+
+    def history(config):
+        add = next(layer for layer in config["layers"] if layer["name"] == "add")
+        return ([arg["config"]["keras_history"] for arg in add["inbound_nodes"][0]["args"][0]],
+                config["output_layers"])
+    assert history(ours) == history(keras_config) == ([["inner", 0, 0], ["inner", 1, 0]],
+                                                      [["add", 0, 0], ["inner", 3, 0]])
+    inner_nodes = next(layer for layer in ours["layers"] if layer["name"] == "inner")["inbound_nodes"]
+    assert [node["args"][0]["config"]["keras_history"] for node in inner_nodes] == [["a", 0, 0], ["b", 0, 0],
+                                                                                     ["b", 0, 0]]
