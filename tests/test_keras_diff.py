@@ -1,10 +1,12 @@
 """Regressions found by differential fuzzing against Keras 3.15.1 (random Keras models saved as
 .keras / .h5, loaded and run by fastdense, saved back and run by Keras). Each test states the
 Keras semantics it holds fastdense to with a float64 NumPy reference written here (or
-fastdense.quantizers' references, checked bit for bit against Keras in test_quantizers.py), so
-none of them needs Keras."""
+fastdense.quantizers' references, checked bit for bit against Keras in test_quantizers.py, or
+small files Keras wrote once, in tests/fixtures/keras_diff), so none of them needs Keras."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +214,31 @@ def test_nested_functional_model_config_numbers_calls_as_keras():
     inner_nodes = next(layer for layer in ours["layers"] if layer["name"] == "inner")["inbound_nodes"]
     assert [node["args"][0]["config"]["keras_history"] for node in inner_nodes] == [["a", 0, 0], ["b", 0, 0],
                                                                                      ["b", 0, 0]]
+
+
+# ---- a nested model's weights in a legacy .h5 file
+
+KERAS_DIFF_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "keras_diff"
+
+
+def _weight_shapes(path, layer_name):
+    import h5py
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"][layer_name]
+        return [group[name.decode() if isinstance(name, bytes) else name].shape for name in group.attrs["weight_names"]]
+
+
+def test_nested_model_weights_in_a_legacy_h5(tmp_path):
+    # Keras writes a nested model's weights trainable first across all its layers (hidden, bn's
+    # gamma/beta, adapted's bias and LoRA matrices, then bn's moving statistics and adapted's
+    # frozen kernel); fastdense read and wrote them layer by layer ("weight 4 has shape (3,) in the
+    # file, the layer expects (5,)").
+    from fastdense.saving.api import load_model
+    source = KERAS_DIFF_FIXTURES / "nested_bn_lora.h5"
+    data = np.load(KERAS_DIFF_FIXTURES / "nested_bn_lora.io.npz")
+    model = load_model(source)
+    np.testing.assert_allclose(model.predict(data["x0"]), data["y"], rtol=1e-5, atol=1e-5)
+    model.save(tmp_path / "copy.h5")
+    assert _weight_shapes(tmp_path / "copy.h5", "inner") == _weight_shapes(source, "inner") == [
+        (4, 5), (5,), (5,), (5,), (3,), (5, 2), (2, 3), (5,), (5,), (5, 3)]
+    np.testing.assert_allclose(load_model(tmp_path / "copy.h5").predict(data["x0"]), data["y"], rtol=1e-5, atol=1e-5)
