@@ -61,8 +61,9 @@ static inline double FD_SFX(norm_total)(const double *s)
         if (p->kind == FD_NORM_RMS) {                                                           \
             *inv = 1.0 / sqrt(sq / (double)n + p->eps);                                         \
         } else {                                                                                \
-            const double cap = 1.0 / p->eps, r = sq > 0.0 ? 1.0 / sqrt(sq) : cap;               \
-            *inv = r < cap ? r : cap;                                                           \
+            /* comparisons written so that a NaN sum of squares stays NaN (as in Keras) */        \
+            const double cap = 1.0 / p->eps, r = sq <= 0.0 ? cap : 1.0 / sqrt(sq);              \
+            *inv = r > cap ? cap : r;                                                           \
         }                                                                                       \
     }
 

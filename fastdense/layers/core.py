@@ -298,6 +298,11 @@ class Dense(Layer):
                              f"'{self._quant.name}'; quantize the float model instead")
         if self.dtype != "float32":
             raise ValueError(f"Dense '{self.name}' has dtype {self.dtype!r}; fastdense quantizes float32 layers")
+        if self.lora_enabled:
+            # Keras keeps the LoRA matrices beside the quantized kernel (float LoRA products added
+            # to the integer ones); fastdense serves LoRA on float kernels only
+            raise ValueError(f"Cannot quantize Dense '{self.name}': fastdense serves LoRA on float Dense layers "
+                             f"only; expected a layer without LoRA, got lora_rank={self.lora_rank}")
         if mode not in ("int8", "int4"):
             raise ValueError(f"Invalid quantization mode for Dense '{self.name}': expected 'int8' or 'int4', "
                              f"got {mode!r}")

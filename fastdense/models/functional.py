@@ -122,7 +122,10 @@ class Model(Layer):
         self.outputs: list[SymbolicTensor] = flat_outputs
         self._graph_layers = layers
         self._model_inputs = ModelInputs(flat_inputs, inputs, self.name)
-        self._single_output = isinstance(outputs, SymbolicTensor)
+        # one output given bare or as a one-element list / tuple: calls and predict return the
+        # array itself, as Keras does (its Functional.call unpacks a singleton)
+        self._single_output = isinstance(outputs, SymbolicTensor) or (
+            isinstance(outputs, (list, tuple)) and len(outputs) == 1 and isinstance(outputs[0], SymbolicTensor))
         self._nodes_by_depth = nodes_by_depth
         self._network_nodes = network_nodes
         self._program = compile_steps(nodes_by_depth, flat_inputs, flat_outputs)
@@ -185,7 +188,10 @@ class Model(Layer):
 
     def _pack_outputs(self, outputs: list[np.ndarray]) -> Any:
         """Flat outputs in the structure the model was built with."""
-        return outputs[0] if self._single_output else pack_struct(self._outputs_struct, outputs)
+        if self._single_output:
+            return outputs[0]
+        packed = pack_struct(self._outputs_struct, outputs)
+        return packed[0] if isinstance(packed, (list, tuple)) and len(packed) == 1 else packed
 
     def predict_on_batch(self, x: Any) -> Any:
         """``predict(x)`` on one batch."""
@@ -368,12 +374,17 @@ class Model(Layer):
                 found.extend(leaves(layer) if isinstance(layer, Model) else [layer])
             return found
 
-        for layer in leaves(self):
-            if isinstance(layer, Dense) and chosen(layer):
-                try:
-                    layer.quantize(mode, type_check=type_check, config=config)
-                except NotImplementedError as error:
-                    warnings.warn(str(error), stacklevel=2)
+        targets = [layer for layer in leaves(self) if isinstance(layer, Dense) and chosen(layer)]
+        # (subclasses are skipped with a warning when type_check: Dense.quantize refuses them)
+        lora = [layer.name for layer in targets if layer.lora_enabled and (type(layer) is Dense or not type_check)]
+        if lora:    # refused before any layer changes: no half-quantized model
+            raise ValueError(f"Cannot quantize model '{self.name}': fastdense serves LoRA on float Dense layers only; "
+                             f"expected Dense layers without LoRA, got LoRA on {', '.join(map(repr, lora))}")
+        for layer in targets:
+            try:
+                layer.quantize(mode, type_check=type_check, config=config)
+            except NotImplementedError as error:
+                warnings.warn(str(error), stacklevel=2)
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of all weights, layer by layer (see :attr:`weights`)."""

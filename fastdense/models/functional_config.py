@@ -24,11 +24,25 @@ from fastdense.saving.serialization import builtin_objects, deserialize_keras_ob
 __all__ = ["functional_config", "functional_from_config", "deserialize_layer", "node_index_map"]
 
 
+# Node indices in Keras 3 configs: a layer's nodes are numbered among the nodes the model keeps,
+# from 0 in the ``keras_history`` of call arguments (``inbound_nodes``) but from 1 for a functional
+# model in ``input_layers`` / ``output_layers`` (Keras 3's functional.py: ``serialize_node`` and
+# ``get_tensor_config``, read back by ``deserialize_node`` and ``get_tensor``). A fastdense
+# functional model holds its own node at index 0 of ``_inbound_nodes`` (as tf.keras 2 did, whose
+# list-style ``inbound_nodes`` count it), so its calls sit at 1, 2, ...
+
+
+def _own_nodes(layer: Any) -> int:
+    """How many nodes ``layer`` holds before its calls: 1 for a functional model, else 0."""
+    return 1 if getattr(layer, "_is_functional", False) else 0
+
+
 def node_index_map(model: Any) -> dict[int, int]:
-    """Node id -> index among the model's nodes of that layer (Keras re-numbering)."""
+    """Node id -> index among the model's nodes of that layer (Keras re-numbering, as in
+    ``input_layers`` / ``output_layers``: a functional model's first call is 1)."""
     mapping: dict[int, int] = {}
     for layer in model.layers:
-        kept = 1 if getattr(layer, "_is_functional", False) else 0
+        kept = _own_nodes(layer)
         for node in layer._inbound_nodes:
             if id(node) in model._network_nodes:
                 mapping[id(node)] = kept
@@ -40,16 +54,17 @@ def functional_config(model: Any) -> dict:
     """Keras 3 functional config: layers with ``inbound_nodes``, input and output layers."""
     node_map = node_index_map(model)
 
-    def tensor_config(tensor: SymbolicTensor) -> list:
+    def tensor_config(tensor: SymbolicTensor, in_call: bool = False) -> list:
         layer, node_index, tensor_index = tensor._keras_history
-        return [layer.name, node_map[id(layer._inbound_nodes[node_index])], tensor_index]
+        index = node_map[id(layer._inbound_nodes[node_index])]
+        return [layer.name, index - _own_nodes(layer) if in_call else index, tensor_index]
 
     def serialize_arg(value: Any) -> Any:
         if isinstance(value, SymbolicTensor):
             return {
                 "class_name": "__keras_tensor__",
                 "config": {"shape": list(value.shape), "dtype": value.dtype,
-                           "keras_history": tensor_config(value)},
+                           "keras_history": tensor_config(value, in_call=True)},
             }
         if isinstance(value, (list, tuple)):
             return [serialize_arg(v) for v in value]
@@ -142,7 +157,9 @@ def _deserialize_node(node_data: Any, created: dict[str, Layer], custom_objects:
         if isinstance(value, dict):
             if value.get("class_name") == "__keras_tensor__":
                 name, node_index, tensor_index = value["config"]["keras_history"]
-                return _node_tensor(created, name, int(node_index), int(tensor_index))
+                # (Keras 3 numbers the calls from 0: past a functional model's own node)
+                own = _own_nodes(created[name]) if name in created else 0
+                return _node_tensor(created, name, int(node_index) + own, int(tensor_index))
             if "class_name" in value:
                 return deserialize_keras_object(value, custom_objects=custom_objects)
             return {k: revive(v) for k, v in value.items()}

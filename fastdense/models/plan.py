@@ -349,8 +349,11 @@ def _plain(kernel: Any) -> np.ndarray:
 
 def _emit_quantized_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
                           ) -> tuple[int, tuple]:
-    """A Keras int8 / int4 Dense: its QuantizedKernel, run by the integer kernels (float32 plans)."""
+    """A Keras int8 / int4 Dense: its QuantizedKernel, run by the integer kernels (float32 plans).
+    An affine map pending on its input is written first: Keras quantizes the Dense's input as it
+    arrives, so the map cannot move into the integer weights."""
     (shape,) = in_shapes
+    b.materialize(srcs[0])
     values = layer._values          # one read: consistent weights
     qkernel = layer._pack(values)   # the layer's QuantizedKernel for these weights
     bias = layer._bias_of(values)

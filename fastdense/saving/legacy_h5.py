@@ -135,12 +135,32 @@ def legacy_order(layer: Any, count: int) -> list[int]:
     """Positions of ``layer``'s weights in legacy .h5 order: the trainable weights first, then
     the others, each in weight order (Keras's ``trainable_weights + non_trainable_weights``).
 
-    A LoRA Dense (kernel frozen) is stored as bias, lora_kernel_a, lora_kernel_b, kernel.
+    A LoRA Dense (kernel frozen) is stored as bias, lora_kernel_a, lora_kernel_b, kernel; a nested
+    model as the trainable weights of all its layers, then all their other weights.
     """
-    specs = getattr(layer, "_weight_specs", None)
-    if not specs or len(specs) != count or not getattr(layer, "trainable", True):
+    flags = _trainable_flags(layer)
+    if flags is None or len(flags) != count:
         return list(range(count))
-    return [i for i, s in enumerate(specs) if s.trainable] + [i for i, s in enumerate(specs) if not s.trainable]
+    return [i for i, t in enumerate(flags) if t] + [i for i, t in enumerate(flags) if not t]
+
+
+def _trainable_flags(layer: Any) -> list[bool] | None:
+    """Whether each of ``layer``'s weights (in weight order) is trainable; a model's are its
+    layers' in turn. None when a layer does not say."""
+    layers = getattr(layer, "_all_layers", None)
+    if callable(layers):
+        flags: list[bool] = []
+        for inner in layers():
+            inner_flags = _trainable_flags(inner)
+            if inner_flags is None:
+                return None
+            flags += inner_flags
+    else:
+        specs = getattr(layer, "_weight_specs", None)
+        if specs is None:
+            return None
+        flags = [bool(spec.trainable) for spec in specs]
+    return flags if getattr(layer, "trainable", True) else [False] * len(flags)
 
 
 def from_legacy_order(layer: Any, arrays: list[np.ndarray]) -> list[np.ndarray]:
