@@ -95,8 +95,10 @@ def test_einsum_model_saves_and_reloads(tmp_path):
 
 
 def lora_dense(rank=3, alpha=6.0, use_bias=True):
-    layer = Dense(5, activation="relu", use_bias=use_bias, lora_rank=rank, lora_alpha=alpha)
+    # enable_lora on a built layer keeps its lora_alpha (Dense(lora_rank=...) builds with the rank)
+    layer = Dense(5, activation="relu", use_bias=use_bias)
     layer.build((None, 4))
+    layer.enable_lora(rank, lora_alpha=alpha)
     weights = [RNG.standard_normal(w.shape) for w in layer.get_weights()]
     layer.set_weights(weights)
     return layer, weights
@@ -117,6 +119,21 @@ def test_lora_serves_the_merged_kernel(use_bias):
     # a second set of weights is merged anew
     layer.set_weights([w * 2 for w in weights])
     np.testing.assert_allclose(layer.kernel, 2 * kernel + (6.0 / 3) * 4 * a @ b, rtol=1e-6, atol=1e-6)
+
+
+def test_a_lora_dense_builds_with_its_rank_as_alpha():
+    """Keras 3.15.1's Dense.build calls enable_lora(rank): a Dense given lora_rank=2 and
+    lora_alpha=8 computes (and reports) alpha 2, so a Keras .h5 file saying alpha 8 is served as
+    Keras serves it."""
+    layer = Dense(5, lora_rank=2, lora_alpha=8)
+    assert layer.get_config()["lora_alpha"] == 8          # before build: as given
+    layer.build((None, 4))
+    assert layer.lora_alpha == 2 and layer.get_config()["lora_alpha"] == 2
+    kernel, bias, a, b = (RNG.standard_normal(w.shape) for w in layer.get_weights())
+    layer.set_weights([kernel, bias, a, b])
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    expected = x.astype(np.float64) @ (kernel + a @ b) + bias
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_lora_config_and_errors():
@@ -148,6 +165,9 @@ def test_lora_files_keep_keras_variables(tmp_path):
     again = load_model(tmp_path / "m.h5")
     for a, b in zip(again.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
+    # built from its config, the Dense takes its rank as alpha, as Keras 3.15.1 does: an .h5 keeps
+    # the variables, not the alpha enable_lora was given (6 here)
+    assert again.layers[0].lora_alpha == 3
     model.save(tmp_path / "m.keras")   # Keras stores the merged kernel and the bias only
     again = load_model(tmp_path / "m.keras")
     k, bias, a, b = again.get_weights()

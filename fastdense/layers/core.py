@@ -235,7 +235,10 @@ class Dense(Layer):
         self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
         if self.lora_rank:  # LoRA (issue 13)
             self.built = True
-            self.enable_lora(self.lora_rank, self.lora_alpha)
+            # without lora_alpha, as Keras 3.15's Dense.build: a built layer's lora_alpha is its
+            # rank whatever it was given, and Keras-trained LoRA matrices are scaled by 1 (an .h5
+            # file's config may say otherwise; Keras computes with the rank, so fastdense does)
+            self.enable_lora(self.lora_rank)
 
     # ------------------------------------------------------------------ quantization
 
