@@ -143,14 +143,17 @@ def config_layer_paths(config: dict[str, Any], prefix: str = "") -> Iterator[tup
     """
     inner = config.get("config", {})
     entries = inner.get("layers", []) if isinstance(inner, dict) else inner
+    # A malformed config names no weights here; rebuilding the model then says what is wrong.
+    entries = [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
     class_name = config.get("class_name")
     if class_name == "Sequential" and entries and entries[0].get("class_name") == "InputLayer":
         entries = entries[1:]
-    classes = [entry.get("class_name", "") for entry in entries]
+    classes = [str(entry.get("class_name", "")) for entry in entries]
     for name, entry in zip(unique_group_names(["Functional" if c == "Model" else c for c in classes]), entries):
         path = f"{prefix}layers/{name}"
-        layer_name = entry.get("name") or entry.get("config", {}).get("name", "")
-        yield path, layer_name, entry.get("class_name", "")
+        layer_config = entry.get("config")
+        layer_name = entry.get("name") or (layer_config.get("name", "") if isinstance(layer_config, dict) else "")
+        yield path, str(layer_name), str(entry.get("class_name", ""))
         if entry.get("class_name") in ("Sequential", "Functional", "Model"):
             yield from config_layer_paths(entry, prefix=f"{path}/")
 

@@ -1,0 +1,223 @@
+"""Hostile model files against the newer layer kinds (quantized Dense, Embedding, EinsumDense,
+LoRA): weights whose values a cast would silently change, configs that declare absurd shapes or
+values, malformed layer lists. Each file is a mutated copy of a real Keras fixture in tmp_path;
+every load must give a KerasFileError naming the file, never a wrong model, a MemoryError or a
+raw Python error."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+
+from fastdense.saving.api import load_model, load_weights
+from fastdense.saving.errors import KerasFileError
+
+from _helpers import FIXTURES
+
+
+def mutate(tmp_path, source, *, config=None, weights=None, name="m.keras"):
+    """A copy of fixture ``source`` (.keras) with ``config(dict)`` / ``weights(h5py.File)`` applied."""
+    entries = []
+    with zipfile.ZipFile(FIXTURES / source) as zf:
+        for info in zf.infolist():
+            data = zf.read(info)
+            if info.filename == "config.json" and config is not None:
+                parsed = json.loads(data)
+                parsed = config(parsed) or parsed
+                data = json.dumps(parsed).encode()
+            if info.filename == "model.weights.h5" and weights is not None:
+                buffer = io.BytesIO(data)
+                with h5py.File(buffer, "r+") as f:
+                    weights(f)
+                data = buffer.getvalue()
+            entries.append((info.filename, data))
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, data in entries:
+            zf.writestr(member, data)
+    return path
+
+
+def replace(f, key, value):
+    del f[key]
+    f[key] = value
+
+
+def layers(config):
+    return config["config"]["layers"]
+
+
+def reference(name):
+    data = np.load(FIXTURES / f"{name}.io.npz")
+    return [data[k] for k in sorted(data.files) if k.startswith("x")], data["y"]
+
+
+# --------------------------------------------------------------------------------------
+# Quantized weights: a value the layer's integer dtype cannot hold is an error, not a wrap
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stored", ["float_scaled", "int16_scaled", "float_fraction", "float_nan"])
+def test_int8_kernel_values_outside_int8_are_refused(tmp_path, stored):
+    def edit(f):
+        kernel = f["layers/dense/vars/0"][()]
+        value = {
+            "float_scaled": kernel.astype(np.float32) * 3.3,      # 127 * 3.3 would wrap to 163 - 256
+            "int16_scaled": kernel.astype(np.int16) * 7,
+            "float_fraction": kernel.astype(np.float32) + 0.5,    # would truncate
+            "float_nan": np.where(kernel == kernel.max(), np.nan, kernel).astype(np.float32),
+        }[stored]
+        replace(f, "layers/dense/vars/0", value)
+
+    path = mutate(tmp_path, "int8_mlp.keras", weights=edit)
+    with pytest.raises(KerasFileError, match=r"m\.keras: layer 'dense_21': weight 1 \(layers/dense/vars\): kernel "
+                                             r"holds int8 values.*not integers in \[-128, 127\]"):
+        load_model(path)
+
+
+def test_int8_kernel_stored_as_exact_floats_loads(tmp_path):
+    """The check refuses only what a cast would change: whole numbers in range load as they are."""
+    path = mutate(tmp_path, "int8_mlp.keras", weights=lambda f: replace(
+        f, "layers/dense/vars/0", f["layers/dense/vars/0"][()].astype(np.float64)))
+    x, y = reference("int8_mlp")
+    np.testing.assert_allclose(load_model(path).predict(x[0]), y, rtol=1e-5, atol=1e-6)
+
+
+def test_int8_kernel_outside_int8_in_a_legacy_h5(tmp_path):
+    path = tmp_path / "m.h5"
+    path.write_bytes((FIXTURES / "int8_mlp.h5").read_bytes())
+    with h5py.File(path, "r+") as f:
+        found = []
+        f.visititems(lambda name, obj: found.append(name) if name.endswith("/kernel") else None)
+        replace(f, found[0], f[found[0]][()].astype(np.int32) * 300)
+    with pytest.raises(KerasFileError, match=r"m\.h5: layer 'dense_21'.*kernel holds int8 values"):
+        load_model(path)
+
+
+def test_load_weights_refuses_wrapping_int8_values_and_changes_nothing(tmp_path):
+    model = load_model(FIXTURES / "int8_mlp.keras")
+    before = model.get_weights()
+    path = mutate(tmp_path, "int8_mlp.keras", weights=lambda f: replace(
+        f, "layers/dense_1/vars/0", f["layers/dense_1/vars/0"][()].astype(np.int16) + 200))
+    with pytest.raises(KerasFileError, match="not integers in"):
+        load_weights(model, path)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.parametrize("g_idx", ["shifted", "reversed_groups"])
+def test_int4_g_idx_other_than_the_configs_is_refused(tmp_path, g_idx):
+    """Keras computes with the file's g_idx (the block of each kernel row); fastdense runs blocks in
+    order, so a file whose g_idx is not that order would silently give other outputs."""
+    def edit(f):
+        value = f["layers/dense/vars/4"][()]            # 20 rows, one block of 128: all zeros
+        if g_idx == "shifted":
+            value = value + 5                           # block 5 of 1: Keras cannot run it either
+        else:
+            value = value.copy()
+            value[:10] = 1
+        replace(f, "layers/dense/vars/4", value)
+
+    path = mutate(tmp_path, "int4_mlp.keras", weights=edit)
+    with pytest.raises(KerasFileError, match=r"layer 'dense_24'.*g_idx is fixed by the layer's config"):
+        load_model(path)
+
+
+def test_int4_g_idx_equal_to_the_configs_loads(tmp_path):
+    path = mutate(tmp_path, "int4_mlp.keras", weights=lambda f: replace(
+        f, "layers/dense/vars/4", f["layers/dense/vars/4"][()].astype(np.float64)))
+    x, y = reference("int4_mlp")
+    np.testing.assert_allclose(load_model(path).predict(x[0]), y, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------
+# Configs that declare absurd shapes: refused before anything is allocated
+# --------------------------------------------------------------------------------------
+
+
+def _set(index, **values):
+    def edit(config):
+        layers(config)[index]["config"].update(values)
+    return edit
+
+
+@pytest.mark.parametrize("source, edit, layer", [
+    ("mlp_mixed.keras", _set(1, units=10**12), "dense"),                       # 80 TB kernel
+    ("mlp_mixed.keras", _set(1, units=3 * 10**8), "dense"),                    # 24 GB: would be allocated
+    ("emb_tab.keras", _set(1, input_dim=10**12), "embedding"),
+    ("emb_tab.keras", _set(1, output_dim=10**10), "embedding"),
+    ("einsum_seq.keras", _set(1, output_shape=[None, 10**11]), "einsum_dense"),
+    ("einsum_seq.keras", _set(1, equation="abc,cde->abde", output_shape=[None, 10**5, 10**5]), "einsum_dense"),
+    ("lora_dense.keras", _set(1, lora_rank=10**9), "dense_19"),
+])
+def test_configs_declaring_huge_weights_are_refused_before_allocating(tmp_path, source, edit, layer):
+    path = mutate(tmp_path, source, config=edit)
+    with pytest.raises(KerasFileError, match=rf"m\.keras: layer '{layer}': weight '\w+' of shape .* needs \d+ bytes, "
+                                             "more than this file's weights can fill"):
+        load_model(path)
+
+
+def test_huge_build_config_shape_is_refused(tmp_path):
+    def edit(config):
+        layers(config)[1]["build_config"] = {"input_shape": [None, 10**9]}
+    with pytest.raises(KerasFileError, match=r"layer 'dense': weight 'kernel' of shape \(1000000000, 64\)"):
+        load_model(mutate(tmp_path, "mlp_mixed.keras", config=edit))
+
+
+def _int4_block_too_large(config):
+    for entry in layers(config)[1:]:
+        entry["config"]["dtype"]["config"]["mode"] = "int4/" + "9" * 30
+        entry["config"]["quantization_config"]["config"]["block_size"] = int("9" * 30)
+
+
+@pytest.mark.parametrize("source, edit, match", [
+    ("mlp_mixed.keras", _set(1, units=10**400), r"layer 'dense': weight 'kernel' of shape \(20, 1000+\) float32 needs"),
+    ("int4_mlp.keras", _int4_block_too_large, "cannot rebuild the model from its config: .*too large"),
+])
+def test_config_integers_too_large_for_numpy(tmp_path, source, edit, match):
+    with pytest.raises(KerasFileError, match=match):
+        load_model(mutate(tmp_path, source, config=edit))
+
+
+# --------------------------------------------------------------------------------------
+# Malformed layer lists and graphs
+# --------------------------------------------------------------------------------------
+
+
+def _layers_dict(config):
+    config["config"]["layers"] = {"a": 1}
+
+
+def _entry_int(config):
+    layers(config)[1] = 5
+
+
+def _entry_config_none(config):
+    layers(config)[1]["config"] = None
+
+
+def _entry_config_list(config):
+    layers(config)[2]["config"] = [1, 2]
+
+
+def _top_config_int(config):
+    config["config"] = 5
+
+
+def _nested_deeply(config):
+    for depth in range(200):
+        config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
+                  "config": {"name": f"s{depth}", "layers": [config]}}
+    return config
+
+
+@pytest.mark.parametrize("edit", [_layers_dict, _entry_int, _entry_config_none, _entry_config_list, _top_config_int,
+                                  _nested_deeply])
+def test_malformed_model_configs(tmp_path, edit):
+    with pytest.raises(KerasFileError, match=r"m\.keras: cannot rebuild the model from its config"):
+        load_model(mutate(tmp_path, "mlp_mixed.keras", config=edit))
