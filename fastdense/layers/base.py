@@ -38,8 +38,8 @@ import numpy as np
 
 from fastdense import constraints, initializers, regularizers
 from fastdense.layers.node import Node, SymbolicTensor, flatten, map_structure
-from fastdense.saving.serialization import deserialize_dtype, serialize_dtype
 from fastdense.saving import _budget as weight_budget
+from fastdense.saving.serialization import deserialize_dtype, serialize_dtype
 
 # Held while weights change; a model's set_weights holds it for all its layers at once, and
 # the plan compiler holds it to take a consistent snapshot (never old and new weights mixed).
