@@ -1,0 +1,141 @@
+"""``fastdense predict`` against malformed and hostile input files: .npy headers that lie about
+their shape, .npz archives whose members are not arrays, disagree on row counts or expand far
+beyond their size. Each gets exit code 1 and one line naming the file and what was expected,
+writes nothing, and memory stays bounded by the batch."""
+
+from __future__ import annotations
+
+import io
+import os
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+
+from fastdense.layers import Concatenate, Dense, Input
+from fastdense.models import Model, Sequential
+from fastdense.saving.cli import predict_main
+
+
+@pytest.fixture
+def mlp(tmp_path):
+    rng = np.random.default_rng(0)
+    model = Sequential([Input((6,)), Dense(8, activation="relu"), Dense(3)])
+    model.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in model.get_weights()])
+    model.save(tmp_path / "m.keras")
+    return model
+
+
+def npy_bytes(shape, descr="<f4", fortran=False, data=b""):
+    """A .npy file whose header declares ``shape`` (anything numpy's header parser accepts)."""
+    text = repr({"descr": descr, "fortran_order": fortran, "shape": tuple(shape)}).encode("latin1")
+    body = text + b" " * (118 - len(text) - 1) + b"\n"
+    return b"\x93NUMPY\x01\x00" + (118).to_bytes(2, "little") + body + data
+
+
+def predict(tmp_path, source, *extra):
+    return predict_main([str(tmp_path / "m.keras"), str(tmp_path / source), "-o", str(tmp_path / "y.npy"), "-q",
+                         *extra])
+
+
+def outputs(tmp_path):
+    return sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("y", ".y", ".fastdense")))
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((-1, 6), r"declares shape \(-1, 6\); expected non-negative integers"),          # was: an empty output, exit 0
+    ((5, -6), r"declares shape \(5, -6\); expected non-negative integers"),
+    ((2**61, 8), r"truncated: shape \(2305843009213693952, 8\) float32 needs 73786976294838206592 bytes"),  # int64 wrap
+    ((2**62 + 1, 4), "truncated: shape .* needs 73786976294838206608 bytes"),
+])
+def test_npy_headers_declaring_impossible_shapes(tmp_path, capsys, mlp, shape, message):
+    (tmp_path / "x.npy").write_bytes(npy_bytes(shape, data=b"\0" * 480))
+    assert predict(tmp_path, "x.npy") == 1
+    err = capsys.readouterr().err
+    assert "x.npy" in err and len(err.strip().splitlines()) == 1
+    assert __import__("re").search(message, err), err
+    assert outputs(tmp_path) == []
+
+
+def _zip(path, members, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+def _npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("members, message", [
+    ({"x0.npy": _npy(np.float32(1.0))}, r"x\.npz!x0\.npy: expects samples along axis 0 .* shape \(\)"),  # IndexError
+    ({"x0.npy": b"not an array"}, r"x\.npz!x0\.npy: not a valid \.npy file"),                        # AttributeError
+    ({"x0.npy": _npy(np.zeros((4, 6), np.float32))[:-16]}, r"x\.npz!x0\.npy: the header declares shape \(4, 6\)"),
+    ({"x0.npy": npy_bytes((-2, 6))}, r"declares shape \(-2, 6\); expected non-negative"),
+    ({"x0.npy": _npy(np.array([[None] * 6], object))}, "without unpickling"),
+])
+def test_npz_members_that_are_not_arrays(tmp_path, capsys, mlp, members, message):
+    _zip(tmp_path / "x.npz", members)
+    assert predict(tmp_path, "x.npz") == 1
+    err = capsys.readouterr().err
+    assert __import__("re").search(message, err), err
+    assert outputs(tmp_path) == []
+
+
+def test_npz_that_is_no_zip(tmp_path, capsys, mlp):
+    (tmp_path / "x.npz").write_bytes(b"PK\x03\x04 but no archive")
+    assert predict(tmp_path, "x.npz") == 1
+    assert "x.npz: not a readable .npz file (BadZipFile" in capsys.readouterr().err
+
+
+def test_npz_inputs_with_different_row_counts(tmp_path, capsys):
+    a, b = Input((2,), name="a"), Input((3,), name="b")
+    Model([a, b], Dense(2)(Concatenate()([a, b]))).save(tmp_path / "m.keras")
+    np.savez(tmp_path / "x.npz", x0=np.ones((10, 2), np.float32), x1=np.ones((4, 3), np.float32))
+    assert predict(tmp_path, "x.npz", "--batch-size", "3") == 1
+    assert "x.npz: every input needs the same number of rows, the arrays hold x0 10, x1 4" in capsys.readouterr().err
+    assert outputs(tmp_path) == []
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_npz_streams_in_batches_with_the_same_results(tmp_path, save):
+    rng = np.random.default_rng(1)
+    left, right = Input((2,), name="left"), Input((3,), name="right")
+    model = Model([left, right], Dense(4, activation="tanh")(Concatenate()([left, right])))
+    model.set_weights([rng.standard_normal(w.shape) for w in model.get_weights()])
+    model.save(tmp_path / "m.keras")
+    x0, x1 = rng.standard_normal((37, 2)), rng.standard_normal((37, 3)).astype(">f4")
+    save(tmp_path / "x.npz", right=np.asfortranarray(x1), left=x0)     # by name, Fortran order, big-endian
+    assert predict(tmp_path, "x.npz", "--batch-size", "5") == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), model.predict([x0, x1.astype(np.float32)]))
+
+
+def test_npz_bomb_streams_in_bounded_memory(tmp_path, mlp):
+    """A 64 MiB array of zeros deflates to ~64 KiB; np.load read it whole (a 1000x expansion of the
+    file in memory). Streamed, memory follows the batch, and the answer is still right."""
+    rows = (64 << 20) // 24
+    path = tmp_path / "x.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("x0.npy", "w") as member:
+        member.write(npy_bytes((rows, 6)))
+        left, zeros = rows * 24, bytes(1 << 20)
+        while left:
+            member.write(zeros[:left])
+            left -= min(left, len(zeros))
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        code = predict(tmp_path, "x.npz", "--batch-size", "4096")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 0
+    assert peak < 16 << 20, f"peak traced memory {peak >> 20} MiB for a 64 MiB member"
+    y = np.load(tmp_path / "y.npy", mmap_mode="r")
+    assert y.shape == (rows, 3)
+    expected = mlp.predict(np.zeros((1, 6), np.float32))[0]
+    assert (np.asarray(y[::997]) == expected).all() and (np.asarray(y[-1]) == expected).all()
+    del y
+    os.remove(tmp_path / "y.npy")
