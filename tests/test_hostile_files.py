@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from fastdense.saving.api import load_model, load_weights
-from fastdense.saving.errors import KerasFileError
+from fastdense.saving import _h5
+from fastdense.saving.errors import KerasFileError, UnsafeFileError
 
 from _helpers import FIXTURES
 
@@ -221,3 +222,42 @@ def _nested_deeply(config):
 def test_malformed_model_configs(tmp_path, edit):
     with pytest.raises(KerasFileError, match=r"m\.keras: cannot rebuild the model from its config"):
         load_model(mutate(tmp_path, "mlp_mixed.keras", config=edit))
+
+
+# --------------------------------------------------------------------------------------
+# HDF5 shape bombs spread over many arrays
+# --------------------------------------------------------------------------------------
+
+
+def _unbacked(group, name, nbytes):
+    """A dataset declaring ``nbytes`` of float32 that stores nothing (its chunks are never written)."""
+    group.create_dataset(name, shape=(nbytes // 4,), dtype="float32", chunks=(4096,), fillvalue=1.0)
+
+
+def test_many_arrays_each_below_the_bomb_floor_are_refused_together(tmp_path, monkeypatch):
+    """Each array stays under BOMB_FLOOR_BYTES, so the per-array rule passed every one; 120 of
+    60 MiB in a 2 MiB file made fastdense allocate 7 GiB."""
+    monkeypatch.setattr(_h5, "BOMB_FLOOR_BYTES", 1 << 20)
+
+    def edit(f):
+        for i in range(40):
+            _unbacked(f.create_group(f"layers/ghost_{i}/vars"), "0", 900 << 10)
+
+    path = mutate(tmp_path, "mlp_mixed.keras", weights=edit)
+    with pytest.raises(UnsafeFileError, match=r"m\.keras!model\.weights\.h5: the arrays read up to dataset "
+                                              r"'/layers/ghost_\d+/vars/0' declare \d+ bytes in all"):
+        load_model(path)
+
+
+def test_many_small_bombs_in_a_legacy_h5(tmp_path, monkeypatch):
+    monkeypatch.setattr(_h5, "BOMB_FLOOR_BYTES", 1 << 20)
+    path = tmp_path / "m.h5"
+    path.write_bytes((FIXTURES / "mlp_mixed.h5").read_bytes())
+    with h5py.File(path, "r+") as f:
+        group = f["model_weights/dense"]
+        names = [f"bomb_{i}".encode() for i in range(40)]
+        for name in names:
+            _unbacked(group, name.decode(), 900 << 10)
+        group.attrs["weight_names"] = names
+    with pytest.raises(UnsafeFileError, match=r"m\.h5: layer 'dense': the arrays read .* declare \d+ bytes in all"):
+        load_model(path)

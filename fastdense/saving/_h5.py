@@ -108,8 +108,32 @@ def group(parent: h5py.Group, name: str, path: str, *, layer: str | None = None)
     return found
 
 
-def read_array(parent: h5py.Group, name: str, path: str, *, layer: str | None = None) -> np.ndarray:
-    """Read the numeric dataset ``parent[name]`` into a new numpy array, after checking it."""
+class ReadBudget:
+    """The bomb rule over all the arrays read from one file, not just each one: a file of many
+    arrays, each declaring a little under BOMB_FLOOR_BYTES and storing nothing, must not add up
+    to gigabytes either. Create one per file and pass it to every :func:`read_array`."""
+
+    def __init__(self) -> None:
+        self.declared = 0
+        self.stored = 0
+
+    def take(self, declared: int, stored: int, where: str, path: str, layer: str | None) -> None:
+        self.declared += declared
+        self.stored += stored
+        if self.declared > BOMB_FLOOR_BYTES and self.declared > MAX_EXPANSION * self.stored:
+            raise UnsafeFileError(
+                f"the arrays read up to dataset {where!r} declare {self.declared} bytes in all but the file "
+                f"stores only {self.stored}; refusing a likely decompression bomb",
+                path=path,
+                layer=layer,
+            )
+
+
+def read_array(
+    parent: h5py.Group, name: str, path: str, *, budget: ReadBudget, layer: str | None = None
+) -> np.ndarray:
+    """Read the numeric dataset ``parent[name]`` into a new numpy array, after checking it (and
+    charging it to ``budget``, the file's :class:`ReadBudget`)."""
     dataset = child(parent, name, path, layer=layer)
     if not isinstance(dataset, h5py.Dataset):
         raise KerasFileError(f"HDF5 entry {dataset.name!r} should be a dataset, found a group", path=path, layer=layer)
@@ -142,6 +166,7 @@ def read_array(parent: h5py.Group, name: str, path: str, *, layer: str | None = 
             path=path,
             layer=layer,
         )
+    budget.take(declared, stored, where, path, layer)
     try:
         value = dataset[()]
     except (OSError, RuntimeError, ValueError, TypeError) as exc:

@@ -305,7 +305,7 @@ def read_weight_tree(source: str | bytes, path: str) -> tuple[dict[str, list[np.
     weights: dict[str, list[np.ndarray]] = {}
     names: dict[str, str] = {}
     with _h5.reading(path, "weights file"), _h5.open_h5(source, path) as f:
-        _collect(f, "", weights, names, path, depth=0)
+        _collect(f, "", weights, names, path, depth=0, budget=_h5.ReadBudget())
     return weights, names
 
 
@@ -316,6 +316,7 @@ def _collect(
     names: dict[str, str],
     path: str,
     depth: int,
+    budget: _h5.ReadBudget,
 ) -> None:
     if depth > 32:
         raise KerasFileError(f"weights tree nested deeper than 32 levels at {prefix!r}", path=path)
@@ -329,7 +330,7 @@ def _collect(
                 f"weights group {vars_group.name!r} should hold datasets '0'..'{len(keys) - 1}', found {keys}",
                 path=path,
             )
-        weights[here] = [_h5.read_array(vars_group, key, path) for key in keys]
+        weights[here] = [_h5.read_array(vars_group, key, path, budget=budget) for key in keys]
         name = _h5.str_attr(vars_group, "name")
         if name is not None:
             names[here] = name
@@ -338,7 +339,8 @@ def _collect(
         if container in group:
             layers = _h5.group(group, container, path)
             for key in layers.keys():
-                _collect(_h5.group(layers, key, path), f"{prefix}layers/{key}/", weights, names, path, depth + 1)
+                _collect(_h5.group(layers, key, path), f"{prefix}layers/{key}/", weights, names, path, depth + 1,
+                         budget)
 
 
 # --------------------------------------------------------------------------------------
