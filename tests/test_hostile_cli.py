@@ -139,3 +139,28 @@ def test_npz_bomb_streams_in_bounded_memory(tmp_path, mlp):
     assert (np.asarray(y[::997]) == expected).all() and (np.asarray(y[-1]) == expected).all()
     del y
     os.remove(tmp_path / "y.npy")
+
+
+# --------------------------------------------------------------------------------------
+# fastdense bench: arguments that could only fail after minutes of timing are refused first
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batches", "99999999999"], "--batches expects batch sizes up to 1048576"),   # was: a MemoryError
+    (["--batches", "1", "--json", "/nonexistent-dir/r.json"], "cannot write '/nonexistent-dir/r.json'"),
+    (["--batches", "1", "--json", "."], r"cannot write '\.'"),
+    (["--quantize", "int8", "--batches", "1", "--json", "/nonexistent-dir/r.json"], "cannot write"),
+])
+def test_bench_refuses_bad_arguments_before_timing(monkeypatch, capsys, args, message):
+    from fastdense import benchmark, benchmark_quant
+
+    def ran(*args, **kwargs):
+        raise AssertionError("the benchmark ran before its arguments were checked")
+
+    monkeypatch.setattr(benchmark, "run_mlp", ran)
+    monkeypatch.setattr(benchmark_quant, "run_quant", ran)
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(args)
+    assert exit_info.value.code == 2
+    assert __import__("re").search(message, capsys.readouterr().err)
