@@ -261,3 +261,16 @@ def test_many_small_bombs_in_a_legacy_h5(tmp_path, monkeypatch):
         group.attrs["weight_names"] = names
     with pytest.raises(UnsafeFileError, match=r"m\.h5: layer 'dense': the arrays read .* declare \d+ bytes in all"):
         load_model(path)
+
+
+@pytest.mark.parametrize("batch_input_shape", [5, {"a": 1}, "abc"])
+def test_tfkeras2_batch_input_shape_that_is_no_shape(tmp_path, batch_input_shape):
+    """The Keras 2 -> 3 upgrade ran outside load_model's error handling: an int raised a bare TypeError."""
+    path = tmp_path / "m.h5"
+    path.write_bytes((FIXTURES / "tfkeras2_mlp.h5").read_bytes())
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        layers(config)[0]["config"]["batch_input_shape"] = batch_input_shape
+        f.attrs["model_config"] = json.dumps(config).encode()
+    with pytest.raises(KerasFileError, match=r"m\.h5: cannot rebuild the model from its config"):
+        load_model(path)
