@@ -274,3 +274,48 @@ def test_tfkeras2_batch_input_shape_that_is_no_shape(tmp_path, batch_input_shape
         f.attrs["model_config"] = json.dumps(config).encode()
     with pytest.raises(KerasFileError, match=r"m\.h5: cannot rebuild the model from its config"):
         load_model(path)
+
+
+# --------------------------------------------------------------------------------------
+# HDF5 hard links that repeat what is stored once
+# --------------------------------------------------------------------------------------
+
+
+def test_a_lattice_of_hard_linked_groups_is_refused_at_once(tmp_path):
+    """Each group links its 'layers' twice to the next: 2**depth paths in a file of a few groups.
+    At depth 28 the reader walked for hours; now the second visit of a group is refused."""
+    def edit(f):
+        groups = [f.create_group(f"chain/{i}") for i in range(14)]
+        for here, there in zip(groups, groups[1:]):
+            layers_group = here.create_group("layers")
+            layers_group["x"] = there
+            layers_group["y"] = there
+        f["layers/dense/layers"] = groups[0]["layers"]
+
+    with pytest.raises(UnsafeFileError, match=r"m\.keras!model\.weights\.h5: HDF5 entry '/layers/dense/layers/.*' "
+                                              "is read a second time"):
+        load_model(mutate(tmp_path, "mlp_mixed.keras", weights=edit))
+
+
+def test_one_dataset_under_many_names_is_refused(tmp_path):
+    """One 4 MiB array hard-linked under 3000 names became 12 GiB of copies in memory."""
+    def edit(f):
+        stored = f.create_group("store").create_dataset("big", data=np.ones(1 << 10, np.float32))
+        for i in range(50):
+            f[f"layers/ghost_{i}/vars/0"] = stored
+
+    with pytest.raises(UnsafeFileError, match=r"HDF5 entry '/layers/ghost_1/vars/0' is read a second time "
+                                              r"\(first as '/layers/ghost_0/vars/0'\)"):
+        load_model(mutate(tmp_path, "mlp_mixed.keras", weights=edit))
+
+
+def test_legacy_weight_names_repeating_one_dataset_are_refused(tmp_path):
+    path = tmp_path / "m.h5"
+    path.write_bytes((FIXTURES / "mlp_mixed.h5").read_bytes())
+    with h5py.File(path, "r+") as f:
+        group = f["model_weights/dense"]
+        group.create_dataset("big", data=np.ones(1 << 10, np.float32))
+        group.attrs["weight_names"] = [b"big"] * 50
+    with pytest.raises(UnsafeFileError, match=r"m\.h5: layer 'dense': HDF5 entry '/model_weights/dense/big' is read "
+                                              "a second time"):
+        load_model(path)

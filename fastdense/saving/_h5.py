@@ -111,11 +111,29 @@ def group(parent: h5py.Group, name: str, path: str, *, layer: str | None = None)
 class ReadBudget:
     """The bomb rule over all the arrays read from one file, not just each one: a file of many
     arrays, each declaring a little under BOMB_FLOOR_BYTES and storing nothing, must not add up
-    to gigabytes either. Create one per file and pass it to every :func:`read_array`."""
+    to gigabytes either. Create one per file and pass it to every :func:`read_array`.
+
+    It also sees that each dataset and group is reached once: hard links can make one stored
+    array appear under thousands of names (each read a new copy in memory), or make a few groups
+    a lattice with 2**30 paths through it. Keras never stores anything twice."""
 
     def __init__(self) -> None:
         self.declared = 0
         self.stored = 0
+        self.seen: dict[Any, str] = {}
+
+    def visit(self, obj: Any, path: str, layer: str | None = None) -> None:
+        """Note that the group or dataset ``obj`` is being read; refuse it if it already was."""
+        first = self.seen.get(obj.id)
+        if first is None:
+            self.seen[obj.id] = obj.name
+        else:
+            raise UnsafeFileError(
+                f"HDF5 entry {obj.name!r} is read a second time (first as {first!r}); a Keras file stores "
+                "and lists each group and weight once (refusing names or hard links that repeat them)",
+                path=path,
+                layer=layer,
+            )
 
     def take(self, declared: int, stored: int, where: str, path: str, layer: str | None) -> None:
         self.declared += declared
@@ -166,6 +184,7 @@ def read_array(
             path=path,
             layer=layer,
         )
+    budget.visit(dataset, path, layer)
     budget.take(declared, stored, where, path, layer)
     try:
         value = dataset[()]

@@ -320,6 +320,7 @@ def _collect(
 ) -> None:
     if depth > 32:
         raise KerasFileError(f"weights tree nested deeper than 32 levels at {prefix!r}", path=path)
+    budget.visit(group, path)
     here = prefix.rstrip("/")
     if "vars" in group:
         vars_group = _h5.group(group, "vars", path)
