@@ -164,3 +164,28 @@ def test_bench_refuses_bad_arguments_before_timing(monkeypatch, capsys, args, me
         benchmark.main(args)
     assert exit_info.value.code == 2
     assert __import__("re").search(message, capsys.readouterr().err)
+
+
+def test_a_model_file_asking_for_training_mode_is_an_error_not_a_traceback(tmp_path, capsys):
+    """A functional node saved with training=True (Keras would run the dropout at inference):
+    fastdense's layer refuses with NotImplementedError, which the command let escape."""
+    from fastdense.layers import GaussianDropout
+
+    x = Input((4,), name="x")
+    Model(x, Dense(2)(GaussianDropout(0.1)(x, training=True))).save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", np.ones((3, 4), np.float32))
+    assert predict(tmp_path, "x.npy") == 1
+    assert "error: GaussianDropout 'gaussian_dropout' runs inference only" in capsys.readouterr().err
+    assert outputs(tmp_path) == []
+
+
+def test_a_batch_too_large_for_memory_is_an_error_not_a_traceback(tmp_path, capsys, mlp, monkeypatch):
+    np.save(tmp_path / "x.npy", np.ones((3, 6), np.float32))
+
+    def no_memory(self, *args, **kwargs):
+        raise MemoryError("Unable to allocate 1.00 TiB")
+
+    monkeypatch.setattr(Sequential, "predict", no_memory)
+    assert predict(tmp_path, "x.npy") == 1
+    assert "error: MemoryError: Unable to allocate 1.00 TiB (try a smaller --batch-size)" in capsys.readouterr().err
+    assert outputs(tmp_path) == []

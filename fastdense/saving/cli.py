@@ -537,8 +537,12 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         source = open_source(args.input, model, _parse_columns(args.columns))
         progress = _Progress(source.rows, show)
         io = run_predict(model, source, args.output, args.batch_size, progress)
-    except (KerasFileError, ValueError, TypeError, OSError) as exc:
-        print(f"\nfastdense predict: error: {exc}" if show else f"fastdense predict: error: {exc}", file=sys.stderr)
+    except (KerasFileError, ValueError, TypeError, OSError, NotImplementedError, MemoryError) as exc:
+        # NotImplementedError: a layer the file asks for what fastdense does not do (a Dropout node
+        # saved with training=True); MemoryError: a batch too large for this machine
+        detail = f"MemoryError: {exc} (try a smaller --batch-size)" if isinstance(exc, MemoryError) else str(exc)
+        message = f"fastdense predict: error: {detail}"
+        print(f"\n{message}" if show else message, file=sys.stderr)
         return 1
     if not args.quiet:
         if len(io.output_shapes) == 1:
