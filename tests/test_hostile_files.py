@@ -81,14 +81,6 @@ def test_int8_kernel_values_outside_int8_are_refused(tmp_path, stored):
         load_model(path)
 
 
-def test_int8_kernel_stored_as_exact_floats_loads(tmp_path):
-    """The check refuses only what a cast would change: whole numbers in range load as they are."""
-    path = mutate(tmp_path, "int8_mlp.keras", weights=lambda f: replace(
-        f, "layers/dense/vars/0", f["layers/dense/vars/0"][()].astype(np.float64)))
-    x, y = reference("int8_mlp")
-    np.testing.assert_allclose(load_model(path).predict(x[0]), y, rtol=1e-5, atol=1e-6)
-
-
 def test_int8_kernel_outside_int8_in_a_legacy_h5(tmp_path):
     path = tmp_path / "m.h5"
     path.write_bytes((FIXTURES / "int8_mlp.h5").read_bytes())
@@ -129,10 +121,12 @@ def test_int4_g_idx_other_than_the_configs_is_refused(tmp_path, g_idx):
         load_model(path)
 
 
-def test_int4_g_idx_equal_to_the_configs_loads(tmp_path):
-    path = mutate(tmp_path, "int4_mlp.keras", weights=lambda f: replace(
-        f, "layers/dense/vars/4", f["layers/dense/vars/4"][()].astype(np.float64)))
-    x, y = reference("int4_mlp")
+@pytest.mark.parametrize("name, key", [("int8_mlp", "layers/dense/vars/0"),     # the int8 kernel
+                                       ("int4_mlp", "layers/dense/vars/4")])    # g_idx
+def test_integer_and_derived_weights_stored_as_exact_floats_load(tmp_path, name, key):
+    """The checks refuse only what a cast would change: the same values in float64 load as they are."""
+    path = mutate(tmp_path, f"{name}.keras", weights=lambda f: replace(f, key, f[key][()].astype(np.float64)))
+    x, y = reference(name)
     np.testing.assert_allclose(load_model(path).predict(x[0]), y, rtol=1e-5, atol=1e-5)
 
 
