@@ -97,3 +97,12 @@ def test_a_config_json_cannot_hold_leaves_the_earlier_file(tmp_path, ext):
         Sequential([Input((3,)), _OddConfig(2, name="odd")]).save(target)
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == [target.name]
+
+
+def test_a_dangling_symlink_is_refused(tmp_path):
+    """Following it would create a file wherever the link points; replacing it would drop the link."""
+    link = tmp_path / "latest.keras"
+    link.symlink_to(tmp_path / "gone" / "v9.keras")
+    with pytest.raises(FileNotFoundError, match=r"latest\.keras: it is a symbolic link to .*v9\.keras, which does not"):
+        mlp().save(link)
+    assert link.is_symlink() and os.listdir(tmp_path) == ["latest.keras"]

@@ -35,8 +35,9 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
     """Yield a temporary path in ``path``'s directory; on success move it over ``path``.
 
     On an exception the temporary file is removed and ``path`` keeps its old content. A symbolic
-    link is followed (the file it points to is replaced, the link stays); a target that is not a
-    regular file (a device, a FIFO) or that is read-only is refused, as writing it in place would be.
+    link is followed (the file it points to is replaced, the link stays; a link to nothing is
+    refused); a target that is not a regular file (a device, a FIFO) or that is read-only is
+    refused, as writing it in place would be.
 
     Example::
 
@@ -45,6 +46,8 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
     """
     target = os.path.realpath(os.fspath(path))
     exists = os.path.lexists(target)
+    if os.path.islink(os.fspath(path)) and not exists:
+        raise FileNotFoundError(f"cannot save {os.fspath(path)}: it is a symbolic link to {target}, which does not exist")
     if not overwrite and exists:
         raise FileExistsError(f"{os.fspath(path)} already exists and overwrite=False")
     directory, base = os.path.split(target)
