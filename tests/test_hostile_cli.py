@@ -189,3 +189,31 @@ def test_a_batch_too_large_for_memory_is_an_error_not_a_traceback(tmp_path, caps
     assert predict(tmp_path, "x.npy") == 1
     assert "error: MemoryError: Unable to allocate 1.00 TiB (try a smaller --batch-size)" in capsys.readouterr().err
     assert outputs(tmp_path) == []
+
+
+@pytest.mark.parametrize("fail_at", ["open", "close"])
+def test_npz_output_that_cannot_be_written_leaves_no_temporary_files(tmp_path, capsys, monkeypatch, fail_at):
+    """One .npy part per output, all open at once: a model with many outputs can meet 'Too many
+    open files' opening them (the parts directory and the open files were left behind), and the
+    final header write can fail as well."""
+    from fastdense.saving import cli
+
+    x = Input((3,), name="x")
+    Model(x, [Dense(2, name=f"o{i}")(x) for i in range(3)]).save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", np.ones((4, 3), np.float32))
+    (tmp_path / "y.npz").write_bytes(b"the earlier output")
+    calls = []
+    method = "__init__" if fail_at == "open" else "close"
+    real = getattr(cli._NpyWriter, method)
+
+    def failing(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(24, "Too many open files")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cli._NpyWriter, method, failing)
+    assert predict_main([str(tmp_path / "m.keras"), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npz"), "-q"]) == 1
+    assert "Too many open files" in capsys.readouterr().err
+    assert (tmp_path / "y.npz").read_bytes() == b"the earlier output"
+    assert sorted(os.listdir(tmp_path)) == ["m.keras", "x.npy", "y.npz"]

@@ -393,8 +393,13 @@ class _NpzSink:
         self.tmp = tmp
         self.parts = tempfile.mkdtemp(prefix=".fastdense-npz-", dir=os.path.dirname(tmp))
         self.names = ["y"] if len(io.output_shapes) == 1 else [f"y{i}" for i in range(len(io.output_shapes))]
-        self.writers = [_NpyWriter(os.path.join(self.parts, f"{n}.npy"), d, s)
-                        for n, d, s in zip(self.names, io.output_dtypes, io.output_shapes)]
+        self.writers: list[_NpyWriter] = []
+        try:     # one file per output, all open at once: a model with many outputs may meet EMFILE
+            for name, dtype, shape in zip(self.names, io.output_dtypes, io.output_shapes):
+                self.writers.append(_NpyWriter(os.path.join(self.parts, f"{name}.npy"), dtype, shape))
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, outputs: list[np.ndarray]) -> None:
         for writer, array in zip(self.writers, outputs):
@@ -511,10 +516,10 @@ def run_predict(model: Any, source: Source, output: str, batch_size: int | None,
                 sink.write(flat_outputs(model.predict(x), keys))
                 progress.update(arrays[0].shape[0])
                 del arrays, x                 # a mapped batch is unmapped before the next is mapped
+            sink.close()
         except BaseException:
             sink.abort()
             raise
-        sink.close()
     progress.update(0, final=True)
     return io
 
