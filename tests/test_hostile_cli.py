@@ -217,3 +217,18 @@ def test_npz_output_that_cannot_be_written_leaves_no_temporary_files(tmp_path, c
     assert "Too many open files" in capsys.readouterr().err
     assert (tmp_path / "y.npz").read_bytes() == b"the earlier output"
     assert sorted(os.listdir(tmp_path)) == ["m.keras", "x.npy", "y.npz"]
+
+
+def test_npy_output_of_high_rank_gets_a_header_that_fits(tmp_path):
+    """The .npy header is written last, into room reserved first: 128 bytes did not hold the shape
+    of a rank-25 output, and the run failed only after every batch was computed."""
+    from fastdense.layers import Reshape
+
+    model = Sequential([Input((4,)), Dense(3, name="d"), Reshape((1,) * 23 + (3,))])
+    model.save(tmp_path / "m.keras")
+    x = np.random.default_rng(4).standard_normal((9, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert predict(tmp_path, "x.npy", "--batch-size", "4") == 0
+    y = np.load(tmp_path / "y.npy")
+    assert y.shape == (9,) + (1,) * 23 + (3,)
+    np.testing.assert_array_equal(y, model.predict(x))

@@ -334,27 +334,31 @@ def open_source(path: str, model: Any, columns: Any) -> Source:
 # --------------------------------------------------------------------------------------------
 
 
-_NPY_HEADER_BYTES = 128    # room for any 2-D..4-D float shape: the header is written last
+def _npy_header_text(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    return repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}).encode(
+        "latin1")
 
 
-def _npy_header_bytes(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
-    """A version 1.0 .npy header of exactly _NPY_HEADER_BYTES bytes (space padded, as the format allows)."""
-    text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)})
-    body = text.encode("latin1")
-    size = _NPY_HEADER_BYTES - 10
+def _npy_header_bytes(dtype: np.dtype, shape: tuple[int, ...], total: int) -> bytes:
+    """A version 1.0 .npy header of exactly ``total`` bytes (space padded, as the format allows)."""
+    body = _npy_header_text(dtype, shape)
+    size = total - 10
     if len(body) + 1 > size:
-        raise ValueError(f"output shape {shape} is too long for a .npy header of {_NPY_HEADER_BYTES} bytes")
+        raise ValueError(f"output shape {shape} is too long for a .npy header of {total} bytes")
     body = body + b" " * (size - len(body) - 1) + b"\n"
     return np.lib.format.MAGIC_PREFIX + bytes([1, 0]) + size.to_bytes(2, "little") + body
 
 
 class _NpyWriter:
-    """One array appended row-block by row-block; the header (with the row count) goes in last."""
+    """One array appended row-block by row-block; the header (with the row count) goes in last,
+    in room sized when the file is opened for any row count up to 20 digits."""
 
     def __init__(self, path: str, dtype: np.dtype, sample_shape: tuple[int, ...]) -> None:
         self.dtype, self.sample_shape, self.rows = np.dtype(dtype), tuple(sample_shape), 0
+        widest = len(_npy_header_text(self.dtype, (10**20,) + self.sample_shape)) + 11
+        self.header_bytes = -(-widest // 64) * 64      # data aligned on 64 bytes, as numpy writes it
         self.file = open(path, "wb")
-        self.file.write(b"\0" * _NPY_HEADER_BYTES)
+        self.file.write(b"\0" * self.header_bytes)
 
     def write(self, array: np.ndarray) -> None:
         self.file.write(np.ascontiguousarray(array, self.dtype).data)
@@ -362,7 +366,7 @@ class _NpyWriter:
 
     def close(self) -> None:
         self.file.seek(0)
-        self.file.write(_npy_header_bytes(self.dtype, (self.rows,) + self.sample_shape))
+        self.file.write(_npy_header_bytes(self.dtype, (self.rows,) + self.sample_shape, self.header_bytes))
         self.file.close()
 
     def abort(self) -> None:
