@@ -232,3 +232,24 @@ def test_npy_output_of_high_rank_gets_a_header_that_fits(tmp_path):
     y = np.load(tmp_path / "y.npy")
     assert y.shape == (9,) + (1,) * 23 + (3,)
     np.testing.assert_array_equal(y, model.predict(x))
+
+
+@pytest.mark.parametrize("column", ["timestamp_us", "timestamp_ns", "duration"])
+def test_parquet_dates_are_not_taken_for_numbers(tmp_path, capsys, mlp, column):
+    """A timestamp column reached the model as its count of microseconds (or nanoseconds: the
+    file's unit decided), where a .csv date is refused as not numeric."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    import datetime
+
+    values = {
+        "timestamp_us": pa.array([datetime.datetime(2020, 1, 1)] * 2, pa.timestamp("us")),
+        "timestamp_ns": pa.array([datetime.datetime(2020, 1, 1)] * 2, pa.timestamp("ns")),
+        "duration": pa.array([datetime.timedelta(seconds=5)] * 2, pa.duration("s")),
+    }[column]
+    table = {f"f{i}": [1.0, 2.0] for i in range(6)}
+    table["f2"] = values
+    pq.write_table(pa.table(table), tmp_path / "x.parquet")
+    assert predict(tmp_path, "x.parquet") == 1
+    assert "columns ['f2'] hold dates or durations, not numbers" in capsys.readouterr().err
+    assert outputs(tmp_path) == []
