@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+import textwrap
 import zipfile
 
 import h5py
@@ -313,3 +316,52 @@ def test_legacy_weight_names_repeating_one_dataset_are_refused(tmp_path):
     with pytest.raises(UnsafeFileError, match=r"m\.h5: layer 'dense': HDF5 entry '/model_weights/dense/big' is read "
                                               "a second time"):
         load_model(path)
+
+
+# --------------------------------------------------------------------------------------
+# Damage libhdf5 itself cannot survive
+# --------------------------------------------------------------------------------------
+
+
+def _grow_heap_object(data, text, by=1024):
+    """``data`` with the size field of the global heap object holding ``text`` grown by ``by``:
+    libhdf5 then walks the collection out of step and lands on an object of size 0."""
+    at = data.find(text)
+    assert at > 8
+    size = int.from_bytes(data[at - 8:at], "little")
+    assert size == len(text) - 1                   # the object is the NUL-terminated string
+    return data[:at - 8] + (size + by).to_bytes(8, "little") + data[at:]
+
+
+def _load_in_a_child(path):
+    code = textwrap.dedent(f"""
+        from fastdense.saving.api import load_model
+        try:
+            load_model({str(path)!r})
+        except ValueError as exc:
+            print(exc)
+    """)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=path.parent).stdout
+
+
+@pytest.mark.parametrize("kind", ["h5", "keras"])
+def test_a_damaged_global_heap_is_refused_not_looped_on(tmp_path, kind):
+    """One changed byte (a heap object's size) made libhdf5 2.0 loop forever reading the model_config
+    attribute of a legacy .h5 (found by a byte-flip fuzzer); the loader now walks each global heap
+    collection first. A child process, so that a regression times out instead of hanging the suite."""
+    if kind == "h5":
+        path = tmp_path / "m.h5"
+        path.write_bytes(_grow_heap_object((FIXTURES / "noise_layers.h5").read_bytes(), b"activity_regularization\0"))
+    else:
+        def edit(f):
+            f["layers/dense/vars"].attrs["name"] = "a_name_long_enough_to_be_moved_by_the_damage" * 2
+        path = mutate(tmp_path, "mlp_mixed.keras", weights=edit)
+        with zipfile.ZipFile(path) as zf:
+            entries = [(info.filename, zf.read(info)) for info in zf.infolist()]
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in entries:
+                if name == "model.weights.h5":
+                    data = _grow_heap_object(data, b"a_name_long_enough_to_be_moved_by_the_damage" * 2 + b"\0")
+                zf.writestr(name, data)
+    assert "corrupted HDF5 file: the global heap at byte" in _load_in_a_child(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import mmap
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -59,10 +60,51 @@ def open_h5(source: str | bytes, path: str) -> h5py.File:
     """
     try:
         if isinstance(source, (bytes, bytearray)):
+            check_global_heaps(source, path)
             return h5py.File(io.BytesIO(source), "r")
+        with open(source, "rb") as f:
+            if os.fstat(f.fileno()).st_size:      # (an empty file cannot be mapped; h5py refuses it)
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    check_global_heaps(mapped, path)
         return h5py.File(source, "r")
     except OSError as exc:
         raise KerasFileError(f"not a readable HDF5 file ({exc})", path=path) from exc
+
+
+def _lengths_size(data: Any) -> int:
+    """The superblock's "size of lengths" (8 unless the file says otherwise)."""
+    offset = 0
+    while offset + 16 <= min(len(data), (1 << 20) + 16):
+        if data[offset:offset + 8] == HDF5_SIGNATURE:
+            size = data[offset + 14] if data[offset + 8] in (0, 1) else data[offset + 10]
+            return size if size in (2, 4, 8) else 8
+        offset = 512 if offset == 0 else offset * 2
+    return 8
+
+
+def check_global_heaps(data: Any, path: str) -> None:
+    """Walk every global heap collection ("GCOL": where variable-length strings such as Keras's
+    attributes live) the way libhdf5 will, and refuse one it cannot walk. libhdf5 2.0 loops forever
+    on an object of size 0 that a damaged size field makes it land on (one flipped byte of a legacy
+    .h5 hung ``load_model``), and reads past the collection on an object that overruns it."""
+    lengths = _lengths_size(data)
+    header = 8 + lengths                   # "GCOL", version, 3 reserved bytes, collection size
+    at = data.find(b"GCOL")
+    while at != -1:
+        if data[at + 4:at + 8] == b"\x01\x00\x00\x00" and at + header <= len(data):
+            size = int.from_bytes(data[at + 8:at + header], "little")
+            problem = None if header <= size <= len(data) - at else f"declares {size} bytes"
+            p = header
+            while problem is None and p + 8 + lengths <= size:
+                index = int.from_bytes(data[at + p:at + p + 2], "little")
+                length = int.from_bytes(data[at + p + 8:at + p + 8 + lengths], "little")
+                need = 8 + lengths + ((length + 7) & ~7) if index > 0 else length
+                if need == 0 or p + need > size:
+                    problem = f"has an object of {length} bytes at offset {p} that does not fit it"
+                p += need
+            if problem is not None:
+                raise KerasFileError(f"corrupted HDF5 file: the global heap at byte {at} {problem}", path=path)
+        at = data.find(b"GCOL", at + 4)
 
 
 @contextlib.contextmanager
