@@ -365,3 +365,19 @@ def test_a_damaged_global_heap_is_refused_not_looped_on(tmp_path, kind):
                     data = _grow_heap_object(data, b"a_name_long_enough_to_be_moved_by_the_damage" * 2 + b"\0")
                 zf.writestr(name, data)
     assert "corrupted HDF5 file: the global heap at byte" in _load_in_a_child(path)
+
+
+def test_an_attribute_whose_type_was_damaged_is_refused_not_read(tmp_path):
+    """One byte in the type of a legacy .h5's weight_names attribute (variable-length string ->
+    variable-length sequence) made libhdf5 2.0 crash (SIGSEGV in H5T__conv_vlen) when h5py read it;
+    attributes are now read only if their HDF5 type class is one Keras writes. Found by a byte-flip
+    fuzzer. In a child process, so that a regression fails the test instead of killing the suite."""
+    data = bytearray((FIXTURES / "seq_dense.h5").read_bytes())
+    # the type of each string-valued weight_names attribute: class 9 (vlen), version 1, flags 1 (string)
+    names = [i for i in range(len(data)) if data.startswith(b"weight_names\0", i)]
+    types = [data.find(b"\x19\x01\x00\x00", i, i + 32) for i in names]
+    vlen_string = [t for t in types if t > 0][-1]           # the last layer's
+    data[vlen_string + 1] = 0x05                            # flags: a sequence of type 5
+    path = tmp_path / "m.h5"
+    path.write_bytes(bytes(data))
+    assert "has HDF5 type class 9; expected strings or numbers" in _load_in_a_child(path)

@@ -239,7 +239,7 @@ def read_array(
 
 
 def _is_bfloat16(dataset: h5py.Dataset) -> bool:
-    marker = dataset.attrs.get("dtype")
+    marker = _attr(dataset, "dtype") if "dtype" in dataset.attrs else None
     if isinstance(marker, bytes):
         marker = marker.decode("utf-8", "replace")
     return marker == "bfloat16" and dataset.dtype.itemsize == 2
@@ -251,11 +251,29 @@ def _bfloat16_to_float32(raw: np.ndarray) -> np.ndarray:
     return bits.view(np.float32).reshape(raw.shape)
 
 
+# The HDF5 type classes an attribute Keras writes may have: strings (fixed or variable length), and
+# the float64 of an empty list.
+_ATTRIBUTE_CLASSES = {h5py.h5t.STRING: "string", h5py.h5t.FLOAT: "float", h5py.h5t.INTEGER: "integer"}
+
+
+def _attr(obj: Any, name: str) -> Any:
+    """``obj.attrs[name]``, read only if its HDF5 type is one Keras writes: libhdf5 2.0 crashes
+    (SIGSEGV in H5T__conv_vlen) converting an attribute whose type a damaged byte turned from a
+    variable-length string into a variable-length sequence."""
+    type_class = obj.attrs.get_id(name).get_type().get_class()
+    if type_class not in _ATTRIBUTE_CLASSES:
+        raise ValueError(
+            f"attribute {name!r} of {obj.name!r} has HDF5 type class {type_class}; expected strings or numbers "
+            f"({', '.join(sorted(_ATTRIBUTE_CLASSES.values()))})"
+        )
+    return obj.attrs[name]
+
+
 def str_attr(obj: Any, name: str) -> str | None:
     """A string attribute (stored as str or bytes), or None when absent."""
     if name not in obj.attrs:
         return None
-    value = obj.attrs[name]
+    value = _attr(obj, name)
     if isinstance(value, np.ndarray) and value.shape == ():
         value = value[()]
     if isinstance(value, (bytes, np.bytes_)):
@@ -268,11 +286,11 @@ def str_attr(obj: Any, name: str) -> str | None:
 def str_list_attr(obj: Any, name: str) -> list[str]:
     """A list-of-strings attribute, joining Keras's chunks ``name0``, ``name1``, ... for long lists."""
     if name in obj.attrs:
-        chunks = [obj.attrs[name]]
+        chunks = [_attr(obj, name)]
     else:
         chunks = []
         while f"{name}{len(chunks)}" in obj.attrs:
-            chunks.append(obj.attrs[f"{name}{len(chunks)}"])
+            chunks.append(_attr(obj, f"{name}{len(chunks)}"))
     out: list[str] = []
     for chunk in chunks:
         values = np.atleast_1d(np.asarray(chunk))
