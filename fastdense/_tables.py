@@ -157,8 +157,13 @@ class ColumnSpec(NamedTuple):
         """One C-contiguous array per model input from a pandas DataFrame."""
         arrays = []
         for (name, cols), dtype in zip(self.inputs, dtypes):
+            selected = frame[list(cols)]
+            # pandas turns dates into their integer count of ns or us (which one, the file decides)
+            temporal = [c for c, kind in zip(cols, selected.dtypes) if getattr(kind, "kind", "O") in "mM"]
+            if temporal:
+                raise ValueError(f"input {name!r}: columns {temporal} hold dates or durations, not numbers")
             try:
-                arrays.append(np.ascontiguousarray(frame[list(cols)].to_numpy(dtype=dtype)))
+                arrays.append(np.ascontiguousarray(selected.to_numpy(dtype=dtype)))
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"input {name!r}: columns {list(cols)} are not all numeric ({exc})") from exc
         return arrays

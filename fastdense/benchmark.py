@@ -761,6 +761,10 @@ def plot_mlp(report: Mapping[str, Any], path: str) -> None:
     plt.close(fig)
 
 
+# Largest --batches entry (a bigger one failed with a MemoryError after allocating what it could).
+MAX_BATCH = 1 << 20
+
+
 def parse_batches(parser: Any, text: str) -> list[int]:
     """The ``--batches`` list ("1,32,256"), or a parser error naming what was given."""
     try:
@@ -769,7 +773,20 @@ def parse_batches(parser: Any, text: str) -> list[int]:
         parser.error(f"--batches expects comma-separated integers, got {text!r}")
     if not batches or min(batches) < 1:
         parser.error(f"--batches expects positive batch sizes, got {text!r}")
+    if max(batches) > MAX_BATCH:
+        parser.error(f"--batches expects batch sizes up to {MAX_BATCH} (a batch's 784 float32 inputs alone "
+                     f"take {MAX_BATCH * 784 * 4 >> 20} MiB), got {max(batches)}")
     return batches
+
+
+def check_output_paths(parser: Any, *paths: str | None) -> None:
+    """--json / --plot targets must be writable before the minutes of timing, not after."""
+    for path in paths:
+        if path is None:
+            continue
+        directory = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path) or not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+            parser.error(f"cannot write {path!r}: expected a file path in an existing, writable directory")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -798,6 +815,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
     batches = parse_batches(parser, args.batches)
+    check_output_paths(parser, args.json, args.plot)
     if args.plot:
         try:
             import matplotlib  # noqa: F401

@@ -241,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
     batches = B.parse_batches(parser, args.batches)
+    B.check_output_paths(parser, args.json, args.plot)
     report = run_quant(batches, args.quantize, quick=args.quick, peers=not args.no_peers,
                        progress=not args.no_progress)
     print(quant_table(report))

@@ -38,6 +38,7 @@ import numpy as np
 
 from fastdense import constraints, initializers, regularizers
 from fastdense.layers.node import Node, SymbolicTensor, flatten, map_structure
+from fastdense.saving import _budget as weight_budget
 from fastdense.saving.serialization import deserialize_dtype, serialize_dtype
 
 # Held while weights change; a model's set_weights holds it for all its layers at once, and
@@ -513,6 +514,7 @@ class Layer:
         if name is None:
             name = f"weight_{len(self._weight_specs)}"
         init = initializers.get("glorot_uniform" if initializer is None else initializer)
+        weight_budget.charge(self.name, name, shape, dtype_name)  # a model file's config may not ask for TBs
         spec = WeightSpec(
             name=name,
             shape=shape,

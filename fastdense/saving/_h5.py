@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import mmap
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -59,10 +60,51 @@ def open_h5(source: str | bytes, path: str) -> h5py.File:
     """
     try:
         if isinstance(source, (bytes, bytearray)):
+            check_global_heaps(source, path)
             return h5py.File(io.BytesIO(source), "r")
+        with open(source, "rb") as f:
+            if os.fstat(f.fileno()).st_size:      # (an empty file cannot be mapped; h5py refuses it)
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    check_global_heaps(mapped, path)
         return h5py.File(source, "r")
     except OSError as exc:
         raise KerasFileError(f"not a readable HDF5 file ({exc})", path=path) from exc
+
+
+def _lengths_size(data: Any) -> int:
+    """The superblock's "size of lengths" (8 unless the file says otherwise)."""
+    offset = 0
+    while offset + 16 <= min(len(data), (1 << 20) + 16):
+        if data[offset:offset + 8] == HDF5_SIGNATURE:
+            size = data[offset + 14] if data[offset + 8] in (0, 1) else data[offset + 10]
+            return size if size in (2, 4, 8) else 8
+        offset = 512 if offset == 0 else offset * 2
+    return 8
+
+
+def check_global_heaps(data: Any, path: str) -> None:
+    """Walk every global heap collection ("GCOL": where variable-length strings such as Keras's
+    attributes live) the way libhdf5 will, and refuse one it cannot walk. libhdf5 2.0 loops forever
+    on an object of size 0 that a damaged size field makes it land on (one flipped byte of a legacy
+    .h5 hung ``load_model``), and reads past the collection on an object that overruns it."""
+    lengths = _lengths_size(data)
+    header = 8 + lengths                   # "GCOL", version, 3 reserved bytes, collection size
+    at = data.find(b"GCOL")
+    while at != -1:
+        if data[at + 4:at + 8] == b"\x01\x00\x00\x00" and at + header <= len(data):
+            size = int.from_bytes(data[at + 8:at + header], "little")
+            problem = None if header <= size <= len(data) - at else f"declares {size} bytes"
+            p = header
+            while problem is None and p + 8 + lengths <= size:
+                index = int.from_bytes(data[at + p:at + p + 2], "little")
+                length = int.from_bytes(data[at + p + 8:at + p + 8 + lengths], "little")
+                need = 8 + lengths + ((length + 7) & ~7) if index > 0 else length
+                if need == 0 or p + need > size:
+                    problem = f"has an object of {length} bytes at offset {p} that does not fit it"
+                p += need
+            if problem is not None:
+                raise KerasFileError(f"corrupted HDF5 file: the global heap at byte {at} {problem}", path=path)
+        at = data.find(b"GCOL", at + 4)
 
 
 @contextlib.contextmanager
@@ -108,8 +150,50 @@ def group(parent: h5py.Group, name: str, path: str, *, layer: str | None = None)
     return found
 
 
-def read_array(parent: h5py.Group, name: str, path: str, *, layer: str | None = None) -> np.ndarray:
-    """Read the numeric dataset ``parent[name]`` into a new numpy array, after checking it."""
+class ReadBudget:
+    """The bomb rule over all the arrays read from one file, not just each one: a file of many
+    arrays, each declaring a little under BOMB_FLOOR_BYTES and storing nothing, must not add up
+    to gigabytes either. Create one per file and pass it to every :func:`read_array`.
+
+    It also sees that each dataset and group is reached once: hard links can make one stored
+    array appear under thousands of names (each read a new copy in memory), or make a few groups
+    a lattice with 2**30 paths through it. Keras never stores anything twice."""
+
+    def __init__(self) -> None:
+        self.declared = 0
+        self.stored = 0
+        self.seen: dict[Any, str] = {}
+
+    def visit(self, obj: Any, path: str, layer: str | None = None) -> None:
+        """Note that the group or dataset ``obj`` is being read; refuse it if it already was."""
+        first = self.seen.get(obj.id)
+        if first is None:
+            self.seen[obj.id] = obj.name
+        else:
+            raise UnsafeFileError(
+                f"HDF5 entry {obj.name!r} is read a second time (first as {first!r}); a Keras file stores "
+                "and lists each group and weight once (refusing names or hard links that repeat them)",
+                path=path,
+                layer=layer,
+            )
+
+    def take(self, declared: int, stored: int, where: str, path: str, layer: str | None) -> None:
+        self.declared += declared
+        self.stored += stored
+        if self.declared > BOMB_FLOOR_BYTES and self.declared > MAX_EXPANSION * self.stored:
+            raise UnsafeFileError(
+                f"the arrays read up to dataset {where!r} declare {self.declared} bytes in all but the file "
+                f"stores only {self.stored}; refusing a likely decompression bomb",
+                path=path,
+                layer=layer,
+            )
+
+
+def read_array(
+    parent: h5py.Group, name: str, path: str, *, budget: ReadBudget, layer: str | None = None
+) -> np.ndarray:
+    """Read the numeric dataset ``parent[name]`` into a new numpy array, after checking it (and
+    charging it to ``budget``, the file's :class:`ReadBudget`)."""
     dataset = child(parent, name, path, layer=layer)
     if not isinstance(dataset, h5py.Dataset):
         raise KerasFileError(f"HDF5 entry {dataset.name!r} should be a dataset, found a group", path=path, layer=layer)
@@ -142,6 +226,8 @@ def read_array(parent: h5py.Group, name: str, path: str, *, layer: str | None = 
             path=path,
             layer=layer,
         )
+    budget.visit(dataset, path, layer)
+    budget.take(declared, stored, where, path, layer)
     try:
         value = dataset[()]
     except (OSError, RuntimeError, ValueError, TypeError) as exc:
@@ -153,7 +239,7 @@ def read_array(parent: h5py.Group, name: str, path: str, *, layer: str | None = 
 
 
 def _is_bfloat16(dataset: h5py.Dataset) -> bool:
-    marker = dataset.attrs.get("dtype")
+    marker = _attr(dataset, "dtype") if "dtype" in dataset.attrs else None
     if isinstance(marker, bytes):
         marker = marker.decode("utf-8", "replace")
     return marker == "bfloat16" and dataset.dtype.itemsize == 2
@@ -165,11 +251,29 @@ def _bfloat16_to_float32(raw: np.ndarray) -> np.ndarray:
     return bits.view(np.float32).reshape(raw.shape)
 
 
+# The HDF5 type classes an attribute Keras writes may have: strings (fixed or variable length), and
+# the float64 of an empty list.
+_ATTRIBUTE_CLASSES = {h5py.h5t.STRING: "string", h5py.h5t.FLOAT: "float", h5py.h5t.INTEGER: "integer"}
+
+
+def _attr(obj: Any, name: str) -> Any:
+    """``obj.attrs[name]``, read only if its HDF5 type is one Keras writes: libhdf5 2.0 crashes
+    (SIGSEGV in H5T__conv_vlen) converting an attribute whose type a damaged byte turned from a
+    variable-length string into a variable-length sequence."""
+    type_class = obj.attrs.get_id(name).get_type().get_class()
+    if type_class not in _ATTRIBUTE_CLASSES:
+        raise ValueError(
+            f"attribute {name!r} of {obj.name!r} has HDF5 type class {type_class}; expected strings or numbers "
+            f"({', '.join(sorted(_ATTRIBUTE_CLASSES.values()))})"
+        )
+    return obj.attrs[name]
+
+
 def str_attr(obj: Any, name: str) -> str | None:
     """A string attribute (stored as str or bytes), or None when absent."""
     if name not in obj.attrs:
         return None
-    value = obj.attrs[name]
+    value = _attr(obj, name)
     if isinstance(value, np.ndarray) and value.shape == ():
         value = value[()]
     if isinstance(value, (bytes, np.bytes_)):
@@ -182,11 +286,11 @@ def str_attr(obj: Any, name: str) -> str | None:
 def str_list_attr(obj: Any, name: str) -> list[str]:
     """A list-of-strings attribute, joining Keras's chunks ``name0``, ``name1``, ... for long lists."""
     if name in obj.attrs:
-        chunks = [obj.attrs[name]]
+        chunks = [_attr(obj, name)]
     else:
         chunks = []
         while f"{name}{len(chunks)}" in obj.attrs:
-            chunks.append(obj.attrs[f"{name}{len(chunks)}"])
+            chunks.append(_attr(obj, f"{name}{len(chunks)}"))
     out: list[str] = []
     for chunk in chunks:
         values = np.atleast_1d(np.asarray(chunk))

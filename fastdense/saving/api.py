@@ -20,7 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import _h5, compat, keras_format, legacy_h5
+from . import _budget, _h5, compat, keras_format, legacy_h5
 from ._atomic import atomic_path
 from .errors import KerasFileError, UnsafeFileError, UnsupportedLayerError
 
@@ -106,12 +106,49 @@ def read_model_file(path: str | os.PathLike[str]) -> ModelFile:
 # --------------------------------------------------------------------------------------
 
 
+# Weights a layer computes from its config rather than learns: the file's copy must be the one the
+# config gives (Keras's int4 ``g_idx``, the input block of each kernel row, is used by Keras's own
+# forward pass, while fastdense runs the blocks in order: a file with another g_idx would give
+# other outputs).
+_DERIVED_WEIGHTS = frozenset({"g_idx"})
+
+
+def _value_problem(value: np.ndarray, expected: np.ndarray, name: str) -> str | None:
+    """Why ``value`` (from the file) cannot become the layer's weight ``expected``, or None.
+
+    Integer weights (quantized kernels, zero points) are taken only if every value is exactly
+    representable: a cast would wrap 300 to 44 or truncate 2.5 to 2 and silently give other outputs.
+    """
+    if expected.dtype.kind in "iu" and not np.can_cast(value.dtype, expected.dtype):
+        info = np.iinfo(expected.dtype)
+        with np.errstate(invalid="ignore"):
+            bad = ~((value >= info.min) & (value <= info.max))
+            if value.dtype.kind == "f":
+                bad |= value != np.round(value)     # also NaN (never equal) and inf (out of range)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            return (
+                f"{name} holds {expected.dtype} values in the layer, but the file stores it as {value.dtype} "
+                f"with values that are not integers in [{info.min}, {info.max}] (e.g. {value[where]} at "
+                f"index {where})"
+            )
+    if name in _DERIVED_WEIGHTS and not np.array_equal(value, expected):
+        return (
+            f"{name} is fixed by the layer's config ({expected.tolist()[:8]}...), but the file stores "
+            f"{value.tolist()[:8]}...; fastdense does not run re-ordered int4 blocks"
+        )
+    return None
+
+
 def _checked(
     layer: Any, saved: list[np.ndarray], where: str, path: str, skip_mismatch: bool
 ) -> list[np.ndarray] | None:
-    """``saved`` cast to the layer's weight dtypes, after checking count and shapes."""
+    """``saved`` cast to the layer's weight dtypes, after checking count, shapes and values."""
     name = str(getattr(layer, "name", "?"))
     current = [np.asarray(w) for w in layer.get_weights()]
+    names = list(getattr(layer, "weight_names", None) or [])
+    if len(names) != len(current):
+        names = [f"weight {i}" for i in range(len(current))]
     problem = None
     if len(saved) != len(current):
         problem = (
@@ -125,6 +162,10 @@ def _checked(
                     f"weight {i} has shape {value.shape} in the file ({where}), "
                     f"the layer expects {expected.shape}"
                 )
+                break
+            detail = _value_problem(value, expected, names[i])
+            if detail is not None:
+                problem = f"weight {i} ({where}): {detail}"
                 break
     if problem is not None:
         if skip_mismatch:
@@ -241,20 +282,34 @@ def load_model(
             "model.load_weights(path)",
             path=path,
         )
-    config = compat.upgrade_model_config(content.config)
-    compat.check_model_config(config, path=path, custom_objects=custom_objects)
     from ..models import model_from_config  # noqa: PLC0415 - models import saving
 
     try:
-        model = model_from_config(config, custom_objects=custom_objects)
+        config = compat.upgrade_model_config(content.config)
+        compat.check_model_config(config, path=path, custom_objects=custom_objects)
+        with _budget.weight_budget(_budget.limit_for(_stored_bytes(content)), path):
+            model = model_from_config(config, custom_objects=custom_objects)
     except (UnsafeFileError, UnsupportedLayerError):
         raise
     except KerasFileError as exc:
         raise KerasFileError(exc.detail, path=path, layer=exc.layer) from exc
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+    except RecursionError as exc:
+        raise KerasFileError(
+            "cannot rebuild the model from its config: its layers or nested models are chained too "
+            f"deeply for fastdense ({exc})",
+            path=path,
+        ) from exc
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
         raise KerasFileError(f"cannot rebuild the model from its config: {exc}", path=path) from exc
     _assign(model, content)
     return model
+
+
+def _stored_bytes(content: ModelFile) -> int:
+    """Bytes of all the weight arrays a model file holds."""
+    if content.keras_tree is not None:
+        return sum(a.nbytes for arrays in content.keras_tree.values() for a in arrays)
+    return sum(a.nbytes for _, arrays in content.layer_weights for a in arrays)
 
 
 def load_weights(model: Any, filepath: str | os.PathLike[str], skip_mismatch: bool = False) -> None:

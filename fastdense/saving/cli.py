@@ -7,11 +7,12 @@ table (needs pandas / pyarrow: ``pip install "fastdense[dask]"``) whose columns 
 file (``y`` for one output, ``y0``, ``y1``, ... for several) or a ``.csv``/``.parquet`` table
 with columns ``<output name>_<j>``.
 
-Large inputs stream: a ``.npy`` input is memory-mapped one batch at a time, a table is read
-one batch at a time, and each batch's outputs are appended to a temporary file beside OUTPUT,
-which replaces OUTPUT only when every row is written -- a failure leaves no half-written
-output. Memory use is bounded by the batch (``--batch-size`` rows, default about 32 MiB of
-input), not by the file; only a ``.npz`` input is read whole. A progress bar goes to stderr
+Large inputs stream: a ``.npy`` input is memory-mapped one batch at a time, a ``.npz``
+member is decompressed one batch at a time, a table is read one batch at a time, and each
+batch's outputs are appended to a temporary file beside OUTPUT, which replaces OUTPUT only when
+every row is written -- a failure leaves no half-written output. Memory use is bounded by the
+batch (``--batch-size`` rows, default about 32 MiB of input), not by the file (a Fortran-order
+array, whose rows are not contiguous, is the exception: read whole, at most 1 GiB from a .npz). A progress bar goes to stderr
 when it is a terminal (``--progress`` / ``--no-progress`` to choose).
 
 Example::
@@ -24,6 +25,8 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import shutil
 import sys
@@ -31,7 +34,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -88,30 +91,54 @@ class Source(NamedTuple):
     batches: Any                          # batches(rows_per_batch) -> iterator of lists of arrays
 
 
-def _npy_header(path: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """(shape, fortran_order, dtype, data offset) of a .npy file, without reading its data."""
-    with open(path, "rb") as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read(f)
-        except ValueError as exc:
-            raise ValueError(f"{path}: not a valid .npy file ({exc})") from exc
-        offset = f.tell()
+class _NpyLayout(NamedTuple):
+    """What a .npy header declares, checked: the array's shape, order and dtype, and where its data starts."""
+
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+    offset: int
+
+    @property
+    def data_bytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    @property
+    def row_bytes(self) -> int:
+        return math.prod(self.shape[1:]) * self.dtype.itemsize
+
+
+def _read_npy_layout(f: IO[bytes], where: str) -> _NpyLayout:
+    """Parse and check the header of the .npy stream ``f`` (left at the first data byte)."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+    except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+        raise ValueError(f"{where}: not a valid .npy file ({exc})") from exc
     if dtype.hasobject:
-        raise ValueError(f"{path}: cannot read the input without unpickling (it holds Python objects, dtype {dtype})")
+        raise ValueError(f"{where}: cannot read the input without unpickling (it holds Python objects, dtype {dtype})")
+    # numpy checks that the header is a dict of the right keys, not that the shape is one
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise ValueError(f"{where}: the .npy header declares shape {shape}; expected non-negative integers")
     if len(shape) < 2:
-        raise ValueError(f"{path}: expects samples along axis 0 and features after it, got an array of shape {shape}")
-    need = offset + int(np.prod(shape)) * dtype.itemsize
+        raise ValueError(f"{where}: expects samples along axis 0 and features after it, got an array of shape {shape}")
+    return _NpyLayout(tuple(shape), bool(fortran), dtype, f.tell())
+
+
+def _npy_header(path: str) -> _NpyLayout:
+    """The checked header of a .npy file, without reading its data; the file must hold that data."""
+    with open(path, "rb") as f:
+        layout = _read_npy_layout(f, path)
+    need = layout.offset + layout.data_bytes
     if os.path.getsize(path) < need:
-        raise ValueError(f"{path}: truncated: shape {shape} {dtype} needs {need} bytes, the file has "
+        raise ValueError(f"{path}: truncated: shape {layout.shape} {layout.dtype} needs {need} bytes, the file has "
                          f"{os.path.getsize(path)}")
-    return tuple(shape), fortran, dtype, offset
+    return layout
 
 
 def _npy_source(path: str) -> Source:
-    shape, fortran, dtype, offset = _npy_header(path)
-    row_items = int(np.prod(shape[1:]))
+    shape, fortran, dtype, offset = layout = _npy_header(path)
 
     def batches(size: int) -> Iterator[list[np.ndarray]]:
         if fortran:     # rows are not contiguous in the file: map it whole, copy rows out
@@ -122,48 +149,107 @@ def _npy_source(path: str) -> Source:
         for start in range(0, shape[0], size):
             rows = min(size, shape[0] - start)
             # only this batch's rows are mapped; the map goes when the batch is done
-            yield [np.memmap(path, dtype=dtype, mode="r", offset=offset + start * row_items * dtype.itemsize,
+            yield [np.memmap(path, dtype=dtype, mode="r", offset=offset + start * layout.row_bytes,
                              shape=(rows,) + shape[1:])]
 
-    return Source(shape[0], [shape[1:]], row_items * dtype.itemsize, batches)
+    return Source(shape[0], [shape[1:]], layout.row_bytes, batches)
 
 
-def _npz_arrays(path: str, model: Any) -> list[np.ndarray]:
-    """The model inputs, in order, from a .npz file (never unpickling anything)."""
+# A Fortran-order .npz member cannot stream by rows; it is read whole up to this size.
+_NPZ_WHOLE_LIMIT = 1 << 30
+
+
+def _npz_keys(path: str, names: list[str], model: Any) -> list[str]:
+    """The .npz arrays that feed the model's inputs, in input order."""
+    count = len(getattr(model, "inputs", None) or [None])
+    positional = [f"x{i}" for i in range(count)]
+    model_names = [str(n) for n in (getattr(model, "input_names", None) or [])]
+    if all(n in names for n in positional):
+        return positional
+    if model_names and all(n in names for n in model_names):
+        return model_names
+    if count == 1 and len(names) == 1:
+        return names
+    wanted = " or ".join(repr(k) for k in (positional, model_names) if k)
+    raise ValueError(f"{path}: the model takes {count} input(s) named {wanted}; the file holds {names}")
+
+
+class _NpzMember(NamedTuple):
+    info: zipfile.ZipInfo
+    layout: _NpyLayout
+
+
+def _npz_source(path: str, model: Any) -> Source:
+    """The model inputs from a .npz file, streamed member by member in row blocks (a zip member
+    decompresses in order), never unpickling anything: memory is bounded by the batch, whatever
+    the members declare or expand to."""
     try:
-        data = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"{path}: cannot read the input without unpickling ({exc})") from exc
-    if isinstance(data, np.ndarray):
-        return [data]
-    with data:
-        names = list(data.files)
-        count = len(getattr(model, "inputs", None) or [None])
-        positional = [f"x{i}" for i in range(count)]
-        model_names = [str(n) for n in (getattr(model, "input_names", None) or [])]
-        if all(n in names for n in positional):
-            keys = positional
-        elif model_names and all(n in names for n in model_names):
-            keys = model_names
-        elif count == 1 and len(names) == 1:
-            keys = names
-        else:
-            wanted = " or ".join(repr(k) for k in (positional, model_names) if k)
-            raise ValueError(f"{path}: the model takes {count} input(s) named {wanted}; the file holds {names}")
-        try:
-            return [data[k] for k in keys]
-        except ValueError as exc:
-            raise ValueError(f"{path}: cannot read the input without unpickling ({exc})") from exc
-
-
-def _array_source(arrays: list[np.ndarray]) -> Source:
-    rows = arrays[0].shape[0] if arrays[0].ndim else 0
+        with zipfile.ZipFile(path) as archive:
+            arrays = {info.filename[:-4]: info for info in archive.infolist() if info.filename.endswith(".npy")}
+            keys = _npz_keys(path, list(arrays), model)
+            members = []
+            for key in keys:
+                where = f"{path}!{arrays[key].filename}"
+                with archive.open(arrays[key]) as f:
+                    layout = _read_npy_layout(f, where)
+                if layout.offset + layout.data_bytes != arrays[key].file_size:
+                    raise ValueError(f"{where}: the header declares shape {layout.shape} {layout.dtype} "
+                                     f"({layout.offset + layout.data_bytes} bytes with the header), the member "
+                                     f"holds {arrays[key].file_size} bytes")
+                if layout.fortran and layout.data_bytes > _NPZ_WHOLE_LIMIT:
+                    raise ValueError(f"{where}: a Fortran-order array of {layout.data_bytes} bytes cannot be read "
+                                     "by rows; save it in C order (np.ascontiguousarray) or as a .npy file")
+                members.append(_NpzMember(arrays[key], layout))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
+    rows = {m.layout.shape[0] for m in members}
+    if len(rows) > 1:
+        counts = ", ".join(f"{k} {m.layout.shape[0]}" for k, m in zip(keys, members))
+        raise ValueError(f"{path}: every input needs the same number of rows, the arrays hold {counts}")
 
     def batches(size: int) -> Iterator[list[np.ndarray]]:
-        for start in range(0, rows, size):
-            yield [a[start:start + size] for a in arrays]
+        try:
+            with zipfile.ZipFile(path) as archive, contextlib.ExitStack() as stack:
+                streams = [stack.enter_context(archive.open(m.info)) for m in members]
+                readers = [_member_rows(stream, m, f"{path}!{m.info.filename}") for stream, m in zip(streams, members)]
+                total = members[0].layout.shape[0]
+                for start in range(0, total, size):
+                    yield [read(min(size, total - start)) for read in readers]
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError) as exc:
+            raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
 
-    return Source(rows, [a.shape[1:] for a in arrays], sum(a[:1].nbytes for a in arrays), batches)
+    total = members[0].layout.shape[0] if members else 0
+    return Source(total, [m.layout.shape[1:] for m in members], sum(m.layout.row_bytes for m in members), batches)
+
+
+def _member_rows(stream: IO[bytes], member: _NpzMember, where: str) -> Any:
+    """``read(n)``: the next ``n`` rows of a .npz member (whole, for a Fortran-order one)."""
+    layout = member.layout
+    _read_npy_layout(stream, where)       # skip the header
+    whole = None
+    if layout.fortran:
+        data = stream.read(layout.data_bytes)
+        _check_length(data, layout.data_bytes, where)
+        whole = np.frombuffer(data, layout.dtype).reshape(layout.shape, order="F")
+    done = 0
+
+    def read(rows: int) -> np.ndarray:
+        nonlocal done
+        if whole is not None:
+            block = np.ascontiguousarray(whole[done:done + rows])
+        else:
+            data = stream.read(rows * layout.row_bytes)
+            _check_length(data, rows * layout.row_bytes, where)
+            block = np.frombuffer(data, layout.dtype).reshape((rows,) + layout.shape[1:])
+        done += rows
+        return block
+
+    return read
+
+
+def _check_length(data: bytes, expected: int, where: str) -> None:
+    if len(data) != expected:
+        raise ValueError(f"{where}: truncated: expected {expected} more bytes of data, got {len(data)}")
 
 
 def _parse_columns(values: list[str] | None) -> Any:
@@ -237,7 +323,7 @@ def open_source(path: str, model: Any, columns: Any) -> Source:
     if kind in _TABLES:
         return _table_source(path, kind, model, columns)
     if kind == ".npz":
-        return _array_source(_npz_arrays(path, model))
+        return _npz_source(path, model)
     if kind == ".npy":
         return _npy_source(path)
     raise ValueError(f"{path}: the input must be a .npy, .npz, .csv or .parquet file")
@@ -248,27 +334,31 @@ def open_source(path: str, model: Any, columns: Any) -> Source:
 # --------------------------------------------------------------------------------------------
 
 
-_NPY_HEADER_BYTES = 128    # room for any 2-D..4-D float shape: the header is written last
+def _npy_header_text(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    return repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}).encode(
+        "latin1")
 
 
-def _npy_header_bytes(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
-    """A version 1.0 .npy header of exactly _NPY_HEADER_BYTES bytes (space padded, as the format allows)."""
-    text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)})
-    body = text.encode("latin1")
-    size = _NPY_HEADER_BYTES - 10
+def _npy_header_bytes(dtype: np.dtype, shape: tuple[int, ...], total: int) -> bytes:
+    """A version 1.0 .npy header of exactly ``total`` bytes (space padded, as the format allows)."""
+    body = _npy_header_text(dtype, shape)
+    size = total - 10
     if len(body) + 1 > size:
-        raise ValueError(f"output shape {shape} is too long for a .npy header of {_NPY_HEADER_BYTES} bytes")
+        raise ValueError(f"output shape {shape} is too long for a .npy header of {total} bytes")
     body = body + b" " * (size - len(body) - 1) + b"\n"
     return np.lib.format.MAGIC_PREFIX + bytes([1, 0]) + size.to_bytes(2, "little") + body
 
 
 class _NpyWriter:
-    """One array appended row-block by row-block; the header (with the row count) goes in last."""
+    """One array appended row-block by row-block; the header (with the row count) goes in last,
+    in room sized when the file is opened for any row count up to 20 digits."""
 
     def __init__(self, path: str, dtype: np.dtype, sample_shape: tuple[int, ...]) -> None:
         self.dtype, self.sample_shape, self.rows = np.dtype(dtype), tuple(sample_shape), 0
+        widest = len(_npy_header_text(self.dtype, (10**20,) + self.sample_shape)) + 11
+        self.header_bytes = -(-widest // 64) * 64      # data aligned on 64 bytes, as numpy writes it
         self.file = open(path, "wb")
-        self.file.write(b"\0" * _NPY_HEADER_BYTES)
+        self.file.write(b"\0" * self.header_bytes)
 
     def write(self, array: np.ndarray) -> None:
         self.file.write(np.ascontiguousarray(array, self.dtype).data)
@@ -276,7 +366,7 @@ class _NpyWriter:
 
     def close(self) -> None:
         self.file.seek(0)
-        self.file.write(_npy_header_bytes(self.dtype, (self.rows,) + self.sample_shape))
+        self.file.write(_npy_header_bytes(self.dtype, (self.rows,) + self.sample_shape, self.header_bytes))
         self.file.close()
 
     def abort(self) -> None:
@@ -307,8 +397,13 @@ class _NpzSink:
         self.tmp = tmp
         self.parts = tempfile.mkdtemp(prefix=".fastdense-npz-", dir=os.path.dirname(tmp))
         self.names = ["y"] if len(io.output_shapes) == 1 else [f"y{i}" for i in range(len(io.output_shapes))]
-        self.writers = [_NpyWriter(os.path.join(self.parts, f"{n}.npy"), d, s)
-                        for n, d, s in zip(self.names, io.output_dtypes, io.output_shapes)]
+        self.writers: list[_NpyWriter] = []
+        try:     # one file per output, all open at once: a model with many outputs may meet EMFILE
+            for name, dtype, shape in zip(self.names, io.output_dtypes, io.output_shapes):
+                self.writers.append(_NpyWriter(os.path.join(self.parts, f"{name}.npy"), dtype, shape))
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, outputs: list[np.ndarray]) -> None:
         for writer, array in zip(self.writers, outputs):
@@ -425,10 +520,10 @@ def run_predict(model: Any, source: Source, output: str, batch_size: int | None,
                 sink.write(flat_outputs(model.predict(x), keys))
                 progress.update(arrays[0].shape[0])
                 del arrays, x                 # a mapped batch is unmapped before the next is mapped
+            sink.close()
         except BaseException:
             sink.abort()
             raise
-        sink.close()
     progress.update(0, final=True)
     return io
 
@@ -451,8 +546,12 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         source = open_source(args.input, model, _parse_columns(args.columns))
         progress = _Progress(source.rows, show)
         io = run_predict(model, source, args.output, args.batch_size, progress)
-    except (KerasFileError, ValueError, TypeError, OSError) as exc:
-        print(f"\nfastdense predict: error: {exc}" if show else f"fastdense predict: error: {exc}", file=sys.stderr)
+    except (KerasFileError, ValueError, TypeError, OSError, NotImplementedError, MemoryError) as exc:
+        # NotImplementedError: a layer the file asks for what fastdense does not do (a Dropout node
+        # saved with training=True); MemoryError: a batch too large for this machine
+        detail = f"MemoryError: {exc} (try a smaller --batch-size)" if isinstance(exc, MemoryError) else str(exc)
+        message = f"fastdense predict: error: {detail}"
+        print(f"\n{message}" if show else message, file=sys.stderr)
         return 1
     if not args.quiet:
         if len(io.output_shapes) == 1:

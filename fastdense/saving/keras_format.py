@@ -143,14 +143,17 @@ def config_layer_paths(config: dict[str, Any], prefix: str = "") -> Iterator[tup
     """
     inner = config.get("config", {})
     entries = inner.get("layers", []) if isinstance(inner, dict) else inner
+    # A malformed config names no weights here; rebuilding the model then says what is wrong.
+    entries = [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
     class_name = config.get("class_name")
     if class_name == "Sequential" and entries and entries[0].get("class_name") == "InputLayer":
         entries = entries[1:]
-    classes = [entry.get("class_name", "") for entry in entries]
+    classes = [str(entry.get("class_name", "")) for entry in entries]
     for name, entry in zip(unique_group_names(["Functional" if c == "Model" else c for c in classes]), entries):
         path = f"{prefix}layers/{name}"
-        layer_name = entry.get("name") or entry.get("config", {}).get("name", "")
-        yield path, layer_name, entry.get("class_name", "")
+        layer_config = entry.get("config")
+        layer_name = entry.get("name") or (layer_config.get("name", "") if isinstance(layer_config, dict) else "")
+        yield path, str(layer_name), str(entry.get("class_name", ""))
         if entry.get("class_name") in ("Sequential", "Functional", "Model"):
             yield from config_layer_paths(entry, prefix=f"{path}/")
 
@@ -302,7 +305,7 @@ def read_weight_tree(source: str | bytes, path: str) -> tuple[dict[str, list[np.
     weights: dict[str, list[np.ndarray]] = {}
     names: dict[str, str] = {}
     with _h5.reading(path, "weights file"), _h5.open_h5(source, path) as f:
-        _collect(f, "", weights, names, path, depth=0)
+        _collect(f, "", weights, names, path, depth=0, budget=_h5.ReadBudget())
     return weights, names
 
 
@@ -313,9 +316,11 @@ def _collect(
     names: dict[str, str],
     path: str,
     depth: int,
+    budget: _h5.ReadBudget,
 ) -> None:
     if depth > 32:
         raise KerasFileError(f"weights tree nested deeper than 32 levels at {prefix!r}", path=path)
+    budget.visit(group, path)
     here = prefix.rstrip("/")
     if "vars" in group:
         vars_group = _h5.group(group, "vars", path)
@@ -326,7 +331,7 @@ def _collect(
                 f"weights group {vars_group.name!r} should hold datasets '0'..'{len(keys) - 1}', found {keys}",
                 path=path,
             )
-        weights[here] = [_h5.read_array(vars_group, key, path) for key in keys]
+        weights[here] = [_h5.read_array(vars_group, key, path, budget=budget) for key in keys]
         name = _h5.str_attr(vars_group, "name")
         if name is not None:
             names[here] = name
@@ -335,7 +340,8 @@ def _collect(
         if container in group:
             layers = _h5.group(group, container, path)
             for key in layers.keys():
-                _collect(_h5.group(layers, key, path), f"{prefix}layers/{key}/", weights, names, path, depth + 1)
+                _collect(_h5.group(layers, key, path), f"{prefix}layers/{key}/", weights, names, path, depth + 1,
+                         budget)
 
 
 # --------------------------------------------------------------------------------------

@@ -97,10 +97,12 @@ def _read(f: h5py.File, path: str) -> LegacyH5:
     keras_version = _h5.str_attr(weights_group, "keras_version") or _h5.str_attr(f, "keras_version")
     backend = _h5.str_attr(weights_group, "backend") or _h5.str_attr(f, "backend")
     layers = []
+    budget = _h5.ReadBudget()
     for name in _h5.str_list_attr(weights_group, "layer_names"):
         layer_group = _h5.group(weights_group, name, path, layer=name)
         weight_names = _h5.str_list_attr(layer_group, "weight_names")
-        arrays = [_h5.read_array(layer_group, weight_name, path, layer=name) for weight_name in weight_names]
+        arrays = [_h5.read_array(layer_group, weight_name, path, layer=name, budget=budget)
+                  for weight_name in weight_names]
         layers.append((name, arrays))
     return LegacyH5(path=path, config=config, keras_version=keras_version, backend=backend, layers=layers)
 
