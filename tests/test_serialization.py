@@ -614,3 +614,19 @@ def test_any_import_order_fills_the_registry(first):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["Add", "relu", "GlorotUniform"]
+
+
+def test_a_layer_refusing_its_config_is_named():
+    """A layer's own ValueError (here Embedding's quantized dtype policy, which only Dense
+    serves) names the layer and its class; typed errors pass through unchanged."""
+    def rebuild(config):
+        return S.deserialize_keras_object(config, S.builtin_objects("keras.layers"), printable_module_name="layer")
+
+    policy = {"module": "keras.dtype_policies", "class_name": "QuantizedDTypePolicy",
+              "config": {"mode": "int8", "source_name": "float32"}, "registered_name": None}
+    config = {"module": "keras.layers", "class_name": "Embedding", "registered_name": None,
+              "config": {"name": "ids", "input_dim": 10, "output_dim": 4, "dtype": policy}}
+    with pytest.raises(ValueError, match=r"^layer 'ids' \(Embedding\): Unsupported dtype policy 'QuantizedDTypePolicy'"):
+        rebuild(config)
+    config["config"]["dtype"] = "float32"
+    assert rebuild(config).output_dim == 4

@@ -596,6 +596,12 @@ def _instantiate(found: Any, inner: Any, class_name: str, custom_objects: Mappin
             return found(**inner)
         except TypeError as exc:
             raise ValueError(f"Could not rebuild {kind} {class_name!r} from config {dict(inner)!r}: {exc}") from exc
+        except ValueError as exc:
+            # a layer's own complaint (its dtype policy, an argument) names the layer it is about;
+            # the library's typed errors (KerasFileError, ...) already say where they come from
+            if kind != "layer" or type(exc) is not ValueError:
+                raise
+            raise ValueError(f"layer {inner.get('name')!r} ({class_name}): {exc}") from exc
 
 
 def instantiate_from_config(cls: type[T], config: Mapping[str, Any], ignored_keys: tuple[str, ...] = ()) -> T:
