@@ -32,7 +32,11 @@ typedef enum fd_tune {
 
     /* ---- the whole-model plan (fastdense/models/plan.py) */
     FD_TUNE_PLAN_ROWS_PER_BLOCK = 256,   /* GEMM rows per block: the BLAS re-packs weights per call */
-    FD_TUNE_PLAN_BLOCK_BYTES = 2 << 20,  /* intermediates of one block: about L2 + a slice of L3 */
+    FD_TUNE_PLAN_BLOCK_BYTES = 4 << 20,  /* intermediates of one block (at most 4 x ROWS_PER_BLOCK
+                                            samples): each block streams every layer's weights in
+                                            again, so fewer, larger blocks (the MLP at 4096: 1014
+                                            samples, not 507) beat keeping a block's intermediates in
+                                            one L2 (docs/gemm.md) */
     FD_TUNE_PLAN_BLAS_BLOCK_BYTES = 64 << 20, /* multi-threaded BLAS: whole batches up to this scratch */
     FD_TUNE_PLAN_SMALL_BATCH = 48,       /* packed plans: batches up to this size split by samples ... */
     FD_TUNE_PLAN_SMALL_BATCH_WORK = 1 << 20, /* ... when they are at least this many multiply-adds */

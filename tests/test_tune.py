@@ -5,7 +5,7 @@ from fastdense import _kernels
 def test_plan_constants_are_exposed_with_their_values():
     # plan.py's block sizes: read from C (one source); these are the values it had as literals
     assert _kernels.FD_TUNE_PLAN_ROWS_PER_BLOCK == 256
-    assert _kernels.FD_TUNE_PLAN_BLOCK_BYTES == 2 << 20
+    assert _kernels.FD_TUNE_PLAN_BLOCK_BYTES == 4 << 20
     assert _kernels.FD_TUNE_PLAN_BLAS_BLOCK_BYTES == 64 << 20
     assert _kernels.FD_TUNE_PLAN_SMALL_BATCH == 48
     assert _kernels.FD_TUNE_PLAN_SMALL_BATCH_WORK == 1 << 20
