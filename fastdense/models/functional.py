@@ -342,7 +342,8 @@ class Model(Layer):
 
     def quantize(self, mode: str | None = None, config: Any = None, filters: Any = None,
                  type_check: bool = True) -> None:
-        """Quantize every Dense layer (nested models' too) as Keras 3's ``Model.quantize``.
+        """Quantize every layer that has a ``quantize`` method (nested models' too) as Keras 3's
+        ``Model.quantize`` does.
 
         ``mode`` ``"int8"`` or ``"int4"``; ``config`` a Keras quantization config dict (see
         ``Dense.quantize``); ``filters`` a regex (or list of them) on layer names, or a
@@ -351,8 +352,6 @@ class Model(Layer):
         """
         import re
         import warnings
-
-        from fastdense.layers.core import Dense
 
         if mode not in ("int8", "int4"):
             raise ValueError(f"Invalid quantization mode: expected 'int8' or 'int4', got {mode!r}")
@@ -374,9 +373,12 @@ class Model(Layer):
                 found.extend(leaves(layer) if isinstance(layer, Model) else [layer])
             return found
 
-        targets = [layer for layer in leaves(self) if isinstance(layer, Dense) and chosen(layer)]
-        # (subclasses are skipped with a warning when type_check: Dense.quantize refuses them)
-        lora = [layer.name for layer in targets if layer.lora_enabled and (type(layer) is Dense or not type_check)]
+        # every layer that quantizes itself, as Keras calls quantize on each leaf layer (subclasses
+        # are skipped with a warning when type_check: their quantize refuses them)
+        targets = [layer for layer in leaves(self) if callable(getattr(layer, "quantize", None)) and chosen(layer)]
+        # with type_check a class that only inherits quantize is skipped, so only the others count
+        lora = [layer.name for layer in targets if getattr(layer, "lora_enabled", False)
+                and ("quantize" in type(layer).__dict__ or not type_check)]
         if lora:    # refused before any layer changes: no half-quantized model
             raise ValueError(f"Cannot quantize model '{self.name}': fastdense serves LoRA on float Dense layers only; "
                              f"expected Dense layers without LoRA, got LoRA on {', '.join(map(repr, lora))}")
