@@ -59,6 +59,13 @@ def _without_shared_ids(config: Any) -> Any:
     return config
 
 
+def _swap_bias_kernel(arrays: list, has_bias: bool) -> list:
+    """A quantized layer's arrays between weights order (bias, kernel, ...: Keras lists the
+    trainable bias first) and .keras store order (kernel, bias, ...): the swap is its own inverse."""
+    arrays = list(arrays)
+    return arrays[1:2] + arrays[:1] + arrays[2:] if has_bias and len(arrays) > 1 else arrays
+
+
 def _int4_block(config: Any) -> int:
     """block_size of an Int4QuantizationConfig config dict (Keras's default 128; -1 per unit)."""
     if config is None:
@@ -477,8 +484,7 @@ class Dense(Layer):
         """The arrays Keras keeps in a .keras file for this layer (``Dense.save_own_variables``):
         the kernel (LoRA: merged), then the bias, then a quantized layer's other variables."""
         if self._quant is not None:
-            weights = self.get_weights()
-            return weights[1:2] + weights[:1] + weights[2:] if self.use_bias else weights
+            return _swap_bias_kernel(self.get_weights(), self.use_bias)
         if not self.lora_enabled:
             return self.get_weights()
         values = self._values
@@ -487,10 +493,8 @@ class Dense(Layer):
     def _weights_from_keras_store(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """``set_weights`` arguments for the arrays of a .keras file (LoRA matrices zeroed, as Keras)."""
         if self._quant is not None:
-            # the store's kernel, bias, ... back to weights order bias, kernel, ...; a wrong
-            # count is left to set_weights, which names the weights it expects
-            arrays = list(arrays)
-            return arrays[1:2] + arrays[:1] + arrays[2:] if self.use_bias and len(arrays) > 1 else arrays
+            # a wrong count is left to set_weights, which names the weights it expects
+            return _swap_bias_kernel(arrays, self.use_bias)
         if not self.lora_enabled or len(arrays) != 1 + self.use_bias:
             return arrays
         a, b = self._values[-2], self._values[-1]

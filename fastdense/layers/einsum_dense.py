@@ -23,9 +23,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastdense import activations, constraints, initializers, ops, regularizers
+from fastdense import activations, constraints, initializers, ops, quantizers, regularizers
 from fastdense.layers.base import InputSpec, Layer
-from fastdense.layers.core import _get_or_none, _serialize_or_none
+from fastdense.layers.core import _get_or_none, _int4_block, _serialize_or_none, _swap_bias_kernel, _without_shared_ids
 from fastdense.saving.serialization import register_builtin
 
 __all__ = ["EinsumDense", "EinsumPlan", "analyze_equation"]
@@ -189,11 +189,17 @@ class EinsumDense(Layer):
             raise ValueError(
                 f"fastdense EinsumDense does not support LoRA; expected lora_rank=None, got lora_rank={lora_rank!r}"
             )
-        if quantization_config is not None or gptq_unpacked_column_size is not None:
-            raise ValueError(
-                "fastdense EinsumDense does not support quantization; expected quantization_config=None, "
-                f"got {quantization_config!r}"
-            )
+        if gptq_unpacked_column_size is not None:
+            raise ValueError("fastdense EinsumDense does not support GPTQ; expected gptq_unpacked_column_size=None, "
+                             f"got {gptq_unpacked_column_size!r}")
+        # quantization (Keras 3 int8 / int4), read as Dense reads it
+        self._quant: quantizers.QuantizedPolicy | None = None
+        if quantizers.is_quantized_policy(kwargs.get("dtype")):
+            self._quant = quantizers.read_policy(kwargs["dtype"], quantization_config)
+            kwargs["dtype"] = self._quant.source_name
+        elif quantization_config is not None:
+            quantizers.check_config(quantization_config)
+        self.quantization_config = _without_shared_ids(quantization_config)
         super().__init__(**kwargs)
         if not isinstance(equation, str):
             raise ValueError(f"EinsumDense expects the equation as a string, got {equation!r}")
@@ -223,24 +229,170 @@ class EinsumDense(Layer):
     def build(self, input_shape: Any) -> None:
         plan = analyze_equation(self.equation, self.bias_axes, tuple(input_shape), self.partial_output_shape)
         self._einsum = plan
-        self.add_weight("kernel", plan.kernel_shape, self.kernel_initializer, self.kernel_regularizer,
-                        self.kernel_constraint)
+        if self._quant is not None:
+            self._add_quantized_weights(plan, self._quant)
+        else:
+            self.add_weight("kernel", plan.kernel_shape, self.kernel_initializer, self.kernel_regularizer,
+                            self.kernel_constraint)
+            if plan.bias_shape is not None:
+                self.add_weight("bias", plan.bias_shape, self.bias_initializer, self.bias_regularizer,
+                                self.bias_constraint)
+        self.input_spec = InputSpec(ndim=len(input_shape))
+
+    # ------------------------------------------------------------------ quantization
+    # Keras 3.15's variables: int8 keeps the kernel's shape, with one scale per output unit shaped
+    # to broadcast over the output ((1,) * free axes + new axes); int4 packs the kernel reshaped
+    # (a plain reshape, in the kernel's own axis order) to (contracted, new) rows x columns, as
+    # Keras does, with Dense's int4 scales (per column, or per block of rows with zero points).
+
+    def _add_quantized_weights(self, plan: EinsumPlan, policy: quantizers.QuantizedPolicy) -> None:
+        """Bias (trainable, so first, as Keras lists weights), kernel, kernel_scale, then (int4
+        blocks) kernel_zero and g_idx."""
+        rows, cols = _flat_sizes(plan)
         if plan.bias_shape is not None:
             self.add_weight("bias", plan.bias_shape, self.bias_initializer, self.bias_regularizer,
                             self.bias_constraint)
-        self.input_spec = InputSpec(ndim=len(input_shape))
+        if policy.mode == "int8":
+            self.add_weight("kernel", plan.kernel_shape, initializer="zeros", trainable=False, dtype="int8")
+            self.add_weight("kernel_scale", _int8_scale_shape(plan), initializer="ones", trainable=False)
+            return
+        self.add_weight("kernel", (rows, (cols + 1) // 2), initializer="zeros", trainable=False, dtype="int8")
+        groups = -(-rows // policy.block_size) if policy.block_size > 0 else 0
+        self.add_weight("kernel_scale", (groups, cols) if groups else (cols,), initializer="ones", trainable=False)
+        if groups:
+            block = policy.block_size
+            self.add_weight("kernel_zero", (groups, cols), initializer="zeros", trainable=False, dtype="int8")
+            self.add_weight("g_idx", (rows,), trainable=False,
+                            initializer=lambda shape, dtype=None: quantizers.group_index(shape[0], block))
+
+    @property
+    def quantization_mode(self) -> str | None:
+        """``"int8"`` or ``"int4"`` once quantized (Keras's name), else None."""
+        return None if self._quant is None else self._quant.mode
+
+    @property
+    def dtype_policy(self) -> Any:
+        """Keras's dtype policy: a :class:`fastdense.quantizers.QuantizedPolicy` once quantized,
+        else the float dtype's name."""
+        return self._quant if self._quant is not None else self.dtype
+
+    def quantize(self, mode: str | None = None, type_check: bool = True, config: Any = None) -> None:
+        """Quantize the built layer's weights as Keras 3.15's ``EinsumDense.quantize`` does.
+
+        ``"int8"``: per output unit abs-max over the kernel's contracted axes, inputs quantized
+        per row of their contracted axes when called. ``"int4"``: the kernel reshaped to
+        (contracted, new) rows x columns and quantized as Dense's int4 (``block_size`` from
+        ``config``, 128 without one, as ``Model.quantize`` gives Keras; -1 one scale per column).
+
+        >>> import numpy as np
+        >>> layer = EinsumDense("abc,cd->abd", output_shape=(None, 2), bias_axes="d")
+        >>> layer.build((None, 3, 2))
+        >>> layer.set_weights([np.array([[0.5, 0.75], [0.25, 0.5]]), np.zeros(2)])
+        >>> layer.quantize("int8")
+        >>> layer.dtype_policy.name, layer.weight_names
+        ('int8_from_float32', ['bias', 'kernel', 'kernel_scale'])
+        """
+        if type_check and type(self) is not EinsumDense:
+            raise NotImplementedError(f"{type(self).__name__} does not support quantize(); only EinsumDense does")
+        if not self.built:
+            raise ValueError(f"Cannot quantize EinsumDense '{self.name}': it is not built yet")
+        if self._quant is not None:
+            raise ValueError(f"EinsumDense '{self.name}' is already quantized with dtype_policy="
+                             f"'{self._quant.name}'; quantize the float model instead")
+        if self.dtype != "float32":
+            raise ValueError(f"EinsumDense '{self.name}' has dtype {self.dtype!r}; fastdense quantizes float32 layers")
+        if mode not in ("int8", "int4"):
+            raise ValueError(f"Invalid quantization mode for EinsumDense '{self.name}': expected 'int8' or "
+                             f"'int4', got {mode!r}")
+        config = quantizers.config_dict(config)
+        policy = quantizers.read_policy(f"{mode if mode == 'int8' else 'int4/' + str(_int4_block(config))}"
+                                        "_from_float32", config)
+        plan = self._einsum
+        assert plan is not None
+        values = self._values
+        kernel = values[0]
+        bias = values[1] if len(values) > 1 else None
+        if not np.isfinite(kernel).all():
+            raise ValueError(f"Cannot quantize EinsumDense '{self.name}': its kernel holds NaN or inf")
+        rows, cols = _flat_sizes(plan)
+        if policy.mode == "int8":
+            q, scale = quantizers.quantize_int8(_to_matrix(kernel, plan))
+            new = [_from_matrix(q, plan), scale.reshape(_int8_scale_shape(plan))]
+        else:
+            w = quantizers.quantize_int4(kernel.reshape(rows, cols), policy.block_size)
+            new = [quantizers.pack_int4(w.q), w.scale]
+            if w.zero is not None:
+                new += [w.zero, quantizers.group_index(rows, w.block_size)]
+        specs, self._weight_specs, self._values = self._weight_specs, (), ()
+        try:
+            self._add_quantized_weights(plan, policy)
+        except Exception:
+            self._weight_specs, self._values = specs, values
+            raise
+        self._quant = policy
+        self.quantization_config = policy.config()
+        self._swap_values(self._validate_weights(([bias] if bias is not None else []) + new))
+
+    def _quantized_form(self, values: tuple) -> Any:
+        """The ``(contracted, new)`` kernel of a quantized layer: a QuantizedKernel on Dense's
+        integer kernels when Keras's layout is that matrix, else Keras's dequantized float kernel."""
+        policy, plan = self._quant, self._einsum
+        assert policy is not None and plan is not None
+        at = 1 if plan.bias_shape is not None else 0
+        kernel, scale = values[at], values[at + 1]
+        if policy.mode == "int8":
+            matrix = np.ascontiguousarray(_to_matrix(kernel, plan))
+            return ops.QuantizedKernel("int8", matrix, np.ascontiguousarray(scale.reshape(-1)), None, -1,
+                                       policy.quantize_inputs)
+        zero = values[at + 2] if policy.block_size > 0 else None
+        if plan.kernel_order == tuple(range(len(plan.kernel_order))):
+            return ops.QuantizedKernel("int4", kernel, scale, zero, policy.block_size, policy.quantize_inputs)
+        if policy.quantize_inputs:
+            raise ValueError(
+                f"EinsumDense '{self.name}' (equation {self.equation!r}): fastdense runs int4 with an activation "
+                "quantizer only on kernels whose axes are the contracted then the new axes")
+        # Keras's layout is a reshape of the kernel in its own axis order: dequantize as Keras does
+        # ((q - zero) * scale per block, q / scale per column), reshape back, rearrange
+        rows, cols = _flat_sizes(plan)
+        q = quantizers.unpack_int4(kernel, cols)
+        if zero is None:
+            flat = q.astype(np.float32) / scale
+        else:
+            flat = quantizers.dequantize_int4(quantizers.Int4Weights(q, scale, zero, policy.block_size))
+        return np.ascontiguousarray(_to_matrix(flat.reshape(plan.kernel_shape), plan), dtype=np.float32)
+
+    def _keras_store_values(self) -> list[np.ndarray]:
+        """The arrays of a .keras file (``EinsumDense.save_own_variables``): kernel, bias, ..."""
+        return _swap_bias_kernel(self.get_weights(), self._quant is not None and self._einsum is not None
+                                 and self._einsum.bias_shape is not None)
+
+    def _weights_from_keras_store(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """``set_weights`` arguments for the arrays of a .keras file."""
+        return _swap_bias_kernel(arrays, self._quant is not None and self._einsum is not None
+                                 and self._einsum.bias_shape is not None)
 
     @property
     def kernel(self) -> np.ndarray:
+        """The kernel (quantized: Keras's int8 kernel, or int4's unpacked (rows, columns) in [-8, 7])."""
         if not self.built:
             raise AttributeError(f"EinsumDense '{self.name}' has no kernel yet: it is not built")
-        return self._values[0]
+        if self._quant is None:
+            return self._values[0]
+        kernel = self._values[1 if self._has_bias() else 0]
+        if self._quant.mode == "int8":
+            return kernel
+        return quantizers.unpack_int4(kernel, _flat_sizes(self._einsum)[1])
 
     @property
     def bias(self) -> np.ndarray | None:
         if not self.built:
             raise AttributeError(f"EinsumDense '{self.name}' has no bias yet: it is not built")
-        return self._values[1] if len(self._values) > 1 else None
+        if not self._has_bias():
+            return None
+        return self._values[0] if self._quant is not None else self._values[1]
+
+    def _has_bias(self) -> bool:
+        return self._einsum is not None and self._einsum.bias_shape is not None
 
     def dense_form(self) -> tuple[Any, np.ndarray | None]:
         """(kernel as a ``(contracted, new)`` matrix, packed when it helps; bias as a vector over
@@ -251,16 +403,19 @@ class EinsumDense(Layer):
             return cached[1], cached[2]
         plan = self._einsum
         assert plan is not None
-        kernel = np.transpose(values[0], plan.kernel_order)
-        k = math.prod(kernel.shape[:plan.contracted])
-        matrix = np.ascontiguousarray(kernel.reshape(k, -1))
-        if matrix.dtype == np.float32 and ops.packed_available():
+        if self._quant is not None:
+            matrix = self._quantized_form(values)
+            b_values = values[:1] if plan.bias_shape is not None else ()
+        else:
+            matrix = np.ascontiguousarray(_to_matrix(values[0], plan))
+            b_values = values[1:]
+        if type(matrix) is np.ndarray and matrix.dtype == np.float32 and ops.packed_available():
             matrix = ops.pack_kernel(matrix)
         bias = None
-        if len(values) > 1 and plan.fused_bias:
+        if b_values and plan.fused_bias:
             new_shape = plan.output_shape[len(plan.output_shape) - plan.out_axes:]
             # the bias spans the last new axes (Keras's bias shape): broadcast it over all of them
-            b = values[1]
+            b = b_values[0]
             b = b.reshape((1,) * (plan.out_axes - b.ndim) + b.shape)
             bias = np.ascontiguousarray(np.broadcast_to(b, new_shape).reshape(-1))
         self._matrix_cache = (values, matrix, bias)
@@ -272,7 +427,7 @@ class EinsumDense(Layer):
         matrix, bias = self.dense_form()
         lead = inputs.shape[:inputs.ndim - plan.contracted]
         x = np.ascontiguousarray(inputs, dtype=self._np_dtype).reshape(math.prod(lead), -1)
-        separate_bias = len(self._values) > 1 and not plan.fused_bias
+        separate_bias = self._has_bias() and not plan.fused_bias
         # a row-wise activation (softmax, glu ...) works on the last axis alone: fused only when
         # the kernel makes one output axis
         fused = activations.is_fused(self.activation) and not separate_bias and (
@@ -282,7 +437,7 @@ class EinsumDense(Layer):
         new_shape = plan.output_shape[len(plan.output_shape) - plan.out_axes:]
         out = out.reshape(lead + tuple(new_shape))
         if separate_bias:
-            out = out + self._values[1]
+            out = out + self.bias
         if not fused:
             out = self.activation(out)
         return out
@@ -306,7 +461,44 @@ class EinsumDense(Layer):
                 "activity_regularizer": _serialize_or_none(regularizers, self.activity_regularizer),
                 "kernel_constraint": _serialize_or_none(constraints, self.kernel_constraint),
                 "bias_constraint": _serialize_or_none(constraints, self.bias_constraint),
-                "quantization_config": None,
+                "quantization_config": self.quantization_config,
             }
         )
+        if self._quant is not None:
+            config["dtype"] = self._quant.serialize()
         return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "EinsumDense":
+        if quantizers.is_quantized_policy(config.get("dtype")):
+            try:
+                return cls(**config)   # __init__ reads the quantized policy itself
+            except TypeError as error:
+                raise TypeError(f"Error when deserializing class 'EinsumDense' using config={config}: "
+                                f"{error}") from error
+        return super().from_config(config)
+
+
+def _flat_sizes(plan: EinsumPlan | None) -> tuple[int, int]:
+    """(rows, columns) of Keras's flattened kernel: the contracted sizes' product, the new ones'."""
+    assert plan is not None
+    contracted = [plan.kernel_shape[i] for i in plan.kernel_order[:plan.contracted]]
+    return math.prod(contracted), math.prod(plan.kernel_shape) // max(math.prod(contracted), 1)
+
+
+def _int8_scale_shape(plan: EinsumPlan) -> tuple[int, ...]:
+    """Keras's int8 kernel_scale shape: broadcast over the output, 1 on the free axes."""
+    new = tuple(plan.output_shape[len(plan.output_shape) - plan.out_axes:])
+    return (1,) * (len(plan.output_shape) - plan.out_axes) + new
+
+
+def _to_matrix(kernel: np.ndarray, plan: EinsumPlan) -> np.ndarray:
+    """The kernel as the (contracted in input order, new in output order) matrix."""
+    arranged = np.transpose(kernel, plan.kernel_order)
+    return arranged.reshape(math.prod(arranged.shape[:plan.contracted]), -1)
+
+
+def _from_matrix(matrix: np.ndarray, plan: EinsumPlan) -> np.ndarray:
+    """The inverse of _to_matrix: the matrix back in the equation's kernel axis order."""
+    arranged_shape = tuple(plan.kernel_shape[i] for i in plan.kernel_order)
+    return np.ascontiguousarray(np.transpose(matrix.reshape(arranged_shape), np.argsort(plan.kernel_order)))

@@ -492,8 +492,14 @@ def _emit_einsum_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_sh
     if act.halves:
         raise _Unsupported("glu after an EinsumDense")
     b.max_rows_per_sample = max(b.max_rows_per_sample, form.rows)
-    w = form.kernel if type(form.kernel) is ops.PackedKernel else np.ascontiguousarray(form.kernel, b.dtype)
     bias = None if form.bias is None else np.ascontiguousarray(form.bias, b.dtype)
+    if type(form.kernel) is ops.QuantizedKernel:   # a quantized EinsumDense: the quantized Dense's step
+        if b.dtype != np.float32 or not form.kernel.native:
+            raise _Unsupported("quantized EinsumDense outside a float32 plan or without an integer kernel")
+        b.materialize(srcs[0])   # inputs are quantized as they arrive: no affine map folds into them
+        return b.add(PlanStep(_kernels.FD_STEP_QDENSE, srcs, -1, rows=form.rows, k=form.k, n=form.n,
+                              w=form.kernel, bias=bias, act=act), form.out_shape)
+    w = form.kernel if type(form.kernel) is ops.PackedKernel else np.ascontiguousarray(form.kernel, b.dtype)
     return b.add(PlanStep(_DENSE, srcs, -1, rows=form.rows, k=form.k, n=form.n, w=w, bias=bias, act=act),
                  form.out_shape)
 

@@ -120,7 +120,7 @@ def einsum_dense_step(layer: Any, shape: tuple, dtype: np.dtype) -> DenseStep | 
     if not isinstance(layer, EinsumDense) or layer._einsum is None:
         return None
     plan = layer._einsum
-    if len(layer._values) > 1 and not plan.fused_bias:
+    if layer._has_bias() and not plan.fused_bias:
         return None
     function = layer.activation
     if not activations.is_fused(function) or (plan.out_axes > 1 and activations.resolve(function).rowwise):
@@ -129,6 +129,6 @@ def einsum_dense_step(layer: Any, shape: tuple, dtype: np.dtype) -> DenseStep | 
     k = math.prod(shape[len(shape) - plan.contracted:])
     new = tuple(plan.output_shape[len(plan.output_shape) - plan.out_axes:])
     lead = shape[:len(shape) - plan.contracted]
-    if layer._values[0].dtype != dtype:
+    if layer.dtype != dtype:   # the float dtype (a quantized layer's source dtype)
         return None
     return DenseStep(math.prod(lead), k, math.prod(new), kernel, bias, lead + new, function)
