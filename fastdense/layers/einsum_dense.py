@@ -25,7 +25,13 @@ import numpy as np
 
 from fastdense import activations, constraints, initializers, ops, quantizers, regularizers
 from fastdense.layers.base import InputSpec, Layer
-from fastdense.layers.core import _get_or_none, _int4_block, _serialize_or_none, _swap_bias_kernel, _without_shared_ids
+from fastdense.layers.core import (
+    _get_or_none,
+    _int4_block,
+    _serialize_or_none,
+    _swap_bias_kernel,
+    _without_shared_ids,
+)
 from fastdense.saving.serialization import register_builtin
 
 __all__ = ["EinsumDense", "EinsumPlan", "analyze_equation"]
