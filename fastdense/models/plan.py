@@ -359,6 +359,8 @@ def _emit_quantized_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in
     bias = layer._bias_of(values)
     if b.dtype != np.float32 or not qkernel.native:
         raise _Unsupported("quantized Dense outside a float32 plan or without an integer kernel")
+    if layer.lora_enabled and any(v.any() for v in values[layer._lora_at():layer._lora_at() + 2]):
+        raise _Unsupported("LoRA on a quantized Dense")   # (a .keras file's LoRA loads as zeros)
     k, n = qkernel.shape
     if not shape or shape[-1] != k:
         raise _Unsupported("Dense input does not match its kernel")
