@@ -307,7 +307,9 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
                                   st->n);
             break;
         case FD_STEP_GATHER: {
-            const ptrdiff_t bad = p->dtype == FD_F32
+            const ptrdiff_t bad = st->mode == FD_GATHER_QUANTIZED
+                ? fd_gather_i32_q((const int32_t *)src0, rows * st->rows, (const fd_qtable *)st->w, (float *)dst)
+                : p->dtype == FD_F32
                 ? fd_gather_i32_f32((const int32_t *)src0, rows * st->rows, (const float *)st->w, st->k, st->n,
                                     (float *)dst)
                 : fd_gather_i64_f64((const int64_t *)src0, rows * st->rows, (const double *)st->w, st->k, st->n,
@@ -402,6 +404,11 @@ int fd_plan_check(const fd_plan *p)
             if (st->nsrc != 1 || st->w == NULL || st->k < 1 || in_width != st->rows ||
                 !is_product(out_width, st->rows, st->n))
                 return FD_ERR_ARG;
+            if (st->mode == FD_GATHER_QUANTIZED &&
+                (p->dtype != FD_F32 || fd_qtable_check(st->w) != FD_OK ||
+                 ((const fd_qtable *)st->w)->rows != st->k || ((const fd_qtable *)st->w)->dim != st->n))
+                return FD_ERR_ARG;
+            if (st->mode != FD_GATHER_FLOAT && st->mode != FD_GATHER_QUANTIZED) return FD_ERR_ARG;
             break;
         case FD_STEP_CONCAT: {
             if (st->cols == NULL || !is_product(out_width, st->rows, st->n)) return FD_ERR_ARG;

@@ -307,6 +307,20 @@ def config_dict(config: Any) -> Any:
     return {"class_name": type(config).__name__, "config": dict(get_config())}
 
 
+def quantize_policy(mode: str, config: Any = None) -> QuantizedPolicy:
+    """The policy a float32 layer's ``quantize(mode, config=config)`` gives it (``mode`` "int8" or
+    "int4"; ``config`` as :func:`config_dict` takes it). int4 takes the config's ``block_size``,
+    and Keras's default 128 without a config (what ``Model.quantize("int4")`` passes to each
+    layer: ``Int4QuantizationConfig()``)."""
+    config = config_dict(config)
+    if mode == "int4":
+        inner = config.get("config") if isinstance(config, Mapping) else None
+        block = inner.get("block_size") if isinstance(inner, Mapping) else None
+        # Keras reads a config without block_size (or block_size None) as one scale per unit
+        mode = f"int4/{INT4_BLOCK_SIZE if config is None else -1 if block is None else block}"
+    return read_policy(f"{mode}_from_float32", config)
+
+
 def check_config(config: Any) -> str:
     """The mode (``"int8"`` / ``"int4"``) of a Keras quantization config dict, after checking it
     is one fastdense runs; ValueError otherwise."""

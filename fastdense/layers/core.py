@@ -59,15 +59,6 @@ def _without_shared_ids(config: Any) -> Any:
     return config
 
 
-def _int4_block(config: Any) -> int:
-    """block_size of an Int4QuantizationConfig config dict (Keras's default 128; -1 per unit)."""
-    if config is None:
-        return quantizers.INT4_BLOCK_SIZE
-    inner = config.get("config") if isinstance(config, dict) else None
-    block = inner.get("block_size") if isinstance(inner, dict) else None
-    return -1 if block is None else block   # Keras reads a config without block_size as per unit
-
-
 @dataclass(frozen=True, slots=True)
 class _FastPath:
     """What a Dense call on a plain ndarray needs, prepared once per setting change
@@ -311,9 +302,7 @@ class Dense(Layer):
         if mode not in ("int8", "int4"):
             raise ValueError(f"Invalid quantization mode for Dense '{self.name}': expected 'int8' or 'int4', "
                              f"got {mode!r}")
-        config = quantizers.config_dict(config)
-        policy = quantizers.read_policy(f"{mode if mode == 'int8' else 'int4/' + str(_int4_block(config))}"
-                                        "_from_float32", config)
+        policy = quantizers.quantize_policy(mode, config)
         values = self._values
         kernel, bias = values[0], (values[1] if self.use_bias else None)
         # LoRA stays as it is: Keras quantizes the frozen kernel alone and adds the float update

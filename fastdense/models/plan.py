@@ -504,13 +504,18 @@ def _emit_embedding(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shape
     """Rows of the table gathered for the ids of an integer model input."""
     (shape,) = in_shapes
     j = b.id_inputs.get(srcs[0])
-    table = layer._values[0]
-    if j is None or not b.sole_reader or table.dtype != b.dtype:
+    values = layer._values
+    quantized = layer.quantization_mode is not None   # the table stays quantized (csrc/fd_gather.c)
+    if j is None or not b.sole_reader or (np.dtype(layer.dtype) if quantized else values[0].dtype) != b.dtype:
         raise _Unsupported("an Embedding not fed by an integer model input of its own")
-    b.ids[j] = (table.shape[0], layer._owner())
-    step = PlanStep(_GATHER, srcs, -1, rows=math.prod(shape), k=table.shape[0], n=table.shape[1],
-                    w=np.ascontiguousarray(table))
-    return b.add(step, shape + (table.shape[1],))
+    b.ids[j] = (layer.input_dim, layer._owner())
+    if quantized:
+        step = PlanStep(_GATHER, srcs, -1, rows=math.prod(shape), k=layer.input_dim, n=layer.output_dim,
+                        w=layer._quantized_table(values), mode=_kernels.FD_GATHER_QUANTIZED)
+    else:
+        step = PlanStep(_GATHER, srcs, -1, rows=math.prod(shape), k=layer.input_dim, n=layer.output_dim,
+                        w=np.ascontiguousarray(values[0]))
+    return b.add(step, shape + (layer.output_dim,))
 
 
 def _emit_concat_carrying(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
