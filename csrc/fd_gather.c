@@ -33,31 +33,38 @@ int fd_qtable_check(const fd_qtable *t)
     return t->block >= 1 && t->zero != NULL ? FD_OK : FD_ERR_ARG;
 }
 
-/* the int4 value in column j of a packed row: low nibble first, two's complement */
-static inline int nibble(const uint8_t *row, ptrdiff_t j)
-{
-    const int b = row[j >> 1];
-    return (((j & 1) ? b >> 4 : b & 15) ^ 8) - 8;
-}
-
 static void row_q8(const int8_t *q, float scale, ptrdiff_t dim, float *out)
 {
     for (ptrdiff_t j = 0; j < dim; j++) out[j] = (float)q[j] / scale;
 }
 
-static void row_q4(const uint8_t *q, float scale, ptrdiff_t dim, float *out)
+/* int4 rows go through a table of the 16 values a nibble (low nibble first, two's complement)
+   takes under one scale (and zero): each entry is computed with Keras's operations, once per
+   row or group instead of once per column, so the bits are the same. */
+static void nibble_values_div(float scale, float lut[16])
 {
-    for (ptrdiff_t j = 0; j < dim; j++) out[j] = (float)nibble(q, j) / scale;
+    for (int v = 0; v < 16; v++) lut[v] = (float)((v ^ 8) - 8) / scale;
 }
 
-static void row_q4_groups(const uint8_t *q, const float *scale, const int8_t *zero, ptrdiff_t block,
-                          ptrdiff_t dim, float *out)
+static void nibble_values_zero(float scale, float zero, float lut[16])
 {
-    for (ptrdiff_t g = 0, j0 = 0; j0 < dim; g++, j0 += block) {
-        const float s = scale[g], z = (float)zero[g];
-        const ptrdiff_t j1 = dim - j0 < block ? dim : j0 + block;
-        for (ptrdiff_t j = j0; j < j1; j++) out[j] = ((float)nibble(q, j) - z) * s;
+    for (int v = 0; v < 16; v++) lut[v] = ((float)((v ^ 8) - 8) - zero) * scale;
+}
+
+/* out[j] = lut[nibble j of row] for the columns j0 <= j < j1 */
+static void nibble_cols(const uint8_t *row, const float lut[16], ptrdiff_t j0, ptrdiff_t j1, float *out)
+{
+    ptrdiff_t j = j0;
+    if (j < j1 && (j & 1)) {
+        out[j] = lut[row[j >> 1] >> 4];
+        j++;
     }
+    for (; j + 1 < j1; j += 2) {
+        const int b = row[j >> 1];
+        out[j] = lut[b & 15];
+        out[j + 1] = lut[b >> 4];
+    }
+    if (j < j1) out[j] = lut[row[j >> 1] & 15];
 }
 
 static void qrow(const fd_qtable *t, ptrdiff_t r, float *out)
@@ -68,11 +75,18 @@ static void qrow(const fd_qtable *t, ptrdiff_t r, float *out)
         return;
     }
     const uint8_t *q = (const uint8_t *)t->q + r * ((dim + 1) / 2);
+    float lut[16];
     if (t->block < 1) {
-        row_q4(q, t->scale[r], dim, out);
-    } else {
-        const ptrdiff_t groups = (dim + t->block - 1) / t->block;
-        row_q4_groups(q, t->scale + r * groups, t->zero + r * groups, t->block, dim, out);
+        nibble_values_div(t->scale[r], lut);
+        nibble_cols(q, lut, 0, dim, out);
+        return;
+    }
+    const ptrdiff_t groups = (dim + t->block - 1) / t->block;
+    const float *scale = t->scale + r * groups;
+    const int8_t *zero = t->zero + r * groups;
+    for (ptrdiff_t g = 0, j0 = 0; g < groups; g++, j0 += t->block) {
+        nibble_values_zero(scale[g], (float)zero[g], lut);
+        nibble_cols(q, lut, j0, dim - j0 < t->block ? dim : j0 + t->block, out);
     }
 }
 

@@ -196,6 +196,24 @@ def test_gather_is_the_reference_bit_for_bit(case, dim):
     np.testing.assert_array_equal(layer(ids.astype(np.float32)), expected)
 
 
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 127])
+@pytest.mark.parametrize("dim", [1, 6, 11, 128, 255])
+def test_groups_starting_on_odd_columns(block, dim):
+    """Groups of an odd size start inside a byte (the high nibble); the last group is short."""
+    rng = np.random.default_rng(block * 1000 + dim)
+    layer = Embedding(17, dim)
+    layer.build()
+    table = rng.normal(0, 2, (17, dim)).astype(np.float32)
+    layer.set_weights([table])
+    layer.quantize("int4", config={"class_name": "Int4QuantizationConfig", "config": {"block_size": block}})
+    q, scale, zero = ref_quantize(table, "int4", block)
+    np.testing.assert_array_equal(ref_unpack(layer.weights[0], dim), q)
+    np.testing.assert_array_equal(layer.weights[1], scale)
+    np.testing.assert_array_equal(layer.weights[2], zero)
+    ids = rng.integers(0, 17, (5, 3))
+    np.testing.assert_array_equal(layer(ids), ref_lookup(ids, q, scale, zero, block))
+
+
 def test_extreme_values_and_zero_rows():
     layer = Embedding(4, 5)
     layer.build()
