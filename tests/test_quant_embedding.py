@@ -254,6 +254,32 @@ def test_compiled_plans_equal_the_layers(case):
         np.testing.assert_array_equal(model.predict(x), head(expected.reshape(m, -1)))
 
 
+def test_plans_follow_quantize_and_set_weights_and_copies_work():
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(3)
+    ids_in = fastdense.Input((4,), dtype="int32")
+    emb = Embedding(20, 10)
+    model = Model(ids_in, emb(ids_in))
+    x = rng.integers(0, 20, (8, 4)).astype(np.int32)
+    np.testing.assert_array_equal(model.predict(x), np.take(emb.embeddings, x, axis=0))   # float plan
+    model.quantize("int4", config={"class_name": "Int4QuantizationConfig", "config": {"block_size": 3}})
+    np.testing.assert_array_equal(model.predict(x), layer_reference(emb, x))              # compiled anew
+    weights = emb.get_weights()
+    weights[1] = weights[1] * np.float32(3.0)
+    emb.set_weights(weights)
+    np.testing.assert_array_equal(model.predict(x), layer_reference(emb, x))
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        np.testing.assert_array_equal(clone.predict(x), model.predict(x))
+        assert clone.layers[1].dtype_policy.name == "int4/3_from_float32"
+    dense = Dense(3)            # g_idx's initializer is an array (a Constant), not a lambda
+    dense.build((None, 5))
+    dense.quantize("int4", config={"class_name": "Int4QuantizationConfig", "config": {"block_size": 2}})
+    x = rng.normal(size=(2, 5)).astype(np.float32)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(dense))(x), dense(x))
+
+
 def test_a_sequential_starting_with_a_quantized_embedding():
     model = Sequential([Embedding(12, 6, input_shape=(3,)), Flatten(), Dense(2)])
     model.build((None, 3))

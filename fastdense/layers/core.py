@@ -256,10 +256,10 @@ class Dense(Layer):
         groups = -(-input_dim // policy.block_size) if policy.block_size > 0 else 0
         self.add_weight("kernel_scale", (groups, n) if groups else (n,), initializer="ones", trainable=False)
         if groups:
-            block = policy.block_size
             self.add_weight("kernel_zero", (groups, n), initializer="zeros", trainable=False, dtype="int8")
+            # an array initializer (a Constant) rather than a lambda: the layer stays picklable
             self.add_weight("g_idx", (input_dim,), trainable=False,
-                            initializer=lambda shape, dtype=None: quantizers.group_index(shape[0], block))
+                            initializer=quantizers.group_index(input_dim, policy.block_size))
 
     @property
     def quantization_mode(self) -> str | None:

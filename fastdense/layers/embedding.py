@@ -186,10 +186,9 @@ class Embedding(Layer):
         self.add_weight("embeddings_scale", (rows, groups) if groups else (rows,), initializer="ones",
                         trainable=False)
         if groups:
-            block = policy.block_size
             self.add_weight("embeddings_zero", (rows, groups), initializer="zeros", trainable=False, dtype="int8")
-            self.add_weight("g_idx", (dim,), trainable=False,
-                            initializer=lambda shape, dtype=None: quantizers.group_index(shape[0], block))
+            self.add_weight("g_idx", (dim,), trainable=False,   # an array initializer: picklable
+                            initializer=quantizers.group_index(dim, policy.block_size))
 
     @property
     def quantization_mode(self) -> str | None:
