@@ -343,7 +343,7 @@ def _read_config(mode: str, block: int, config: Any) -> bool:
     expected = "Int8QuantizationConfig" if mode == "int8" else "Int4QuantizationConfig"
     inner = config.get("config") if isinstance(config, Mapping) else None
     if not isinstance(config, Mapping) or config.get("class_name") != expected or not isinstance(inner, Mapping):
-        raise ValueError(f"A {mode} Dense layer needs quantization_config None or a Keras "
+        raise ValueError(f"A {mode} layer needs quantization_config None or a Keras "
                          f"{expected} config, got {config!r}")
     config_block = inner.get("block_size")
     if mode == "int4" and (-1 if config_block is None else config_block) != block:
