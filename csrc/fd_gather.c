@@ -2,6 +2,7 @@
    so a bad id never leaves a half-written output. */
 #include <string.h>
 
+#include "fd_cpu.h"
 #include "fd_gather.h"
 #include "fd_status.h"
 
@@ -33,10 +34,32 @@ int fd_qtable_check(const fd_qtable *t)
     return t->block >= 1 && t->zero != NULL ? FD_OK : FD_ERR_ARG;
 }
 
-static void row_q8(const int8_t *q, float scale, ptrdiff_t dim, float *out)
-{
-    for (ptrdiff_t j = 0; j < dim; j++) out[j] = (float)q[j] / scale;
-}
+/* int8 rows: one division a value, vectorized per CPU path (a division is exactly rounded in
+   every ISA, so the paths give the same bits) */
+#define FD_ROW_Q8(SFX)                                                                          \
+    static void row_q8_##SFX(const int8_t *q, float scale, ptrdiff_t dim, float *out)          \
+    {                                                                                           \
+        for (ptrdiff_t j = 0; j < dim; j++) out[j] = (float)q[j] / scale;                       \
+    }
+
+FD_ROW_Q8(baseline)
+#if FD_X86_DISPATCH
+FD_TARGET_BEGIN_AVX2
+FD_ROW_Q8(avx2)
+FD_TARGET_END
+FD_TARGET_BEGIN_AVX512
+FD_ROW_Q8(avx512)
+FD_TARGET_END
+#endif
+
+typedef void (*row_q8_fn)(const int8_t *, float, ptrdiff_t, float *);
+static const row_q8_fn row_q8_paths[] = {   /* indexed by fd_cpu_level() */
+    row_q8_baseline,
+#if FD_X86_DISPATCH
+    row_q8_avx2,
+    row_q8_avx512,
+#endif
+};
 
 /* int4 rows go through a table of the 16 values a nibble (low nibble first, two's complement)
    takes under one scale (and zero): each entry is computed with Keras's operations, once per
@@ -67,7 +90,7 @@ static void nibble_cols(const uint8_t *row, const float lut[16], ptrdiff_t j0, p
     if (j < j1) out[j] = lut[row[j >> 1] & 15];
 }
 
-static void qrow(const fd_qtable *t, ptrdiff_t r, float *out)
+static void qrow(const fd_qtable *t, row_q8_fn row_q8, ptrdiff_t r, float *out)
 {
     const ptrdiff_t dim = t->dim;
     if (t->bits == 8) {
@@ -95,7 +118,8 @@ static void qrow(const fd_qtable *t, ptrdiff_t r, float *out)
     {                                                                                           \
         for (ptrdiff_t i = 0; i < count; i++)                                                   \
             if (ids[i] < 0 || (int64_t)ids[i] >= (int64_t)t->rows) return i;                   \
-        for (ptrdiff_t i = 0; i < count; i++) qrow(t, (ptrdiff_t)ids[i], out + i * t->dim);     \
+        const row_q8_fn row_q8 = row_q8_paths[fd_cpu_level()];                                 \
+        for (ptrdiff_t i = 0; i < count; i++) qrow(t, row_q8, (ptrdiff_t)ids[i], out + i * t->dim); \
         return -1;                                                                              \
     }
 
