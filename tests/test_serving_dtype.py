@@ -1,6 +1,6 @@
 """``load_model(path, dtype=...)``: serving mixed-precision and 16-bit Keras models in float32.
 
-Fixtures: tests/fixtures/keras_mixed/mp_{mixed_float16,mixed_bfloat16,float16}.{keras,h5,npz},
+Fixtures: tests/fixtures/keras_mixed/mp_{mixed_float16,mixed_bfloat16,float16}.{keras,h5,npz} (its mk_mixed.py),
 written by Keras 3.15.1 (torch backend) with ``keras.config.set_dtype_policy(policy)`` around
 ``Sequential([Input((10,)), Dense(16, "relu"), LayerNormalization(), Dense(3, "softmax")])``;
 the .npz holds ``x`` and Keras's own outputs ``y_keras`` (16-bit arithmetic).
