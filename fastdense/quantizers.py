@@ -35,6 +35,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fastdense.saving.serialization import deserialize_dtype
+
 EPSILON = 1e-7  # keras.backend.epsilon(), the quantizers' default
 INT8_RANGE = (-127, 127)
 INT4_RANGE = (-8, 7)
@@ -274,9 +276,14 @@ def read_policy(dtype: Any, quantization_config: Any = None) -> QuantizedPolicy:
     else:
         raise ValueError(f"Could not interpret quantized dtype policy {dtype!r}: expected e.g. "
                          "'int8_from_float32' or 'int4/128_from_float32'")
-    if source != "float32":
+    try:   # (inside load_model(path, dtype=...) a 16-bit source reads as the serving dtype)
+        float_source = deserialize_dtype(source)
+    except ValueError:
+        float_source = None
+    if float_source != "float32":
         raise ValueError(f"Quantized dtype policy {mode!r} from {source!r} is not supported: "
                          "fastdense runs quantized layers from float32 only")
+    source = float_source
     if mode == "int8":
         block = -1
     elif isinstance(mode, str) and mode.startswith("int4/"):

@@ -5,7 +5,7 @@ inputs, then the bias and the activation. A legacy .h5 file keeps A and B; a .ke
 the kernel with the update merged in and quantized again (``_get_kernel_with_merged_lora``), and
 loading one sets A and B to zeros.
 
-Fixtures: tests/fixtures/keras_quant/qlora_{int8,int4}.{keras,h5,npz}, written by Keras 3.15.1
+Fixtures: tests/fixtures/keras_quant/qlora_{int8,int4}.{keras,h5,npz}, written by its mk_qlora.py with Keras 3.15.1
 (torch backend): ``Sequential([Input((12,)), Dense(8, "relu"), Dense(3)])``, ``quantize(mode)``,
 ``layers[0].enable_lora(2)``, A and B set to ``0.3 * normal``; the .npz holds ``x``, the
 model's output ``y_lora`` and the output ``y_merged`` of the .keras file loaded back.

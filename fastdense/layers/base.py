@@ -103,8 +103,9 @@ def standardize_dtype(dtype: Any, allowed: Sequence[str] = _FLOAT_DTYPES) -> str
     >>> standardize_dtype(None), standardize_dtype("float64")
     ('float32', 'float64')
     """
-    if isinstance(dtype, dict):
-        dtype = deserialize_dtype(dtype)
+    if isinstance(dtype, dict) or (allowed == _FLOAT_DTYPES and isinstance(dtype, str)
+                                   and (dtype.startswith("mixed_") or dtype in ("float16", "bfloat16"))):
+        dtype = deserialize_dtype(dtype)   # (16-bit and mixed: its errors, or the serving dtype)
     elif hasattr(dtype, "name") and not isinstance(dtype, (np.dtype, type, str)):
         dtype = dtype.name  # a DTypePolicy-like object
     if dtype is None:
