@@ -291,6 +291,23 @@ def test_a_sequential_starting_with_a_quantized_embedding():
     np.testing.assert_array_equal(model.predict(x), expected)
 
 
+@pytest.mark.parametrize("case", ["int8", "int4"])
+def test_a_text_model_embedding_pooling_dense(case):
+    """Keras's text-model head on a quantized table: ids -> Embedding -> GlobalAveragePooling1D -> Dense."""
+    from fastdense.layers import GlobalAveragePooling1D
+
+    rng = np.random.default_rng(11)
+    ids_in = fastdense.Input((7,), dtype="int32")
+    emb = Embedding(60, 16)
+    head = Dense(2)
+    model = Model(ids_in, head(GlobalAveragePooling1D()(emb(ids_in))))
+    emb.set_weights([rng.normal(size=(60, 16)).astype(np.float32)])
+    model.quantize(case, config=CASES[case][1])
+    x = rng.integers(0, 60, (5, 7)).astype(np.int32)
+    pooled = layer_reference(emb, x).astype(np.float64).mean(axis=1)
+    np.testing.assert_allclose(model.predict(x), head(pooled.astype(np.float32)), rtol=1e-6, atol=1e-6)
+
+
 def test_the_table_stays_quantized_in_memory():
     layer, _ = quantized_embedding(1000, 64, "int4")
     table = layer._quantized_table(layer._values)
@@ -474,5 +491,9 @@ def test_lora_on_a_quantized_embedding_is_refused():
     assert config["dtype"]["class_name"] == "QuantizedDTypePolicy"
     with pytest.raises(ValueError, match="does not support LoRA"):
         Embedding.from_config({**config, "lora_rank": 2})
+    layer, _ = quantized_embedding(4, 3, "int4")
+    with pytest.raises(ValueError, match=r"does not support LoRA; Embedding '.*' \(dtype policy 'int4/128_from"):
+        layer.enable_lora(2)
+    assert layer.weight_names == ["embeddings", "embeddings_scale", "embeddings_zero", "g_idx"]
     with pytest.raises(ValueError, match="Unsupported quantized dtype policy|not supported"):
         Embedding(4, 3, dtype={"class_name": "QuantizedFloat8DTypePolicy", "config": {"mode": "float8"}})

@@ -100,6 +100,13 @@ class Embedding(Layer):
             self.build()
             self.set_weights(weights if isinstance(weights, list) and len(weights) == 1 else [weights])
 
+    def enable_lora(self, rank: int, lora_alpha: Any = None, a_initializer: Any = "he_uniform",
+                    b_initializer: Any = "zeros") -> None:
+        """Keras's LoRA on an Embedding: not served by fastdense (float or quantized tables)."""
+        policy = "" if self._quant is None else f" (dtype policy '{self._quant.name}')"
+        raise ValueError(f"fastdense Embedding does not support LoRA; Embedding '{self.name}'{policy} cannot "
+                         f"enable_lora(rank={rank!r})")
+
     def build(self, input_shape: Any = None) -> None:
         if self._quant is not None:
             self._add_quantized_weights(self._quant)
