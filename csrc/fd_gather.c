@@ -74,8 +74,10 @@ static void nibble_values_zero(float scale, float zero, float lut[16])
     for (int v = 0; v < 16; v++) lut[v] = ((float)((v ^ 8) - 8) - zero) * scale;
 }
 
-/* out[j] = lut[nibble j of row] for the columns j0 <= j < j1 */
-static void nibble_cols(const uint8_t *row, const float lut[16], ptrdiff_t j0, ptrdiff_t j1, float *out)
+/* out[j] = lut[nibble j of row] for the columns j0 <= j < j1 (inlined into each path's copy:
+   a call from AVX-512 code into baseline code would run the latter with the upper registers dirty) */
+static inline __attribute__((always_inline)) void nibble_cols(const uint8_t *row, const float lut[16], ptrdiff_t j0,
+                                                              ptrdiff_t j1, float *out)
 {
     ptrdiff_t j = j0;
     if (j < j1 && (j & 1)) {
@@ -90,18 +92,65 @@ static void nibble_cols(const uint8_t *row, const float lut[16], ptrdiff_t j0, p
     if (j < j1) out[j] = lut[row[j >> 1] & 15];
 }
 
-static void qrow(const fd_qtable *t, row_q8_fn row_q8, ptrdiff_t r, float *out)
+static void nibble_cols_baseline(const uint8_t *row, const float lut[16], ptrdiff_t j0, ptrdiff_t j1, float *out)
+{
+    nibble_cols(row, lut, j0, j1, out);
+}
+
+#if FD_X86_DISPATCH
+#include <immintrin.h>
+
+FD_TARGET_BEGIN_AVX512
+/* the same, 16 columns a step: the 16 values sit in one register and vpermps looks them up */
+static void nibble_cols_avx512(const uint8_t *row, const float lut[16], ptrdiff_t j0, ptrdiff_t j1, float *out)
+{
+    ptrdiff_t j = j0;
+    if (j < j1 && (j & 1)) {
+        out[j] = lut[row[j >> 1] >> 4];
+        j++;
+    }
+    const __m512 values = _mm512_set_ps(lut[15], lut[14], lut[13], lut[12], lut[11], lut[10], lut[9], lut[8],
+                                        lut[7], lut[6], lut[5], lut[4], lut[3], lut[2], lut[1], lut[0]);
+    const __m512i shift = _mm512_set_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);   /* odd lanes: high nibble */
+    const __m512i low4 = _mm512_set1_epi32(15);
+    for (; j + 16 <= j1; j += 16) {
+        const __m128i bytes = _mm_loadl_epi64((const __m128i *)(row + (j >> 1)));   /* 8 bytes, 16 columns */
+        const __m512i both = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(bytes, bytes));  /* b0 b0 b1 b1 ... */
+        const __m512i index = _mm512_and_si512(_mm512_srlv_epi32(both, shift), low4);
+        _mm512_storeu_ps(out + j, _mm512_permutexvar_ps(index, values));
+    }
+    nibble_cols(row, lut, j, j1, out);
+}
+FD_TARGET_END
+#endif
+
+typedef void (*nibble_cols_fn)(const uint8_t *, const float *, ptrdiff_t, ptrdiff_t, float *);
+static const nibble_cols_fn nibble_cols_paths[] = {   /* indexed by fd_cpu_level() */
+    nibble_cols_baseline,
+#if FD_X86_DISPATCH
+    nibble_cols_baseline,
+    nibble_cols_avx512,
+#endif
+};
+
+/* the row kernels of this CPU path, chosen once per gather */
+typedef struct {
+    row_q8_fn q8;
+    nibble_cols_fn nibbles;
+} row_paths;
+
+static void qrow(const fd_qtable *t, const row_paths *path, ptrdiff_t r, float *out)
 {
     const ptrdiff_t dim = t->dim;
     if (t->bits == 8) {
-        row_q8(t->q + r * dim, t->scale[r], dim, out);
+        path->q8(t->q + r * dim, t->scale[r], dim, out);
         return;
     }
     const uint8_t *q = (const uint8_t *)t->q + r * ((dim + 1) / 2);
     float lut[16];
     if (t->block < 1) {
         nibble_values_div(t->scale[r], lut);
-        nibble_cols(q, lut, 0, dim, out);
+        path->nibbles(q, lut, 0, dim, out);
         return;
     }
     const ptrdiff_t groups = (dim + t->block - 1) / t->block;
@@ -109,7 +158,7 @@ static void qrow(const fd_qtable *t, row_q8_fn row_q8, ptrdiff_t r, float *out)
     const int8_t *zero = t->zero + r * groups;
     for (ptrdiff_t g = 0, j0 = 0; g < groups; g++, j0 += t->block) {
         nibble_values_zero(scale[g], (float)zero[g], lut);
-        nibble_cols(q, lut, j0, dim - j0 < t->block ? dim : j0 + t->block, out);
+        path->nibbles(q, lut, j0, dim - j0 < t->block ? dim : j0 + t->block, out);
     }
 }
 
@@ -118,8 +167,9 @@ static void qrow(const fd_qtable *t, row_q8_fn row_q8, ptrdiff_t r, float *out)
     {                                                                                           \
         for (ptrdiff_t i = 0; i < count; i++)                                                   \
             if (ids[i] < 0 || (int64_t)ids[i] >= (int64_t)t->rows) return i;                   \
-        const row_q8_fn row_q8 = row_q8_paths[fd_cpu_level()];                                 \
-        for (ptrdiff_t i = 0; i < count; i++) qrow(t, row_q8, (ptrdiff_t)ids[i], out + i * t->dim); \
+        const int level = fd_cpu_level();                                                       \
+        const row_paths path = {row_q8_paths[level], nibble_cols_paths[level]};                 \
+        for (ptrdiff_t i = 0; i < count; i++) qrow(t, &path, (ptrdiff_t)ids[i], out + i * t->dim); \
         return -1;                                                                              \
     }
 
