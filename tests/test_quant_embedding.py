@@ -214,6 +214,53 @@ def test_groups_starting_on_odd_columns(block, dim):
     np.testing.assert_array_equal(layer(ids), ref_lookup(ids, q, scale, zero, block))
 
 
+_PATH_CHILD = """
+import sys
+import numpy as np
+from fastdense import _kernels
+from fastdense.layers import Embedding
+out = {"path": np.array(_kernels.cpu_path())}
+for dim in (5, 16, 37, 130):
+    for mode, block in (("int8", -1), ("int4", -1), ("int4", 3), ("int4", 16), ("int4", 128)):
+        rng = np.random.default_rng(dim)
+        layer = Embedding(11, dim)
+        layer.build()
+        layer.set_weights([rng.normal(size=(11, dim)).astype(np.float32)])
+        layer.quantize(mode, config=None if mode == "int8" else
+                       {"class_name": "Int4QuantizationConfig", "config": {"block_size": block}})
+        ids = rng.integers(0, 11, (4, 6))
+        key = f"{mode}_{block}_{dim}"
+        out["y_" + key], out["ids_" + key] = layer(ids), ids
+        for name, w in zip(layer.weight_names, layer.get_weights()):
+            out[name + "_" + key] = w
+np.savez(sys.argv[1], **out)
+"""
+
+
+@pytest.mark.parametrize("path", ["baseline", "avx2", "avx512"])
+def test_every_cpu_path_gives_the_reference_bits(tmp_path, path):
+    """The gather's per-path copies (int8 divisions, int4 lookups) against the reference, each
+    in a child process with FASTDENSE_CPU_PATH set."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _PATH_CHILD, str(tmp_path / "out.npz")], capture_output=True,
+                            text=True, timeout=120, env=dict(os.environ, FASTDENSE_CPU_PATH=path))
+    assert result.returncode == 0, result.stderr
+    data = np.load(tmp_path / "out.npz")
+    if str(data["path"]) != path:
+        pytest.skip(f"this CPU has no {path} path (FASTDENSE_CPU_PATH={path} ran {data['path']})")
+    keys = [k[2:] for k in data.files if k.startswith("y_")]
+    assert len(keys) == 20
+    for key in keys:
+        mode, block, dim = key.split("_")
+        block, dim = int(block), int(dim)
+        q = data["embeddings_" + key].astype(np.int64) if mode == "int8" else ref_unpack(data["embeddings_" + key], dim)
+        zero = data["embeddings_zero_" + key] if block > 0 else None
+        expected = ref_lookup(data["ids_" + key], q, data["embeddings_scale_" + key], zero, block)
+        np.testing.assert_array_equal(data["y_" + key], expected, err_msg=key)
+
+
 def test_extreme_values_and_zero_rows():
     layer = Embedding(4, 5)
     layer.build()
