@@ -21,6 +21,8 @@ typedef enum fd_step_kind {
                          -> rows of the (k, n) table w; an id outside [0, k): FD_ERR_INDEX.
                          mode FD_GATHER_QUANTIZED (float32 plans): w is an fd_qtable (fd_gather.h) */
     FD_STEP_QDENSE,                  /* a Keras int8 / int4 Dense (float32 plans): w is its fd_qweights */
+    FD_STEP_POOL,     /* global pooling: rows x n per sample -> n, the mean (mode 0, summed in
+                         double, one rounding) or the maximum (mode 1, NaN wins) over the rows */
     FD_STEP_KIND_COUNT
 } fd_step_kind;
 
@@ -40,7 +42,7 @@ typedef struct {
     const void *w, *bias;            /* dense: row-major (k, n) kernel and (n,) bias or NULL */
     const float *wpack;              /* dense, f32: w packed by fd_pack_f32, or NULL */
     fd_act act;                      /* dense, act; norm: the activation after it */
-    int mode;                        /* norm: fd_norm_kind; gather: fd_gather_kind */
+    int mode;                        /* norm: fd_norm_kind; gather: fd_gather_kind; pool: 0 mean, 1 max */
     double eps;                      /* norm: epsilon */
 } fd_step;
 

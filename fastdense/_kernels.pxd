@@ -156,6 +156,7 @@ cdef extern from "fd_plan.h" nogil:
         FD_STEP_PRELU
         FD_STEP_GATHER
         FD_STEP_QDENSE
+        FD_STEP_POOL
         FD_STEP_KIND_COUNT
     ctypedef struct fd_step:
         int kind

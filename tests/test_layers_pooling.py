@@ -159,3 +159,59 @@ def test_explicit_mask_averages_the_kept_steps():
     np.testing.assert_allclose(first, expected, rtol=1e-6)
     with pytest.raises(ValueError, match="mask of shape"):
         GlobalAveragePooling1D()(x, mask=mask[:, :4])
+
+
+# ---- in the compiled plan (a POOL step, csrc/fd_plan.c)
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_plan_pool_step_equals_the_layers(dtype, keepdims):
+    from fastdense.models.plan import compile_plan
+
+    rng = np.random.default_rng(4)
+    x = fastdense.Input((9, 300), dtype=dtype)     # more columns than one 256-column chunk
+    img = fastdense.Input((3, 4, 5), dtype=dtype)
+    a = GlobalAveragePooling1D(keepdims=keepdims, dtype=dtype)(x)
+    m = GlobalMaxPooling1D(keepdims=keepdims, dtype=dtype)(x)
+    i = GlobalMaxPooling2D(keepdims=keepdims, dtype=dtype)(img)
+    j = GlobalAveragePooling2D(dtype=dtype)(img)
+    model = Model([x, img], [a, m, i, j])
+    assert compile_plan(model, [(9, 300), (3, 4, 5)], np.dtype(dtype)) is not None
+    xs = [rng.standard_normal((5, 9, 300)).astype(dtype), rng.standard_normal((5, 3, 4, 5)).astype(dtype)]
+    xs[0][1, 4, 7] = np.nan     # NaN wins the maximum, and makes the mean NaN
+    xs[1][2, 0, 0, 1] = np.nan
+    got = model.predict(xs)
+    for g, layered in zip(got, model._run_layers(xs), strict=True):
+        np.testing.assert_array_equal(g, layered)     # the same value, NaN where the layers have it
+    x64 = xs[0].astype(np.float64)
+    np.testing.assert_allclose(got[0], x64.mean(1, keepdims=keepdims), rtol=1e-6 if dtype == np.float32 else 1e-14)
+    assert np.isnan(got[1].reshape(5, 300)[1, 7]) and np.isnan(got[0].reshape(5, 300)[1, 7])
+    assert np.isnan(got[2].reshape(5, 5)[2, 1])
+    np.testing.assert_array_equal(np.isnan(got[1]), np.isnan(x64.max(1, keepdims=keepdims)))
+
+
+def test_plan_runs_the_text_model_and_leaves_channels_first_to_the_layers():
+    from fastdense.models.plan import compile_plan
+
+    text = load_model(FIXTURES / "pool_text.keras")
+    assert compile_plan(text, [(8,)], np.dtype(np.float32)) is not None
+    image = load_model(FIXTURES / "pool_image.keras")   # GlobalMaxPooling2D(data_format="channels_first")
+    assert compile_plan(image, [(4, 5, 3), (2, 3, 4, 2)], np.dtype(np.float32)) is None
+
+
+def test_an_inconsistent_pool_step_is_a_value_error():
+    from fastdense import _kernels
+    from fastdense.models.plan_steps import PlanBuffer, PlanStep
+
+    def plan(**changes):
+        step = PlanStep(_kernels.FD_STEP_POOL, (0,), 1, rows=4, n=3, mode=0)._replace(**changes)
+        return _kernels.Plan(steps=[step], buffers=[PlanBuffer(12, input_index=0), PlanBuffer(3, output_index=0)],
+                             glu_offset=0, sample_elems=1, dtype=np.float32)
+
+    y = np.empty((2, 3), np.float32)
+    x = np.arange(24, dtype=np.float32).reshape(2, 12)
+    plan().run([x], [y], 2, 2, np.empty(2, np.float32), 1)
+    np.testing.assert_array_equal(y, x.reshape(2, 4, 3).mean(1))
+    for change in ({"mode": 2}, {"rows": 5}, {"n": 4}):
+        with pytest.raises(ValueError):
+            plan(**change)

@@ -119,6 +119,21 @@ def standardize_dtype(dtype: Any, allowed: Sequence[str] = _FLOAT_DTYPES) -> str
     return name
 
 
+def standardize_data_format(data_format: Any) -> str:
+    """Keras's ``data_format`` argument: None -> ``"channels_last"``; a clear error otherwise.
+
+    >>> standardize_data_format(None), standardize_data_format("Channels_First")
+    ('channels_last', 'channels_first')
+    """
+    value = "channels_last" if data_format is None else str(data_format).lower()
+    if value not in ("channels_last", "channels_first"):
+        raise ValueError(
+            "The `data_format` argument must be one of 'channels_first', 'channels_last'. "
+            f"Received: data_format={data_format!r}"
+        )
+    return value
+
+
 def standardize_shape(shape: Any, what: str = "shape") -> Shape:
     """A shape as a tuple of positive ints or ``None``; an int means ``(int,)``."""
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):

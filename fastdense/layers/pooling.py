@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fastdense.layers.base import InputSpec, Layer
+from fastdense.layers.base import InputSpec, Layer, standardize_data_format
 from fastdense.layers.node import SymbolicTensor
 from fastdense.saving.serialization import register_builtin
 
@@ -33,20 +33,15 @@ __all__ = [
 class _GlobalPooling(Layer):
     """Keras's ``BaseGlobalPooling``: reduces the ``pool_dims`` axes between the batch and the
     channels (``data_format="channels_last"``, the default) or after the channels
-    (``"channels_first"``); ``keepdims`` keeps them as axes of size 1."""
+    (``"channels_first"``); ``keepdims`` keeps them as axes of size 1. The mean is summed in
+    float64 and rounded once, as the compiled plan's POOL step does (csrc/fd_plan.c)."""
 
     _pool_dims = 1
-    _reduce = staticmethod(np.mean)
+    statistic = "mean"   # or "max"
 
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        data_format = "channels_last" if data_format is None else str(data_format).lower()
-        if data_format not in ("channels_last", "channels_first"):
-            raise ValueError(
-                "The `data_format` argument must be one of 'channels_first', 'channels_last'. "
-                f"Received: data_format={data_format!r}"
-            )
-        self.data_format = data_format
+        self.data_format = standardize_data_format(data_format)
         self.keepdims = bool(keepdims)
         self.input_spec = InputSpec(ndim=self._pool_dims + 2)
         self.built = True
@@ -56,8 +51,9 @@ class _GlobalPooling(Layer):
         return tuple(range(first, first + self._pool_dims))
 
     def call(self, inputs: np.ndarray) -> np.ndarray:
-        out = type(self)._reduce(inputs, axis=self._axes(), keepdims=self.keepdims)
-        return np.asarray(out, dtype=inputs.dtype)
+        if self.statistic == "max":
+            return np.max(inputs, axis=self._axes(), keepdims=self.keepdims)
+        return np.mean(inputs, axis=self._axes(), keepdims=self.keepdims, dtype=np.float64).astype(inputs.dtype)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
         shape = tuple(input_shape)
@@ -107,8 +103,8 @@ class GlobalAveragePooling1D(_GlobalPooling):
             raise ValueError(f"{self._owner()} expects a mask of shape (batch, steps) = "
                              f"{(inputs.shape[0], inputs.shape[axis])}, got shape {keep.shape}")
         keep = np.expand_dims(keep, 3 - axis)   # against the features axis
-        total = np.sum(np.where(keep, inputs, 0), axis=axis, keepdims=self.keepdims)
-        return (total / np.sum(keep, axis=axis, keepdims=self.keepdims, dtype=inputs.dtype)).astype(inputs.dtype)
+        total = np.sum(np.where(keep, inputs, 0), axis=axis, keepdims=self.keepdims, dtype=np.float64)
+        return (total / np.sum(keep, axis=axis, keepdims=self.keepdims)).astype(inputs.dtype)
 
     def _symbolic_call(self, inputs: Any, args: tuple, kwargs: dict) -> Any:
         if isinstance(inputs, SymbolicTensor):
@@ -140,7 +136,7 @@ class GlobalAveragePooling3D(_GlobalPooling):
 class GlobalMaxPooling1D(_GlobalPooling):
     """The maximum over the steps (NaN wins, as in Keras): ``(batch, steps, features) -> (batch, features)``."""
 
-    _reduce = staticmethod(np.max)
+    statistic = "max"
 
 
 @register_builtin("keras.layers", "GlobalMaxPooling2D")
@@ -148,7 +144,7 @@ class GlobalMaxPooling2D(_GlobalPooling):
     """The maximum over the rows and columns."""
 
     _pool_dims = 2
-    _reduce = staticmethod(np.max)
+    statistic = "max"
 
 
 @register_builtin("keras.layers", "GlobalMaxPooling3D")
@@ -156,4 +152,4 @@ class GlobalMaxPooling3D(_GlobalPooling):
     """The maximum over the three spatial axes."""
 
     _pool_dims = 3
-    _reduce = staticmethod(np.max)
+    statistic = "max"

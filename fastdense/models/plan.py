@@ -518,6 +518,18 @@ def _emit_embedding(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shape
     return b.add(step, shape + (layer.output_dim,))
 
 
+def _emit_global_pool(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
+                      ) -> tuple[int, tuple]:
+    """Global pooling of channels-last samples: the mean or maximum of a sample's rows."""
+    (shape,) = in_shapes
+    if layer.data_format != "channels_last" or len(shape) != layer._pool_dims + 1:
+        raise _Unsupported("global pooling of channels_first samples")
+    out_shape = ((1,) * layer._pool_dims if layer.keepdims else ()) + shape[-1:]
+    step = PlanStep(_kernels.FD_STEP_POOL, srcs, -1, rows=math.prod(shape[:-1]), n=shape[-1],
+                    mode=int(layer.statistic == "max"))
+    return b.add(step, out_shape)
+
+
 def _emit_concat_carrying(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
                           ) -> tuple[int, tuple]:
     """A last-axis Concatenate of pending buffers: concatenates what they apply to and carries
@@ -538,6 +550,7 @@ _ISSUE13_EMITTERS: dict[type, Callable[[_PlanBuilder, Any, tuple[int, ...], list
     PReLU: _emit_prelu,
     EinsumDense: _emit_einsum_dense,
     Embedding: _emit_embedding,
+    **{cls: _emit_global_pool for cls in plan_layers.GLOBAL_POOLING},
 }
 # layers that read a pending buffer as it is (the rest get it written first)
 _READS_PENDING = {Dense, Concatenate, *plan_layers.IDENTITY_LAYERS, *plan_fold.FOLDABLE}
