@@ -351,6 +351,7 @@ def test_a_text_model_embedding_pooling_dense(case):
     emb.set_weights([rng.normal(size=(60, 16)).astype(np.float32)])
     model.quantize(case, config=CASES[case][1])
     x = rng.integers(0, 60, (5, 7)).astype(np.int32)
+    assert compile_plan(model, [(7,)], np.float32) is not None     # gather, pool and Dense: one plan
     pooled = layer_reference(emb, x).astype(np.float64).mean(axis=1)
     np.testing.assert_allclose(model.predict(x), head(pooled.astype(np.float32)), rtol=1e-6, atol=1e-6)
 
