@@ -132,6 +132,38 @@ static void merge(const plan_ctx *c, const fd_step *st, int dtype, ptrdiff_t r0,
     }
 }
 
+/* ---- global pooling: each sample's rows x n values -> n (the mean, or the maximum) ---- */
+
+#define POOL_CHUNK 256   /* columns summed at a time in doubles on the stack */
+
+#define POOL_ROWS(T)                                                                              \
+    static void pool_rows_##T(int mode, const T *x, T *y, ptrdiff_t samples, ptrdiff_t rows,      \
+                              ptrdiff_t n)                                                        \
+    {                                                                                             \
+        for (ptrdiff_t s = 0; s < samples; s++, x += rows * n, y += n) {                          \
+            if (mode == 1) {                                                                      \
+                for (ptrdiff_t j = 0; j < n; j++) y[j] = x[j];                                    \
+                for (ptrdiff_t r = 1; r < rows; r++)                                              \
+                    for (ptrdiff_t j = 0; j < n; j++) {                                           \
+                        const T v = x[r * n + j], m = y[j];                                       \
+                        y[j] = (m == m && !(v <= m)) ? v : m;   /* a NaN, once met, stays */    \
+                    }                                                                             \
+                continue;                                                                         \
+            }                                                                                     \
+            for (ptrdiff_t j0 = 0; j0 < n; j0 += POOL_CHUNK) {                                    \
+                const ptrdiff_t w = n - j0 < POOL_CHUNK ? n - j0 : POOL_CHUNK;                    \
+                double acc[POOL_CHUNK];                                                           \
+                for (ptrdiff_t j = 0; j < w; j++) acc[j] = 0.0;                                   \
+                for (ptrdiff_t r = 0; r < rows; r++)                                              \
+                    for (ptrdiff_t j = 0; j < w; j++) acc[j] += (double)x[r * n + j0 + j];        \
+                for (ptrdiff_t j = 0; j < w; j++) y[j0 + j] = (T)(acc[j] / (double)rows);         \
+            }                                                                                     \
+        }                                                                                         \
+    }
+POOL_ROWS(float)
+POOL_ROWS(double)
+#undef POOL_ROWS
+
 /* ---- the thread policy of one block's dense steps (a small batch in one block) ----
    Splitting a step over the pool costs a fork/join (about 0.8 us on a 2-core KVM Xeon), so a
    cheap step runs on the caller alone; a costly one splits (columns for a few rows), and at
@@ -307,7 +339,9 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
                                   st->n);
             break;
         case FD_STEP_GATHER: {
-            const ptrdiff_t bad = p->dtype == FD_F32
+            const ptrdiff_t bad = st->mode == FD_GATHER_QUANTIZED
+                ? fd_gather_i32_q((const int32_t *)src0, rows * st->rows, (const fd_qtable *)st->w, (float *)dst)
+                : p->dtype == FD_F32
                 ? fd_gather_i32_f32((const int32_t *)src0, rows * st->rows, (const float *)st->w, st->k, st->n,
                                     (float *)dst)
                 : fd_gather_i64_f64((const int64_t *)src0, rows * st->rows, (const double *)st->w, st->k, st->n,
@@ -315,6 +349,12 @@ static int run_block(const plan_ctx *c, ptrdiff_t r0, ptrdiff_t rows, char *scra
             if (bad >= 0) return FD_ERR_INDEX;
             break;
         }
+        case FD_STEP_POOL:
+            if (p->dtype == FD_F32)
+                pool_rows_float(st->mode, (const float *)src0, (float *)dst, rows, st->rows, st->n);
+            else
+                pool_rows_double(st->mode, (const double *)src0, (double *)dst, rows, st->rows, st->n);
+            break;
         default:
             merge(c, st, p->dtype, r0, scratch, dst, rows * st->n);
         }
@@ -401,6 +441,16 @@ int fd_plan_check(const fd_plan *p)
         case FD_STEP_GATHER:
             if (st->nsrc != 1 || st->w == NULL || st->k < 1 || in_width != st->rows ||
                 !is_product(out_width, st->rows, st->n))
+                return FD_ERR_ARG;
+            if (st->mode == FD_GATHER_QUANTIZED &&
+                (p->dtype != FD_F32 || fd_qtable_check(st->w) != FD_OK ||
+                 ((const fd_qtable *)st->w)->rows != st->k || ((const fd_qtable *)st->w)->dim != st->n))
+                return FD_ERR_ARG;
+            if (st->mode != FD_GATHER_FLOAT && st->mode != FD_GATHER_QUANTIZED) return FD_ERR_ARG;
+            break;
+        case FD_STEP_POOL:
+            if (st->nsrc != 1 || (st->mode != 0 && st->mode != 1) || !is_product(in_width, st->rows, st->n) ||
+                out_width != st->n)
                 return FD_ERR_ARG;
             break;
         case FD_STEP_CONCAT: {

@@ -18,10 +18,16 @@ typedef enum fd_step_kind {
     FD_STEP_AFFINE,   /* y = x * w + bias per column of rows x n: w and bias n float64 values */
     FD_STEP_PRELU,    /* y = x >= 0 ? x : w[j] * x over a sample's n values */
     FD_STEP_GATHER,   /* rows ids per sample (int32 bits in a float32 plan, int64 in a float64 one)
-                         -> rows of the (k, n) table w; an id outside [0, k): FD_ERR_INDEX */
+                         -> rows of the (k, n) table w; an id outside [0, k): FD_ERR_INDEX.
+                         mode FD_GATHER_QUANTIZED (float32 plans): w is an fd_qtable (fd_gather.h) */
     FD_STEP_QDENSE,                  /* a Keras int8 / int4 Dense (float32 plans): w is its fd_qweights */
+    FD_STEP_POOL,     /* global pooling: rows x n per sample -> n, the mean (mode 0, summed in
+                         double, one rounding) or the maximum (mode 1, NaN wins) over the rows */
     FD_STEP_KIND_COUNT
 } fd_step_kind;
+
+/* A gather step's table (fd_step.mode) */
+typedef enum fd_gather_kind { FD_GATHER_FLOAT = 0, FD_GATHER_QUANTIZED = 1 } fd_gather_kind;
 
 /* One step (fastdense.models.plan_steps.PlanStep). Its arrays belong to the plan's builder. */
 typedef struct {
@@ -36,7 +42,7 @@ typedef struct {
     const void *w, *bias;            /* dense: row-major (k, n) kernel and (n,) bias or NULL */
     const float *wpack;              /* dense, f32: w packed by fd_pack_f32, or NULL */
     fd_act act;                      /* dense, act; norm: the activation after it */
-    int mode;                        /* norm: fd_norm_kind */
+    int mode;                        /* norm: fd_norm_kind; gather: fd_gather_kind; pool: 0 mean, 1 max */
     double eps;                      /* norm: epsilon */
 } fd_step;
 

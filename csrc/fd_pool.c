@@ -150,7 +150,11 @@ static void run_tasks(job_t *job, int slot, int nparts, fd_task_fn run, void *ct
         /* the caller's range found without reading the ranges: one line fewer to fetch */
         range_t *r = i == 0 ? home : part == 0 ? &job->own : job->ranges[part];
         if (atomic_load_explicit(&r->next, memory_order_relaxed) >= r->end) continue;
-        for (ptrdiff_t t; (t = atomic_fetch_add(&r->next, 1)) < r->end;) {
+        /* the range's last task ends it without another fetch_add: the counter only grows, and
+           writing it again would pull its line back from a core that just read it (the caller
+           checking the range before it joins), a transfer on the join's critical path */
+        for (ptrdiff_t t = atomic_fetch_add(&r->next, 1); t < r->end;
+             t = t + 1 < r->end ? atomic_fetch_add(&r->next, 1) : r->end) {
             const int rc = run(ctx, t, scratch);
             if (rc) fail(job, rc);
         }
@@ -338,8 +342,12 @@ int fd_pool_run_claimed(const fd_tasks *tasks, unsigned long helpers)
             w->done_seen = base[h] + 1;
             continue;
         }
+        /* taken back only if still posted: a failed compare-exchange would take the mailbox line
+           from the worker all the same */
         job_t *expected = &job;
-        if (atomic_compare_exchange_strong(&w->job, &expected, NULL)) continue;
+        if (atomic_load_explicit(&w->job, memory_order_relaxed) == &job &&
+            atomic_compare_exchange_strong(&w->job, &expected, NULL))
+            continue;
         w->done_seen = base[h] + 1;
         for (int spin = 0; spin < FD_TUNE_JOIN_SPIN && atomic_load(&w->done) == base[h]; spin++) fd_spin_pause(spin);
         if (atomic_load(&w->done) == base[h]) {

@@ -10,7 +10,7 @@ commands:
   bench [--quick] [--quantize int8|int4|int4-act] [--json P] [--plot P.png]
                                 time a built-in 784-512-512-10 MLP against numpy (and torch,
                                 onnxruntime, keras when installed); no files needed
-  predict MODEL INPUT -o OUTPUT [--columns ...] [--batch-size ROWS]
+  predict MODEL INPUT -o OUTPUT [--columns ...] [--batch-size ROWS] [--dtype float32]
                                 run a saved Keras/fastdense model (.keras/.h5) on a .npy, .npz,
                                 .csv or .parquet input, streamed in batches (bounded memory)
 """

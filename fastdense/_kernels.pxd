@@ -2,6 +2,7 @@
 # shared with C. The cpdef enums take their values from the C headers (never a number copied
 # here) and are module attributes in Python: _kernels.FD_STEP_DENSE, _kernels.FD_ERR_LIMIT, ...
 from libc.stddef cimport ptrdiff_t
+from libc.stdint cimport int8_t, int32_t, int64_t
 
 
 cdef extern from "fd_status.h" nogil:
@@ -122,7 +123,23 @@ cdef extern from "fd_gemm.h" nogil:
     const char *fd_gemm_kernel_name()
 
 
+cdef extern from "fd_gather.h" nogil:
+    ctypedef struct fd_qtable:
+        ptrdiff_t rows, dim
+        int bits
+        ptrdiff_t block
+        const int8_t *q
+        const float *scale
+        const int8_t *zero
+    int fd_qtable_check(const fd_qtable *t)
+    ptrdiff_t fd_gather_i32_q(const int32_t *ids, ptrdiff_t count, const fd_qtable *t, float *out)
+    ptrdiff_t fd_gather_i64_q(const int64_t *ids, ptrdiff_t count, const fd_qtable *t, float *out)
+
+
 cdef extern from "fd_plan.h" nogil:
+    cpdef enum fd_gather_kind:
+        FD_GATHER_FLOAT
+        FD_GATHER_QUANTIZED
     cpdef enum fd_step_kind:
         FD_STEP_DENSE
         FD_STEP_ACT
@@ -139,6 +156,7 @@ cdef extern from "fd_plan.h" nogil:
         FD_STEP_PRELU
         FD_STEP_GATHER
         FD_STEP_QDENSE
+        FD_STEP_POOL
         FD_STEP_KIND_COUNT
     ctypedef struct fd_step:
         int kind

@@ -12,7 +12,7 @@ cnp.import_array()
 
 # The cpdef enums of _kernels.pxd (values from the C headers), member by member as module
 # attributes too: _kernels.FD_STEP_DENSE, _kernels.FD_F32, _kernels.FD_TUNE_PLAN_BLOCK_BYTES, ...
-for _enum in (fd_status, fd_dtype, fd_step_kind, fd_tune):
+for _enum in (fd_status, fd_dtype, fd_step_kind, fd_gather_kind, fd_tune):
     globals().update(_enum.__members__)
 del _enum
 
@@ -435,6 +435,62 @@ from libc.stdlib cimport calloc, free, malloc
 
 include "_kernels_quant.pxi"
 
+# ---- quantized Embedding tables (csrc/fd_gather.h): rows de-scaled as they are gathered
+
+cdef class QuantizedTable:
+    """A Keras 3 int8 / int4 Embedding table as Keras stores it, kept quantized (built by
+    fastdense.layers.Embedding, which checks the variables first): ``q`` int8 (rows, dim) or int4
+    packed (rows, ceil(dim / 2)), ``scale`` float32 (rows,) or (rows, groups), ``zero`` int8
+    (rows, groups) for int4 groups of ``block`` columns (``block`` -1: one scale per row)."""
+    cdef readonly object q, scale, zero
+    cdef readonly int bits
+    cdef readonly ptrdiff_t block, rows, dim
+    cdef fd_qtable _t
+
+    def __cinit__(self, q, scale, zero, int bits, ptrdiff_t block, ptrdiff_t dim):
+        q, scale = np.ascontiguousarray(q), np.ascontiguousarray(scale)   # no copy of a layer's weights
+        groups = (dim + block - 1) // block if bits == 4 and block > 0 else 0   # (C division here)
+        width = dim if bits == 8 else (dim + 1) // 2
+        rows = q.shape[0] if q.ndim == 2 else 0
+        if q.dtype != np.int8 or q.shape != (rows, width) or scale.dtype != np.float32 \
+                or scale.shape != ((rows, groups) if groups else (rows,)):
+            raise ValueError(f"QuantizedTable int{bits}: expected int8 q ({rows}, {width}) and float32 scale "
+                             f"{(rows, groups) if groups else (rows,)}, got {q.dtype} {q.shape} and "
+                             f"{scale.dtype} {scale.shape}")
+        if groups:
+            zero = np.ascontiguousarray(zero)
+            if zero.dtype != np.int8 or zero.shape != (rows, groups):
+                raise ValueError(f"QuantizedTable int4 zero must be int8 ({rows}, {groups}), got {zero!r}")
+        else:
+            zero = None
+        self.q, self.scale, self.zero = q, scale, zero
+        self.bits, self.block, self.rows, self.dim = bits, (block if groups else -1), rows, dim
+        self._t.rows, self._t.dim, self._t.bits, self._t.block = rows, dim, bits, self.block
+        self._t.q = <const int8_t *>cnp.PyArray_DATA(<cnp.ndarray>q)
+        self._t.scale = <const float *>cnp.PyArray_DATA(<cnp.ndarray>scale)
+        self._t.zero = NULL if zero is None else <const int8_t *>cnp.PyArray_DATA(<cnp.ndarray>zero)
+        _check(fd_qtable_check(&self._t), "quantized table")
+
+    def gather(self, cnp.ndarray ids, cnp.ndarray out):
+        """out (count, dim), C-contiguous float32 := the rows of the C-contiguous int32 or int64 ids
+        (count of them); -1, or the position of the first id outside [0, rows) (nothing written)."""
+        cdef ptrdiff_t count = cnp.PyArray_SIZE(ids), bad
+        cdef int t = cnp.PyArray_TYPE(ids)
+        if not cnp.PyArray_IS_C_CONTIGUOUS(ids) or not cnp.PyArray_IS_C_CONTIGUOUS(out) \
+                or cnp.PyArray_TYPE(out) != cnp.NPY_FLOAT32 or cnp.PyArray_SIZE(out) != count * self.dim \
+                or not (t == cnp.NPY_INT32 or t == cnp.NPY_INT64 or t == cnp.NPY_LONGLONG):
+            raise ValueError("QuantizedTable.gather: expected C-contiguous int32/int64 ids and a float32 out "
+                             f"of ids.size x {self.dim} elements")
+        with nogil:
+            if t == cnp.NPY_INT32:
+                bad = fd_gather_i32_q(<const int32_t *>cnp.PyArray_DATA(ids), count, &self._t,
+                                      <float *>cnp.PyArray_DATA(out))
+            else:
+                bad = fd_gather_i64_q(<const int64_t *>cnp.PyArray_DATA(ids), count, &self._t,
+                                      <float *>cnp.PyArray_DATA(out))
+        return bad
+
+
 # Stack room for the input/output pointers of one Plan.run; plans with more use the heap.
 cdef enum:
     _RUN_STACK_ARRAYS = 16
@@ -533,6 +589,12 @@ cdef class Plan:
                     raise ValueError("fastdense plan: a quantized Dense runs in float32 plans, on its integer kernel")
                 self.keep.append(w)
                 st.w = &(<QuantizedKernel>w)._w
+                w = None
+            elif type(w) is QuantizedTable:   # FD_STEP_GATHER, FD_GATHER_QUANTIZED: w is its fd_qtable
+                if want != cnp.NPY_FLOAT32 or st.mode != FD_GATHER_QUANTIZED:
+                    raise ValueError("fastdense plan: a quantized table is a float32 plan's FD_GATHER_QUANTIZED step")
+                self.keep.append(w)
+                st.w = &(<QuantizedTable>w)._t
                 w = None
             elif type(w) is PackedKernel:
                 if (<PackedKernel>w).packed is not None:

@@ -35,6 +35,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fastdense.saving.serialization import deserialize_dtype
+
 EPSILON = 1e-7  # keras.backend.epsilon(), the quantizers' default
 INT8_RANGE = (-127, 127)
 INT4_RANGE = (-8, 7)
@@ -274,9 +276,14 @@ def read_policy(dtype: Any, quantization_config: Any = None) -> QuantizedPolicy:
     else:
         raise ValueError(f"Could not interpret quantized dtype policy {dtype!r}: expected e.g. "
                          "'int8_from_float32' or 'int4/128_from_float32'")
-    if source != "float32":
+    try:   # (inside load_model(path, dtype=...) a 16-bit source reads as the serving dtype)
+        float_source = deserialize_dtype(source)
+    except ValueError:
+        float_source = None
+    if float_source != "float32":
         raise ValueError(f"Quantized dtype policy {mode!r} from {source!r} is not supported: "
                          "fastdense runs quantized layers from float32 only")
+    source = float_source
     if mode == "int8":
         block = -1
     elif isinstance(mode, str) and mode.startswith("int4/"):
@@ -307,6 +314,20 @@ def config_dict(config: Any) -> Any:
     return {"class_name": type(config).__name__, "config": dict(get_config())}
 
 
+def quantize_policy(mode: str, config: Any = None) -> QuantizedPolicy:
+    """The policy a float32 layer's ``quantize(mode, config=config)`` gives it (``mode`` "int8" or
+    "int4"; ``config`` as :func:`config_dict` takes it). int4 takes the config's ``block_size``,
+    and Keras's default 128 without a config (what ``Model.quantize("int4")`` passes to each
+    layer: ``Int4QuantizationConfig()``)."""
+    config = config_dict(config)
+    if mode == "int4":
+        inner = config.get("config") if isinstance(config, Mapping) else None
+        block = inner.get("block_size") if isinstance(inner, Mapping) else None
+        # Keras reads a config without block_size (or block_size None) as one scale per unit
+        mode = f"int4/{INT4_BLOCK_SIZE if config is None else -1 if block is None else block}"
+    return read_policy(f"{mode}_from_float32", config)
+
+
 def check_config(config: Any) -> str:
     """The mode (``"int8"`` / ``"int4"``) of a Keras quantization config dict, after checking it
     is one fastdense runs; ValueError otherwise."""
@@ -329,7 +350,7 @@ def _read_config(mode: str, block: int, config: Any) -> bool:
     expected = "Int8QuantizationConfig" if mode == "int8" else "Int4QuantizationConfig"
     inner = config.get("config") if isinstance(config, Mapping) else None
     if not isinstance(config, Mapping) or config.get("class_name") != expected or not isinstance(inner, Mapping):
-        raise ValueError(f"A {mode} Dense layer needs quantization_config None or a Keras "
+        raise ValueError(f"A {mode} layer needs quantization_config None or a Keras "
                          f"{expected} config, got {config!r}")
     config_block = inner.get("block_size")
     if mode == "int4" and (-1 if config_block is None else config_block) != block:

@@ -80,21 +80,16 @@ def test_concatenated_affine_branches_before_a_quantized_dense():
 
 # ---- quantizing a Dense with LoRA
 
-def test_quantize_refuses_a_lora_dense_before_changing_anything():
+def test_quantize_keeps_the_lora_matrices_it_computes_with():
     # Dense.quantize dropped the LoRA matrices but kept lora_enabled: predict then failed inside
-    # NumPy ("operands could not be broadcast together"). fastdense serves LoRA on float kernels
-    # only (the loader refuses quantized LoRA layers too), so quantize says so up front.
+    # NumPy ("operands could not be broadcast together"). Keras quantizes the frozen kernel and
+    # keeps A and B (tests/test_quant_lora.py checks the values).
     model = Sequential([fastdense.Input((3,)), Dense(4, name="plain"), Dense(2, lora_rank=2, name="adapted")])
-    before = model.get_weights()
-    with pytest.raises(ValueError, match=r"LoRA on float Dense layers only.*'adapted'"):
-        model.quantize("int8")
-    assert model.get_layer("plain").quantization_mode is None    # not half-quantized
-    for a, b in zip(model.get_weights(), before, strict=True):
-        np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match=r"Dense 'adapted'.*expected a layer without LoRA, got lora_rank=2"):
-        model.get_layer("adapted").quantize("int4")
-    model.quantize("int8", filters="plain")    # the other layers still quantize
-    assert model.get_layer("plain").quantization_mode == "int8"
+    model.quantize("int8")
+    adapted = model.get_layer("adapted")
+    assert adapted.quantization_mode == "int8" and adapted.lora_enabled
+    assert adapted.weight_names == ["bias", "lora_kernel_a", "lora_kernel_b", "kernel", "kernel_scale"]
+    assert model.predict(np.ones((2, 3), np.float32)).shape == (2, 2)
 
 
 # ---- NaN through UnitNormalization in a compiled plan

@@ -7,7 +7,7 @@ from fastdense import _kernels
 def test_step_kinds_are_distinct_module_attributes():
     names = ["FD_STEP_DENSE", "FD_STEP_ACT", "FD_STEP_ADD", "FD_STEP_SUB", "FD_STEP_MUL", "FD_STEP_AVG",
              "FD_STEP_MAX", "FD_STEP_MIN", "FD_STEP_CONCAT", "FD_STEP_COPY",
-             "FD_STEP_NORM", "FD_STEP_AFFINE", "FD_STEP_PRELU", "FD_STEP_GATHER", "FD_STEP_QDENSE"]
+             "FD_STEP_NORM", "FD_STEP_AFFINE", "FD_STEP_PRELU", "FD_STEP_GATHER", "FD_STEP_QDENSE", "FD_STEP_POOL"]
     values = [getattr(_kernels, n) for n in names]
     assert sorted(values) == list(range(len(names))) == sorted(set(values))
     assert _kernels.FD_STEP_KIND_COUNT == len(names)

@@ -336,6 +336,14 @@ def test_unsupported_layers_are_listed_together(tmp_path):
     assert "m.keras" in message and "Conv2D 'conv', LSTM 'lstm', MultiHeadAttention 'mha'" in message
 
 
+def test_keras_mask_operation_is_explained():
+    # Keras writes the mask of an Embedding(mask_zero=True) that a later layer reads as a NotEqual
+    # operation; the error says so instead of leaving users to guess what NotEqual is
+    message = str(UnsupportedLayerError([("NotEqual", "not_equal")]))
+    assert "NotEqual 'not_equal' (NotEqual is the mask of an Embedding with mask_zero=True" in message
+    assert "mask_zero" not in str(UnsupportedLayerError([("Conv2D", "conv")]))
+
+
 def test_a_config_that_is_not_a_model(tmp_path):
     path = rebuild(tmp_path, replace={"config.json": json.dumps(dense_entry("d")).encode()})
     with pytest.raises(KerasFileError, match="describes a 'Dense', not a Sequential or functional model"):

@@ -617,16 +617,16 @@ def test_any_import_order_fills_the_registry(first):
 
 
 def test_a_layer_refusing_its_config_is_named():
-    """A layer's own ValueError (here Embedding's quantized dtype policy, which only Dense
-    serves) names the layer and its class; typed errors pass through unchanged."""
+    """A layer's own ValueError (here UnitNormalization's quantized dtype policy, which only
+    Dense and Embedding serve) names the layer and its class; typed errors pass through unchanged."""
     def rebuild(config):
         return S.deserialize_keras_object(config, S.builtin_objects("keras.layers"), printable_module_name="layer")
 
     policy = {"module": "keras.dtype_policies", "class_name": "QuantizedDTypePolicy",
               "config": {"mode": "int8", "source_name": "float32"}, "registered_name": None}
-    config = {"module": "keras.layers", "class_name": "Embedding", "registered_name": None,
-              "config": {"name": "ids", "input_dim": 10, "output_dim": 4, "dtype": policy}}
-    with pytest.raises(ValueError, match=r"^layer 'ids' \(Embedding\): Unsupported dtype policy 'QuantizedDTypePolicy'"):
+    config = {"module": "keras.layers", "class_name": "UnitNormalization", "registered_name": None,
+              "config": {"name": "ids", "axis": -1, "dtype": policy}}
+    with pytest.raises(ValueError, match=r"^layer 'ids' \(UnitNormalization\): Unsupported dtype policy 'QuantizedDTypePolicy'"):
         rebuild(config)
     config["config"]["dtype"] = "float32"
-    assert rebuild(config).output_dim == 4
+    assert rebuild(config).axis in (-1, [-1])

@@ -53,8 +53,20 @@ from fastdense.layers.normalization import (
     RMSNormalization,
     UnitNormalization,
 )
+from fastdense.layers.pooling import (
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalAveragePooling3D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    GlobalMaxPooling3D,
+)
 from fastdense.layers.preprocessing import Normalization, Rescaling
 from fastdense.layers.reshaping import Flatten, Reshape
+
+# Keras's short names for the same classes
+GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D = GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D
+GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D = GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D
 
 __all__ = [
     "Activation",
@@ -72,6 +84,18 @@ __all__ = [
     "Flatten",
     "GaussianDropout",
     "GaussianNoise",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
+    "GlobalAvgPool1D",
+    "GlobalAvgPool2D",
+    "GlobalAvgPool3D",
+    "GlobalMaxPool1D",
+    "GlobalMaxPool2D",
+    "GlobalMaxPool3D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
     "Identity",
     "Input",
     "InputLayer",

@@ -103,8 +103,9 @@ def standardize_dtype(dtype: Any, allowed: Sequence[str] = _FLOAT_DTYPES) -> str
     >>> standardize_dtype(None), standardize_dtype("float64")
     ('float32', 'float64')
     """
-    if isinstance(dtype, dict):
-        dtype = deserialize_dtype(dtype)
+    if isinstance(dtype, dict) or (allowed == _FLOAT_DTYPES and isinstance(dtype, str)
+                                   and (dtype.startswith("mixed_") or dtype in ("float16", "bfloat16"))):
+        dtype = deserialize_dtype(dtype)   # (16-bit and mixed: its errors, or the serving dtype)
     elif hasattr(dtype, "name") and not isinstance(dtype, (np.dtype, type, str)):
         dtype = dtype.name  # a DTypePolicy-like object
     if dtype is None:
@@ -116,6 +117,21 @@ def standardize_dtype(dtype: Any, allowed: Sequence[str] = _FLOAT_DTYPES) -> str
     if name not in allowed:
         raise ValueError(f"Expected dtype to be one of {list(allowed)}, got {dtype!r}")
     return name
+
+
+def standardize_data_format(data_format: Any) -> str:
+    """Keras's ``data_format`` argument: None -> ``"channels_last"``; a clear error otherwise.
+
+    >>> standardize_data_format(None), standardize_data_format("Channels_First")
+    ('channels_last', 'channels_first')
+    """
+    value = "channels_last" if data_format is None else str(data_format).lower()
+    if value not in ("channels_last", "channels_first"):
+        raise ValueError(
+            "The `data_format` argument must be one of 'channels_first', 'channels_last'. "
+            f"Received: data_format={data_format!r}"
+        )
+    return value
 
 
 def standardize_shape(shape: Any, what: str = "shape") -> Shape:

@@ -59,22 +59,6 @@ def _without_shared_ids(config: Any) -> Any:
     return config
 
 
-def _swap_bias_kernel(arrays: list, has_bias: bool) -> list:
-    """A quantized layer's arrays between weights order (bias, kernel, ...: Keras lists the
-    trainable bias first) and .keras store order (kernel, bias, ...): the swap is its own inverse."""
-    arrays = list(arrays)
-    return arrays[1:2] + arrays[:1] + arrays[2:] if has_bias and len(arrays) > 1 else arrays
-
-
-def _int4_block(config: Any) -> int:
-    """block_size of an Int4QuantizationConfig config dict (Keras's default 128; -1 per unit)."""
-    if config is None:
-        return quantizers.INT4_BLOCK_SIZE
-    inner = config.get("config") if isinstance(config, dict) else None
-    block = inner.get("block_size") if isinstance(inner, dict) else None
-    return -1 if block is None else block   # Keras reads a config without block_size as per unit
-
-
 @dataclass(frozen=True, slots=True)
 class _FastPath:
     """What a Dense call on a plain ndarray needs, prepared once per setting change
@@ -134,9 +118,6 @@ class Dense(Layer):
         elif quantization_config is not None:
             quantizers.check_config(quantization_config)   # kept for a later quantize(), as Keras does
         self.quantization_config = _without_shared_ids(quantization_config)
-        if self._quant is not None and lora_rank is not None:
-            raise ValueError(f"fastdense serves LoRA on float Dense layers only; expected lora_rank=None with "
-                             f"dtype policy '{self._quant.name}', got lora_rank={lora_rank!r}")
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units = _positive_int(units, "units")
         self.use_bias = bool(use_bias)
@@ -188,8 +169,9 @@ class Dense(Layer):
         if self._quant is not None:
             kernel = values[self._quantized_kernel_at()]
             if self._quant.mode == "int4":
-                return quantizers.unpack_int4(kernel, self.units)   # as Keras: int8 in [-8, 7]
-            return kernel
+                kernel = quantizers.unpack_int4(kernel, self.units)   # as Keras: int8 in [-8, 7]
+            # LoRA: as Keras, the integers plus the float update, in float32
+            return kernel if not self.lora_enabled else kernel.astype(np.float32) + self._lora_delta(values)
         return self._merged_kernel(values) if self.lora_enabled else values[0]
 
     @property
@@ -206,8 +188,14 @@ class Dense(Layer):
         return values[0] if self._quant is not None else values[1]
 
     def _quantized_kernel_at(self) -> int:
-        """Where a quantized Dense keeps its int8 kernel: after the bias, as Keras lists them."""
-        return 1 if self.use_bias else 0
+        """Where a quantized Dense keeps its int8 kernel: after the bias and the LoRA matrices
+        (Keras lists the trainable variables first)."""
+        return self.use_bias + 2 * self.lora_enabled
+
+    def _lora_at(self) -> int:
+        """Where lora_kernel_a is (lora_kernel_b follows): after the kernel and bias of a float
+        Dense, after the bias of a quantized one."""
+        return self.use_bias + (self._quant is None)
 
     def build(self, input_shape: Any) -> None:
         input_shape = standardize_shape(input_shape, "input_shape")
@@ -223,6 +211,9 @@ class Dense(Layer):
         if self._quant is not None:
             self._add_quantized_weights(input_dim, self._quant)
             self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
+            if self.lora_rank:   # as below: Keras builds LoRA on the quantized kernel too
+                self.built = True
+                self.enable_lora(self.lora_rank)
             return
         self.add_weight(
             "kernel",
@@ -265,10 +256,10 @@ class Dense(Layer):
         groups = -(-input_dim // policy.block_size) if policy.block_size > 0 else 0
         self.add_weight("kernel_scale", (groups, n) if groups else (n,), initializer="ones", trainable=False)
         if groups:
-            block = policy.block_size
             self.add_weight("kernel_zero", (groups, n), initializer="zeros", trainable=False, dtype="int8")
+            # an array initializer (a Constant) rather than a lambda: the layer stays picklable
             self.add_weight("g_idx", (input_dim,), trainable=False,
-                            initializer=lambda shape, dtype=None: quantizers.group_index(shape[0], block))
+                            initializer=quantizers.group_index(input_dim, policy.block_size))
 
     @property
     def quantization_mode(self) -> str | None:
@@ -308,19 +299,14 @@ class Dense(Layer):
                              f"'{self._quant.name}'; quantize the float model instead")
         if self.dtype != "float32":
             raise ValueError(f"Dense '{self.name}' has dtype {self.dtype!r}; fastdense quantizes float32 layers")
-        if self.lora_enabled:
-            # Keras keeps the LoRA matrices beside the quantized kernel (float LoRA products added
-            # to the integer ones); fastdense serves LoRA on float kernels only
-            raise ValueError(f"Cannot quantize Dense '{self.name}': fastdense serves LoRA on float Dense layers "
-                             f"only; expected a layer without LoRA, got lora_rank={self.lora_rank}")
         if mode not in ("int8", "int4"):
             raise ValueError(f"Invalid quantization mode for Dense '{self.name}': expected 'int8' or 'int4', "
                              f"got {mode!r}")
-        config = quantizers.config_dict(config)
-        policy = quantizers.read_policy(f"{mode if mode == 'int8' else 'int4/' + str(_int4_block(config))}"
-                                        "_from_float32", config)
+        policy = quantizers.quantize_policy(mode, config)
         values = self._values
         kernel, bias = values[0], (values[1] if self.use_bias else None)
+        # LoRA stays as it is: Keras quantizes the frozen kernel alone and adds the float update
+        lora = list(values[self._lora_at():self._lora_at() + 2]) if self.lora_enabled else []
         if not np.isfinite(kernel).all():
             raise ValueError(f"Cannot quantize Dense '{self.name}': its kernel holds NaN or inf")
         if policy.mode == "int8":
@@ -334,12 +320,16 @@ class Dense(Layer):
         specs, self._weight_specs, self._values = self._weight_specs, (), ()
         try:
             self._add_quantized_weights(kernel.shape[0], policy)
+            if lora:   # the LoRA matrices go back in after the bias (Keras's order)
+                at, nb = self._lora_at(), self.use_bias
+                self._weight_specs = self._weight_specs[:nb] + specs[at:at + 2] + self._weight_specs[nb:]
+                self._values = self._values[:nb] + values[at:at + 2] + self._values[nb:]
         except Exception:
             self._weight_specs, self._values = specs, values
             raise
         self._quant = policy
         self.quantization_config = policy.config()
-        self._swap_values(self._validate_weights(([bias] if bias is not None else []) + new))
+        self._swap_values(self._validate_weights(([bias] if bias is not None else []) + lora + new))
 
     def _quantized_kernel(self, values: tuple) -> Any:
         """The QuantizedKernel for these weights (Keras's variables, packed for the kernels)."""
@@ -389,20 +379,35 @@ class Dense(Layer):
         packed = self._packed
         if packed is not None and packed[0] is values:
             return packed[1]
-        kernel = self._merged_kernel(values) if self.lora_enabled else values[0]
-        if self._quant is not None:
+        if self._quant is not None:   # (LoRA on it: added by _call_quantized_lora)
             kernel = self._quantized_kernel(values)
-        elif kernel.dtype == np.float32 and kernel.ndim == 2 and kernel.flags.c_contiguous \
-                and not kernel.flags.writeable and ops.packed_available():
-            kernel = ops.PackedKernel(kernel)
+        else:
+            kernel = self._merged_kernel(values) if self.lora_enabled else values[0]
+            if kernel.dtype == np.float32 and kernel.ndim == 2 and kernel.flags.c_contiguous \
+                    and not kernel.flags.writeable and ops.packed_available():
+                kernel = ops.PackedKernel(kernel)
         self._packed = (values, kernel)
         return kernel
 
     def call(self, inputs: np.ndarray) -> np.ndarray:
         values = self._values
+        if self._quant is not None and self.lora_enabled:
+            return self._call_quantized_lora(inputs, values)
         out = ops.dense(inputs, self._pack(values), self._bias_of(values), self._op_activation)
         post = self._post_activation
         return out if post is None else post(out)
+
+    def _call_quantized_lora(self, inputs: np.ndarray, values: tuple) -> np.ndarray:
+        """Keras's quantized call with LoRA: the integer product de-scaled, plus
+        ``(lora_alpha / lora_rank) * ((x @ A) @ B)`` on the float inputs, then bias and activation."""
+        a, b = values[self._lora_at()], values[self._lora_at() + 1]
+        x = np.asarray(inputs, np.float32)
+        out = ops.dense(x, self._pack(values), None, "linear")
+        out += np.float32(self.lora_alpha / self.lora_rank) * ((x @ a) @ b)
+        bias = self._bias_of(values)
+        if bias is not None:
+            out += bias
+        return self._activation(out)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
         units = self.units // 2 if activations.halves(self._activation) else self.units
@@ -459,18 +464,45 @@ class Dense(Layer):
             raise ValueError("Cannot enable lora on a layer that isn't yet built.")
         if self.lora_enabled:
             raise ValueError("lora is already enabled. This can only be done once per layer.")
-        if self._quant is not None:
-            raise ValueError(f"fastdense serves LoRA on float Dense layers only; Dense '{self.name}' has "
-                             f"dtype policy '{self._quant.name}'")
         rank = _positive_int(rank, "rank")
-        input_dim, units = self._values[0].shape
+        quantized = self._quant is not None
+        input_dim = self._values[self._quantized_kernel_at() if quantized else 0].shape[0]
         self.add_weight("lora_kernel_a", (input_dim, rank), a_initializer, self.kernel_regularizer, dtype="float32")
-        self.add_weight("lora_kernel_b", (rank, units), b_initializer, self.kernel_regularizer, dtype="float32")
-        self._weight_specs = (self._weight_specs[0]._replace(trainable=False),) + self._weight_specs[1:]
+        self.add_weight("lora_kernel_b", (rank, self.units), b_initializer, self.kernel_regularizer, dtype="float32")
+        specs = self._weight_specs
+        if quantized:   # after the bias: Keras lists the trainable variables first (the kernel is frozen)
+            nb, values = self.use_bias, self._values
+            self._weight_specs = specs[:nb] + specs[-2:] + specs[nb:-2]
+            self._swap_values(values[:nb] + values[-2:] + values[nb:-2])
+        else:
+            self._weight_specs = (specs[0]._replace(trainable=False),) + specs[1:]
         self.lora_enabled = True
         self.lora_rank = rank
         self.lora_alpha = lora_alpha if lora_alpha is not None else rank
         self._refresh_cache()
+
+    def _lora_delta(self, values: tuple) -> np.ndarray:
+        """``(lora_alpha / lora_rank) * A @ B`` in float32, as Keras adds it to a quantized kernel."""
+        a, b = values[self._lora_at()], values[self._lora_at() + 1]
+        return np.float32(self.lora_alpha / self.lora_rank) * (a @ b)
+
+    def _merged_quantized(self, values: tuple) -> list[np.ndarray]:
+        """The quantized variables after the kernel's position (kernel, kernel_scale, ...) with
+        LoRA merged as Keras saves them (``Dense._get_kernel_with_merged_lora``): the float kernel
+        Keras computes with, plus the update, quantized again by the layer's own quantizer."""
+        policy, at = self._quant, self._quantized_kernel_at()
+        assert policy is not None
+        kernel, scale = values[at], values[at + 1]
+        delta = self._lora_delta(values)
+        if policy.mode == "int8":
+            return list(quantizers.quantize_int8(kernel.astype(np.float32) / scale + delta))
+        q = quantizers.unpack_int4(kernel, self.units)
+        if policy.block_size <= 0:
+            w = quantizers.quantize_int4(q.astype(np.float32) / scale + delta, -1)
+            return [quantizers.pack_int4(w.q), w.scale]
+        old = quantizers.Int4Weights(q, scale, values[at + 2], policy.block_size)
+        w = quantizers.quantize_int4(quantizers.dequantize_int4(old) + delta, policy.block_size)
+        return [quantizers.pack_int4(w.q), w.scale, w.zero, values[at + 3]]
 
     def _merged_kernel(self, values: tuple) -> np.ndarray:
         """kernel + (lora_alpha / lora_rank) * A @ B, in float64, as a read-only array of the kernel dtype."""
@@ -483,8 +515,11 @@ class Dense(Layer):
     def _keras_store_values(self) -> list[np.ndarray]:
         """The arrays Keras keeps in a .keras file for this layer (``Dense.save_own_variables``):
         the kernel (LoRA: merged), then the bias, then a quantized layer's other variables."""
-        if self._quant is not None:
-            return _swap_bias_kernel(self.get_weights(), self.use_bias)
+        if self._quant is not None:   # kernel, bias, kernel_scale, ... (LoRA: merged)
+            values = self._values
+            at = self._quantized_kernel_at()
+            rest = self._merged_quantized(values) if self.lora_enabled else list(values[at:])
+            return [np.array(v) for v in rest[:1] + list(values[:self.use_bias]) + rest[1:]]
         if not self.lora_enabled:
             return self.get_weights()
         values = self._values
@@ -493,8 +528,16 @@ class Dense(Layer):
     def _weights_from_keras_store(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """``set_weights`` arguments for the arrays of a .keras file (LoRA matrices zeroed, as Keras)."""
         if self._quant is not None:
+            # the store's kernel, bias, ... back to weights order bias, (LoRA zeros,) kernel, ...;
             # a wrong count is left to set_weights, which names the weights it expects
-            return _swap_bias_kernel(arrays, self.use_bias)
+            arrays = list(arrays)
+            if self.use_bias and len(arrays) > 1:
+                arrays = arrays[1:2] + arrays[:1] + arrays[2:]
+            if self.lora_enabled:
+                at = self._lora_at()
+                zeros = [np.zeros_like(v) for v in self._values[at:at + 2]]
+                arrays = arrays[:self.use_bias] + zeros + arrays[self.use_bias:]
+            return arrays
         if not self.lora_enabled or len(arrays) != 1 + self.use_bias:
             return arrays
         a, b = self._values[-2], self._values[-1]

@@ -25,13 +25,7 @@ import numpy as np
 
 from fastdense import activations, constraints, initializers, ops, quantizers, regularizers
 from fastdense.layers.base import InputSpec, Layer
-from fastdense.layers.core import (
-    _get_or_none,
-    _int4_block,
-    _serialize_or_none,
-    _swap_bias_kernel,
-    _without_shared_ids,
-)
+from fastdense.layers.core import _get_or_none, _serialize_or_none, _without_shared_ids
 from fastdense.saving.serialization import register_builtin
 
 __all__ = ["EinsumDense", "EinsumPlan", "analyze_equation"]
@@ -310,9 +304,7 @@ class EinsumDense(Layer):
         if mode not in ("int8", "int4"):
             raise ValueError(f"Invalid quantization mode for EinsumDense '{self.name}': expected 'int8' or "
                              f"'int4', got {mode!r}")
-        config = quantizers.config_dict(config)
-        policy = quantizers.read_policy(f"{mode if mode == 'int8' else 'int4/' + str(_int4_block(config))}"
-                                        "_from_float32", config)
+        policy = quantizers.quantize_policy(mode, config)
         plan = self._einsum
         assert plan is not None
         values = self._values
@@ -483,6 +475,13 @@ class EinsumDense(Layer):
                 raise TypeError(f"Error when deserializing class 'EinsumDense' using config={config}: "
                                 f"{error}") from error
         return super().from_config(config)
+
+
+def _swap_bias_kernel(arrays: list, has_bias: bool) -> list:
+    """A quantized layer's arrays between weights order (bias, kernel, ...: Keras lists the
+    trainable bias first) and .keras store order (kernel, bias, ...): the swap is its own inverse."""
+    arrays = list(arrays)
+    return arrays[1:2] + arrays[:1] + arrays[2:] if has_bias and len(arrays) > 1 else arrays
 
 
 def _flat_sizes(plan: EinsumPlan | None) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fastdense import regularizers
-from fastdense.layers.base import InputSpec, Layer, standardize_shape
+from fastdense.layers.base import InputSpec, Layer, standardize_data_format, standardize_shape
 from fastdense.saving.serialization import register_builtin
 
 __all__ = [
@@ -149,13 +149,7 @@ class _SpatialDropoutND(_SpatialDropout):
     def __init__(self, rate: float, data_format: str | None = None, seed: int | None = None,
                  name: str | None = None, dtype: Any = None, **kwargs: Any) -> None:
         super().__init__(rate, seed=seed, name=name, dtype=dtype, **kwargs)
-        data_format = "channels_last" if data_format is None else str(data_format).lower()
-        if data_format not in ("channels_last", "channels_first"):
-            raise ValueError(
-                "The `data_format` argument must be one of 'channels_first', 'channels_last'. "
-                f"Received: data_format={data_format!r}"
-            )
-        self.data_format = data_format
+        self.data_format = standardize_data_format(data_format)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fastdense.layers.base import InputSpec, Layer
+from fastdense.layers.base import InputSpec, Layer, standardize_data_format
 from fastdense.saving.serialization import register_builtin
 
 __all__ = ["Flatten", "Reshape"]
@@ -31,13 +31,7 @@ class Flatten(Layer):
 
     def __init__(self, data_format: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        data_format = "channels_last" if data_format is None else str(data_format).lower()
-        if data_format not in ("channels_last", "channels_first"):
-            raise ValueError(
-                "The `data_format` argument must be one of 'channels_first', 'channels_last'. "
-                f"Received: data_format={data_format!r}"
-            )
-        self.data_format = data_format
+        self.data_format = standardize_data_format(data_format)
         self.input_spec = InputSpec(min_ndim=1)
 
     def call(self, inputs: np.ndarray) -> np.ndarray:

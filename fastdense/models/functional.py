@@ -376,12 +376,6 @@ class Model(Layer):
         # every layer that quantizes itself, as Keras calls quantize on each leaf layer (subclasses
         # are skipped with a warning when type_check: their quantize refuses them)
         targets = [layer for layer in leaves(self) if callable(getattr(layer, "quantize", None)) and chosen(layer)]
-        # with type_check a class that only inherits quantize is skipped, so only the others count
-        lora = [layer.name for layer in targets if getattr(layer, "lora_enabled", False)
-                and ("quantize" in type(layer).__dict__ or not type_check)]
-        if lora:    # refused before any layer changes: no half-quantized model
-            raise ValueError(f"Cannot quantize model '{self.name}': fastdense serves LoRA on float Dense layers only; "
-                             f"expected Dense layers without LoRA, got LoRA on {', '.join(map(repr, lora))}")
         for layer in targets:
             try:
                 layer.quantize(mode, type_check=type_check, config=config)

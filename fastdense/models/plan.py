@@ -359,6 +359,8 @@ def _emit_quantized_dense(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in
     bias = layer._bias_of(values)
     if b.dtype != np.float32 or not qkernel.native:
         raise _Unsupported("quantized Dense outside a float32 plan or without an integer kernel")
+    if layer.lora_enabled and any(v.any() for v in values[layer._lora_at():layer._lora_at() + 2]):
+        raise _Unsupported("LoRA on a quantized Dense")   # (a .keras file's LoRA loads as zeros)
     k, n = qkernel.shape
     if not shape or shape[-1] != k:
         raise _Unsupported("Dense input does not match its kernel")
@@ -508,13 +510,30 @@ def _emit_embedding(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shape
     """Rows of the table gathered for the ids of an integer model input."""
     (shape,) = in_shapes
     j = b.id_inputs.get(srcs[0])
-    table = layer._values[0]
-    if j is None or not b.sole_reader or table.dtype != b.dtype:
+    values = layer._values
+    quantized = layer.quantization_mode is not None   # the table stays quantized (csrc/fd_gather.c)
+    if j is None or not b.sole_reader or (np.dtype(layer.dtype) if quantized else values[0].dtype) != b.dtype:
         raise _Unsupported("an Embedding not fed by an integer model input of its own")
-    b.ids[j] = (table.shape[0], layer._owner())
-    step = PlanStep(_GATHER, srcs, -1, rows=math.prod(shape), k=table.shape[0], n=table.shape[1],
-                    w=np.ascontiguousarray(table))
-    return b.add(step, shape + (table.shape[1],))
+    b.ids[j] = (layer.input_dim, layer._owner())
+    if quantized:
+        step = PlanStep(_GATHER, srcs, -1, rows=math.prod(shape), k=layer.input_dim, n=layer.output_dim,
+                        w=layer._quantized_table(values), mode=_kernels.FD_GATHER_QUANTIZED)
+    else:
+        step = PlanStep(_GATHER, srcs, -1, rows=math.prod(shape), k=layer.input_dim, n=layer.output_dim,
+                        w=np.ascontiguousarray(values[0]))
+    return b.add(step, shape + (layer.output_dim,))
+
+
+def _emit_global_pool(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
+                      ) -> tuple[int, tuple]:
+    """Global pooling of channels-last samples: the mean or maximum of a sample's rows."""
+    (shape,) = in_shapes
+    if layer.data_format != "channels_last" or len(shape) != layer._pool_dims + 1:
+        raise _Unsupported("global pooling of channels_first samples")
+    out_shape = ((1,) * layer._pool_dims if layer.keepdims else ()) + shape[-1:]
+    step = PlanStep(_kernels.FD_STEP_POOL, srcs, -1, rows=math.prod(shape[:-1]), n=shape[-1],
+                    mode=int(layer.statistic == "max"))
+    return b.add(step, out_shape)
 
 
 def _emit_concat_carrying(b: _PlanBuilder, layer: Any, srcs: tuple[int, ...], in_shapes: list[tuple]
@@ -537,6 +556,7 @@ _ISSUE13_EMITTERS: dict[type, Callable[[_PlanBuilder, Any, tuple[int, ...], list
     PReLU: _emit_prelu,
     EinsumDense: _emit_einsum_dense,
     Embedding: _emit_embedding,
+    **{cls: _emit_global_pool for cls in plan_layers.GLOBAL_POOLING},
 }
 # layers that read a pending buffer as it is (the rest get it written first)
 _READS_PENDING = {Dense, Concatenate, *plan_layers.IDENTITY_LAYERS, *plan_fold.FOLDABLE}

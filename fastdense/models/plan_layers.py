@@ -32,14 +32,26 @@ from fastdense.layers.noise import (
     SpatialDropout3D,
 )
 from fastdense.layers.normalization import LayerNormalization, RMSNormalization, UnitNormalization
+from fastdense.layers.pooling import (
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalAveragePooling3D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    GlobalMaxPooling3D,
+)
 
-__all__ = ["IDENTITY_LAYERS", "NormStep", "activation_function", "einsum_dense_step", "norm_step",
+__all__ = ["GLOBAL_POOLING", "IDENTITY_LAYERS", "NormStep", "activation_function", "einsum_dense_step", "norm_step",
            "prelu_alpha"]
 
 # Layers that return their input at inference (ActivityRegularization only records a penalty,
 # which predict does not; a plan that records losses refuses layers with activity regularizers).
 IDENTITY_LAYERS = (GaussianNoise, GaussianDropout, AlphaDropout, SpatialDropout1D, SpatialDropout2D,
                    SpatialDropout3D, ActivityRegularization, Identity)
+
+# Global pooling: a POOL step (its mean or maximum of each sample's rows) for channels-last inputs
+GLOBAL_POOLING = (GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D,
+                  GlobalMaxPooling2D, GlobalMaxPooling3D)
 
 # fd_norm_kind in csrc/fd_norm.h
 NORM_LAYER, NORM_LAYER_RMS, NORM_RMS, NORM_UNIT = range(4)

@@ -31,10 +31,10 @@ class PlanStep(NamedTuple):
     n: int = 0                     # dense: features out (before glu halves); act: columns;
                                    # merge/copy: width; concat: out columns
     cols: tuple[int, ...] = ()     # concat: columns of each source
-    w: Any = None                  # dense: ndarray or PackedKernel
+    w: Any = None                  # dense: ndarray or PackedKernel; gather: table or QuantizedTable
     bias: Any = None               # dense: ndarray or None
     act: KernelActivation | None = None   # dense, act; norm: an element-wise activation after it
-    mode: int = 0                  # norm: the fd_norm_kind (csrc/fd_norm.h)
+    mode: int = 0                  # norm: the fd_norm_kind (csrc/fd_norm.h); gather: fd_gather_kind
     eps: float = 0.0               # norm: epsilon
 
 

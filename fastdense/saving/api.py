@@ -23,6 +23,7 @@ import numpy as np
 from . import _budget, _h5, compat, keras_format, legacy_h5
 from ._atomic import atomic_path
 from .errors import KerasFileError, UnsafeFileError, UnsupportedLayerError
+from .serialization import SUPPORTED_DTYPES, serving_dtype
 
 __all__ = ["ModelFile", "load_model", "load_weights", "model_config", "read_model_file", "save_model", "save_weights"]
 
@@ -253,6 +254,7 @@ def load_model(
     custom_objects: Mapping[str, Any] | None = None,
     compile: bool = False,  # noqa: A002 - Keras's argument name
     safe_mode: bool = True,
+    dtype: str | None = None,
 ) -> Any:
     """Load a model saved by Keras 3 (``.keras``, ``.h5``), tf.keras 2 (``.h5``) or fastdense.
 
@@ -262,6 +264,15 @@ def load_model(
         compile: accepted for Keras compatibility; fastdense models are inference-only.
         safe_mode: accepted for Keras compatibility; fastdense is always safe: it never runs
             code from a file (Lambda layers are refused) and never imports modules it names.
+        dtype: None (the default) serves every layer in the dtype its config names, float32 or
+            float64, and refuses 16-bit and mixed-precision policies. ``"float32"`` or
+            ``"float64"`` serves every float layer in that dtype instead: a model trained
+            under ``mixed_float16`` / ``mixed_bfloat16`` (float32 weights, 16-bit arithmetic in
+            Keras) or ``float16`` then computes in float32, which is not Keras's 16-bit rounding
+            (its outputs differ from Keras's by about that rounding, 2^-11 of float16 or 2^-8 of
+            bfloat16 relative); a float64 model runs in float32 (its weights rounded once). The
+            model then reports and saves the serving dtype. A fastdense extension, not a Keras
+            argument.
 
     Raises:
         KerasFileError (a ValueError): corrupted/truncated file, or weights that do not fit.
@@ -275,6 +286,8 @@ def load_model(
     """
     del compile, safe_mode
     path = os.fspath(filepath)
+    if dtype is not None and dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"load_model expects dtype None, 'float32' or 'float64', got {dtype!r}")
     content = read_model_file(path)
     if content.config is None:
         raise KerasFileError(
@@ -287,7 +300,7 @@ def load_model(
     try:
         config = compat.upgrade_model_config(content.config)
         compat.check_model_config(config, path=path, custom_objects=custom_objects)
-        with _budget.weight_budget(_budget.limit_for(_stored_bytes(content)), path):
+        with _budget.weight_budget(_budget.limit_for(_stored_bytes(content)), path), serving_dtype(dtype):
             model = model_from_config(config, custom_objects=custom_objects)
     except (UnsafeFileError, UnsupportedLayerError):
         raise

@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="show a progress bar on stderr (default: when stderr is a terminal)")
     progress.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                        help="serve every float layer in this dtype (needed for mixed_float16, "
+                             "mixed_bfloat16 and float16 models; see load_model)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     return parser
 
@@ -542,7 +545,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
     show = args.progress if args.progress is not None else (not args.quiet and sys.stderr.isatty())
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, dtype=args.dtype)
         source = open_source(args.input, model, _parse_columns(args.columns))
         progress = _Progress(source.rows, show)
         io = run_predict(model, source, args.output, args.batch_size, progress)

@@ -46,8 +46,12 @@ class UnsupportedLayerError(KerasFileError):
         self.layers = list(layers)
         listed = ", ".join(f"{cls} {name!r}" for cls, name in self.layers)
         classes = sorted({cls for cls, _ in self.layers})
+        # Keras writes the mask of an Embedding(mask_zero=True) that a later layer reads as a
+        # NotEqual operation in the graph
+        mask = (" (NotEqual is the mask of an Embedding with mask_zero=True, which a later layer reads: "
+                "fastdense does not carry masks)") if "NotEqual" in classes else ""
         super().__init__(
-            f"the model uses {len(self.layers)} layer(s) that fastdense does not support: {listed}. "
+            f"the model uses {len(self.layers)} layer(s) that fastdense does not support: {listed}{mask}. "
             f"fastdense implements Dense-network layers only; unsupported classes: {', '.join(classes)}. "
             "If one of them is your own layer class, register it with "
             "@fastdense.saving.register_serializable() or pass custom_objects={...}",

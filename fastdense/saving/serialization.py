@@ -22,6 +22,8 @@ Anything else is a ``ValueError`` that names the class and explains how to regis
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import inspect
 import threading
@@ -48,6 +50,7 @@ __all__ = [
     "register_builtin",
     "register_serializable",
     "serialize_dtype",
+    "serving_dtype",
     "serialize_keras_object",
 ]
 
@@ -704,16 +707,38 @@ def get_from_identifier(identifier: Any, module_objects: Mapping[str, Any], kind
 
 SUPPORTED_DTYPES = ("float32", "float64")
 _POLICY_CLASSES = ("DTypePolicy", "FloatDTypePolicy", "Policy")
+_MIXED_POLICIES = ("mixed_float16", "mixed_bfloat16")
+# load_model(..., dtype=...): the dtype every float layer of the model being rebuilt serves in
+_SERVING_DTYPE: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastdense_serving_dtype", default=None)
+_SERVING_HINT = "load_model(path, dtype='float32') serves such a model in float32 (not Keras's 16-bit rounding)"
+
+
+@contextlib.contextmanager
+def serving_dtype(dtype: str | None) -> Any:
+    """Within it, every float dtype or policy a config names (float16, bfloat16, mixed_float16,
+    mixed_bfloat16, float32, float64) reads as ``dtype`` ('float32' or 'float64'); None changes
+    nothing. ``load_model(path, dtype=...)`` rebuilds a model inside it."""
+    if dtype is not None and dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"dtype must be None or one of {SUPPORTED_DTYPES}, got {dtype!r}")
+    token = _SERVING_DTYPE.set(dtype)
+    try:
+        yield
+    finally:
+        _SERVING_DTYPE.reset(token)
 
 
 def _dtype_name(value: Any) -> str:
-    """Validate a plain dtype (string, numpy dtype or type) and return 'float32' or 'float64'."""
+    """Validate a plain dtype (string, numpy dtype or type) and return 'float32' or 'float64'
+    (or the serving dtype, inside :func:`serving_dtype`)."""
     if value is None:
         return "float32"
+    serving = _SERVING_DTYPE.get()
     if isinstance(value, str) and value.startswith("mixed_"):
+        if serving is not None and value in _MIXED_POLICIES:
+            return serving
         raise ValueError(
             f"dtype policy {value!r} is mixed precision, which fastdense does not support: "
-            "it computes in float32 or float64 only. Use dtype 'float32' instead"
+            f"it computes in float32 or float64 only; {_SERVING_HINT}"
         )
     if value == "bfloat16":
         name = "bfloat16"
@@ -722,10 +747,13 @@ def _dtype_name(value: Any) -> str:
             name = np.dtype(value).name
         except TypeError as exc:
             raise ValueError(f"Unknown dtype {value!r}; expected one of {SUPPORTED_DTYPES}") from exc
+    if serving is not None and name in SUPPORTED_DTYPES + ("float16", "bfloat16"):
+        return serving
     if name in SUPPORTED_DTYPES:
         return name
     if name in ("float16", "bfloat16"):
-        raise ValueError(f"dtype {name!r} is not supported: fastdense computes in float32 or float64")
+        raise ValueError(f"dtype {name!r} is not supported: fastdense computes in float32 or float64; "
+                         f"{_SERVING_HINT}")
     raise ValueError(f"Unknown or unsupported dtype {value!r}; expected one of {SUPPORTED_DTYPES}")
 
 
