@@ -191,6 +191,8 @@ def test_int4_matches_float64_reference(equation, shape, out, bias_axes, activat
                                 kernel.shape, w.get("bias"), block)
     np.testing.assert_allclose(layer(x), want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-5)
+    if bias_axes is None or all(d not in _specs(equation)[0] for d in bias_axes):
+        assert compile_plan(model, [shape], np.float32) is not None
 
 
 def test_int8_kernel_scale_is_per_unit_abs_max():
