@@ -554,6 +554,20 @@ class Layer:
         return value
 
     @property
+    def quantization_mode(self) -> str | None:
+        """``"int8"`` or ``"int4"`` once quantized (Keras's name; Dense, EinsumDense and Embedding
+        quantize), else None."""
+        quant = getattr(self, "_quant", None)
+        return None if quant is None else quant.mode
+
+    @property
+    def dtype_policy(self) -> Any:
+        """Keras's dtype policy: a :class:`fastdense.quantizers.QuantizedPolicy` (``.name`` e.g.
+        ``"int8_from_float32"``) once quantized, else the float dtype's name."""
+        quant = getattr(self, "_quant", None)
+        return quant if quant is not None else self.dtype
+
+    @property
     def weights(self) -> list[np.ndarray]:
         """Current weight arrays (read-only), in creation order."""
         return list(self._values)

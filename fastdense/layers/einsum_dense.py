@@ -265,17 +265,6 @@ class EinsumDense(Layer):
             self.add_weight("g_idx", (rows,), trainable=False,
                             initializer=lambda shape, dtype=None: quantizers.group_index(shape[0], block))
 
-    @property
-    def quantization_mode(self) -> str | None:
-        """``"int8"`` or ``"int4"`` once quantized (Keras's name), else None."""
-        return None if self._quant is None else self._quant.mode
-
-    @property
-    def dtype_policy(self) -> Any:
-        """Keras's dtype policy: a :class:`fastdense.quantizers.QuantizedPolicy` once quantized,
-        else the float dtype's name."""
-        return self._quant if self._quant is not None else self.dtype
-
     def quantize(self, mode: str | None = None, type_check: bool = True, config: Any = None) -> None:
         """Quantize the built layer's weights as Keras 3.15's ``EinsumDense.quantize`` does.
 

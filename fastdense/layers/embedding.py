@@ -197,17 +197,6 @@ class Embedding(Layer):
             self.add_weight("g_idx", (dim,), trainable=False,   # an array initializer: picklable
                             initializer=quantizers.group_index(dim, policy.block_size))
 
-    @property
-    def quantization_mode(self) -> str | None:
-        """``"int8"`` or ``"int4"`` once quantized (Keras's name), else None."""
-        return None if self._quant is None else self._quant.mode
-
-    @property
-    def dtype_policy(self) -> Any:
-        """Keras's dtype policy: a :class:`fastdense.quantizers.QuantizedPolicy` (``.name`` e.g.
-        ``"int4/128_from_float32"``) once quantized, else the float dtype's name."""
-        return self._quant if self._quant is not None else self.dtype
-
     def quantize(self, mode: str | None = None, type_check: bool = True, config: Any = None) -> None:
         """Quantize the built table as Keras 3.15's ``Embedding.quantize`` does.
 
