@@ -328,6 +328,27 @@ def quantize_policy(mode: str, config: Any = None) -> QuantizedPolicy:
     return read_policy(f"{mode}_from_float32", config)
 
 
+def layer_quantize_policy(layer: Any, owner: type, mode: Any, config: Any, type_check: bool) -> QuantizedPolicy:
+    """The checks that open ``quantize`` on each quantizable layer class ``owner`` (Dense,
+    EinsumDense, Embedding), as Keras's do, then the policy it takes: subclasses refused with
+    NotImplementedError when ``type_check`` (Model.quantize warns and goes on), then ValueError
+    for a layer not built, already quantized, not float32, or a mode other than int8 / int4."""
+    kind = owner.__name__
+    if type_check and type(layer) is not owner:
+        raise NotImplementedError(f"{type(layer).__name__} does not support quantize(); only {kind} does")
+    if not layer.built:
+        raise ValueError(f"Cannot quantize {kind} '{layer.name}': it is not built yet")
+    if layer._quant is not None:
+        raise ValueError(f"{kind} '{layer.name}' is already quantized with dtype_policy="
+                         f"'{layer._quant.name}'; quantize the float model instead")
+    if layer.dtype != "float32":
+        raise ValueError(f"{kind} '{layer.name}' has dtype {layer.dtype!r}; fastdense quantizes float32 layers")
+    if mode not in ("int8", "int4"):
+        raise ValueError(f"Invalid quantization mode for {kind} '{layer.name}': expected 'int8' or 'int4', "
+                         f"got {mode!r}")
+    return quantize_policy(mode, config)
+
+
 def check_config(config: Any) -> str:
     """The mode (``"int8"`` / ``"int4"``) of a Keras quantization config dict, after checking it
     is one fastdense runs; ValueError otherwise."""

@@ -279,19 +279,7 @@ class Dense(Layer):
         >>> layer.dtype_policy.name, layer.weight_names
         ('int8_from_float32', ['bias', 'kernel', 'kernel_scale'])
         """
-        if type_check and type(self) is not Dense:
-            raise NotImplementedError(f"{type(self).__name__} does not support quantize(); only Dense does")
-        if not self.built:
-            raise ValueError(f"Cannot quantize Dense '{self.name}': it is not built yet")
-        if self._quant is not None:
-            raise ValueError(f"Dense '{self.name}' is already quantized with dtype_policy="
-                             f"'{self._quant.name}'; quantize the float model instead")
-        if self.dtype != "float32":
-            raise ValueError(f"Dense '{self.name}' has dtype {self.dtype!r}; fastdense quantizes float32 layers")
-        if mode not in ("int8", "int4"):
-            raise ValueError(f"Invalid quantization mode for Dense '{self.name}': expected 'int8' or 'int4', "
-                             f"got {mode!r}")
-        policy = quantizers.quantize_policy(mode, config)
+        policy = quantizers.layer_quantize_policy(self, Dense, mode, config, type_check)
         values = self._values
         kernel, bias = values[0], (values[1] if self.use_bias else None)
         # LoRA stays as it is: Keras quantizes the frozen kernel alone and adds the float update

@@ -281,19 +281,7 @@ class EinsumDense(Layer):
         >>> layer.dtype_policy.name, layer.weight_names
         ('int8_from_float32', ['bias', 'kernel', 'kernel_scale'])
         """
-        if type_check and type(self) is not EinsumDense:
-            raise NotImplementedError(f"{type(self).__name__} does not support quantize(); only EinsumDense does")
-        if not self.built:
-            raise ValueError(f"Cannot quantize EinsumDense '{self.name}': it is not built yet")
-        if self._quant is not None:
-            raise ValueError(f"EinsumDense '{self.name}' is already quantized with dtype_policy="
-                             f"'{self._quant.name}'; quantize the float model instead")
-        if self.dtype != "float32":
-            raise ValueError(f"EinsumDense '{self.name}' has dtype {self.dtype!r}; fastdense quantizes float32 layers")
-        if mode not in ("int8", "int4"):
-            raise ValueError(f"Invalid quantization mode for EinsumDense '{self.name}': expected 'int8' or "
-                             f"'int4', got {mode!r}")
-        policy = quantizers.quantize_policy(mode, config)
+        policy = quantizers.layer_quantize_policy(self, EinsumDense, mode, config, type_check)
         plan = self._einsum
         assert plan is not None
         values = self._values

@@ -216,19 +216,7 @@ class Embedding(Layer):
         >>> layer.dtype_policy.name, layer.weight_names, layer.embeddings.tolist()
         ('int8_from_float32', ['embeddings', 'embeddings_scale'], [[63, -127, 32], [127, 0, 64]])
         """
-        if type_check and type(self) is not Embedding:
-            raise NotImplementedError(f"{type(self).__name__} does not support quantize(); only Embedding does")
-        if not self.built:
-            raise ValueError(f"Cannot quantize Embedding '{self.name}': it is not built yet")
-        if self._quant is not None:
-            raise ValueError(f"Embedding '{self.name}' is already quantized with dtype_policy="
-                             f"'{self._quant.name}'; quantize the float model instead")
-        if self.dtype != "float32":
-            raise ValueError(f"Embedding '{self.name}' has dtype {self.dtype!r}; fastdense quantizes float32 layers")
-        if mode not in ("int8", "int4"):
-            raise ValueError(f"Invalid quantization mode for Embedding '{self.name}': expected 'int8' or 'int4', "
-                             f"got {mode!r}")
-        policy = quantizers.quantize_policy(mode, config)
+        policy = quantizers.layer_quantize_policy(self, Embedding, mode, config, type_check)
         table = self._values[0]
         if not np.isfinite(table).all():
             raise ValueError(f"Cannot quantize Embedding '{self.name}': its embeddings hold NaN or inf")
