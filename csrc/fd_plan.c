@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fd_cpu.h"
 #include "fd_gather.h"
 #include "fd_norm.h"
 #include "fd_plan.h"
@@ -184,7 +185,8 @@ static double step_weights(const fd_plan *p, const fd_step *st, double *ps_byte,
     if (st->kind == FD_STEP_QDENSE) {
         const fd_qweights *qw = (const fd_qweights *)st->w;
         const int q8 = qw->bits == 8;
-        *ps_byte = q8 ? FD_TUNE_STEP_PS_PER_BYTE_Q8 : FD_TUNE_STEP_PS_PER_BYTE_Q4;
+        *ps_byte = !q8 ? FD_TUNE_STEP_PS_PER_BYTE_Q4
+                   : fd_cpu_vendor_id() == FD_CPU_VENDOR_AMD ? FD_TUNE_STEP_PS_PER_BYTE_Q8_AMD : FD_TUNE_STEP_PS_PER_BYTE_Q8;
         *ps_mac = q8 ? FD_TUNE_STEP_PS_PER_MAC_Q8
                      : qw->recipe == FD_Q4_DIGITS ? FD_TUNE_STEP_PS_PER_MAC_Q4_DIGITS : FD_TUNE_STEP_PS_PER_MAC_Q4_FLOAT;
         return q8 ? kn : kn / 2;
@@ -210,6 +212,11 @@ double fd_plan_l2_bytes(void)
     return (double)b;
 }
 
+size_t fd_plan_block_bytes(void)
+{
+    return fd_plan_l2_bytes() >= FD_TUNE_PLAN_BIG_L2 ? FD_TUNE_PLAN_BLOCK_BYTES : FD_TUNE_PLAN_BLOCK_BYTES_SMALL_L2;
+}
+
 int fd_plan_weights_far(const fd_plan *p)
 {
     double bytes = 0, ps_byte, ps_mac;
@@ -221,7 +228,9 @@ double fd_plan_step_cost_ns(const fd_plan *p, int s, ptrdiff_t m, int far)
 {
     const fd_step *st = &p->steps[s];
     double ps_byte = 0, ps_mac = 0;
-    const double bytes = step_weights(p, st, &ps_byte, &ps_mac);
+    double bytes = step_weights(p, st, &ps_byte, &ps_mac);
+    /* one row of int4 values reads their nibble copy: half the bytes (fd_q8_pack_nibbles) */
+    if (st->kind == FD_STEP_QDENSE && ((const fd_qweights *)st->w)->w4 && m * st->rows == 1) bytes /= 2;
     const double read = bytes * ps_byte * (far ? FD_TUNE_STEP_FAR : 1);
     const double arith = (double)m * (double)st->rows * (double)st->k * (double)st->n * ps_mac;
     return (read > arith ? read : arith) / 1000;

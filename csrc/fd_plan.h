@@ -88,5 +88,8 @@ double fd_plan_step_cost_ns(const fd_plan *p, int s, ptrdiff_t m, int far);
 int fd_plan_weights_far(const fd_plan *p);
 /* One core's L2 in bytes: the OS's figure where it gives one, else FD_TUNE_L2_BYTES. */
 double fd_plan_l2_bytes(void);
+/* The plan's block size: a block's intermediates in about this many bytes (fd_tune.h: by the
+   size of one core's L2). */
+size_t fd_plan_block_bytes(void);
 
 #endif

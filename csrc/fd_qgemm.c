@@ -52,6 +52,23 @@ void fd_q8_pack(const int8_t *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, const 
         }
 }
 
+ptrdiff_t fd_q8_nibbles_size(ptrdiff_t k, ptrdiff_t n)
+{
+    return q_panels(n) * ((k + 7) / 8) * 64;
+}
+
+void fd_q8_pack_nibbles(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, uint8_t *w4)
+{
+    const ptrdiff_t k8 = (k + 7) / 8;
+    memset(w4, 0, (size_t)fd_q8_nibbles_size(k, n));
+    for (ptrdiff_t j = 0; j < n; j++)
+        for (ptrdiff_t kk = 0; kk < k; kk++) {
+            const ptrdiff_t p = j / FD_QPANEL, col = j % FD_QPANEL, t = kk / 8, b = kk % 4;
+            const uint8_t u = (uint8_t)(q[kk * ldq + j] + 8);
+            w4[(p * k8 + t) * 64 + 4 * col + b] |= (uint8_t)(kk % 8 < 4 ? u : u << 4);
+        }
+}
+
 fd_qweights fd_qweights_panels(const fd_qweights *w, ptrdiff_t p0, ptrdiff_t p1)
 {
     fd_qweights v = *w;
@@ -61,6 +78,7 @@ fd_qweights fd_qweights_panels(const fd_qweights *w, ptrdiff_t p0, ptrdiff_t p1)
         v.w = (const int8_t *)w->w + p0 * ((w->k + 3) / 4) * 64;
         v.comp = w->comp + p0 * FD_QPANEL;
         v.scale = w->scale + p0 * FD_QPANEL;
+        if (w->w4) v.w4 = w->w4 + p0 * ((w->k + 7) / 8) * 64;
     } else {
         fd_q4_panels_view(w, p0, &v);
     }
@@ -306,12 +324,79 @@ T_AVX512VNNI static void q8_rows_512(int mr, const fd_qweights *w, const uint8_t
     }
 }
 
+/* One row against NP panels of nibbles (fd_q8_pack_nibbles): the nibbles are vpdpbusd's u8
+   operand and the row's int8 values (a ^ 0x80: a holds xq + 128) its s8 one, so the low nibbles
+   need one AND, and the high ones, kept in place as 16 u, another (their sums are 16 times
+   the sum, shifted back exactly).  sum_k xq u = xq . q + 8 sum_k xq: the int8 kernel's
+   integers, de-scaled the same way, so the same bits. */
+T_AVX512VNNI AI void q8n_tile_512(const int NP, ptrdiff_t k, const uint8_t *a, int32_t rowsum, const uint8_t *w4,
+                                  ptrdiff_t pstride, const float *ks, float is, void *c, ptrdiff_t ncols, int f32)
+{
+    __m512i lo[8], hi[8];
+    for (int p = 0; p < NP; p++) lo[p] = hi[p] = _mm512_setzero_si512();
+    const __m512i m0f = _mm512_set1_epi8(0x0F), mf0 = _mm512_set1_epi8((char)0xF0);
+    const __m512i flip = _mm512_set1_epi32((int)0x80808080);
+    const ptrdiff_t k4 = (k + 3) / 4, pairs = k4 / 2;
+    for (ptrdiff_t t = 0; t < pairs; t++) {
+        const __m512i a0 = _mm512_xor_si512(_mm512_set1_epi32(load_i32(a + 8 * t)), flip);
+        const __m512i a1 = _mm512_xor_si512(_mm512_set1_epi32(load_i32(a + 8 * t + 4)), flip);
+        for (int p = 0; p < NP; p++) {
+            const __m512i wv = _mm512_loadu_si512((const void *)(w4 + p * pstride + t * 64));
+            q_dpbusd_512(&lo[p], _mm512_and_si512(wv, m0f), a0);
+            q_dpbusd_512(&hi[p], _mm512_and_si512(wv, mf0), a1);
+        }
+    }
+    if (k4 & 1) {   /* a last lone quad: its high nibbles are zero, and a has no bytes past it */
+        const __m512i a0 = _mm512_xor_si512(_mm512_set1_epi32(load_i32(a + 8 * pairs)), flip);
+        for (int p = 0; p < NP; p++)
+            q_dpbusd_512(&lo[p], _mm512_and_si512(_mm512_loadu_si512((const void *)(w4 + p * pstride + pairs * 64)), m0f), a0);
+    }
+    const __m512i fix = _mm512_set1_epi32(8 * rowsum);
+    for (int p = 0; p < NP; p++) {
+        ptrdiff_t left = ncols - p * FD_QPANEL;
+        __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+        __m512i v = _mm512_sub_epi32(_mm512_add_epi32(lo[p], _mm512_srai_epi32(hi[p], 4)), fix);
+        if (f32) {
+            __m512 f = _mm512_div_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(_mm512_loadu_ps(ks + p * FD_QPANEL), _mm512_set1_ps(is)));
+            _mm512_mask_storeu_ps((float *)c + p * FD_QPANEL, m, f);
+        } else {
+            _mm512_mask_storeu_epi32((int32_t *)c + p * FD_QPANEL, m, v);
+        }
+    }
+}
+
+T_AVX512VNNI static void q8n_row_512(const fd_qweights *w, const uint8_t *a, const float *is, void *c, int f32)
+{
+    /* sum_k xq: the bytes' sum less 128 per byte (the padding bytes hold 128, xq = 0) */
+    const ptrdiff_t kpad = (w->k + 3) / 4 * 4;
+    __m512i sad = _mm512_setzero_si512();
+    for (ptrdiff_t kk = 0; kk < kpad; kk += 64) {
+        const __mmask64 m = kpad - kk >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (kpad - kk)) - 1);
+        sad = _mm512_add_epi64(sad, _mm512_sad_epu8(_mm512_maskz_loadu_epi8(m, a + kk), _mm512_setzero_si512()));
+    }
+    const int32_t rowsum = (int32_t)(_mm512_reduce_add_epi64(sad) - 128 * (long long)kpad);
+    const ptrdiff_t panels = q_panels(w->n), pstride = (w->k + 7) / 8 * 64;
+    for (ptrdiff_t p0 = 0; p0 < panels; p0 += 8) {
+        const int np = panels - p0 < 8 ? (int)(panels - p0) : 8;
+        const uint8_t *wp = w->w4 + p0 * pstride;
+        void *cp = f32 ? (void *)((float *)c + p0 * FD_QPANEL) : (void *)((int32_t *)c + p0 * FD_QPANEL);
+#define Q8N_512(NP) \
+    case NP: q8n_tile_512(NP, w->k, a, rowsum, wp, pstride, w->scale + p0 * FD_QPANEL, is[0], cp, w->n - p0 * FD_QPANEL, f32); break;
+        switch (np) { Q8N_512(1) Q8N_512(2) Q8N_512(3) Q8N_512(4) Q8N_512(5) Q8N_512(6) Q8N_512(7) Q8N_512(8) }
+#undef Q8N_512
+    }
+}
+
 /* A strip of up to QROWS = 12 rows: one tile of rows when it can (each pass reads every
-   weight), else 8 rows then the rest. */
+   weight), else 8 rows then the rest; a lone row of int4 values on their nibbles. */
 T_AVX512VNNI static void q8_strip_512(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda,
                                   const int32_t *fix, const float *is, void *c, ptrdiff_t ldc, int f32out)
 {
     (void)fix;
+    if (mr == 1 && w->w4) {
+        q8n_row_512(w, a, is, c, f32out);
+        return;
+    }
     size_t es = f32out ? sizeof(float) : sizeof(int32_t);
     for (int r0 = 0; r0 < mr;) {
         int rows = mr - r0 == 12 || mr - r0 <= 8 ? mr - r0 : 8;

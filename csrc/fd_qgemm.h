@@ -75,6 +75,8 @@ typedef struct {
                                int4 blocks: per panel, groups x 16 floats */
     const float *zero;      /* int4 blocks: per panel, groups x 16 zero points + 8 as floats, else NULL */
     int recipe;             /* int4: the fd_q4_recipe fd_q4_pack packed w for */
+    const uint8_t *w4;      /* int8 weights of int4 values (int4 with quantized inputs), also as
+                               nibbles for one-row calls (fd_q8_pack_nibbles), or NULL */
 } fd_qweights;
 
 /* Bytes of the packed int8 weights (fd_q8_pack's wp). */
@@ -83,6 +85,14 @@ ptrdiff_t fd_q8_packed_size(ptrdiff_t k, ptrdiff_t n);
    (panels*16 float: kernel_scale, padded with 1). */
 void fd_q8_pack(const int8_t *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, const float *kernel_scale,
                 int8_t *wp, int32_t *comp, float *scale_out);
+
+/* Bytes of fd_q8_pack_nibbles's copy. */
+ptrdiff_t fd_q8_nibbles_size(ptrdiff_t k, ptrdiff_t n);
+/* Pack q[kk * ldq + j] (k x n, values in [-8, 7]) as u = q + 8: per panel of 16 columns, per pair
+   of k-quads 64 bytes, byte 4 col + b = u(8t + b) | u(8t + 4 + b) << 4 (0 past k).  An
+   AVX512-VNNI row reads half the bytes of the int8 panels: at one row the int8 kernel waits on
+   L2 (docs/quantization.md). */
+void fd_q8_pack_nibbles(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, uint8_t *w4);
 
 /* The int4 recipe weights to be run on `isa` are packed for: digits on AVX512-VNNI and AMX,
    float elsewhere. */

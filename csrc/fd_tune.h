@@ -33,10 +33,14 @@ typedef enum fd_tune {
     /* ---- the whole-model plan (fastdense/models/plan.py) */
     FD_TUNE_PLAN_ROWS_PER_BLOCK = 256,   /* GEMM rows per block: the BLAS re-packs weights per call */
     FD_TUNE_PLAN_BLOCK_BYTES = 4 << 20,  /* intermediates of one block (at most 4 x ROWS_PER_BLOCK
-                                            samples): each block streams every layer's weights in
-                                            again, so fewer, larger blocks (the MLP at 4096: 1014
-                                            samples, not 507) beat keeping a block's intermediates in
-                                            one L2 (docs/gemm.md) */
+                                            samples) where a core's L2 holds FD_TUNE_PLAN_BIG_L2:
+                                            each block streams every layer's weights in again, so
+                                            fewer, larger blocks (the MLP at 4096: 1014 samples, not
+                                            507) beat keeping a block's intermediates in one L2 ... */
+    FD_TUNE_PLAN_BIG_L2 = 2 << 20,
+    FD_TUNE_PLAN_BLOCK_BYTES_SMALL_L2 = 1 << 20, /* ... but with a smaller L2 (Zen 4: 1 MiB) the first
+                                            layer's weights do not stay there anyway, and blocks of
+                                            this size win (docs/gemm.md, fd_plan_block_bytes) */
     FD_TUNE_PLAN_BLAS_BLOCK_BYTES = 64 << 20, /* multi-threaded BLAS: whole batches up to this scratch */
     FD_TUNE_PLAN_SMALL_BATCH = 48,       /* packed plans: batches up to this size split by samples ... */
     FD_TUNE_PLAN_SMALL_BATCH_WORK = 1 << 20, /* ... when they are at least this many multiply-adds */
@@ -50,6 +54,7 @@ typedef enum fd_tune {
     FD_TUNE_STEP_PS_PER_BYTE_F32 = 12, FD_TUNE_STEP_PS_PER_MAC_F32 = 11,
     FD_TUNE_STEP_PS_PER_BYTE_F64 = 12, FD_TUNE_STEP_PS_PER_MAC_F64 = 22,
     FD_TUNE_STEP_PS_PER_BYTE_Q8 = 7, FD_TUNE_STEP_PS_PER_MAC_Q8 = 3,
+    FD_TUNE_STEP_PS_PER_BYTE_Q8_AMD = 12, /* AMD's L2 feeds a core half as fast (Zen 4, docs/threads.md) */
     FD_TUNE_STEP_PS_PER_BYTE_Q4 = 7, FD_TUNE_STEP_PS_PER_MAC_Q4_DIGITS = 19, FD_TUNE_STEP_PS_PER_MAC_Q4_FLOAT = 32,
     FD_TUNE_STEP_FAR = 2,
     FD_TUNE_L2_BYTES = 1 << 20

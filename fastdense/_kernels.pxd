@@ -110,10 +110,14 @@ cdef extern from "fd_tune.h" nogil:
         FD_TUNE_EPILOGUE_SPLIT_WORK
         FD_TUNE_PLAN_ROWS_PER_BLOCK
         FD_TUNE_PLAN_BLOCK_BYTES
+        FD_TUNE_PLAN_BIG_L2
+        FD_TUNE_PLAN_BLOCK_BYTES_SMALL_L2
         FD_TUNE_PLAN_BLAS_BLOCK_BYTES
         FD_TUNE_PLAN_SMALL_BATCH
         FD_TUNE_PLAN_SMALL_BATCH_WORK
         FD_TUNE_STEP_SPLIT_NS
+        FD_TUNE_STEP_PS_PER_BYTE_Q8
+        FD_TUNE_STEP_PS_PER_BYTE_Q8_AMD
 
 
 cdef extern from "fd_gemm.h" nogil:
@@ -193,3 +197,4 @@ cdef extern from "fd_plan.h" nogil:
     double fd_plan_step_cost_ns(const fd_plan *p, int s, ptrdiff_t m, int far)
     int fd_plan_weights_far(const fd_plan *p)
     double fd_plan_l2_bytes()
+    size_t fd_plan_block_bytes()

@@ -11,7 +11,7 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 cnp.import_array()
 
 # The cpdef enums of _kernels.pxd (values from the C headers), member by member as module
-# attributes too: _kernels.FD_STEP_DENSE, _kernels.FD_F32, _kernels.FD_TUNE_PLAN_BLOCK_BYTES, ...
+# attributes too: _kernels.FD_STEP_DENSE, _kernels.FD_F32, _kernels.FD_TUNE_PLAN_ROWS_PER_BLOCK, ...
 for _enum in (fd_status, fd_dtype, fd_step_kind, fd_gather_kind, fd_tune):
     globals().update(_enum.__members__)
 del _enum
@@ -234,6 +234,11 @@ def plan_split_policy():
 def plan_l2_bytes():
     """One core's L2 in bytes as the plan's thread policy counts it."""
     return int(fd_plan_l2_bytes())
+
+
+def plan_block_bytes():
+    """Bytes of intermediates in one block of a compiled plan (by the size of one core's L2)."""
+    return int(fd_plan_block_bytes())
 
 
 def set_plan_split_policy(int mode):

@@ -5,7 +5,7 @@ from libc.string cimport memcpy
 
 cdef extern from "fd_qgemm.h" nogil:
     ctypedef enum fd_qisa:
-        FD_QISA_BASELINE, FD_QISA_AVX2, FD_QISA_AVX_VNNI, FD_QISA_AVX512_VNNI, FD_QISA_COUNT
+        FD_QISA_BASELINE, FD_QISA_AVX2, FD_QISA_AVX_VNNI, FD_QISA_AVX512_VNNI, FD_QISA_AMX, FD_QISA_COUNT
     int FD_QPANEL
     int FD_Q8_MAX_K
     ctypedef struct fd_qweights:
@@ -17,9 +17,12 @@ cdef extern from "fd_qgemm.h" nogil:
         const float *scale
         const float *zero
         int recipe
+        const uint8_t *w4
     ctypedef enum fd_q4_recipe:
         FD_Q4_FLOAT, FD_Q4_DIGITS
     ptrdiff_t fd_q8_packed_size(ptrdiff_t k, ptrdiff_t n)
+    ptrdiff_t fd_q8_nibbles_size(ptrdiff_t k, ptrdiff_t n)
+    void fd_q8_pack_nibbles(const int8_t *q, ptrdiff_t ldq, ptrdiff_t k, ptrdiff_t n, uint8_t *w4)
     void fd_q8_pack(const int8_t *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, const float *kernel_scale,
                     int8_t *wp, int32_t *comp, float *scale_out)
     fd_q4_recipe fd_q4_recipe_of(fd_qisa isa)
@@ -92,7 +95,7 @@ cdef class QuantizedKernel:
     cdef readonly bint quantize_inputs
     cdef readonly ptrdiff_t k, n
     cdef readonly str int4_recipe
-    cdef object _packed, _comp, _scale, _zero
+    cdef object _packed, _comp, _scale, _zero, _nibbles
     cdef fd_qweights _w
     cdef bint _native
 
@@ -175,6 +178,14 @@ cdef class QuantizedKernel:
             self._comp = _read_only(comp)
             zero_out = None
             self.int4_recipe = None
+            # int4 values: a nibble copy too where the AVX512-VNNI row kernel can read it (half
+            # the bytes of the int8 panels, which bound one row's time)
+            if self.mode == "int4" and fd_qgemm_isa() in (FD_QISA_AVX512_VNNI, FD_QISA_AMX):
+                nib = _aligned_empty(fd_q8_nibbles_size(k, n), cnp.NPY_UINT8, 1)
+                with nogil:
+                    fd_q8_pack_nibbles(<const int8_t *>cnp.PyArray_DATA(kern), n, k, n,
+                                       <uint8_t *>cnp.PyArray_DATA(nib))
+                self._nibbles = _read_only(nib)
         else:
             q = np.ascontiguousarray(quantizers.unpack_int4(self.kernel, n, axis=-1))
             wp = _aligned_empty(fd_q4_packed_size(recipe, k, n, block), cnp.NPY_UINT8, 1)
@@ -199,6 +210,7 @@ cdef class QuantizedKernel:
         self._w.scale = <const float *>cnp.PyArray_DATA(<cnp.ndarray>self._scale)
         self._w.zero = NULL if self._zero is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>self._zero)
         self._w.recipe = recipe
+        self._w.w4 = NULL if self._nibbles is None else <const uint8_t *>cnp.PyArray_DATA(<cnp.ndarray>self._nibbles)
 
     def __reduce__(self):
         return (QuantizedKernel, (self.mode, self.kernel, self.kernel_scale, self.kernel_zero,
@@ -208,6 +220,11 @@ cdef class QuantizedKernel:
     def shape(self):
         """(K, N): the float kernel's shape."""
         return (self.k, self.n)
+
+    @property
+    def _row_nibbles(self):
+        """Testing hook: whether one-row calls read a nibble copy (int4 values, AVX512-VNNI)."""
+        return self._nibbles is not None
 
     @property
     def native(self):

@@ -45,6 +45,46 @@ def test_int4_with_quantized_inputs_is_native_and_exact(m):
     np.testing.assert_array_equal(ops.dense(x, qk, b, "relu"), np.maximum(want, 0))
 
 
+def test_one_row_reads_nibbles_where_avx512_vnni_runs_and_gives_the_same_bits():
+    """A lone row runs on a nibble copy of the int4 values on AVX512-VNNI / AMX (half the bytes
+    of the int8 panels); its integers, and so its bits, are the int8 kernel's: checked against
+    the int64 reference over k and n tails and the extreme values."""
+    isa = _kernels.quant_isa()
+    _, qk = _kernel(k=9, n=3)
+    assert qk._row_nibbles == (isa in ("avx512_vnni", "amx"))
+    if not qk._row_nibbles:
+        pytest.skip(f"the nibble row kernel needs AVX512-VNNI; the quantized path here is {isa}")
+    rng = np.random.default_rng(11)
+    for k in (1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 63, 64, 65, 127, 128, 129, 784):
+        for n in (1, 15, 16, 17, 100, 129, 512):
+            q = rng.integers(-8, 8, (k, n)).astype(np.int8)
+            q[:, 0] = -8
+            q[:, -1] = 7
+            scale = rng.uniform(0.5, 20, n).astype(np.float32)
+            qk = _kernels.QuantizedKernel("int4", Q.pack_int4(q), scale, None, -1, True)
+            x = (rng.standard_normal((4, k)) * rng.uniform(0.01, 100)).astype(np.float32)
+            x[1] = 5.0      # every input quantizes to +127 ...
+            x[2] = -5.0     # ... and to -127: the extreme products against -8 and 7
+            b = rng.standard_normal(n).astype(np.float32)
+            want = Q.int8_dense_reference(x, q, scale, b)
+            for i in range(4):
+                np.testing.assert_array_equal(ops.dense(x[i:i + 1], qk, b)[0], want[i], err_msg=f"k={k} n={n} row {i}")
+            np.testing.assert_array_equal(ops.dense(x, qk, b), want)
+
+
+def test_one_row_split_over_threads_gives_the_same_bits():
+    w4, qk = _kernel(k=784, n=512, seed=12)
+    x = np.random.default_rng(13).standard_normal((1, 784)).astype(np.float32)
+    want = Q.int8_dense_reference(x, w4.q, w4.scale)
+    before = fastdense.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastdense.set_num_threads(threads)
+            np.testing.assert_array_equal(ops.dense(x, qk), want)
+    finally:
+        fastdense.set_num_threads(before)
+
+
 def test_int4_with_quantized_inputs_is_the_int8_layer_of_the_same_integers():
     """The same integers as an int8 kernel give the same bits (the int8 kernels run both)."""
     w4, qk = _kernel(k=300, n=130, seed=4)

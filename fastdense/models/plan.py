@@ -47,7 +47,7 @@ _MERGES = {Add: _kernels.FD_STEP_ADD, Subtract: _kernels.FD_STEP_SUB, Multiply: 
            Average: _kernels.FD_STEP_AVG, Maximum: _kernels.FD_STEP_MAX, Minimum: _kernels.FD_STEP_MIN}
 
 _ROWS_PER_BLOCK = _kernels.FD_TUNE_PLAN_ROWS_PER_BLOCK        # GEMM rows per block
-_BLOCK_BYTES = _kernels.FD_TUNE_PLAN_BLOCK_BYTES              # intermediates of one block
+_BLOCK_BYTES = _kernels.plan_block_bytes()                   # intermediates of one block (by L2 size)
 _BLAS_BLOCK_BYTES = _kernels.FD_TUNE_PLAN_BLAS_BLOCK_BYTES    # multi-threaded BLAS: whole batches up to this
 _SMALL_BATCH = _kernels.FD_TUNE_PLAN_SMALL_BATCH              # packed plans: batches up to this size split ...
 _SMALL_BATCH_WORK = _kernels.FD_TUNE_PLAN_SMALL_BATCH_WORK    # ... by samples from this many multiply-adds
