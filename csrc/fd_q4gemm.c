@@ -119,7 +119,7 @@ void fd_q4_pack(fd_q4_recipe recipe, const int8_t *q, ptrdiff_t ldq, ptrdiff_t k
         return;
     }
     ptrdiff_t pstride = q4_pairs(k, block) * 64;
-    fd_qweights w = {k, n, 4, block, NULL, NULL, NULL, NULL, FD_Q4_DIGITS};
+    fd_qweights w = {.k = k, .n = n, .bits = 4, .block = block, .recipe = FD_Q4_DIGITS};
     q4_chunk ch;
     memset(wp, 0, (size_t)fd_q4_packed_size(FD_Q4_DIGITS, k, n, block));   /* padding: u = 0 meets digits 0 */
     q4_chunk_first(&w, &ch);

@@ -67,7 +67,7 @@ static q8_packed q8_make(const int8_t *w, ptrdiff_t k, ptrdiff_t n, const float 
     p.comp = malloc(sizeof(int32_t) * (size_t)npad);
     p.scale = malloc(sizeof(float) * (size_t)npad);
     fd_q8_pack(w, n, k, n, ks, p.wp, p.comp, p.scale);
-    p.w = (fd_qweights){k, n, 8, k, p.wp, p.comp, p.scale, NULL};
+    p.w = (fd_qweights){.k = k, .n = n, .bits = 8, .block = k, .w = p.wp, .comp = p.comp, .scale = p.scale};
     return p;
 }
 static void q8_free(q8_packed *p) { free(p->wp); free(p->comp); free(p->scale); }
@@ -87,7 +87,7 @@ static q4_packed q4_make(fd_q4_recipe recipe, const int8_t *q, ptrdiff_t k, ptrd
     p.scale = malloc(sizeof(float) * (size_t)params);
     p.zero = z ? malloc(sizeof(float) * (size_t)params) : NULL;
     fd_q4_pack(recipe, q, n, k, n, block, s, z, p.wp, p.scale, p.zero);
-    p.w = (fd_qweights){k, n, 4, block, p.wp, NULL, p.scale, p.zero, recipe};
+    p.w = (fd_qweights){.k = k, .n = n, .bits = 4, .block = block, .w = p.wp, .scale = p.scale, .zero = p.zero, .recipe = recipe};
     return p;
 }
 
