@@ -36,7 +36,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from fastdense import constraints, initializers, regularizers
+from fastdense import constraints, initializers, quantizers, regularizers
 from fastdense.layers.node import Node, SymbolicTensor, flatten, map_structure
 from fastdense.saving import _budget as weight_budget
 from fastdense.saving.serialization import deserialize_dtype, serialize_dtype
@@ -912,7 +912,9 @@ class Layer:
     def from_config(cls, config: dict) -> "Layer":
         """Create a layer from :meth:`get_config` output (Keras 3 or Keras 2 dialect)."""
         config = dict(config)
-        if isinstance(config.get("dtype"), dict):
+        # a quantized policy goes to __init__ as it is: the layers that quantize read it there
+        # (Dense, EinsumDense, Embedding), the others refuse it by name
+        if isinstance(config.get("dtype"), dict) and not quantizers.is_quantized_policy(config["dtype"]):
             config["dtype"] = standardize_dtype(config["dtype"])
         try:
             return cls(**config)

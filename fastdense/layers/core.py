@@ -413,15 +413,6 @@ class Dense(Layer):
             config["dtype"] = self._quant.serialize()
         return config
 
-    @classmethod
-    def from_config(cls, config: dict) -> "Dense":
-        if quantizers.is_quantized_policy(config.get("dtype")):
-            try:
-                return cls(**config)   # __init__ reads the quantized policy itself
-            except TypeError as error:
-                raise TypeError(f"Error when deserializing class 'Dense' using config={config}: {error}") from error
-        return super().from_config(config)
-
     # ------------------------------------------------------------------ LoRA (issue 13)
     # Weights in Keras's order: kernel, bias, lora_kernel_a, lora_kernel_b (the kernel becomes
     # non-trainable, so legacy .h5 files list bias, lora_kernel_a, lora_kernel_b, kernel).

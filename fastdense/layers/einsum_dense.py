@@ -443,16 +443,6 @@ class EinsumDense(Layer):
             config["dtype"] = self._quant.serialize()
         return config
 
-    @classmethod
-    def from_config(cls, config: dict) -> "EinsumDense":
-        if quantizers.is_quantized_policy(config.get("dtype")):
-            try:
-                return cls(**config)   # __init__ reads the quantized policy itself
-            except TypeError as error:
-                raise TypeError(f"Error when deserializing class 'EinsumDense' using config={config}: "
-                                f"{error}") from error
-        return super().from_config(config)
-
 
 def _swap_bias_kernel(arrays: list, has_bias: bool) -> list:
     """A quantized layer's arrays between weights order (bias, kernel, ...: Keras lists the

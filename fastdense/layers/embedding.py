@@ -169,15 +169,6 @@ class Embedding(Layer):
             config["dtype"] = self._quant.serialize()
         return config
 
-    @classmethod
-    def from_config(cls, config: dict) -> "Embedding":
-        if quantizers.is_quantized_policy(config.get("dtype")):
-            try:
-                return cls(**config)   # __init__ reads the quantized policy itself
-            except TypeError as error:
-                raise TypeError(f"Error when deserializing class 'Embedding' using config={config}: {error}") from error
-        return super().from_config(config)
-
     # ------------------------------------------------------------------ quantization
     # Keras 3.15's variables (Embedding._int8_build / _int4_build), in Keras's order, none of them
     # trainable: embeddings int8 (input_dim, output_dim) or int4 packed two per byte along
