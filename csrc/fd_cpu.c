@@ -154,6 +154,14 @@ static void detect(fd_cpu_info *ci)
         else if (strcmp(want, "avx512") == 0)
             ci->features &= ~(unsigned)AMX_ALL;
     }
+    /* FASTDENSE_CPU_VENDOR: another vendor's tunings (fd_cpu.h) */
+    const char *vendor = getenv("FASTDENSE_CPU_VENDOR");
+    if (vendor != NULL) {
+        static const struct { const char *name; fd_cpu_vendor id; } vendors[] = {
+            {"other", FD_CPU_VENDOR_OTHER}, {"intel", FD_CPU_VENDOR_INTEL}, {"amd", FD_CPU_VENDOR_AMD}};
+        for (size_t v = 0; v < sizeof(vendors) / sizeof(vendors[0]); v++)
+            if (strcmp(vendor, vendors[v].name) == 0) ci->vendor = vendors[v].id;
+    }
     ci->level = level_of(ci->features);
     /* AVX2-era extras without the AVX2 + FMA level itself would be a path no kernel has */
     if (ci->level == 0) ci->features &= ~(unsigned)(AVX2_ALL | AVX512_ALL);

@@ -53,7 +53,10 @@ const char *fd_cpu_path(void);
 
 /* Who made the CPU, and its display family and model (cpuid leaf 1, extended fields added);
    e.g. AMD family 25 (0x19) with AVX-512 is Zen 4, which runs 512-bit operations as two
-   256-bit halves, so a kernel may prefer its AVX2 form there.  0 where unknown (aarch64). */
+   256-bit halves, so a kernel may prefer its AVX2 form there.  0 where unknown (aarch64).
+   The vendor id picks tunings only (tile shapes, blocking, thread splits: never instructions
+   or bits), so FASTDENSE_CPU_VENDOR=intel|amd|other may replace it: the tests run every
+   vendor's tiles on one machine. */
 fd_cpu_vendor fd_cpu_vendor_id(void);
 const char *fd_cpu_vendor_string(void);   /* cpuid's 12 characters ("GenuineIntel"), or "" */
 int fd_cpu_family(void);

@@ -75,6 +75,7 @@ static ptrdiff_t k_block(ptrdiff_t k)
    call through these pointers runs a whole tile (kc FMA steps), so it costs nothing. */
 typedef struct {
     const char *name;
+    int x_in_place;             /* 1: x read in place by the row tiles at every shape, never packed */
     int mr;                     /* rows per packed-x tile */
     int tile_panels;            /* panels per packed-x tile */
     ptrdiff_t mc;               /* most rows per block of packed x */
@@ -191,8 +192,11 @@ static void block_direct(const gemm_path *g, ptrdiff_t m, ptrdiff_t k0, ptrdiff_
                     c + i * ldc, ldc, k0 > 0, n);
 }
 
-/* The packed kernel's choice between the two, by the shape of the call. */
-static int use_direct(const gemm_path *g, ptrdiff_t m, ptrdiff_t n) { return m < g->mr || n <= 2 * PANEL; }
+/* The packed kernel's choice between the two, by the shape of the call (and the path). */
+static int use_direct(const gemm_path *g, ptrdiff_t m, ptrdiff_t n)
+{
+    return g->x_in_place || m < g->mr || n <= 2 * PANEL;
+}
 
 static void gemm_packed(const gemm_path *g, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t rsx,
                         ptrdiff_t csx, const float *wp, float *c, ptrdiff_t ldc, float *xbuf)
@@ -442,14 +446,23 @@ static const gemm_path path_avx2 = {
     .c_block_bytes = FD_AVX2_C_BLOCK_BYTES, .k_outer_bytes = FD_AVX2_K_OUTER_BYTES,
     .pack_x = pack_x6, .tile_px = tile_px_avx2, .row_tile = row_tile_avx2};
 _Static_assert(FD_AVX512_MR == FD_AVX2_MR, "the AVX-512 tiles take x as pack_x6 packs it");
-static const gemm_path path_avx512 = {
-    .name = "avx512 6x64", .mr = FD_AVX512_MR, .tile_panels = 4, .mc = FD_AVX512_MC,
-    .c_block_bytes = FD_AVX512_C_BLOCK_BYTES, .k_outer_bytes = FD_AVX512_K_OUTER_BYTES,
-    .rows_outer_min_rows = FD_AVX512_ROWS_OUTER_MIN_ROWS, .rows_outer_max_bytes = FD_AVX512_ROWS_OUTER_MAX_BYTES,
-    .few_max_rows = FD_AVX512_FEW_MAX_ROWS, .few_rows = 12, .few_panels = 2, .tile_px_few = tile_px_few_avx512,
-    .narrow_rows = 12, .narrow_panels = 2, .narrow_tile = narrow_tile_avx512,
-    .column_rows = 32, .column_cols = 8, .column_group = column_group_avx512,
-    .pack_x = pack_x6, .tile_px = tile_px_avx512, .row_tile = row_tile_avx512};
+/* The AVX-512 path's fields; IN_PLACE: x_in_place and the name. */
+#define PATH_AVX512(NAME, IN_PLACE)                                                                            \
+    {.name = NAME, .x_in_place = IN_PLACE, .mr = FD_AVX512_MR, .tile_panels = 4, .mc = FD_AVX512_MC,          \
+     .c_block_bytes = FD_AVX512_C_BLOCK_BYTES, .k_outer_bytes = FD_AVX512_K_OUTER_BYTES,                      \
+     .rows_outer_min_rows = FD_AVX512_ROWS_OUTER_MIN_ROWS, .rows_outer_max_bytes = FD_AVX512_ROWS_OUTER_MAX_BYTES, \
+     .few_max_rows = FD_AVX512_FEW_MAX_ROWS, .few_rows = 12, .few_panels = 2, .tile_px_few = tile_px_few_avx512, \
+     .narrow_rows = 12, .narrow_panels = 2, .narrow_tile = narrow_tile_avx512,                                \
+     .column_rows = 32, .column_cols = 8, .column_group = column_group_avx512,                                \
+     .pack_x = pack_x6, .tile_px = tile_px_avx512, .row_tile = row_tile_avx512}
+static const gemm_path path_avx512 = PATH_AVX512("avx512 6x64", 0);
+/* AMD Zen 4: the same tiles with x read in place at every shape. Packing x cost more than the
+   packed tiles saved there (one thread, paired in alternate processes: the MLP 1.5 % faster at
+   256 rows and 2.4 % at 4096; on two threads 1.3 and 1.5 %), while the AVX2 path on the same
+   CPU gained nothing (0.6 % slower); Intel was not measured. Same tiles, same K blocks: the
+   same bits. */
+static const gemm_path path_avx512_x_in_place = PATH_AVX512("avx512 6x64 x-in-place", 1);
+#undef PATH_AVX512
 
 #elif defined(__aarch64__) && defined(__ARM_NEON)
 #define FD_HAVE_PACKED 1
@@ -506,7 +519,8 @@ static const gemm_path *the_path(void)
 {
 #if FD_X86_DISPATCH
     const int level = fd_cpu_level();
-    return level >= 2 ? &path_avx512 : level >= 1 ? &path_avx2 : NULL;
+    if (level >= 2) return fd_cpu_vendor_id() == FD_CPU_VENDOR_AMD ? &path_avx512_x_in_place : &path_avx512;
+    return level >= 1 ? &path_avx2 : NULL;
 #elif FD_HAVE_PACKED
     return fd_cpu_has(FD_CPU_NEON) ? &path_neon : NULL;
 #else
@@ -552,7 +566,7 @@ int fd_gemm_direct_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, pt
 #elif FD_HAVE_PACKED
     if (m <= 0 || n <= 0) return 0;
     if (m > FD_DIRECT_MAX_ROWS) return -1;
-    const int wide = the_path() == &path_avx512;
+    const int wide = the_path() == &path_avx512 || the_path() == &path_avx512_x_in_place;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += DIRECT_COLS) {
         const ptrdiff_t cols = n - j0 < DIRECT_COLS ? n - j0 : DIRECT_COLS;
 #define FD_DIRECT_CASE(R)                                                                     \
@@ -691,10 +705,11 @@ const char *fd_gemm_kernel_name(void)
     const gemm_path *g = the_path();
     if (!g) return "BLAS (no AVX2 + FMA, or FASTDENSE_CPU_PATH=baseline)";
 #if FD_X86_DISPATCH
+    if (g == &path_avx512_x_in_place)
+        return "avx512 6x64 (AMD Zen 4: 512-bit FMAs at the AVX2 rate, fewer instructions: 1-4 % faster than avx2 "
+               "measured; x read in place, as packing it cost more than it saved)";
     if (g == &path_avx512)
-        return fd_cpu_vendor_id() == FD_CPU_VENDOR_AMD
-                   ? "avx512 6x64 (AMD Zen 4: 512-bit FMAs at the AVX2 rate, fewer instructions: 1-4 % faster than avx2 measured)"
-                   : "avx512 6x64 (512-bit FMAs: 1.5-1.8x the avx2 kernel measured on Sapphire Rapids)";
+        return "avx512 6x64 (512-bit FMAs: 1.5-1.8x the avx2 kernel measured on Sapphire Rapids)";
     return "avx2 6x16 (no AVX-512, or FASTDENSE_CPU_PATH=avx2)";
 #else
     return g->name;

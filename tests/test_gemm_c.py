@@ -12,8 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [ROOT / "tests/c/gemm_test.c", ROOT / "csrc/fd_gemm.c", ROOT / "csrc/fd_cpu.c"]
-PATHS = ["avx2", "avx512"]   # the x86 paths with a packed kernel (lowest first)
-KERNEL_PREFIX = {"avx2": "avx2 ", "avx512": "avx512 "}
+KERNEL_PREFIX = {"avx2": "avx2 ", "avx512": "avx512 "}   # the x86 paths with a packed kernel
+# each run: (FASTDENSE_CPU_PATH, FASTDENSE_CPU_VENDOR); avx512 packs x with Intel's tunings and
+# reads it in place with AMD's
+RUNS = {"avx2": ("avx2", None), "avx512-intel": ("avx512", "intel"), "avx512-amd": ("avx512", "amd")}
 
 
 @pytest.fixture(scope="module")
@@ -24,29 +26,33 @@ def harness(tmp_path_factory):
     return build(cc, tmp_path_factory.mktemp("gemm") / "gemm_test")
 
 
-def run(exe, path):
-    """{'path': kernel name, 'digest': ..., 'ok': shapes} from one run on a forced path."""
-    done = subprocess.run([str(exe)], env=dict(os.environ, FASTDENSE_CPU_PATH=path), capture_output=True,
-                          text=True, timeout=300)
+def run(exe, path, vendor=None):
+    """{'path': kernel name, 'digest': ..., 'ok': shapes} from one run on a forced path (and vendor)."""
+    env = dict(os.environ, FASTDENSE_CPU_PATH=path)
+    env.pop("FASTDENSE_CPU_VENDOR", None)
+    if vendor:
+        env["FASTDENSE_CPU_VENDOR"] = vendor
+    done = subprocess.run([str(exe)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{path}: {done.stdout}{done.stderr}"
     return dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
 
 
 @pytest.fixture(scope="module")
 def results(harness):
-    return {path: run(harness, path) for path in PATHS}
+    return {name: run(harness, *forced) for name, forced in RUNS.items()}
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_path_matches_the_float64_reference_and_itself(results, path):
-    out = results[path]
+@pytest.mark.parametrize("name", RUNS)
+def test_path_matches_the_float64_reference_and_itself(results, name):
+    out, path = results[name], RUNS[name][0]
     if not out["path"].startswith(KERNEL_PREFIX[path]):
         pytest.skip(f"this CPU has no {path} GEMM path (FASTDENSE_CPU_PATH={path} ran {out['path']!r})")
     assert int(out["ok"]) > 6000
 
 
 def test_every_path_gives_the_same_bits(results):
-    ran = {path: out["digest"] for path, out in results.items() if out["path"].startswith(KERNEL_PREFIX[path])}
+    ran = {name: out["digest"] for name, out in results.items()
+           if out["path"].startswith(KERNEL_PREFIX[RUNS[name][0]])}
     if len(ran) < 2:
         pytest.skip(f"only {sorted(ran) or 'no'} packed GEMM path on this CPU: nothing to compare")
     assert len(set(ran.values())) == 1, ran

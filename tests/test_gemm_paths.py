@@ -1,6 +1,7 @@
 """The float32 GEMM paths from Python: ops.dense (packed weights, plain weights per call, the
 direct few-row kernel) and a compiled model give the same bits with FASTDENSE_CPU_PATH=avx2 as
-on AVX-512, each forced in a child process; and `fd_gemm_kernel_name` reports the path."""
+on AVX-512 with Intel's tunings (x packed) and AMD's (x read in place), each forced in a child
+process; and `fd_gemm_kernel_name` reports the path."""
 import os
 import subprocess
 import sys
@@ -45,9 +46,12 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def run_path(tmp_path, path):
-    dst = tmp_path / f"{path}.npz"
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(dst)], env=dict(os.environ, FASTDENSE_CPU_PATH=path),
+def run_path(tmp_path, path, vendor=None):
+    dst = tmp_path / f"{path}-{vendor}.npz"
+    env = dict(os.environ, FASTDENSE_CPU_PATH=path)
+    if vendor:   # another vendor's tunings: AMD reads x in place on avx512, Intel packs it
+        env["FASTDENSE_CPU_VENDOR"] = vendor
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(dst)], env=env,
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     with np.load(dst) as npz:
@@ -55,14 +59,15 @@ def run_path(tmp_path, path):
 
 
 def test_avx2_and_avx512_paths_give_the_same_bits(tmp_path):
-    avx512 = run_path(tmp_path, "avx512")
+    avx512 = run_path(tmp_path, "avx512", "intel")
     if str(avx512["path"]) != "avx512":
         pytest.skip(f"this CPU has no avx512 path (FASTDENSE_CPU_PATH=avx512 ran {avx512['path']})")
-    avx2 = run_path(tmp_path, "avx2")
+    amd, avx2 = run_path(tmp_path, "avx512", "amd"), run_path(tmp_path, "avx2")
     assert str(avx2["path"]) == "avx2"
-    assert avx2.keys() == avx512.keys()
-    mismatched = [key for key in avx2 if key != "path" and not np.array_equal(avx2[key], avx512[key])]
-    assert not mismatched
+    for other in (amd, avx2):
+        assert other.keys() == avx512.keys()
+        mismatched = [key for key in other if key != "path" and not np.array_equal(other[key], avx512[key])]
+        assert not mismatched
     for key in avx512:   # a row alone: the bits it has in the batch
         if key.startswith("rows_"):
             m = int(key.split("_")[1].split("x")[0])

@@ -32,9 +32,16 @@ def harness(tmp_path_factory):
     return exe
 
 
-@pytest.mark.parametrize("isa", ISAS)
-def test_qgemm_path(harness, isa):
-    env = {k: v for k, v in os.environ.items() if k != "FASTDENSE_CPU_PATH"}
+# AVX512-VNNI tiles differ by vendor (AMD: at most 6 rows x 4 panels; Intel: 12 x 2, 8 x 3):
+# FASTDENSE_CPU_VENDOR runs both on any CPU with the instructions
+CASES = [(isa, None) for isa in ISAS if isa != "avx512_vnni"] + [("avx512_vnni", "intel"), ("avx512_vnni", "amd")]
+
+
+@pytest.mark.parametrize(("isa", "vendor"), CASES)
+def test_qgemm_path(harness, isa, vendor):
+    env = {k: v for k, v in os.environ.items() if k not in ("FASTDENSE_CPU_PATH", "FASTDENSE_CPU_VENDOR")}
+    if vendor:
+        env["FASTDENSE_CPU_VENDOR"] = vendor
     run = subprocess.run([str(harness), "check", isa], env=env, capture_output=True, text=True, timeout=300)
     if run.returncode == 77:
         pytest.skip(run.stdout.strip())
