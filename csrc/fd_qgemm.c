@@ -829,7 +829,7 @@ static int q8_run(fd_qisa isa, const fd_qweights *w, ptrdiff_t m, const float *x
             const ptrdiff_t next = m - i0 - mr < QROWS ? m - i0 - mr : QROWS;
             q_lookahead la = {(const char *)(x + (i0 + mr) * ldx), 0, w->k * (ptrdiff_t)sizeof(float),
                               ldx * (ptrdiff_t)sizeof(float), next};
-            path.strip(mr, w, s.bytes, lda, fx, is, cs, ldc, 1, &la);
+            path.strip(mr, w, s.bytes, lda, fx, is, cs, ldc, 1, next > 0 ? &la : NULL);
             fd_epilogue_f32(act, bias, cs, ldc, cs, ldc, mr, w->n);
         } else {
             path.strip(mr, w, s.bytes, lda, fx, is, (int32_t *)c + i0 * ldc, ldc, 0, NULL);
