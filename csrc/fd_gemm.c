@@ -566,7 +566,8 @@ int fd_gemm_direct_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, pt
 #elif FD_HAVE_PACKED
     if (m <= 0 || n <= 0) return 0;
     if (m > FD_DIRECT_MAX_ROWS) return -1;
-    const int wide = the_path() == &path_avx512 || the_path() == &path_avx512_x_in_place;
+    const gemm_path *g = the_path();
+    const int wide = g == &path_avx512 || g == &path_avx512_x_in_place;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += DIRECT_COLS) {
         const ptrdiff_t cols = n - j0 < DIRECT_COLS ? n - j0 : DIRECT_COLS;
 #define FD_DIRECT_CASE(R)                                                                     \
