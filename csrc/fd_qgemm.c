@@ -182,18 +182,6 @@ typedef struct {
     ptrdiff_t rows;        /* rows left to prefetch */
 } q_lookahead;
 
-static inline void q_lookahead_step(q_lookahead *la)
-{
-    if (la->rows <= 0) return;
-    __builtin_prefetch(la->row + la->off, 0, 3);
-    la->off += 64;
-    if (la->off >= la->bytes) {
-        la->off = 0;
-        la->row += la->stride;
-        la->rows--;
-    }
-}
-
 static void q8_strip_c(int mr, const fd_qweights *w, const uint8_t *a, ptrdiff_t lda, const int32_t *fix,
                        const float *is, void *c, ptrdiff_t ldc, int f32out, q_lookahead *la)
 {
@@ -289,6 +277,19 @@ T_AVX512VNNI static float q8_row_512(ptrdiff_t k, const float *x, uint8_t *dst, 
 T_AVX512VNNI AI void q_dpbusd_512(__m512i *acc, __m512i a, __m512i w)
 {
     __asm__("vpdpbusd %2, %1, %0" : "+v"(*acc) : "v"(a), "v"(w));
+}
+
+/* One line of the next strip's x (q_lookahead), if any is left. */
+AI void q_lookahead_step(q_lookahead *la)
+{
+    if (la->rows <= 0) return;
+    __builtin_prefetch(la->row + la->off, 0, 3);
+    la->off += 64;
+    if (la->off >= la->bytes) {
+        la->off = 0;
+        la->row += la->stride;
+        la->rows--;
+    }
 }
 
 /* MR rows x NP panels of int32 sums over the whole k.  The large tile, 12 rows x 2 panels,
