@@ -29,6 +29,26 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'fastdense' has no attribute {name!r}")
 
 
+# Linux's copy of an aarch64 core's MIDR_EL1 (its implementer and part numbers), in hex
+_MIDR_PATH = "/sys/devices/system/cpu/cpu0/regs/identification/midr_el1"
+
+
+def _cpu_name(vendor: str, family: int, model: int) -> str:
+    """The CPU as x86's CPUID names it; on aarch64 (no vendor string) as MIDR_EL1 does, e.g.
+    "aarch64 implementer 0x41 part 0xd0c" for Arm's Neoverse N1, or just the machine."""
+    import platform
+
+    if vendor:
+        return f"{vendor} family {family} model {model}"
+    machine = platform.machine() or "unknown"
+    try:
+        with open(_MIDR_PATH) as fh:
+            midr = int(fh.read().strip(), 16)
+    except (OSError, ValueError):
+        return machine
+    return f"{machine} implementer 0x{midr >> 24 & 0xFF:02x} part 0x{midr >> 4 & 0xFFF:03x}"
+
+
 def config_info() -> dict:
     """Version, chosen CPU path, BLAS library and thread settings, as a dict."""
     import numpy
@@ -41,7 +61,7 @@ def config_info() -> dict:
     return {
         "fastdense": __version__,
         "cpu_path": _kernels.cpu_path(),
-        "cpu": f"{vendor or 'unknown'} family {family} model {model}",
+        "cpu": _cpu_name(vendor, family, model),
         "cpu_features": " ".join(name for name, on in cpu.items() if on) or "none",
         "float32_gemm": (f"fastdense {_kernels.gemm_kernel_name()} (layers' packed weights; ops.dense "
                          "with 2+ rows), BLAS otherwise") if _kernels.packed_available() else "BLAS",

@@ -1,5 +1,6 @@
 """fastdense.ops.dense against float64 NumPy: shapes, ranks, layouts, dtypes, out=, errors."""
 import functools
+import platform
 import threading
 
 import numpy as np
@@ -356,8 +357,30 @@ def test_show_config(capsys):
     fastdense.show_config()
     text = capsys.readouterr().out
     assert fastdense.__version__ in text
-    assert fastdense.config_info()["cpu_path"] in ("avx512", "avx2", "baseline")
+    # the paths the kernels can take: x86-64's, or aarch64's (found missing by the first full
+    # run of this suite on arm64, under qemu)
+    arm = platform.machine().lower() in ("aarch64", "arm64")
+    path = fastdense.config_info()["cpu_path"]
+    assert path in (("neon", "baseline") if arm else ("avx512", "avx2", "baseline"))
+    assert path in text
     assert "blas_library" in text
+    # x86 names its CPU by CPUID; aarch64 by MIDR_EL1 when Linux shows it, else by the machine
+    assert (" family " in fastdense.config_info()["cpu"]) != arm
+
+
+def test_aarch64_cpu_named_by_midr(tmp_path, monkeypatch):
+    """On aarch64 the CPU is named by MIDR_EL1's implementer and part (Neoverse N1 here), or by the
+    machine alone where Linux does not show the register."""
+    midr = tmp_path / "midr_el1"
+    midr.write_text("0x00000000413fd0c1\n")
+    monkeypatch.setattr(fastdense, "_MIDR_PATH", str(midr))
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert fastdense._cpu_name("", 0, 0) == "aarch64 implementer 0x41 part 0xd0c"
+    midr.write_text("garbage")
+    assert fastdense._cpu_name("", 0, 0) == "aarch64"
+    monkeypatch.setattr(fastdense, "_MIDR_PATH", str(tmp_path / "absent"))
+    assert fastdense._cpu_name("", 0, 0) == "aarch64"
+    assert fastdense._cpu_name("AuthenticAMD", 25, 17) == "AuthenticAMD family 25 model 17"
 
 
 def test_fork_after_threaded_calls():
