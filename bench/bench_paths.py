@@ -2,7 +2,8 @@
 
 Builds tests/c/gemm_bench.c (with csrc/fd_gemm.c and csrc/fd_cpu.c) with the system's C
 compiler and runs it once per path (FASTDENSE_CPU_PATH=avx2, avx512: a path the CPU lacks
-falls back and is reported as not run), on one thread:
+falls back and is reported as not run; avx512 twice, under Intel's driver and AMD's, through
+FASTDENSE_CPU_VENDOR), on one thread:
 
     peak      a register-only FMA loop per vector width (12 independent chains)
     packed    fd_gemm_packed_f32 on weights packed once (what a Dense layer runs)
@@ -41,11 +42,24 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["tests/c/gemm_bench.c", "csrc/fd_gemm.c", "csrc/fd_cpu.c"]
-PATHS = ["avx2", "avx512"]
+
+
+class PathRun(NamedTuple):
+    """One path the harness runs: its row label, FASTDENSE_CPU_PATH, and FASTDENSE_CPU_VENDOR (the
+    vendor whose driver runs the path's tiles: same tiles, same bits; None: the CPU's own)."""
+    label: str
+    path: str
+    vendor: str | None = None
+
+
+# avx512 under both vendors' drivers (Intel's packs x, AMD's reads it in place), so that a machine
+# of either family shows which one its family should take (fd_gemm.c the_path, issue 15)
+PATHS = [PathRun("avx2", "avx2"), PathRun("avx512/intel", "avx512", "intel"),
+         PathRun("avx512/amd", "avx512", "amd")]
 SHAPES = ["288x1024x1024", "1024x1024x1024", "32x512x512", "256x784x512", "4096x512x512"]
 # the 784-512-512-10 MLP's three layers (`fastdense bench`) at batch 4096 (ops.dense on the whole
 # batch) and in the 512-sample blocks its compiled plan runs them in at that batch: --mlp
@@ -130,9 +144,11 @@ def peer_worker(lib_path: str, shapes: list[list[str]]) -> None:
                   f"{statistics.median(loops):.1f} {statistics.median(ratios):.3f}", flush=True)
 
 
-def run(exe: Path, path: str, *args: str) -> list[list[str]]:
-    done = subprocess.run([str(exe), *args], env=dict(os.environ, FASTDENSE_CPU_PATH=path), check=True,
-                          capture_output=True, text=True)
+def run(exe: Path, path: str, *args: str, vendor: str | None = None) -> list[list[str]]:
+    env = dict(os.environ, FASTDENSE_CPU_PATH=path)
+    if vendor:
+        env["FASTDENSE_CPU_VENDOR"] = vendor
+    done = subprocess.run([str(exe), *args], env=env, check=True, capture_output=True, text=True)
     return [line.split() for line in done.stdout.splitlines()]
 
 
@@ -164,39 +180,43 @@ def main() -> None:
         wall0, busy0, kids0 = time.perf_counter(), busy_cpu_seconds(), os.times()
         peaks = {row[1]: float(row[2]) for row in run(exe, "avx512", "peak")}
         print(f"CPU: {cpu_name()} ({platform.machine()}), compiler {args.cc}, one thread, thread CPU time")
+        own = run(exe, os.environ.get("FASTDENSE_CPU_PATH", "avx512"), "gemm", "6", "64", "64",
+                  vendor=os.environ.get("FASTDENSE_CPU_VENDOR"))
+        print(f"this CPU's own float32 path: {' '.join(own[0][1:-5]) if own and own[0][1] != 'none' else 'BLAS'}")
         for isa, gflops in peaks.items():
             print(f"FMA peak {isa:7s} {gflops:7.1f} GFLOP/s")
         best = max(peaks.values(), default=0.0)
         print("\nunpaired: the peak above against each GEMM's best round")
-        print(f"{'path':7s} {'kernel':13s} {'entry':6s} {'M x K x N':>16s} {'GFLOP/s':>8s} "
+        print(f"{'path':12s} {'kernel':13s} {'entry':6s} {'M x K x N':>16s} {'GFLOP/s':>8s} "
               f"{'% path peak':>11s} {'% best peak':>11s}  target {TARGET:.0%} of path peak")
-        for path in PATHS:
-            rows = run(exe, path, "gemm", *(v for shape in shapes for v in shape))
+        for p in PATHS:
+            rows = run(exe, p.path, "gemm", *(v for shape in shapes for v in shape), vendor=p.vendor)
             if rows and rows[0][:2] == ["gemm", "none"]:
-                print(f"{path:7s} not run: no packed GEMM on this CPU")
+                print(f"{p.label:12s} not run: no packed GEMM on this CPU")
                 continue
-            kernel = " ".join(rows[0][1:3]) if rows else "?"
-            if not kernel.startswith(path):
-                print(f"{path:7s} not run: this CPU lacks it (FASTDENSE_CPU_PATH={path} runs {kernel})")
+            # the driver's name (before the entry), less its reasons in parentheses
+            kernel = " ".join(rows[0][1:-5]).split(" (")[0] if rows else "?"
+            if not kernel.startswith(p.path):
+                print(f"{p.label:12s} not run: this CPU lacks it (FASTDENSE_CPU_PATH={p.path} runs {kernel})")
                 continue
             for row in rows:
                 entry, m, k, n, gflops = row[-5], row[-4], row[-3], row[-2], float(row[-1])
-                peak = peaks.get(path, 0.0)
+                peak = peaks.get(p.path, 0.0)
                 met = "met" if peak and gflops >= TARGET * peak else "missed"
-                print(f"{path:7s} {kernel:13s} {entry:6s} {m + 'x' + k + 'x' + n:>16s} {gflops:8.1f} "
+                print(f"{p.label:12s} {kernel:13s} {entry:6s} {m + 'x' + k + 'x' + n:>16s} {gflops:8.1f} "
                       f"{100 * gflops / peak if peak else 0:10.0f}% {100 * gflops / best if best else 0:10.0f}%  {met}")
         print("\npaired: the path's FMA loop right before each GEMM sample, medians of 21 pairs")
-        print(f"{'path':7s} {'entry':6s} {'M x K x N':>16s} {'GFLOP/s':>8s} {'loop':>7s} {'ratio':>6s}  "
+        print(f"{'path':12s} {'entry':6s} {'M x K x N':>16s} {'GFLOP/s':>8s} {'loop':>7s} {'ratio':>6s}  "
               f"target {TARGET:.0%}")
-        for path in PATHS:
-            rows = run(exe, path, "paired", *(v for shape in shapes for v in shape))
-            if not rows or rows[0][:2] == ["paired", "none"] or not rows[0][1].startswith(path):
+        for p in PATHS:
+            rows = run(exe, p.path, "paired", *(v for shape in shapes for v in shape), vendor=p.vendor)
+            if not rows or rows[0][:2] == ["paired", "none"] or not rows[0][1].startswith(p.path):
                 continue
             for row in rows:
                 entry, m, k, n = row[-7], row[-6], row[-5], row[-4]
                 gflops, loop, ratio = float(row[-3]), float(row[-2]), float(row[-1])
                 met = "met" if ratio >= TARGET else "missed"
-                print(f"{path:7s} {entry:6s} {m + 'x' + k + 'x' + n:>16s} {gflops:8.1f} {loop:7.1f} "
+                print(f"{p.label:12s} {entry:6s} {m + 'x' + k + 'x' + n:>16s} {gflops:8.1f} {loop:7.1f} "
                       f"{100 * ratio:5.0f}%  {met}")
         if not args.no_peers:
             print_peers(args.cc, Path(tmp), shapes)
